@@ -1,0 +1,20 @@
+//! lbdns: an authoritative DNS server that answers a site's load-balanced hostnames from
+//! DNS-only load-balancing tasks.
+//!
+//! The pieces, in the order a query meets them:
+//! - [`dns`]: the request handler (ECS, EDNS, response codes) over hickory-server;
+//! - [`snapshot`]: the immutable compiled state, zones with effective tasks layered on top;
+//! - [`select`]: the pure choice of origins by weight or region;
+//! - [`geoip`]: client locations from a MaxMind DB.
+//!
+//! And the ones that build the state: [`load`] reads a served directory, [`zone`] the zone
+//! files, [`site`] the site files; [`server`] binds sockets and reloads on SIGHUP.
+
+pub mod dns;
+pub mod geoip;
+pub mod load;
+pub mod select;
+pub mod server;
+pub mod site;
+pub mod snapshot;
+pub mod zone;

@@ -1,0 +1,587 @@
+//! Choosing origins for one query (SPEC §4), as a pure function.
+//!
+//! A group is compiled once at load ([`CompiledGroup::new`]) into candidate sets per
+//! record family, each indexed by region level. A query is then [`select`]: find the
+//! first region level with usable origins, draw `answers` distinct origins by weight, and
+//! report the ECS scope that the decision depended on. Nothing here knows DNS wire types,
+//! takes a lock or allocates.
+//!
+//! The fallback order, applied in passes until one yields an origin:
+//! 1. usable (up) origins with a positive weight, level by level;
+//! 2. usable origins of weight 0 (drained: a last resort);
+//! 3. every origin with a positive weight, up or not (fail open, reported);
+//! 4. every origin (a group whose weights are all 0).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use rand::{Rng, RngExt};
+
+use crate::geoip::{Continent, Country, GeoIp};
+use crate::site::{MAX_ANSWERS, OriginGroup, Policy, Target};
+
+/// Which origins a query can use: A draws from IPv4, AAAA from IPv6 origins, and a
+/// domain-name group answers CNAME whatever the type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+    Name,
+}
+
+/// The client a query is answered for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// The ECS address when the query had one, else the source address.
+    pub addr: IpAddr,
+    /// How many leading bits of `addr` are known: the ECS source prefix, or the full length.
+    pub source_prefix: u8,
+}
+
+/// Origins of one family, indexed by region level.
+#[derive(Debug, Default)]
+struct Candidates {
+    all: Vec<u16>,
+    /// Origins without region keys.
+    default: Vec<u16>,
+    /// Subnet rules, most specific first, each with the origins that list it.
+    subnets: Vec<(IpNet, Vec<u16>)>,
+    /// Sorted by country for binary search.
+    countries: Vec<(Country, Vec<u16>)>,
+    continents: Vec<(Continent, Vec<u16>)>,
+}
+
+impl Candidates {
+    fn uses_geoip(&self) -> bool {
+        !(self.countries.is_empty() && self.continents.is_empty())
+    }
+}
+
+/// An origin group compiled for selection.
+#[derive(Debug)]
+pub struct CompiledGroup {
+    policy: Policy,
+    weights: Vec<u32>,
+    v4: Candidates,
+    v6: Candidates,
+    names: Candidates,
+}
+
+impl CompiledGroup {
+    /// Compiles a checked group. Origins keep their index in `group.origins`.
+    pub fn new(group: &OriginGroup) -> Self {
+        let mut compiled = Self {
+            policy: group.policy,
+            weights: group.origins.iter().map(|o| o.weight).collect(),
+            v4: Candidates::default(),
+            v6: Candidates::default(),
+            names: Candidates::default(),
+        };
+        for (index, origin) in group.origins.iter().enumerate() {
+            let index = u16::try_from(index).unwrap_or(u16::MAX);
+            let candidates = match &origin.target {
+                Target::Ip(IpAddr::V4(_)) => &mut compiled.v4,
+                Target::Ip(IpAddr::V6(_)) => &mut compiled.v6,
+                Target::Name(_) => &mut compiled.names,
+                Target::WithPort(_) => continue,
+            };
+            candidates.all.push(index);
+            if group.policy == Policy::Weight || origin.is_default() {
+                candidates.default.push(index);
+                continue;
+            }
+            for net in &origin.subnets {
+                match candidates.subnets.iter_mut().find(|(n, _)| n == net) {
+                    Some((_, members)) => members.push(index),
+                    None => candidates.subnets.push((*net, vec![index])),
+                }
+            }
+            for country in &origin.countries {
+                match candidates.countries.iter_mut().find(|(c, _)| c == country) {
+                    Some((_, members)) => members.push(index),
+                    None => candidates.countries.push((*country, vec![index])),
+                }
+            }
+            for continent in &origin.continents {
+                match candidates
+                    .continents
+                    .iter_mut()
+                    .find(|(c, _)| c == continent)
+                {
+                    Some((_, members)) => members.push(index),
+                    None => candidates.continents.push((*continent, vec![index])),
+                }
+            }
+        }
+        for candidates in [&mut compiled.v4, &mut compiled.v6, &mut compiled.names] {
+            candidates
+                .subnets
+                .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+            candidates.countries.sort_by_key(|(c, _)| *c);
+        }
+        compiled
+    }
+
+    /// True when the group has origins that can answer `family`.
+    pub fn serves(&self, family: Family) -> bool {
+        !self.candidates(family).all.is_empty()
+    }
+
+    fn candidates(&self, family: Family) -> &Candidates {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+            Family::Name => &self.names,
+        }
+    }
+}
+
+/// The outcome of one selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selection {
+    picked: [u16; MAX_ANSWERS as usize],
+    len: usize,
+    /// ECS scope prefix length: how much of the client address decided the answer.
+    pub scope: u8,
+    /// True when no usable origin was left and the answer ignores health (fail open).
+    pub failed_open: bool,
+}
+
+impl Selection {
+    /// Indices into the group's origins, in draw order.
+    pub fn origins(&self) -> &[u16] {
+        &self.picked[..self.len]
+    }
+}
+
+/// Picks up to `answers` distinct origins of `family` for `client`.
+///
+/// # Arguments
+///
+/// * `geoip` - the database for country and continent levels; without one those levels
+///   never match.
+/// * `is_up` - health of an origin by index; origins never checked count as up.
+/// * `rng` - the randomness for weighted draws, injected so tests are repeatable.
+pub fn select<R: Rng + ?Sized>(
+    group: &CompiledGroup,
+    family: Family,
+    client: &Client,
+    geoip: Option<&GeoIp>,
+    is_up: impl Fn(u16) -> bool,
+    answers: u32,
+    rng: &mut R,
+) -> Selection {
+    let candidates = group.candidates(family);
+    let mut selection = Selection {
+        picked: [0; MAX_ANSWERS as usize],
+        len: 0,
+        scope: 0,
+        failed_open: false,
+    };
+    let mut levels = match group.policy {
+        Policy::Weight => Levels::weighted(candidates),
+        Policy::Region => Levels::region(candidates, client),
+    };
+    let want = answers.clamp(1, MAX_ANSWERS) as usize;
+    let passes: [(bool, bool); 4] = [(true, false), (true, true), (false, false), (false, true)];
+    'passes: for (need_up, allow_drained) in passes {
+        let eligible =
+            |i: u16| (!need_up || is_up(i)) && (allow_drained || group.weights[usize::from(i)] > 0);
+        for level in 0..LEVELS {
+            let members = levels.get(level, candidates, client, geoip);
+            if !members.iter().any(|&i| eligible(i)) {
+                continue;
+            }
+            selection.failed_open = !need_up;
+            while selection.len < want {
+                let fresh = |i: u16| eligible(i) && !selection.origins().contains(&i);
+                let Some(i) = draw(members, &group.weights, fresh, rng) else {
+                    break;
+                };
+                selection.picked[selection.len] = i;
+                selection.len += 1;
+            }
+            break 'passes;
+        }
+    }
+    selection.scope = levels.scope.min(client.source_prefix);
+    selection
+}
+
+/// One weighted draw among the members that pass `eligible`; uniform when their
+/// weights are all 0. The draw is unbiased (`random_range` rejects, it does not take a modulo).
+fn draw<R: Rng + ?Sized>(
+    members: &[u16],
+    weights: &[u32],
+    eligible: impl Fn(u16) -> bool,
+    rng: &mut R,
+) -> Option<u16> {
+    let (mut total, mut count) = (0u64, 0u64);
+    for &i in members.iter().filter(|&&i| eligible(i)) {
+        total += u64::from(weights[usize::from(i)]);
+        count += 1;
+    }
+    if count == 0 {
+        return None;
+    }
+    let uniform = total == 0;
+    let mut ticket = rng.random_range(0..if uniform { count } else { total });
+    for &i in members.iter().filter(|&&i| eligible(i)) {
+        let weight = if uniform {
+            1
+        } else {
+            u64::from(weights[usize::from(i)])
+        };
+        if ticket < weight {
+            return Some(i);
+        }
+        ticket -= weight;
+    }
+    None
+}
+
+/// The country and continent levels of a client.
+type GeoLevels<'a> = (Option<&'a [u16]>, Option<&'a [u16]>);
+
+/// Region levels: subnet, country, continent, default, all.
+const LEVELS: usize = 5;
+
+/// The levels of one query, with the GeoIP lookup done only when a level needs it, and
+/// the prefix length the levels consulted so far depend on: the smallest network around
+/// the client inside which every address would see the same levels.
+struct Levels<'a> {
+    weighted: bool,
+    subnet: Option<&'a [u16]>,
+    /// Country and continent levels, once looked up.
+    geo: Option<GeoLevels<'a>>,
+    scope: u8,
+}
+
+impl<'a> Levels<'a> {
+    fn weighted(candidates: &'a Candidates) -> Self {
+        Self {
+            weighted: true,
+            subnet: Some(&candidates.all),
+            geo: Some((None, None)),
+            scope: 0,
+        }
+    }
+
+    fn region(candidates: &'a Candidates, client: &Client) -> Self {
+        let mut levels = Self {
+            weighted: false,
+            subnet: None,
+            geo: None,
+            scope: 0,
+        };
+        for (net, members) in &candidates.subnets {
+            if net.contains(&client.addr) {
+                if levels.subnet.is_none() {
+                    levels.subnet = Some(members);
+                    levels.scope = levels.scope.max(net.prefix_len());
+                }
+            } else if let Some(common) = common_prefix_len(client.addr, net.network()) {
+                // A client block wider than `common` bits would overlap this rule's
+                // network, where the answer differs.
+                levels.scope = levels.scope.max((common + 1).min(net.prefix_len()));
+            }
+        }
+        levels
+    }
+
+    fn get(
+        &mut self,
+        level: usize,
+        candidates: &'a Candidates,
+        client: &Client,
+        geoip: Option<&GeoIp>,
+    ) -> &'a [u16] {
+        let found = match level {
+            0 => self.subnet,
+            1 | 2 => {
+                let (country, continent) = self.geo(candidates, client, geoip);
+                if level == 1 { country } else { continent }
+            }
+            3 if !self.weighted => Some(&candidates.default[..]),
+            4 if !self.weighted => Some(&candidates.all[..]),
+            _ => None,
+        };
+        found.unwrap_or(&[])
+    }
+
+    fn geo(
+        &mut self,
+        candidates: &'a Candidates,
+        client: &Client,
+        geoip: Option<&GeoIp>,
+    ) -> GeoLevels<'a> {
+        if let Some(geo) = self.geo {
+            return geo;
+        }
+        let mut geo = (None, None);
+        if candidates.uses_geoip()
+            && let Some(geoip) = geoip
+        {
+            let location = geoip.locate(client.addr);
+            self.scope = self.scope.max(location.prefix_len);
+            if let Some(country) = location.country
+                && let Ok(i) = candidates
+                    .countries
+                    .binary_search_by_key(&country, |(c, _)| *c)
+            {
+                geo.0 = Some(&candidates.countries[i].1[..]);
+            }
+            if let Some(continent) = location.continent {
+                geo.1 = candidates
+                    .continents
+                    .iter()
+                    .find(|(c, _)| *c == continent)
+                    .map(|(_, members)| &members[..]);
+            }
+        }
+        self.geo = Some(geo);
+        geo
+    }
+}
+
+/// Leading bits two addresses of the same family share; `None` across families.
+fn common_prefix_len(a: IpAddr, b: IpAddr) -> Option<u8> {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => Some((u32::from(a) ^ u32::from(b)).leading_zeros() as u8),
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            Some((u128::from(a) ^ u128::from(b)).leading_zeros() as u8)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::{Origin, spec::Policy};
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+    use std::path::Path;
+
+    fn origin(addr: &str, weight: u32) -> Origin {
+        Origin {
+            target: Target::Ip(addr.parse().unwrap()),
+            weight,
+            countries: vec![],
+            continents: vec![],
+            subnets: vec![],
+        }
+    }
+
+    fn group(policy: Policy, origins: Vec<Origin>) -> CompiledGroup {
+        CompiledGroup::new(&OriginGroup {
+            name: "g".into(),
+            policy,
+            origins,
+        })
+    }
+
+    fn client(addr: &str) -> Client {
+        let addr: IpAddr = addr.parse().unwrap();
+        Client {
+            addr,
+            source_prefix: if addr.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
+    fn counts(g: &CompiledGroup, is_up: impl Fn(u16) -> bool + Copy, n: usize) -> Vec<usize> {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut counts = vec![0; 4];
+        for _ in 0..n {
+            let s = select(
+                g,
+                Family::V4,
+                &client("192.0.2.1"),
+                None,
+                is_up,
+                1,
+                &mut rng,
+            );
+            counts[usize::from(s.origins()[0])] += 1;
+        }
+        counts
+    }
+
+    /// Pearson's chi-square statistic of observed counts against weights.
+    fn chi_square(observed: &[usize], weights: &[u32]) -> f64 {
+        let n: usize = observed.iter().sum();
+        let total: u32 = weights.iter().sum();
+        observed
+            .iter()
+            .zip(weights)
+            .filter(|(_, w)| **w > 0)
+            .map(|(&o, &w)| {
+                let expected = n as f64 * f64::from(w) / f64::from(total);
+                (o as f64 - expected).powi(2) / expected
+            })
+            .sum()
+    }
+
+    #[test]
+    fn weighted_shares_match_weights() {
+        let g = group(
+            Policy::Weight,
+            vec![
+                origin("192.0.2.1", 1),
+                origin("192.0.2.2", 2),
+                origin("192.0.2.3", 3),
+            ],
+        );
+        let c = counts(&g, |_| true, 6000);
+        // 2 degrees of freedom: P(chi2 > 13.8) = 0.001.
+        assert!(chi_square(&c[..3], &[1, 2, 3]) < 13.8, "{c:?}");
+    }
+
+    #[test]
+    fn drained_and_down_origins() {
+        let g = group(
+            Policy::Weight,
+            vec![origin("192.0.2.1", 0), origin("192.0.2.2", 5)],
+        );
+        assert_eq!(counts(&g, |_| true, 200)[..2], [0, 200]);
+        // The only positive origin is down: the drained one is the last resort.
+        assert_eq!(counts(&g, |i| i != 1, 200)[..2], [200, 0]);
+        // Everything down: fail open to the positive weights, and say so.
+        assert_eq!(counts(&g, |_| false, 200)[..2], [0, 200]);
+        let mut rng = SmallRng::seed_from_u64(1);
+        let s = select(
+            &g,
+            Family::V4,
+            &client("192.0.2.9"),
+            None,
+            |_| false,
+            1,
+            &mut rng,
+        );
+        assert!(s.failed_open);
+        let s = select(
+            &g,
+            Family::V4,
+            &client("192.0.2.9"),
+            None,
+            |_| true,
+            1,
+            &mut rng,
+        );
+        assert!(!s.failed_open);
+    }
+
+    #[test]
+    fn distinct_answers_and_families() {
+        let g = group(
+            Policy::Weight,
+            vec![
+                origin("192.0.2.1", 1),
+                origin("2001:db8::1", 1),
+                origin("192.0.2.2", 100),
+            ],
+        );
+        let mut rng = SmallRng::seed_from_u64(3);
+        for _ in 0..50 {
+            let s = select(
+                &g,
+                Family::V4,
+                &client("192.0.2.9"),
+                None,
+                |_| true,
+                5,
+                &mut rng,
+            );
+            let mut picked = s.origins().to_vec();
+            picked.sort();
+            assert_eq!(picked, [0, 2]);
+            let s = select(
+                &g,
+                Family::V6,
+                &client("192.0.2.9"),
+                None,
+                |_| true,
+                5,
+                &mut rng,
+            );
+            assert_eq!(s.origins(), [1]);
+            assert_eq!(s.scope, 0);
+        }
+        assert!(!g.serves(Family::Name));
+    }
+
+    fn region_group() -> CompiledGroup {
+        let mut cn = origin("198.51.100.1", 1);
+        cn.countries = vec![Country::parse("CN").unwrap()];
+        let mut eu = origin("198.51.100.2", 1);
+        eu.continents = vec![Continent::Europe];
+        let mut net = origin("198.51.100.3", 1);
+        net.subnets = vec![
+            "81.2.69.0/24".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+        let dflt = origin("198.51.100.9", 1);
+        group(Policy::Region, vec![cn, eu, net, dflt])
+    }
+
+    fn geoip() -> GeoIp {
+        GeoIp::open(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/GeoIP2-Country-Test.mmdb"),
+        )
+        .unwrap()
+    }
+
+    fn pick(g: &CompiledGroup, c: Client, db: &GeoIp) -> (u16, u8) {
+        let mut rng = SmallRng::seed_from_u64(9);
+        let s = select(g, Family::V4, &c, Some(db), |_| true, 1, &mut rng);
+        (s.origins()[0], s.scope)
+    }
+
+    #[test]
+    fn region_levels_in_order() {
+        let g = region_group();
+        let db = geoip();
+        // 81.2.69.160 is GB/EU, but the subnet rule is more specific than the country.
+        assert_eq!(pick(&g, client("81.2.69.160"), &db), (2, 24));
+        let cn = pick(&g, client("175.16.199.1"), &db);
+        assert_eq!(cn.0, 0);
+        let us = pick(&g, client("216.160.83.56"), &db);
+        assert_eq!(us.0, 3, "US falls to the default origin");
+        // Not in the database at all: default, scope from the database's empty network.
+        let none = pick(&g, client("10.1.2.3"), &db);
+        assert_eq!(none.0, 3);
+    }
+
+    #[test]
+    fn scope_never_exceeds_source_prefix_and_avoids_rule_overlap() {
+        let g = region_group();
+        let db = geoip();
+        let c = Client {
+            addr: "81.2.69.0".parse().unwrap(),
+            source_prefix: 20,
+        };
+        let (_, scope) = pick(&g, c, &db);
+        assert!(scope <= 20);
+        // A client near the subnet rule but outside it must not get a scope that covers it.
+        let (i, scope) = pick(&g, client("81.2.68.1"), &db);
+        assert_ne!(i, 2);
+        assert!(scope >= 24, "scope {scope} would cover 81.2.69.0/24");
+    }
+
+    #[test]
+    fn region_falls_back_to_all_without_default() {
+        let mut cn = origin("198.51.100.1", 1);
+        cn.countries = vec![Country::parse("CN").unwrap()];
+        let g = group(Policy::Region, vec![cn]);
+        let db = geoip();
+        assert_eq!(pick(&g, client("216.160.83.56"), &db).0, 0);
+    }
+
+    #[test]
+    fn common_prefix() {
+        let a: IpAddr = "10.0.0.0".parse().unwrap();
+        assert_eq!(common_prefix_len(a, "10.0.0.0".parse().unwrap()), Some(32));
+        assert_eq!(common_prefix_len(a, "10.128.0.0".parse().unwrap()), Some(8));
+        assert_eq!(common_prefix_len(a, "::1".parse().unwrap()), None);
+    }
+}

@@ -1,0 +1,814 @@
+//! Sites: a zone's origin groups and load-balancing tasks (SPEC §3).
+//!
+//! [`spec`] is the file as written; [`validate`] turns it into the checked model here,
+//! enforcing every rule of SPEC §3 and reporting each broken rule with the line it is on
+//! (files) and the field it concerns (files and API alike).
+
+pub mod spec;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+
+use crate::geoip::{Continent, Country, continent_of};
+use spec::{GroupSpec, OriginSpec, SiteSpec, TaskSpec};
+pub use spec::{Mode, Policy};
+
+/// Most records one answer may carry: a weighted draw without replacement stays a short
+/// loop over a stack array, and more addresses than this do not fit a 512-byte reply.
+pub const MAX_ANSWERS: u32 = 16;
+/// Largest origin weight.
+pub const MAX_WEIGHT: u32 = 100;
+/// Allowed task TTLs, in seconds.
+pub const TTL_RANGE: std::ops::RangeInclusive<u32> = 1..=86400;
+
+/// A checked site.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// The zone origin, fully qualified and lower case.
+    pub origin: Name,
+    pub groups: Vec<OriginGroup>,
+    pub tasks: Vec<Task>,
+}
+
+impl Site {
+    /// The group called `name`.
+    pub fn group(&self, name: &str) -> Option<&OriginGroup> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
+/// A checked origin group. It may be unusable for DNS-only as long as no task uses it.
+#[derive(Clone, Debug)]
+pub struct OriginGroup {
+    pub name: String,
+    pub policy: Policy,
+    pub origins: Vec<Origin>,
+}
+
+impl OriginGroup {
+    /// Why a DNS-only task cannot use this group; empty when it can.
+    pub fn dns_only_problems(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.origins.is_empty() {
+            reasons.push("the group has no origins".to_owned());
+        }
+        for origin in &self.origins {
+            if let Target::WithPort(text) = &origin.target {
+                reasons.push(format!("origin {text} has a port"));
+            }
+        }
+        let has_ip = self.origins.iter().any(|o| o.target.ip().is_some());
+        let has_name = self.origins.iter().any(|o| o.target.name().is_some());
+        if has_ip && has_name {
+            reasons.push("the group mixes IP and domain-name origins".to_owned());
+        }
+        reasons
+    }
+
+    /// True when the group's origins are domain names, answered as CNAME.
+    pub fn is_cname(&self) -> bool {
+        self.origins.iter().any(|o| o.target.name().is_some())
+    }
+}
+
+/// One checked origin.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub target: Target,
+    pub weight: u32,
+    pub countries: Vec<Country>,
+    pub continents: Vec<Continent>,
+    pub subnets: Vec<IpNet>,
+}
+
+impl Origin {
+    /// True when the origin names no region: one of the region policy's default origins.
+    pub fn is_default(&self) -> bool {
+        self.countries.is_empty() && self.continents.is_empty() && self.subnets.is_empty()
+    }
+}
+
+/// What an origin points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Ip(IpAddr),
+    /// A domain name, fully qualified and lower case.
+    Name(Name),
+    /// `host:port`, kept so the group can be listed, but never answered.
+    WithPort(String),
+}
+
+impl Target {
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Ip(ip) => Some(*ip),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> Option<&Name> {
+        match self {
+            Self::Name(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Name(name) => name.fmt(f),
+            Self::WithPort(text) => f.write_str(text),
+        }
+    }
+}
+
+/// A checked DNS-only task.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub id: String,
+    /// The answered name, fully qualified and lower case; may start with `*`.
+    pub hostname: Name,
+    pub origin_group: String,
+    pub ttl: u32,
+    pub answers: u32,
+    pub enabled: bool,
+    /// Line of the task in its site file, for later errors (e.g. below a zone cut).
+    pub line: Option<u64>,
+}
+
+/// One broken rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Line in the site file, when the site came from a file.
+    pub line: Option<u64>,
+    /// The field concerned, e.g. `tasks[0].ttl` or `origin_groups.web.origins[1].address`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Errors loading a site file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SiteError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| match p.line {
+            Some(line) => format!("{}:{line}: {p}", path.display()),
+            None => format!("{}: {p}", path.display()),
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// Reads and checks the site file at `path` for the zone `origin`.
+pub fn load(path: &Path, origin: &Name) -> Result<Site, SiteError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SiteError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let spec = parse(&text).map_err(|(line, message)| SiteError::Syntax {
+        path: path.to_owned(),
+        line,
+        message,
+    })?;
+    validate(origin, &spec).map_err(|problems| SiteError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// Parses site YAML; an error is `(line, message)`.
+pub fn parse(text: &str) -> Result<SiteSpec, (u64, String)> {
+    if text.trim().is_empty() {
+        return Ok(SiteSpec::default());
+    }
+    serde_saphyr::from_str::<SiteSpec>(text).map_err(|e| {
+        let line = e.location().map(|l| l.line()).unwrap_or(0);
+        let message = e.without_snippet().to_string();
+        // The plain message ends with " at line N column M"; the caller prints the line.
+        let message = match message.rfind(" at line ") {
+            Some(at) => message[..at].to_owned(),
+            None => message,
+        };
+        (line, message)
+    })
+}
+
+fn line_of<T>(spanned: &serde_saphyr::Spanned<T>) -> Option<u64> {
+    Some(spanned.referenced.line()).filter(|&l| l > 0)
+}
+
+/// Checks a site spec against every rule of SPEC §3.
+pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut groups = Vec::new();
+    for (name, group) in &spec.origin_groups {
+        let field = format!("origin_groups.{name}");
+        if let Some(g) = validate_group(name, &group.value, line_of(group), &field, &mut problems) {
+            groups.push(g);
+        }
+    }
+    let site_groups = Site {
+        origin: origin.to_lowercase(),
+        groups,
+        tasks: Vec::new(),
+    };
+    let mut tasks: Vec<Task> = Vec::new();
+    for (i, task) in spec.tasks.iter().enumerate() {
+        let field = format!("tasks[{i}]");
+        if let Some(t) = validate_task(
+            &site_groups,
+            &task.value,
+            line_of(task),
+            &field,
+            &mut problems,
+        ) {
+            if let Some(other) = tasks.iter().find(|o| o.hostname == t.hostname) {
+                problems.push(Problem {
+                    line: t.line,
+                    field: format!("{field}.hostname"),
+                    message: format!(
+                        "hostname {} is already used by task {}; a hostname is used by at most one task",
+                        t.hostname, other.id
+                    ),
+                });
+            } else if let Some(other) = tasks.iter().find(|o| o.id == t.id) {
+                problems.push(Problem {
+                    line: t.line,
+                    field: format!("{field}.id"),
+                    message: format!(
+                        "id {:?} is already used by the task for {}; task ids are unique in a site",
+                        t.id, other.hostname
+                    ),
+                });
+            } else {
+                tasks.push(t);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(Site {
+            tasks,
+            ..site_groups
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn validate_group(
+    name: &str,
+    spec: &GroupSpec,
+    line: Option<u64>,
+    field: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<OriginGroup> {
+    let before = problems.len();
+    if !is_identifier(name) {
+        problems.push(Problem {
+            line,
+            field: field.to_owned(),
+            message: format!("group name {name:?} must be 1-64 letters, digits, '-', '_' or '.'"),
+        });
+    }
+    let mut origins: Vec<Origin> = Vec::new();
+    for (i, origin) in spec.origins.iter().enumerate() {
+        let line = line_of(origin).or(line);
+        let field = format!("{field}.origins[{i}]");
+        if let Some(o) = validate_origin(spec.policy, &origin.value, line, &field, problems) {
+            if origins.iter().any(|other| other.target == o.target) {
+                problems.push(Problem {
+                    line,
+                    field: format!("{field}.address"),
+                    message: format!("origin {} is listed twice in the group", o.target),
+                });
+            } else {
+                origins.push(o);
+            }
+        }
+    }
+    (problems.len() == before).then(|| OriginGroup {
+        name: name.to_owned(),
+        policy: spec.policy,
+        origins,
+    })
+}
+
+fn validate_origin(
+    policy: Policy,
+    spec: &OriginSpec,
+    line: Option<u64>,
+    field: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Origin> {
+    let before = problems.len();
+    let mut problem = |key: &str, message: String| {
+        problems.push(Problem {
+            line,
+            field: format!("{field}.{key}"),
+            message,
+        })
+    };
+    let target = parse_target(&spec.address)
+        .map_err(|m| problem("address", m))
+        .ok();
+    if spec.weight > MAX_WEIGHT {
+        problem(
+            "weight",
+            format!("weight {} is out of range 0..{MAX_WEIGHT}", spec.weight),
+        );
+    }
+    let mut countries = Vec::new();
+    for code in &spec.countries {
+        match Country::parse(code).filter(|c| continent_of(*c).is_some()) {
+            Some(c) => countries.push(c),
+            None => problem(
+                "countries",
+                format!(
+                    "{code:?} is not an ISO 3166-1 alpha-2 country code{}",
+                    hint(code)
+                ),
+            ),
+        }
+    }
+    let mut continents = Vec::new();
+    for code in &spec.continents {
+        match Continent::parse(code) {
+            Some(c) => continents.push(c),
+            None => problem(
+                "continents",
+                format!(
+                    "{code:?} is not a continent code (one of {})",
+                    Continent::CODES
+                ),
+            ),
+        }
+    }
+    let mut subnets = Vec::new();
+    for text in &spec.subnets {
+        match text.parse::<IpNet>() {
+            Ok(net) if net.trunc() == net => subnets.push(net),
+            Ok(net) => problem(
+                "subnets",
+                format!("{text} has host bits set; did you mean {}?", net.trunc()),
+            ),
+            Err(_) => problem(
+                "subnets",
+                format!("{text:?} is not a network in CIDR form (e.g. 203.0.113.0/24)"),
+            ),
+        }
+    }
+    let has_region = !(countries.is_empty() && continents.is_empty() && subnets.is_empty());
+    if policy == Policy::Weight && has_region {
+        problem(
+            "policy",
+            "countries, continents and subnets need the group's policy to be region".to_owned(),
+        );
+    }
+    let target = target?;
+    (problems.len() == before).then_some(Origin {
+        target,
+        weight: spec.weight,
+        countries,
+        continents,
+        subnets,
+    })
+}
+
+/// A friendlier message for the codes people get wrong most.
+fn hint(code: &str) -> &'static str {
+    match code.to_ascii_uppercase().as_str() {
+        "UK" => " (did you mean GB?)",
+        "EU" | "AS" | "AF" | "NA" | "SA" | "OC" | "AN" => {
+            " (continents go in `continents:`; AS, NA and SA are also countries)"
+        }
+        _ => "",
+    }
+}
+
+fn parse_target(text: &str) -> Result<Target, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(Target::Ip(ip));
+    }
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(Target::WithPort(text.to_owned()));
+    }
+    if let Some((host, port)) = text.rsplit_once(':')
+        && port.parse::<u16>().is_ok()
+        && parse_domain(host).is_ok()
+    {
+        return Ok(Target::WithPort(text.to_owned()));
+    }
+    match parse_domain(text) {
+        Ok(name) if !name.is_root() && !looks_numeric(text) => Ok(Target::Name(name)),
+        _ => Err(format!(
+            "{text:?} is neither an IPv4 or IPv6 address nor a domain name"
+        )),
+    }
+}
+
+/// `192.0.2.300` parses as a domain name; nobody means that.
+fn looks_numeric(text: &str) -> bool {
+    text.trim_end_matches('.')
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '.')
+}
+
+fn parse_domain(text: &str) -> Result<Name, String> {
+    if text.is_empty() || text.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        return Err(format!("{text:?} is not a domain name"));
+    }
+    let mut name =
+        Name::from_ascii(text).map_err(|e| format!("{text:?} is not a domain name: {e}"))?;
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
+}
+
+fn validate_task(
+    site: &Site,
+    spec: &TaskSpec,
+    line: Option<u64>,
+    field: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Task> {
+    let before = problems.len();
+    let mut problem = |key: &str, message: String| {
+        problems.push(Problem {
+            line,
+            field: format!("{field}.{key}"),
+            message,
+        })
+    };
+    if spec.mode != Mode::DnsOnly {
+        let mode = match spec.mode {
+            Mode::Proxy => "proxy",
+            _ => "secure_proxy",
+        };
+        problem(
+            "mode",
+            format!(
+                "mode {mode} needs an edge proxy, which lbdns does not run; use mode: dns_only"
+            ),
+        );
+    }
+    let hostname = match parse_domain(&spec.hostname) {
+        Err(m) => {
+            problem("hostname", m);
+            None
+        }
+        Ok(name) if !site.origin.zone_of(&name) => {
+            problem(
+                "hostname",
+                format!("{name} is not inside the site {}", site.origin),
+            );
+            None
+        }
+        Ok(name) if !wildcard_ok(&name) => {
+            problem(
+                "hostname",
+                format!(
+                    "{name}: '*' may only be the whole leftmost label (e.g. *.shop.example.com)"
+                ),
+            );
+            None
+        }
+        Ok(name) => Some(name),
+    };
+    let group = site.group(&spec.origin_group);
+    match group {
+        None => {
+            let known: Vec<&str> = site.groups.iter().map(|g| g.name.as_str()).collect();
+            problem(
+                "origin_group",
+                format!(
+                    "no origin group named {:?} in this site (groups: {})",
+                    spec.origin_group,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        Some(group) => {
+            let reasons = group.dns_only_problems();
+            if !reasons.is_empty() {
+                problem(
+                    "origin_group",
+                    format!(
+                        "origin group {} cannot be used by a DNS-only task: {}",
+                        group.name,
+                        reasons.join("; ")
+                    ),
+                );
+            }
+            if group.is_cname() {
+                if hostname.as_ref().is_some_and(|h| *h == site.origin) {
+                    problem(
+                        "hostname",
+                        format!(
+                            "origin group {} answers CNAME, which cannot sit at the zone apex {}",
+                            group.name, site.origin
+                        ),
+                    );
+                }
+                if spec.answers != 1 {
+                    problem(
+                        "answers",
+                        format!(
+                            "origin group {} answers CNAME, and a CNAME answer holds exactly one record; set answers: 1",
+                            group.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if !TTL_RANGE.contains(&spec.ttl) {
+        problem(
+            "ttl",
+            format!(
+                "ttl {} is out of range {}..{}",
+                spec.ttl,
+                TTL_RANGE.start(),
+                TTL_RANGE.end()
+            ),
+        );
+    }
+    if !(1..=MAX_ANSWERS).contains(&spec.answers) {
+        problem(
+            "answers",
+            format!("answers {} is out of range 1..{MAX_ANSWERS}", spec.answers),
+        );
+    }
+    let id = match (&spec.id, &hostname) {
+        (Some(id), _) if !is_identifier(id) => {
+            problem(
+                "id",
+                format!("id {id:?} must be 1-64 letters, digits, '-', '_' or '.'"),
+            );
+            None
+        }
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(hostname)) => Some(default_task_id(hostname)),
+        (None, None) => None,
+    };
+    if problems.len() != before {
+        return None;
+    }
+    Some(Task {
+        id: id?,
+        hostname: hostname?,
+        origin_group: spec.origin_group.clone(),
+        ttl: spec.ttl,
+        answers: spec.answers,
+        enabled: spec.enabled,
+        line,
+    })
+}
+
+/// The id a task without one gets: its hostname without the trailing dot, `*` spelled
+/// `_wildcard` so the id stays a safe path segment for the API.
+pub fn default_task_id(hostname: &Name) -> String {
+    let text = hostname.to_string();
+    let text = text.trim_end_matches('.');
+    text.replace('*', "_wildcard")
+}
+
+fn wildcard_ok(name: &Name) -> bool {
+    name.iter()
+        .enumerate()
+        .all(|(i, label)| !label.contains(&b'*') || (i == 0 && label == b"*"))
+}
+
+fn is_identifier(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && text != "."
+        && text != ".."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Name {
+        Name::from_ascii("example.com.").unwrap()
+    }
+
+    fn check(yaml: &str) -> Result<Site, Vec<Problem>> {
+        let spec = parse(yaml).map_err(|(line, message)| {
+            vec![Problem {
+                line: Some(line),
+                field: "<syntax>".into(),
+                message,
+            }]
+        })?;
+        validate(&origin(), &spec)
+    }
+
+    fn first_problem(yaml: &str) -> Problem {
+        check(yaml).expect_err("should be invalid").remove(0)
+    }
+
+    #[test]
+    fn accepts_the_spec_example() {
+        let site = check(include_str!("../../zones/example.com.lb.yaml")).unwrap();
+        assert!(site.tasks.len() >= 5);
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let site = check(
+            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\ntasks:\n  - hostname: www.example.com\n    origin_group: web\n",
+        )
+        .unwrap();
+        let task = &site.tasks[0];
+        assert_eq!((task.ttl, task.answers, task.enabled), (60, 1, true));
+        assert_eq!(task.id, "www.example.com");
+        assert_eq!(site.groups[0].origins[0].weight, 1);
+        assert_eq!(site.groups[0].policy, Policy::Weight);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_with_line() {
+        let p = first_problem("origin_groups:\n  web:\n    polcy: weight\n    origins: []\n");
+        assert_eq!(p.line, Some(3));
+        assert!(p.message.contains("polcy"), "{p:?}");
+    }
+
+    #[test]
+    fn rejects_proxy_mode() {
+        let p = first_problem(
+            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\ntasks:\n  - hostname: www.example.com\n    mode: proxy\n    origin_group: web\n",
+        );
+        assert_eq!(p.line, Some(6));
+        assert_eq!(p.field, "tasks[0].mode");
+        assert!(p.message.contains("edge proxy"), "{p:?}");
+    }
+
+    #[test]
+    fn group_with_port_is_kept_but_unusable() {
+        let site = check("origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1:8080\n")
+            .unwrap();
+        assert_eq!(
+            site.groups[0].dns_only_problems(),
+            vec!["origin 192.0.2.1:8080 has a port".to_owned()]
+        );
+        let p = first_problem(
+            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1:8080\ntasks:\n  - hostname: www.example.com\n    origin_group: web\n",
+        );
+        assert!(p.message.contains("has a port"), "{p:?}");
+    }
+
+    #[test]
+    fn mixed_group_is_unusable() {
+        let p = first_problem(
+            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\n      - address: cdn.example.net\ntasks:\n  - hostname: www.example.com\n    origin_group: web\n",
+        );
+        assert!(p.message.contains("mixes IP and domain-name"), "{p:?}");
+    }
+
+    #[test]
+    fn cname_task_at_apex_is_rejected() {
+        let p = first_problem(
+            "origin_groups:\n  cdn:\n    origins:\n      - address: a.cdn.example.net\ntasks:\n  - hostname: example.com\n    origin_group: cdn\n",
+        );
+        assert!(p.message.contains("apex"), "{p:?}");
+    }
+
+    #[test]
+    fn ranges_are_enforced() {
+        let p = first_problem(
+            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\n        weight: 101\n",
+        );
+        assert_eq!(
+            (p.line, p.field.as_str()),
+            (Some(4), "origin_groups.web.origins[0].weight")
+        );
+        for (key, value) in [
+            ("ttl", "0"),
+            ("ttl", "86401"),
+            ("answers", "0"),
+            ("answers", "17"),
+        ] {
+            let p = first_problem(&format!(
+                "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\ntasks:\n  - hostname: www.example.com\n    origin_group: web\n    {key}: {value}\n"
+            ));
+            assert_eq!(p.field, format!("tasks[0].{key}"));
+            assert!(p.message.contains("out of range"), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn hostname_rules() {
+        let base = "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\ntasks:\n";
+        let p = first_problem(&format!(
+            "{base}  - hostname: www.example.net\n    origin_group: web\n"
+        ));
+        assert!(p.message.contains("not inside the site"), "{p:?}");
+        let p = first_problem(&format!(
+            "{base}  - hostname: a.*.example.com\n    origin_group: web\n"
+        ));
+        assert!(p.message.contains("leftmost label"), "{p:?}");
+        let p = first_problem(&format!(
+            "{base}  - hostname: www.example.com\n    origin_group: web\n  - hostname: WWW.example.com.\n    origin_group: web\n"
+        ));
+        assert_eq!(p.line, Some(8));
+        assert!(p.message.contains("at most one task"), "{p:?}");
+        assert!(
+            check(&format!(
+                "{base}  - hostname: '*.shop.example.com'\n    origin_group: web\n"
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn region_keys_are_checked() {
+        let p = first_problem(
+            "origin_groups:\n  g:\n    policy: region\n    origins:\n      - address: 192.0.2.1\n        countries: [UK]\n",
+        );
+        assert!(p.message.contains("did you mean GB"), "{p:?}");
+        let p = first_problem(
+            "origin_groups:\n  g:\n    policy: region\n    origins:\n      - address: 192.0.2.1\n        continents: [XX]\n",
+        );
+        assert_eq!(p.field, "origin_groups.g.origins[0].continents");
+        let p = first_problem(
+            "origin_groups:\n  g:\n    policy: region\n    origins:\n      - address: 192.0.2.1\n        subnets: [203.0.113.5/24]\n",
+        );
+        assert!(p.message.contains("203.0.113.0/24"), "{p:?}");
+        let p = first_problem(
+            "origin_groups:\n  g:\n    origins:\n      - address: 192.0.2.1\n        countries: [CN]\n",
+        );
+        assert!(p.message.contains("policy to be region"), "{p:?}");
+    }
+
+    #[test]
+    fn unknown_group_names_the_known_ones() {
+        let p = first_problem(
+            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\ntasks:\n  - hostname: www.example.com\n    origin_group: wbe\n",
+        );
+        assert!(
+            p.message.contains("\"wbe\"") && p.message.contains("web"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn addresses_are_parsed() {
+        assert_eq!(
+            parse_target("2001:db8::1").unwrap(),
+            Target::Ip("2001:db8::1".parse().unwrap())
+        );
+        assert!(matches!(
+            parse_target("[2001:db8::1]:443").unwrap(),
+            Target::WithPort(_)
+        ));
+        assert!(matches!(
+            parse_target("origin.example.net:80").unwrap(),
+            Target::WithPort(_)
+        ));
+        assert_eq!(
+            parse_target("Origin.Example.NET").unwrap(),
+            Target::Name(Name::from_ascii("origin.example.net.").unwrap())
+        );
+        assert!(parse_target("192.0.2.300").is_err());
+        assert!(parse_target("not an address").is_err());
+    }
+}

@@ -1,0 +1,645 @@
+//! The immutable serving state: every zone with its effective tasks layered on top,
+//! compiled once at load and swapped whole on reload.
+//!
+//! The override layer (SPEC §5) lives in the compiled nodes: a node whose name an
+//! effective task answers carries that task, which hides the zone's A, AAAA and CNAME
+//! records there (all of them, for a CNAME task) while the zone data itself is never
+//! changed. A snapshot built without the task therefore serves the zone's records again,
+//! exactly as before: restore is just the next compile.
+//!
+//! Lookup follows RFC 1034 §4.3.2 with RFC 4592 wildcards: walk down from the apex,
+//! stop at a zone cut (referral), answer the exact node, else the wildcard at the closest
+//! encloser, else NXDOMAIN.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rand::Rng;
+
+use crate::geoip::GeoIp;
+use crate::select::{Client, CompiledGroup, Family, select};
+use crate::site::{Site, Target, Task};
+use crate::zone::Zone;
+
+/// Longest CNAME chain followed inside a zone.
+const MAX_CNAME_CHAIN: usize = 8;
+
+/// Everything a query needs, immutable.
+pub struct Snapshot {
+    /// Zones, most specific origin first, so the first that contains a name is its zone.
+    zones: Vec<CompiledZone>,
+    geoip: Option<Arc<GeoIp>>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field(
+                "zones",
+                &self
+                    .zones
+                    .iter()
+                    .map(|z| z.origin.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .field("geoip", &self.geoip)
+            .finish()
+    }
+}
+
+/// An error compiling a snapshot: a task that parsed but cannot be served by its zone.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CompileError {
+    /// The zone (and so the site file) concerned.
+    pub origin: Name,
+    /// The task's line in its site file, when known.
+    pub line: Option<u64>,
+    pub message: String,
+}
+
+/// One zone ready to answer.
+struct CompiledZone {
+    origin: Name,
+    /// The SOA as it goes into negative answers: TTL = min(SOA TTL, MINIMUM) (RFC 2308).
+    negative_soa: Record,
+    nodes: HashMap<Name, Node>,
+    tasks: Vec<CompiledTask>,
+}
+
+/// Everything at one name, including empty non-terminals (which exist, with no data).
+#[derive(Default)]
+struct Node {
+    rrsets: Vec<(RecordType, Vec<Record>)>,
+    /// Index into the zone's tasks of the effective task answering at this name.
+    task: Option<usize>,
+    /// A delegation point below the apex (has NS).
+    is_cut: bool,
+}
+
+impl Node {
+    fn rrset(&self, rtype: RecordType) -> Option<&[Record]> {
+        self.rrsets
+            .iter()
+            .find(|(t, _)| *t == rtype)
+            .map(|(_, records)| &records[..])
+    }
+}
+
+/// An effective task compiled for the query path.
+struct CompiledTask {
+    ttl: u32,
+    answers: u32,
+    group: CompiledGroup,
+    /// Answer data per origin index (`None` for origins that can never answer).
+    rdata: Vec<Option<RData>>,
+    cname: bool,
+}
+
+/// What a query gets, before it is put on the wire.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additional: Vec<Record>,
+    /// ECS scope prefix length: the most specific prefix any selection depended on.
+    pub scope: u8,
+}
+
+impl Snapshot {
+    /// Compiles zones and their sites. Every site must belong to one of the zones.
+    pub fn compile(
+        zones: Vec<Zone>,
+        sites: &[Site],
+        geoip: Option<Arc<GeoIp>>,
+    ) -> Result<Self, Vec<CompileError>> {
+        let mut errors = Vec::new();
+        let mut compiled = Vec::new();
+        for zone in zones {
+            let site = sites.iter().find(|s| s.origin == zone.origin);
+            match CompiledZone::new(zone, site) {
+                Ok(z) => compiled.push(z),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        compiled.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
+        Ok(Self {
+            zones: compiled,
+            geoip,
+        })
+    }
+
+    /// An empty snapshot: every query is REFUSED.
+    pub fn empty() -> Self {
+        Self {
+            zones: Vec::new(),
+            geoip: None,
+        }
+    }
+
+    /// The origins served, most specific first.
+    pub fn origins(&self) -> impl Iterator<Item = &Name> {
+        self.zones.iter().map(|z| &z.origin)
+    }
+
+    /// Answers `qname`/`qtype` for `client`; REFUSED when no zone holds the name.
+    ///
+    /// `qname` is used as asked, so its case is echoed in the answer.
+    pub fn answer<R: Rng + ?Sized>(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        client: &Client,
+        rng: &mut R,
+    ) -> Answer {
+        let Some(zone) = self.zones.iter().find(|z| z.origin.zone_of(qname)) else {
+            return Answer {
+                rcode: ResponseCode::Refused,
+                ..Answer::default()
+            };
+        };
+        let mut answer = Answer {
+            authoritative: true,
+            ..Answer::default()
+        };
+        let mut ctx = Ctx {
+            client,
+            geoip: self.geoip.as_deref(),
+            rng,
+        };
+        zone.resolve(qname, qtype, &mut ctx, &mut answer, 0);
+        answer
+    }
+}
+
+/// Per-query inputs of selection.
+struct Ctx<'a, R: ?Sized> {
+    client: &'a Client,
+    geoip: Option<&'a GeoIp>,
+    rng: &'a mut R,
+}
+
+/// Where a name leads in a zone.
+enum Found<'z> {
+    /// The node answering the name (exact or wildcard).
+    Node(&'z Node),
+    /// A zone cut at or above the name: a referral from this node.
+    Cut(&'z Name, &'z Node),
+    NxDomain,
+}
+
+impl CompiledZone {
+    fn new(zone: Zone, site: Option<&Site>) -> Result<Self, Vec<CompileError>> {
+        let soa = zone.soa().clone();
+        let mut negative_soa = soa.clone();
+        if let RData::SOA(data) = &soa.data {
+            negative_soa.ttl = soa.ttl.min(data.minimum);
+        }
+        let origin = zone.origin.clone();
+        let mut nodes: HashMap<Name, Node> = HashMap::new();
+        nodes.entry(origin.clone()).or_default();
+        for record in zone.records {
+            let name = record.name.clone();
+            add_with_ancestors(&mut nodes, &origin, &name);
+            let node = nodes.get_mut(&name).expect("just added");
+            let rtype = record.record_type();
+            if rtype == RecordType::NS && name != origin {
+                node.is_cut = true;
+            }
+            match node.rrsets.iter_mut().find(|(t, _)| *t == rtype) {
+                Some((_, records)) => records.push(record),
+                None => node.rrsets.push((rtype, vec![record])),
+            }
+        }
+        let mut compiled = Self {
+            origin,
+            negative_soa,
+            nodes,
+            tasks: Vec::new(),
+        };
+        let mut errors = Vec::new();
+        for task in site
+            .iter()
+            .flat_map(|s| s.tasks.iter())
+            .filter(|t| t.enabled)
+        {
+            let site = site.expect("tasks come from the site");
+            if let Err(message) = compiled.attach(site, task) {
+                errors.push(CompileError {
+                    origin: compiled.origin.clone(),
+                    line: task.line,
+                    message,
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(compiled)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Makes `task` effective: its name exists and answers from the task.
+    fn attach(&mut self, site: &Site, task: &Task) -> Result<(), String> {
+        let where_ = format!("task {}", task.id);
+        let labels = task.hostname.num_labels();
+        for n in self.origin.num_labels() + 1..=labels {
+            let name = task.hostname.trim_to(usize::from(n));
+            if self.nodes.get(&name).is_some_and(|node| node.is_cut) {
+                return Err(format!(
+                    "{where_}: hostname {} is at or below the zone cut {name}, which is delegated to other servers",
+                    task.hostname
+                ));
+            }
+        }
+        let group = site
+            .group(&task.origin_group)
+            .ok_or_else(|| format!("{where_}: no origin group {}", task.origin_group))?;
+        let rdata = group
+            .origins
+            .iter()
+            .map(|o| match &o.target {
+                Target::Ip(std::net::IpAddr::V4(ip)) => Some(RData::A(A(*ip))),
+                Target::Ip(std::net::IpAddr::V6(ip)) => Some(RData::AAAA(AAAA(*ip))),
+                Target::Name(name) => Some(RData::CNAME(CNAME(name.clone()))),
+                Target::WithPort(_) => None,
+            })
+            .collect();
+        self.tasks.push(CompiledTask {
+            ttl: task.ttl,
+            answers: task.answers,
+            group: CompiledGroup::new(group),
+            rdata,
+            cname: group.is_cname(),
+        });
+        let index = self.tasks.len() - 1;
+        add_with_ancestors(&mut self.nodes, &self.origin, &task.hostname);
+        self.nodes.get_mut(&task.hostname).expect("just added").task = Some(index);
+        Ok(())
+    }
+
+    fn find(&self, qname: &Name, qtype: RecordType) -> Found<'_> {
+        let labels = qname.num_labels();
+        for n in self.origin.num_labels() + 1..=labels {
+            let name = qname.trim_to(usize::from(n));
+            match self.nodes.get_key_value(&name) {
+                // The parent side answers DS at a cut (RFC 4035 §3.1.4.1).
+                Some((cut, node)) if node.is_cut && !(n == labels && qtype == RecordType::DS) => {
+                    return Found::Cut(cut, node);
+                }
+                Some(_) => {}
+                None => {
+                    let closest_encloser = qname.trim_to(usize::from(n - 1));
+                    let wildcard = closest_encloser.prepend_label("*").ok();
+                    return match wildcard.and_then(|w| self.nodes.get(&w)) {
+                        Some(node) => Found::Node(node),
+                        None => Found::NxDomain,
+                    };
+                }
+            }
+        }
+        match self.nodes.get(qname) {
+            Some(node) => Found::Node(node),
+            None => Found::NxDomain,
+        }
+    }
+
+    /// Answers `owner`/`qtype` into `out`, following in-zone CNAMEs.
+    fn resolve<R: Rng + ?Sized>(
+        &self,
+        owner: &Name,
+        qtype: RecordType,
+        ctx: &mut Ctx<'_, R>,
+        out: &mut Answer,
+        depth: usize,
+    ) {
+        let node = match self.find(owner, qtype) {
+            Found::Node(node) => node,
+            Found::NxDomain => {
+                out.rcode = ResponseCode::NXDomain;
+                out.authority.push(self.negative_soa.clone());
+                return;
+            }
+            Found::Cut(cut, node) => {
+                if depth == 0 {
+                    self.refer(cut, node, out);
+                }
+                return;
+            }
+        };
+        let answers_before = out.answers.len();
+        let cname_target = match node.task.map(|i| &self.tasks[i]) {
+            Some(task) => self.answer_task(task, node, owner, qtype, ctx, out),
+            None => self.answer_data(node, owner, qtype, out),
+        };
+        if let Some(target) = cname_target {
+            if depth + 1 < MAX_CNAME_CHAIN && self.origin.zone_of(&target) {
+                self.resolve(&target, qtype, ctx, out, depth + 1);
+            }
+            return;
+        }
+        if out.answers.len() == answers_before {
+            // NODATA: the name exists, the type does not.
+            out.authority.push(self.negative_soa.clone());
+        }
+    }
+
+    /// Answers from the task at `node`; returns a CNAME target to follow.
+    fn answer_task<R: Rng + ?Sized>(
+        &self,
+        task: &CompiledTask,
+        node: &Node,
+        owner: &Name,
+        qtype: RecordType,
+        ctx: &mut Ctx<'_, R>,
+        out: &mut Answer,
+    ) -> Option<Name> {
+        let family = if task.cname {
+            Family::Name
+        } else {
+            match qtype {
+                RecordType::A => Family::V4,
+                RecordType::AAAA => Family::V6,
+                RecordType::ANY if task.group.serves(Family::V4) => Family::V4,
+                RecordType::ANY => Family::V6,
+                // The zone's CNAME is hidden while the task is effective.
+                RecordType::CNAME => return None,
+                _ => {
+                    self.answer_data(node, owner, qtype, out);
+                    return None;
+                }
+            }
+        };
+        let selection = select(
+            &task.group,
+            family,
+            ctx.client,
+            ctx.geoip,
+            |_| true,
+            task.answers,
+            ctx.rng,
+        );
+        out.scope = out.scope.max(selection.scope);
+        let mut target = None;
+        for &i in selection.origins() {
+            if let Some(rdata) = &task.rdata[usize::from(i)] {
+                if let RData::CNAME(name) = rdata {
+                    target = Some(name.0.clone());
+                }
+                out.answers
+                    .push(Record::from_rdata(owner.clone(), task.ttl, rdata.clone()));
+            }
+        }
+        match qtype {
+            RecordType::CNAME | RecordType::ANY => None,
+            _ => target,
+        }
+    }
+
+    /// Answers from zone data at `node`; returns a CNAME target to follow.
+    fn answer_data(
+        &self,
+        node: &Node,
+        owner: &Name,
+        qtype: RecordType,
+        out: &mut Answer,
+    ) -> Option<Name> {
+        if qtype != RecordType::CNAME
+            && let Some(cname) = node.rrset(RecordType::CNAME)
+        {
+            push_as(out, cname, owner);
+            return match qtype {
+                RecordType::ANY => None,
+                _ => cname.first().and_then(|r| match &r.data {
+                    RData::CNAME(target) => Some(target.0.clone()),
+                    _ => None,
+                }),
+            };
+        }
+        let rrset = if qtype == RecordType::ANY {
+            // RFC 8482: one RRset is a complete answer to ANY.
+            node.rrsets.first().map(|(_, records)| &records[..])
+        } else {
+            node.rrset(qtype)
+        };
+        if let Some(records) = rrset {
+            push_as(out, records, owner);
+        }
+        None
+    }
+
+    /// A referral to the servers of the cut at `cut`, with the glue this zone holds.
+    fn refer(&self, cut: &Name, node: &Node, out: &mut Answer) {
+        out.authoritative = false;
+        let Some(ns) = node.rrset(RecordType::NS) else {
+            return;
+        };
+        out.authority.extend(ns.iter().map(|r| {
+            let mut r = r.clone();
+            r.name = cut.clone();
+            r
+        }));
+        for record in ns {
+            let RData::NS(target) = &record.data else {
+                continue;
+            };
+            if !self.origin.zone_of(&target.0) {
+                continue;
+            }
+            if let Some(glue) = self.nodes.get(&target.0) {
+                for rtype in [RecordType::A, RecordType::AAAA] {
+                    out.additional
+                        .extend(glue.rrset(rtype).into_iter().flatten().cloned());
+                }
+            }
+        }
+    }
+}
+
+/// Adds `name` and every empty non-terminal between it and `origin`.
+fn add_with_ancestors(nodes: &mut HashMap<Name, Node>, origin: &Name, name: &Name) {
+    let mut current = name.clone();
+    while current.num_labels() > origin.num_labels() {
+        if nodes.contains_key(&current) {
+            break;
+        }
+        nodes.insert(current.clone(), Node::default());
+        current = current.base_name();
+    }
+}
+
+/// Appends `records` with their owner set to `owner` (the query's spelling, or the name a
+/// wildcard answered for).
+fn push_as(out: &mut Answer, records: &[Record], owner: &Name) {
+    out.answers.extend(records.iter().map(|r| {
+        let mut r = r.clone();
+        r.name = owner.clone();
+        r
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+    use std::path::Path;
+
+    const ZONE: &str = "$TTL 3600\n\
+        @ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n\
+        @ NS ns1\n\
+        ns1 A 192.0.2.53\n\
+        www 300 A 192.0.2.80\n\
+        www TXT \"zone text\"\n\
+        old CNAME www\n\
+        *.wild A 192.0.2.99\n\
+        sub NS ns.sub\n\
+        ns.sub A 192.0.2.54\n\
+        a.b.c A 192.0.2.7\n";
+
+    fn origin() -> Name {
+        Name::from_ascii("example.com.").unwrap()
+    }
+
+    fn snapshot(lb: &str) -> Snapshot {
+        let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
+        let spec = site::parse(lb).unwrap();
+        let site = site::validate(&origin(), &spec).unwrap();
+        Snapshot::compile(vec![zone], &[site], None).unwrap()
+    }
+
+    fn ask(s: &Snapshot, name: &str, rtype: RecordType) -> Answer {
+        let client = Client {
+            addr: "192.0.2.1".parse().unwrap(),
+            source_prefix: 32,
+        };
+        s.answer(
+            &Name::from_ascii(name).unwrap(),
+            rtype,
+            &client,
+            &mut SmallRng::seed_from_u64(1),
+        )
+    }
+
+    fn data(a: &Answer) -> Vec<String> {
+        a.answers
+            .iter()
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+            .collect()
+    }
+
+    const TASK: &str = "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.10\ntasks:\n  - hostname: www.example.com\n    origin_group: web\n    ttl: 30\n";
+
+    #[test]
+    fn override_and_restore() {
+        let plain = snapshot("");
+        assert_eq!(
+            data(&ask(&plain, "www.example.com.", RecordType::A)),
+            ["www.example.com. 300 192.0.2.80"]
+        );
+        let with_task = snapshot(TASK);
+        assert_eq!(
+            data(&ask(&with_task, "www.example.com.", RecordType::A)),
+            ["www.example.com. 30 192.0.2.10"]
+        );
+        // Other types at the name still come from the zone.
+        assert_eq!(
+            ask(&with_task, "www.example.com.", RecordType::TXT)
+                .answers
+                .len(),
+            1
+        );
+        let disabled = snapshot(&format!("{TASK}    enabled: false\n"));
+        assert_eq!(
+            data(&ask(&disabled, "www.example.com.", RecordType::A)),
+            ["www.example.com. 300 192.0.2.80"]
+        );
+    }
+
+    #[test]
+    fn task_makes_a_name_exist() {
+        let lb = TASK.replace("www.example.com", "new.example.com");
+        assert_eq!(
+            ask(&snapshot(""), "new.example.com.", RecordType::A).rcode,
+            ResponseCode::NXDomain
+        );
+        let s = snapshot(&lb);
+        assert_eq!(
+            data(&ask(&s, "new.example.com.", RecordType::A)),
+            ["new.example.com. 30 192.0.2.10"]
+        );
+        let nodata = ask(&s, "new.example.com.", RecordType::AAAA);
+        assert_eq!(
+            (nodata.rcode, nodata.answers.len(), nodata.authority.len()),
+            (ResponseCode::NoError, 0, 1)
+        );
+    }
+
+    #[test]
+    fn negative_answers_carry_the_soa_with_minimum_ttl() {
+        let s = snapshot("");
+        let nx = ask(&s, "nope.example.com.", RecordType::A);
+        assert_eq!(nx.rcode, ResponseCode::NXDomain);
+        assert_eq!(nx.authority[0].ttl, 300);
+        assert!(nx.authoritative);
+        // b.c exists as an empty non-terminal.
+        let ent = ask(&s, "b.c.example.com.", RecordType::A);
+        assert_eq!((ent.rcode, ent.answers.len()), (ResponseCode::NoError, 0));
+        assert_eq!(
+            ask(&s, "example.org.", RecordType::A).rcode,
+            ResponseCode::Refused
+        );
+    }
+
+    #[test]
+    fn cname_wildcard_and_referral() {
+        let s = snapshot("");
+        let a = ask(&s, "OLD.example.com.", RecordType::A);
+        assert_eq!(
+            data(&a),
+            [
+                "OLD.example.com. 3600 www.example.com.",
+                "www.example.com. 300 192.0.2.80"
+            ]
+        );
+        let w = ask(&s, "x.y.wild.example.com.", RecordType::A);
+        assert_eq!(data(&w), ["x.y.wild.example.com. 3600 192.0.2.99"]);
+        let r = ask(&s, "host.sub.example.com.", RecordType::A);
+        assert!(!r.authoritative);
+        assert_eq!(
+            (r.answers.len(), r.authority.len(), r.additional.len()),
+            (0, 1, 1)
+        );
+        let ds = ask(&s, "sub.example.com.", RecordType::DS);
+        assert!(ds.authoritative && ds.answers.is_empty());
+    }
+
+    #[test]
+    fn task_below_a_cut_is_rejected() {
+        let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
+        let lb = TASK.replace("www.example.com", "x.sub.example.com");
+        let site = site::validate(&origin(), &site::parse(&lb).unwrap()).unwrap();
+        let errors = Snapshot::compile(vec![zone], &[site], None).unwrap_err();
+        assert!(
+            errors[0].message.contains("zone cut sub.example.com."),
+            "{}",
+            errors[0].message
+        );
+        assert!(
+            errors[0].message.starts_with("task x.sub.example.com"),
+            "{}",
+            errors[0].message
+        );
+        assert_eq!(errors[0].line, Some(6));
+    }
+}
