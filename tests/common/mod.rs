@@ -1,0 +1,291 @@
+//! Test harness: start the real `lbdns` binary on a free loopback port with a directory of
+//! our own, and query it over UDP and TCP with a small hickory-proto client or with `dig`.
+//! Every server is killed when its handle drops; all traffic stays on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+
+/// The repository root, for shipped files.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// MaxMind's GeoIP2 Country test database (tests/data, MIT/Apache).
+pub fn test_geoip() -> PathBuf {
+    repo().join("tests/data/GeoIP2-Country-Test.mmdb")
+}
+
+/// A served directory in a temp dir: `zones/` with the given files.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("zones")).unwrap();
+        let site = Self { dir };
+        for (name, text) in files {
+            site.write(name, text);
+        }
+        site
+    }
+
+    /// The shipped example directory's zones, copied.
+    pub fn example() -> Self {
+        Self::new(&[
+            ("example.com.zone", &read(&repo().join("zones/example.com.zone"))),
+            ("example.com.lb.yaml", &read(&repo().join("zones/example.com.lb.yaml"))),
+        ])
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `zones/<name>`.
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join("zones").join(name), text).unwrap();
+    }
+
+    /// Runs `lbdns check` on this directory with the test GeoIP database.
+    pub fn check(&self) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["check", "--dir"])
+            .arg(self.path())
+            .arg("--geoip")
+            .arg(test_geoip())
+            .output()
+            .expect("run lbdns check")
+    }
+
+    /// Starts a server on this directory with the test GeoIP database.
+    pub fn serve(&self) -> Server {
+        Server::start(self.path(), &["--geoip".as_ref(), test_geoip().as_os_str()])
+    }
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A running `lbdns serve`.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `lbdns serve --dir DIR` on a free port and waits until it answers.
+    pub fn start(dir: &Path, extra: &[&std::ffi::OsStr]) -> Self {
+        let addr = free_port();
+        let log_dir = tempfile::tempdir().unwrap();
+        let log = log_dir.path().join("lbdns.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["serve", "--dir"])
+            .arg(dir)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start lbdns");
+        let mut server = Self {
+            child,
+            addr,
+            log,
+            _log_dir: log_dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("lbdns exited with {status}:\n{}", self.log());
+            }
+            let probe = Message::query_for(&Name::root(), RecordType::SOA);
+            if udp_exchange(self.addr, &probe, Duration::from_millis(200)).is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("lbdns did not answer within 20 s:\n{}", self.log());
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGHUP and waits until the log shows the reload's outcome.
+    pub fn reload(&self) {
+        let before = self.log().matches("reload").count();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log().matches("reload").count() == before {
+            assert!(Instant::now() < deadline, "no reload logged:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Asks over UDP; panics when there is no reply.
+    pub fn udp(&self, query: &Message) -> Message {
+        udp_exchange(self.addr, query, Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("no UDP reply to {query}"))
+    }
+
+    /// Asks over TCP; panics when there is no reply.
+    pub fn tcp(&self, query: &Message) -> Message {
+        tcp_exchange(self.addr, &query.to_vec().unwrap()).expect("TCP reply")
+    }
+
+    /// A plain query for `name`/`rtype` over UDP (no EDNS).
+    pub fn ask(&self, name: &str, rtype: RecordType) -> Message {
+        self.udp(&Message::query_for(&name.parse().unwrap(), rtype))
+    }
+
+    /// Sends raw bytes over UDP and returns the raw reply, if any within `wait`.
+    pub fn udp_raw(&self, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(wait)).unwrap();
+        socket.send_to(bytes, self.addr).unwrap();
+        let mut buf = vec![0u8; 65535];
+        let (n, _) = socket.recv_from(&mut buf).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    /// Runs `dig @server -p PORT ARGS...` and returns its stdout.
+    pub fn dig(&self, args: &[&str]) -> String {
+        let output = Command::new("dig")
+            .arg(format!("@{}", self.addr.ip()))
+            .args(["-p", &self.addr.port().to_string(), "+norec", "+time=2", "+tries=1"])
+            .args(args)
+            .output()
+            .expect("dig is installed (apt-get install dnsutils)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> SocketAddr {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+}
+
+/// Extension helpers for building queries.
+pub trait QueryExt {
+    fn query_for(name: &Name, rtype: RecordType) -> Message;
+}
+
+impl QueryExt for Message {
+    fn query_for(name: &Name, rtype: RecordType) -> Message {
+        let mut message = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        message.add_query(Query::query(name.clone(), rtype));
+        message
+    }
+}
+
+/// A query with EDNS(0) (payload `payload`) and, when given, an ECS option.
+pub fn query_edns(name: &str, rtype: RecordType, payload: u16, ecs: Option<&str>) -> Message {
+    let mut message = Message::query_for(&name.parse().unwrap(), rtype);
+    let mut edns = Edns::new();
+    edns.set_max_payload(payload);
+    if let Some(ecs) = ecs {
+        let subnet: ClientSubnet = ecs.parse().expect("ECS as CIDR");
+        edns.options_mut().insert(EdnsOption::Subnet(subnet));
+    }
+    message.edns = Some(edns);
+    message
+}
+
+/// The ECS option of a reply: (address, source prefix, scope prefix).
+pub fn ecs_of(reply: &Message) -> Option<(std::net::IpAddr, u8, u8)> {
+    let edns = reply.edns.as_ref()?;
+    match edns.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some((s.addr(), s.source_prefix(), s.scope_prefix())),
+        _ => None,
+    }
+}
+
+/// The answer section's data as text, e.g. `["192.0.2.10"]`.
+pub fn answers(reply: &Message) -> Vec<String> {
+    reply.answers.iter().map(|r| r.data.to_string()).collect()
+}
+
+fn rand_id() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn udp_exchange(addr: SocketAddr, query: &Message, wait: Duration) -> Option<Message> {
+    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(wait)).ok()?;
+    socket.send_to(&query.to_vec().ok()?, addr).ok()?;
+    let mut buf = vec![0u8; 65535];
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        let (n, _) = socket.recv_from(&mut buf).ok()?;
+        let reply = Message::from_vec(&buf[..n]).ok()?;
+        if reply.metadata.id == query.metadata.id {
+            return Some(reply);
+        }
+    }
+    None
+}
+
+/// Sends one length-prefixed message over TCP and reads one reply.
+pub fn tcp_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Message> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    stream.write_all(&framed).ok()?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut buf).ok()?;
+    Message::from_vec(&buf).ok()
+}
