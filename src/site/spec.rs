@@ -12,11 +12,20 @@ use serde_saphyr::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct SiteSpec {
     /// Origin groups by name, in file order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub origin_groups: IndexMap<String, Spanned<GroupSpec>>,
     /// Load-balancing tasks, in file order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tasks: Vec<Spanned<TaskSpec>>,
+}
+
+/// A key written with no value (`tasks:`) means "none", as an operator would expect.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// One origin group.
