@@ -43,8 +43,14 @@ impl Site {
     /// The shipped example directory's zones, copied.
     pub fn example() -> Self {
         Self::new(&[
-            ("example.com.zone", &read(&repo().join("zones/example.com.zone"))),
-            ("example.com.lb.yaml", &read(&repo().join("zones/example.com.lb.yaml"))),
+            (
+                "example.com.zone",
+                &read(&repo().join("zones/example.com.zone")),
+            ),
+            (
+                "example.com.lb.yaml",
+                &read(&repo().join("zones/example.com.lb.yaml")),
+            ),
         ])
     }
 
@@ -147,7 +153,11 @@ impl Server {
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.log().matches("reload").count() == before {
-            assert!(Instant::now() < deadline, "no reload logged:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no reload logged:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -188,7 +198,13 @@ impl Server {
     pub fn dig(&self, args: &[&str]) -> String {
         let output = Command::new("dig")
             .arg(format!("@{}", self.addr.ip()))
-            .args(["-p", &self.addr.port().to_string(), "+norec", "+time=2", "+tries=1"])
+            .args([
+                "-p",
+                &self.addr.port().to_string(),
+                "+norec",
+                "+time=2",
+                "+tries=1",
+            ])
             .args(args)
             .output()
             .expect("dig is installed (apt-get install dnsutils)");
