@@ -1,0 +1,180 @@
+//! The NS-delegation path: a real recursive resolver (unbound) in front of lbdns, as
+//! operators deploy it. unbound reaches lbdns through a stub zone on loopback and passes
+//! the client's ECS on (subnetcache module), so region answers survive the resolver and
+//! its cache keeps them apart by the scope lbdns returns.
+//!
+//! Skipped (with a message) when unbound is not installed, except under CI, whose
+//! `.ci/run` installs it.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ZONE: &str = "$ORIGIN example.com.\n$TTL 3600\n\
+@ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n\
+@ NS ns1\n\
+ns1 A 127.0.0.1\n\
+static 600 A 192.0.2.80\n";
+
+const SITE: &str = "origin_groups:
+  geo:
+    policy: region
+    origins:
+      - address: 198.51.100.1
+        countries: [CN]
+      - address: 198.51.100.2
+        continents: [EU]
+      - address: 198.51.100.9
+  web:
+    origins:
+      - address: 192.0.2.10
+tasks:
+  - { id: geo, hostname: geo.example.com, origin_group: geo, ttl: 45 }
+  - { id: static, hostname: static.example.com, origin_group: web, ttl: 20 }
+";
+
+struct Unbound {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unbound_in_front_of(server: &Server) -> Option<Unbound> {
+    if Command::new("unbound").arg("-V").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI must install unbound");
+        eprintln!("unbound is not installed (apt-get install unbound): skipping");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().port();
+    let conf = format!(
+        r#"server:
+    interface: 127.0.0.1
+    port: {port}
+    do-daemonize: no
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    username: ""
+    chroot: ""
+    directory: "{dir}"
+    pidfile: ""
+    do-ip6: no
+    num-threads: 1
+    so-reuseport: no
+    outgoing-range: 64
+    do-not-query-localhost: no
+    access-control: 127.0.0.0/8 allow
+    module-config: "subnetcache iterator"
+    send-client-subnet: 127.0.0.1
+    max-client-subnet-ipv4: 32
+    qname-minimisation: no
+stub-zone:
+    name: "example.com"
+    stub-addr: 127.0.0.1@{lbdns}
+"#,
+        dir = dir.path().display(),
+        lbdns = server.addr.port(),
+    );
+    let conf_path = dir.path().join("unbound.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new("unbound")
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start unbound");
+    let unbound = Unbound {
+        child,
+        port,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if dig_via(&unbound, &["static.example.com", "+short"]).contains("192.0.2.10") {
+            return Some(unbound);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("unbound did not start answering through lbdns within 10 s");
+}
+
+fn dig_via(unbound: &Unbound, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &unbound.port.to_string(),
+            "+time=3",
+            "+tries=1",
+        ])
+        .args(args)
+        .output()
+        .expect("dig is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn resolver_serves_task_answers_with_their_ttls() {
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", SITE)]);
+    let server = site.serve();
+    let Some(unbound) = unbound_in_front_of(&server) else {
+        return;
+    };
+    let out = dig_via(&unbound, &["static.example.com", "A", "+noall", "+answer"]);
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fields.get(4), Some(&"192.0.2.10"), "{out}");
+    let ttl: u32 = fields[1].parse().unwrap();
+    assert!(
+        ttl <= 20,
+        "the resolver caches for the task's TTL at most, not the zone's 600: {out}"
+    );
+    // A negative answer comes back as NXDOMAIN through the resolver too.
+    let out = dig_via(&unbound, &["nope.example.com", "A"]);
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+}
+
+#[test]
+fn resolver_passes_ecs_and_keeps_region_answers_apart() {
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", SITE)]);
+    let server = site.serve();
+    let Some(unbound) = unbound_in_front_of(&server) else {
+        return;
+    };
+    // Alternate regions so that each answer has to come from the right cache entry.
+    for _ in 0..2 {
+        for (subnet, expected) in [
+            ("175.16.199.0/24", "198.51.100.1"),
+            ("81.2.69.160/27", "198.51.100.2"),
+            ("216.160.83.0/24", "198.51.100.9"),
+        ] {
+            let out = dig_via(
+                &unbound,
+                &[
+                    "geo.example.com",
+                    "A",
+                    "+short",
+                    &format!("+subnet={subnet}"),
+                ],
+            );
+            assert_eq!(
+                out.trim(),
+                expected,
+                "client subnet {subnet} through unbound"
+            );
+        }
+    }
+}
