@@ -8,7 +8,6 @@
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
@@ -20,6 +19,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tracing::warn;
 
+use crate::metrics::Metrics;
 use crate::select::Client;
 use crate::snapshot::{Answer, Snapshot};
 
@@ -34,16 +34,12 @@ thread_local! {
 /// Answers every request from the current snapshot.
 pub struct Handler {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    /// Queries whose ECS option was malformed (answered FORMERR).
-    pub bad_ecs: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Handler {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
-        Self {
-            snapshot,
-            bad_ecs: AtomicU64::new(0),
-        }
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
+        Self { snapshot, metrics }
     }
 }
 
@@ -132,7 +128,7 @@ impl RequestHandler for Handler {
             };
             let ecs = match read_ecs(request.edns.as_ref()) {
                 Ecs::Malformed => {
-                    self.bad_ecs.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.ecs_malformed.inc();
                     break 'check Some(ResponseCode::FormErr);
                 }
                 Ecs::Present(subnet) => Some(subnet),
@@ -153,6 +149,9 @@ impl RequestHandler for Handler {
                     .load()
                     .answer(query.name(), qtype, &client, rng)
             });
+            if answer.failed_open {
+                self.metrics.failed_open.inc();
+            }
             if let (Some(mut subnet), Some(edns)) = (ecs, response_edns.as_mut()) {
                 subnet.set_scope_prefix(answer.scope.min(client.source_prefix));
                 edns.options_mut().insert(EdnsOption::Subnet(subnet));
@@ -162,6 +161,7 @@ impl RequestHandler for Handler {
         metadata.response_code = error.unwrap_or(answer.rcode);
         metadata.authoritative = error.is_none() && answer.authoritative;
         metadata.recursion_available = false;
+        self.metrics.response(metadata.response_code);
         let builder = MessageResponseBuilder::new(&request.queries, response_edns.as_ref());
         let response = builder.build(
             metadata,

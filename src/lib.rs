@@ -7,14 +7,22 @@
 //! - [`select`]: the pure choice of origins by weight or region;
 //! - [`geoip`]: client locations from a MaxMind DB.
 //!
-//! And the ones that build the state: [`load`] reads a served directory, [`zone`] the zone
-//! files, [`site`] the site files; [`server`] binds sockets and reloads on SIGHUP.
+//! The ones that build and change the state: [`load`] reads a served directory, [`zone`]
+//! the zone files, [`site`] the site files; [`store`] owns every change (API, SIGHUP,
+//! [`watch`]) and [`persist`] writes files crash-safely; [`api`] is the management API
+//! and [`client`] its command-line client; [`server`] binds sockets; [`metrics`] counts.
 
+pub mod api;
+pub mod client;
 pub mod dns;
 pub mod geoip;
 pub mod load;
+pub mod metrics;
+pub mod persist;
 pub mod select;
 pub mod server;
 pub mod site;
 pub mod snapshot;
+pub mod store;
+pub mod watch;
 pub mod zone;

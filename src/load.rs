@@ -1,4 +1,4 @@
-//! Reading a served directory (SPEC §2) into a [`Snapshot`].
+//! Reading a served directory (SPEC §2).
 //!
 //! ```text
 //! zones/<origin>.zone       a zone file per site
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 
 use crate::geoip::GeoIp;
-use crate::site::{self, Site};
+use crate::site::{self, Site, SiteSpec};
 use crate::snapshot::Snapshot;
 use crate::zone::{self, Zone};
 
@@ -32,15 +32,62 @@ impl Sources {
     pub fn zones_dir(&self) -> PathBuf {
         self.dir.join("zones")
     }
+
+    /// The GeoIP file in use: `--geoip`, else the first `geoip/*.mmdb` by name.
+    pub fn geoip_path(&self) -> Option<PathBuf> {
+        self.geoip
+            .clone()
+            .or_else(|| first_mmdb(&self.dir.join("geoip")))
+    }
 }
 
-/// A loaded configuration and what it holds, for the log.
-pub struct Loaded {
-    pub snapshot: Snapshot,
-    pub zones: usize,
-    pub tasks: usize,
-    pub effective_tasks: usize,
-    pub geoip: Option<PathBuf>,
+/// A site as loaded: its file, what the file says, and the checked model.
+#[derive(Clone, Debug)]
+pub struct LoadedSite {
+    /// `zones/<origin>.lb.yaml`, whether or not it exists yet.
+    pub path: PathBuf,
+    pub spec: SiteSpec,
+    pub site: Site,
+}
+
+/// A whole directory, checked: one site per zone (empty when it has no site file).
+pub struct Config {
+    pub zones: Vec<Zone>,
+    pub sites: Vec<LoadedSite>,
+    pub geoip: Option<Arc<GeoIp>>,
+    pub geoip_path: Option<PathBuf>,
+}
+
+impl Config {
+    /// Compiles the serving snapshot; errors are `file:line: message`.
+    pub fn compile(&self) -> Result<Snapshot, LoadError> {
+        let sites: Vec<&Site> = self.sites.iter().map(|s| &s.site).collect();
+        Snapshot::compile(&self.zones, &sites, self.geoip.clone()).map_err(|errors| {
+            LoadError(
+                errors
+                    .into_iter()
+                    .map(|e| {
+                        let path = self
+                            .sites
+                            .iter()
+                            .find(|s| s.site.origin == e.origin)
+                            .map_or_else(|| PathBuf::from("?"), |s| s.path.clone());
+                        match e.line {
+                            Some(line) => format!("{}:{line}: {}", path.display(), e.message),
+                            None => format!("{}: {}", path.display(), e.message),
+                        }
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Tasks in all sites, and how many of them are enabled.
+    pub fn task_counts(&self) -> (usize, usize) {
+        let tasks = self.sites.iter().flat_map(|s| &s.site.tasks);
+        let enabled = tasks.clone().filter(|t| t.enabled).count();
+        (tasks.count(), enabled)
+    }
 }
 
 /// Everything wrong with a directory, one `file:line: message` (or `file: message`) each.
@@ -48,8 +95,8 @@ pub struct Loaded {
 #[error("{}", .0.join("\n"))]
 pub struct LoadError(pub Vec<String>);
 
-/// Loads and compiles everything under `sources`.
-pub fn load(sources: &Sources) -> Result<Loaded, LoadError> {
+/// Reads and checks everything under `sources`.
+pub fn load(sources: &Sources) -> Result<Config, LoadError> {
     let mut errors = Vec::new();
     let zones_dir = sources.zones_dir();
     let (zone_files, site_files) = match list_zone_dir(&zones_dir) {
@@ -69,7 +116,6 @@ pub fn load(sources: &Sources) -> Result<Loaded, LoadError> {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    let mut sites: Vec<Site> = Vec::new();
     for (origin, path) in &site_files {
         if !zone_files.iter().any(|(o, _)| o == origin) {
             errors.push(format!(
@@ -77,17 +123,32 @@ pub fn load(sources: &Sources) -> Result<Loaded, LoadError> {
                 path.display(),
                 origin.to_string().trim_end_matches('.')
             ));
-            continue;
         }
+    }
+    let mut sites = Vec::new();
+    for (origin, _) in &zone_files {
+        let Some((_, path)) = site_files.iter().find(|(o, _)| o == origin) else {
+            sites.push(LoadedSite {
+                path: site_path(&zones_dir, origin),
+                spec: SiteSpec::default(),
+                site: Site {
+                    origin: origin.clone(),
+                    groups: Vec::new(),
+                    tasks: Vec::new(),
+                },
+            });
+            continue;
+        };
         match site::load(path, origin) {
-            Ok(site) => sites.push(site),
+            Ok((spec, site)) => sites.push(LoadedSite {
+                path: path.clone(),
+                spec,
+                site,
+            }),
             Err(e) => errors.push(e.to_string()),
         }
     }
-    let geoip_path = match &sources.geoip {
-        Some(path) => Some(path.clone()),
-        None => first_mmdb(&sources.dir.join("geoip")),
-    };
+    let geoip_path = sources.geoip_path();
     let geoip = match &geoip_path {
         Some(path) => match GeoIp::open(path) {
             Ok(db) => Some(Arc::new(db)),
@@ -96,50 +157,41 @@ pub fn load(sources: &Sources) -> Result<Loaded, LoadError> {
                 None
             }
         },
-        None => None,
-    };
-    if geoip.is_none() && geoip_path.is_none() {
-        for site in &sites {
-            if let Some(task) = site.tasks.iter().find(|t| uses_geoip(site, t)) {
-                errors.push(format!(
-                    "task {} of site {} routes by country or continent, which needs a GeoIP database: put one in geoip/ or pass --geoip FILE",
-                    task.id, site.origin
-                ));
+        None => {
+            for loaded in &sites {
+                if let Some(task) = loaded
+                    .site
+                    .tasks
+                    .iter()
+                    .find(|t| uses_geoip(&loaded.site, t))
+                {
+                    errors.push(format!(
+                        "{}: task {} routes by country or continent, which needs a GeoIP database: put one in geoip/ or pass --geoip FILE",
+                        loaded.path.display(),
+                        task.id
+                    ));
+                }
             }
+            None
         }
-    }
+    };
     if !errors.is_empty() {
         return Err(LoadError(errors));
     }
-    let tasks = sites.iter().map(|s| s.tasks.len()).sum();
-    let effective_tasks = sites
-        .iter()
-        .flat_map(|s| &s.tasks)
-        .filter(|t| t.enabled)
-        .count();
-    let zone_count = zones.len();
-    let snapshot = Snapshot::compile(zones, &sites, geoip).map_err(|errors| {
-        LoadError(
-            errors
-                .into_iter()
-                .map(|e| {
-                    let origin = e.origin.to_string();
-                    let path = zones_dir.join(format!("{}.lb.yaml", origin.trim_end_matches('.')));
-                    match e.line {
-                        Some(line) => format!("{}:{line}: {}", path.display(), e.message),
-                        None => format!("{}: {}", path.display(), e.message),
-                    }
-                })
-                .collect(),
-        )
-    })?;
-    Ok(Loaded {
-        snapshot,
-        zones: zone_count,
-        tasks,
-        effective_tasks,
-        geoip: geoip_path,
+    Ok(Config {
+        zones,
+        sites,
+        geoip,
+        geoip_path,
     })
+}
+
+/// The site file of the zone `origin`.
+pub fn site_path(zones_dir: &Path, origin: &Name) -> PathBuf {
+    zones_dir.join(format!(
+        "{}.lb.yaml",
+        origin.to_string().trim_end_matches('.')
+    ))
 }
 
 fn uses_geoip(site: &Site, task: &site::Task) -> bool {

@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::{error, info};
 
 use crate::dns::Handler;
-use crate::load::{self, Sources};
-use crate::snapshot::Snapshot;
+use crate::store::Store;
 
 /// How long a TCP client may stay idle between queries.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,28 +46,13 @@ impl Listeners {
     }
 }
 
-/// Loads `sources`, logging what it holds.
-pub fn load_logged(sources: &Sources) -> Result<Snapshot, load::LoadError> {
-    let loaded = load::load(sources)?;
-    info!(
-        zones = loaded.zones,
-        tasks = loaded.tasks,
-        effective = loaded.effective_tasks,
-        geoip = %loaded.geoip.as_deref().map_or("none".into(), |p| p.display().to_string()),
-        "configuration loaded"
-    );
-    Ok(loaded.snapshot)
-}
-
-/// Serves `snapshot` on `listeners` until `shutdown` completes; SIGHUP reloads `sources`.
+/// Serves DNS from `store` on `listeners` until `shutdown` completes; SIGHUP reloads.
 pub async fn run(
-    sources: Sources,
-    snapshot: Snapshot,
+    store: Arc<Store>,
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let current = Arc::new(ArcSwap::from_pointee(snapshot));
-    let mut server = Server::new(Handler::new(current.clone()));
+    let mut server = Server::new(Handler::new(store.serving(), store.metrics()));
     for socket in listeners.udp {
         info!(addr = %socket.local_addr()?, "listening on UDP");
         server.register_socket(socket);
@@ -78,7 +61,7 @@ pub async fn run(
         info!(addr = %listener.local_addr()?, "listening on TCP");
         server.register_listener(listener, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
     }
-    let reloader = tokio::spawn(reload_on_sighup(sources, current));
+    let reloader = tokio::spawn(reload_on_sighup(store));
     shutdown.await;
     info!("shutting down");
     reloader.abort();
@@ -87,23 +70,13 @@ pub async fn run(
 }
 
 /// Reloads on every SIGHUP; a bad configuration is logged and the last good one serves on.
-async fn reload_on_sighup(sources: Sources, current: Arc<ArcSwap<Snapshot>>) {
+async fn reload_on_sighup(store: Arc<Store>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         error!("cannot install the SIGHUP handler; reload is off");
         return;
     };
     while hangups.recv().await.is_some() {
-        let sources = sources.clone();
-        match tokio::task::spawn_blocking(move || load_logged(&sources)).await {
-            Ok(Ok(snapshot)) => {
-                current.store(Arc::new(snapshot));
-                info!("reloaded on SIGHUP");
-            }
-            Ok(Err(errors)) => {
-                error!("reload rejected, still serving the previous configuration:\n{errors}")
-            }
-            Err(e) => error!(%e, "reload failed"),
-        }
+        store.reload_logged("SIGHUP").await;
     }
 }

@@ -110,19 +110,21 @@ pub struct Answer {
     pub additional: Vec<Record>,
     /// ECS scope prefix length: the most specific prefix any selection depended on.
     pub scope: u8,
+    /// True when a selection found no usable origin and answered as if all were up.
+    pub failed_open: bool,
 }
 
 impl Snapshot {
     /// Compiles zones and their sites. Every site must belong to one of the zones.
     pub fn compile(
-        zones: Vec<Zone>,
-        sites: &[Site],
+        zones: &[Zone],
+        sites: &[&Site],
         geoip: Option<Arc<GeoIp>>,
     ) -> Result<Self, Vec<CompileError>> {
         let mut errors = Vec::new();
         let mut compiled = Vec::new();
         for zone in zones {
-            let site = sites.iter().find(|s| s.origin == zone.origin);
+            let site = sites.iter().find(|s| s.origin == zone.origin).copied();
             match CompiledZone::new(zone, site) {
                 Ok(z) => compiled.push(z),
                 Err(mut e) => errors.append(&mut e),
@@ -198,7 +200,7 @@ enum Found<'z> {
 }
 
 impl CompiledZone {
-    fn new(zone: Zone, site: Option<&Site>) -> Result<Self, Vec<CompileError>> {
+    fn new(zone: &Zone, site: Option<&Site>) -> Result<Self, Vec<CompileError>> {
         let soa = zone.soa().clone();
         let mut negative_soa = soa.clone();
         if let RData::SOA(data) = &soa.data {
@@ -207,7 +209,7 @@ impl CompiledZone {
         let origin = zone.origin.clone();
         let mut nodes: HashMap<Name, Node> = HashMap::new();
         nodes.entry(origin.clone()).or_default();
-        for record in zone.records {
+        for record in zone.records.iter().cloned() {
             let name = record.name.clone();
             add_with_ancestors(&mut nodes, &origin, &name);
             let node = nodes.get_mut(&name).expect("just added");
@@ -389,6 +391,7 @@ impl CompiledZone {
             ctx.rng,
         );
         out.scope = out.scope.max(selection.scope);
+        out.failed_open |= selection.failed_open;
         let mut target = None;
         for &i in selection.origins() {
             if let Some(rdata) = &task.rdata[usize::from(i)] {
@@ -515,7 +518,7 @@ mod tests {
         let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
         let spec = site::parse(lb).unwrap();
         let site = site::validate(&origin(), &spec).unwrap();
-        Snapshot::compile(vec![zone], &[site], None).unwrap()
+        Snapshot::compile(&[zone], &[&site], None).unwrap()
     }
 
     fn ask(s: &Snapshot, name: &str, rtype: RecordType) -> Answer {
@@ -629,7 +632,7 @@ mod tests {
         let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
         let lb = TASK.replace("www.example.com", "x.sub.example.com");
         let site = site::validate(&origin(), &site::parse(&lb).unwrap()).unwrap();
-        let errors = Snapshot::compile(vec![zone], &[site], None).unwrap_err();
+        let errors = Snapshot::compile(&[zone], &[&site], None).unwrap_err();
         assert!(
             errors[0].message.contains("zone cut sub.example.com."),
             "{}",

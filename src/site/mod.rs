@@ -14,7 +14,8 @@ use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
 use crate::geoip::{Continent, Country, continent_of};
-use spec::{GroupSpec, OriginSpec, SiteSpec, TaskSpec};
+pub use spec::SiteSpec;
+use spec::{GroupSpec, OriginSpec, TaskSpec};
 pub use spec::{Mode, Policy};
 
 /// Most records one answer may carry: a weighted draw without replacement stays a short
@@ -192,7 +193,7 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
 }
 
 /// Reads and checks the site file at `path` for the zone `origin`.
-pub fn load(path: &Path, origin: &Name) -> Result<Site, SiteError> {
+pub fn load(path: &Path, origin: &Name) -> Result<(SiteSpec, Site), SiteError> {
     let text = std::fs::read_to_string(path).map_err(|source| SiteError::Read {
         path: path.to_owned(),
         source,
@@ -202,10 +203,11 @@ pub fn load(path: &Path, origin: &Name) -> Result<Site, SiteError> {
         line,
         message,
     })?;
-    validate(origin, &spec).map_err(|problems| SiteError::Invalid {
+    let site = validate(origin, &spec).map_err(|problems| SiteError::Invalid {
         path: path.to_owned(),
         problems,
-    })
+    })?;
+    Ok((spec, site))
 }
 
 /// Parses site YAML; an error is `(line, message)`.
@@ -598,6 +600,15 @@ fn validate_task(
         enabled: spec.enabled,
         line,
     })
+}
+
+/// The id of a task as written: its own, or the one derived from its hostname.
+pub fn spec_task_id(spec: &TaskSpec) -> String {
+    match (&spec.id, parse_domain(&spec.hostname)) {
+        (Some(id), _) => id.clone(),
+        (None, Ok(hostname)) => default_task_id(&hostname),
+        (None, Err(_)) => spec.hostname.clone(),
+    }
 }
 
 /// The id a task without one gets: its hostname without the trailing dot, `*` spelled

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 /// A whole site file.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteSpec {
     /// Origin groups by name, in file order.
@@ -29,7 +29,7 @@ where
 }
 
 /// One origin group.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
     /// How a query picks among the origins.
@@ -52,7 +52,7 @@ pub enum Policy {
 }
 
 /// One origin of a group.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginSpec {
     /// An IPv4 or IPv6 address or a domain name (a port makes it unusable for DNS-only).
@@ -76,7 +76,7 @@ fn default_weight() -> u32 {
 }
 
 /// One load-balancing task.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     /// Stable identifier, shared by the file and the API; derived from the hostname when absent.

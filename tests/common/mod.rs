@@ -87,7 +87,10 @@ pub fn read(path: &Path) -> String {
 /// A running `lbdns serve`.
 pub struct Server {
     child: Child,
+    /// DNS, UDP and TCP.
     pub addr: SocketAddr,
+    /// The management API.
+    pub api: SocketAddr,
     log: PathBuf,
     _log_dir: tempfile::TempDir,
 }
@@ -96,6 +99,7 @@ impl Server {
     /// Starts `lbdns serve --dir DIR` on a free port and waits until it answers.
     pub fn start(dir: &Path, extra: &[&std::ffi::OsStr]) -> Self {
         let addr = free_port();
+        let api = free_port();
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("lbdns.log");
         let child = Command::new(env!("CARGO_BIN_EXE_lbdns"))
@@ -103,6 +107,8 @@ impl Server {
             .arg(dir)
             .arg("--listen")
             .arg(addr.to_string())
+            .arg("--api")
+            .arg(api.to_string())
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -112,6 +118,7 @@ impl Server {
         let mut server = Self {
             child,
             addr,
+            api,
             log,
             _log_dir: log_dir,
         };
