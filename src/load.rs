@@ -95,8 +95,8 @@ impl Config {
 #[error("{}", .0.join("\n"))]
 pub struct LoadError(pub Vec<String>);
 
-/// Reads and checks everything under `sources`.
-pub fn load(sources: &Sources) -> Result<Config, LoadError> {
+/// Reads and checks everything under `sources`, and compiles what it serves.
+pub fn load(sources: &Sources) -> Result<(Config, Snapshot), LoadError> {
     let mut errors = Vec::new();
     let zones_dir = sources.zones_dir();
     let (zone_files, site_files) = match list_zone_dir(&zones_dir) {
@@ -159,14 +159,15 @@ pub fn load(sources: &Sources) -> Result<Config, LoadError> {
         },
         None => {
             for loaded in &sites {
-                if let Some(task) = loaded
+                for task in loaded
                     .site
                     .tasks
                     .iter()
-                    .find(|t| uses_geoip(&loaded.site, t))
+                    .filter(|t| uses_geoip(&loaded.site, t))
                 {
+                    let line = task.line.map(|l| format!(":{l}")).unwrap_or_default();
                     errors.push(format!(
-                        "{}: task {} routes by country or continent, which needs a GeoIP database: put one in geoip/ or pass --geoip FILE",
+                        "{}{line}: task {} routes by country or continent, which needs a GeoIP database: put one in geoip/ or pass --geoip FILE",
                         loaded.path.display(),
                         task.id
                     ));
@@ -175,15 +176,21 @@ pub fn load(sources: &Sources) -> Result<Config, LoadError> {
             None
         }
     };
-    if !errors.is_empty() {
-        return Err(LoadError(errors));
-    }
-    Ok(Config {
+    let config = Config {
         zones,
         sites,
         geoip,
         geoip_path,
-    })
+    };
+    // Compile what did load even when something else did not, so every problem shows.
+    match config.compile() {
+        Ok(snapshot) if errors.is_empty() => Ok((config, snapshot)),
+        Ok(_) => Err(LoadError(errors)),
+        Err(LoadError(more)) => {
+            errors.extend(more);
+            Err(LoadError(errors))
+        }
+    }
 }
 
 /// The site file of the zone `origin`.

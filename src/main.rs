@@ -186,8 +186,7 @@ fn sources(dir: DirArgs) -> Sources {
 }
 
 fn check(dir: DirArgs) -> Result<(), String> {
-    let config = load::load(&sources(dir)).map_err(|e| e.to_string())?;
-    config.compile().map_err(|e| e.to_string())?;
+    let (config, _) = load::load(&sources(dir)).map_err(|e| e.to_string())?;
     let (tasks, enabled) = config.task_counts();
     eprintln!(
         "ok: {} zones, {tasks} tasks ({enabled} enabled)",

@@ -229,13 +229,17 @@ impl CompiledZone {
             tasks: Vec::new(),
         };
         let mut errors = Vec::new();
-        for task in site
+        for (site, task) in site
             .iter()
-            .flat_map(|s| s.tasks.iter())
-            .filter(|t| t.enabled)
+            .flat_map(|s| s.tasks.iter().map(move |t| (*s, t)))
         {
-            let site = site.expect("tasks come from the site");
-            if let Err(message) = compiled.attach(site, task) {
+            // A disabled task is checked too: enabling it later must not be the first
+            // time anyone hears it cannot be served.
+            let result = compiled.servable(task).and_then(|()| match task.enabled {
+                true => compiled.attach(site, task),
+                false => Ok(()),
+            });
+            if let Err(message) = result {
                 errors.push(CompileError {
                     origin: compiled.origin.clone(),
                     line: task.line,
@@ -251,21 +255,24 @@ impl CompiledZone {
     }
 
     /// Makes `task` effective: its name exists and answers from the task.
-    fn attach(&mut self, site: &Site, task: &Task) -> Result<(), String> {
-        let where_ = format!("task {}", task.id);
-        let labels = task.hostname.num_labels();
-        for n in self.origin.num_labels() + 1..=labels {
+    /// Refuses a task at or below a zone cut: that name is answered by other servers.
+    fn servable(&self, task: &Task) -> Result<(), String> {
+        for n in self.origin.num_labels() + 1..=task.hostname.num_labels() {
             let name = task.hostname.trim_to(usize::from(n));
             if self.nodes.get(&name).is_some_and(|node| node.is_cut) {
                 return Err(format!(
-                    "{where_}: hostname {} is at or below the zone cut {name}, which is delegated to other servers",
-                    task.hostname
+                    "task {}: hostname {} is at or below the zone cut {name}, which is delegated to other servers",
+                    task.id, task.hostname
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn attach(&mut self, site: &Site, task: &Task) -> Result<(), String> {
         let group = site
             .group(&task.origin_group)
-            .ok_or_else(|| format!("{where_}: no origin group {}", task.origin_group))?;
+            .ok_or_else(|| format!("task {}: no origin group {}", task.id, task.origin_group))?;
         let rdata = group
             .origins
             .iter()

@@ -29,13 +29,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 use serde::Serialize;
-use serde_saphyr::{Location, Spanned};
 use tracing::{error, info};
 
 use crate::load::{self, Config, LoadError, LoadedSite, Sources};
 use crate::metrics::Metrics;
 use crate::persist;
-use crate::site::spec::{GroupSpec, OriginSpec, Policy, TaskSpec};
+use crate::site::spec::{GroupSpec, Lined, OriginSpec, Policy, TaskSpec};
 use crate::site::{self, Problem, SiteSpec};
 use crate::snapshot::Snapshot;
 
@@ -125,9 +124,9 @@ struct State {
 impl Store {
     /// Loads `sources` and publishes the first snapshot.
     pub fn open(sources: Sources, metrics: Arc<Metrics>) -> Result<Arc<Self>, LoadError> {
+        persist::remove_stale_temp_files(&sources.zones_dir());
         let fingerprint = Fingerprint::read(&sources);
-        let config = load::load(&sources)?;
-        let snapshot = config.compile()?;
+        let (config, snapshot) = load::load(&sources)?;
         let (tasks, enabled) = config.task_counts();
         info!(
             zones = config.zones.len(),
@@ -199,11 +198,7 @@ impl Store {
         if fingerprint == state.fingerprint {
             return Ok(false);
         }
-        let result = load::load(&self.sources).and_then(|config| {
-            let snapshot = config.compile()?;
-            Ok((config, snapshot))
-        });
-        match result {
+        match load::load(&self.sources) {
             Ok((config, snapshot)) => {
                 let next = state.generation + 1;
                 state.task_generations = carry_generations(&state, &config, next);
@@ -298,7 +293,7 @@ impl Store {
                     .unwrap_or_default();
                 GroupView {
                     name: name.clone(),
-                    policy: spec.value.policy,
+                    policy: *spec.policy,
                     origins: spec.value.origins.iter().map(|o| o.value.clone()).collect(),
                     dns_only: Usability {
                         usable: reasons.is_empty(),
@@ -370,7 +365,7 @@ impl Store {
     /// Creates a task; an absent id is derived from the hostname.
     pub fn create_task(&self, site: &str, mut spec: TaskSpec) -> Result<TaskView, ChangeError> {
         let id = self.change(site, |loaded| {
-            let id = match spec.id.clone() {
+            let id = match spec.id.as_ref().map(|id| id.value.clone()) {
                 Some(id) => {
                     if find_task(loaded, &id).is_ok() {
                         return Err(ChangeError::Conflict(format!(
@@ -381,8 +376,8 @@ impl Store {
                 }
                 None => fresh_id(loaded, &spec.hostname),
             };
-            spec.id = Some(id.clone());
-            loaded.spec.tasks.push(unspanned(spec));
+            spec.id = Some(Lined::new(id.clone()));
+            loaded.spec.tasks.push(Lined::new(spec));
             Ok(id)
         })?;
         self.task(site, &id)
@@ -395,25 +390,21 @@ impl Store {
         id: &str,
         mut spec: TaskSpec,
     ) -> Result<TaskView, ChangeError> {
-        if spec.id.as_deref().is_some_and(|body| body != id) {
+        if let Some(body) = spec.id.as_ref().filter(|body| body.as_str() != id) {
             return Err(ChangeError::Invalid(vec![Problem {
                 line: None,
                 field: "id".into(),
                 message: format!(
                     "the body's id {:?} differs from the path's {id:?}; ids cannot be changed",
-                    spec.id.as_deref().unwrap_or_default()
+                    body.value
                 ),
             }]));
         }
         self.change(site, |loaded| {
             let index = find_task(loaded, id)?;
-            // Keep an id the file left implicit implicit.
-            spec.id = loaded.spec.tasks[index]
-                .value
-                .id
-                .clone()
-                .or(Some(id.to_owned()));
-            loaded.spec.tasks[index] = unspanned(spec);
+            // The id becomes explicit, so a new hostname cannot change a derived one.
+            spec.id = Some(Lined::new(id.to_owned()));
+            loaded.spec.tasks[index] = Lined::new(spec);
             Ok(())
         })?;
         self.task(site, id)
@@ -428,7 +419,7 @@ impl Store {
     ) -> Result<TaskView, ChangeError> {
         self.change(site, |loaded| {
             let index = find_task(loaded, id)?;
-            loaded.spec.tasks[index].value.enabled = enabled;
+            loaded.spec.tasks[index].value.enabled = Lined::new(enabled);
             Ok(())
         })?;
         self.task(site, id)
@@ -451,7 +442,7 @@ impl Store {
         }
         self.change(site, |loaded| {
             let index = find_task(loaded, id)?;
-            if loaded.spec.tasks[index].value.enabled {
+            if *loaded.spec.tasks[index].enabled {
                 return Err(ChangeError::Conflict(format!(
                     "task {id} was enabled meanwhile: disable it first, then delete it"
                 )));
@@ -469,10 +460,10 @@ impl Store {
         spec: GroupSpec,
     ) -> Result<GroupView, ChangeError> {
         self.change(site, |loaded| {
-            loaded.spec.origin_groups.insert(
-                name.to_owned(),
-                Spanned::new(spec, Location::UNKNOWN, Location::UNKNOWN),
-            );
+            loaded
+                .spec
+                .origin_groups
+                .insert(name.to_owned(), Lined::new(spec));
             Ok(())
         })?;
         self.groups(site)?
@@ -687,10 +678,6 @@ fn fresh_id(loaded: &LoadedSite, hostname: &str) -> String {
         n += 1;
     }
     id
-}
-
-fn unspanned<T>(value: T) -> Spanned<T> {
-    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
 }
 
 /// The contents of every file a reload reads, to tell an edit from our own write.

@@ -44,8 +44,13 @@ pub enum ZoneError {
         line: usize,
         message: String,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        /// The line of the record that breaks the rule (none for a missing SOA).
+        line: Option<usize>,
+        message: String,
+    },
 }
 
 /// Reads the zone file at `path`, whose origin is `origin`.
@@ -60,7 +65,7 @@ pub fn load(path: &Path, origin: &Name) -> Result<Zone, ZoneError> {
 /// Parses zone text; `path` is used for `$INCLUDE` and messages.
 pub fn parse(text: &str, path: &Path, origin: &Name) -> Result<Zone, ZoneError> {
     let run = |text: &str| Parser::new(text, Some(path.to_owned()), Some(origin.clone())).parse();
-    let (parsed_origin, sets) = match run(text) {
+    let parsed = match run(text) {
         Ok(parsed) => parsed,
         Err(error) => {
             return Err(ZoneError::Syntax {
@@ -70,18 +75,47 @@ pub fn parse(text: &str, path: &Path, origin: &Name) -> Result<Zone, ZoneError> 
             });
         }
     };
-    let invalid = |message: String| ZoneError::Invalid {
-        path: path.to_owned(),
+    build(parsed).map_err(|broken| {
+        // The rule's record is the last statement of the shortest prefix that breaks
+        // the same rule: the checks below look at SOA presence last for that reason.
+        let line = broken.locatable.then(|| {
+            failing_line(text, |prefix| {
+                run(prefix).is_ok_and(|p| build(p).is_err_and(|b| b.message == broken.message))
+            })
+        });
+        ZoneError::Invalid {
+            path: path.to_owned(),
+            line,
+            message: broken.message,
+        }
+    })
+}
+
+type Parsed = (
+    Name,
+    std::collections::BTreeMap<hickory_proto::rr::RrKey, hickory_proto::rr::RecordSet>,
+);
+
+/// A broken data rule.
+struct Broken {
+    message: String,
+    /// False when no record is to blame (a missing SOA).
+    locatable: bool,
+}
+
+fn build((origin, sets): Parsed) -> Result<Zone, Broken> {
+    let origin = origin.to_lowercase();
+    let broken = |message: String| Broken {
         message,
+        locatable: true,
     };
-    let origin = parsed_origin.to_lowercase();
     let mut records = Vec::new();
     for set in sets.values() {
         for record in set.records_without_rrsigs() {
             let mut record = record.clone();
             record.name = record.name.to_lowercase();
             if !origin.zone_of(&record.name) {
-                return Err(invalid(format!(
+                return Err(broken(format!(
                     "{} {} is outside the zone {origin}",
                     record.name,
                     record.record_type()
@@ -90,53 +124,64 @@ pub fn parse(text: &str, path: &Path, origin: &Name) -> Result<Zone, ZoneError> 
             records.push(record);
         }
     }
-    check(&origin, &records).map_err(invalid)?;
+    check(&origin, &records)?;
     Ok(Zone { origin, records })
 }
 
 /// The data rules RFC 1034/2181 set and every authoritative server enforces.
-fn check(origin: &Name, records: &[Record]) -> Result<(), String> {
-    let soas: Vec<&Record> = records
-        .iter()
-        .filter(|r| r.record_type() == RecordType::SOA)
-        .collect();
-    match soas.as_slice() {
-        [] => return Err(format!("the zone {origin} has no SOA record")),
-        [soa] if soa.name != *origin => {
-            return Err(format!(
-                "the SOA record must be at the apex {origin}, not {}",
-                soa.name
-            ));
-        }
-        [_] => {}
-        _ => return Err(format!("the zone {origin} has more than one SOA record")),
-    }
+fn check(origin: &Name, records: &[Record]) -> Result<(), Broken> {
+    let broken = |message: String| Broken {
+        message,
+        locatable: true,
+    };
     for cname in records
         .iter()
         .filter(|r| r.record_type() == RecordType::CNAME)
     {
         if cname.name == *origin {
-            return Err(format!("a CNAME cannot sit at the zone apex {origin}"));
+            return Err(broken(format!(
+                "a CNAME cannot sit at the zone apex {origin}"
+            )));
         }
         let others = records
             .iter()
             .filter(|r| r.name == cname.name && !std::ptr::eq(*r, cname))
             .count();
         if others > 0 {
-            return Err(format!(
+            return Err(broken(format!(
                 "{} has a CNAME and other data; a CNAME must be alone at its name",
                 cname.name
-            ));
+            )));
         }
     }
     for record in records {
         if let RData::NS(ns) = &record.data
             && ns.0.is_wildcard()
         {
-            return Err(format!("{}: NS target {} is a wildcard", record.name, ns.0));
+            return Err(broken(format!(
+                "{}: NS target {} is a wildcard",
+                record.name, ns.0
+            )));
         }
     }
-    Ok(())
+    let soas: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.record_type() == RecordType::SOA)
+        .collect();
+    match soas.as_slice() {
+        [] => Err(Broken {
+            message: format!("the zone {origin} has no SOA record"),
+            locatable: false,
+        }),
+        [soa] if soa.name != *origin => Err(broken(format!(
+            "the SOA record must be at the apex {origin}, not {}",
+            soa.name
+        ))),
+        [_] => Ok(()),
+        _ => Err(broken(format!(
+            "the zone {origin} has more than one SOA record"
+        ))),
+    }
 }
 
 /// The 1-based line where the statement that first makes `fails` true starts.
@@ -254,8 +299,15 @@ mod tests {
     fn semantic_errors() {
         let err = parse_text("$TTL 300\nwww A 192.0.2.1\n").unwrap_err();
         assert!(err.to_string().contains("no SOA"), "{err}");
-        let err = parse_text(&format!("{HEAD}www CNAME x\nwww TXT hi\n")).unwrap_err();
+        let err = parse_text(&format!(
+            "{HEAD}www CNAME x\nmail A 192.0.2.2\nwww TXT hi\n"
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("CNAME and other data"), "{err}");
+        assert!(
+            err.to_string().starts_with("zones/example.com.zone:7: "),
+            "{err}"
+        );
         let err = parse_text(&format!("{HEAD}www.example.net. A 192.0.2.1\n")).unwrap_err();
         assert!(err.to_string().contains("outside the zone"), "{err}");
     }

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 
 use crate::geoip::{Continent, Country, continent_of};
 pub use spec::SiteSpec;
-use spec::{GroupSpec, OriginSpec, TaskSpec};
+use spec::{GroupSpec, Lined, OriginSpec, TaskSpec};
 pub use spec::{Mode, Policy};
 
 /// Most records one answer may carry: a weighted draw without replacement stays a short
@@ -210,35 +210,49 @@ pub fn load(path: &Path, origin: &Name) -> Result<(SiteSpec, Site), SiteError> {
     Ok((spec, site))
 }
 
-/// Parses site YAML; an error is `(line, message)`.
+/// Parses site YAML; an error is `(line, message)`, the message naming the key
+/// (`tasks[1].ttl: invalid u32`).
 pub fn parse(text: &str) -> Result<SiteSpec, (u64, String)> {
     if text.trim().is_empty() {
         return Ok(SiteSpec::default());
     }
-    serde_saphyr::from_str::<SiteSpec>(text).map_err(|e| {
+    let mut path = None;
+    let result = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            path = Some(e.path().to_string());
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(0);
         let message = e.without_snippet().to_string();
         // The plain message ends with " at line N column M"; the caller prints the line.
         let message = match message.rfind(" at line ") {
-            Some(at) => message[..at].to_owned(),
-            None => message,
+            Some(at) => &message[..at],
+            None => &message,
+        };
+        // serde-saphyr's advice on its own options means nothing to an operator.
+        let message = message
+            .split_once(" (set DuplicateKeyPolicy")
+            .map_or(message, |(m, _)| m);
+        let message = match path.as_deref() {
+            Some(path) if !path.is_empty() && path != "." => format!("{path}: {message}"),
+            _ => message.to_owned(),
         };
         (line, message)
     })
-}
-
-fn line_of<T>(spanned: &serde_saphyr::Spanned<T>) -> Option<u64> {
-    Some(spanned.referenced.line()).filter(|&l| l > 0)
 }
 
 /// Checks a site spec against every rule of SPEC §3.
 pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut groups = Vec::new();
+    let mut broken_groups = Vec::new();
     for (name, group) in &spec.origin_groups {
         let field = format!("origin_groups.{name}");
-        if let Some(g) = validate_group(name, &group.value, line_of(group), &field, &mut problems) {
-            groups.push(g);
+        match validate_group(name, group, &field, &mut problems) {
+            Some(g) => groups.push(g),
+            None => broken_groups.push(name.as_str()),
         }
     }
     let site_groups = Site {
@@ -249,34 +263,30 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
     let mut tasks: Vec<Task> = Vec::new();
     for (i, task) in spec.tasks.iter().enumerate() {
         let field = format!("tasks[{i}]");
-        if let Some(t) = validate_task(
-            &site_groups,
-            &task.value,
-            line_of(task),
-            &field,
-            &mut problems,
-        ) {
-            if let Some(other) = tasks.iter().find(|o| o.hostname == t.hostname) {
-                problems.push(Problem {
-                    line: t.line,
-                    field: format!("{field}.hostname"),
-                    message: format!(
-                        "hostname {} is already used by task {}; a hostname is used by at most one task",
-                        t.hostname, other.id
-                    ),
-                });
-            } else if let Some(other) = tasks.iter().find(|o| o.id == t.id) {
-                problems.push(Problem {
-                    line: t.line,
-                    field: format!("{field}.id"),
-                    message: format!(
-                        "id {:?} is already used by the task for {}; task ids are unique in a site",
-                        t.id, other.hostname
-                    ),
-                });
-            } else {
-                tasks.push(t);
-            }
+        let Some(t) = validate_task(&site_groups, &broken_groups, task, &field, &mut problems)
+        else {
+            continue;
+        };
+        if let Some(other) = tasks.iter().find(|o| o.hostname == t.hostname) {
+            problems.push(Problem {
+                line: task.hostname.line.or(t.line),
+                field: format!("{field}.hostname"),
+                message: format!(
+                    "hostname {} is already used by task {}; a hostname is used by at most one task",
+                    t.hostname, other.id
+                ),
+            });
+        } else if let Some(other) = tasks.iter().find(|o| o.id == t.id) {
+            problems.push(Problem {
+                line: task.id.as_ref().and_then(|id| id.line).or(t.line),
+                field: format!("{field}.id"),
+                message: format!(
+                    "id {:?} is already used by the task for {}; task ids are unique in a site",
+                    t.id, other.hostname
+                ),
+            });
+        } else {
+            tasks.push(t);
         }
     }
     if problems.is_empty() {
@@ -289,40 +299,77 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
     }
 }
 
+/// Collects problems at one item (a group, origin or task) of the site.
+struct Reporter<'a> {
+    problems: &'a mut Vec<Problem>,
+    field: &'a str,
+    /// The item's own line, for keys that have none.
+    line: Option<u64>,
+    before: usize,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(problems: &'a mut Vec<Problem>, field: &'a str, line: Option<u64>) -> Self {
+        let before = problems.len();
+        Self {
+            problems,
+            field,
+            line,
+            before,
+        }
+    }
+
+    /// Reports `message` about `key`, on `line` when the key has one.
+    fn at(&mut self, key: &str, line: Option<u64>, message: String) {
+        self.problems.push(Problem {
+            line: line.or(self.line),
+            field: if key.is_empty() {
+                self.field.to_owned()
+            } else {
+                format!("{}.{key}", self.field)
+            },
+            message,
+        });
+    }
+
+    fn clean(&self) -> bool {
+        self.problems.len() == self.before
+    }
+}
+
 fn validate_group(
     name: &str,
-    spec: &GroupSpec,
-    line: Option<u64>,
+    spec: &Lined<GroupSpec>,
     field: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<OriginGroup> {
-    let before = problems.len();
+    let mut report = Reporter::new(problems, field, spec.line);
     if !is_identifier(name) {
-        problems.push(Problem {
-            line,
-            field: field.to_owned(),
-            message: format!("group name {name:?} must be 1-64 letters, digits, '-', '_' or '.'"),
-        });
+        report.at(
+            "",
+            None,
+            format!("group name {name:?} must be 1-64 letters, digits, '-', '_' or '.'"),
+        );
     }
     let mut origins: Vec<Origin> = Vec::new();
     for (i, origin) in spec.origins.iter().enumerate() {
-        let line = line_of(origin).or(line);
         let field = format!("{field}.origins[{i}]");
-        if let Some(o) = validate_origin(spec.policy, &origin.value, line, &field, problems) {
+        let line = origin.line.or(spec.line);
+        if let Some(o) = validate_origin(*spec.policy, origin, line, &field, report.problems) {
             if origins.iter().any(|other| other.target == o.target) {
-                problems.push(Problem {
-                    line,
-                    field: format!("{field}.address"),
-                    message: format!("origin {} is listed twice in the group", o.target),
-                });
+                report.at(
+                    &format!("origins[{i}].address"),
+                    origin.address.line.or(line),
+                    format!("origin {} is listed twice in the group", o.target),
+                );
             } else {
                 origins.push(o);
             }
         }
     }
-    (problems.len() == before).then(|| OriginGroup {
+    report.clean().then(|| OriginGroup {
         name: name.to_owned(),
-        policy: spec.policy,
+        policy: *spec.policy,
         origins,
     })
 }
@@ -334,29 +381,24 @@ fn validate_origin(
     field: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<Origin> {
-    let before = problems.len();
-    let mut problem = |key: &str, message: String| {
-        problems.push(Problem {
-            line,
-            field: format!("{field}.{key}"),
-            message,
-        })
-    };
+    let mut report = Reporter::new(problems, field, line);
     let target = parse_target(&spec.address)
-        .map_err(|m| problem("address", m))
+        .map_err(|m| report.at("address", spec.address.line, m))
         .ok();
-    if spec.weight > MAX_WEIGHT {
-        problem(
+    if *spec.weight > MAX_WEIGHT {
+        report.at(
             "weight",
-            format!("weight {} is out of range 0..{MAX_WEIGHT}", spec.weight),
+            spec.weight.line,
+            format!("weight {} is out of range 0..{MAX_WEIGHT}", *spec.weight),
         );
     }
     let mut countries = Vec::new();
-    for code in &spec.countries {
+    for code in spec.countries.iter() {
         match Country::parse(code).filter(|c| continent_of(*c).is_some()) {
             Some(c) => countries.push(c),
-            None => problem(
+            None => report.at(
                 "countries",
+                spec.countries.line,
                 format!(
                     "{code:?} is not an ISO 3166-1 alpha-2 country code{}",
                     hint(code)
@@ -365,11 +407,12 @@ fn validate_origin(
         }
     }
     let mut continents = Vec::new();
-    for code in &spec.continents {
+    for code in spec.continents.iter() {
         match Continent::parse(code) {
             Some(c) => continents.push(c),
-            None => problem(
+            None => report.at(
                 "continents",
+                spec.continents.line,
                 format!(
                     "{code:?} is not a continent code (one of {})",
                     Continent::CODES
@@ -378,30 +421,36 @@ fn validate_origin(
         }
     }
     let mut subnets = Vec::new();
-    for text in &spec.subnets {
+    for text in spec.subnets.iter() {
         match text.parse::<IpNet>() {
             Ok(net) if net.trunc() == net => subnets.push(net),
-            Ok(net) => problem(
+            Ok(net) => report.at(
                 "subnets",
+                spec.subnets.line,
                 format!("{text} has host bits set; did you mean {}?", net.trunc()),
             ),
-            Err(_) => problem(
+            Err(_) => report.at(
                 "subnets",
+                spec.subnets.line,
                 format!("{text:?} is not a network in CIDR form (e.g. 203.0.113.0/24)"),
             ),
         }
     }
-    let has_region = !(countries.is_empty() && continents.is_empty() && subnets.is_empty());
-    if policy == Policy::Weight && has_region {
-        problem(
+    let region_key = [&spec.countries, &spec.continents, &spec.subnets]
+        .into_iter()
+        .find(|keys| !keys.is_empty());
+    if let (Policy::Weight, Some(keys)) = (policy, region_key) {
+        let region_line = keys.line;
+        report.at(
             "policy",
+            region_line,
             "countries, continents and subnets need the group's policy to be region".to_owned(),
         );
     }
     let target = target?;
-    (problems.len() == before).then_some(Origin {
+    report.clean().then_some(Origin {
         target,
-        weight: spec.weight,
+        weight: *spec.weight,
         countries,
         continents,
         subnets,
@@ -460,46 +509,43 @@ fn parse_domain(text: &str) -> Result<Name, String> {
 
 fn validate_task(
     site: &Site,
-    spec: &TaskSpec,
-    line: Option<u64>,
+    broken_groups: &[&str],
+    spec: &Lined<TaskSpec>,
     field: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<Task> {
-    let before = problems.len();
-    let mut problem = |key: &str, message: String| {
-        problems.push(Problem {
-            line,
-            field: format!("{field}.{key}"),
-            message,
-        })
-    };
-    if spec.mode != Mode::DnsOnly {
-        let mode = match spec.mode {
+    let mut report = Reporter::new(problems, field, spec.line);
+    if *spec.mode != Mode::DnsOnly {
+        let mode = match *spec.mode {
             Mode::Proxy => "proxy",
             _ => "secure_proxy",
         };
-        problem(
+        report.at(
             "mode",
+            spec.mode.line,
             format!(
                 "mode {mode} needs an edge proxy, which lbdns does not run; use mode: dns_only"
             ),
         );
     }
+    let hostname_line = spec.hostname.line;
     let hostname = match parse_domain(&spec.hostname) {
         Err(m) => {
-            problem("hostname", m);
+            report.at("hostname", hostname_line, m);
             None
         }
         Ok(name) if !site.origin.zone_of(&name) => {
-            problem(
+            report.at(
                 "hostname",
+                hostname_line,
                 format!("{name} is not inside the site {}", site.origin),
             );
             None
         }
         Ok(name) if !wildcard_ok(&name) => {
-            problem(
+            report.at(
                 "hostname",
+                hostname_line,
                 format!(
                     "{name}: '*' may only be the whole leftmost label (e.g. *.shop.example.com)"
                 ),
@@ -508,15 +554,18 @@ fn validate_task(
         }
         Ok(name) => Some(name),
     };
-    let group = site.group(&spec.origin_group);
-    match group {
+    let group_line = spec.origin_group.line;
+    match site.group(&spec.origin_group) {
+        // The group's own problems are reported where the group is.
+        None if broken_groups.contains(&spec.origin_group.as_str()) => {}
         None => {
             let known: Vec<&str> = site.groups.iter().map(|g| g.name.as_str()).collect();
-            problem(
+            report.at(
                 "origin_group",
+                group_line,
                 format!(
                     "no origin group named {:?} in this site (groups: {})",
-                    spec.origin_group,
+                    *spec.origin_group,
                     if known.is_empty() {
                         "none".to_owned()
                     } else {
@@ -528,8 +577,9 @@ fn validate_task(
         Some(group) => {
             let reasons = group.dns_only_problems();
             if !reasons.is_empty() {
-                problem(
+                report.at(
                     "origin_group",
+                    group_line,
                     format!(
                         "origin group {} cannot be used by a DNS-only task: {}",
                         group.name,
@@ -539,17 +589,19 @@ fn validate_task(
             }
             if group.is_cname() {
                 if hostname.as_ref().is_some_and(|h| *h == site.origin) {
-                    problem(
+                    report.at(
                         "hostname",
+                        hostname_line,
                         format!(
                             "origin group {} answers CNAME, which cannot sit at the zone apex {}",
                             group.name, site.origin
                         ),
                     );
                 }
-                if spec.answers != 1 {
-                    problem(
+                if *spec.answers != 1 {
+                    report.at(
                         "answers",
+                        spec.answers.line,
                         format!(
                             "origin group {} answers CNAME, and a CNAME answer holds exactly one record; set answers: 1",
                             group.name
@@ -560,54 +612,60 @@ fn validate_task(
         }
     }
     if !TTL_RANGE.contains(&spec.ttl) {
-        problem(
+        report.at(
             "ttl",
+            spec.ttl.line,
             format!(
                 "ttl {} is out of range {}..{}",
-                spec.ttl,
+                *spec.ttl,
                 TTL_RANGE.start(),
                 TTL_RANGE.end()
             ),
         );
     }
     if !(1..=MAX_ANSWERS).contains(&spec.answers) {
-        problem(
+        report.at(
             "answers",
-            format!("answers {} is out of range 1..{MAX_ANSWERS}", spec.answers),
+            spec.answers.line,
+            format!("answers {} is out of range 1..{MAX_ANSWERS}", *spec.answers),
         );
     }
     let id = match (&spec.id, &hostname) {
         (Some(id), _) if !is_identifier(id) => {
-            problem(
+            report.at(
                 "id",
-                format!("id {id:?} must be 1-64 letters, digits, '-', '_' or '.'"),
+                id.line,
+                format!(
+                    "id {:?} must be 1-64 letters, digits, '-', '_' or '.'",
+                    id.value
+                ),
             );
             None
         }
-        (Some(id), _) => Some(id.clone()),
+        (Some(id), _) => Some(id.value.clone()),
         (None, Some(hostname)) => Some(default_task_id(hostname)),
         (None, None) => None,
     };
-    if problems.len() != before {
+    if !report.clean() {
         return None;
     }
     Some(Task {
         id: id?,
         hostname: hostname?,
-        origin_group: spec.origin_group.clone(),
-        ttl: spec.ttl,
-        answers: spec.answers,
-        enabled: spec.enabled,
-        line,
+        origin_group: spec.origin_group.value.clone(),
+        ttl: *spec.ttl,
+        answers: *spec.answers,
+        enabled: *spec.enabled,
+        line: spec.line,
     })
 }
 
 /// The id of a task as written: its own, or the one derived from its hostname.
 pub fn spec_task_id(spec: &TaskSpec) -> String {
     match (&spec.id, parse_domain(&spec.hostname)) {
-        (Some(id), _) => id.clone(),
+        (Some(id), _) => id.value.clone(),
         (None, Ok(hostname)) => default_task_id(&hostname),
-        (None, Err(_)) => spec.hostname.clone(),
+        (None, Err(_)) => spec.hostname.value.clone(),
     }
 }
 
@@ -688,7 +746,7 @@ mod tests {
         let p = first_problem(
             "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\ntasks:\n  - hostname: www.example.com\n    mode: proxy\n    origin_group: web\n",
         );
-        assert_eq!(p.line, Some(6));
+        assert_eq!(p.line, Some(7), "the line of the mode key");
         assert_eq!(p.field, "tasks[0].mode");
         assert!(p.message.contains("edge proxy"), "{p:?}");
     }
@@ -730,7 +788,7 @@ mod tests {
         );
         assert_eq!(
             (p.line, p.field.as_str()),
-            (Some(4), "origin_groups.web.origins[0].weight")
+            (Some(5), "origin_groups.web.origins[0].weight")
         );
         for (key, value) in [
             ("ttl", "0"),

@@ -1,11 +1,62 @@
 //! The site file `zones/<origin>.lb.yaml` as written by people (SPEC §3).
 //!
 //! These types mirror the file one to one and check only its shape; every rule about
-//! values lives in [`super::validate`], which the management API shares.
+//! values lives in [`super::validate`], which the management API shares. Every value is
+//! [`Lined`], so a rule broken by one key reports that key's line.
+
+use std::ops::Deref;
 
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_saphyr::Spanned;
+
+/// A value and the line it was written on (`None` when it came from the API or a
+/// default). Equality ignores the line: the same value moved in the file is unchanged.
+#[derive(Clone, Debug, Default)]
+pub struct Lined<T> {
+    pub value: T,
+    pub line: Option<u64>,
+}
+
+impl<T> Lined<T> {
+    /// A value with no line.
+    pub fn new(value: T) -> Self {
+        Self { value, line: None }
+    }
+}
+
+impl<T> Deref for Lined<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: PartialEq> PartialEq for Lined<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<T: Eq> Eq for Lined<T> {}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lined<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Spanned learns the line from serde-saphyr; other formats (JSON) give line 0.
+        let spanned = Spanned::<T>::deserialize(deserializer)?;
+        Ok(Self {
+            value: spanned.value,
+            line: Some(spanned.referenced.line()).filter(|&line| line > 0),
+        })
+    }
+}
+
+impl<T: Serialize> Serialize for Lined<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(serializer)
+    }
+}
 
 /// A whole site file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -13,10 +64,10 @@ use serde_saphyr::Spanned;
 pub struct SiteSpec {
     /// Origin groups by name, in file order.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub origin_groups: IndexMap<String, Spanned<GroupSpec>>,
+    pub origin_groups: IndexMap<String, Lined<GroupSpec>>,
     /// Load-balancing tasks, in file order.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub tasks: Vec<Spanned<TaskSpec>>,
+    pub tasks: Vec<Lined<TaskSpec>>,
 }
 
 /// A key written with no value (`tasks:`) means "none", as an operator would expect.
@@ -34,10 +85,10 @@ where
 pub struct GroupSpec {
     /// How a query picks among the origins.
     #[serde(default)]
-    pub policy: Policy,
+    pub policy: Lined<Policy>,
     /// The origins, in file order.
     #[serde(default)]
-    pub origins: Vec<Spanned<OriginSpec>>,
+    pub origins: Vec<Lined<OriginSpec>>,
 }
 
 /// How a group picks its origins.
@@ -56,23 +107,27 @@ pub enum Policy {
 #[serde(deny_unknown_fields)]
 pub struct OriginSpec {
     /// An IPv4 or IPv6 address or a domain name (a port makes it unusable for DNS-only).
-    pub address: String,
+    pub address: Lined<String>,
     /// Share of the answers, 0..=100; 0 drains the origin to a last resort.
     #[serde(default = "default_weight")]
-    pub weight: u32,
+    pub weight: Lined<u32>,
     /// ISO 3166-1 alpha-2 codes whose clients get this origin.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub countries: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub countries: Lined<Vec<String>>,
     /// Continent codes (AF AN AS EU NA OC SA) whose clients get this origin.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub continents: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub continents: Lined<Vec<String>>,
     /// Client networks (CIDR) that get this origin; the longest prefix wins.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub subnets: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub subnets: Lined<Vec<String>>,
 }
 
-fn default_weight() -> u32 {
-    1
+fn default_weight() -> Lined<u32> {
+    Lined::new(1)
+}
+
+fn is_empty(list: &Lined<Vec<String>>) -> bool {
+    list.is_empty()
 }
 
 /// One load-balancing task.
@@ -81,35 +136,35 @@ fn default_weight() -> u32 {
 pub struct TaskSpec {
     /// Stable identifier, shared by the file and the API; derived from the hostname when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<Lined<String>>,
     /// The name answered, inside the site; may be the apex or a wildcard `*.name`.
-    pub hostname: String,
+    pub hostname: Lined<String>,
     /// Only `dns_only` runs here; the proxy modes need an edge proxy.
     #[serde(default)]
-    pub mode: Mode,
+    pub mode: Lined<Mode>,
     /// The group whose origins answer.
-    pub origin_group: String,
+    pub origin_group: Lined<String>,
     /// TTL of the answer records, 1..=86400 seconds.
     #[serde(default = "default_ttl")]
-    pub ttl: u32,
+    pub ttl: Lined<u32>,
     /// Records per answer.
     #[serde(default = "default_answers")]
-    pub answers: u32,
+    pub answers: Lined<u32>,
     /// A disabled task leaves the zone's own records answering.
     #[serde(default = "default_enabled")]
-    pub enabled: bool,
+    pub enabled: Lined<bool>,
 }
 
-fn default_ttl() -> u32 {
-    60
+fn default_ttl() -> Lined<u32> {
+    Lined::new(60)
 }
 
-fn default_answers() -> u32 {
-    1
+fn default_answers() -> Lined<u32> {
+    Lined::new(1)
 }
 
-fn default_enabled() -> bool {
-    true
+fn default_enabled() -> Lined<bool> {
+    Lined::new(true)
 }
 
 /// How a task serves traffic.

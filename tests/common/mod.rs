@@ -169,6 +169,12 @@ impl Server {
         }
     }
 
+    /// Kills the server with SIGKILL, as a crash would, and reaps it.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
