@@ -163,7 +163,17 @@ impl Snapshot {
         client: &Client,
         rng: &mut R,
     ) -> Answer {
-        let Some(zone) = self.zones.iter().find(|z| z.origin.zone_of(qname)) else {
+        let mut zones = self.zones.iter().filter(|z| z.origin.zone_of(qname));
+        let mut zone = zones.next();
+        // DS lives on the parent side of a cut (RFC 4035 §3.1.4.1): a DS query for the apex
+        // of a served child zone is the parent's, when the parent is served here too.
+        if qtype == RecordType::DS
+            && zone.is_some_and(|z| z.origin == *qname)
+            && let Some(parent) = zones.next()
+        {
+            zone = Some(parent);
+        }
+        let Some(zone) = zone else {
             return Answer {
                 rcode: ResponseCode::Refused,
                 ..Answer::default()

@@ -4,6 +4,12 @@
 //! hickory's `Catalog` neither reads nor echoes EDNS Client Subnet and cannot swap zones
 //! without `&mut`, so lbdns answers requests itself from the current snapshot, read
 //! lock-free through [`ArcSwap`].
+//!
+//! UDP replies are sized here, not left to hickory's encoder: a reply that does not fit
+//! the client's buffer goes out as header, question and OPT with TC set, so the client
+//! retries over TCP and the OPT (with ECS) is never the part that gets cut.
+
+mod ecs;
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -11,8 +17,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use rand::SeedableRng;
@@ -40,36 +47,6 @@ pub struct Handler {
 impl Handler {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
         Self { snapshot, metrics }
-    }
-}
-
-/// What the query's ECS option says, checked as RFC 7871 §7.1 asks.
-enum Ecs {
-    Absent,
-    Present(ClientSubnet),
-    Malformed,
-}
-
-fn read_ecs(edns: Option<&Edns>) -> Ecs {
-    let Some(edns) = edns else {
-        return Ecs::Absent;
-    };
-    // hickory already refused (FORMERR) unknown families, prefixes longer than the
-    // address and truncated options while decoding the message.
-    let options = edns.options().get_all(EdnsCode::Subnet);
-    match options.as_slice() {
-        [] => Ecs::Absent,
-        [EdnsOption::Subnet(subnet)] => {
-            let prefix = subnet.source_prefix();
-            let masked = ipnet::IpNet::new(subnet.addr(), prefix).map(|n| n.network());
-            // Address bits beyond SOURCE PREFIX-LENGTH must be zero.
-            if masked.ok() == Some(subnet.addr()) {
-                Ecs::Present(*subnet)
-            } else {
-                Ecs::Malformed
-            }
-        }
-        _ => Ecs::Malformed,
     }
 }
 
@@ -103,12 +80,10 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let mut metadata = Metadata::response_from_request(&request.metadata);
-        let mut response_edns = request.edns.as_ref().map(|query_edns| {
+        let mut response_edns = request.edns.as_ref().map(|_| {
             let mut edns = Edns::new();
             edns.set_version(0);
-            // hickory truncates UDP replies to the payload size of the reply's OPT, so it
-            // carries what the client can take, capped at what we offer.
-            edns.set_max_payload(query_edns.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            edns.set_max_payload(MAX_UDP_PAYLOAD);
             edns
         });
         let mut answer = Answer::default();
@@ -126,13 +101,13 @@ impl RequestHandler for Handler {
                 // Not exactly one question.
                 break 'check Some(ResponseCode::FormErr);
             };
-            let ecs = match read_ecs(request.edns.as_ref()) {
-                Ecs::Malformed => {
+            let ecs = match ecs::read(request.as_slice()) {
+                ecs::Ecs::Malformed => {
                     self.metrics.ecs_malformed.inc();
                     break 'check Some(ResponseCode::FormErr);
                 }
-                Ecs::Present(subnet) => Some(subnet),
-                Ecs::Absent => None,
+                ecs::Ecs::Present(subnet) => Some(subnet),
+                ecs::Ecs::Absent => None,
             };
             let query = info.query.original();
             if query.query_class() != DNSClass::IN {
@@ -162,6 +137,24 @@ impl RequestHandler for Handler {
         metadata.authoritative = error.is_none() && answer.authoritative;
         metadata.recursion_available = false;
         self.metrics.response(metadata.response_code);
+
+        if request.protocol() == Protocol::Udp {
+            // What the client can take: its EDNS payload (at least 512, at most ours),
+            // or 512 without EDNS (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
+            let limit = request.edns.as_ref().map_or(512, |e| {
+                usize::from(e.max_payload().clamp(512, MAX_UDP_PAYLOAD))
+            });
+            let fits = |a: &Answer| match size_bound(request, response_edns.as_ref(), a) {
+                Some(bound) if bound <= limit => true,
+                _ => exact_size(request, response_edns.as_ref(), metadata, a) <= limit,
+            };
+            if !fits(&answer) {
+                metadata.truncation = true;
+                answer.answers.clear();
+                answer.authority.clear();
+                answer.additional.clear();
+            }
+        }
         let builder = MessageResponseBuilder::new(&request.queries, response_edns.as_ref());
         let response = builder.build(
             metadata,
@@ -185,30 +178,60 @@ impl RequestHandler for Handler {
     }
 }
 
+/// An upper bound of the reply's wire size without name compression, when every record's
+/// data has a known size; `None` sends the reply through [`exact_size`].
+fn size_bound(request: &Request, edns: Option<&Edns>, answer: &Answer) -> Option<usize> {
+    let question = request.queries.as_bytes().len();
+    // OPT: root name, type, class, TTL, RDLENGTH, then ECS at most 4 + 4 + 16.
+    let opt = edns.map_or(0, |_| 11 + 24);
+    let mut total = 12 + question + opt;
+    for record in answer
+        .answers
+        .iter()
+        .chain(&answer.authority)
+        .chain(&answer.additional)
+    {
+        let data = match &record.data {
+            RData::A(_) => 4,
+            RData::AAAA(_) => 16,
+            RData::CNAME(n) => n.0.len(),
+            RData::NS(n) => n.0.len(),
+            RData::PTR(n) => n.0.len(),
+            RData::MX(mx) => 2 + mx.exchange.len(),
+            RData::SOA(soa) => soa.mname.len() + soa.rname.len() + 20,
+            RData::TXT(txt) => txt.txt_data.iter().map(|s| 1 + s.len()).sum(),
+            _ => return None,
+        };
+        total += record.name.len() + 10 + data;
+    }
+    Some(total)
+}
+
+/// The reply's exact wire size, by encoding it.
+fn exact_size(
+    request: &Request,
+    edns: Option<&Edns>,
+    metadata: Metadata,
+    answer: &Answer,
+) -> usize {
+    let mut bytes = Vec::with_capacity(1024);
+    let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+    let response = MessageResponseBuilder::new(&request.queries, edns).build(
+        metadata,
+        answer.answers.iter(),
+        answer.authority.iter(),
+        std::iter::empty::<&Record>(),
+        answer.additional.iter(),
+    );
+    match response.destructive_emit(&mut encoder) {
+        Ok(_) => bytes.len(),
+        Err(_) => usize::MAX,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ecs_checks() {
-        let mut edns = Edns::new();
-        edns.options_mut()
-            .insert(EdnsOption::Subnet(ClientSubnet::new(
-                "192.0.2.0".parse().unwrap(),
-                24,
-                0,
-            )));
-        assert!(matches!(read_ecs(Some(&edns)), Ecs::Present(_)));
-        let mut bad = Edns::new();
-        bad.options_mut()
-            .insert(EdnsOption::Subnet(ClientSubnet::new(
-                "192.0.2.1".parse().unwrap(),
-                24,
-                0,
-            )));
-        assert!(matches!(read_ecs(Some(&bad)), Ecs::Malformed));
-        assert!(matches!(read_ecs(None), Ecs::Absent));
-    }
 
     #[test]
     fn client_address_choice() {
