@@ -183,19 +183,30 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
             ApiError::new(status, "bad_request", rejection.body_text())
         }
     })?;
-    serde_json::from_slice(&body).map_err(|e| {
-        use serde_json::error::Category;
+    let invalid_json = |e: serde_json::Error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(&body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let e = e.into_inner();
         match e.classify() {
-            Category::Data => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+            serde_json::error::Category::Data => {
+                let message = match path.as_str() {
+                    "" | "." => e.to_string(),
+                    path => format!("{path}: {e}"),
+                };
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             }
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the body is not valid JSON: {e}"),
-            ),
+            _ => invalid_json(e),
         }
-    })
+    })?;
+    deserializer.end().map_err(invalid_json)?;
+    Ok(value)
 }
 
 /// Runs a store call on a blocking thread: changes fsync.

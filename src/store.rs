@@ -100,6 +100,27 @@ pub enum ChangeError {
     Write(String),
 }
 
+impl ChangeError {
+    /// Names the fields of the item a request sent relative to its body (`ttl`, not
+    /// `tasks[3].ttl`); problems elsewhere in the site keep their full path.
+    fn relative_to(self, prefix: &str) -> Self {
+        match self {
+            Self::Invalid(problems) if !prefix.is_empty() => Self::Invalid(
+                problems
+                    .into_iter()
+                    .map(|mut p| {
+                        if let Some(field) = p.field.strip_prefix(prefix) {
+                            p.field = field.to_owned();
+                        }
+                        p
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}
+
 /// The configuration store.
 pub struct Store {
     sources: Sources,
@@ -364,6 +385,7 @@ impl Store {
 
     /// Creates a task; an absent id is derived from the hostname.
     pub fn create_task(&self, site: &str, mut spec: TaskSpec) -> Result<TaskView, ChangeError> {
+        let mut focus = String::new();
         let id = self.change(site, |loaded| {
             let id = match spec.id.as_ref().map(|id| id.value.clone()) {
                 Some(id) => {
@@ -377,9 +399,11 @@ impl Store {
                 None => fresh_id(loaded, &spec.hostname),
             };
             spec.id = Some(Lined::new(id.clone()));
+            focus = format!("tasks[{}].", loaded.spec.tasks.len());
             loaded.spec.tasks.push(Lined::new(spec));
             Ok(id)
-        })?;
+        })
+        .map_err(|e| e.relative_to(&focus))?;
         self.task(site, &id)
     }
 
@@ -400,13 +424,16 @@ impl Store {
                 ),
             }]));
         }
+        let mut focus = String::new();
         self.change(site, |loaded| {
             let index = find_task(loaded, id)?;
             // The id becomes explicit, so a new hostname cannot change a derived one.
             spec.id = Some(Lined::new(id.to_owned()));
             loaded.spec.tasks[index] = Lined::new(spec);
+            focus = format!("tasks[{index}].");
             Ok(())
-        })?;
+        })
+        .map_err(|e| e.relative_to(&focus))?;
         self.task(site, id)
     }
 
@@ -465,7 +492,8 @@ impl Store {
                 .origin_groups
                 .insert(name.to_owned(), Lined::new(spec));
             Ok(())
-        })?;
+        })
+        .map_err(|e| e.relative_to(&format!("origin_groups.{name}.")))?;
         self.groups(site)?
             .into_iter()
             .find(|g| g.name == name)

@@ -179,3 +179,16 @@ pub enum Mode {
     /// Needs an edge proxy with TLS; rejected by this server.
     SecureProxy,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_keep_their_path() {
+        let body = br#"{"hostname":"x.example.com","origin_group":"web","ttl":"x"}"#;
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let err = serde_path_to_error::deserialize::<_, TaskSpec>(de).unwrap_err();
+        assert_eq!(err.path().to_string(), "ttl", "{}", err.inner());
+    }
+}
