@@ -128,8 +128,10 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
+            .and_then(|v| v.split_once(' '))
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim());
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -190,23 +192,15 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
             format!("the body is not valid JSON: {e}"),
         )
     };
-    let mut deserializer = serde_json::Deserializer::from_slice(&body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let e = e.into_inner();
-        match e.classify() {
-            serde_json::error::Category::Data => {
-                let message = match path.as_str() {
-                    "" | "." => e.to_string(),
-                    path => format!("{path}: {e}"),
-                };
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
-            }
-            _ => invalid_json(e),
-        }
-    })?;
-    deserializer.end().map_err(invalid_json)?;
-    Ok(value)
+    // Syntax first, shape second: a body that is not JSON is 400 wherever it breaks.
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(invalid_json)?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let message = match e.path().to_string().as_str() {
+            "" | "." => e.inner().to_string(),
+            path => format!("{path}: {}", e.inner()),
+        };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    })
 }
 
 /// Runs a store call on a blocking thread: changes fsync.

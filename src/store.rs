@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 use serde::Serialize;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::load::{self, Config, LoadError, LoadedSite, Sources};
 use crate::metrics::Metrics;
@@ -138,6 +138,9 @@ struct State {
     task_generations: HashMap<(String, String), u64>,
     /// What the files held when last read or written, to tell edits from our own writes.
     fingerprint: Fingerprint,
+    /// What the files held for the configuration being served: a site file that differs
+    /// from this was edited by hand, and the API will not overwrite that edit.
+    served_files: Fingerprint,
     /// The error of the last rejected reload, until a reload succeeds.
     reload_error: Option<String>,
 }
@@ -170,6 +173,7 @@ impl Store {
                 generation: 1,
                 config,
                 task_generations,
+                served_files: fingerprint.clone(),
                 fingerprint,
                 reload_error: None,
             }),
@@ -224,6 +228,7 @@ impl Store {
                 let next = state.generation + 1;
                 state.task_generations = carry_generations(&state, &config, next);
                 state.config = config;
+                state.served_files = fingerprint.clone();
                 state.fingerprint = fingerprint;
                 state.reload_error = None;
                 self.publish(&mut state, snapshot);
@@ -247,7 +252,13 @@ impl Store {
         let store = self.clone();
         match tokio::task::spawn_blocking(move || store.reload()).await {
             Ok(Ok(true)) => info!(trigger = why, "configuration reloaded"),
-            Ok(Ok(false)) => info!(trigger = why, "reload: no change on disk"),
+            Ok(Ok(false)) => match self.reload_error() {
+                Some(errors) => warn!(
+                    trigger = why,
+                    "reload: the files are unchanged since they were rejected, still serving the previous configuration:\n{errors}"
+                ),
+                None => info!(trigger = why, "reload: no change on disk"),
+            },
             Ok(Err(errors)) => error!(
                 trigger = why,
                 "reload rejected, still serving the previous configuration:\n{errors}"
@@ -548,6 +559,17 @@ impl Store {
         let mut state = self.lock();
         let index = site_index(&state, site)?;
         let mut next = state.config.sites[index].clone();
+        let on_disk = std::fs::read(&next.path).ok();
+        if on_disk.as_ref() != state.served_files.files.get(&next.path) {
+            let why = match &state.reload_error {
+                Some(error) => format!("it was rejected:\n{error}\n"),
+                None => "it is not loaded yet; ".to_owned(),
+            };
+            return Err(ChangeError::Conflict(format!(
+                "{} was edited on disk and {why}fix or revert the file (or retry once it is reloaded): lbdns will not overwrite a hand edit",
+                next.path.display()
+            )));
+        }
         let value = edit(&mut next)?;
         next.site = site::validate(&next.site.origin, &next.spec).map_err(ChangeError::Invalid)?;
 
@@ -589,7 +611,11 @@ impl Store {
                 .task_generations
                 .insert((site.clone(), id), generation);
         }
-        state.fingerprint.files.insert(path, text.into_bytes());
+        state
+            .fingerprint
+            .files
+            .insert(path.clone(), text.clone().into_bytes());
+        state.served_files.files.insert(path, text.into_bytes());
         self.publish(&mut state, snapshot);
         Ok(value)
     }
@@ -709,7 +735,7 @@ fn fresh_id(loaded: &LoadedSite, hostname: &str) -> String {
 }
 
 /// The contents of every file a reload reads, to tell an edit from our own write.
-#[derive(Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 struct Fingerprint {
     files: BTreeMap<PathBuf, Vec<u8>>,
     /// The GeoIP file is large: its path, length and modification time stand for it.

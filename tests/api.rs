@@ -1,0 +1,1969 @@
+//! The management API and its command-line client (SPEC §6, §7) against the real binary:
+//! every change is checked where it matters, in the DNS answers, in the site file on disk
+//! (which must keep passing `lbdns check`) and across a restart on the same directory;
+//! every refusal is checked for its status, its `{"error": {"code", "message"}}` body and
+//! for leaving the files and the answers exactly as they were.
+//!
+//! All traffic goes to 127.0.0.1; every wait and loop is bounded.
+
+mod common;
+use common::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------------------
+// Fixture
+// ---------------------------------------------------------------------------------------
+
+const SITE_FILE: &str = "example.com.lb.yaml";
+const TASKS: &str = "/v1/sites/example.com/tasks";
+const GROUPS: &str = "/v1/sites/example.com/origin-groups";
+
+/// The zone: `www` and `keep` have records of their own, `fresh` does not exist.
+const ZONE: &str = "\
+$ORIGIN example.com.
+$TTL 600
+@       IN SOA ns1 hostmaster 1 7200 900 1209600 300
+@       NS   ns1
+ns1     A    192.0.2.53
+www     A    192.0.2.80
+www     TXT  \"www TXT from the zone\"
+keep 900 A   192.0.2.81
+";
+
+/// Groups whose answers are deterministic (one origin, or `answers` = every origin), an
+/// unused group with a port, and one effective task.
+const SITE_YAML: &str = "\
+# Written by hand for the API tests.
+origin_groups:
+  pool:
+    origins:
+      - address: 192.0.2.10
+  pair:
+    origins:
+      - address: 192.0.2.20
+      - address: 192.0.2.21
+  legacy:
+    origins:
+      - address: 192.0.2.30:8080
+tasks:
+  - id: keep
+    hostname: keep.example.com
+    origin_group: pool
+    ttl: 30
+";
+
+fn fixture() -> Site {
+    Site::new(&[("example.com.zone", ZONE), (SITE_FILE, SITE_YAML)])
+}
+
+fn task(id: &str) -> String {
+    format!("{TASKS}/{id}")
+}
+
+fn group(name: &str) -> String {
+    format!("{GROUPS}/{name}")
+}
+
+fn serve(site: &Site, extra: &[&str]) -> Server {
+    let mut args: Vec<OsString> = vec!["--geoip".into(), test_geoip().into()];
+    args.extend(extra.iter().map(OsString::from));
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(OsString::as_os_str).collect();
+    Server::start(site.path(), &args)
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------------------
+
+/// One HTTP exchange.
+struct Reply {
+    what: String,
+    status: u16,
+    headers: ureq::http::HeaderMap,
+    text: String,
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {} {}", self.what, self.status, self.text)
+    }
+}
+
+impl Reply {
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {self}"))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+/// A client of the management API.
+#[derive(Clone)]
+struct Api {
+    agent: ureq::Agent,
+    base: String,
+    /// The whole `Authorization` header value, if any.
+    auth: Option<String>,
+}
+
+impl Api {
+    fn new(addr: SocketAddr) -> Self {
+        Self::with_auth(addr, None)
+    }
+
+    fn with_auth(addr: SocketAddr, auth: Option<&str>) -> Self {
+        assert!(addr.ip().is_loopback());
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        Self {
+            agent,
+            base: format!("http://{addr}"),
+            auth: auth.map(str::to_owned),
+        }
+    }
+
+    fn try_call(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Reply, String> {
+        let what = format!("{method} {path}");
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth.as_str());
+        }
+        let response = match body {
+            Some(bytes) => self.agent.run(
+                request
+                    .header("Content-Type", "application/json")
+                    .body(bytes.to_vec())
+                    .map_err(|e| format!("{what}: {e}"))?,
+            ),
+            None => self
+                .agent
+                .run(request.body(()).map_err(|e| format!("{what}: {e}"))?),
+        };
+        let mut response = response.map_err(|e| format!("{what}: no HTTP reply: {e}"))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("{what}: cannot read the reply: {e}"))?;
+        Ok(Reply {
+            what,
+            status,
+            headers,
+            text,
+        })
+    }
+
+    #[track_caller]
+    fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> Reply {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[track_caller]
+    fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, None)
+    }
+
+    #[track_caller]
+    fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call("POST", path, Some(body.to_string().as_bytes()))
+    }
+
+    #[track_caller]
+    fn post_empty(&self, path: &str) -> Reply {
+        self.call("POST", path, None)
+    }
+
+    #[track_caller]
+    fn put(&self, path: &str, body: &Value) -> Reply {
+        self.call("PUT", path, Some(body.to_string().as_bytes()))
+    }
+
+    #[track_caller]
+    fn delete(&self, path: &str) -> Reply {
+        self.call("DELETE", path, None)
+    }
+}
+
+/// Asserts the reply is the API's error: `status`, JSON `{"error": {"code", "message"}}`
+/// with `code`, and a message mentioning each of `needles`.
+#[track_caller]
+fn assert_error(reply: &Reply, status: u16, code: &str, needles: &[&str]) {
+    assert_eq!(reply.status, status, "{reply}");
+    let content_type = reply.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "an error is JSON, got content-type {content_type:?}: {reply}"
+    );
+    let body = reply.json();
+    let keys: Vec<&String> = body
+        .as_object()
+        .unwrap_or_else(|| panic!("error body is an object: {reply}"))
+        .keys()
+        .collect();
+    assert_eq!(keys, ["error"], "{reply}");
+    assert_eq!(body["error"]["code"].as_str(), Some(code), "{reply}");
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error.message is a string: {reply}"));
+    assert!(!message.trim().is_empty(), "{reply}");
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "the message should mention {needle:?}: {reply}"
+        );
+    }
+}
+
+/// A raw HTTP/1.1 request, for request targets a URL library might normalise.
+fn raw_http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the API");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .unwrap_or_else(|e| panic!("{method} {target}: no complete reply: {e}"));
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {target}: not an HTTP reply: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+// ---------------------------------------------------------------------------------------
+// DNS
+// ---------------------------------------------------------------------------------------
+
+/// What a query got: rcode, AA and the answer records (type, data, TTL), sorted.
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    rcode: ResponseCode,
+    aa: bool,
+    records: Vec<(RecordType, String, u32)>,
+}
+
+fn dns(server: &Server, name: &str, rtype: RecordType) -> Answer {
+    let reply = server.ask(name, rtype);
+    let mut records: Vec<(RecordType, String, u32)> = reply
+        .answers
+        .iter()
+        .map(|r| (r.record_type(), r.data.to_string(), r.ttl))
+        .collect();
+    records.sort();
+    Answer {
+        rcode: reply.metadata.response_code,
+        aa: reply.metadata.authoritative,
+        records,
+    }
+}
+
+/// Asserts `name` A is answered with exactly `addresses`, each with `ttl`.
+#[track_caller]
+fn assert_a(server: &Server, name: &str, addresses: &[&str], ttl: u32) {
+    let mut records: Vec<(RecordType, String, u32)> = addresses
+        .iter()
+        .map(|a| (RecordType::A, (*a).to_owned(), ttl))
+        .collect();
+    records.sort();
+    assert_eq!(
+        dns(server, name, RecordType::A),
+        Answer {
+            rcode: ResponseCode::NoError,
+            aa: true,
+            records
+        },
+        "{name} A"
+    );
+}
+
+#[track_caller]
+fn assert_nxdomain(server: &Server, name: &str) {
+    let answer = dns(server, name, RecordType::A);
+    assert_eq!(answer.rcode, ResponseCode::NXDomain, "{name} A: {answer:?}");
+    assert!(answer.records.is_empty(), "{name} A: {answer:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------
+
+/// Every file under `dir` with its bytes.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                files.insert(path, bytes);
+            }
+        }
+    }
+    files
+}
+
+fn parse_yaml(text: &str) -> Value {
+    serde_saphyr::from_str::<Value>(text)
+        .unwrap_or_else(|e| panic!("the site file does not parse: {e}\n{text}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// A served directory, its server and an API client
+// ---------------------------------------------------------------------------------------
+
+/// What a refused change must leave alone: every file and every probed answer.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    files: BTreeMap<PathBuf, Vec<u8>>,
+    answers: Vec<Answer>,
+}
+
+struct Lab {
+    // Dropped in this order: the server dies before its directory goes.
+    server: Server,
+    api: Api,
+    site: Site,
+    extra: Vec<String>,
+    auth: Option<String>,
+    probes: Vec<(String, RecordType)>,
+}
+
+impl Lab {
+    fn start() -> Self {
+        Self::start_with(&[], None)
+    }
+
+    fn start_with(extra: &[&str], auth: Option<&str>) -> Self {
+        let site = fixture();
+        let server = serve(&site, extra);
+        let api = Api::with_auth(server.api, auth);
+        Self {
+            server,
+            api,
+            site,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            auth: auth.map(str::to_owned),
+            probes: [
+                ("www.example.com", RecordType::A),
+                ("www.example.com", RecordType::TXT),
+                ("keep.example.com", RecordType::A),
+                ("fresh.example.com", RecordType::A),
+            ]
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), *t))
+            .collect(),
+        }
+    }
+
+    /// Kills the server and starts a new one on the same directory.
+    fn restart(&mut self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let old = std::mem::replace(&mut self.server, serve(&self.site, &extra));
+        drop(old);
+        self.api = Api::with_auth(self.server.api, self.auth.as_deref());
+    }
+
+    fn file_text(&self) -> String {
+        read(&self.site.path().join("zones").join(SITE_FILE))
+    }
+
+    /// The site file's tasks by id.
+    fn file_tasks(&self) -> BTreeMap<String, Value> {
+        let yaml = parse_yaml(&self.file_text());
+        yaml["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let id = t["id"]
+                    .as_str()
+                    .or(t["hostname"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                (id, t)
+            })
+            .collect()
+    }
+
+    /// The site file's origin groups by name.
+    fn file_groups(&self) -> serde_json::Map<String, Value> {
+        let yaml = parse_yaml(&self.file_text());
+        yaml["origin_groups"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `lbdns check` passes on the directory.
+    #[track_caller]
+    fn assert_file_checks(&self) {
+        let out = self.site.check();
+        assert!(
+            out.status.success(),
+            "lbdns check fails after an accepted change:\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.file_text()
+        );
+    }
+
+    fn observe(&self) -> Observed {
+        Observed {
+            files: tree(self.site.path()),
+            answers: self
+                .probes
+                .iter()
+                .map(|(name, rtype)| dns(&self.server, name, *rtype))
+                .collect(),
+        }
+    }
+
+    #[track_caller]
+    fn list(&self, path: &str, key: &str) -> Vec<Value> {
+        let reply = self.api.get(path);
+        assert_eq!(reply.status, 200, "{reply}");
+        reply.json()[key]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} is a list: {reply}"))
+    }
+
+    /// After an accepted change: the file checks, and a restart on the same directory
+    /// serves the same tasks and groups with the same answers.
+    #[track_caller]
+    fn assert_persisted(&mut self) {
+        self.assert_file_checks();
+        let tasks = self.list(TASKS, "tasks");
+        let groups = self.list(GROUPS, "origin_groups");
+        let answers = self.observe().answers;
+        self.restart();
+        assert_eq!(
+            self.list(TASKS, "tasks"),
+            tasks,
+            "tasks after a restart on the same directory"
+        );
+        assert_eq!(
+            self.list(GROUPS, "origin_groups"),
+            groups,
+            "origin groups after a restart"
+        );
+        assert_eq!(self.observe().answers, answers, "answers after a restart");
+    }
+
+    /// Sends a change that must be refused with `status`/`code` and a message with
+    /// `needles`, and checks that it changed no file and no answer.
+    #[track_caller]
+    fn refuse(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        status: u16,
+        code: &str,
+        needles: &[&str],
+    ) -> Reply {
+        let before = self.observe();
+        let reply = self.api.call(method, path, body);
+        assert_error(&reply, status, code, needles);
+        assert_eq!(
+            self.observe(),
+            before,
+            "the refused {method} {path} changed a file or an answer"
+        );
+        reply
+    }
+
+    #[track_caller]
+    fn refuse_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+        status: u16,
+        code: &str,
+        needles: &[&str],
+    ) -> Reply {
+        self.refuse(
+            method,
+            path,
+            Some(body.to_string().as_bytes()),
+            status,
+            code,
+            needles,
+        )
+    }
+}
+
+/// Polls a task until its status is `want` (5 s at most).
+#[track_caller]
+fn wait_status(api: &Api, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = api.get(&task(id));
+        assert_eq!(reply.status, 200, "{reply}");
+        let body = reply.json();
+        if body["status"] == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} did not become {want}: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[track_caller]
+fn assert_fresh_status(body: &Value) {
+    assert!(
+        matches!(body["status"].as_str(), Some("effective" | "deploying")),
+        "a created or enabled task is deploying or effective: {body}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Lifecycle
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn task_lifecycle_switches_the_answers_and_persists_each_step() {
+    let mut lab = Lab::start();
+    // Before: the zone's own record with the zone's TTL.
+    assert_a(&lab.server, "www.example.com", &["192.0.2.80"], 600);
+    assert_a(&lab.server, "keep.example.com", &["192.0.2.10"], 30);
+    let zone_txt = dns(&lab.server, "www.example.com", RecordType::TXT);
+    assert_eq!(zone_txt.records.len(), 1, "{zone_txt:?}");
+    assert_eq!(zone_txt.records[0].2, 600, "{zone_txt:?}");
+
+    // Create.
+    let created = lab.api.post(
+        TASKS,
+        &json!({"id": "web", "hostname": "www.example.com", "origin_group": "pool", "ttl": 45}),
+    );
+    assert_eq!(created.status, 201, "{created}");
+    let location = created.header("location");
+    assert_eq!(
+        location.as_deref(),
+        Some("/v1/sites/example.com/tasks/web"),
+        "{created}"
+    );
+    let body = created.json();
+    assert_eq!(body["id"], "web", "{created}");
+    assert_eq!(body["hostname"], "www.example.com", "{created}");
+    assert_eq!(body["origin_group"], "pool", "{created}");
+    assert_eq!(body["ttl"], 45, "{created}");
+    assert_eq!(body["answers"], 1, "{created}");
+    assert_eq!(body["enabled"], true, "{created}");
+    assert_eq!(body["mode"], "dns_only", "{created}");
+    assert_fresh_status(&body);
+    let shown = wait_status(&lab.api, "web", "effective");
+    assert_eq!(shown["ttl"], 45);
+    let via_location = lab.api.get(&location.unwrap());
+    assert_eq!(via_location.status, 200, "{via_location}");
+    assert_eq!(via_location.json()["id"], "web");
+    // The task answers A with its TTL; TXT still comes from the zone.
+    assert_a(&lab.server, "www.example.com", &["192.0.2.10"], 45);
+    assert_eq!(
+        dns(&lab.server, "www.example.com", RecordType::TXT),
+        zone_txt
+    );
+    let in_file = &lab.file_tasks()["web"];
+    assert_eq!(in_file["hostname"], "www.example.com", "{in_file}");
+    assert_eq!(in_file["origin_group"], "pool", "{in_file}");
+    assert_eq!(in_file["ttl"], 45, "{in_file}");
+    assert_ne!(in_file["enabled"], false, "{in_file}");
+    assert!(lab.file_tasks().contains_key("keep"));
+    lab.assert_persisted();
+    assert_eq!(wait_status(&lab.api, "web", "effective")["ttl"], 45);
+    assert_a(&lab.server, "www.example.com", &["192.0.2.10"], 45);
+
+    // Change: another group, TTL and answer count.
+    let changed = lab.api.put(
+        &task("web"),
+        &json!({"hostname": "www.example.com", "origin_group": "pair", "ttl": 90, "answers": 2}),
+    );
+    assert_eq!(changed.status, 200, "{changed}");
+    let body = changed.json();
+    assert_eq!(body["id"], "web", "{changed}");
+    assert_eq!(body["origin_group"], "pair", "{changed}");
+    assert_eq!(body["ttl"], 90, "{changed}");
+    assert_eq!(body["answers"], 2, "{changed}");
+    assert_fresh_status(&body);
+    wait_status(&lab.api, "web", "effective");
+    assert_a(
+        &lab.server,
+        "www.example.com",
+        &["192.0.2.20", "192.0.2.21"],
+        90,
+    );
+    let in_file = &lab.file_tasks()["web"];
+    assert_eq!(in_file["origin_group"], "pair", "{in_file}");
+    assert_eq!(in_file["ttl"], 90, "{in_file}");
+    assert_eq!(in_file["answers"], 2, "{in_file}");
+    lab.assert_persisted();
+    assert_a(
+        &lab.server,
+        "www.example.com",
+        &["192.0.2.20", "192.0.2.21"],
+        90,
+    );
+
+    // Disable: the zone's own records and TTL are back.
+    let disabled = lab.api.post_empty(&format!("{}/disable", task("web")));
+    assert_eq!(disabled.status, 200, "{disabled}");
+    assert_eq!(disabled.json()["status"], "ineffective", "{disabled}");
+    assert_eq!(disabled.json()["enabled"], false, "{disabled}");
+    assert_eq!(lab.api.get(&task("web")).json()["status"], "ineffective");
+    assert_a(&lab.server, "www.example.com", &["192.0.2.80"], 600);
+    assert_eq!(
+        dns(&lab.server, "www.example.com", RecordType::TXT),
+        zone_txt
+    );
+    assert_eq!(lab.file_tasks()["web"]["enabled"], false);
+    lab.assert_persisted();
+    assert_eq!(lab.api.get(&task("web")).json()["status"], "ineffective");
+    assert_a(&lab.server, "www.example.com", &["192.0.2.80"], 600);
+
+    // Enable again.
+    let enabled = lab.api.post_empty(&format!("{}/enable", task("web")));
+    assert_eq!(enabled.status, 200, "{enabled}");
+    assert_eq!(enabled.json()["enabled"], true, "{enabled}");
+    assert_fresh_status(&enabled.json());
+    wait_status(&lab.api, "web", "effective");
+    assert_a(
+        &lab.server,
+        "www.example.com",
+        &["192.0.2.20", "192.0.2.21"],
+        90,
+    );
+    assert_ne!(lab.file_tasks()["web"]["enabled"], false);
+    lab.assert_persisted();
+
+    // Deleting an effective task is refused, saying what to do.
+    lab.refuse(
+        "DELETE",
+        &task("web"),
+        None,
+        409,
+        "conflict",
+        &["disable", "first"],
+    );
+    assert_eq!(lab.api.get(&task("web")).json()["status"], "effective");
+
+    // Disable, then delete.
+    let disabled = lab.api.post_empty(&format!("{}/disable", task("web")));
+    assert_eq!(disabled.status, 200, "{disabled}");
+    let deleted = lab.api.delete(&task("web"));
+    assert_eq!(deleted.status, 204, "{deleted}");
+    assert!(deleted.text.is_empty(), "204 has no body: {deleted}");
+    assert_error(&lab.api.get(&task("web")), 404, "not_found", &["web"]);
+    assert_a(&lab.server, "www.example.com", &["192.0.2.80"], 600);
+    assert_eq!(
+        dns(&lab.server, "www.example.com", RecordType::TXT),
+        zone_txt
+    );
+    assert_eq!(
+        lab.file_tasks().keys().collect::<Vec<_>>(),
+        ["keep"],
+        "{}",
+        lab.file_text()
+    );
+    lab.assert_persisted();
+    let ids: Vec<Value> = lab
+        .list(TASKS, "tasks")
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("keep")]);
+    assert_error(&lab.api.get(&task("web")), 404, "not_found", &["web"]);
+    assert_a(&lab.server, "www.example.com", &["192.0.2.80"], 600);
+}
+
+#[test]
+fn a_task_on_a_name_the_zone_lacks_makes_it_exist_only_while_effective() {
+    let mut lab = Lab::start();
+    assert_nxdomain(&lab.server, "fresh.example.com");
+
+    // No id in the body: the API assigns one and says where the task is.
+    let created = lab.api.post(
+        TASKS,
+        &json!({"hostname": "fresh.example.com", "origin_group": "pair", "ttl": 20, "answers": 2}),
+    );
+    assert_eq!(created.status, 201, "{created}");
+    let id = created.json()["id"].as_str().unwrap_or_default().to_owned();
+    assert!(!id.is_empty(), "{created}");
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/v1/sites/example.com/tasks/{id}")),
+        "{created}"
+    );
+    wait_status(&lab.api, &id, "effective");
+    assert_a(
+        &lab.server,
+        "fresh.example.com",
+        &["192.0.2.20", "192.0.2.21"],
+        20,
+    );
+    // The id in the file is the id of the API.
+    let in_file = lab.file_tasks();
+    assert!(in_file.contains_key(&id), "{}", lab.file_text());
+    assert_eq!(in_file[&id]["hostname"], "fresh.example.com");
+    lab.assert_persisted();
+    assert_eq!(wait_status(&lab.api, &id, "effective")["ttl"], 20);
+
+    let disabled = lab.api.post_empty(&format!("{}/disable", task(&id)));
+    assert_eq!(disabled.status, 200, "{disabled}");
+    assert_nxdomain(&lab.server, "fresh.example.com");
+    lab.assert_persisted();
+    assert_nxdomain(&lab.server, "fresh.example.com");
+
+    let deleted = lab.api.delete(&task(&id));
+    assert_eq!(deleted.status, 204, "{deleted}");
+    assert_nxdomain(&lab.server, "fresh.example.com");
+    assert_error(&lab.api.get(&task(&id)), 404, "not_found", &[]);
+    assert!(!lab.file_tasks().contains_key(&id), "{}", lab.file_text());
+    lab.assert_persisted();
+    assert_nxdomain(&lab.server, "fresh.example.com");
+    assert_a(&lab.server, "keep.example.com", &["192.0.2.10"], 30);
+}
+
+// ---------------------------------------------------------------------------------------
+// Refusals
+// ---------------------------------------------------------------------------------------
+
+fn task_body(id: &str, hostname: &str, group: &str) -> Value {
+    json!({"id": id, "hostname": hostname, "origin_group": group, "ttl": 50})
+}
+
+#[test]
+fn unknown_sites_tasks_groups_and_routes_are_404() {
+    let lab = Lab::start();
+    let body = task_body("x", "x.example.com", "pool");
+    lab.refuse(
+        "GET",
+        "/v1/sites/nope.example/tasks",
+        None,
+        404,
+        "not_found",
+        &["nope.example"],
+    );
+    lab.refuse(
+        "GET",
+        "/v1/sites/nope.example/origin-groups",
+        None,
+        404,
+        "not_found",
+        &["nope.example"],
+    );
+    lab.refuse_json(
+        "POST",
+        "/v1/sites/nope.example/tasks",
+        &body,
+        404,
+        "not_found",
+        &["nope.example"],
+    );
+    lab.refuse_json(
+        "PUT",
+        "/v1/sites/nope.example/origin-groups/g",
+        &json!({"origins": [{"address": "192.0.2.1"}]}),
+        404,
+        "not_found",
+        &["nope.example"],
+    );
+    lab.refuse("GET", &task("nope"), None, 404, "not_found", &["nope"]);
+    let put = json!({"hostname": "x.example.com", "origin_group": "pool"});
+    lab.refuse_json("PUT", &task("nope"), &put, 404, "not_found", &["nope"]);
+    lab.refuse(
+        "POST",
+        &format!("{}/enable", task("nope")),
+        None,
+        404,
+        "not_found",
+        &["nope"],
+    );
+    lab.refuse(
+        "POST",
+        &format!("{}/disable", task("nope")),
+        None,
+        404,
+        "not_found",
+        &["nope"],
+    );
+    lab.refuse("DELETE", &task("nope"), None, 404, "not_found", &["nope"]);
+    lab.refuse("DELETE", &group("nope"), None, 404, "not_found", &["nope"]);
+    lab.refuse("GET", "/v1/nothing", None, 404, "not_found", &[]);
+    lab.refuse("GET", "/", None, 404, "not_found", &[]);
+    lab.refuse(
+        "POST",
+        &format!("{}/explode", task("keep")),
+        None,
+        404,
+        "not_found",
+        &[],
+    );
+    // A known route with a method it does not take: still the JSON error shape.
+    lab.refuse(
+        "PATCH",
+        &task("keep"),
+        Some(b"{}"),
+        405,
+        "method_not_allowed",
+        &[],
+    );
+}
+
+#[test]
+fn conflicting_changes_are_409_and_change_nothing() {
+    let lab = Lab::start();
+    // A group a task uses cannot go; the message names the task.
+    lab.refuse("DELETE", &group("pool"), None, 409, "conflict", &["keep"]);
+    // An id that exists.
+    lab.refuse_json(
+        "POST",
+        TASKS,
+        &task_body("keep", "other.example.com", "pool"),
+        409,
+        "conflict",
+        &["keep"],
+    );
+    // An effective task: disable it first.
+    lab.refuse("DELETE", &task("keep"), None, 409, "conflict", &["disable"]);
+    assert_eq!(lab.api.get(&task("keep")).json()["status"], "effective");
+}
+
+#[test]
+fn invalid_changes_are_422_naming_the_problem_and_change_nothing() {
+    let lab = Lab::start();
+    let with = |changes: Value| {
+        let mut body = task_body("new", "new.example.com", "pool");
+        for (key, value) in changes.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        body
+    };
+    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        ("ttl 0", with(json!({"ttl": 0})), vec!["ttl"]),
+        ("ttl too large", with(json!({"ttl": 86401})), vec!["ttl"]),
+        ("answers 0", with(json!({"answers": 0})), vec!["answers"]),
+        (
+            "unknown group",
+            with(json!({"origin_group": "nogroup"})),
+            vec!["nogroup"],
+        ),
+        (
+            "group with a port",
+            with(json!({"origin_group": "legacy"})),
+            vec!["legacy", "has a port"],
+        ),
+        (
+            "proxy mode",
+            with(json!({"mode": "proxy"})),
+            vec!["proxy", "edge proxy"],
+        ),
+        (
+            "secure_proxy mode",
+            with(json!({"mode": "secure_proxy"})),
+            vec!["secure_proxy", "edge proxy"],
+        ),
+        (
+            "hostname outside the site",
+            with(json!({"hostname": "www.example.org"})),
+            vec!["hostname", "www.example.org"],
+        ),
+        (
+            "invalid hostname",
+            with(json!({"hostname": "not a host.example.com"})),
+            vec!["hostname"],
+        ),
+        (
+            "hostname of another task",
+            with(json!({"hostname": "keep.example.com"})),
+            vec!["hostname", "keep"],
+        ),
+        ("bad id", with(json!({"id": "a b"})), vec!["id"]),
+        (
+            "unknown field",
+            with(json!({"colour": "blue"})),
+            vec!["colour"],
+        ),
+        ("wrong type", with(json!({"ttl": "x"})), vec!["ttl"]),
+        ("wrong type", with(json!({"ttl": -5})), vec!["ttl"]),
+        (
+            "wrong type",
+            with(json!({"enabled": "yes"})),
+            vec!["enabled"],
+        ),
+        (
+            "missing hostname",
+            json!({"origin_group": "pool"}),
+            vec!["hostname"],
+        ),
+        ("not an object", json!([1, 2]), vec![]),
+    ];
+    for (what, body, needles) in &cases {
+        lab.refuse_json("POST", TASKS, body, 422, "invalid", needles);
+        // The same body, less its id, as a change of the existing task (where that is
+        // still a mistake: keep's own hostname and no id are fine for keep).
+        if body.get("id").is_some() && !["hostname of another task", "bad id"].contains(what) {
+            let mut put = body.clone();
+            put.as_object_mut().unwrap().remove("id");
+            lab.refuse_json("PUT", &task("keep"), &put, 422, "invalid", needles);
+        }
+    }
+    // A PUT whose body names another id.
+    lab.refuse_json(
+        "PUT",
+        &task("keep"),
+        &task_body("other", "keep.example.com", "pool"),
+        422,
+        "invalid",
+        &["id"],
+    );
+    // Groups: a port or mixed origins in a group a task uses, bad weights, unknown keys.
+    lab.refuse_json(
+        "PUT",
+        &group("pool"),
+        &json!({"origins": [{"address": "192.0.2.10"}, {"address": "192.0.2.12:8080"}]}),
+        422,
+        "invalid",
+        &["192.0.2.12:8080", "port"],
+    );
+    lab.refuse_json(
+        "PUT",
+        &group("pool"),
+        &json!({"origins": [{"address": "192.0.2.10"}, {"address": "edge.example.net"}]}),
+        422,
+        "invalid",
+        &["pool"],
+    );
+    lab.refuse_json(
+        "PUT",
+        &group("spare"),
+        &json!({"origins": [{"address": "192.0.2.10", "weight": 101}]}),
+        422,
+        "invalid",
+        &["weight"],
+    );
+    lab.refuse_json(
+        "PUT",
+        &group("spare"),
+        &json!({"origns": [{"address": "192.0.2.10"}]}),
+        422,
+        "invalid",
+        &["origns"],
+    );
+    lab.refuse_json(
+        "PUT",
+        &group("spare"),
+        &json!({"policy": "fastest", "origins": []}),
+        422,
+        "invalid",
+        &["fastest"],
+    );
+    assert_a(&lab.server, "keep.example.com", &["192.0.2.10"], 30);
+}
+
+/// SPEC §3: errors name the field (API). A value of the wrong type is no exception.
+#[test]
+fn a_wrong_type_is_422_naming_the_field() {
+    let lab = Lab::start();
+    let mut body = task_body("new", "new.example.com", "pool");
+    body["ttl"] = json!("x");
+    lab.refuse_json("POST", TASKS, &body, 422, "invalid", &["ttl"]);
+    body["ttl"] = json!(50);
+    body["enabled"] = json!("yes");
+    lab.refuse_json("POST", TASKS, &body, 422, "invalid", &["enabled"]);
+    lab.refuse_json(
+        "PUT",
+        &group("spare"),
+        &json!({"origins": [{"address": "192.0.2.10", "weight": "heavy"}]}),
+        422,
+        "invalid",
+        &["weight"],
+    );
+}
+
+#[test]
+fn malformed_and_oversized_bodies_are_400_and_413() {
+    let lab = Lab::start();
+    // Each well-shaped as far as it goes, so only the syntax is wrong.
+    let task_bodies: [&[u8]; 5] = [
+        b"{\"hostname\": ",
+        b"not json",
+        b"{\"hostname\": \"x.example.com\", \"origin_group\": \"pool\",}",
+        b"{\"hostname\": \"x.example.com\", \"origin_group\": \"pool\"} trailing",
+        b"",
+    ];
+    for body in task_bodies {
+        lab.refuse("POST", TASKS, Some(body), 400, "invalid_json", &[]);
+        lab.refuse("PUT", &task("keep"), Some(body), 400, "invalid_json", &[]);
+    }
+    let group_bodies: [&[u8]; 4] = [
+        b"{\"origins\": [",
+        b"{\"origins\": [{\"address\": \"192.0.2.10\"},]}",
+        b"{'origins': []}",
+        b"",
+    ];
+    for body in group_bodies {
+        lab.refuse("PUT", &group("spare"), Some(body), 400, "invalid_json", &[]);
+        lab.refuse("PUT", &group("pool"), Some(body), 400, "invalid_json", &[]);
+    }
+    // Over 64 KiB, even when it is valid JSON.
+    let padding = " ".repeat(70 * 1024);
+    let big = format!(
+        "{{\"id\": \"big\", \"hostname\": \"big.example.com\",{padding}\"origin_group\": \"pool\"}}"
+    );
+    lab.refuse("POST", TASKS, Some(big.as_bytes()), 413, "too_large", &[]);
+    lab.refuse(
+        "PUT",
+        &group("spare"),
+        Some(big.as_bytes()),
+        413,
+        "too_large",
+        &[],
+    );
+
+    // Just under the limit is an ordinary request.
+    let padding = " ".repeat(60 * 1024);
+    let fits = format!(
+        "{{\"id\": \"big\", \"hostname\": \"big.example.com\",{padding}\"origin_group\": \"pool\"}}"
+    );
+    let reply = lab.api.call("POST", TASKS, Some(fits.as_bytes()));
+    assert_eq!(reply.status, 201, "{reply}");
+    assert_a(&lab.server, "big.example.com", &["192.0.2.10"], 60);
+    lab.assert_file_checks();
+}
+
+/// A body that is not JSON is 400 wherever its syntax breaks, even after a key of the
+/// wrong shape: "not JSON" is decided before "JSON of the wrong shape" (422).
+#[test]
+fn a_malformed_body_is_400_even_when_it_starts_with_the_wrong_shape() {
+    let lab = Lab::start();
+    let body: &[u8] = b"{\"colour\": \"blue\",}";
+    lab.refuse("POST", TASKS, Some(body), 400, "invalid_json", &[]);
+    lab.refuse("PUT", &task("keep"), Some(body), 400, "invalid_json", &[]);
+    lab.refuse("PUT", &group("spare"), Some(body), 400, "invalid_json", &[]);
+    let body: &[u8] = b"{\"ttl\": \"x\", \"hostname\": ";
+    lab.refuse("POST", TASKS, Some(body), 400, "invalid_json", &[]);
+}
+
+#[test]
+fn path_tricks_in_names_are_4xx_and_touch_no_file() {
+    let lab = Lab::start();
+    let body = task_body("t", "t.example.com", "pool").to_string();
+    let group_body = json!({"origins": [{"address": "192.0.2.10"}]}).to_string();
+    let cases: [(&str, &str, &str); 14] = [
+        ("GET", "/v1/sites/../tasks", ""),
+        ("GET", "/v1/sites/%2e%2e/tasks", ""),
+        ("GET", "/v1/sites/%2E%2E/origin-groups", ""),
+        ("GET", "/v1/sites/..%2f..%2fetc/tasks", ""),
+        ("GET", "/v1/sites/example.com/../../etc/passwd", ""),
+        ("POST", "/v1/sites/..%2fexample.com/tasks", &body),
+        (
+            "POST",
+            "/v1/sites/%2e%2e%2fzones%2fexample.com/tasks",
+            &body,
+        ),
+        (
+            "POST",
+            "/v1/sites/example.com%2f..%2f..%2fevil/tasks",
+            &body,
+        ),
+        (
+            "PUT",
+            "/v1/sites/%2e%2e%2f%2e%2e%2fevil/origin-groups/g",
+            &group_body,
+        ),
+        (
+            "PUT",
+            "/v1/sites/example.com/origin-groups/..%2f..%2fevil",
+            &group_body,
+        ),
+        (
+            "PUT",
+            "/v1/sites/example.com/origin-groups/%2e%2e",
+            &group_body,
+        ),
+        (
+            "PUT",
+            "/v1/sites/example.com/tasks/..%2f..%2fzones%2fexample.com.lb.yaml",
+            &body,
+        ),
+        ("DELETE", "/v1/sites/example.com/tasks/..%2fkeep", ""),
+        (
+            "DELETE",
+            "/v1/sites/example.com/origin-groups/..%2fpool",
+            "",
+        ),
+    ];
+    let outside = lab.site.path().parent().unwrap().to_owned();
+    let evil_before = outside.join("evil").exists();
+    for (method, target, body) in cases {
+        let before = lab.observe();
+        let (status, text) = raw_http(lab.server.api, method, target, body);
+        assert!(
+            (400..500).contains(&status),
+            "{method} {target}: want 4xx, got {status} {text}"
+        );
+        let json: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {target}: {status} not JSON ({e}): {text:?}"));
+        assert!(
+            json["error"]["code"].is_string() && json["error"]["message"].is_string(),
+            "{method} {target}: {text}"
+        );
+        assert_eq!(
+            lab.observe(),
+            before,
+            "{method} {target} changed a file or an answer"
+        );
+    }
+    // An id with a path in the body is refused too.
+    lab.refuse_json(
+        "POST",
+        TASKS,
+        &task_body("../../evil", "t.example.com", "pool"),
+        422,
+        "invalid",
+        &["id"],
+    );
+    assert_eq!(outside.join("evil").exists(), evil_before);
+    assert_eq!(
+        lab.list(TASKS, "tasks")
+            .iter()
+            .map(|t| t["id"].clone())
+            .collect::<Vec<_>>(),
+        [json!("keep")]
+    );
+    assert_eq!(
+        lab.list(GROUPS, "origin_groups").len(),
+        3,
+        "no group was added"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication and exposure
+// ---------------------------------------------------------------------------------------
+
+#[track_caller]
+fn assert_unauthorized(reply: &Reply) {
+    assert_error(reply, 401, "unauthorized", &["Bearer"]);
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer"),
+        "401 carries `WWW-Authenticate: Bearer`: {challenge:?} {reply}"
+    );
+}
+
+#[test]
+fn with_a_token_every_request_needs_it() {
+    let lab = Lab::start_with(&["--api-token", "secret"], Some("Bearer secret"));
+    let api = lab.server.api;
+    let refused: Vec<Api> = [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer secre"),
+        Some("Bearer secretsecret"),
+        Some("Bearer "),
+        Some("secret"),
+        Some("Basic c2VjcmV0"),
+    ]
+    .iter()
+    .map(|auth| Api::with_auth(api, *auth))
+    .collect();
+    let paths = [
+        "/v1/sites".to_owned(),
+        TASKS.to_owned(),
+        task("keep"),
+        GROUPS.to_owned(),
+        "/healthz".to_owned(),
+        "/metrics".to_owned(),
+    ];
+    for client in &refused {
+        for path in &paths {
+            assert_unauthorized(&client.get(path));
+        }
+    }
+    // Changes without the token change nothing.
+    let before = lab.observe();
+    for client in &refused[..3] {
+        assert_unauthorized(&client.post(TASKS, &task_body("t", "t.example.com", "pool")));
+        assert_unauthorized(&client.post_empty(&format!("{}/disable", task("keep"))));
+        assert_unauthorized(&client.delete(&task("keep")));
+        assert_unauthorized(&client.put(
+            &group("spare"),
+            &json!({"origins": [{"address": "192.0.2.40"}]}),
+        ));
+        assert_unauthorized(&client.delete(&group("legacy")));
+    }
+    assert_eq!(lab.observe(), before);
+
+    // With it, everything works.
+    let sites = lab.api.get("/v1/sites");
+    assert_eq!(sites.status, 200, "{sites}");
+    assert_eq!(sites.json()["sites"][0]["name"], "example.com", "{sites}");
+    let health = lab.api.get("/healthz");
+    assert_eq!(health.status, 200, "{health}");
+    assert_eq!(health.json()["status"], "ok", "{health}");
+    let metrics = lab.api.get("/metrics");
+    assert_eq!(metrics.status, 200, "{metrics}");
+    assert!(metrics.text.contains("lbdns_config_valid 1"), "{metrics}");
+    let created = lab
+        .api
+        .post(TASKS, &task_body("t", "t.example.com", "pool"));
+    assert_eq!(created.status, 201, "{created}");
+    assert_a(&lab.server, "t.example.com", &["192.0.2.10"], 50);
+    assert_eq!(
+        lab.api.post_empty(&format!("{}/disable", task("t"))).status,
+        200
+    );
+    assert_nxdomain(&lab.server, "t.example.com");
+    assert_eq!(lab.api.delete(&task("t")).status, 204);
+    assert!(!lab.file_tasks().contains_key("t"));
+
+    // The CLI passes the token; without it, it reports the API's refusal.
+    let addr = lab.server.api.to_string();
+    let out = cli(&["task", "list", "--api", &addr, "--api-token", "secret"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(stdout(&out).contains("keep"), "{}", describe(&out));
+    let out = cli(&["task", "list", "--api", &addr]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(stderr(&out).contains("401"), "{}", describe(&out));
+}
+
+/// RFC 9110 §11.1: the authentication scheme is case-insensitive.
+#[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    let lab = Lab::start_with(&["--api-token", "secret"], Some("bearer secret"));
+    let reply = lab.api.get(TASKS);
+    assert_eq!(reply.status, 200, "{reply}");
+    let reply = Api::with_auth(lab.server.api, Some("BEARER secret")).get("/healthz");
+    assert_eq!(reply.status, 200, "{reply}");
+}
+
+/// Runs `lbdns serve` with the API on `api` (never actually reachable: it must refuse to
+/// start); kills it and fails if it is still running after 10 s.
+fn serve_refusal(api: &str, extra: &[&str], env_token: Option<&str>) -> (ExitStatus, String) {
+    let site = fixture();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("serve.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
+    command
+        .args(["serve", "--dir"])
+        .arg(site.path())
+        .arg("--listen")
+        .arg(free_port().to_string())
+        .args(["--api", api, "--geoip"])
+        .arg(test_geoip())
+        .args(extra)
+        .env_remove("LBDNS_API_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    if let Some(token) = env_token {
+        command.env("LBDNS_API_TOKEN", token);
+    }
+    let mut child = command.spawn().expect("start lbdns");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, read(&log));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "lbdns serve --api {api} without a token kept running:\n{}",
+                read(&log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serving_the_api_beyond_loopback_needs_a_token() {
+    let port = free_port().port();
+    let cases: [(String, &[&str], Option<&str>); 4] = [
+        (format!("0.0.0.0:{port}"), &[], None),
+        (format!("0.0.0.0:{port}"), &["--api-token", ""], None),
+        (format!("0.0.0.0:{port}"), &[], Some("")),
+        (format!("[::]:{port}"), &[], None),
+    ];
+    for (api, extra, env) in &cases {
+        let (status, log) = serve_refusal(api, extra, *env);
+        assert!(
+            !status.success(),
+            "--api {api} {extra:?} env {env:?}: exit {status}\n{log}"
+        );
+        assert!(
+            log.contains("token"),
+            "--api {api} {extra:?}: the message should say a token is needed:\n{log}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Origin groups
+// ---------------------------------------------------------------------------------------
+
+fn by_name(groups: &[Value], name: &str) -> Value {
+    groups
+        .iter()
+        .find(|g| g["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no group {name} in {groups:?}"))
+}
+
+#[test]
+fn origin_groups_are_listed_with_dns_only_usability_and_managed() {
+    let mut lab = Lab::start();
+    let groups = lab.list(GROUPS, "origin_groups");
+    let names: BTreeSet<&str> = groups.iter().filter_map(|g| g["name"].as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["pool", "pair", "legacy"]));
+    for g in &groups {
+        assert!(g["dns_only"]["usable"].is_boolean(), "{g}");
+        assert!(g["dns_only"]["reasons"].is_array(), "{g}");
+    }
+    let pool = by_name(&groups, "pool");
+    assert_eq!(
+        pool["dns_only"],
+        json!({"usable": true, "reasons": []}),
+        "{pool}"
+    );
+    assert_eq!(pool["origins"][0]["address"], "192.0.2.10", "{pool}");
+    let legacy = by_name(&groups, "legacy");
+    assert_eq!(
+        legacy["dns_only"],
+        json!({"usable": false, "reasons": ["origin 192.0.2.30:8080 has a port"]}),
+        "{legacy}"
+    );
+
+    // PUT creates: a mixed group is kept, shown as unusable with the reason.
+    let reply = lab.api.put(
+        &group("mixed"),
+        &json!({"origins": [{"address": "192.0.2.40"}, {"address": "edge.example.net", "weight": 2}]}),
+    );
+    assert_eq!(reply.status, 200, "{reply}");
+    let mixed = reply.json();
+    assert_eq!(mixed["name"], "mixed", "{reply}");
+    assert_eq!(mixed["dns_only"]["usable"], false, "{reply}");
+    let reasons = mixed["dns_only"]["reasons"].to_string();
+    assert!(reasons.contains("domain-name"), "{reply}");
+    assert!(
+        lab.file_groups().contains_key("mixed"),
+        "{}",
+        lab.file_text()
+    );
+    lab.assert_persisted();
+    assert_eq!(
+        by_name(&lab.list(GROUPS, "origin_groups"), "mixed")["dns_only"]["usable"],
+        false
+    );
+
+    // PUT replaces: legacy without its port becomes usable.
+    let reply = lab.api.put(
+        &group("legacy"),
+        &json!({"policy": "weight", "origins": [{"address": "192.0.2.31", "weight": 5}]}),
+    );
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(
+        reply.json()["dns_only"],
+        json!({"usable": true, "reasons": []}),
+        "{reply}"
+    );
+    let legacy = &lab.file_groups()["legacy"];
+    assert_eq!(legacy["origins"][0]["address"], "192.0.2.31", "{legacy}");
+    assert_eq!(legacy["origins"][0]["weight"], 5, "{legacy}");
+    assert_eq!(legacy["origins"].as_array().map(Vec::len), Some(1));
+    lab.assert_persisted();
+
+    // Replacing a used group changes the answers of its task.
+    let reply = lab.api.put(
+        &group("pool"),
+        &json!({"origins": [{"address": "192.0.2.11"}]}),
+    );
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(reply.json()["used_by"], json!(["keep"]), "{reply}");
+    wait_status(&lab.api, "keep", "effective");
+    assert_a(&lab.server, "keep.example.com", &["192.0.2.11"], 30);
+    lab.assert_persisted();
+    assert_a(&lab.server, "keep.example.com", &["192.0.2.11"], 30);
+
+    // DELETE an unused group.
+    let reply = lab.api.delete(&group("mixed"));
+    assert_eq!(reply.status, 204, "{reply}");
+    assert!(!lab.file_groups().contains_key("mixed"));
+    let names: BTreeSet<String> = lab
+        .list(GROUPS, "origin_groups")
+        .iter()
+        .filter_map(|g| g["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!names.contains("mixed"), "{names:?}");
+    lab.assert_persisted();
+    lab.refuse(
+        "DELETE",
+        &group("mixed"),
+        None,
+        404,
+        "not_found",
+        &["mixed"],
+    );
+    // The used one stays.
+    lab.refuse("DELETE", &group("pool"), None, 409, "conflict", &["keep"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Health, reload and metrics
+// ---------------------------------------------------------------------------------------
+
+/// The value of the sample `key` (name with labels) in Prometheus text.
+fn sample(text: &str, key: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == key).then(|| value.parse().ok())?
+    })
+}
+
+#[track_caller]
+fn assert_prometheus_text(text: &str) {
+    let mut seen = BTreeSet::new();
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_owned();
+        assert!(seen.insert(name), "{line} appears twice:\n{text}");
+    }
+    assert!(!seen.is_empty(), "no # TYPE lines:\n{text}");
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "not a number in {line}");
+        let name = key.split('{').next().unwrap();
+        assert!(
+            seen.iter().any(|family| name.starts_with(family.as_str())),
+            "{name} has no # TYPE:\n{text}"
+        );
+    }
+}
+
+#[track_caller]
+fn wait_health(api: &Api, valid: bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = api.get("/healthz");
+        assert_eq!(reply.status, 200, "{reply}");
+        let body = reply.json();
+        if body["config"]["valid"] == valid {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz did not show config.valid == {valid} within 10 s: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_invalid_edit_on_disk_shows_in_healthz_and_metrics_and_the_last_good_config_serves() {
+    let lab = Lab::start();
+    let health = lab.api.get("/healthz");
+    assert_eq!(health.status, 200, "{health}");
+    assert_eq!(health.json()["status"], "ok", "{health}");
+    assert_eq!(health.json()["config"]["valid"], true, "{health}");
+    let metrics = lab.api.get("/metrics");
+    assert_eq!(metrics.status, 200, "{metrics}");
+    assert_prometheus_text(&metrics.text);
+    assert_eq!(
+        sample(&metrics.text, "lbdns_config_valid"),
+        Some(1.0),
+        "{}",
+        metrics.text
+    );
+
+    // An edit by hand that breaks a rule (and would change the answers if it were taken).
+    let broken = SITE_YAML
+        .replace("ttl: 30", "ttl: 0")
+        .replace("192.0.2.10", "192.0.2.99");
+    let line = broken.lines().position(|l| l.trim() == "ttl: 0").unwrap() + 1;
+    lab.site.write(SITE_FILE, &broken);
+    let health = wait_health(&lab.api, false);
+    let error = health["config"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("{SITE_FILE}:{line}:")) && error.contains("ttl"),
+        "the error names file:line {line} and the problem: {health}"
+    );
+    // The last good configuration answers.
+    assert_a(&lab.server, "keep.example.com", &["192.0.2.10"], 30);
+    assert_a(&lab.server, "www.example.com", &["192.0.2.80"], 600);
+    assert_eq!(lab.api.get(&task("keep")).json()["ttl"], 30);
+    let metrics = lab.api.get("/metrics");
+    assert_eq!(metrics.status, 200, "{metrics}");
+    assert_prometheus_text(&metrics.text);
+    assert_eq!(
+        sample(&metrics.text, "lbdns_config_valid"),
+        Some(0.0),
+        "{}",
+        metrics.text
+    );
+    let rejected = sample(&metrics.text, "lbdns_reloads_total{result=\"rejected\"}");
+    assert!(rejected.is_some_and(|n| n >= 1.0), "{}", metrics.text);
+
+    // A good edit is taken and the health is back.
+    lab.site
+        .write(SITE_FILE, &SITE_YAML.replace("ttl: 30", "ttl: 31"));
+    let health = wait_health(&lab.api, true);
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_a(&lab.server, "keep.example.com", &["192.0.2.10"], 31);
+    let metrics = lab.api.get("/metrics").text;
+    assert_eq!(
+        sample(&metrics, "lbdns_config_valid"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "lbdns_reloads_total{result=\"ok\"}").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+}
+
+/// An API change while the site file on disk is invalid either leaves that file alone
+/// (refused, so the operator's edit is not lost) or replaces it with the served
+/// configuration; in that case the file is valid again and health must say so.
+#[test]
+fn an_api_change_over_an_invalid_file_on_disk_leaves_health_consistent() {
+    let lab = Lab::start();
+    let broken = SITE_YAML.replace("ttl: 30", "ttl: 0");
+    lab.site.write(SITE_FILE, &broken);
+    wait_health(&lab.api, false);
+    let reply = lab
+        .api
+        .post(TASKS, &task_body("n", "n.example.com", "pool"));
+    if reply.status == 201 {
+        lab.assert_file_checks();
+        assert!(lab.file_tasks().contains_key("n"), "{}", lab.file_text());
+        let health = lab.api.get("/healthz");
+        assert_eq!(
+            health.json()["config"]["valid"],
+            true,
+            "the file on disk was replaced by the served configuration, yet /healthz still \
+             reports the old file's error: {health}"
+        );
+        let metrics = lab.api.get("/metrics").text;
+        assert_eq!(
+            sample(&metrics, "lbdns_config_valid"),
+            Some(1.0),
+            "{metrics}"
+        );
+    } else {
+        assert!(reply.status >= 400 && reply.status < 500, "{reply}");
+        assert_eq!(
+            lab.file_text(),
+            broken,
+            "a refused change keeps the hand edit"
+        );
+        assert_nxdomain(&lab.server, "n.example.com");
+    }
+}
+
+/// The site file is meant to be read and edited by people: a text file, whose last line
+/// ends with a newline.
+#[test]
+fn the_written_site_file_ends_with_a_newline() {
+    let lab = Lab::start();
+    let reply = lab
+        .api
+        .post(TASKS, &task_body("n", "n.example.com", "pool"));
+    assert_eq!(reply.status, 201, "{reply}");
+    let text = lab.file_text();
+    assert!(text.ends_with('\n'), "{text:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// CLI
+// ---------------------------------------------------------------------------------------
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(args)
+        .env_remove("LBDNS_API")
+        .env_remove("LBDNS_API_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lbdns")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
+}
+
+#[track_caller]
+fn cli_ok(args: &[&str]) -> Output {
+    let out = cli(args);
+    assert!(out.status.success(), "lbdns {args:?}: {}", describe(&out));
+    out
+}
+
+/// The table row of `id`, as columns.
+fn row(table: &str, id: &str) -> Option<Vec<String>> {
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .find(|cols| cols.first().map(String::as_str) == Some(id))
+}
+
+#[test]
+fn the_cli_manages_tasks_and_groups_through_the_api() {
+    let lab = Lab::start();
+    let addr = lab.server.api.to_string();
+    let api = addr.as_str();
+    assert_nxdomain(&lab.server, "cli.example.com");
+
+    let out = cli_ok(&[
+        "task",
+        "create",
+        "--api",
+        api,
+        "--hostname",
+        "cli.example.com",
+        "--group",
+        "pool",
+        "--ttl",
+        "42",
+        "--id",
+        "cli",
+    ]);
+    assert!(
+        stdout(&out).contains("cli.example.com"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        lab.server.dig(&["+short", "cli.example.com", "A"]).trim(),
+        "192.0.2.10"
+    );
+    assert_a(&lab.server, "cli.example.com", &["192.0.2.10"], 42);
+    assert_eq!(lab.file_tasks()["cli"]["ttl"], 42);
+
+    let out = cli_ok(&["task", "list", "--api", api]);
+    let table = stdout(&out);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert!(
+        header.contains(&"ID") && header.contains(&"STATUS"),
+        "{table}"
+    );
+    let cli_row = row(&table, "cli").unwrap_or_else(|| panic!("no row for cli:\n{table}"));
+    assert!(cli_row.contains(&"cli.example.com".to_owned()), "{table}");
+    assert_eq!(
+        cli_row.last().map(String::as_str),
+        Some("effective"),
+        "{table}"
+    );
+    assert!(row(&table, "keep").is_some(), "{table}");
+
+    let out = cli_ok(&["task", "list", "--api", api, "--json"]);
+    let listed: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("task list --json is JSON ({e}): {}", describe(&out)));
+    let tasks = listed["tasks"].as_array().expect("tasks list");
+    let mine = tasks
+        .iter()
+        .find(|t| t["id"] == "cli")
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(mine["status"], "effective", "{listed}");
+    assert_eq!(mine["ttl"], 42, "{listed}");
+    assert_eq!(mine["hostname"], "cli.example.com", "{listed}");
+
+    // An API refusal: non-zero exit, the API's message on stderr, nothing changed.
+    let before = lab.observe();
+    let out = cli(&["task", "delete", "--api", api, "cli"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("disable it first"),
+        "{}",
+        describe(&out)
+    );
+    let out = cli(&[
+        "task",
+        "create",
+        "--api",
+        api,
+        "--hostname",
+        "bad.example.com",
+        "--group",
+        "pool",
+        "--ttl",
+        "0",
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(stderr(&out).contains("ttl"), "{}", describe(&out));
+    assert_eq!(lab.observe(), before);
+    assert_a(&lab.server, "cli.example.com", &["192.0.2.10"], 42);
+
+    let out = cli_ok(&["task", "disable", "--api", api, "cli"]);
+    assert!(stdout(&out).contains("ineffective"), "{}", describe(&out));
+    assert!(
+        lab.server
+            .dig(&["cli.example.com", "A"])
+            .contains("status: NXDOMAIN")
+    );
+    assert_eq!(lab.file_tasks()["cli"]["enabled"], false);
+
+    cli_ok(&["task", "enable", "--api", api, "cli"]);
+    assert_a(&lab.server, "cli.example.com", &["192.0.2.10"], 42);
+    cli_ok(&["task", "disable", "--api", api, "cli"]);
+    assert_nxdomain(&lab.server, "cli.example.com");
+
+    cli_ok(&["task", "delete", "--api", api, "cli"]);
+    assert_nxdomain(&lab.server, "cli.example.com");
+    assert_error(&lab.api.get(&task("cli")), 404, "not_found", &[]);
+    let out = cli_ok(&[
+        "task",
+        "list",
+        "--api",
+        api,
+        "--json",
+        "--site",
+        "example.com",
+    ]);
+    let listed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        listed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["id"] != "cli"),
+        "{listed}"
+    );
+    assert!(!lab.file_tasks().contains_key("cli"));
+    lab.assert_file_checks();
+
+    let out = cli_ok(&["group", "list", "--api", api]);
+    let table = stdout(&out);
+    let legacy = table
+        .lines()
+        .find(|l| l.starts_with("legacy"))
+        .unwrap_or_else(|| panic!("no legacy row:\n{table}"));
+    assert!(
+        legacy.contains("origin 192.0.2.30:8080 has a port"),
+        "{table}"
+    );
+    let pool = table
+        .lines()
+        .find(|l| l.starts_with("pool"))
+        .unwrap_or_else(|| panic!("no pool row:\n{table}"));
+    assert!(pool.contains("yes"), "{table}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Concurrency
+// ---------------------------------------------------------------------------------------
+
+const THREADS: usize = 8;
+const ROUNDS: usize = 10;
+
+/// Checks one reply; records a failure when it is not `want` with a proper body.
+fn expect(failures: &mut Vec<String>, reply: Result<Reply, String>, want: u16, id: &str) -> bool {
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(e) => {
+            failures.push(e);
+            return false;
+        }
+    };
+    let proper = reply.status == want
+        && match want {
+            204 => reply.text.is_empty(),
+            200 | 201 => serde_json::from_str::<Value>(&reply.text).is_ok_and(|v| v["id"] == id),
+            _ => serde_json::from_str::<Value>(&reply.text)
+                .is_ok_and(|v| v["error"]["message"].is_string()),
+        };
+    if !proper {
+        failures.push(format!("want {want}: {reply}"));
+    }
+    proper
+}
+
+/// Creates, disables and deletes its own task `ROUNDS` times; the last round leaves the
+/// task enabled (even threads), disabled (1 mod 4) or deleted (3 mod 4). Returns the id,
+/// the state its acknowledged replies imply (`Some(enabled)` or gone) and any failures.
+fn worker(api: Api, i: usize) -> (String, Option<bool>, Vec<String>) {
+    let id = format!("c{i}");
+    let hostname = format!("c{i}.example.com");
+    let mut state = None;
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        let last = round == ROUNDS - 1;
+        let body =
+            json!({"id": id, "hostname": hostname, "origin_group": "pool", "ttl": 10 + round});
+        if !expect(
+            &mut failures,
+            api.try_call("POST", TASKS, Some(body.to_string().as_bytes())),
+            201,
+            &id,
+        ) {
+            break;
+        }
+        state = Some(true);
+        if last && i.is_multiple_of(2) {
+            break;
+        }
+        // Refused while effective, in the middle of the others' changes.
+        expect(
+            &mut failures,
+            api.try_call("DELETE", &task(&id), None),
+            409,
+            &id,
+        );
+        if !expect(
+            &mut failures,
+            api.try_call("POST", &format!("{}/disable", task(&id)), None),
+            200,
+            &id,
+        ) {
+            break;
+        }
+        state = Some(false);
+        if last && i % 4 == 1 {
+            break;
+        }
+        if !expect(
+            &mut failures,
+            api.try_call("DELETE", &task(&id), None),
+            204,
+            &id,
+        ) {
+            break;
+        }
+        state = None;
+    }
+    (id, state, failures)
+}
+
+#[test]
+fn concurrent_changes_to_different_tasks_all_land_in_the_file() {
+    let mut lab = Lab::start();
+    lab.probes = (0..THREADS)
+        .map(|i| (format!("c{i}.example.com"), RecordType::A))
+        .chain([("keep.example.com".to_owned(), RecordType::A)])
+        .collect();
+    let workers: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let api = Api::new(lab.server.api);
+            std::thread::spawn(move || worker(api, i))
+        })
+        .collect();
+    let mut expected: BTreeMap<String, bool> = BTreeMap::from([("keep".to_owned(), true)]);
+    let mut failures = Vec::new();
+    for worker in workers {
+        let (id, state, mut failed) = worker.join().expect("a worker panicked");
+        if let Some(enabled) = state {
+            expected.insert(id, enabled);
+        }
+        failures.append(&mut failed);
+    }
+    assert!(failures.is_empty(), "improper replies: {failures:#?}");
+    // What the acknowledged replies imply is what the design intends.
+    for i in 0..THREADS {
+        let want = match i % 4 {
+            0 | 2 => Some(true),
+            1 => Some(false),
+            _ => None,
+        };
+        assert_eq!(expected.get(&format!("c{i}")).copied(), want, "c{i}");
+    }
+
+    lab.assert_file_checks();
+    let in_file: BTreeMap<String, bool> = lab
+        .file_tasks()
+        .into_iter()
+        .map(|(id, t)| (id, t["enabled"].as_bool().unwrap_or(true)))
+        .collect();
+    assert_eq!(in_file, expected, "{}", lab.file_text());
+    let listed: BTreeMap<String, bool> = lab
+        .list(TASKS, "tasks")
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["enabled"] == true))
+        .collect();
+    assert_eq!(listed, expected);
+    for i in 0..THREADS {
+        let name = format!("c{i}.example.com");
+        match expected.get(&format!("c{i}")) {
+            Some(true) => assert_a(&lab.server, &name, &["192.0.2.10"], 19),
+            _ => assert_nxdomain(&lab.server, &name),
+        }
+    }
+    lab.assert_persisted();
+    let listed: BTreeMap<String, bool> = lab
+        .list(TASKS, "tasks")
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["enabled"] == true))
+        .collect();
+    assert_eq!(listed, expected, "after a restart");
+}
