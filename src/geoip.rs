@@ -158,11 +158,6 @@ impl GeoIp {
         })
     }
 
-    /// The file this database was read from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Looks up `addr`. A lookup error (a corrupt database) reads as "unknown location"
     /// with prefix length 0, so that an answer is still given and not cached narrowly.
     pub fn locate(&self, addr: IpAddr) -> Location {

@@ -140,19 +140,6 @@ impl Snapshot {
         })
     }
 
-    /// An empty snapshot: every query is REFUSED.
-    pub fn empty() -> Self {
-        Self {
-            zones: Vec::new(),
-            geoip: None,
-        }
-    }
-
-    /// The origins served, most specific first.
-    pub fn origins(&self) -> impl Iterator<Item = &Name> {
-        self.zones.iter().map(|z| &z.origin)
-    }
-
     /// Answers `qname`/`qtype` for `client`; REFUSED when no zone holds the name.
     ///
     /// `qname` is used as asked, so its case is echoed in the answer.
