@@ -490,6 +490,20 @@ mod tests {
     }
 
     #[test]
+    fn reads_city_and_geolite2_databases() {
+        for file in [
+            "tests/data/GeoIP2-City-Test.mmdb",
+            "tests/data/GeoLite2-Country-Test.mmdb",
+        ] {
+            let db = GeoIp::open(&data(file)).unwrap();
+            let gb = db.locate("81.2.69.160".parse().unwrap());
+            assert_eq!(gb.country, Country::parse("GB"), "{file}");
+            assert_eq!(gb.continent, Some(Continent::Europe), "{file}");
+            assert!(gb.prefix_len > 0, "{file}: {gb:?}");
+        }
+    }
+
+    #[test]
     fn reads_country_code_schema_of_the_shipped_database() {
         let db = GeoIp::open(&data("geoip/geo-whois-asn-country.mmdb")).unwrap();
         // 1.0.0.0/24 is APNIC's, registered to AU.
