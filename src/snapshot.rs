@@ -379,8 +379,11 @@ impl CompiledZone {
                 RecordType::ANY => Family::V6,
                 // The zone's CNAME is hidden while the task is effective.
                 RecordType::CNAME => return None,
+                // Other types come from the zone, but never its CNAME, which stays hidden.
                 _ => {
-                    self.answer_data(node, owner, qtype, out);
+                    if let Some(records) = node.rrset(qtype) {
+                        push_as(out, records, owner);
+                    }
                     return None;
                 }
             }
@@ -571,6 +574,21 @@ mod tests {
             data(&ask(&disabled, "www.example.com.", RecordType::A)),
             ["www.example.com. 300 192.0.2.80"]
         );
+    }
+
+    #[test]
+    fn task_hides_a_zone_cname_for_every_type() {
+        let s = snapshot(&TASK.replace("www.example.com", "old.example.com"));
+        let a = ask(&s, "old.example.com.", RecordType::A);
+        assert_eq!(data(&a), ["old.example.com. 30 192.0.2.10"]);
+        for rtype in [RecordType::MX, RecordType::CNAME, RecordType::TXT] {
+            let other = ask(&s, "old.example.com.", rtype);
+            assert!(other.answers.is_empty(), "{rtype}: {:?}", data(&other));
+            assert_eq!(
+                (other.rcode, other.authority.len()),
+                (ResponseCode::NoError, 1)
+            );
+        }
     }
 
     #[test]
