@@ -9,17 +9,18 @@
 //! Task lifecycle (SPEC §6), derived from configuration generations:
 //!
 //! ```text
-//!              create / enable / change
-//!   (none) ───────────────────────────────▶ deploying ──(snapshot published)──▶ effective
-//!                                               ▲                                   │
-//!                                               └──────────── enable ───────┐       │ disable
-//!                                                                           │       ▼
-//!                        delete (only from here) ◀──────────────────── ineffective
+//!   create, change ──▶ deploying ──(the DNS handler serves it)──▶ effective
+//!                          ▲                                          │
+//!                          └──── enable ──── ineffective ◀── disable ──┘
+//!                                                │
+//!                                   delete (only from here, else 409)
 //! ```
 //!
 //! A task is `deploying` while the generation that last changed it is newer than the
 //! generation the DNS handler serves, `effective` once it is served, and `ineffective`
-//! while disabled.
+//! while disabled. An API change publishes its snapshot before the reply, so the reply
+//! already says `effective`; reloads from disk and, later, health checks' first round
+//! are what keep a task visibly `deploying`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
