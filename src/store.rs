@@ -18,9 +18,9 @@
 //!
 //! A task is `deploying` while the generation that last changed it is newer than the
 //! generation the DNS handler serves, `effective` once it is served, and `ineffective`
-//! while disabled. An API change publishes its snapshot before the reply, so the reply
-//! already says `effective`; reloads from disk and, later, health checks' first round
-//! are what keep a task visibly `deploying`.
+//! while disabled. Changes and reloads publish their snapshot under the store's lock,
+//! before any reply, so today no reader sees `deploying`: the state becomes visible when
+//! health checks hold a new task back until their first round (SPEC §6).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
