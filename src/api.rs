@@ -203,7 +203,8 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
     })
 }
 
-/// Runs a store call on a blocking thread: changes fsync.
+/// Runs a store call on a blocking thread: changes fsync under the store's lock, and
+/// readers wait for that lock, so neither may hold a runtime worker the DNS side shares.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ChangeError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -213,15 +214,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-async fn list_sites(State(api): State<Api>) -> Json<serde_json::Value> {
-    Json(json!({"sites": api.store.sites()}))
+async fn list_sites(State(api): State<Api>) -> Result<Json<serde_json::Value>, ApiError> {
+    let sites = blocking(move || Ok(api.store.sites())).await?;
+    Ok(Json(json!({"sites": sites})))
 }
 
 async fn list_groups(
     State(api): State<Api>,
     Path(site): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let groups = api.store.groups(&site)?;
+    let groups = blocking(move || api.store.groups(&site)).await?;
     Ok(Json(json!({"origin_groups": groups})))
 }
 
@@ -247,7 +249,8 @@ async fn list_tasks(
     State(api): State<Api>,
     Path(site): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(json!({"tasks": api.store.tasks(&site)?})))
+    let tasks = blocking(move || api.store.tasks(&site)).await?;
+    Ok(Json(json!({"tasks": tasks})))
 }
 
 async fn create_task(
@@ -270,7 +273,7 @@ async fn get_task(
     State(api): State<Api>,
     Path((site, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(api.store.task(&site, &id)?))
+    Ok(Json(blocking(move || api.store.task(&site, &id)).await?))
 }
 
 async fn put_task(
@@ -308,25 +311,31 @@ async fn disable_task(
 }
 
 /// Always 200 while the server runs; `config` says whether the files on disk are served.
-async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
-    let error = api.store.reload_error();
-    Json(json!({
+async fn healthz(State(api): State<Api>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = api.store.clone();
+    let error = blocking(move || Ok(store.reload_error())).await?;
+    Ok(Json(json!({
         "status": if error.is_some() { "degraded" } else { "ok" },
         "generation": api.store.generation(),
         "config": match error {
             Some(message) => json!({"valid": false, "error": message}),
             None => json!({"valid": true}),
         },
-    }))
+    })))
 }
 
-async fn metrics(State(api): State<Api>) -> impl IntoResponse {
-    api.store.refresh_task_metrics();
-    (
+async fn metrics(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
+    let store = api.store.clone();
+    blocking(move || {
+        store.refresh_task_metrics();
+        Ok(())
+    })
+    .await?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         api.store.metrics().encode(),
-    )
+    ))
 }

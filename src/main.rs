@@ -189,10 +189,16 @@ fn check(dir: DirArgs) -> Result<(), String> {
     let (config, _) = load::load(&sources(dir)).map_err(|e| e.to_string())?;
     let (tasks, enabled) = config.task_counts();
     eprintln!(
-        "ok: {} zones, {tasks} tasks ({enabled} enabled)",
-        config.zones.len()
+        "ok: {}, {} ({enabled} enabled)",
+        count(config.zones.len(), "zone"),
+        count(tasks, "task")
     );
     Ok(())
+}
+
+/// "1 zone", "2 zones".
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 fn serve(
