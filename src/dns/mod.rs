@@ -48,6 +48,114 @@ impl Handler {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
         Self { snapshot, metrics }
     }
+
+    /// Answers a query, or says which error code it gets. ECS, when the query had it,
+    /// goes into `reply_edns` with the scope the answer depended on.
+    fn answer(
+        &self,
+        request: &Request,
+        reply_edns: Option<&mut Edns>,
+    ) -> Result<Answer, ResponseCode> {
+        if request.metadata.message_type != MessageType::Query {
+            return Err(ResponseCode::FormErr);
+        }
+        if request.metadata.op_code != OpCode::Query {
+            return Err(ResponseCode::NotImp);
+        }
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            return Err(ResponseCode::BADVERS);
+        }
+        // Not exactly one question.
+        let info = request.request_info().map_err(|_| ResponseCode::FormErr)?;
+        let ecs = match ecs::read(request.as_slice()) {
+            ecs::Ecs::Malformed => {
+                self.metrics.ecs_malformed.inc();
+                return Err(ResponseCode::FormErr);
+            }
+            ecs::Ecs::Present(subnet) => Some(subnet),
+            ecs::Ecs::Absent => None,
+        };
+        let query = info.query.original();
+        if query.query_class() != DNSClass::IN {
+            return Err(ResponseCode::Refused);
+        }
+        let qtype = query.query_type();
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            // Zone transfer needs a list of secondaries, which this server does not have yet.
+            return Err(ResponseCode::Refused);
+        }
+        let client = client_of(request.src().ip(), ecs.as_ref());
+        let answer = RNG.with_borrow_mut(|rng| {
+            self.snapshot
+                .load()
+                .answer(query.name(), qtype, &client, rng)
+        });
+        if answer.failed_open {
+            self.metrics.failed_open.inc();
+        }
+        if let (Some(mut subnet), Some(edns)) = (ecs, reply_edns) {
+            subnet.set_scope_prefix(answer.scope.min(client.source_prefix));
+            edns.options_mut().insert(EdnsOption::Subnet(subnet));
+        }
+        Ok(answer)
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: hickory_server::net::runtime::Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let mut edns = request.edns.as_ref().map(|_| {
+            let mut edns = Edns::new();
+            edns.set_version(0);
+            edns.set_max_payload(MAX_UDP_PAYLOAD);
+            edns
+        });
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = false;
+        let mut answer = match self.answer(request, edns.as_mut()) {
+            Ok(answer) => {
+                metadata.response_code = answer.rcode;
+                metadata.authoritative = answer.authoritative;
+                answer
+            }
+            Err(rcode) => {
+                metadata.response_code = rcode;
+                Answer::default()
+            }
+        };
+        self.metrics.response(metadata.response_code);
+        if request.protocol() == Protocol::Udp
+            && !fits_udp(request, edns.as_ref(), metadata, &answer)
+        {
+            metadata.truncation = true;
+            answer.answers.clear();
+            answer.authority.clear();
+            answer.additional.clear();
+        }
+        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+            metadata,
+            answer.answers.iter(),
+            answer.authority.iter(),
+            std::iter::empty(),
+            answer.additional.iter(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(error) => {
+                warn!(%error, "cannot send a response");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        }
+    }
 }
 
 /// The client address selection works on: ECS when given with a prefix, else the source.
@@ -72,109 +180,15 @@ fn client_of(source: IpAddr, ecs: Option<&ClientSubnet>) -> Client {
     }
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: hickory_server::net::runtime::Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        let mut response_edns = request.edns.as_ref().map(|_| {
-            let mut edns = Edns::new();
-            edns.set_version(0);
-            edns.set_max_payload(MAX_UDP_PAYLOAD);
-            edns
-        });
-        let mut answer = Answer::default();
-        let error = 'check: {
-            if request.metadata.message_type != MessageType::Query {
-                break 'check Some(ResponseCode::FormErr);
-            }
-            if request.metadata.op_code != OpCode::Query {
-                break 'check Some(ResponseCode::NotImp);
-            }
-            if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-                break 'check Some(ResponseCode::BADVERS);
-            }
-            let Ok(info) = request.request_info() else {
-                // Not exactly one question.
-                break 'check Some(ResponseCode::FormErr);
-            };
-            let ecs = match ecs::read(request.as_slice()) {
-                ecs::Ecs::Malformed => {
-                    self.metrics.ecs_malformed.inc();
-                    break 'check Some(ResponseCode::FormErr);
-                }
-                ecs::Ecs::Present(subnet) => Some(subnet),
-                ecs::Ecs::Absent => None,
-            };
-            let query = info.query.original();
-            if query.query_class() != DNSClass::IN {
-                break 'check Some(ResponseCode::Refused);
-            }
-            let qtype = query.query_type();
-            if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-                // Zone transfer needs a list of secondaries, which this server does not have yet.
-                break 'check Some(ResponseCode::Refused);
-            }
-            let client = client_of(request.src().ip(), ecs.as_ref());
-            answer = RNG.with_borrow_mut(|rng| {
-                self.snapshot
-                    .load()
-                    .answer(query.name(), qtype, &client, rng)
-            });
-            if answer.failed_open {
-                self.metrics.failed_open.inc();
-            }
-            if let (Some(mut subnet), Some(edns)) = (ecs, response_edns.as_mut()) {
-                subnet.set_scope_prefix(answer.scope.min(client.source_prefix));
-                edns.options_mut().insert(EdnsOption::Subnet(subnet));
-            }
-            None
-        };
-        metadata.response_code = error.unwrap_or(answer.rcode);
-        metadata.authoritative = error.is_none() && answer.authoritative;
-        metadata.recursion_available = false;
-        self.metrics.response(metadata.response_code);
-
-        if request.protocol() == Protocol::Udp {
-            // What the client can take: its EDNS payload (at least 512, at most ours),
-            // or 512 without EDNS (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
-            let limit = request.edns.as_ref().map_or(512, |e| {
-                usize::from(e.max_payload().clamp(512, MAX_UDP_PAYLOAD))
-            });
-            let fits = |a: &Answer| match size_bound(request, response_edns.as_ref(), a) {
-                Some(bound) if bound <= limit => true,
-                _ => exact_size(request, response_edns.as_ref(), metadata, a) <= limit,
-            };
-            if !fits(&answer) {
-                metadata.truncation = true;
-                answer.answers.clear();
-                answer.authority.clear();
-                answer.additional.clear();
-            }
-        }
-        let builder = MessageResponseBuilder::new(&request.queries, response_edns.as_ref());
-        let response = builder.build(
-            metadata,
-            answer.answers.iter(),
-            answer.authority.iter(),
-            std::iter::empty(),
-            answer.additional.iter(),
-        );
-        match response_handle.send_response(response).await {
-            Ok(info) => info,
-            Err(error) => {
-                warn!(%error, "cannot send a response");
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                })
-            }
-        }
+/// True when the reply fits what the client can take over UDP: its EDNS payload (at
+/// least 512, at most ours), or 512 without EDNS (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
+fn fits_udp(request: &Request, edns: Option<&Edns>, metadata: Metadata, answer: &Answer) -> bool {
+    let limit = request.edns.as_ref().map_or(512, |e| {
+        usize::from(e.max_payload().clamp(512, MAX_UDP_PAYLOAD))
+    });
+    match size_bound(request, edns, answer) {
+        Some(bound) if bound <= limit => true,
+        _ => exact_size(request, edns, metadata, answer) <= limit,
     }
 }
 
