@@ -63,8 +63,9 @@ fn a_crash_loses_no_acknowledged_change() {
         let mut server = site.serve();
         let base = format!("http://{}/v1/sites/example.com/tasks", server.api);
         let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(AtomicUsize::new(0));
         let writer = {
-            let stop = stop.clone();
+            let (stop, acks) = (stop.clone(), acks.clone());
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut acked = Vec::new();
@@ -75,7 +76,10 @@ fn a_crash_loses_no_acknowledged_change() {
                     let id = format!("r{round}-t{i}");
                     let body = json!({"id": id, "hostname": format!("{id}.example.com"), "origin_group": "web", "ttl": 5});
                     match post(&agent, &base, Some(body)) {
-                        Some(201) => acked.push(id),
+                        Some(201) => {
+                            acked.push(id);
+                            acks.fetch_add(1, Ordering::Relaxed);
+                        }
                         Some(other) => panic!("create {id}: HTTP {other}"),
                         None => break, // the server is gone
                     }
@@ -83,8 +87,16 @@ fn a_crash_loses_no_acknowledged_change() {
                 acked
             })
         };
-        // Let some changes land, then crash in the middle of the stream.
-        std::thread::sleep(Duration::from_millis(150 + 100 * round));
+        // Let some changes land (a few more each round), then crash in the middle of the
+        // stream, while a write is most likely in flight.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while acks.load(Ordering::Relaxed) < 5 + 10 * round as usize {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the API acknowledged too little"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         server.crash();
         crashes += 1;
         stop.store(true, Ordering::Relaxed);
