@@ -300,7 +300,7 @@ impl Store {
             .site
             .tasks
             .iter()
-            .map(|t| self.task_view(&state, site, loaded, &t.id))
+            .map(|t| self.task_view(&state, loaded, &t.id))
             .collect())
     }
 
@@ -308,7 +308,7 @@ impl Store {
         let state = self.lock();
         let loaded = find_site(&state, site)?;
         find_task(loaded, id)?;
-        Ok(self.task_view(&state, site, loaded, id))
+        Ok(self.task_view(&state, loaded, id))
     }
 
     pub fn groups(&self, site: &str) -> Result<Vec<GroupView>, ChangeError> {
@@ -349,9 +349,8 @@ impl Store {
         let state = self.lock();
         let (mut effective, mut deploying, mut ineffective) = (0, 0, 0);
         for loaded in &state.config.sites {
-            let site = site_name(&loaded.site.origin);
             for task in &loaded.site.tasks {
-                match self.status(&state, &site, loaded, &task.id) {
+                match self.status(&state, loaded, &task.id) {
                     Status::Effective => effective += 1,
                     Status::Deploying => deploying += 1,
                     Status::Ineffective => ineffective += 1,
@@ -363,11 +362,11 @@ impl Store {
         self.metrics.tasks_ineffective.set(ineffective);
     }
 
-    fn status(&self, state: &State, site: &str, loaded: &LoadedSite, id: &str) -> Status {
+    fn status(&self, state: &State, loaded: &LoadedSite, id: &str) -> Status {
         let enabled = loaded.site.tasks.iter().any(|t| t.id == id && t.enabled);
         let changed = state
             .task_generations
-            .get(&(site.to_owned(), id.to_owned()))
+            .get(&(site_name(&loaded.site.origin), id.to_owned()))
             .copied()
             .unwrap_or(0);
         if !enabled {
@@ -379,7 +378,7 @@ impl Store {
         }
     }
 
-    fn task_view(&self, state: &State, site: &str, loaded: &LoadedSite, id: &str) -> TaskView {
+    fn task_view(&self, state: &State, loaded: &LoadedSite, id: &str) -> TaskView {
         let spec = task_spec(loaded, id)
             .map(|t| TaskSpec {
                 id: None,
@@ -389,7 +388,7 @@ impl Store {
         TaskView {
             id: id.to_owned(),
             spec,
-            status: self.status(state, site, loaded, id),
+            status: self.status(state, loaded, id),
         }
     }
 
@@ -470,7 +469,7 @@ impl Store {
             let state = self.lock();
             let loaded = find_site(&state, site)?;
             find_task(loaded, id)?;
-            let status = self.status(&state, site, loaded, id);
+            let status = self.status(&state, loaded, id);
             if status != Status::Ineffective {
                 let status = serde_json::to_value(status).unwrap_or_default();
                 return Err(ChangeError::Conflict(format!(
