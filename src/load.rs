@@ -121,7 +121,7 @@ pub fn load(sources: &Sources) -> Result<(Config, Snapshot), LoadError> {
             errors.push(format!(
                 "{}: there is no zone file {}.zone for this site",
                 path.display(),
-                origin.to_string().trim_end_matches('.')
+                site::site_name(origin)
             ));
         }
     }
@@ -195,10 +195,7 @@ pub fn load(sources: &Sources) -> Result<(Config, Snapshot), LoadError> {
 
 /// The site file of the zone `origin`.
 pub fn site_path(zones_dir: &Path, origin: &Name) -> PathBuf {
-    zones_dir.join(format!(
-        "{}.lb.yaml",
-        origin.to_string().trim_end_matches('.')
-    ))
+    zones_dir.join(format!("{}.lb.yaml", site::site_name(origin)))
 }
 
 fn uses_geoip(site: &Site, task: &site::Task) -> bool {

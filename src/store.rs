@@ -36,7 +36,7 @@ use crate::load::{self, Config, LoadError, LoadedSite, Sources};
 use crate::metrics::Metrics;
 use crate::persist;
 use crate::site::spec::{GroupSpec, Lined, OriginSpec, Policy, TaskSpec};
-use crate::site::{self, Problem, SiteSpec};
+use crate::site::{self, Problem, SiteSpec, site_name};
 use crate::snapshot::Snapshot;
 
 /// Where a task is in its lifecycle.
@@ -628,11 +628,6 @@ fn render(spec: &SiteSpec) -> Result<String, String> {
     Ok(format!(
         "# Written by lbdns after a management API change; edits by hand are welcome.\n{body}"
     ))
-}
-
-/// The site name the API uses: the origin without its trailing dot.
-pub fn site_name(origin: &Name) -> String {
-    origin.to_string().trim_end_matches('.').to_owned()
 }
 
 fn site_index(state: &State, site: &str) -> Result<usize, ChangeError> {

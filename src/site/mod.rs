@@ -660,6 +660,11 @@ fn validate_task(
     })
 }
 
+/// A site's name in file names and the API: its origin without the trailing dot.
+pub fn site_name(origin: &Name) -> String {
+    origin.to_string().trim_end_matches('.').to_owned()
+}
+
 /// The id of a task as written: its own, or the one derived from its hostname.
 pub fn spec_task_id(spec: &TaskSpec) -> String {
     match (&spec.id, parse_domain(&spec.hostname)) {
