@@ -31,7 +31,8 @@ const MAX_CNAME_CHAIN: usize = 8;
 /// Everything a query needs, immutable.
 pub struct Snapshot {
     /// Zones, most specific origin first, so the first that contains a name is its zone.
-    zones: Vec<CompiledZone>,
+    /// Shared between snapshots: a change to one site recompiles only its zone.
+    zones: Vec<Arc<CompiledZone>>,
     geoip: Option<Arc<GeoIp>>,
 }
 
@@ -126,17 +127,34 @@ impl Snapshot {
         for zone in zones {
             let site = sites.iter().find(|s| s.origin == zone.origin).copied();
             match CompiledZone::new(zone, site) {
-                Ok(z) => compiled.push(z),
+                Ok(z) => compiled.push(Arc::new(z)),
                 Err(mut e) => errors.append(&mut e),
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        compiled.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
+        compiled.sort_by_key(|z| std::cmp::Reverse(label_count(&z.origin)));
         Ok(Self {
             zones: compiled,
             geoip,
+        })
+    }
+
+    /// This snapshot with `zone` recompiled for `site`; every other zone is shared.
+    pub fn with_site(&self, zone: &Zone, site: &Site) -> Result<Self, Vec<CompileError>> {
+        let compiled = Arc::new(CompiledZone::new(zone, Some(site))?);
+        let zones = self
+            .zones
+            .iter()
+            .map(|z| match z.origin == compiled.origin {
+                true => compiled.clone(),
+                false => z.clone(),
+            })
+            .collect();
+        Ok(Self {
+            zones,
+            geoip: self.geoip.clone(),
         })
     }
 
@@ -208,8 +226,7 @@ impl CompiledZone {
         nodes.entry(origin.clone()).or_default();
         for record in zone.records.iter().cloned() {
             let name = record.name.clone();
-            add_with_ancestors(&mut nodes, &origin, &name);
-            let node = nodes.get_mut(&name).expect("just added");
+            let node = node_with_ancestors(&mut nodes, &origin, &name);
             let rtype = record.record_type();
             if rtype == RecordType::NS && name != origin {
                 node.is_cut = true;
@@ -254,8 +271,8 @@ impl CompiledZone {
     /// Makes `task` effective: its name exists and answers from the task.
     /// Refuses a task at or below a zone cut: that name is answered by other servers.
     fn servable(&self, task: &Task) -> Result<(), String> {
-        for n in self.origin.num_labels() + 1..=task.hostname.num_labels() {
-            let name = task.hostname.trim_to(usize::from(n));
+        for n in label_count(&self.origin) + 1..=label_count(&task.hostname) {
+            let name = task.hostname.trim_to(n);
             if self.nodes.get(&name).is_some_and(|node| node.is_cut) {
                 return Err(format!(
                     "task {}: hostname {} is at or below the zone cut {name}, which is delegated to other servers",
@@ -288,15 +305,14 @@ impl CompiledZone {
             cname: group.is_cname(),
         });
         let index = self.tasks.len() - 1;
-        add_with_ancestors(&mut self.nodes, &self.origin, &task.hostname);
-        self.nodes.get_mut(&task.hostname).expect("just added").task = Some(index);
+        node_with_ancestors(&mut self.nodes, &self.origin, &task.hostname).task = Some(index);
         Ok(())
     }
 
     fn find(&self, qname: &Name, qtype: RecordType) -> Found<'_> {
-        let labels = qname.num_labels();
-        for n in self.origin.num_labels() + 1..=labels {
-            let name = qname.trim_to(usize::from(n));
+        let labels = label_count(qname);
+        for n in label_count(&self.origin) + 1..=labels {
+            let name = qname.trim_to(n);
             match self.nodes.get_key_value(&name) {
                 // The parent side answers DS at a cut (RFC 4035 §3.1.4.1).
                 Some((cut, node)) if node.is_cut && !(n == labels && qtype == RecordType::DS) => {
@@ -304,7 +320,7 @@ impl CompiledZone {
                 }
                 Some(_) => {}
                 None => {
-                    let closest_encloser = qname.trim_to(usize::from(n - 1));
+                    let closest_encloser = qname.trim_to(n - 1);
                     let wildcard = closest_encloser.prepend_label("*").ok();
                     return match wildcard.and_then(|w| self.nodes.get(&w)) {
                         Some(node) => Found::Node(node),
@@ -476,15 +492,25 @@ impl CompiledZone {
 }
 
 /// Adds `name` and every empty non-terminal between it and `origin`.
-fn add_with_ancestors(nodes: &mut HashMap<Name, Node>, origin: &Name, name: &Name) {
-    let mut current = name.clone();
-    while current.num_labels() > origin.num_labels() {
-        if nodes.contains_key(&current) {
-            break;
-        }
-        nodes.insert(current.clone(), Node::default());
-        current = current.base_name();
+/// The node at `name`, created with every missing ancestor up to `origin` (empty
+/// non-terminals exist, RFC 4592 §2.2.2). `name` must be at or below `origin`.
+fn node_with_ancestors<'n>(
+    nodes: &'n mut HashMap<Name, Node>,
+    origin: &Name,
+    name: &Name,
+) -> &'n mut Node {
+    let mut ancestor = name.base_name();
+    while label_count(&ancestor) > label_count(origin) && !nodes.contains_key(&ancestor) {
+        nodes.insert(ancestor.clone(), Node::default());
+        ancestor = ancestor.base_name();
     }
+    nodes.entry(name.clone()).or_default()
+}
+
+/// Labels in `name`, a leading `*` included: hickory's `num_labels` leaves the `*` out
+/// (RRSIG's count), which makes `*.example.com` look like the apex.
+fn label_count(name: &Name) -> usize {
+    name.iter().len()
 }
 
 /// Appends `records` with their owner set to `owner` (the query's spelling, or the name a
@@ -573,6 +599,29 @@ mod tests {
         assert_eq!(
             data(&ask(&disabled, "www.example.com.", RecordType::A)),
             ["www.example.com. 300 192.0.2.80"]
+        );
+    }
+
+    #[test]
+    fn a_wildcard_directly_under_the_apex_answers() {
+        // As a task: every name without its own node, not the apex or existing names.
+        let s = snapshot(&TASK.replace("www.example.com", "\"*.example.com\""));
+        assert_eq!(
+            data(&ask(&s, "anything.example.com.", RecordType::A)),
+            ["anything.example.com. 30 192.0.2.10"]
+        );
+        assert_eq!(
+            data(&ask(&s, "www.example.com.", RecordType::A)),
+            ["www.example.com. 300 192.0.2.80"]
+        );
+        assert_eq!(ask(&s, "example.com.", RecordType::A).answers.len(), 0);
+        // As zone data.
+        let zone = format!("{ZONE}* 60 A 192.0.2.1\n");
+        let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
+        let s = Snapshot::compile(&[zone], &[], None).unwrap();
+        assert_eq!(
+            data(&ask(&s, "x.y.example.com.", RecordType::A)),
+            ["x.y.example.com. 60 192.0.2.1"]
         );
     }
 
