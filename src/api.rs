@@ -3,14 +3,24 @@
 //! Every error is `{"error": {"code": "...", "message": "..."}}`: the handlers' own, and
 //! axum's (unknown route, wrong method, body too large, bad path), which a last layer
 //! rewrites into the same shape.
+//!
+//! Browsers are not clients (SPEC §7): a web page the operator opens must not be able to
+//! drive the API. A request is refused when it carries a foreign `Origin` (or says it is
+//! cross-site in `Sec-Fetch-Site`), when, without a token, its `Host` is not a loopback
+//! name or the bound address (DNS rebinding), and when it has a body that is not
+//! `application/json` (what HTML forms and `text/plain` fetches cannot send without a
+//! CORS preflight, which this API never grants).
+//!
+//! Reads come from the committed configuration and never wait on writes; writes go to
+//! the store's queue and are answered 503 with `Retry-After` when it is full.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +30,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::site::spec::{GroupSpec, TaskSpec};
-use crate::store::{ChangeError, Store};
+use crate::store::{ChangeError, Store, TaskView};
 
 /// Largest request body accepted: a site's worth of groups fits many times over.
 const MAX_BODY: usize = 64 * 1024;
@@ -30,6 +40,8 @@ const MAX_BODY: usize = 64 * 1024;
 struct Api {
     store: Arc<Store>,
     token: Option<Arc<str>>,
+    /// The address the API is bound to, an accepted `Host`.
+    bound: SocketAddr,
 }
 
 /// Errors the API returns.
@@ -38,6 +50,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds after which a refused request may be sent again (503).
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -46,6 +60,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -53,7 +68,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
-        (self.status, body).into_response()
+        let mut response = (self.status, body).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -72,6 +93,11 @@ impl From<ChangeError> for ApiError {
             ChangeError::Write(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message)
             }
+            ChangeError::Busy(_) => Self {
+                retry_after: Some(1),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+            },
+            ChangeError::Stopped => Self::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", message),
         }
     }
 }
@@ -86,11 +112,12 @@ pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), Strin
     Ok(())
 }
 
-/// The API's routes.
-pub fn router(store: Arc<Store>, token: Option<String>) -> Router {
+/// The API's routes, for an API bound to `bound`.
+pub fn router(store: Arc<Store>, token: Option<String>, bound: SocketAddr) -> Router {
     let api = Api {
         store,
         token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        bound,
     };
     Router::new()
         .route("/v1/sites", get(list_sites))
@@ -112,13 +139,114 @@ pub fn router(store: Arc<Store>, token: Option<String>) -> Router {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; see SPEC §7 for the API",
+                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /healthz and /metrics",
             )
         })
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .layer(middleware::from_fn_with_state(api.clone(), refuse_browsers))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::map_response(errors_as_json))
         .with_state(api)
+}
+
+/// Refuses what only a browser would send: a foreign `Origin`, a rebound `Host`, a body
+/// that is not JSON. Runs before the token check, so a page cannot probe the token.
+async fn refuse_browsers(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    if let Some(origin) = text(header::ORIGIN)
+        && !origin_is_own(origin, api.bound)
+    {
+        return forbidden(format!(
+            "requests from web pages are refused (Origin: {origin}); use lbdns, curl or another non-browser client"
+        ));
+    }
+    if text(HeaderName::from_static("sec-fetch-site")).is_some_and(|site| site == "cross-site") {
+        return forbidden("cross-site requests from web pages are refused".to_owned());
+    }
+    if api.token.is_none()
+        && let Some(host) = text(header::HOST)
+        && !host_is_own(host, api.bound)
+    {
+        return forbidden(format!(
+            "Host {host:?} is not this API's address: without --api-token only loopback names and {} are accepted (this stops DNS rebinding); set a token to reach the API by another name",
+            api.bound
+        ));
+    }
+    // A body without a type is refused here when its length says it has one, and by
+    // `parse` for the endpoints that read a body (a chunked body has no length).
+    let has_body = headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    match text(header::CONTENT_TYPE) {
+        Some(kind) if !is_json(kind) => {
+            return unsupported(format!(
+                "the body must be JSON with Content-Type: application/json, not {kind:?}"
+            ));
+        }
+        None if has_body => {
+            return unsupported(
+                "the body must be JSON with Content-Type: application/json (curl: -H 'Content-Type: application/json')".to_owned(),
+            );
+        }
+        _ => {}
+    }
+    next.run(request).await
+}
+
+fn forbidden(message: String) -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
+}
+
+fn unsupported(message: String) -> Response {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        message,
+    )
+    .into_response()
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// A `Host` naming this API: a loopback name or address, or the bound address, with
+/// the bound port or none.
+fn host_is_own(host: &str, bound: SocketAddr) -> bool {
+    let (name, port) = split_host_port(host);
+    if port.is_some_and(|p| p != bound.port()) {
+        return false;
+    }
+    let name = name.trim_end_matches('.');
+    if name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost") {
+        return true;
+    }
+    match name.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip == bound.ip(),
+        Err(_) => false,
+    }
+}
+
+/// An `Origin` of this API itself (`http://HOST[:PORT]` with an own `Host`); `null` and
+/// every other origin are foreign.
+fn origin_is_own(origin: &str, bound: SocketAddr) -> bool {
+    origin
+        .strip_prefix("http://")
+        .is_some_and(|host| !host.contains('/') && host_is_own(host, bound))
+}
+
+/// `name[:port]`, `[v6][:port]` or a bare v6 address.
+fn split_host_port(host: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        let (name, after) = rest.split_once(']').unwrap_or((rest, ""));
+        return (name, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name, Some(port.parse().unwrap_or(0))),
+        _ => (host, None),
+    }
 }
 
 /// Bearer-token check, in constant time.
@@ -165,14 +293,30 @@ async fn errors_as_json(response: Response) -> Response {
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the request body is larger than 64 KiB"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON"),
+        StatusCode::URI_TOO_LONG => ("uri_too_long", "the request's path is too long"),
         s if s.is_client_error() => ("bad_request", "the request is malformed"),
         _ => ("internal", "internal error"),
     };
     ApiError::new(status, code, message).into_response()
 }
 
-/// Parses a JSON body: 400 when it is not JSON, 422 when it is JSON of the wrong shape.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+/// Parses a JSON body: 415 when it is not sent as JSON, 400 when it is not JSON (or
+/// repeats a key), 422 when it is JSON of the wrong shape.
+fn parse<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    if !headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON with Content-Type: application/json (curl: -H 'Content-Type: application/json')",
+        ));
+    }
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -185,15 +329,21 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
             ApiError::new(status, "bad_request", rejection.body_text())
         }
     })?;
-    let invalid_json = |e: serde_json::Error| {
+    let invalid_json = |message: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
-            format!("the body is not valid JSON: {e}"),
+            format!("the body is not valid JSON: {message}"),
         )
     };
     // Syntax first, shape second: a body that is not JSON is 400 wherever it breaks.
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(invalid_json)?;
+    // A repeated key is refused, not resolved: which of the two was meant is unknowable.
+    let mut deserializer = serde_json::Deserializer::from_slice(&body);
+    serde::de::Deserialize::deserialize(&mut deserializer)
+        .and_then(|UniqueKeys| deserializer.end())
+        .map_err(|e| invalid_json(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| invalid_json(e.to_string()))?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let message = match e.path().to_string().as_str() {
             "" | "." => e.inner().to_string(),
@@ -203,45 +353,92 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
     })
 }
 
-/// Runs a store call on a blocking thread: changes fsync under the store's lock, and
-/// readers wait for that lock, so neither may hold a runtime worker the DNS side shares.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ChangeError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(ApiError::from)
+/// Any JSON value in which no object repeats a key.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor)
+    }
 }
 
-async fn list_sites(State(api): State<Api>) -> Result<Json<serde_json::Value>, ApiError> {
-    let sites = blocking(move || Ok(api.store.sites())).await?;
-    Ok(Json(json!({"sites": sites})))
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<UniqueKeys>()?;
+            if !keys.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+        }
+        Ok(UniqueKeys)
+    }
+}
+
+/// 404 as an API error.
+fn found<T>(result: Result<T, ChangeError>) -> Result<T, ApiError> {
+    result.map_err(ApiError::from)
+}
+
+async fn list_sites(State(api): State<Api>) -> Json<serde_json::Value> {
+    Json(json!({"sites": api.store.sites()}))
 }
 
 async fn list_groups(
     State(api): State<Api>,
     Path(site): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let groups = blocking(move || api.store.groups(&site)).await?;
+    let groups = found(api.store.groups(&site))?;
     Ok(Json(json!({"origin_groups": groups})))
 }
 
 async fn put_group(
     State(api): State<Api>,
     Path((site, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let spec: GroupSpec = parse(body)?;
-    let group = blocking(move || api.store.put_group(&site, &name, spec)).await?;
-    Ok(Json(group))
+    let spec: GroupSpec = parse(&headers, body)?;
+    Ok(Json(api.store.put_group(&site, &name, spec).await?))
 }
 
 async fn delete_group(
     State(api): State<Api>,
     Path((site, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    blocking(move || api.store.delete_group(&site, &name)).await?;
+    api.store.delete_group(&site, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -249,48 +446,63 @@ async fn list_tasks(
     State(api): State<Api>,
     Path(site): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tasks = blocking(move || api.store.tasks(&site)).await?;
+    let tasks = found(api.store.tasks(&site))?;
     Ok(Json(json!({"tasks": tasks})))
 }
 
 async fn create_task(
     State(api): State<Api>,
     Path(site): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let spec: TaskSpec = parse(body)?;
-    let location_site = site.clone();
-    let task = blocking(move || api.store.create_task(&site, spec)).await?;
-    let location = format!("/v1/sites/{location_site}/tasks/{}", task.id);
-    Ok((
+    let spec: TaskSpec = parse(&headers, body)?;
+    let task = api.store.create_task(&site, spec).await?;
+    Ok(created(&site, task))
+}
+
+fn created(site: &str, task: TaskView) -> Response {
+    let location = format!("/v1/sites/{site}/tasks/{}", task.id);
+    (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(task),
-    ))
+    )
+        .into_response()
 }
 
 async fn get_task(
     State(api): State<Api>,
     Path((site, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(blocking(move || api.store.task(&site, &id)).await?))
+    Ok(Json(found(api.store.task(&site, &id))?))
 }
 
+/// Creates or replaces the task `id`: 201 when created, 200 when replaced. With
+/// `If-None-Match: *` it only creates: the same task sent again is 200 with no change
+/// (so a retry is safe), a different one already there is 409.
 async fn put_task(
     State(api): State<Api>,
     Path((site, id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let spec: TaskSpec = parse(body)?;
-    let task = blocking(move || api.store.put_task(&site, &id, spec)).await?;
-    Ok(Json(task))
+) -> Result<Response, ApiError> {
+    let create_only = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == b"*");
+    let spec: TaskSpec = parse(&headers, body)?;
+    let (task, was_created) = api.store.put_task(&site, &id, spec, create_only).await?;
+    Ok(match was_created {
+        true => created(&site, task),
+        false => Json(task).into_response(),
+    })
 }
 
 async fn delete_task(
     State(api): State<Api>,
     Path((site, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    blocking(move || api.store.delete_task(&site, &id)).await?;
+    api.store.delete_task(&site, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -298,44 +510,36 @@ async fn enable_task(
     State(api): State<Api>,
     Path((site, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let task = blocking(move || api.store.set_enabled(&site, &id, true)).await?;
-    Ok(Json(task))
+    Ok(Json(api.store.set_enabled(&site, &id, true).await?))
 }
 
 async fn disable_task(
     State(api): State<Api>,
     Path((site, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let task = blocking(move || api.store.set_enabled(&site, &id, false)).await?;
-    Ok(Json(task))
+    Ok(Json(api.store.set_enabled(&site, &id, false).await?))
 }
 
 /// Always 200 while the server runs; `config` says whether the files on disk are served.
-async fn healthz(State(api): State<Api>) -> Result<Json<serde_json::Value>, ApiError> {
-    let store = api.store.clone();
-    let error = blocking(move || Ok(store.reload_error())).await?;
-    Ok(Json(json!({
+async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
+    let error = api.store.reload_error();
+    Json(json!({
         "status": if error.is_some() { "degraded" } else { "ok" },
         "generation": api.store.generation(),
         "config": match error {
             Some(message) => json!({"valid": false, "error": message}),
             None => json!({"valid": true}),
         },
-    })))
+    }))
 }
 
-async fn metrics(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
-    let store = api.store.clone();
-    blocking(move || {
-        store.refresh_task_metrics();
-        Ok(())
-    })
-    .await?;
-    Ok((
+async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+    api.store.refresh_task_metrics();
+    (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         api.store.metrics().encode(),
-    ))
+    )
 }

@@ -51,8 +51,10 @@ pub struct LoadedSite {
 }
 
 /// A whole directory, checked: one site per zone (empty when it has no site file).
+/// Cloning is cheap in the zones, which are shared: a change copies only the sites.
+#[derive(Clone)]
 pub struct Config {
-    pub zones: Vec<Zone>,
+    pub zones: Arc<Vec<Zone>>,
     pub sites: Vec<LoadedSite>,
     pub geoip: Option<Arc<GeoIp>>,
     pub geoip_path: Option<PathBuf>,
@@ -177,7 +179,7 @@ pub fn load(sources: &Sources) -> Result<(Config, Snapshot), LoadError> {
         }
     };
     let config = Config {
-        zones,
+        zones: Arc::new(zones),
         sites,
         geoip,
         geoip_path,

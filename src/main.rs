@@ -218,7 +218,7 @@ fn serve(
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen for the API on {api_addr}: {e}"))?;
             info!(addr = %api_addr, "management API listening");
-            let router = api::router(store.clone(), token);
+            let router = api::router(store.clone(), token, api_listener.local_addr()?);
             let api_task = tokio::spawn(async move { axum::serve(api_listener, router).await });
             let _watcher = watch::spawn(store.clone())?;
             server::run(store, listeners, shutdown_signal()).await?;

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub reloads_failed: Counter,
     pub api_changes_applied: Counter,
     pub api_changes_rejected: Counter,
+    /// Changes refused at once because the write queue was full (503).
+    pub api_changes_busy: Counter,
     /// 1 while the files on disk are what is served, 0 after a rejected reload.
     pub config_valid: Gauge,
     pub config_generation: Gauge,
@@ -75,8 +77,8 @@ impl Metrics {
         let [reloads_ok, reloads_failed] = members(&reloads, "result", ["ok", "rejected"]);
         registry.register("reloads", "Configuration reloads from disk", reloads);
         let changes = Family::<Labels, Counter>::default();
-        let [api_changes_applied, api_changes_rejected] =
-            members(&changes, "result", ["applied", "rejected"]);
+        let [api_changes_applied, api_changes_rejected, api_changes_busy] =
+            members(&changes, "result", ["applied", "rejected", "busy"]);
         registry.register(
             "api_changes",
             "Changes made through the management API",
@@ -120,6 +122,7 @@ impl Metrics {
             reloads_failed,
             api_changes_applied,
             api_changes_rejected,
+            api_changes_busy,
             config_valid,
             config_generation,
             tasks_effective,

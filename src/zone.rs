@@ -17,6 +17,8 @@ pub struct Zone {
     pub origin: Name,
     /// Every record of the zone, in no particular order.
     pub records: Vec<Record>,
+    /// The file it was read from.
+    pub path: PathBuf,
 }
 
 impl Zone {
@@ -75,7 +77,7 @@ pub fn parse(text: &str, path: &Path, origin: &Name) -> Result<Zone, ZoneError> 
             });
         }
     };
-    build(parsed).map_err(|broken| {
+    let zone = build(parsed).map_err(|broken| {
         // The rule's record is the last statement of the shortest prefix that breaks
         // the same rule: the checks below look at SOA presence last for that reason.
         let line = broken.locatable.then(|| {
@@ -88,6 +90,10 @@ pub fn parse(text: &str, path: &Path, origin: &Name) -> Result<Zone, ZoneError> 
             line,
             message: broken.message,
         }
+    })?;
+    Ok(Zone {
+        path: path.to_owned(),
+        ..zone
     })
 }
 
@@ -125,7 +131,11 @@ fn build((origin, sets): Parsed) -> Result<Zone, Broken> {
         }
     }
     check(&origin, &records)?;
-    Ok(Zone { origin, records })
+    Ok(Zone {
+        origin,
+        records,
+        path: PathBuf::new(),
+    })
 }
 
 /// The data rules RFC 1034/2181 set and every authoritative server enforces.

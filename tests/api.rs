@@ -241,13 +241,26 @@ fn assert_error(reply: &Reply, status: u16, code: &str, needles: &[&str]) {
 
 /// A raw HTTP/1.1 request, for request targets a URL library might normalise.
 fn raw_http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, String) {
+    let headers = format!("Host: {addr}\r\nContent-Type: application/json\r\n");
+    raw_request(addr, method, target, &headers, body)
+}
+
+/// A raw HTTP/1.1 request with exactly the `headers` given (each ending in CRLF), plus
+/// `Connection: close` and the body's length.
+fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect to the API");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {target} HTTP/1.1\r\n{headers}Connection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).unwrap();
@@ -812,8 +825,6 @@ fn unknown_sites_tasks_groups_and_routes_are_404() {
         &["nope.example"],
     );
     lab.refuse("GET", &task("nope"), None, 404, "not_found", &["nope"]);
-    let put = json!({"hostname": "x.example.com", "origin_group": "pool"});
-    lab.refuse_json("PUT", &task("nope"), &put, 404, "not_found", &["nope"]);
     lab.refuse(
         "POST",
         &format!("{}/enable", task("nope")),
@@ -1966,4 +1977,537 @@ fn concurrent_changes_to_different_tasks_all_land_in_the_file() {
         .map(|t| (t["id"].as_str().unwrap().to_owned(), t["enabled"] == true))
         .collect();
     assert_eq!(listed, expected, "after a restart");
+}
+
+// ---------------------------------------------------------------------------------------
+// Browsers are not clients (SPEC §7)
+// ---------------------------------------------------------------------------------------
+
+/// Sends a raw request that must be refused with `status`/`code`, changing nothing.
+#[track_caller]
+fn refuse_raw(
+    lab: &Lab,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &str,
+    status: u16,
+    code: &str,
+) {
+    let before = lab.observe();
+    let (got, text) = raw_request(lab.server.api, method, target, headers, body);
+    assert_eq!(got, status, "{method} {target} with {headers:?}: {text}");
+    let reply: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(reply["error"]["code"], code, "{text}");
+    assert_eq!(
+        lab.observe(),
+        before,
+        "the refused {method} {target} changed something"
+    );
+}
+
+#[test]
+fn web_pages_cannot_drive_the_api() {
+    let lab = Lab::start();
+    let addr = lab.server.api;
+    let port = addr.port();
+    let disable = format!("{}/disable", task("keep"));
+    let own = format!("Host: {addr}\r\n");
+    // A page on another site, with or without a body, by Origin or by Fetch metadata.
+    for origin in [
+        "https://evil.example",
+        "null",
+        "http://127.0.0.1:1",
+        "http://localhost.evil.example",
+    ] {
+        refuse_raw(
+            &lab,
+            "POST",
+            &disable,
+            &format!("{own}Origin: {origin}\r\n"),
+            "",
+            403,
+            "forbidden",
+        );
+    }
+    refuse_raw(
+        &lab,
+        "POST",
+        &disable,
+        &format!("{own}Sec-Fetch-Site: cross-site\r\n"),
+        "",
+        403,
+        "forbidden",
+    );
+    // DNS rebinding: the attacker's name resolving to 127.0.0.1.
+    for host in [
+        format!("attacker.example:{port}"),
+        "attacker.example".to_owned(),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        refuse_raw(
+            &lab,
+            "POST",
+            &disable,
+            &format!("Host: {host}\r\n"),
+            "",
+            403,
+            "forbidden",
+        );
+        refuse_raw(
+            &lab,
+            "GET",
+            TASKS,
+            &format!("Host: {host}\r\n"),
+            "",
+            403,
+            "forbidden",
+        );
+    }
+    // What HTML forms and simple fetches can send without a preflight.
+    let body = r#"{"hostname": "evil.example.com", "origin_group": "pool"}"#;
+    for kind in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        refuse_raw(
+            &lab,
+            "POST",
+            TASKS,
+            &format!("{own}Content-Type: {kind}\r\n"),
+            body,
+            415,
+            "unsupported_media_type",
+        );
+    }
+    refuse_raw(
+        &lab,
+        "POST",
+        TASKS,
+        &own,
+        body,
+        415,
+        "unsupported_media_type",
+    );
+    refuse_raw(
+        &lab,
+        "PUT",
+        &task("evil"),
+        &own,
+        body,
+        415,
+        "unsupported_media_type",
+    );
+    assert_eq!(lab.file_tasks().len(), 1, "{}", lab.file_text());
+
+    // The API's own names and origin are fine: loopback names and the bound address.
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let (status, text) = raw_request(
+            addr,
+            "GET",
+            TASKS,
+            &format!("Host: {host}\r\nOrigin: http://{host}\r\n"),
+            "",
+        );
+        assert_eq!(status, 200, "Host {host}: {text}");
+    }
+    let json = "Content-Type: application/json; charset=utf-8\r\n";
+    let (status, text) = raw_request(addr, "POST", TASKS, &format!("{own}{json}"), body);
+    assert_eq!(status, 201, "{text}");
+}
+
+#[test]
+fn with_a_token_any_host_name_may_reach_the_api_but_no_foreign_origin() {
+    let lab = Lab::start_with(&["--api-token", "sesame"], Some("Bearer sesame"));
+    let auth = "Authorization: Bearer sesame\r\n";
+    let (status, text) = raw_request(
+        lab.server.api,
+        "GET",
+        TASKS,
+        &format!("Host: lb.example.net:8053\r\n{auth}"),
+        "",
+    );
+    assert_eq!(status, 200, "{text}");
+    refuse_raw(
+        &lab,
+        "POST",
+        &format!("{}/disable", task("keep")),
+        &format!("Host: lb.example.net\r\n{auth}Origin: https://evil.example\r\n"),
+        "",
+        403,
+        "forbidden",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Writes: PUT creates, retries are safe, bursts are answered, reads never wait
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn put_creates_or_replaces_and_if_none_match_makes_a_retry_safe() {
+    let lab = Lab::start();
+    let body = json!({"hostname": "made.example.com", "origin_group": "pool", "ttl": 40});
+    let created = lab.api.put(&task("made"), &body);
+    assert_eq!(created.status, 201, "{created}");
+    assert_eq!(created.header("location").as_deref(), Some(&*task("made")));
+    assert_a(&lab.server, "made.example.com", &["192.0.2.10"], 40);
+
+    let replaced = lab.api.put(
+        &task("made"),
+        &json!({"hostname": "made.example.com", "origin_group": "pair", "answers": 2}),
+    );
+    assert_eq!(
+        (replaced.status, replaced.json()["origin_group"].clone()),
+        (200, json!("pair")),
+        "{replaced}"
+    );
+
+    // Create-only: the same task again is a successful no-op, a different one a 409.
+    let create_only = |body: &Value| {
+        let (status, text) = raw_request(
+            lab.server.api,
+            "PUT",
+            &task("once"),
+            &format!(
+                "Host: {}\r\nContent-Type: application/json\r\nIf-None-Match: *\r\n",
+                lab.server.api
+            ),
+            &body.to_string(),
+        );
+        (status, text)
+    };
+    let once = json!({"hostname": "once.example.com", "origin_group": "pool"});
+    assert_eq!(create_only(&once).0, 201);
+    let file = lab.file_text();
+    let (status, text) = create_only(&once);
+    assert_eq!(status, 200, "a retry of the same create: {text}");
+    assert_eq!(lab.file_text(), file, "a retry changes nothing");
+    let (status, text) =
+        create_only(&json!({"hostname": "other.example.com", "origin_group": "pool"}));
+    assert_eq!(status, 409, "{text}");
+    assert_eq!(lab.file_text(), file);
+    assert_a(&lab.server, "once.example.com", &["192.0.2.10"], 60);
+}
+
+#[test]
+fn duplicate_json_keys_are_400_and_change_nothing() {
+    let lab = Lab::start();
+    let bodies = [
+        r#"{"hostname": "a.example.com", "hostname": "b.example.com", "origin_group": "pool"}"#,
+        r#"{"hostname": "a.example.com", "origin_group": "pool", "ttl": 5, "ttl": 50}"#,
+    ];
+    for body in bodies {
+        let reply = lab.refuse(
+            "POST",
+            TASKS,
+            Some(body.as_bytes()),
+            400,
+            "invalid_json",
+            &["duplicate key"],
+        );
+        assert!(!reply.text.contains("serde"), "{reply}");
+    }
+    let group = r#"{"origins": [{"address": "192.0.2.1", "weight": 1, "weight": 9}]}"#;
+    lab.refuse(
+        "PUT",
+        &group_path("g"),
+        Some(group.as_bytes()),
+        400,
+        "invalid_json",
+        &["duplicate key \"weight\""],
+    );
+}
+
+fn group_path(name: &str) -> String {
+    group(name)
+}
+
+#[test]
+fn an_unknown_endpoint_names_the_real_ones() {
+    let lab = Lab::start();
+    let reply = lab.api.get("/v2/nothing");
+    assert_error(&reply, 404, "not_found", &["/v1/sites", "/healthz"]);
+    assert!(!reply.text.contains("SPEC"), "users have no SPEC: {reply}");
+}
+
+/// Every reply of a write burst: status, whether it had Retry-After, the task id.
+type BurstReply = (u16, bool, String);
+
+#[test]
+fn a_write_burst_is_answered_in_time_and_reads_never_wait() {
+    const CLIENTS: usize = 1000;
+    let lab = Lab::start();
+    let addr = lab.server.api;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Health and reads, polled throughout; their worst latency is the point.
+    let watcher = {
+        let stop = stop.clone();
+        let api = Api::new(addr);
+        std::thread::spawn(move || {
+            let mut worst = Duration::ZERO;
+            let mut polls = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for path in ["/healthz", "/v1/sites"] {
+                    let start = Instant::now();
+                    let reply = api.get(path);
+                    assert_eq!(reply.status, 200, "{reply}");
+                    worst = worst.max(start.elapsed());
+                    polls += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (worst, polls)
+        })
+    };
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || -> Result<BurstReply, String> {
+                    let agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .timeout_global(Some(Duration::from_secs(30)))
+                        .build()
+                        .new_agent();
+                    let id = format!("burst{i}");
+                    let body = json!({"id": id, "hostname": format!("{id}.example.com"), "origin_group": "pool"});
+                    barrier.wait();
+                    let reply = agent
+                        .post(format!("http://{addr}{TASKS}"))
+                        .header("Content-Type", "application/json")
+                        .send(body.to_string())
+                        .map_err(|e| format!("{id}: no reply within 30 s: {e}"))?;
+                    Ok((reply.status().as_u16(), reply.headers().contains_key("retry-after"), id))
+                })
+                .expect("spawn a client")
+        })
+        .collect();
+    let replies: Vec<Result<BurstReply, String>> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (worst_read, polls) = watcher.join().expect("watcher");
+
+    let unanswered: Vec<&String> = replies.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        unanswered.is_empty(),
+        "{}\n{} requests got no answer: {:?}",
+        lab.server.log(),
+        unanswered.len(),
+        &unanswered[..unanswered.len().min(5)]
+    );
+    let replies: Vec<&BurstReply> = replies.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let created: BTreeSet<String> = replies
+        .iter()
+        .filter(|r| r.0 == 201)
+        .map(|r| r.2.clone())
+        .collect();
+    let busy = replies.iter().filter(|r| r.0 == 503).count();
+    assert!(
+        replies.iter().all(|r| r.0 == 201 || (r.0 == 503 && r.1)),
+        "only 201, or 503 with Retry-After: {:?}",
+        replies
+            .iter()
+            .filter(|r| r.0 != 201 && r.0 != 503)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    let n = created.len();
+    eprintln!(
+        "burst of {CLIENTS} creates: {n} created, {busy} busy (503), in {took:?}; worst /healthz or /v1/sites latency {worst_read:?} over {polls} reads"
+    );
+    assert!(
+        worst_read < Duration::from_secs(1),
+        "a read waited {worst_read:?} behind the writes"
+    );
+    assert!(!created.is_empty());
+    // What was acknowledged is exactly what is listed, written and answered.
+    let listed: BTreeSet<String> = lab
+        .list(TASKS, "tasks")
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .filter(|id| id != "keep")
+        .collect();
+    assert_eq!(listed, created);
+    let in_file: BTreeSet<String> = lab
+        .file_tasks()
+        .into_keys()
+        .filter(|id| id != "keep")
+        .collect();
+    assert_eq!(in_file, created);
+    for id in created.iter().take(20) {
+        assert_a(
+            &lab.server,
+            &format!("{id}.example.com"),
+            &["192.0.2.10"],
+            60,
+        );
+    }
+}
+
+#[test]
+fn a_create_racing_a_delete_reports_its_own_change() {
+    let lab = Lab::start();
+    let addr = lab.server.api;
+    for round in 0..40 {
+        let id = format!("race{round}");
+        let body = json!({"hostname": format!("{id}.example.com"), "origin_group": "pool", "enabled": false});
+        let creator = {
+            let (api, path, body) = (Api::new(addr), task(&id), body.clone());
+            std::thread::spawn(move || api.put(&path, &body))
+        };
+        let deleter = {
+            let (api, path) = (Api::new(addr), task(&id));
+            std::thread::spawn(move || api.delete(&path))
+        };
+        let created = creator.join().unwrap();
+        let deleted = deleter.join().unwrap();
+        assert_eq!(
+            created.status, 201,
+            "the create was applied, so it says so: {created}"
+        );
+        assert_eq!(created.json()["id"], json!(id), "{created}");
+        assert!(deleted.status == 204 || deleted.status == 404, "{deleted}");
+        let listed = lab
+            .list(TASKS, "tasks")
+            .iter()
+            .any(|t| t["id"] == json!(id));
+        assert_eq!(
+            listed,
+            deleted.status == 404,
+            "round {round}: listed {listed} after {created} and {deleted}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Writes need the directory to load
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_write_is_refused_while_the_zone_file_is_missing() {
+    let lab = Lab::start();
+    let zone = lab.site.path().join("zones/example.com.zone");
+    let text = read(&zone);
+    std::fs::remove_file(&zone).unwrap();
+    let body = json!({"hostname": "late.example.com", "origin_group": "pool"});
+    let reply = lab.api.post(TASKS, &body);
+    assert_error(&reply, 409, "conflict", &["example.com.zone"]);
+    assert!(!lab.file_text().contains("late"), "{}", lab.file_text());
+    // Restored, and reloaded, the same write goes through.
+    std::fs::write(&zone, text).unwrap();
+    lab.server.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = lab.api.post(TASKS, &body);
+        if reply.status == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still refused after the zone came back: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_a(&lab.server, "late.example.com", &["192.0.2.10"], 60);
+}
+
+#[test]
+fn a_write_is_refused_while_the_directory_does_not_load() {
+    let lab = Lab::start();
+    // Another zone, broken: the directory no longer loads, so no write may land in it.
+    lab.site
+        .write("broken.example.zone", "this is not a zone\n");
+    lab.server.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.api.get("/healthz").json()["config"]["valid"] != json!(false) {
+        assert!(Instant::now() < deadline, "the broken zone was not noticed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reply = lab.refuse_json(
+        TASKS_POST,
+        TASKS,
+        &json!({"hostname": "late.example.com", "origin_group": "pool"}),
+        409,
+        "conflict",
+        &["broken.example.zone"],
+    );
+    assert!(reply.text.contains("does not load"), "{reply}");
+}
+
+const TASKS_POST: &str = "POST";
+
+// ---------------------------------------------------------------------------------------
+// A wildcard directly under the apex (SPEC §3): file, API and reload
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_wildcard_task_under_the_apex_is_served_from_file_api_and_reload() {
+    let wildcard = "\n  - id: everything\n    hostname: \"*.example.com\"\n    origin_group: pair\n    answers: 2\n    ttl: 45\n";
+    // From the file, checked and served.
+    let site = Site::new(&[
+        ("example.com.zone", ZONE),
+        (SITE_FILE, &format!("{SITE_YAML}{wildcard}")),
+    ]);
+    let out = site.check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = serve(&site, &[]);
+    assert_a(
+        &server,
+        "anything.example.com",
+        &["192.0.2.20", "192.0.2.21"],
+        45,
+    );
+    assert_a(&server, "keep.example.com", &["192.0.2.10"], 30);
+    drop(server);
+
+    // Through the API.
+    let lab = Lab::start();
+    let reply = lab.api.put(
+        &task("everything"),
+        &json!({"hostname": "*.example.com", "origin_group": "pair", "answers": 2, "ttl": 45}),
+    );
+    assert_eq!(reply.status, 201, "{reply}");
+    assert_a(
+        &lab.server,
+        "no-such-name.example.com",
+        &["192.0.2.20", "192.0.2.21"],
+        45,
+    );
+    assert_a(&lab.server, "www.example.com", &["192.0.2.80"], 600);
+
+    // By a hand edit and a reload.
+    let lab = Lab::start();
+    lab.site.write(SITE_FILE, &format!("{SITE_YAML}{wildcard}"));
+    lab.server.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dns(&lab.server, "other.example.com", RecordType::A).rcode != ResponseCode::NoError {
+        assert!(
+            Instant::now() < deadline,
+            "the reload did not serve the wildcard task"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_a(
+        &lab.server,
+        "other.example.com",
+        &["192.0.2.20", "192.0.2.21"],
+        45,
+    );
+    let health = lab.api.get("/healthz").json();
+    assert_eq!(health["config"]["valid"], json!(true), "{health}");
 }

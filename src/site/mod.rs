@@ -6,6 +6,7 @@
 
 pub mod spec;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -261,13 +262,16 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
         tasks: Vec::new(),
     };
     let mut tasks: Vec<Task> = Vec::new();
+    // Indexes into `tasks` by hostname and by id: a site may have thousands of tasks.
+    let mut by_hostname: HashMap<Name, usize> = HashMap::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
     for (i, task) in spec.tasks.iter().enumerate() {
         let field = format!("tasks[{i}]");
         let Some(t) = validate_task(&site_groups, &broken_groups, task, &field, &mut problems)
         else {
             continue;
         };
-        if let Some(other) = tasks.iter().find(|o| o.hostname == t.hostname) {
+        if let Some(other) = by_hostname.get(&t.hostname).map(|&o| &tasks[o]) {
             problems.push(Problem {
                 line: task.hostname.line.or(t.line),
                 field: format!("{field}.hostname"),
@@ -276,7 +280,7 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
                     t.hostname, other.id
                 ),
             });
-        } else if let Some(other) = tasks.iter().find(|o| o.id == t.id) {
+        } else if let Some(other) = by_id.get(&t.id).map(|&o| &tasks[o]) {
             problems.push(Problem {
                 line: task.id.as_ref().and_then(|id| id.line).or(t.line),
                 field: format!("{field}.id"),
@@ -286,6 +290,8 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
                 ),
             });
         } else {
+            by_hostname.insert(t.hostname.clone(), tasks.len());
+            by_id.insert(t.id.clone(), tasks.len());
             tasks.push(t);
         }
     }

@@ -1,10 +1,17 @@
 //! The configuration store: the one place that changes what is served.
 //!
-//! Readers (the DNS handler) see an immutable [`Snapshot`] through [`ArcSwap`]. Writers
-//! (the management API, SIGHUP and the file watcher) take one lock, build the whole next
-//! configuration, check it with the same validation the files get, compile it, write the
-//! site file atomically, and only then publish the new snapshot. A change that fails any
-//! step leaves the old file and the old served state untouched.
+//! Readers never wait. The DNS handler reads an immutable [`Snapshot`] and the API reads
+//! the last committed configuration ([`Committed`]), both through [`ArcSwap`].
+//!
+//! Writers queue. API changes, SIGHUP and the file watcher send jobs to one writer thread
+//! through a bounded queue ([`writer`]); a full queue refuses a change at once
+//! ([`ChangeError::Busy`], 503 with `Retry-After`) instead of letting clients time out. The
+//! writer takes every queued job as one batch: each change is applied to the result of
+//! the ones before it, checked by the same validation the files get and compiled on its
+//! own, so one bad change fails alone; then each site file the batch touched is written
+//! once (one fsync for many changes), the new snapshot is published, and only then does
+//! every request get its reply, describing its own change. A change that fails any step
+//! leaves the old file and the old served state untouched.
 //!
 //! Task lifecycle (SPEC §6), derived from configuration generations:
 //!
@@ -18,26 +25,30 @@
 //!
 //! A task is `deploying` while the generation that last changed it is newer than the
 //! generation the DNS handler serves, `effective` once it is served, and `ineffective`
-//! while disabled. Changes and reloads publish their snapshot under the store's lock,
-//! before any reply, so today no reader sees `deploying`: the state becomes visible when
-//! health checks hold a new task back until their first round (SPEC §6).
+//! while disabled. Batches publish their snapshot before any reply, so today no reader
+//! sees `deploying`: the state becomes visible when health checks hold a new task back
+//! until their first round (SPEC §6).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 use serde::Serialize;
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::load::{self, Config, LoadError, LoadedSite, Sources};
 use crate::metrics::Metrics;
 use crate::persist;
 use crate::site::spec::{GroupSpec, Lined, OriginSpec, Policy, TaskSpec};
-use crate::site::{self, Problem, SiteSpec, site_name};
+use crate::site::{self, Problem, site_name};
 use crate::snapshot::Snapshot;
+
+use writer::{Edited, Job, Request, Show, Shown};
 
 /// Where a task is in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -99,6 +110,14 @@ pub enum ChangeError {
     /// The site file could not be written; nothing changed.
     #[error("{0}")]
     Write(String),
+    /// The write queue is full; nothing changed, the change can be sent again.
+    #[error(
+        "{0} changes are already waiting to be written; nothing was changed, retry in a moment"
+    )]
+    Busy(usize),
+    /// The writer has stopped (the server is shutting down); nothing changed.
+    #[error("the server is shutting down; nothing was changed")]
+    Stopped,
 }
 
 impl ChangeError {
@@ -122,35 +141,38 @@ impl ChangeError {
     }
 }
 
-/// The configuration store.
-pub struct Store {
-    sources: Sources,
-    serving: Arc<ArcSwap<Snapshot>>,
-    metrics: Arc<Metrics>,
-    state: Mutex<State>,
-    /// Generation of the snapshot the DNS handler answers from.
-    served_generation: AtomicU64,
-}
-
-struct State {
+/// The configuration as last committed: what the API reads.
+#[derive(Clone)]
+pub(crate) struct Committed {
     generation: u64,
     config: Config,
     /// (site, task id) -> generation of the task's last change.
     task_generations: HashMap<(String, String), u64>,
-    /// What the files held when last read or written, to tell edits from our own writes.
-    fingerprint: Fingerprint,
-    /// What the files held for the configuration being served: a site file that differs
-    /// from this was edited by hand, and the API will not overwrite that edit.
-    served_files: Fingerprint,
     /// The error of the last rejected reload, until a reload succeeds.
     reload_error: Option<String>,
 }
 
+/// What the writer publishes to and readers read from.
+struct Shared {
+    sources: Sources,
+    serving: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+    committed: ArcSwap<Committed>,
+    /// Generation of the snapshot the DNS handler answers from.
+    served_generation: AtomicU64,
+}
+
+/// The configuration store: reads from the committed state, changes through the writer.
+pub struct Store {
+    shared: Arc<Shared>,
+    queue: writer::Queue,
+}
+
 impl Store {
-    /// Loads `sources` and publishes the first snapshot.
+    /// Loads `sources`, publishes the first snapshot and starts the writer.
     pub fn open(sources: Sources, metrics: Arc<Metrics>) -> Result<Arc<Self>, LoadError> {
         persist::remove_stale_temp_files(&sources.zones_dir());
-        let fingerprint = Fingerprint::read(&sources);
+        let fingerprint = writer::Fingerprint::read(&sources);
         let (config, snapshot) = load::load(&sources)?;
         let (tasks, enabled) = config.task_counts();
         info!(
@@ -166,86 +188,48 @@ impl Store {
                 task_generations.insert((site_name(&loaded.site.origin), task.id.clone()), 1);
             }
         }
-        let store = Arc::new(Self {
+        let shared = Arc::new(Shared {
             sources,
             serving: Arc::new(ArcSwap::from_pointee(snapshot)),
             metrics,
-            state: Mutex::new(State {
+            committed: ArcSwap::from_pointee(Committed {
                 generation: 1,
                 config,
                 task_generations,
-                served_files: fingerprint.clone(),
-                fingerprint,
                 reload_error: None,
             }),
             served_generation: AtomicU64::new(1),
         });
-        store.metrics.config_valid.set(1);
-        store.metrics.config_generation.set(1);
-        Ok(store)
+        shared.metrics.config_valid.set(1);
+        shared.metrics.config_generation.set(1);
+        let queue = writer::spawn(shared.clone(), fingerprint);
+        Ok(Arc::new(Self { shared, queue }))
     }
 
     /// The snapshot the DNS handler reads.
     pub fn serving(&self) -> Arc<ArcSwap<Snapshot>> {
-        self.serving.clone()
+        self.shared.serving.clone()
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
+        self.shared.metrics.clone()
     }
 
     pub fn sources(&self) -> &Sources {
-        &self.sources
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves State as it was before the change began
-        // (changes are built aside and committed last), so the data is still good.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn publish(&self, state: &mut State, snapshot: Snapshot) {
-        state.generation += 1;
-        self.serving.store(Arc::new(snapshot));
-        self.served_generation
-            .store(state.generation, Ordering::Release);
-        self.metrics.config_generation.set(state.generation as i64);
+        &self.shared.sources
     }
 
     // ----------- Reload -------------------------------------------------------------
 
-    /// Reloads from disk (blocking). `Ok(false)` when nothing changed since the last
-    /// read or write; an error keeps the last good configuration serving.
+    /// Reloads from disk, after the changes already queued. `Ok(false)` when nothing
+    /// changed since the last read or write; an error keeps the last good configuration
+    /// serving. Blocks: call it from a blocking thread.
     pub fn reload(&self) -> Result<bool, LoadError> {
-        let mut state = self.lock();
-        let fingerprint = Fingerprint::read(&self.sources);
-        if fingerprint == state.fingerprint {
+        let (reply, done) = oneshot::channel();
+        if self.queue.send(Job::Reload(reply)).is_err() {
             return Ok(false);
         }
-        match load::load(&self.sources) {
-            Ok((config, snapshot)) => {
-                let next = state.generation + 1;
-                state.task_generations = carry_generations(&state, &config, next);
-                state.config = config;
-                state.served_files = fingerprint.clone();
-                state.fingerprint = fingerprint;
-                state.reload_error = None;
-                self.publish(&mut state, snapshot);
-                self.metrics.reloads_ok.inc();
-                self.metrics.config_valid.set(1);
-                Ok(true)
-            }
-            Err(errors) => {
-                // Remember the bad files so the same edit is not retried on every event.
-                state.fingerprint = fingerprint;
-                state.reload_error = Some(errors.to_string());
-                self.metrics.reloads_failed.inc();
-                self.metrics.config_valid.set(0);
-                Err(errors)
-            }
-        }
+        done.blocking_recv().unwrap_or(Ok(false))
     }
 
     /// Reloads on a blocking thread and logs the outcome.
@@ -270,18 +254,18 @@ impl Store {
 
     /// The error of the last rejected reload, if the files on disk are not what is served.
     pub fn reload_error(&self) -> Option<String> {
-        self.lock().reload_error.clone()
+        self.shared.committed.load().reload_error.clone()
     }
 
     pub fn generation(&self) -> u64 {
-        self.served_generation.load(Ordering::Acquire)
+        self.shared.served_generation.load(Ordering::Acquire)
     }
 
     // ----------- Reading ------------------------------------------------------------
 
     pub fn sites(&self) -> Vec<SiteView> {
-        let state = self.lock();
-        state
+        let committed = self.shared.committed.load();
+        committed
             .config
             .sites
             .iter()
@@ -294,115 +278,85 @@ impl Store {
     }
 
     pub fn tasks(&self, site: &str) -> Result<Vec<TaskView>, ChangeError> {
-        let state = self.lock();
-        let loaded = find_site(&state, site)?;
+        let committed = self.shared.committed.load();
+        let loaded = find_site(&committed.config.sites, site)?;
         Ok(loaded
             .site
             .tasks
             .iter()
-            .map(|t| self.task_view(&state, loaded, &t.id))
+            .filter_map(|t| self.task_view(&committed, loaded, &t.id))
             .collect())
     }
 
     pub fn task(&self, site: &str, id: &str) -> Result<TaskView, ChangeError> {
-        let state = self.lock();
-        let loaded = find_site(&state, site)?;
+        let committed = self.shared.committed.load();
+        let loaded = find_site(&committed.config.sites, site)?;
         find_task(loaded, id)?;
-        Ok(self.task_view(&state, loaded, id))
+        self.task_view(&committed, loaded, id)
+            .ok_or_else(|| no_task(loaded, id))
     }
 
     pub fn groups(&self, site: &str) -> Result<Vec<GroupView>, ChangeError> {
-        let state = self.lock();
-        let loaded = find_site(&state, site)?;
+        let committed = self.shared.committed.load();
+        let loaded = find_site(&committed.config.sites, site)?;
         Ok(loaded
             .spec
             .origin_groups
-            .iter()
-            .map(|(name, spec)| {
-                let reasons = loaded
-                    .site
-                    .group(name)
-                    .map(|g| g.dns_only_problems())
-                    .unwrap_or_default();
-                GroupView {
-                    name: name.clone(),
-                    policy: *spec.policy,
-                    origins: spec.value.origins.iter().map(|o| o.value.clone()).collect(),
-                    dns_only: Usability {
-                        usable: reasons.is_empty(),
-                        reasons,
-                    },
-                    used_by: loaded
-                        .site
-                        .tasks
-                        .iter()
-                        .filter(|t| t.origin_group == *name)
-                        .map(|t| t.id.clone())
-                        .collect(),
-                }
-            })
+            .keys()
+            .filter_map(|name| group_view(loaded, name))
             .collect())
     }
 
     /// Counts tasks by status into the metrics, for a scrape.
     pub fn refresh_task_metrics(&self) {
-        let state = self.lock();
+        let committed = self.shared.committed.load();
         let (mut effective, mut deploying, mut ineffective) = (0, 0, 0);
-        for loaded in &state.config.sites {
+        for loaded in &committed.config.sites {
             for task in &loaded.site.tasks {
-                match self.status(&state, loaded, &task.id) {
+                match self.status(&committed, loaded, &task.id) {
                     Status::Effective => effective += 1,
                     Status::Deploying => deploying += 1,
                     Status::Ineffective => ineffective += 1,
                 }
             }
         }
-        self.metrics.tasks_effective.set(effective);
-        self.metrics.tasks_deploying.set(deploying);
-        self.metrics.tasks_ineffective.set(ineffective);
+        let metrics = &self.shared.metrics;
+        metrics.tasks_effective.set(effective);
+        metrics.tasks_deploying.set(deploying);
+        metrics.tasks_ineffective.set(ineffective);
     }
 
-    fn status(&self, state: &State, loaded: &LoadedSite, id: &str) -> Status {
+    fn status(&self, committed: &Committed, loaded: &LoadedSite, id: &str) -> Status {
         let enabled = loaded.site.tasks.iter().any(|t| t.id == id && t.enabled);
-        let changed = state
+        let changed = committed
             .task_generations
             .get(&(site_name(&loaded.site.origin), id.to_owned()))
             .copied()
             .unwrap_or(0);
-        if !enabled {
-            Status::Ineffective
-        } else if self.served_generation.load(Ordering::Acquire) >= changed {
-            Status::Effective
-        } else {
-            Status::Deploying
-        }
+        status(enabled, changed, self.generation())
     }
 
-    fn task_view(&self, state: &State, loaded: &LoadedSite, id: &str) -> TaskView {
-        let spec = task_spec(loaded, id)
-            .map(|t| TaskSpec {
-                id: None,
-                ..t.clone()
-            })
-            .expect("the task exists");
-        TaskView {
-            id: id.to_owned(),
-            spec,
-            status: self.status(state, loaded, id),
-        }
+    fn task_view(&self, committed: &Committed, loaded: &LoadedSite, id: &str) -> Option<TaskView> {
+        let mut view = task_view(loaded, id)?;
+        view.status = self.status(committed, loaded, id);
+        Some(view)
     }
 
     // ----------- Changing -----------------------------------------------------------
 
     /// Creates a task; an absent id is derived from the hostname.
-    pub fn create_task(&self, site: &str, mut spec: TaskSpec) -> Result<TaskView, ChangeError> {
-        let mut focus = String::new();
-        let id = self.change(site, |loaded| {
+    pub async fn create_task(
+        &self,
+        site: &str,
+        mut spec: TaskSpec,
+    ) -> Result<TaskView, ChangeError> {
+        let site_label = site.to_owned();
+        self.task_change(site, move |loaded| {
             let id = match spec.id.as_ref().map(|id| id.value.clone()) {
                 Some(id) => {
                     if find_task(loaded, &id).is_ok() {
                         return Err(ChangeError::Conflict(format!(
-                            "a task with id {id} already exists in site {site}; choose another id or PUT to change it"
+                            "a task with id {id} already exists in site {site_label}; choose another id, or PUT /v1/sites/{site_label}/tasks/{id} to change it"
                         )));
                     }
                     id
@@ -410,21 +364,25 @@ impl Store {
                 None => fresh_id(loaded, &spec.hostname),
             };
             spec.id = Some(Lined::new(id.clone()));
-            focus = format!("tasks[{}].", loaded.spec.tasks.len());
+            let focus = format!("tasks[{}].", loaded.spec.tasks.len());
             loaded.spec.tasks.push(Lined::new(spec));
-            Ok(id)
+            Ok(Edited::task(id, true, focus))
         })
-        .map_err(|e| e.relative_to(&focus))?;
-        self.task(site, &id)
+        .await
+        .map(|(view, _)| view)
     }
 
-    /// Replaces a task's fields (the id stays).
-    pub fn put_task(
+    /// Creates the task `id`, or replaces its fields (the id stays). With
+    /// `create_only` an existing task is left alone: sending the same task again
+    /// succeeds without a change (a retry), a different one is a conflict.
+    /// Returns the task and whether it was created.
+    pub async fn put_task(
         &self,
         site: &str,
         id: &str,
         mut spec: TaskSpec,
-    ) -> Result<TaskView, ChangeError> {
+        create_only: bool,
+    ) -> Result<(TaskView, bool), ChangeError> {
         if let Some(body) = spec.id.as_ref().filter(|body| body.as_str() != id) {
             return Err(ChangeError::Invalid(vec![Problem {
                 line: None,
@@ -435,88 +393,101 @@ impl Store {
                 ),
             }]));
         }
-        let mut focus = String::new();
-        self.change(site, |loaded| {
-            let index = find_task(loaded, id)?;
+        let id = id.to_owned();
+        self.task_change(site, move |loaded| {
             // The id becomes explicit, so a new hostname cannot change a derived one.
-            spec.id = Some(Lined::new(id.to_owned()));
-            loaded.spec.tasks[index] = Lined::new(spec);
-            focus = format!("tasks[{index}].");
-            Ok(())
+            spec.id = Some(Lined::new(id.clone()));
+            match find_task(loaded, &id) {
+                Ok(index) if create_only => {
+                    if loaded.spec.tasks[index].value == spec {
+                        return Ok(Edited::unchanged_task(id));
+                    }
+                    Err(ChangeError::Conflict(format!(
+                        "a different task with id {id} already exists; change it without If-None-Match, or choose another id"
+                    )))
+                }
+                Ok(index) => {
+                    loaded.spec.tasks[index] = Lined::new(spec);
+                    Ok(Edited::task(id, false, format!("tasks[{index}].")))
+                }
+                Err(_) => {
+                    let focus = format!("tasks[{}].", loaded.spec.tasks.len());
+                    loaded.spec.tasks.push(Lined::new(spec));
+                    Ok(Edited::task(id, true, focus))
+                }
+            }
         })
-        .map_err(|e| e.relative_to(&focus))?;
-        self.task(site, id)
+        .await
     }
 
     /// Enables or disables a task.
-    pub fn set_enabled(
+    pub async fn set_enabled(
         &self,
         site: &str,
         id: &str,
         enabled: bool,
     ) -> Result<TaskView, ChangeError> {
-        self.change(site, |loaded| {
-            let index = find_task(loaded, id)?;
+        let id = id.to_owned();
+        self.task_change(site, move |loaded| {
+            let index = find_task(loaded, &id)?;
+            if *loaded.spec.tasks[index].enabled == enabled {
+                return Ok(Edited::unchanged_task(id));
+            }
             loaded.spec.tasks[index].value.enabled = Lined::new(enabled);
-            Ok(())
-        })?;
-        self.task(site, id)
+            Ok(Edited::task(id, false, String::new()))
+        })
+        .await
+        .map(|(view, _)| view)
     }
 
     /// Deletes a task; only an ineffective (disabled) one.
-    pub fn delete_task(&self, site: &str, id: &str) -> Result<(), ChangeError> {
-        {
-            let state = self.lock();
-            let loaded = find_site(&state, site)?;
-            find_task(loaded, id)?;
-            let status = self.status(&state, loaded, id);
-            if status != Status::Ineffective {
-                let status = serde_json::to_value(status).unwrap_or_default();
-                return Err(ChangeError::Conflict(format!(
-                    "task {id} is {}: disable it first (POST /v1/sites/{site}/tasks/{id}/disable), then delete it",
-                    status.as_str().unwrap_or("active")
-                )));
-            }
-        }
-        self.change(site, |loaded| {
-            let index = find_task(loaded, id)?;
+    pub async fn delete_task(&self, site: &str, id: &str) -> Result<(), ChangeError> {
+        let (site_label, id) = (site.to_owned(), id.to_owned());
+        self.change(site, move |loaded| {
+            let index = find_task(loaded, &id)?;
             if *loaded.spec.tasks[index].enabled {
                 return Err(ChangeError::Conflict(format!(
-                    "task {id} was enabled meanwhile: disable it first, then delete it"
+                    "task {id} is enabled: disable it first (POST /v1/sites/{site_label}/tasks/{id}/disable), then delete it"
                 )));
             }
             loaded.spec.tasks.remove(index);
-            Ok(())
+            Ok(Edited::new(Show::Nothing, String::new()))
         })
+        .await
+        .map(|_| ())
     }
 
     /// Creates or replaces an origin group.
-    pub fn put_group(
+    pub async fn put_group(
         &self,
         site: &str,
         name: &str,
         spec: GroupSpec,
     ) -> Result<GroupView, ChangeError> {
-        self.change(site, |loaded| {
-            loaded
-                .spec
-                .origin_groups
-                .insert(name.to_owned(), Lined::new(spec));
-            Ok(())
-        })
-        .map_err(|e| e.relative_to(&format!("origin_groups.{name}.")))?;
-        self.groups(site)?
-            .into_iter()
-            .find(|g| g.name == name)
-            .ok_or_else(|| ChangeError::NotFound(format!("no origin group {name}")))
+        let name = name.to_owned();
+        let shown = self
+            .change(site, move |loaded| {
+                let focus = format!("origin_groups.{name}.");
+                loaded
+                    .spec
+                    .origin_groups
+                    .insert(name.clone(), Lined::new(spec));
+                Ok(Edited::new(Show::Group(name), focus))
+            })
+            .await?;
+        match shown {
+            Shown::Group(view) => Ok(view),
+            _ => Err(ChangeError::Stopped),
+        }
     }
 
     /// Deletes an origin group no task uses.
-    pub fn delete_group(&self, site: &str, name: &str) -> Result<(), ChangeError> {
-        self.change(site, |loaded| {
-            if !loaded.spec.origin_groups.contains_key(name) {
+    pub async fn delete_group(&self, site: &str, name: &str) -> Result<(), ChangeError> {
+        let (site_label, name) = (site.to_owned(), name.to_owned());
+        self.change(site, move |loaded| {
+            if !loaded.spec.origin_groups.contains_key(&name) {
                 return Err(ChangeError::NotFound(format!(
-                    "site {site} has no origin group {name}"
+                    "site {site_label} has no origin group {name}"
                 )));
             }
             let users: Vec<String> = loaded
@@ -532,118 +503,112 @@ impl Store {
                     users.join(", task ")
                 )));
             }
-            loaded.spec.origin_groups.shift_remove(name);
-            Ok(())
+            loaded.spec.origin_groups.shift_remove(&name);
+            Ok(Edited::new(Show::Nothing, String::new()))
         })
+        .await
+        .map(|_| ())
     }
 
-    /// Applies `edit` to a copy of the site, then checks, compiles, writes and publishes.
-    fn change<T>(
+    /// A change whose reply is a task: the view and whether the change created it.
+    async fn task_change(
         &self,
         site: &str,
-        edit: impl FnOnce(&mut LoadedSite) -> Result<T, ChangeError>,
-    ) -> Result<T, ChangeError> {
-        let result = self.try_change(site, edit);
+        edit: impl FnOnce(&mut LoadedSite) -> Result<Edited, ChangeError> + Send + 'static,
+    ) -> Result<(TaskView, bool), ChangeError> {
+        match self.change(site, edit).await? {
+            Shown::Task { view, created } => Ok((view, created)),
+            _ => Err(ChangeError::Stopped),
+        }
+    }
+
+    /// Queues `edit` of a copy of the site; the writer checks, compiles, writes and
+    /// publishes it, then replies. Refused at once when the queue is full.
+    async fn change(
+        &self,
+        site: &str,
+        edit: impl FnOnce(&mut LoadedSite) -> Result<Edited, ChangeError> + Send + 'static,
+    ) -> Result<Shown, ChangeError> {
+        let (reply, done) = oneshot::channel();
+        let request = Request {
+            site: site.to_owned(),
+            edit: Box::new(edit),
+            reply,
+        };
+        let metrics = &self.shared.metrics;
+        if let Err(error) = self.queue.try_send(Job::Change(request)) {
+            metrics.api_changes_busy.inc();
+            return Err(match error {
+                std::sync::mpsc::TrySendError::Full(_) => ChangeError::Busy(writer::QUEUE_BOUND),
+                std::sync::mpsc::TrySendError::Disconnected(_) => ChangeError::Stopped,
+            });
+        }
+        let result = done.await.unwrap_or(Err(ChangeError::Stopped));
         match &result {
-            Ok(_) => self.metrics.api_changes_applied.inc(),
-            Err(_) => self.metrics.api_changes_rejected.inc(),
+            Ok(_) => metrics.api_changes_applied.inc(),
+            Err(_) => metrics.api_changes_rejected.inc(),
         };
         result
     }
+}
 
-    fn try_change<T>(
-        &self,
-        site: &str,
-        edit: impl FnOnce(&mut LoadedSite) -> Result<T, ChangeError>,
-    ) -> Result<T, ChangeError> {
-        let mut state = self.lock();
-        let index = site_index(&state, site)?;
-        let mut next = state.config.sites[index].clone();
-        let on_disk = std::fs::read(&next.path).ok();
-        if on_disk.as_ref() != state.served_files.files.get(&next.path) {
-            let why = match &state.reload_error {
-                Some(error) => format!("it was rejected:\n{error}\n"),
-                None => "it is not loaded yet; ".to_owned(),
-            };
-            return Err(ChangeError::Conflict(format!(
-                "{} was edited on disk and {why}fix or revert the file (or retry once it is reloaded): lbdns will not overwrite a hand edit",
-                next.path.display()
-            )));
-        }
-        let value = edit(&mut next)?;
-        next.site = site::validate(&next.site.origin, &next.spec).map_err(ChangeError::Invalid)?;
-
-        let mut sites: Vec<&site::Site> = state.config.sites.iter().map(|s| &s.site).collect();
-        sites[index] = &next.site;
-        let snapshot = Snapshot::compile(&state.config.zones, &sites, state.config.geoip.clone())
-            .map_err(|errors| {
-            ChangeError::Unservable(
-                errors
-                    .iter()
-                    .map(|e| e.message.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
-
-        let text = render(&next.spec).map_err(ChangeError::Write)?;
-        persist::write_atomically(&next.path, text.as_bytes()).map_err(|e| {
-            ChangeError::Write(format!(
-                "cannot write {}: {e}; nothing was changed",
-                next.path.display()
-            ))
-        })?;
-
-        let generation = state.generation + 1;
-        let old = std::mem::replace(&mut state.config.sites[index], next);
-        let new = &state.config.sites[index];
-        let site = site_name(&new.site.origin);
-        let path = new.path.clone();
-        let changed: Vec<String> = new
-            .spec
-            .tasks
-            .iter()
-            .map(|task| site::spec_task_id(&task.value))
-            .filter(|id| task_changed(&old, new, id))
-            .collect();
-        for id in changed {
-            state
-                .task_generations
-                .insert((site.clone(), id), generation);
-        }
-        state
-            .fingerprint
-            .files
-            .insert(path.clone(), text.clone().into_bytes());
-        state.served_files.files.insert(path, text.into_bytes());
-        self.publish(&mut state, snapshot);
-        Ok(value)
+/// Status of a task from whether it is enabled, the generation that last changed it and
+/// the generation being served.
+fn status(enabled: bool, changed: u64, served: u64) -> Status {
+    if !enabled {
+        Status::Ineffective
+    } else if served >= changed {
+        Status::Effective
+    } else {
+        Status::Deploying
     }
 }
 
-/// The YAML written to a site file.
-fn render(spec: &SiteSpec) -> Result<String, String> {
-    let body =
-        serde_saphyr::to_string(spec).map_err(|e| format!("cannot render the site file: {e}"))?;
-    Ok(format!(
-        "# Written by lbdns after a management API change; edits by hand are welcome.\n{body}"
-    ))
+/// The task `id` of `loaded`, with its status as once `loaded` is served.
+fn task_view(loaded: &LoadedSite, id: &str) -> Option<TaskView> {
+    let spec = task_spec(loaded, id)?;
+    Some(TaskView {
+        id: id.to_owned(),
+        status: status(*spec.enabled, 0, 0),
+        spec: TaskSpec {
+            id: None,
+            ..spec.clone()
+        },
+    })
 }
 
-fn site_index(state: &State, site: &str) -> Result<usize, ChangeError> {
+fn group_view(loaded: &LoadedSite, name: &str) -> Option<GroupView> {
+    let spec = loaded.spec.origin_groups.get(name)?;
+    let reasons = loaded
+        .site
+        .group(name)
+        .map(|g| g.dns_only_problems())
+        .unwrap_or_default();
+    Some(GroupView {
+        name: name.to_owned(),
+        policy: *spec.policy,
+        origins: spec.value.origins.iter().map(|o| o.value.clone()).collect(),
+        dns_only: Usability {
+            usable: reasons.is_empty(),
+            reasons,
+        },
+        used_by: loaded
+            .site
+            .tasks
+            .iter()
+            .filter(|t| t.origin_group == name)
+            .map(|t| t.id.clone())
+            .collect(),
+    })
+}
+
+fn site_index(sites: &[LoadedSite], site: &str) -> Result<usize, ChangeError> {
     let wanted = site.trim_end_matches('.').to_ascii_lowercase();
-    state
-        .config
-        .sites
+    sites
         .iter()
         .position(|s| site_name(&s.site.origin) == wanted)
         .ok_or_else(|| {
-            let known: Vec<String> = state
-                .config
-                .sites
-                .iter()
-                .map(|s| site_name(&s.site.origin))
-                .collect();
+            let known: Vec<String> = sites.iter().map(|s| site_name(&s.site.origin)).collect();
             ChangeError::NotFound(format!(
                 "no site {site:?} is served here (sites: {})",
                 known.join(", ")
@@ -651,8 +616,8 @@ fn site_index(state: &State, site: &str) -> Result<usize, ChangeError> {
         })
 }
 
-fn find_site<'s>(state: &'s State, site: &str) -> Result<&'s LoadedSite, ChangeError> {
-    site_index(state, site).map(|i| &state.config.sites[i])
+fn find_site<'s>(sites: &'s [LoadedSite], site: &str) -> Result<&'s LoadedSite, ChangeError> {
+    site_index(sites, site).map(|i| &sites[i])
 }
 
 /// Index in the spec of the task `id`.
@@ -662,52 +627,20 @@ fn find_task(loaded: &LoadedSite, id: &str) -> Result<usize, ChangeError> {
         .tasks
         .iter()
         .position(|t| site::spec_task_id(&t.value) == id)
-        .ok_or_else(|| {
-            ChangeError::NotFound(format!(
-                "site {} has no task {id:?}",
-                site_name(&loaded.site.origin)
-            ))
-        })
+        .ok_or_else(|| no_task(loaded, id))
+}
+
+fn no_task(loaded: &LoadedSite, id: &str) -> ChangeError {
+    ChangeError::NotFound(format!(
+        "site {} has no task {id:?}",
+        site_name(&loaded.site.origin)
+    ))
 }
 
 fn task_spec<'a>(loaded: &'a LoadedSite, id: &str) -> Option<&'a TaskSpec> {
     find_task(loaded, id)
         .ok()
         .map(|i| &loaded.spec.tasks[i].value)
-}
-
-/// A task needs deploying again when it or its group changed.
-fn task_changed(old: &LoadedSite, new: &LoadedSite, id: &str) -> bool {
-    let (Some(before), Some(after)) = (task_spec(old, id), task_spec(new, id)) else {
-        return true;
-    };
-    let group =
-        |l: &LoadedSite, name: &str| l.spec.origin_groups.get(name).map(|g| g.value.clone());
-    before != after || group(old, &before.origin_group) != group(new, &after.origin_group)
-}
-
-/// Task generations after a reload: unchanged tasks keep theirs.
-fn carry_generations(state: &State, config: &Config, next: u64) -> HashMap<(String, String), u64> {
-    let mut generations = HashMap::new();
-    for new in &config.sites {
-        let site = site_name(&new.site.origin);
-        let old = state
-            .config
-            .sites
-            .iter()
-            .find(|s| s.site.origin == new.site.origin);
-        for task in &new.site.tasks {
-            let key = (site.clone(), task.id.clone());
-            let generation = match old {
-                Some(old) if !task_changed(old, new, &task.id) => {
-                    state.task_generations.get(&key).copied().unwrap_or(next)
-                }
-                _ => next,
-            };
-            generations.insert(key, generation);
-        }
-    }
-    generations
 }
 
 /// An id for a new task: the hostname's, made unique.
@@ -729,119 +662,5 @@ fn fresh_id(loaded: &LoadedSite, hostname: &str) -> String {
     id
 }
 
-/// The contents of every file a reload reads, to tell an edit from our own write.
-#[derive(Clone, Default, PartialEq, Eq)]
-struct Fingerprint {
-    files: BTreeMap<PathBuf, Vec<u8>>,
-    /// The GeoIP file is large: its path, length and modification time stand for it.
-    geoip: Option<(PathBuf, u64, Option<std::time::SystemTime>)>,
-}
-
-impl Fingerprint {
-    fn read(sources: &Sources) -> Self {
-        let mut files = BTreeMap::new();
-        if let Ok(entries) = std::fs::read_dir(sources.zones_dir()) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let name = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default();
-                if (name.ends_with(".zone") || name.ends_with(".lb.yaml"))
-                    && let Ok(bytes) = std::fs::read(&path)
-                {
-                    files.insert(path, bytes);
-                }
-            }
-        }
-        let geoip = sources.geoip_path().map(|path| {
-            let meta = std::fs::metadata(&path).ok();
-            let len = meta.as_ref().map_or(0, |m| m.len());
-            let modified = meta.and_then(|m| m.modified().ok());
-            (path, len, modified)
-        });
-        Self { files, geoip }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::select::Client;
-    use hickory_proto::op::ResponseCode;
-    use hickory_proto::rr::RecordType;
-    use rand::SeedableRng;
-
-    const ZONE: &str =
-        "$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n";
-    const GROUP: &str = r#"{"origins": [{"address": "192.0.2.10"}]}"#;
-    const TASK: &str = r#"{"hostname": "api.example.com", "origin_group": "web"}"#;
-
-    fn open() -> (tempfile::TempDir, Arc<Store>) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("zones")).unwrap();
-        std::fs::write(dir.path().join("zones/example.com.zone"), ZONE).unwrap();
-        let sources = Sources {
-            dir: dir.path().to_owned(),
-            geoip: None,
-        };
-        let store = Store::open(sources, Arc::new(Metrics::new())).unwrap();
-        (dir, store)
-    }
-
-    fn rcode(store: &Store, name: &str) -> ResponseCode {
-        let client = Client {
-            addr: "192.0.2.1".parse().unwrap(),
-            source_prefix: 32,
-        };
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
-        let name = Name::from_ascii(name).unwrap();
-        store
-            .serving()
-            .load()
-            .answer(&name, RecordType::A, &client, &mut rng)
-            .rcode
-    }
-
-    #[test]
-    fn a_change_is_written_then_served() {
-        let (dir, store) = open();
-        store
-            .put_group("example.com", "web", serde_json::from_str(GROUP).unwrap())
-            .unwrap();
-        let task = store
-            .create_task("example.com", serde_json::from_str(TASK).unwrap())
-            .unwrap();
-        assert_eq!(
-            (task.id.as_str(), task.status),
-            ("api.example.com", Status::Effective)
-        );
-        assert_eq!(rcode(&store, "api.example.com."), ResponseCode::NoError);
-        let file = std::fs::read_to_string(dir.path().join("zones/example.com.lb.yaml")).unwrap();
-        let spec = site::parse(&file).unwrap();
-        assert_eq!(spec.tasks.len(), 1);
-        // Our own write is not a change to reload.
-        assert!(!store.reload().unwrap());
-    }
-
-    #[test]
-    fn a_failed_write_changes_nothing() {
-        let (dir, store) = open();
-        // A non-empty directory where the rename must land: the write fails after the
-        // temp file is written, the worst place for it to fail.
-        let path = dir.path().join("zones/example.com.lb.yaml");
-        std::fs::create_dir_all(path.join("blocker")).unwrap();
-        let error = store
-            .put_group("example.com", "web", serde_json::from_str(GROUP).unwrap())
-            .unwrap_err();
-        assert!(matches!(error, ChangeError::Write(_)), "{error}");
-        assert!(error.to_string().contains("nothing was changed"), "{error}");
-        assert!(store.groups("example.com").unwrap().is_empty());
-        assert_eq!(store.generation(), 1, "nothing was published");
-        let entries = std::fs::read_dir(dir.path().join("zones")).unwrap().count();
-        assert_eq!(
-            entries, 2,
-            "the zone file and the blocker, no temp file left"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,88 @@
+use super::*;
+use crate::select::Client;
+use crate::site::spec::{GroupSpec, TaskSpec};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use rand::SeedableRng;
+
+const ZONE: &str =
+    "$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n";
+const GROUP: &str = r#"{"origins": [{"address": "192.0.2.10"}]}"#;
+const TASK: &str = r#"{"hostname": "api.example.com", "origin_group": "web"}"#;
+
+fn open() -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(dir.path().join("zones/example.com.zone"), ZONE).unwrap();
+    let sources = Sources {
+        dir: dir.path().to_owned(),
+        geoip: None,
+    };
+    let store = Store::open(sources, Arc::new(Metrics::new())).unwrap();
+    (dir, store)
+}
+
+fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn group(json: &str) -> GroupSpec {
+    serde_json::from_str(json).unwrap()
+}
+
+fn task(json: &str) -> TaskSpec {
+    serde_json::from_str(json).unwrap()
+}
+
+fn rcode(store: &Store, name: &str) -> ResponseCode {
+    let client = Client {
+        addr: "192.0.2.1".parse().unwrap(),
+        source_prefix: 32,
+    };
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+    let name = Name::from_ascii(name).unwrap();
+    store
+        .serving()
+        .load()
+        .answer(&name, RecordType::A, &client, &mut rng)
+        .rcode
+}
+
+#[test]
+fn a_change_is_written_then_served() {
+    let (dir, store) = open();
+    block_on(store.put_group("example.com", "web", group(GROUP))).unwrap();
+    let task = block_on(store.create_task("example.com", task(TASK))).unwrap();
+    assert_eq!(
+        (task.id.as_str(), task.status),
+        ("api.example.com", Status::Effective)
+    );
+    assert_eq!(rcode(&store, "api.example.com."), ResponseCode::NoError);
+    let file = std::fs::read_to_string(dir.path().join("zones/example.com.lb.yaml")).unwrap();
+    let spec = site::parse(&file).unwrap();
+    assert_eq!(spec.tasks.len(), 1);
+    // Our own write is not a change to reload.
+    assert!(!store.reload().unwrap());
+}
+
+#[test]
+fn a_failed_write_changes_nothing() {
+    let (dir, store) = open();
+    // A non-empty directory where the rename must land: the write fails after the
+    // temp file is written, the worst place for it to fail.
+    let path = dir.path().join("zones/example.com.lb.yaml");
+    std::fs::create_dir_all(path.join("blocker")).unwrap();
+    let error = block_on(store.put_group("example.com", "web", group(GROUP))).unwrap_err();
+    assert!(matches!(error, ChangeError::Write(_)), "{error}");
+    assert!(error.to_string().contains("nothing was changed"), "{error}");
+    assert!(store.groups("example.com").unwrap().is_empty());
+    assert_eq!(store.generation(), 1, "nothing was published");
+    let entries = std::fs::read_dir(dir.path().join("zones")).unwrap().count();
+    assert_eq!(
+        entries, 2,
+        "the zone file and the blocker, no temp file left"
+    );
+}

@@ -1,0 +1,517 @@
+//! The writer: one thread that applies every change and reload, in batches.
+//!
+//! Jobs arrive through a bounded queue. The writer takes all that are waiting as one
+//! batch, applies each change to a working copy (validated and compiled on its own, so
+//! a bad change fails alone), writes each touched site file once, publishes once, and
+//! then replies to every request with what its own change did. A reload is a job too,
+//! so files and API changes are never applied by two writers at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use tokio::sync::oneshot;
+use tracing::{debug, error};
+
+use super::{
+    ChangeError, Committed, GroupView, Shared, TaskView, group_view, site_index, task_view,
+};
+use crate::load::{self, LoadError, LoadedSite, Sources};
+use crate::persist;
+use crate::site::spec::TaskSpec;
+use crate::site::{self, SiteSpec, site_name};
+use crate::snapshot::Snapshot;
+
+/// Changes that may wait for the writer; one more is refused with 503. A batch of this
+/// many changes to one site is written in well under a second, so a client waiting its
+/// turn waits far less than any HTTP timeout.
+pub const QUEUE_BOUND: usize = 512;
+
+pub type Queue = SyncSender<Job>;
+
+pub enum Job {
+    Change(Request),
+    Reload(oneshot::Sender<Result<bool, LoadError>>),
+}
+
+/// One API change: an edit of one site, and where to send the outcome.
+pub struct Request {
+    pub site: String,
+    pub edit: Edit,
+    pub reply: oneshot::Sender<Result<Shown, ChangeError>>,
+}
+
+pub type Edit = Box<dyn FnOnce(&mut LoadedSite) -> Result<Edited, ChangeError> + Send>;
+
+/// What an edit did, and what its reply shows.
+pub struct Edited {
+    show: Show,
+    /// The field path of the item the request sent (`tasks[3].`), so problems name
+    /// fields relative to the request's body.
+    focus: String,
+    /// False when the site is already as asked: nothing to check, write or publish.
+    changed: bool,
+}
+
+impl Edited {
+    pub fn new(show: Show, focus: String) -> Self {
+        Self {
+            show,
+            focus,
+            changed: true,
+        }
+    }
+
+    pub fn task(id: String, created: bool, focus: String) -> Self {
+        Self::new(Show::Task { id, created }, focus)
+    }
+
+    pub fn unchanged_task(id: String) -> Self {
+        Self {
+            changed: false,
+            ..Self::task(id, false, String::new())
+        }
+    }
+}
+
+pub enum Show {
+    Task { id: String, created: bool },
+    Group(String),
+    Nothing,
+}
+
+/// A reply: the item as the change left it.
+pub enum Shown {
+    Task { view: TaskView, created: bool },
+    Group(GroupView),
+    Nothing,
+}
+
+/// Starts the writer thread; it ends when the last sender is dropped.
+pub(super) fn spawn(shared: Arc<Shared>, fingerprint: Fingerprint) -> Queue {
+    let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
+    let mut writer = Writer {
+        served_files: fingerprint.clone(),
+        fingerprint,
+        shared,
+    };
+    std::thread::Builder::new()
+        .name("lbdns-writer".into())
+        .spawn(move || writer.run(jobs))
+        .expect("cannot start the configuration writer thread");
+    queue
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    /// What the files held when last read or written, to tell edits from our own writes.
+    fingerprint: Fingerprint,
+    /// What the files held for the configuration being served: a site file that differs
+    /// from this was edited by hand, and the API will not overwrite that edit.
+    served_files: Fingerprint,
+}
+
+impl Writer {
+    fn run(&mut self, jobs: Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut changes = Vec::new();
+            for job in std::iter::once(first).chain(jobs.try_iter().take(QUEUE_BOUND)) {
+                match job {
+                    Job::Change(request) => changes.push(request),
+                    Job::Reload(reply) => {
+                        // Changes queued before the reload are applied before it.
+                        self.commit(std::mem::take(&mut changes));
+                        let _ = reply.send(self.reload());
+                    }
+                }
+            }
+            self.commit(changes);
+        }
+    }
+
+    // ----------- Changes ------------------------------------------------------------
+
+    fn commit(&mut self, requests: Vec<Request>) {
+        if requests.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let count = requests.len();
+        let base = self.shared.committed.load_full();
+        let mut batch = Batch {
+            sites: base.config.sites.clone(),
+            snapshot: self.shared.serving.load_full(),
+            checked: HashSet::new(),
+            dirty: BTreeSet::new(),
+        };
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for Request { site, edit, reply } in requests {
+            let outcome = self.apply(&base, &mut batch, &site, edit);
+            outcomes.push((reply, outcome));
+        }
+
+        let mut failed: BTreeMap<usize, String> = BTreeMap::new();
+        let mut written = Vec::new();
+        for &index in &batch.dirty {
+            let loaded = &batch.sites[index];
+            match write_site(loaded) {
+                Ok(text) => written.push((loaded.path.clone(), text)),
+                Err(message) => {
+                    failed.insert(index, message);
+                }
+            }
+        }
+        for &index in failed.keys() {
+            batch.sites[index] = base.config.sites[index].clone();
+            let zone = &base.config.zones[index_of_zone(&base, index)];
+            match batch.snapshot.with_site(zone, &batch.sites[index].site) {
+                Ok(snapshot) => batch.snapshot = Arc::new(snapshot),
+                Err(_) => {
+                    // Cannot happen: the old site compiled before. Serve what was served.
+                    error!(
+                        "a site that compiled before no longer does; keeping the served snapshot"
+                    );
+                    batch.snapshot = self.shared.serving.load_full();
+                }
+            }
+        }
+
+        if !written.is_empty() {
+            let generation = base.generation + 1;
+            let mut task_generations = base.task_generations.clone();
+            for &index in batch.dirty.iter().filter(|i| !failed.contains_key(i)) {
+                let (old, new) = (&base.config.sites[index], &batch.sites[index]);
+                let site = site_name(&new.site.origin);
+                let (before, after) = (TaskSpecs::of(old), TaskSpecs::of(new));
+                task_generations.retain(|(s, id), _| *s != site || after.0.contains_key(id));
+                for task in &new.site.tasks {
+                    if task_changed(old, &before, new, &after, &task.id) {
+                        task_generations.insert((site.clone(), task.id.clone()), generation);
+                    }
+                }
+            }
+            for (path, text) in written {
+                self.fingerprint.files.insert(path.clone(), text.clone());
+                self.served_files.files.insert(path, text);
+            }
+            let mut config = base.config.clone();
+            config.sites = batch.sites;
+            self.publish(
+                Committed {
+                    generation,
+                    config,
+                    task_generations,
+                    reload_error: None,
+                },
+                batch.snapshot,
+            );
+        }
+
+        debug!(changes = count, elapsed = ?started.elapsed(), "batch committed");
+        for (reply, outcome) in outcomes {
+            let outcome = match outcome {
+                Ok((Some(index), _)) if failed.contains_key(&index) => {
+                    Err(ChangeError::Write(failed[&index].clone()))
+                }
+                Ok((_, shown)) => Ok(shown),
+                Err(error) => Err(error),
+            };
+            // The client may have gone; its change stands either way.
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Applies one edit to the batch. Returns the site it changed (`None` when it was
+    /// already as asked) and the reply.
+    fn apply(
+        &self,
+        base: &Committed,
+        batch: &mut Batch,
+        site: &str,
+        edit: Edit,
+    ) -> Result<(Option<usize>, Shown), ChangeError> {
+        if let Some(error) = &base.reload_error {
+            return Err(ChangeError::Conflict(format!(
+                "the files on disk were rejected at the last reload:\n{error}\nfix them first: lbdns does not change a configuration that does not load"
+            )));
+        }
+        let index = site_index(&batch.sites, site)?;
+        let zone = &base.config.zones[index_of_zone(base, index)];
+        if !batch.checked.contains(&index) {
+            self.check_files(&batch.sites[index], &zone.path)?;
+            batch.checked.insert(index);
+        }
+        let mut next = batch.sites[index].clone();
+        let edited = edit(&mut next)?;
+        if !edited.changed {
+            let shown = show(&batch.sites[index], edited.show)?;
+            return Ok((None, shown));
+        }
+        next.site = site::validate(&next.site.origin, &next.spec)
+            .map_err(|problems| ChangeError::Invalid(problems).relative_to(&edited.focus))?;
+        let snapshot = batch
+            .snapshot
+            .with_site(zone, &next.site)
+            .map_err(|errors| {
+                ChangeError::Unservable(
+                    errors
+                        .iter()
+                        .map(|e| e.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+        let shown = show(&next, edited.show)?;
+        batch.sites[index] = next;
+        batch.snapshot = Arc::new(snapshot);
+        batch.dirty.insert(index);
+        Ok((Some(index), shown))
+    }
+
+    /// Refuses to write a site whose files on disk are not the ones served: a hand
+    /// edit not loaded yet (or rejected) would be overwritten, and a missing or changed
+    /// zone file means the result might not start.
+    fn check_files(&self, loaded: &LoadedSite, zone_path: &Path) -> Result<(), ChangeError> {
+        let on_disk = std::fs::read(&loaded.path).ok();
+        if on_disk.as_ref() != self.served_files.files.get(&loaded.path) {
+            return Err(ChangeError::Conflict(format!(
+                "{} was edited on disk and is not loaded yet; retry once it is reloaded (or fix or revert the edit): lbdns will not overwrite a hand edit",
+                loaded.path.display()
+            )));
+        }
+        match std::fs::read(zone_path) {
+            Err(e) => Err(ChangeError::Conflict(format!(
+                "cannot read the site's zone file {}: {e}; restore it before changing the site: lbdns does not change a configuration that would not start",
+                zone_path.display()
+            ))),
+            Ok(bytes) if Some(&bytes) != self.served_files.files.get(zone_path) => {
+                Err(ChangeError::Conflict(format!(
+                    "{} was edited on disk and is not loaded yet; retry once it is reloaded (or fix or revert the edit)",
+                    zone_path.display()
+                )))
+            }
+            Ok(_) => Ok(()),
+        }
+    }
+
+    // ----------- Reload -------------------------------------------------------------
+
+    fn reload(&mut self) -> Result<bool, LoadError> {
+        let sources = &self.shared.sources;
+        let fingerprint = Fingerprint::read(sources);
+        if fingerprint == self.fingerprint {
+            return Ok(false);
+        }
+        let base = self.shared.committed.load_full();
+        let metrics = &self.shared.metrics;
+        match load_guarded(sources) {
+            Ok((config, snapshot)) => {
+                let generation = base.generation + 1;
+                let task_generations = carry_generations(&base, &config, generation);
+                self.served_files = fingerprint.clone();
+                self.fingerprint = fingerprint;
+                self.publish(
+                    Committed {
+                        generation,
+                        config,
+                        task_generations,
+                        reload_error: None,
+                    },
+                    Arc::new(snapshot),
+                );
+                metrics.reloads_ok.inc();
+                metrics.config_valid.set(1);
+                Ok(true)
+            }
+            Err(errors) => {
+                // Remember the bad files so the same edit is not retried on every event.
+                self.fingerprint = fingerprint;
+                self.shared.committed.store(Arc::new(Committed {
+                    reload_error: Some(errors.to_string()),
+                    ..Committed::clone(&base)
+                }));
+                metrics.reloads_failed.inc();
+                metrics.config_valid.set(0);
+                Err(errors)
+            }
+        }
+    }
+
+    fn publish(&self, committed: Committed, snapshot: Arc<Snapshot>) {
+        let generation = committed.generation;
+        self.shared.committed.store(Arc::new(committed));
+        self.shared.serving.store(snapshot);
+        self.shared
+            .served_generation
+            .store(generation, std::sync::atomic::Ordering::Release);
+        self.shared.metrics.config_generation.set(generation as i64);
+    }
+}
+
+/// A batch being applied.
+struct Batch {
+    sites: Vec<LoadedSite>,
+    snapshot: Arc<Snapshot>,
+    /// Sites whose files were checked against what is served.
+    checked: HashSet<usize>,
+    /// Sites changed by the batch, to write.
+    dirty: BTreeSet<usize>,
+}
+
+/// The reply for `show` from the site as the change left it.
+fn show(loaded: &LoadedSite, show: Show) -> Result<Shown, ChangeError> {
+    Ok(match show {
+        Show::Task { id, created } => Shown::Task {
+            view: task_view(loaded, &id).ok_or_else(|| super::no_task(loaded, &id))?,
+            created,
+        },
+        Show::Group(name) => Shown::Group(
+            group_view(loaded, &name)
+                .ok_or_else(|| ChangeError::NotFound(format!("no origin group {name}")))?,
+        ),
+        Show::Nothing => Shown::Nothing,
+    })
+}
+
+/// The zone of the site at `index` (sites and zones are not in the same order).
+fn index_of_zone(base: &Committed, index: usize) -> usize {
+    let origin = &base.config.sites[index].site.origin;
+    base.config
+        .zones
+        .iter()
+        .position(|z| z.origin == *origin)
+        .expect("every site belongs to a loaded zone")
+}
+
+/// Loads the files; a panic while loading is a rejected reload, not a dead writer.
+fn load_guarded(sources: &Sources) -> Result<(load::Config, Snapshot), LoadError> {
+    std::panic::catch_unwind(|| load::load(sources)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(LoadError(vec![format!(
+            "internal error while loading the configuration ({what}); the previous configuration keeps serving. Please report this with the files that caused it"
+        )]))
+    })
+}
+
+/// Writes the site file; returns what was written.
+fn write_site(loaded: &LoadedSite) -> Result<Vec<u8>, String> {
+    let text = render(&loaded.spec)?;
+    persist::write_atomically(&loaded.path, text.as_bytes()).map_err(|e| {
+        format!(
+            "cannot write {}: {e}; nothing was changed",
+            loaded.path.display()
+        )
+    })?;
+    Ok(text.into_bytes())
+}
+
+/// The YAML written to a site file.
+pub(super) fn render(spec: &SiteSpec) -> Result<String, String> {
+    let body =
+        serde_saphyr::to_string(spec).map_err(|e| format!("cannot render the site file: {e}"))?;
+    Ok(format!(
+        "# Written by lbdns after a management API change; edits by hand are welcome.\n{body}"
+    ))
+}
+
+/// A site's task specs by id, for comparing two versions of a site.
+struct TaskSpecs<'a>(HashMap<String, &'a TaskSpec>);
+
+impl<'a> TaskSpecs<'a> {
+    fn of(loaded: &'a LoadedSite) -> Self {
+        Self(
+            loaded
+                .spec
+                .tasks
+                .iter()
+                .map(|t| (site::spec_task_id(&t.value), &t.value))
+                .collect(),
+        )
+    }
+}
+
+/// A task needs deploying again when it or its group changed.
+fn task_changed(
+    old: &LoadedSite,
+    before: &TaskSpecs,
+    new: &LoadedSite,
+    after: &TaskSpecs,
+    id: &str,
+) -> bool {
+    let (Some(before), Some(after)) = (before.0.get(id), after.0.get(id)) else {
+        return true;
+    };
+    let group_before = old.spec.origin_groups.get(before.origin_group.as_str());
+    let group_after = new.spec.origin_groups.get(after.origin_group.as_str());
+    before != after || group_before != group_after
+}
+
+/// Task generations after a reload: unchanged tasks keep theirs.
+fn carry_generations(
+    base: &Committed,
+    config: &load::Config,
+    next: u64,
+) -> HashMap<(String, String), u64> {
+    let mut generations = HashMap::new();
+    for new in &config.sites {
+        let site = site_name(&new.site.origin);
+        let old = base
+            .config
+            .sites
+            .iter()
+            .find(|s| s.site.origin == new.site.origin);
+        let before = old.map(TaskSpecs::of);
+        let after = TaskSpecs::of(new);
+        for task in &new.site.tasks {
+            let key = (site.clone(), task.id.clone());
+            let generation = match (old, &before) {
+                (Some(old), Some(before)) if !task_changed(old, before, new, &after, &task.id) => {
+                    base.task_generations.get(&key).copied().unwrap_or(next)
+                }
+                _ => next,
+            };
+            generations.insert(key, generation);
+        }
+    }
+    generations
+}
+
+/// The contents of every file a reload reads, to tell an edit from our own write.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(super) struct Fingerprint {
+    files: BTreeMap<PathBuf, Vec<u8>>,
+    /// The GeoIP file is large: its path, length and modification time stand for it.
+    geoip: Option<(PathBuf, u64, Option<std::time::SystemTime>)>,
+}
+
+impl Fingerprint {
+    pub(super) fn read(sources: &Sources) -> Self {
+        let mut files = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(sources.zones_dir()) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                if (name.ends_with(".zone") || name.ends_with(".lb.yaml"))
+                    && let Ok(bytes) = std::fs::read(&path)
+                {
+                    files.insert(path, bytes);
+                }
+            }
+        }
+        let geoip = sources.geoip_path().map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
+        });
+        Self { files, geoip }
+    }
+}
