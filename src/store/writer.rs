@@ -415,7 +415,7 @@ pub(super) fn render(spec: &SiteSpec) -> Result<String, String> {
     let body =
         serde_saphyr::to_string(spec).map_err(|e| format!("cannot render the site file: {e}"))?;
     Ok(format!(
-        "# Written by lbdns after a management API change; edits by hand are welcome.\n{body}"
+        "# lbdns site file: edit it by hand or through the API; an API change rewrites it in this form, without comments.\n{body}"
     ))
 }
 
