@@ -2233,6 +2233,12 @@ fn an_unknown_endpoint_names_the_real_ones() {
     let reply = lab.api.get("/v2/nothing");
     assert_error(&reply, 404, "not_found", &["/v1/sites", "/healthz"]);
     assert!(!reply.text.contains("SPEC"), "users have no SPEC: {reply}");
+    // A path too long for any endpoint: the API's own 414, with a body that says why.
+    let long = format!("{TASKS}/{}", "a".repeat(20_000));
+    let (status, text) = raw_http(lab.server.api, "GET", &long, "");
+    assert_eq!(status, 414, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert_eq!(body["error"]["code"], "uri_too_long", "{text}");
 }
 
 /// Every reply of a write burst: status, whether it had Retry-After, the task id.
