@@ -1586,11 +1586,11 @@ fn an_invalid_edit_on_disk_shows_in_healthz_and_metrics_and_the_last_good_config
     );
 }
 
-/// An API change while the site file on disk is invalid either leaves that file alone
-/// (refused, so the operator's edit is not lost) or replaces it with the served
-/// configuration; in that case the file is valid again and health must say so.
+/// An API change while the site file on disk holds a rejected hand edit is refused with
+/// 409 and a message saying why: the operator's edit is neither lost nor taken, the
+/// answers and the health stay as they were.
 #[test]
-fn an_api_change_over_an_invalid_file_on_disk_leaves_health_consistent() {
+fn an_api_change_over_an_invalid_file_on_disk_is_refused_and_keeps_the_edit() {
     let lab = Lab::start();
     let broken = SITE_YAML.replace("ttl: 30", "ttl: 0");
     lab.site.write(SITE_FILE, &broken);
@@ -1598,31 +1598,20 @@ fn an_api_change_over_an_invalid_file_on_disk_leaves_health_consistent() {
     let reply = lab
         .api
         .post(TASKS, &task_body("n", "n.example.com", "pool"));
-    if reply.status == 201 {
-        lab.assert_file_checks();
-        assert!(lab.file_tasks().contains_key("n"), "{}", lab.file_text());
-        let health = lab.api.get("/healthz");
-        assert_eq!(
-            health.json()["config"]["valid"],
-            true,
-            "the file on disk was replaced by the served configuration, yet /healthz still \
-             reports the old file's error: {health}"
-        );
-        let metrics = lab.api.get("/metrics").text;
-        assert_eq!(
-            sample(&metrics, "lbdns_config_valid"),
-            Some(1.0),
-            "{metrics}"
-        );
-    } else {
-        assert!(reply.status >= 400 && reply.status < 500, "{reply}");
-        assert_eq!(
-            lab.file_text(),
-            broken,
-            "a refused change keeps the hand edit"
-        );
-        assert_nxdomain(&lab.server, "n.example.com");
-    }
+    assert_error(&reply, 409, "conflict", &["rejected", "ttl"]);
+    assert_eq!(
+        lab.file_text(),
+        broken,
+        "a refused change keeps the hand edit"
+    );
+    assert_nxdomain(&lab.server, "n.example.com");
+    assert_eq!(lab.api.get("/healthz").json()["config"]["valid"], false);
+    let metrics = lab.api.get("/metrics").text;
+    assert_eq!(
+        sample(&metrics, "lbdns_config_valid"),
+        Some(0.0),
+        "{metrics}"
+    );
 }
 
 /// The site file is meant to be read and edited by people: a text file, whose last line
