@@ -41,10 +41,8 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let unreachable = |e: ureq::Error| {
-            ClientError(format!("cannot reach the lbdns API at {}: {e}", self.base))
-        };
+        let auth = self.token.as_ref().map(|t| format!("Bearer {}", t.trim()));
+        let unreachable = |e: ureq::Error| self.unreachable(&e);
         macro_rules! with_auth {
             ($request:expr) => {{
                 let request = $request;
@@ -77,10 +75,37 @@ impl Client {
             .as_str()
             .map_or_else(|| value.to_string(), str::to_owned);
         let code = value["error"]["code"].as_str().unwrap_or("error");
+        let hint = match (status.as_u16(), &self.token) {
+            (401, None) => "\nthe server needs a token: pass --api-token or set LBDNS_API_TOKEN",
+            (401, Some(_)) => {
+                "\nthe server refused this token: check --api-token or LBDNS_API_TOKEN against the server's"
+            }
+            _ => "",
+        };
         Err(ClientError(format!(
-            "{message} (HTTP {}, {code})",
+            "{message} (HTTP {}, {code}){hint}",
             status.as_u16()
         )))
+    }
+
+    /// Why the API could not be reached; for a refused connection, what to check.
+    fn unreachable(&self, error: &ureq::Error) -> ClientError {
+        let reason = match error {
+            ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                "connection refused"
+            }
+            ureq::Error::ConnectionFailed => "connection failed",
+            _ => {
+                return ClientError(format!(
+                    "cannot reach the lbdns API at {}: {error}",
+                    self.base
+                ));
+            }
+        };
+        ClientError(format!(
+            "cannot reach the lbdns API at {}: {reason}; is `lbdns serve` running? (--api or LBDNS_API to point elsewhere)",
+            self.base
+        ))
     }
 
     /// The site to act on: the one given, else the only one served.

@@ -272,6 +272,23 @@ fn valid_site_passes() {
     assert_check_passes(&site_with(VALID_SITE));
 }
 
+/// Success is output (stdout); problems are diagnostics (stderr).
+#[test]
+fn check_reports_success_on_stdout() {
+    let output = site_with(VALID_SITE).check();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        out.starts_with("ok: 1 zone, 5 tasks (5 enabled)"),
+        "stdout: {out:?}\nstderr: {}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("ok:"), "{}", stderr(&output));
+    let output = site_with("tasks: 3\n").check();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty(), "{output:?}");
+}
+
 #[test]
 fn shipped_example_passes_check_with_its_own_geoip() {
     let repo = repo();
