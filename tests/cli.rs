@@ -2,7 +2,7 @@
 //! served directory. Output goes to stdout and ends quietly when the reader stops reading;
 //! errors go to stderr and say what to do (a token, a server to start); tokens are checked
 //! when `serve` starts; logs written to a file carry no colour codes; internationalized
-//! names get ASCII ids.
+//! names get ASCII ids; `group list` shows what the file says about each origin.
 
 mod common;
 use common::*;
@@ -391,4 +391,66 @@ fn an_internationalized_hostname_gets_an_ascii_id() {
         ],
     );
     assert_failed_with(&out, &["422", "hostname", "xn--bcher-kva.example.com"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Origin groups
+
+/// The origin's line of `group`'s block in a `group list` table, found by address.
+fn origin_line<'a>(table: &'a str, address: &str) -> &'a str {
+    table
+        .lines()
+        .find(|line| line.split_whitespace().any(|cell| cell == address))
+        .unwrap_or_else(|| panic!("no line for {address}:\n{table}"))
+}
+
+#[test]
+fn group_list_shows_weights_and_region_keys() {
+    let site = Site::example();
+    let server = site.serve();
+    let out = cli(server.api, &["group", "list"]);
+    assert_ok(&out);
+    let table = stdout(&out);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert!(
+        header.contains(&"WEIGHT") && header.contains(&"REGION"),
+        "{table}"
+    );
+    for (address, cells) in [
+        ("192.0.2.10", &["3"][..]),
+        ("192.0.2.12", &["0"]),
+        ("198.51.100.1", &["countries=CN,HK"]),
+        ("198.51.100.2", &["continents=EU"]),
+        ("198.51.100.3", &["subnets=203.0.113.0/24"]),
+        ("198.51.100.9", &["default"]),
+    ] {
+        let line = origin_line(&table, address);
+        for cell in cells {
+            assert!(
+                line.split_whitespace().any(|c| c == *cell),
+                "{address}: no {cell}:\n{table}"
+            );
+        }
+    }
+    // Each group's first line names it; every origin of it follows, one a line.
+    let geo = table
+        .lines()
+        .position(|l| l.starts_with("geo "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let addresses: Vec<&str> = table
+        .lines()
+        .skip(geo)
+        .take(4)
+        .filter_map(|l| l.split_whitespace().find(|c| c.starts_with("198.51.100.")))
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            "198.51.100.1",
+            "198.51.100.2",
+            "198.51.100.3",
+            "198.51.100.9"
+        ],
+        "{table}"
+    );
 }
