@@ -341,6 +341,57 @@ fn logs_to_a_file_have_no_colour_codes() {
     );
 }
 
+/// `lbdns serve` on a pseudo-terminal (util-linux `script`), with the API on a port that
+/// is taken so that it logs its start and exits at once; what the terminal showed.
+fn serve_on_a_terminal(no_color: Option<&str>) -> Option<String> {
+    let site = Site::example();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let command = format!(
+        "'{}' serve --dir '{}' --listen {} --api {} --geoip '{}'",
+        env!("CARGO_BIN_EXE_lbdns"),
+        site.path().display(),
+        free_port(),
+        taken.local_addr().unwrap(),
+        test_geoip().display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env("LBDNS_LOG", "info")
+        .stdin(Stdio::null());
+    if let Some(value) = no_color {
+        script.env("NO_COLOR", value);
+    }
+    let out = script.output().ok()?;
+    Some(stdout(&out))
+}
+
+/// On a terminal the log is coloured, unless `NO_COLOR` is set (and not empty).
+#[test]
+fn a_terminal_gets_colour_unless_no_color_is_set() {
+    let Some(shown) = serve_on_a_terminal(None) else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    assert!(shown.contains("configuration loaded"), "{shown:?}");
+    assert!(
+        shown.contains('\u{1b}'),
+        "no colour on a terminal: {shown:?}"
+    );
+    let shown = serve_on_a_terminal(Some("")).unwrap();
+    assert!(
+        shown.contains('\u{1b}'),
+        "NO_COLOR= (empty) is unset: {shown:?}"
+    );
+    let shown = serve_on_a_terminal(Some("1")).unwrap();
+    assert!(shown.contains("configuration loaded"), "{shown:?}");
+    assert!(
+        !shown.contains('\u{1b}'),
+        "NO_COLOR=1 but coloured: {shown:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Internationalized names
 
