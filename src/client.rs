@@ -76,9 +76,11 @@ impl Client {
             .map_or_else(|| value.to_string(), str::to_owned);
         let code = value["error"]["code"].as_str().unwrap_or("error");
         let hint = match (status.as_u16(), &self.token) {
-            (401, None) => "\nthe server needs a token: pass --api-token or set LBDNS_API_TOKEN",
+            (401, None) => {
+                "\nhint: the server needs a token: pass --api-token or set LBDNS_API_TOKEN"
+            }
             (401, Some(_)) => {
-                "\nthe server refused this token: check --api-token or LBDNS_API_TOKEN against the server's"
+                "\nhint: the server refused this token: check --api-token or LBDNS_API_TOKEN against the server's"
             }
             _ => "",
         };
