@@ -105,14 +105,42 @@ impl From<ChangeError> for ApiError {
     }
 }
 
-/// Refuses to expose the API beyond loopback without a token.
-pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), String> {
-    if !addr.ip().is_loopback() && token.is_none_or(str::is_empty) {
-        return Err(format!(
-            "refusing to serve the management API on {addr} without a token: set --api-token or LBDNS_API_TOKEN, or bind it to a loopback address"
-        ));
+/// Shortest token accepted for an API reachable beyond loopback: guessing 16 random
+/// characters is out of reach; "secret" or "changeme" is not.
+pub const MIN_EXPOSED_TOKEN: usize = 16;
+
+/// A token as the operator gave it, on the server or the client: surrounding whitespace
+/// (the newline of `$(cat token-file)` or of a mounted secret) is not part of it, and an
+/// empty one is a mistake, never "no token".
+pub fn parse_token(text: &str) -> Result<String, String> {
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(
+            "--api-token is empty: give the token, or unset LBDNS_API_TOKEN if it is set but blank"
+                .to_owned(),
+        );
     }
-    Ok(())
+    Ok(token.to_owned())
+}
+
+/// Refuses a blank token anywhere, and an API reachable beyond loopback without a token or
+/// with one shorter than [`MIN_EXPOSED_TOKEN`]. A short token on loopback is accepted: only
+/// local users can reach it, and tests and development use one.
+pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), String> {
+    let token = token.map(parse_token).transpose()?;
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    match token.as_deref() {
+        None => Err(format!(
+            "refusing to serve the management API on {addr} without a token: set --api-token or LBDNS_API_TOKEN, or bind it to a loopback address"
+        )),
+        Some(token) if token.chars().count() < MIN_EXPOSED_TOKEN => Err(format!(
+            "refusing to serve the management API on {addr} with a {}-character token: a token reachable from the network needs at least {MIN_EXPOSED_TOKEN} characters; make one with `openssl rand -hex 32`",
+            token.chars().count()
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// The API's routes, for an API bound to `bound`.

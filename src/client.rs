@@ -41,10 +41,8 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let unreachable = |e: ureq::Error| {
-            ClientError(format!("cannot reach the lbdns API at {}: {e}", self.base))
-        };
+        let auth = self.token.as_ref().map(|t| format!("Bearer {}", t.trim()));
+        let unreachable = |e: ureq::Error| self.unreachable(&e);
         macro_rules! with_auth {
             ($request:expr) => {{
                 let request = $request;
@@ -77,10 +75,39 @@ impl Client {
             .as_str()
             .map_or_else(|| value.to_string(), str::to_owned);
         let code = value["error"]["code"].as_str().unwrap_or("error");
+        let hint = match (status.as_u16(), &self.token) {
+            (401, None) => {
+                "\nhint: the server needs a token: pass --api-token or set LBDNS_API_TOKEN"
+            }
+            (401, Some(_)) => {
+                "\nhint: the server refused this token: check --api-token or LBDNS_API_TOKEN against the server's"
+            }
+            _ => "",
+        };
         Err(ClientError(format!(
-            "{message} (HTTP {}, {code})",
+            "{message} (HTTP {}, {code}){hint}",
             status.as_u16()
         )))
+    }
+
+    /// Why the API could not be reached; for a refused connection, what to check.
+    fn unreachable(&self, error: &ureq::Error) -> ClientError {
+        let reason = match error {
+            ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                "connection refused"
+            }
+            ureq::Error::ConnectionFailed => "connection failed",
+            _ => {
+                return ClientError(format!(
+                    "cannot reach the lbdns API at {}: {error}",
+                    self.base
+                ));
+            }
+        };
+        ClientError(format!(
+            "cannot reach the lbdns API at {}: {reason}; is `lbdns serve` running? (--api or LBDNS_API to point elsewhere)",
+            self.base
+        ))
     }
 
     /// The site to act on: the one given, else the only one served.
@@ -166,44 +193,67 @@ pub fn task_table(tasks: &[Value]) -> String {
     )
 }
 
-/// Origin groups as a table, with the reasons a group is not usable for DNS-only.
+/// Origin groups as a table: one line per origin with its weight and region keys (what
+/// the file says); the group's policy, users and DNS-only usability on its first line.
 pub fn group_table(groups: &[Value]) -> String {
-    let rows: Vec<Vec<String>> = groups
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for g in groups {
+        let usable = if g["dns_only"]["usable"].as_bool() == Some(true) {
+            "yes".to_owned()
+        } else {
+            format!("no: {}", list(&g["dns_only"]["reasons"]).join("; "))
+        };
+        let used = list(&g["used_by"]);
+        let region = g["policy"].as_str() == Some("region");
+        let mut origins = g["origins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| origin_cells(o, region));
+        let first = origins.next().unwrap_or_else(|| vec!["-".to_owned(); 3]);
+        let mut row = vec![text(&g["name"]), text(&g["policy"])];
+        row.extend(first);
+        row.push(if used.is_empty() {
+            "-".to_owned()
+        } else {
+            used.join(",")
+        });
+        row.push(usable);
+        rows.push(row);
+        for cells in origins {
+            let mut row = vec![String::new(), String::new()];
+            row.extend(cells);
+            rows.push(row);
+        }
+    }
+    table(
+        &[
+            "NAME", "POLICY", "ORIGIN", "WEIGHT", "REGION", "USED BY", "DNS-ONLY",
+        ],
+        &rows,
+    )
+}
+
+/// An origin's address, weight and region keys (`countries=CN,HK continents=EU`); a
+/// region group's origin without keys is one of its `default` origins.
+fn origin_cells(origin: &Value, region: bool) -> Vec<String> {
+    let keys: Vec<String> = ["countries", "continents", "subnets"]
         .iter()
-        .map(|g| {
-            let origins: Vec<String> = g["origins"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|o| format!("{}={}", text(&o["address"]), text(&o["weight"])))
-                .collect();
-            let usable = if g["dns_only"]["usable"].as_bool() == Some(true) {
-                "yes".to_owned()
-            } else {
-                let reasons: Vec<String> = g["dns_only"]["reasons"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(text)
-                    .collect();
-                format!("no: {}", reasons.join("; "))
-            };
-            let used: Vec<String> = g["used_by"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text)
-                .collect();
-            vec![
-                text(&g["name"]),
-                text(&g["policy"]),
-                origins.join(" "),
-                usable,
-                used.join(","),
-            ]
+        .filter_map(|key| {
+            let values = list(&origin[key]);
+            (!values.is_empty()).then(|| format!("{key}={}", values.join(",")))
         })
         .collect();
-    table(&["NAME", "POLICY", "ORIGINS", "DNS-ONLY", "USED BY"], &rows)
+    let regions = match (keys.is_empty(), region) {
+        (false, _) => keys.join(" "),
+        (true, true) => "default".to_owned(),
+        (true, false) => "-".to_owned(),
+    };
+    vec![text(&origin["address"]), text(&origin["weight"]), regions]
+}
+
+fn list(value: &Value) -> Vec<String> {
+    value.as_array().into_iter().flatten().map(text).collect()
 }
 
 fn text(value: &Value) -> String {
@@ -223,14 +273,12 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     let mut out = String::new();
     let mut line = |cells: Vec<&str>| {
-        let last = cells.len() - 1;
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i == last {
-                let _ = write!(out, "{cell}");
-            } else {
-                let _ = write!(out, "{cell:<w$}  ");
-            }
+        let start = out.len();
+        for (cell, w) in cells.iter().zip(&widths) {
+            let _ = write!(out, "{cell:<w$}  ");
         }
+        // A row may stop early (an origin's line under its group): no trailing blanks.
+        out.truncate(start + out[start..].trim_end().len());
         out.push('\n');
     };
     line(header.to_vec());
@@ -254,6 +302,48 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].find("HOSTNAME"), lines[1].find("www.example.com"));
         assert!(lines[1].ends_with("effective"));
+    }
+
+    #[test]
+    fn group_table_has_a_line_per_origin_with_its_region_keys() {
+        let groups = vec![
+            json!({"name": "geo", "policy": "region", "origins": [
+                {"address": "198.51.100.1", "weight": 1, "countries": ["CN", "HK"], "continents": ["AS"]},
+                {"address": "198.51.100.9", "weight": 2},
+            ], "dns_only": {"usable": true, "reasons": []}, "used_by": ["geo"]}),
+            json!({"name": "empty", "policy": "weight", "origins": [],
+                "dns_only": {"usable": false, "reasons": ["the group has no origins"]}, "used_by": []}),
+        ];
+        let out = group_table(&groups);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        let cells = |line: &str| {
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            cells(lines[1]),
+            [
+                "geo",
+                "region",
+                "198.51.100.1",
+                "1",
+                "countries=CN,HK",
+                "continents=AS",
+                "geo",
+                "yes"
+            ]
+        );
+        assert_eq!(cells(lines[2]), ["198.51.100.9", "2", "default"]);
+        assert_eq!(lines[1].find("198.51.100.1"), lines[2].find("198.51.100.9"));
+        assert!(
+            lines[3].starts_with("empty ") && lines[3].ends_with("no: the group has no origins")
+        );
+        assert!(
+            out.lines().all(|l| l == l.trim_end()),
+            "no trailing blanks:\n{out}"
+        );
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! The `lbdns` command: `serve`, `check`, and the API clients `task` and `group`.
+//!
+//! Output (tables, JSON, "ok", "deleted") goes to stdout; errors and logs to stderr. A
+//! reader that closes stdout early (`lbdns task list | head -1`) ends the command quietly
+//! and successfully, as `ls | head` does: every write to stdout goes through [`out`], which
+//! turns a broken pipe into [`Failure::ClosedOutput`]. (Restoring SIGPIPE's default
+//! instead would need `unsafe` and would also kill `serve` on a closed log pipe.)
 
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use lbdns::client::{self, Client};
+use lbdns::client::{self, Client, ClientError};
 use lbdns::load::{self, Sources};
 use lbdns::metrics::Metrics;
 use lbdns::server::{self, Listeners};
@@ -38,8 +45,9 @@ enum Command {
         /// Address of the management API.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8053")]
         api: SocketAddr,
-        /// Token every API request must carry as `Authorization: Bearer TOKEN`.
-        #[arg(long, env = "LBDNS_API_TOKEN", hide_env_values = true)]
+        /// Token every API request must carry as `Authorization: Bearer TOKEN`
+        /// (surrounding whitespace is ignored; beyond loopback, 16 characters or more).
+        #[arg(long, env = "LBDNS_API_TOKEN", hide_env_values = true, value_parser = api::parse_token)]
         api_token: Option<String>,
     },
     /// Validate a directory; print every problem as file:line: message.
@@ -83,8 +91,14 @@ struct ApiArgs {
         default_value = "127.0.0.1:8053"
     )]
     api: String,
-    /// The API token, if the server has one.
-    #[arg(long, global = true, env = "LBDNS_API_TOKEN", hide_env_values = true)]
+    /// The API token, if the server has one (surrounding whitespace is ignored).
+    #[arg(
+        long,
+        global = true,
+        env = "LBDNS_API_TOKEN",
+        hide_env_values = true,
+        value_parser = api::parse_token
+    )]
     api_token: Option<String>,
     /// The site (zone) to act on; optional when the server has only one.
     #[arg(long, global = true)]
@@ -150,14 +164,48 @@ enum GroupCommand {
     Delete { name: String },
 }
 
-fn main() -> ExitCode {
+/// Why a command did not succeed.
+enum Failure {
+    /// Print this on stderr and exit non-zero.
+    Error(String),
+    /// The reader closed stdout: it has what it wanted; end quietly.
+    ClosedOutput,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self::Error(message)
+    }
+}
+
+/// Writes `text` to stdout.
+fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::ClosedOutput,
+            _ => Failure::Error(format!("lbdns: cannot write the output: {e}")),
+        })
+}
+
+/// Logs go to stderr, coloured only for a person at a terminal who has not set `NO_COLOR`
+/// (no-color.org: present and not empty).
+fn init_logging() {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LBDNS_LOG")
                 .unwrap_or_else(|_| "info,hickory_server=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
     let result = match Cli::parse().command {
         Command::Check { dir } => check(dir),
         Command::Serve {
@@ -165,14 +213,15 @@ fn main() -> ExitCode {
             listen,
             api,
             api_token,
-        } => serve(dir, listen, api, api_token),
+        } => serve(dir, listen, api, api_token).map_err(Failure::Error),
         Command::Task { api, command } => task(api, command),
         Command::Group { api, command } => group(api, command),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("{message}");
+        Ok(()) | Err(Failure::ClosedOutput) => ExitCode::SUCCESS,
+        Err(Failure::Error(message)) => {
+            // Nothing to do if stderr is gone too; never panic over it.
+            let _ = writeln!(std::io::stderr(), "{message}");
             ExitCode::FAILURE
         }
     }
@@ -185,15 +234,14 @@ fn sources(dir: DirArgs) -> Sources {
     }
 }
 
-fn check(dir: DirArgs) -> Result<(), String> {
+fn check(dir: DirArgs) -> Result<(), Failure> {
     let (config, _) = load::load(&sources(dir)).map_err(|e| e.to_string())?;
     let (tasks, enabled) = config.task_counts();
-    eprintln!(
-        "ok: {}, {} ({enabled} enabled)",
+    out(&format!(
+        "ok: {}, {} ({enabled} enabled)\n",
         count(config.zones.len(), "zone"),
         count(tasks, "task")
-    );
-    Ok(())
+    ))
 }
 
 /// "1 zone", "2 zones".
@@ -244,31 +292,36 @@ async fn shutdown_signal() {
     }
 }
 
-fn print(json: bool, value: &Value, table: impl FnOnce(&Value) -> String) {
+/// Prints the API's reply: its JSON with `--json`, else the table made of it.
+fn print(json: bool, value: &Value, table: impl FnOnce(&Value) -> String) -> Result<(), Failure> {
     if json {
-        println!(
-            "{}",
+        out(&format!(
+            "{}\n",
             serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        ))
     } else {
-        print!("{}", table(value));
+        out(&table(value))
     }
 }
 
-fn task(args: ApiArgs, command: TaskCommand) -> Result<(), String> {
+/// An API call that failed, as the command's error.
+fn failed(error: ClientError) -> Failure {
+    Failure::Error(format!("lbdns: {error}"))
+}
+
+fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
     let client = Client::new(&args.api, args.api_token);
-    let site = client.site(args.site).map_err(|e| format!("lbdns: {e}"))?;
+    let site = client.site(args.site).map_err(failed)?;
     let base = format!("/v1/sites/{site}/tasks");
     let one = |v: &Value| client::task_table(std::slice::from_ref(v));
-    let result = match command {
-        TaskCommand::List => client.call("GET", &base, None).map(|v| {
-            print(args.json, &v, |v| {
+    let reply = match command {
+        TaskCommand::List => {
+            let v = client.call("GET", &base, None).map_err(failed)?;
+            return print(args.json, &v, |v| {
                 client::task_table(v["tasks"].as_array().map_or(&[], |a| a))
-            })
-        }),
-        TaskCommand::Get { id } => client
-            .call("GET", &format!("{base}/{id}"), None)
-            .map(|v| print(args.json, &v, one)),
+            });
+        }
+        TaskCommand::Get { id } => client.call("GET", &format!("{base}/{id}"), None),
         TaskCommand::Create {
             hostname,
             group,
@@ -278,33 +331,36 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), String> {
             disabled,
         } => {
             let body = client::task_body(id, &hostname, &group, ttl, answers, disabled);
-            client
-                .call("POST", &base, Some(&body))
-                .map(|v| print(args.json, &v, one))
+            client.call("POST", &base, Some(&body))
         }
-        TaskCommand::Enable { id } => client
-            .call("POST", &format!("{base}/{id}/enable"), None)
-            .map(|v| print(args.json, &v, one)),
-        TaskCommand::Disable { id } => client
-            .call("POST", &format!("{base}/{id}/disable"), None)
-            .map(|v| print(args.json, &v, one)),
-        TaskCommand::Delete { id } => client
-            .call("DELETE", &format!("{base}/{id}"), None)
-            .map(|_| eprintln!("deleted task {id}")),
+        TaskCommand::Enable { id } => client.call("POST", &format!("{base}/{id}/enable"), None),
+        TaskCommand::Disable { id } => client.call("POST", &format!("{base}/{id}/disable"), None),
+        TaskCommand::Delete { id } => {
+            client
+                .call("DELETE", &format!("{base}/{id}"), None)
+                .map_err(failed)?;
+            // The API answers 204 with no body: nothing for --json to print.
+            return if args.json {
+                Ok(())
+            } else {
+                out(&format!("deleted task {id}\n"))
+            };
+        }
     };
-    result.map_err(|e| format!("lbdns: {e}"))
+    print(args.json, &reply.map_err(failed)?, one)
 }
 
-fn group(args: ApiArgs, command: GroupCommand) -> Result<(), String> {
+fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
     let client = Client::new(&args.api, args.api_token);
-    let site = client.site(args.site).map_err(|e| format!("lbdns: {e}"))?;
+    let site = client.site(args.site).map_err(failed)?;
     let base = format!("/v1/sites/{site}/origin-groups");
-    let result = match command {
-        GroupCommand::List => client.call("GET", &base, None).map(|v| {
+    match command {
+        GroupCommand::List => {
+            let v = client.call("GET", &base, None).map_err(failed)?;
             print(args.json, &v, |v| {
                 client::group_table(v["origin_groups"].as_array().map_or(&[], |a| a))
             })
-        }),
+        }
         GroupCommand::Put {
             name,
             policy,
@@ -321,17 +377,22 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), String> {
                 None => client::group_body(&policy, &origins).map_err(|e| e.to_string()),
             }
             .map_err(|e| format!("lbdns: {e}"))?;
-            client
+            let v = client
                 .call("PUT", &format!("{base}/{name}"), Some(&body))
-                .map(|v| {
-                    print(args.json, &v, |v| {
-                        client::group_table(std::slice::from_ref(v))
-                    })
-                })
+                .map_err(failed)?;
+            print(args.json, &v, |v| {
+                client::group_table(std::slice::from_ref(v))
+            })
         }
-        GroupCommand::Delete { name } => client
-            .call("DELETE", &format!("{base}/{name}"), None)
-            .map(|_| eprintln!("deleted origin group {name}")),
-    };
-    result.map_err(|e| format!("lbdns: {e}"))
+        GroupCommand::Delete { name } => {
+            client
+                .call("DELETE", &format!("{base}/{name}"), None)
+                .map_err(failed)?;
+            if args.json {
+                Ok(())
+            } else {
+                out(&format!("deleted origin group {name}\n"))
+            }
+        }
+    }
 }

@@ -272,6 +272,23 @@ fn valid_site_passes() {
     assert_check_passes(&site_with(VALID_SITE));
 }
 
+/// Success is output (stdout); problems are diagnostics (stderr).
+#[test]
+fn check_reports_success_on_stdout() {
+    let output = site_with(VALID_SITE).check();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        out.starts_with("ok: 1 zone, 5 tasks (5 enabled)"),
+        "stdout: {out:?}\nstderr: {}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("ok:"), "{}", stderr(&output));
+    let output = site_with("tasks: 3\n").check();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty(), "{output:?}");
+}
+
 #[test]
 fn shipped_example_passes_check_with_its_own_geoip() {
     let repo = repo();
@@ -427,6 +444,94 @@ origin_groups:
 ",
         &["web"],
     );
+}
+
+/// Keys are named as the operator wrote them: no `value` segment of the reader's own.
+#[test]
+fn key_paths_are_the_keys_of_the_file() {
+    let cases = [
+        (
+            "\
+origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+tasks:
+  - id: www
+    hostname: www.example.com
+    origin_group: web
+    frobnicate: 1  # <- error
+",
+            "tasks[0].frobnicate",
+        ),
+        (
+            "\
+origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+      - address: 192.0.2.11
+        weight: heavy  # <- error
+",
+            "origin_groups.web.origins[1].weight",
+        ),
+    ];
+    assert_all(cases.iter().map(|(yaml, key)| {
+        site_error(yaml, &[key])?;
+        let err = stderr(&site_with(yaml).check());
+        if err.contains(".value") {
+            Err(format!("the key path shows `.value`:\n{err}"))
+        } else {
+            Ok(())
+        }
+    }));
+}
+
+/// A duplicate key is reported as such, with its line and name and no advice about the
+/// YAML library's options.
+#[test]
+fn duplicate_keys_name_the_key_and_line() {
+    let cases = [
+        (
+            "\
+origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+tasks:
+  - id: www
+    hostname: www.example.com
+    origin_group: web
+    ttl: 30
+    ttl: 40  # <- error
+",
+            "duplicate key \"ttl\"",
+        ),
+        (
+            "\
+origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+  web:  # <- error
+    origins:
+      - address: 192.0.2.11
+",
+            "duplicate key \"web\"",
+        ),
+    ];
+    assert_all(cases.iter().map(|(yaml, words)| {
+        site_error(yaml, &[words])?;
+        let err = stderr(&site_with(yaml).check());
+        if ["DuplicateKeyPolicy", "Options", "mapping"]
+            .iter()
+            .any(|w| err.contains(w))
+        {
+            Err(format!("the message carries library wording:\n{err}"))
+        } else {
+            Ok(())
+        }
+    }));
 }
 
 #[test]

@@ -217,31 +217,47 @@ pub fn parse(text: &str) -> Result<SiteSpec, (u64, String)> {
     if text.trim().is_empty() {
         return Ok(SiteSpec::default());
     }
-    let mut path = None;
+    let mut path = String::new();
     let result = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            path = Some(e.path().to_string());
+            path = spec::field_path(e.path());
             e.into_inner()
         })
     });
     result.map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(0);
-        let message = e.without_snippet().to_string();
-        // The plain message ends with " at line N column M"; the caller prints the line.
-        let message = match message.rfind(" at line ") {
-            Some(at) => &message[..at],
-            None => &message,
-        };
-        // serde-saphyr's advice on its own options means nothing to an operator.
-        let message = message
-            .split_once(" (set DuplicateKeyPolicy")
-            .map_or(message, |(m, _)| m);
-        let message = match path.as_deref() {
-            Some(path) if !path.is_empty() && path != "." => format!("{path}: {message}"),
-            _ => message.to_owned(),
-        };
-        (line, message)
+        (line, syntax_message(&e, &path))
     })
+}
+
+/// serde-saphyr's message for `error` at `path`, worded for an operator: the key path
+/// first, no position (the caller prints the line), and no advice about the library's
+/// own options.
+fn syntax_message(error: &serde_saphyr::Error, path: &str) -> String {
+    let error = error.without_snippet();
+    let mut original = error;
+    while let serde_saphyr::Error::AliasError { error: inner, .. } = original {
+        original = inner.without_snippet();
+    }
+    if let serde_saphyr::Error::DuplicateMappingKey { key, .. } = original {
+        let key = key
+            .as_deref()
+            .map_or_else(|| "key".to_owned(), |k| format!("key {k:?}"));
+        return match path {
+            "" => format!("duplicate {key}"),
+            path => format!("duplicate {key} in {path}"),
+        };
+    }
+    let message = error.to_string();
+    // The plain message ends with " at line N column M"; the caller prints the line.
+    let message = match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => &message,
+    };
+    match path {
+        "" => message.to_owned(),
+        path => format!("{path}: {message}"),
+    }
 }
 
 /// Checks a site spec against every rule of SPEC §3.
@@ -490,6 +506,7 @@ fn parse_target(text: &str) -> Result<Target, String> {
     }
     match parse_domain(text) {
         Ok(name) if !name.is_root() && !looks_numeric(text) => Ok(Target::Name(name)),
+        Err(message) if !text.is_ascii() => Err(message),
         _ => Err(format!(
             "{text:?} is neither an IPv4 or IPv6 address nor a domain name"
         )),
@@ -506,6 +523,16 @@ fn looks_numeric(text: &str) -> bool {
 fn parse_domain(text: &str) -> Result<Name, String> {
     if text.is_empty() || text.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
         return Err(format!("{text:?} is not a domain name"));
+    }
+    if !text.is_ascii() {
+        // Written as DNS carries it, the name in the file is the name in the answers.
+        return Err(match Name::from_utf8(text) {
+            Ok(name) => format!(
+                "{text:?} is not ASCII: write an internationalized name in its A-label (punycode) form, {}",
+                name.to_ascii().trim_end_matches('.')
+            ),
+            Err(_) => format!("{text:?} is not a domain name"),
+        });
     }
     let mut name =
         Name::from_ascii(text).map_err(|e| format!("{text:?} is not a domain name: {e}"))?;
@@ -666,9 +693,10 @@ fn validate_task(
     })
 }
 
-/// A site's name in file names and the API: its origin without the trailing dot.
+/// A site's name in file names and the API: its origin without the trailing dot, in
+/// ASCII (an internationalized zone keeps its `xn--` labels, as its zone file is named).
 pub fn site_name(origin: &Name) -> String {
-    origin.to_string().trim_end_matches('.').to_owned()
+    origin.to_ascii().trim_end_matches('.').to_owned()
 }
 
 /// The id of a task as written: its own, or the one derived from its hostname.
@@ -681,9 +709,10 @@ pub fn spec_task_id(spec: &TaskSpec) -> String {
 }
 
 /// The id a task without one gets: its hostname without the trailing dot, `*` spelled
-/// `_wildcard` so the id stays a safe path segment for the API.
+/// `_wildcard` so the id stays a safe path segment for the API. Internationalized labels
+/// stay in their ASCII `xn--` form (a `Name` displays them in Unicode).
 pub fn default_task_id(hostname: &Name) -> String {
-    let text = hostname.to_string();
+    let text = hostname.to_ascii();
     let text = text.trim_end_matches('.');
     text.replace('*', "_wildcard")
 }
@@ -868,6 +897,75 @@ mod tests {
             p.message.contains("\"wbe\"") && p.message.contains("web"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn internationalized_hostnames_keep_their_a_labels_in_ids() {
+        let base = "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\ntasks:\n";
+        let site = check(&format!(
+            "{base}  - hostname: xn--bcher-kva.example.com\n    origin_group: web\n  - hostname: '*.xn--bcher-kva.example.com'\n    origin_group: web\n"
+        ))
+        .unwrap();
+        assert_eq!(site.tasks[0].id, "xn--bcher-kva.example.com");
+        assert_eq!(site.tasks[1].id, "_wildcard.xn--bcher-kva.example.com");
+        let idn_zone = Name::from_ascii("xn--bcher-kva.example.").unwrap();
+        assert_eq!(site_name(&idn_zone), "xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn unicode_hostnames_are_refused_with_their_a_label() {
+        let p = first_problem(
+            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\ntasks:\n  - hostname: bücher.example.com\n    origin_group: web\n",
+        );
+        assert_eq!((p.line, p.field.as_str()), (Some(6), "tasks[0].hostname"));
+        assert!(
+            p.message.contains("xn--bcher-kva.example.com") && p.message.contains("punycode"),
+            "{p:?}"
+        );
+        let err = parse_target("bücher.example.net").unwrap_err();
+        assert!(err.contains("xn--bcher-kva.example.net"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_key_as_written() {
+        let base = "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\n";
+        let (line, message) = parse(&format!(
+            "{base}tasks:\n  - hostname: www.example.com\n    origin_group: web\n    frobnicate: 1\n"
+        ))
+        .unwrap_err();
+        assert_eq!(line, 8);
+        assert!(message.starts_with("tasks[0].frobnicate: "), "{message}");
+        let (line, message) = parse(&format!("{base}        weight: x\n")).unwrap_err();
+        assert_eq!(line, 5);
+        assert!(
+            message.starts_with("origin_groups.web.origins[0].weight: "),
+            "{message}"
+        );
+        // A group named `value` keeps its name; an unknown key `value` is named.
+        let (_, message) =
+            parse("origin_groups:\n  value:\n    origins:\n      - address: 192.0.2.1\n        weight: x\n")
+                .unwrap_err();
+        assert!(
+            message.starts_with("origin_groups.value.origins[0].weight: "),
+            "{message}"
+        );
+        let (_, message) = parse(&format!(
+            "{base}tasks:\n  - hostname: www.example.com\n    origin_group: web\n    value: 1\n"
+        ))
+        .unwrap_err();
+        assert!(message.starts_with("tasks[0].value: "), "{message}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_named_without_library_advice() {
+        let (line, message) = parse(
+            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.1\ntasks:\n  - hostname: www.example.com\n    origin_group: web\n    ttl: 30\n    ttl: 40\n",
+        )
+        .unwrap_err();
+        assert_eq!(line, 9);
+        assert_eq!(message, "duplicate key \"ttl\" in tasks[0]");
+        let (line, message) = parse("tasks: []\ntasks: []\n").unwrap_err();
+        assert_eq!((line, message.as_str()), (2, "duplicate key \"tasks\""));
     }
 
     #[test]

@@ -58,6 +58,48 @@ impl<T: Serialize> Serialize for Lined<T> {
     }
 }
 
+/// A deserialization path as an operator writes it: `tasks[5].frobnicate`.
+///
+/// serde-saphyr hands every [`Lined`] value to serde as a map `{value, referenced,
+/// defined}`, so a raw path through one carries an extra `value` segment right after the
+/// segment that reached it (`tasks[5].value.frobnicate`); this drops those. A `value`
+/// the operator wrote is kept: at the top level, as a group's name (right after
+/// `origin_groups`, which is not [`Lined`]), or as a key inside a [`Lined`] value (right
+/// after a dropped one). `?` (a key serde could not name) is dropped too. Only for paths
+/// from YAML: JSON bodies carry no such segment.
+pub fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    let mut previous: Option<&Segment> = None;
+    let mut previous_dropped = false;
+    for segment in path {
+        let wrapper = match segment {
+            Segment::Map { key } if key == "value" => match previous {
+                None => false,
+                Some(Segment::Map { key }) if key == "origin_groups" && out == "origin_groups" => {
+                    false
+                }
+                Some(_) => !previous_dropped,
+            },
+            _ => false,
+        };
+        previous = Some(segment);
+        previous_dropped = wrapper;
+        match segment {
+            _ if wrapper => {}
+            Segment::Unknown => {}
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+        }
+    }
+    out
+}
+
 /// A whole site file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -190,5 +232,27 @@ mod tests {
         let de = &mut serde_json::Deserializer::from_slice(body);
         let err = serde_path_to_error::deserialize::<_, TaskSpec>(de).unwrap_err();
         assert_eq!(err.path().to_string(), "ttl", "{}", err.inner());
+    }
+
+    /// The API parses bodies through a `serde_json::Value`: its paths have no `value`.
+    #[test]
+    fn json_paths_through_lined_values_have_no_wrapper() {
+        for (body, want) in [
+            (
+                serde_json::json!({"origins": [{"address": "192.0.2.1", "weight": "x"}]}),
+                "origins[0].weight",
+            ),
+            (
+                serde_json::json!({"origins": [{"address": "192.0.2.1", "frobnicate": 1}]}),
+                "origins[0].frobnicate",
+            ),
+            (
+                serde_json::json!({"origins": [{"address": "192.0.2.1", "countries": [1]}]}),
+                "origins[0].countries[0]",
+            ),
+        ] {
+            let err = serde_path_to_error::deserialize::<_, GroupSpec>(body).unwrap_err();
+            assert_eq!(err.path().to_string(), want, "{}", err.inner());
+        }
     }
 }

@@ -1,0 +1,507 @@
+//! The `lbdns` command as an operator meets it (SPEC §2, §7): the real binary against a
+//! served directory. Output goes to stdout and ends quietly when the reader stops reading;
+//! errors go to stderr and say what to do (a token, a server to start); tokens are checked
+//! when `serve` starts; logs written to a file carry no colour codes; internationalized
+//! names get ASCII ids; `group list` shows what the file says about each origin.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A token long enough for any address.
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// Environment variables to set.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
+/// `lbdns ARGS...` with no API address or token from the environment.
+fn lbdns(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
+    command
+        .args(args)
+        .env_remove("LBDNS_API")
+        .env_remove("LBDNS_API_TOKEN")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `lbdns ARGS... --api API` to completion.
+fn cli(api: SocketAddr, args: &[&str]) -> Output {
+    cli_env(api, args, &[])
+}
+
+fn cli_env(api: SocketAddr, args: &[&str], env: Env) -> Output {
+    let mut command = lbdns(args);
+    command.arg("--api").arg(api.to_string());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run lbdns")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
+}
+
+#[track_caller]
+fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "{}", describe(out));
+}
+
+#[track_caller]
+fn assert_failed_with(out: &Output, words: &[&str]) {
+    assert!(!out.status.success(), "{}", describe(out));
+    assert!(
+        out.stdout.is_empty(),
+        "errors are not output: {}",
+        describe(out)
+    );
+    let err = stderr(out);
+    for word in words {
+        assert!(
+            err.contains(word),
+            "stderr lacks {word:?}: {}",
+            describe(out)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Output
+
+/// The example zone with `n` more tasks, so a listing is larger than a pipe's buffer.
+fn site_with_many_tasks(n: usize) -> Site {
+    let mut yaml = read(&repo().join("zones/example.com.lb.yaml"));
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - id: bulk-{i}\n    hostname: bulk-{i}.example.com\n    origin_group: web\n"
+        ));
+    }
+    Site::new(&[
+        (
+            "example.com.zone",
+            &read(&repo().join("zones/example.com.zone")),
+        ),
+        ("example.com.lb.yaml", &yaml),
+    ])
+}
+
+/// `lbdns task list | head -1`: the reader takes one line and closes the pipe; the listing
+/// (hundreds of KiB, more than the pipe holds) ends quietly and successfully.
+#[test]
+fn a_reader_closing_stdout_ends_the_listing_quietly() {
+    let site = site_with_many_tasks(1500);
+    let server = site.serve();
+    for args in [&["task", "list"][..], &["task", "list", "--json"]] {
+        let mut child = lbdns(args)
+            .arg("--api")
+            .arg(server.api.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run lbdns");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        assert!(!first.is_empty(), "{args:?}: no output");
+        drop(reader);
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {}",
+            describe(&out)
+        );
+        assert!(out.status.success(), "{args:?}: {}", describe(&out));
+    }
+}
+
+/// Results are output (stdout); failures are diagnostics (stderr), and print no output.
+#[test]
+fn results_go_to_stdout_and_errors_to_stderr() {
+    let site = Site::example();
+    let server = site.serve();
+    let api = server.api;
+    let out = cli(
+        api,
+        &[
+            "task",
+            "create",
+            "--hostname",
+            "out.example.com",
+            "--group",
+            "web",
+            "--id",
+            "out",
+            "--disabled",
+        ],
+    );
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("out.example.com"),
+        "{}",
+        describe(&out)
+    );
+    let out = cli(api, &["task", "delete", "out"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "deleted task out\n", "{}", describe(&out));
+    assert_eq!(stderr(&out), "", "{}", describe(&out));
+
+    let out = cli(api, &["group", "put", "spare", "--origin", "192.0.2.99=2"]);
+    assert_ok(&out);
+    let out = cli(api, &["group", "delete", "spare"]);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "deleted origin group spare\n",
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(stderr(&out), "", "{}", describe(&out));
+
+    let out = cli(api, &["task", "delete", "nosuch"]);
+    assert_failed_with(&out, &["nosuch", "404"]);
+    let out = cli(api, &["task", "delete", "www"]);
+    assert_failed_with(&out, &["409"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Hints for the common mistakes
+
+/// A 401 tells the CLI user how to give the token, or that the one given is wrong.
+#[test]
+fn a_401_says_how_to_pass_the_token() {
+    let site = Site::example();
+    // A short token is fine on loopback.
+    let server = Server::start(
+        site.path(),
+        &[
+            "--geoip".as_ref(),
+            test_geoip().as_os_str(),
+            "--api-token".as_ref(),
+            "secret".as_ref(),
+        ],
+    );
+    let out = cli(server.api, &["task", "list"]);
+    assert_failed_with(&out, &["401", "--api-token", "LBDNS_API_TOKEN"]);
+    let out = cli(server.api, &["task", "list", "--api-token", "wrong"]);
+    assert_failed_with(&out, &["401", "refused this token"]);
+    assert_ok(&cli(server.api, &["task", "list", "--api-token", "secret"]));
+}
+
+/// Nothing listening on the API address: say what to check, not just "os error 111".
+#[test]
+fn a_refused_connection_says_to_start_the_server() {
+    let nothing = free_port();
+    let out = cli(nothing, &["task", "list"]);
+    assert_failed_with(
+        &out,
+        &[
+            &nothing.to_string(),
+            "is `lbdns serve` running?",
+            "--api",
+            "LBDNS_API",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Tokens
+
+/// A token from a file (`LBDNS_API_TOKEN=$(cat token)`, a secrets mount) keeps its newline;
+/// it is not part of the token, on either side.
+#[test]
+fn surrounding_whitespace_is_not_part_of_a_token() {
+    let site = Site::example();
+    let padded = format!(" {TOKEN}\n");
+    let server = Server::start(
+        site.path(),
+        &[
+            "--geoip".as_ref(),
+            test_geoip().as_os_str(),
+            "--api-token".as_ref(),
+            padded.as_ref(),
+        ],
+    );
+    assert_ok(&cli(server.api, &["task", "list", "--api-token", TOKEN]));
+    assert_ok(&cli(server.api, &["task", "list", "--api-token", &padded]));
+    let from_file = format!("{TOKEN}\n");
+    assert_ok(&cli_env(
+        server.api,
+        &["task", "list"],
+        &[("LBDNS_API_TOKEN", &from_file)],
+    ));
+}
+
+/// Runs `lbdns serve` on the example with the API on `api`; it must refuse to start.
+/// Kills it (and fails) if it is still running after 10 s.
+fn serve_refusal(api: &str, args: &[&str], env: Env) -> (ExitStatus, String) {
+    let site = Site::example();
+    let mut command = lbdns(&["serve", "--dir"]);
+    command
+        .arg(site.path())
+        .args([
+            "--listen",
+            &free_port().to_string(),
+            "--api",
+            api,
+            "--geoip",
+        ])
+        .arg(test_geoip())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("start lbdns");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "lbdns serve --api {api} {args:?} (env {env:?}) started:\n{}",
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status, stderr(&out))
+}
+
+#[test]
+fn serve_refuses_a_blank_token() {
+    let api = free_port().to_string();
+    let cases: [(&[&str], Env); 4] = [
+        (&["--api-token", ""], &[]),
+        (&["--api-token", "  "], &[]),
+        (&[], &[("LBDNS_API_TOKEN", "")]),
+        (&[], &[("LBDNS_API_TOKEN", "\n")]),
+    ];
+    for (args, env) in cases {
+        let (status, err) = serve_refusal(&api, args, env);
+        assert!(!status.success(), "{args:?} {env:?}: {status}\n{err}");
+        assert!(
+            err.contains("--api-token is empty"),
+            "{args:?} {env:?}:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_a_short_token_beyond_loopback() {
+    let api = format!("0.0.0.0:{}", free_port().port());
+    for (args, env) in [
+        (&["--api-token", "secret"][..], &[][..]),
+        (&[], &[("LBDNS_API_TOKEN", "0123456789abcde\n")]),
+    ] {
+        let (status, err) = serve_refusal(&api, args, env);
+        assert!(!status.success(), "{args:?} {env:?}: {status}\n{err}");
+        assert!(
+            err.contains("16 characters") && err.contains("openssl rand"),
+            "{args:?} {env:?}: the message says how long and how to make one:\n{err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Logs
+
+#[test]
+fn logs_to_a_file_have_no_colour_codes() {
+    let site = Site::example();
+    let server = site.serve();
+    // A request or two so there is more than the start in the log.
+    assert_ok(&cli(server.api, &["task", "list"]));
+    let log = server.log();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a log file:\n{log:?}"
+    );
+}
+
+/// `lbdns serve` on a pseudo-terminal (util-linux `script`), with the API on a port that
+/// is taken so that it logs its start and exits at once; what the terminal showed.
+fn serve_on_a_terminal(no_color: Option<&str>) -> Option<String> {
+    let site = Site::example();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let command = format!(
+        "'{}' serve --dir '{}' --listen {} --api {} --geoip '{}'",
+        env!("CARGO_BIN_EXE_lbdns"),
+        site.path().display(),
+        free_port(),
+        taken.local_addr().unwrap(),
+        test_geoip().display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env("LBDNS_LOG", "info")
+        .stdin(Stdio::null());
+    if let Some(value) = no_color {
+        script.env("NO_COLOR", value);
+    }
+    let out = script.output().ok()?;
+    Some(stdout(&out))
+}
+
+/// On a terminal the log is coloured, unless `NO_COLOR` is set (and not empty).
+#[test]
+fn a_terminal_gets_colour_unless_no_color_is_set() {
+    let Some(shown) = serve_on_a_terminal(None) else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    assert!(shown.contains("configuration loaded"), "{shown:?}");
+    assert!(
+        shown.contains('\u{1b}'),
+        "no colour on a terminal: {shown:?}"
+    );
+    let shown = serve_on_a_terminal(Some("")).unwrap();
+    assert!(
+        shown.contains('\u{1b}'),
+        "NO_COLOR= (empty) is unset: {shown:?}"
+    );
+    let shown = serve_on_a_terminal(Some("1")).unwrap();
+    assert!(shown.contains("configuration loaded"), "{shown:?}");
+    assert!(
+        !shown.contains('\u{1b}'),
+        "NO_COLOR=1 but coloured: {shown:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Internationalized names
+
+#[test]
+fn an_internationalized_hostname_gets_an_ascii_id() {
+    let site = Site::example();
+    let server = site.serve();
+    let out = cli(
+        server.api,
+        &[
+            "task",
+            "create",
+            "--hostname",
+            "xn--bcher-kva.example.com",
+            "--group",
+            "web",
+        ],
+    );
+    assert_ok(&out);
+    assert!(
+        stdout(&out)
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.starts_with("xn--bcher-kva.example.com ")),
+        "{}",
+        describe(&out)
+    );
+    let out = cli(server.api, &["task", "get", "xn--bcher-kva.example.com"]);
+    assert_ok(&out);
+    assert!(
+        server
+            .dig(&["+short", "xn--bcher-kva.example.com", "A"])
+            .trim()
+            != "",
+        "the task answers"
+    );
+
+    // Unicode is not what DNS carries: refused, naming the name to write instead.
+    let out = cli(
+        server.api,
+        &[
+            "task",
+            "create",
+            "--hostname",
+            "bücher.example.com",
+            "--group",
+            "web",
+        ],
+    );
+    assert_failed_with(&out, &["422", "hostname", "xn--bcher-kva.example.com"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Origin groups
+
+/// The origin's line of `group`'s block in a `group list` table, found by address.
+fn origin_line<'a>(table: &'a str, address: &str) -> &'a str {
+    table
+        .lines()
+        .find(|line| line.split_whitespace().any(|cell| cell == address))
+        .unwrap_or_else(|| panic!("no line for {address}:\n{table}"))
+}
+
+#[test]
+fn group_list_shows_weights_and_region_keys() {
+    let site = Site::example();
+    let server = site.serve();
+    let out = cli(server.api, &["group", "list"]);
+    assert_ok(&out);
+    let table = stdout(&out);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert!(
+        header.contains(&"WEIGHT") && header.contains(&"REGION"),
+        "{table}"
+    );
+    for (address, cells) in [
+        ("192.0.2.10", &["3"][..]),
+        ("192.0.2.12", &["0"]),
+        ("198.51.100.1", &["countries=CN,HK"]),
+        ("198.51.100.2", &["continents=EU"]),
+        ("198.51.100.3", &["subnets=203.0.113.0/24"]),
+        ("198.51.100.9", &["default"]),
+    ] {
+        let line = origin_line(&table, address);
+        for cell in cells {
+            assert!(
+                line.split_whitespace().any(|c| c == *cell),
+                "{address}: no {cell}:\n{table}"
+            );
+        }
+    }
+    // Each group's first line names it; every origin of it follows, one a line.
+    let geo = table
+        .lines()
+        .position(|l| l.starts_with("geo "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let addresses: Vec<&str> = table
+        .lines()
+        .skip(geo)
+        .take(4)
+        .filter_map(|l| l.split_whitespace().find(|c| c.starts_with("198.51.100.")))
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            "198.51.100.1",
+            "198.51.100.2",
+            "198.51.100.3",
+            "198.51.100.9"
+        ],
+        "{table}"
+    );
+}
