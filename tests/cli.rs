@@ -92,7 +92,7 @@ fn site_with_many_tasks(n: usize) -> Site {
     let mut yaml = read(&repo().join("zones/example.com.lb.yaml"));
     for i in 0..n {
         yaml.push_str(&format!(
-            "  - id: bulk-{i}\n    hostname: bulk-{i}.example.com\n    origin_group: web\n"
+            "- id: bulk-{i}\n  hostname: bulk-{i}.example.com\n  origin_group: web\n"
         ));
     }
     Site::new(&[
