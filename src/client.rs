@@ -40,12 +40,32 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
+        self.call_with(method, path, body, None)
+    }
+
+    /// Creates the item at `path` unless it exists (`PUT` with `If-None-Match: *`): sending
+    /// the same item again succeeds without a change, so a retry after a lost reply is safe.
+    pub fn create(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.call_with("PUT", path, Some(body), Some(("If-None-Match", "*")))
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        header: Option<(&str, &str)>,
+    ) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let auth = self.token.as_ref().map(|t| format!("Bearer {}", t.trim()));
         let unreachable = |e: ureq::Error| self.unreachable(&e);
         macro_rules! with_auth {
             ($request:expr) => {{
                 let request = $request;
+                let request = match header {
+                    Some((name, value)) => request.header(name, value),
+                    None => request,
+                };
                 match &auth {
                     Some(auth) => request.header("Authorization", auth),
                     None => request,

@@ -330,8 +330,18 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
             answers,
             disabled,
         } => {
-            let body = client::task_body(id, &hostname, &group, ttl, answers, disabled);
-            client.call("POST", &base, Some(&body))
+            // Created by PUT under a known id, so a retry cannot create it twice.
+            let id = id.or_else(|| {
+                hickory_proto::rr::Name::from_ascii(hostname.trim())
+                    .ok()
+                    .map(|name| lbdns::site::default_task_id(&name.to_lowercase()))
+            });
+            let body = client::task_body(id.clone(), &hostname, &group, ttl, answers, disabled);
+            match id {
+                Some(id) => client.create(&format!("{base}/{id}"), &body),
+                // Not a name: the server says what is wrong with it.
+                None => client.call("POST", &base, Some(&body)),
+            }
         }
         TaskCommand::Enable { id } => client.call("POST", &format!("{base}/{id}/enable"), None),
         TaskCommand::Disable { id } => client.call("POST", &format!("{base}/{id}/disable"), None),

@@ -505,3 +505,55 @@ fn group_list_shows_weights_and_region_keys() {
         "{table}"
     );
 }
+
+/// `task create` is safe to retry: run twice, the task exists once and the second run
+/// succeeds; a different task under the same id is refused and changes nothing.
+#[test]
+fn task_create_is_safe_to_retry() {
+    let site = Site::example();
+    let server = site.serve();
+    let create = [
+        "task",
+        "create",
+        "--hostname",
+        "again.example.com",
+        "--group",
+        "web",
+        "--ttl",
+        "20",
+    ];
+    assert_ok(&cli(server.api, &create));
+    let file = read(&site.path().join("zones/example.com.lb.yaml"));
+    let again = cli(server.api, &create);
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("again.example.com"),
+        "{}",
+        describe(&again)
+    );
+    assert_eq!(
+        read(&site.path().join("zones/example.com.lb.yaml")),
+        file,
+        "a retry changes nothing"
+    );
+    let list = stdout(&cli(server.api, &["task", "list", "--json"]));
+    assert_eq!(
+        list.matches("\"again.example.com\"").count(),
+        2,
+        "one task (hostname and id): {list}"
+    );
+
+    let other = cli(
+        server.api,
+        &[
+            "task",
+            "create",
+            "--hostname",
+            "again.example.com",
+            "--group",
+            "geo",
+        ],
+    );
+    assert_failed_with(&other, &["already exists", "--id"]);
+    assert_eq!(read(&site.path().join("zones/example.com.lb.yaml")), file);
+}

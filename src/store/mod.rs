@@ -403,7 +403,7 @@ impl Store {
                         return Ok(Edited::unchanged_task(id));
                     }
                     Err(ChangeError::Conflict(format!(
-                        "a different task with id {id} already exists; change it without If-None-Match, or choose another id"
+                        "a different task with id {id} already exists; choose another id (lbdns task create --id), or replace that task with a plain PUT"
                     )))
                 }
                 Ok(index) => {
