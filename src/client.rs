@@ -175,7 +175,12 @@ pub fn task_body(
 }
 
 /// A group body from `ADDRESS[=WEIGHT]` arguments.
-pub fn group_body(policy: &str, origins: &[String]) -> Result<Value, ClientError> {
+pub fn group_body(
+    policy: &str,
+    origins: &[String],
+    check: Option<&str>,
+    check_options: &[String],
+) -> Result<Value, ClientError> {
     let origins: Result<Vec<Value>, ClientError> = origins
         .iter()
         .map(|o| match o.rsplit_once('=') {
@@ -186,7 +191,63 @@ pub fn group_body(policy: &str, origins: &[String]) -> Result<Value, ClientError
             None => Ok(json!({"address": o})),
         })
         .collect();
-    Ok(json!({"policy": policy, "origins": origins?}))
+    let mut body = json!({"policy": policy, "origins": origins?});
+    if let Some(check) = check {
+        body["health_check"] = check_body(check, check_options)?;
+    } else if !check_options.is_empty() {
+        return Err(ClientError(
+            "--check-option needs --check TYPE:PORT[/PATH]".to_owned(),
+        ));
+    }
+    Ok(body)
+}
+
+/// `http:8080/healthz` and `interval=2`-style options as a `health_check` object; the
+/// server checks the values (and names the key of a bad one).
+fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
+    let usage = || {
+        ClientError(format!(
+            "--check {check}: write TYPE:PORT[/PATH], e.g. tcp:8080 or http:80/healthz"
+        ))
+    };
+    let (kind, rest) = check.split_once(':').ok_or_else(usage)?;
+    let (port, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let port: i64 = port.parse().map_err(|_| usage())?;
+    let mut body = json!({"type": kind, "port": port});
+    if let Some(path) = path {
+        body["path"] = json!(path);
+    }
+    for option in options {
+        let (key, value) = option.split_once('=').ok_or_else(|| {
+            ClientError(format!(
+                "--check-option {option}: write KEY=VALUE, e.g. interval=2 or expect_status=200,204"
+            ))
+        })?;
+        body[key] = match key {
+            "expect_status" => json!(
+                value
+                    .split(',')
+                    .map(|s| s.trim().parse::<i64>().map_err(|_| ClientError(format!(
+                        "--check-option {option}: statuses are numbers"
+                    ))))
+                    .collect::<Result<Vec<_>, _>>()?
+            ),
+            "host" | "path" | "type" => json!(value),
+            _ => value
+                .parse::<f64>()
+                .map(
+                    |n| match n.fract() == 0.0 && key != "interval" && key != "timeout" {
+                        true => json!(n as i64),
+                        false => json!(n),
+                    },
+                )
+                .map_err(|_| ClientError(format!("--check-option {option}: {key} is a number")))?,
+        };
+    }
+    Ok(body)
 }
 
 /// Tasks as a table.
@@ -230,7 +291,7 @@ pub fn group_table(groups: &[Value]) -> String {
             .into_iter()
             .flatten()
             .map(|o| origin_cells(o, region));
-        let first = origins.next().unwrap_or_else(|| vec!["-".to_owned(); 3]);
+        let first = origins.next().unwrap_or_else(|| vec!["-".to_owned(); 4]);
         let mut row = vec![text(&g["name"]), text(&g["policy"])];
         row.extend(first);
         row.push(if used.is_empty() {
@@ -248,7 +309,7 @@ pub fn group_table(groups: &[Value]) -> String {
     }
     table(
         &[
-            "NAME", "POLICY", "ORIGIN", "WEIGHT", "REGION", "USED BY", "DNS-ONLY",
+            "NAME", "POLICY", "ORIGIN", "WEIGHT", "REGION", "HEALTH", "USED BY", "DNS-ONLY",
         ],
         &rows,
     )
@@ -269,7 +330,28 @@ fn origin_cells(origin: &Value, region: bool) -> Vec<String> {
         (true, true) => "default".to_owned(),
         (true, false) => "-".to_owned(),
     };
-    vec![text(&origin["address"]), text(&origin["weight"]), regions]
+    vec![
+        text(&origin["address"]),
+        text(&origin["weight"]),
+        regions,
+        health_cell(&origin["health"]),
+    ]
+}
+
+/// `up since T`, `down since T: why`, `unchecked`, or `-` for a group without checks.
+fn health_cell(health: &Value) -> String {
+    let state = text(&health["state"]);
+    match (
+        state.as_str(),
+        health["since"].as_str(),
+        health["last_error"].as_str(),
+    ) {
+        ("-", _, _) => "-".to_owned(),
+        ("unchecked", _, _) => "unchecked".to_owned(),
+        ("down", Some(since), Some(error)) => format!("down since {since}: {error}"),
+        (state, Some(since), _) => format!("{state} since {since}"),
+        (state, None, _) => state.to_owned(),
+    }
 }
 
 fn list(value: &Value) -> Vec<String> {
@@ -325,6 +407,25 @@ mod tests {
     }
 
     #[test]
+    fn group_table_shows_each_origins_health() {
+        let groups = vec![json!({"name": "web", "policy": "weight", "origins": [
+            {"address": "192.0.2.1", "weight": 1, "health": {"state": "up", "since": "2026-11-28T16:00:00Z", "last_error": null}},
+            {"address": "192.0.2.2", "weight": 1, "health": {"state": "down", "since": "2026-11-28T16:01:00Z", "last_error": "connect to port 80: connection refused"}},
+            {"address": "192.0.2.3", "weight": 1, "health": {"state": "unchecked", "since": "2026-11-28T16:02:00Z", "last_error": null}},
+        ], "dns_only": {"usable": true, "reasons": []}, "used_by": []})];
+        let out = group_table(&groups);
+        assert!(out.contains("up since 2026-11-28T16:00:00Z"), "{out}");
+        assert!(
+            out.contains("down since 2026-11-28T16:01:00Z: connect to port 80: connection refused"),
+            "{out}"
+        );
+        assert!(
+            out.lines().nth(3).is_some_and(|l| l.contains("unchecked")),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn group_table_has_a_line_per_origin_with_its_region_keys() {
         let groups = vec![
             json!({"name": "geo", "policy": "region", "origins": [
@@ -351,11 +452,12 @@ mod tests {
                 "1",
                 "countries=CN,HK",
                 "continents=AS",
+                "-",
                 "geo",
                 "yes"
             ]
         );
-        assert_eq!(cells(lines[2]), ["198.51.100.9", "2", "default"]);
+        assert_eq!(cells(lines[2]), ["198.51.100.9", "2", "default", "-"]);
         assert_eq!(lines[1].find("198.51.100.1"), lines[2].find("198.51.100.9"));
         assert!(
             lines[3].starts_with("empty ") && lines[3].ends_with("no: the group has no origins")
@@ -368,9 +470,33 @@ mod tests {
 
     #[test]
     fn group_bodies() {
-        let body = group_body("weight", &["192.0.2.1=3".into(), "192.0.2.2".into()]).unwrap();
+        let body = group_body(
+            "weight",
+            &["192.0.2.1=3".into(), "192.0.2.2".into()],
+            None,
+            &[],
+        )
+        .unwrap();
         assert_eq!(body["origins"][0]["weight"], 3);
         assert!(body["origins"][1].get("weight").is_none());
-        assert!(group_body("weight", &["192.0.2.1=x".into()]).is_err());
+        assert!(group_body("weight", &["192.0.2.1=x".into()], None, &[]).is_err());
+        let checked = group_body(
+            "weight",
+            &["192.0.2.1".into()],
+            Some("http:8080/healthz"),
+            &[
+                "interval=0.5".into(),
+                "fall=2".into(),
+                "expect_status=200,204".into(),
+                "host=www.example.com".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            checked["health_check"],
+            json!({"type": "http", "port": 8080, "path": "/healthz", "interval": 0.5, "fall": 2,
+                   "expect_status": [200, 204], "host": "www.example.com"})
+        );
+        assert!(group_body("weight", &[], Some("http"), &[]).is_err());
     }
 }

@@ -16,6 +16,7 @@ pub mod api;
 pub mod client;
 pub mod dns;
 pub mod geoip;
+pub mod health;
 pub mod load;
 pub mod metrics;
 pub mod persist;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 
 use crate::geoip::GeoIp;
+use crate::health::Health;
 use crate::site::{self, Site, SiteSpec};
 use crate::snapshot::Snapshot;
 use crate::zone::{self, Zone};
@@ -62,9 +63,9 @@ pub struct Config {
 
 impl Config {
     /// Compiles the serving snapshot; errors are `file:line: message`.
-    pub fn compile(&self) -> Result<Snapshot, LoadError> {
+    pub fn compile(&self, health: &Health) -> Result<Snapshot, LoadError> {
         let sites: Vec<&Site> = self.sites.iter().map(|s| &s.site).collect();
-        Snapshot::compile(&self.zones, &sites, self.geoip.clone()).map_err(|errors| {
+        Snapshot::compile(&self.zones, &sites, self.geoip.clone(), health).map_err(|errors| {
             LoadError(
                 errors
                     .into_iter()
@@ -98,7 +99,8 @@ impl Config {
 pub struct LoadError(pub Vec<String>);
 
 /// Reads and checks everything under `sources`, and compiles what it serves.
-pub fn load(sources: &Sources) -> Result<(Config, Snapshot), LoadError> {
+/// Health cells for checked origins come from `health`, so a reload keeps their state.
+pub fn load(sources: &Sources, health: &Health) -> Result<(Config, Snapshot), LoadError> {
     let mut errors = Vec::new();
     let zones_dir = sources.zones_dir();
     let (zone_files, site_files) = match list_zone_dir(&zones_dir) {
@@ -185,7 +187,7 @@ pub fn load(sources: &Sources) -> Result<(Config, Snapshot), LoadError> {
         geoip_path,
     };
     // Compile what did load even when something else did not, so every problem shows.
-    match config.compile() {
+    match config.compile(health) {
         Ok(snapshot) if errors.is_empty() => Ok((config, snapshot)),
         Ok(_) => Err(LoadError(errors)),
         Err(LoadError(more)) => {

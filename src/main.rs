@@ -159,6 +159,13 @@ enum GroupCommand {
         /// A JSON file with the whole group (for region keys), instead of --origin.
         #[arg(long, value_name = "FILE", conflicts_with = "origins")]
         file: Option<PathBuf>,
+        /// Check the origins: TYPE:PORT[/PATH], e.g. tcp:8080 or http:80/healthz.
+        #[arg(long, value_name = "TYPE:PORT[/PATH]", conflicts_with = "file")]
+        check: Option<String>,
+        /// Another health_check key, e.g. interval=2, fall=3, host=www.example.com,
+        /// expect_status=200,204 (repeatable).
+        #[arg(long = "check-option", value_name = "KEY=VALUE", requires = "check")]
+        check_options: Vec<String>,
     },
     /// Delete a group no task uses.
     Delete { name: String },
@@ -235,7 +242,8 @@ fn sources(dir: DirArgs) -> Sources {
 }
 
 fn check(dir: DirArgs) -> Result<(), Failure> {
-    let (config, _) = load::load(&sources(dir)).map_err(|e| e.to_string())?;
+    let (config, _) =
+        load::load(&sources(dir), &lbdns::health::Health::default()).map_err(|e| e.to_string())?;
     let (tasks, enabled) = config.task_counts();
     out(&format!(
         "ok: {}, {} ({enabled} enabled)\n",
@@ -269,6 +277,10 @@ fn serve(
             let router = api::router(store.clone(), token, api_listener.local_addr()?);
             let api_task = tokio::spawn(async move { axum::serve(api_listener, router).await });
             let _watcher = watch::spawn(store.clone())?;
+            store.health().start(
+                tokio::runtime::Handle::current(),
+                lbdns::health::Prober::new(),
+            );
             server::run(store, listeners, shutdown_signal()).await?;
             api_task.abort();
             anyhow::Ok(())
@@ -376,6 +388,8 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
             policy,
             origins,
             file,
+            check,
+            check_options,
         } => {
             let body = match file {
                 Some(path) => std::fs::read_to_string(&path)
@@ -384,7 +398,8 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
                         serde_json::from_str(&text)
                             .map_err(|e| format!("{}: not JSON: {e}", path.display()))
                     }),
-                None => client::group_body(&policy, &origins).map_err(|e| e.to_string()),
+                None => client::group_body(&policy, &origins, check.as_deref(), &check_options)
+                    .map_err(|e| e.to_string()),
             }
             .map_err(|e| format!("lbdns: {e}"))?;
             let v = client

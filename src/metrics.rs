@@ -3,10 +3,15 @@
 //! Labelled families take a lock to find a label set, so every label set is created once at
 //! start-up and its counter kept: the query path only increments an atomic.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use hickory_proto::op::ResponseCode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 /// Response codes counted one by one; anything else counts as "other".
@@ -26,8 +31,6 @@ pub struct Metrics {
     responses: [Counter; RCODES.len() + 1],
     /// Queries answered FORMERR for a malformed ECS option.
     pub ecs_malformed: Counter,
-    /// Answers given from origins marked down because none was up (fail open).
-    pub failed_open: Counter,
     pub reloads_ok: Counter,
     pub reloads_failed: Counter,
     pub api_changes_applied: Counter,
@@ -40,6 +43,43 @@ pub struct Metrics {
     pub tasks_effective: Gauge,
     pub tasks_deploying: Gauge,
     pub tasks_ineffective: Gauge,
+    /// Time from a query's arrival at the handler to its response being handed back.
+    pub query_seconds: LatencyHistogram,
+    origin_up: Family<Origin, Gauge>,
+    health_checks: Family<OriginResult, Counter>,
+    health_transitions: Family<OriginResult, Counter>,
+    failed_open_by_group: Family<SiteGroup, Counter>,
+}
+
+type Origin = [(&'static str, String); 3];
+type OriginResult = [(&'static str, String); 4];
+type SiteGroup = [(&'static str, String); 2];
+
+/// The metrics of one checked origin, held by its checker.
+#[derive(Clone, Default)]
+pub struct HealthMetrics {
+    up: Gauge,
+    pass: Counter,
+    fail: Counter,
+    to_up: Counter,
+    to_down: Counter,
+}
+
+impl HealthMetrics {
+    pub fn checked(&self, passed: bool) {
+        match passed {
+            true => self.pass.inc(),
+            false => self.fail.inc(),
+        };
+    }
+
+    pub fn transition(&self, up: bool) {
+        match up {
+            true => self.to_up.inc(),
+            false => self.to_down.inc(),
+        };
+        self.up.set(i64::from(up));
+    }
 }
 
 impl Default for Metrics {
@@ -95,12 +135,6 @@ impl Metrics {
             "Queries refused with FORMERR for a malformed EDNS Client Subnet option",
             ecs_malformed.clone(),
         );
-        let failed_open = Counter::default();
-        registry.register(
-            "failed_open",
-            "Answers drawn from origins marked down because no origin was up",
-            failed_open.clone(),
-        );
         let config_valid = Gauge::default();
         registry.register(
             "config_valid",
@@ -113,11 +147,40 @@ impl Metrics {
             "Generation of the configuration being served",
             config_generation.clone(),
         );
+        let query_seconds = LatencyHistogram::default();
+        registry.register(
+            "query_seconds",
+            "Time to answer a DNS query, from the handler receiving it to the reply being sent",
+            query_seconds.clone(),
+        );
+        let origin_up = Family::<Origin, Gauge>::default();
+        registry.register(
+            "origin_up",
+            "1 while a checked origin is up or not checked yet, 0 while it is down",
+            origin_up.clone(),
+        );
+        let health_checks = Family::<OriginResult, Counter>::default();
+        registry.register(
+            "health_checks",
+            "Health checks run, by origin and result",
+            health_checks.clone(),
+        );
+        let health_transitions = Family::<OriginResult, Counter>::default();
+        registry.register(
+            "health_transitions",
+            "Origins going up or down",
+            health_transitions.clone(),
+        );
+        let failed_open_by_group = Family::<SiteGroup, Counter>::default();
+        registry.register(
+            "failed_open",
+            "Answers drawn from a group none of whose origins was up (fail open), by site and group",
+            failed_open_by_group.clone(),
+        );
         Self {
             registry,
             responses: responses_by_rcode,
             ecs_malformed,
-            failed_open,
             reloads_ok,
             reloads_failed,
             api_changes_applied,
@@ -128,7 +191,65 @@ impl Metrics {
             tasks_effective,
             tasks_deploying,
             tasks_ineffective,
+            query_seconds,
+            origin_up,
+            health_checks,
+            health_transitions,
+            failed_open_by_group,
         }
+    }
+
+    /// The metrics of one checked origin, created now (up until a check says otherwise).
+    pub fn origin(&self, site: &str, group: &str, origin: &str) -> HealthMetrics {
+        let labels = origin_labels(site, group, origin);
+        let with = |key: &'static str, value: &str| {
+            let [a, b, c] = labels.clone();
+            [a, b, c, (key, value.to_owned())]
+        };
+        let metrics = HealthMetrics {
+            up: self.origin_up.get_or_create(&labels).clone(),
+            pass: self
+                .health_checks
+                .get_or_create(&with("result", "pass"))
+                .clone(),
+            fail: self
+                .health_checks
+                .get_or_create(&with("result", "fail"))
+                .clone(),
+            to_up: self
+                .health_transitions
+                .get_or_create(&with("to", "up"))
+                .clone(),
+            to_down: self
+                .health_transitions
+                .get_or_create(&with("to", "down"))
+                .clone(),
+        };
+        metrics.up.set(1);
+        metrics
+    }
+
+    /// Drops the series of an origin no longer checked.
+    pub fn forget_origin(&self, site: &str, group: &str, origin: &str) {
+        let labels = origin_labels(site, group, origin);
+        self.origin_up.remove(&labels);
+        for (key, values) in [("result", ["pass", "fail"]), ("to", ["up", "down"])] {
+            for value in values {
+                let [a, b, c] = labels.clone();
+                let family = match key {
+                    "result" => &self.health_checks,
+                    _ => &self.health_transitions,
+                };
+                family.remove(&[a, b, c, (key, value.to_owned())]);
+            }
+        }
+    }
+
+    /// The fail-open counter of one group, created now; the query path increments it.
+    pub fn failed_open_for(&self, site: &str, group: &str) -> Counter {
+        self.failed_open_by_group
+            .get_or_create(&[("site", site.to_owned()), ("group", group.to_owned())])
+            .clone()
     }
 
     /// Counts one response.
@@ -146,6 +267,74 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+fn origin_labels(site: &str, group: &str, origin: &str) -> Origin {
+    [
+        ("site", site.to_owned()),
+        ("group", group.to_owned()),
+        ("origin", origin.to_owned()),
+    ]
+}
+
+/// A latency histogram the query path can feed without a lock: prometheus-client's own
+/// `Histogram` takes a mutex on every observation. Buckets are powers of two from 16 µs
+/// to about 1 s; each observation is two relaxed atomic adds and one increment.
+#[derive(Clone, Debug, Default)]
+pub struct LatencyHistogram {
+    inner: std::sync::Arc<LatencyBuckets>,
+}
+
+const LATENCY_BUCKETS: usize = 17;
+
+#[derive(Debug, Default)]
+struct LatencyBuckets {
+    /// Counts per bucket (not cumulative); the last one is +Inf.
+    counts: [AtomicU64; LATENCY_BUCKETS + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// The upper bound of bucket `i`, in seconds: 16 µs × 2^i.
+    fn bound(i: usize) -> f64 {
+        16e-6 * f64::from(1u32 << i)
+    }
+
+    pub fn observe(&self, elapsed: Duration) {
+        let micros = elapsed.as_micros() as u64;
+        // Bucket i holds (16 µs × 2^(i-1), 16 µs × 2^i].
+        let i = (64 - (micros.saturating_sub(1) / 16).leading_zeros()) as usize;
+        self.inner.counts[i.min(LATENCY_BUCKETS)].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut buckets = [(0.0, 0u64); LATENCY_BUCKETS + 1];
+        let mut count = 0;
+        for (i, slot) in buckets.iter_mut().enumerate() {
+            let n = self.inner.counts[i].load(Ordering::Relaxed);
+            count += n;
+            let bound = if i == LATENCY_BUCKETS {
+                f64::INFINITY
+            } else {
+                Self::bound(i)
+            };
+            *slot = (bound, n);
+        }
+        let sum = self.inner.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 

@@ -1,10 +1,15 @@
 //! Choosing origins for one query (SPEC §4), as a pure function.
 //!
 //! A group is compiled once at load ([`CompiledGroup::new`]) into candidate sets per
-//! record family, each indexed by region level. A query is then [`select`]: find the
-//! first region level with usable origins, draw `answers` distinct origins by weight, and
-//! report the ECS scope that the decision depended on. Nothing here knows DNS wire types,
-//! takes a lock or allocates.
+//! record family, each indexed by region level. A query is then answered in two steps:
+//! - [`route`]: which region levels apply to this client, in order (subnet, country,
+//!   continent, default, all), and the ECS scope the levels consulted depend on. It is
+//!   deterministic: no health, no randomness, so explain and diff tools can call it alone.
+//! - [`pick`]: walk the route's levels to the first with usable origins and draw
+//!   `answers` distinct origins by weight, with health as an input.
+//!
+//! [`select`] is the two in one. Nothing here knows DNS wire types, takes a lock or
+//! allocates.
 //!
 //! The fallback order, applied in passes until one yields an origin:
 //! 1. usable (up) origins with a positive weight, level by level;
@@ -154,14 +159,148 @@ impl Selection {
     }
 }
 
-/// Picks up to `answers` distinct origins of `family` for `client`.
+/// A region level, in the order they are tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// The longest subnet rule containing the client.
+    Subnet,
+    Country,
+    Continent,
+    /// Origins without region keys (every origin of a weight group).
+    Default,
+    /// Every origin of the family: the last resort of a region group.
+    All,
+}
+
+impl Level {
+    pub const ALL: [Level; LEVELS] = [
+        Level::Subnet,
+        Level::Country,
+        Level::Continent,
+        Level::Default,
+        Level::All,
+    ];
+}
+
+/// Where a client is routed in a group: its region levels, looked up as they are needed
+/// (the GeoIP lookup only when the subnet level does not answer), and the ECS scope
+/// those lookups depend on.
+pub struct Route<'a> {
+    group: &'a CompiledGroup,
+    candidates: &'a Candidates,
+    client: Client,
+    geoip: Option<&'a GeoIp>,
+    levels: Levels<'a>,
+}
+
+/// Routes `client` in `group` for `family`.
 ///
 /// # Arguments
 ///
 /// * `geoip` - the database for country and continent levels; without one those levels
 ///   never match.
+pub fn route<'a>(
+    group: &'a CompiledGroup,
+    family: Family,
+    client: &Client,
+    geoip: Option<&'a GeoIp>,
+) -> Route<'a> {
+    let candidates = group.candidates(family);
+    let levels = match group.policy {
+        // A weight group has one level, the same for every client.
+        Policy::Weight => Levels::weighted(candidates),
+        Policy::Region => Levels::region(candidates, client),
+    };
+    Route {
+        group,
+        candidates,
+        client: *client,
+        geoip,
+        levels,
+    }
+}
+
+impl<'a> Route<'a> {
+    /// The origins of `level` for this client; empty when the level does not apply.
+    pub fn members(&mut self, level: Level) -> &'a [u16] {
+        let index = level as usize;
+        self.levels
+            .get(index, self.candidates, &self.client, self.geoip)
+    }
+
+    /// The level and origins this client is answered from while every origin is up:
+    /// the first level with an origin of positive weight (else with any origin).
+    pub fn level(&mut self) -> Option<(Level, &'a [u16])> {
+        let weights = &self.group.weights;
+        for positive in [true, false] {
+            for level in Level::ALL {
+                let members = self.members(level);
+                if members
+                    .iter()
+                    .any(|&i| !positive || weights[usize::from(i)] > 0)
+                {
+                    return Some((level, members));
+                }
+            }
+        }
+        None
+    }
+
+    /// The ECS scope of the answer: the prefix length the levels consulted so far
+    /// depend on, never more than the client's source prefix.
+    pub fn scope(&self) -> u8 {
+        self.levels.scope.min(self.client.source_prefix)
+    }
+}
+
+/// Draws up to `answers` distinct origins along `route`: from the first level with a
+/// usable origin of positive weight, then one with usable drained origins, then, when
+/// nothing is usable, failing open (SPEC §4).
+///
+/// # Arguments
+///
 /// * `is_up` - health of an origin by index; origins never checked count as up.
 /// * `rng` - the randomness for weighted draws, injected so tests are repeatable.
+pub fn pick<R: Rng + ?Sized>(
+    route: &mut Route<'_>,
+    is_up: impl Fn(u16) -> bool,
+    answers: u32,
+    rng: &mut R,
+) -> Selection {
+    let weights = &route.group.weights;
+    let mut selection = Selection {
+        picked: [0; MAX_ANSWERS as usize],
+        len: 0,
+        scope: 0,
+        failed_open: false,
+    };
+    let want = answers.clamp(1, MAX_ANSWERS) as usize;
+    let passes: [(bool, bool); 4] = [(true, false), (true, true), (false, false), (false, true)];
+    'passes: for (need_up, allow_drained) in passes {
+        let eligible =
+            |i: u16| (!need_up || is_up(i)) && (allow_drained || weights[usize::from(i)] > 0);
+        for level in Level::ALL {
+            let members = route.members(level);
+            if !members.iter().any(|&i| eligible(i)) {
+                continue;
+            }
+            selection.failed_open = !need_up;
+            while selection.len < want {
+                let fresh = |i: u16| eligible(i) && !selection.origins().contains(&i);
+                let Some(i) = draw(members, weights, fresh, rng) else {
+                    break;
+                };
+                selection.picked[selection.len] = i;
+                selection.len += 1;
+            }
+            break 'passes;
+        }
+    }
+    selection.scope = route.scope();
+    selection
+}
+
+/// [`route`] then [`pick`]: up to `answers` distinct origins of `family` for `client`.
 pub fn select<R: Rng + ?Sized>(
     group: &CompiledGroup,
     family: Family,
@@ -171,41 +310,12 @@ pub fn select<R: Rng + ?Sized>(
     answers: u32,
     rng: &mut R,
 ) -> Selection {
-    let candidates = group.candidates(family);
-    let mut selection = Selection {
-        picked: [0; MAX_ANSWERS as usize],
-        len: 0,
-        scope: 0,
-        failed_open: false,
-    };
-    let mut levels = match group.policy {
-        Policy::Weight => Levels::weighted(candidates),
-        Policy::Region => Levels::region(candidates, client),
-    };
-    let want = answers.clamp(1, MAX_ANSWERS) as usize;
-    let passes: [(bool, bool); 4] = [(true, false), (true, true), (false, false), (false, true)];
-    'passes: for (need_up, allow_drained) in passes {
-        let eligible =
-            |i: u16| (!need_up || is_up(i)) && (allow_drained || group.weights[usize::from(i)] > 0);
-        for level in 0..LEVELS {
-            let members = levels.get(level, candidates, client, geoip);
-            if !members.iter().any(|&i| eligible(i)) {
-                continue;
-            }
-            selection.failed_open = !need_up;
-            while selection.len < want {
-                let fresh = |i: u16| eligible(i) && !selection.origins().contains(&i);
-                let Some(i) = draw(members, &group.weights, fresh, rng) else {
-                    break;
-                };
-                selection.picked[selection.len] = i;
-                selection.len += 1;
-            }
-            break 'passes;
-        }
-    }
-    selection.scope = levels.scope.min(client.source_prefix);
-    selection
+    pick(
+        &mut route(group, family, client, geoip),
+        is_up,
+        answers,
+        rng,
+    )
 }
 
 /// One weighted draw among the members that pass `eligible`; uniform when their
@@ -378,6 +488,7 @@ mod tests {
             name: "g".into(),
             policy,
             origins,
+            health_check: None,
         })
     }
 

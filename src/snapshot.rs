@@ -18,11 +18,13 @@ use std::sync::Arc;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use prometheus_client::metrics::counter::Counter;
 use rand::Rng;
 
 use crate::geoip::GeoIp;
-use crate::select::{Client, CompiledGroup, Family, select};
-use crate::site::{Site, Target, Task};
+use crate::health::{Health, Key, OriginHealth};
+use crate::select::{Client, CompiledGroup, Family, pick, route};
+use crate::site::{Site, Target, Task, site_name};
 use crate::zone::Zone;
 
 /// Longest CNAME chain followed inside a zone.
@@ -99,6 +101,10 @@ struct CompiledTask {
     /// Answer data per origin index (`None` for origins that can never answer).
     rdata: Vec<Option<RData>>,
     cname: bool,
+    /// Health by origin index, written by the checkers; `None` counts as up.
+    health: Vec<Option<Arc<OriginHealth>>>,
+    /// Fail-open answers of the task's group (SPEC §10 `lbdns_failed_open_total`).
+    failed_open: Counter,
 }
 
 /// What a query gets, before it is put on the wire.
@@ -121,12 +127,13 @@ impl Snapshot {
         zones: &[Zone],
         sites: &[&Site],
         geoip: Option<Arc<GeoIp>>,
+        health: &Health,
     ) -> Result<Self, Vec<CompileError>> {
         let mut errors = Vec::new();
         let mut compiled = Vec::new();
         for zone in zones {
             let site = sites.iter().find(|s| s.origin == zone.origin).copied();
-            match CompiledZone::new(zone, site) {
+            match CompiledZone::new(zone, site, health) {
                 Ok(z) => compiled.push(Arc::new(z)),
                 Err(mut e) => errors.append(&mut e),
             }
@@ -142,8 +149,13 @@ impl Snapshot {
     }
 
     /// This snapshot with `zone` recompiled for `site`; every other zone is shared.
-    pub fn with_site(&self, zone: &Zone, site: &Site) -> Result<Self, Vec<CompileError>> {
-        let compiled = Arc::new(CompiledZone::new(zone, Some(site))?);
+    pub fn with_site(
+        &self,
+        zone: &Zone,
+        site: &Site,
+        health: &Health,
+    ) -> Result<Self, Vec<CompileError>> {
+        let compiled = Arc::new(CompiledZone::new(zone, Some(site), health)?);
         let zones = self
             .zones
             .iter()
@@ -215,7 +227,7 @@ enum Found<'z> {
 }
 
 impl CompiledZone {
-    fn new(zone: &Zone, site: Option<&Site>) -> Result<Self, Vec<CompileError>> {
+    fn new(zone: &Zone, site: Option<&Site>, health: &Health) -> Result<Self, Vec<CompileError>> {
         let soa = zone.soa().clone();
         let mut negative_soa = soa.clone();
         if let RData::SOA(data) = &soa.data {
@@ -250,7 +262,7 @@ impl CompiledZone {
             // A disabled task is checked too: enabling it later must not be the first
             // time anyone hears it cannot be served.
             let result = compiled.servable(task).and_then(|()| match task.enabled {
-                true => compiled.attach(site, task),
+                true => compiled.attach(site, task, health),
                 false => Ok(()),
             });
             if let Err(message) = result {
@@ -283,7 +295,7 @@ impl CompiledZone {
         Ok(())
     }
 
-    fn attach(&mut self, site: &Site, task: &Task) -> Result<(), String> {
+    fn attach(&mut self, site: &Site, task: &Task, health: &Health) -> Result<(), String> {
         let group = site
             .group(&task.origin_group)
             .ok_or_else(|| format!("task {}: no origin group {}", task.id, task.origin_group))?;
@@ -297,12 +309,21 @@ impl CompiledZone {
                 Target::WithPort(_) => None,
             })
             .collect();
+        // Health cells by origin index; origins without a check have none and count as up.
+        let mut cells: Vec<Option<Arc<OriginHealth>>> = vec![None; group.origins.len()];
+        for key in Key::of_group(site, group) {
+            if let Some(i) = group.origins.iter().position(|o| o.target == key.target) {
+                cells[i] = Some(health.cell(key));
+            }
+        }
         self.tasks.push(CompiledTask {
             ttl: task.ttl,
             answers: task.answers,
             group: CompiledGroup::new(group),
             rdata,
             cname: group.is_cname(),
+            health: cells,
+            failed_open: health.failed_open_counter(&site_name(&site.origin), &group.name),
         });
         let index = self.tasks.len() - 1;
         node_with_ancestors(&mut self.nodes, &self.origin, &task.hostname).task = Some(index);
@@ -404,17 +425,18 @@ impl CompiledZone {
                 }
             }
         };
-        let selection = select(
-            &task.group,
-            family,
-            ctx.client,
-            ctx.geoip,
-            |_| true,
-            task.answers,
-            ctx.rng,
-        );
+        let mut route = route(&task.group, family, ctx.client, ctx.geoip);
+        let is_up = |i: u16| {
+            task.health[usize::from(i)]
+                .as_ref()
+                .is_none_or(|cell| cell.is_up())
+        };
+        let selection = pick(&mut route, is_up, task.answers, ctx.rng);
         out.scope = out.scope.max(selection.scope);
-        out.failed_open |= selection.failed_open;
+        if selection.failed_open {
+            task.failed_open.inc();
+            out.failed_open = true;
+        }
         let mut target = None;
         for &i in selection.origins() {
             if let Some(rdata) = &task.rdata[usize::from(i)] {
@@ -551,7 +573,7 @@ mod tests {
         let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
         let spec = site::parse(lb).unwrap();
         let site = site::validate(&origin(), &spec).unwrap();
-        Snapshot::compile(&[zone], &[&site], None).unwrap()
+        Snapshot::compile(&[zone], &[&site], None, &Health::default()).unwrap()
     }
 
     fn ask(s: &Snapshot, name: &str, rtype: RecordType) -> Answer {
@@ -618,7 +640,7 @@ mod tests {
         // As zone data.
         let zone = format!("{ZONE}* 60 A 192.0.2.1\n");
         let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
-        let s = Snapshot::compile(&[zone], &[], None).unwrap();
+        let s = Snapshot::compile(&[zone], &[], None, &Health::default()).unwrap();
         assert_eq!(
             data(&ask(&s, "x.y.example.com.", RecordType::A)),
             ["x.y.example.com. 60 192.0.2.1"]
@@ -703,7 +725,7 @@ mod tests {
         let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
         let lb = TASK.replace("www.example.com", "x.sub.example.com");
         let site = site::validate(&origin(), &site::parse(&lb).unwrap()).unwrap();
-        let errors = Snapshot::compile(&[zone], &[&site], None).unwrap_err();
+        let errors = Snapshot::compile(&[zone], &[&site], None, &Health::default()).unwrap_err();
         assert!(
             errors[0].message.contains("zone cut sub.example.com."),
             "{}",

@@ -90,9 +90,6 @@ impl Handler {
                 .load()
                 .answer(query.name(), qtype, &client, rng)
         });
-        if answer.failed_open {
-            self.metrics.failed_open.inc();
-        }
         if let (Some(mut subnet), Some(edns)) = (ecs, reply_edns) {
             subnet.set_scope_prefix(answer.scope.min(client.source_prefix));
             edns.options_mut().insert(EdnsOption::Subnet(subnet));
@@ -108,6 +105,7 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        let started = std::time::Instant::now();
         let mut edns = request.edns.as_ref().map(|_| {
             let mut edns = Edns::new();
             edns.set_version(0);
@@ -143,7 +141,9 @@ impl RequestHandler for Handler {
             std::iter::empty(),
             answer.additional.iter(),
         );
-        match response_handle.send_response(response).await {
+        let sent = response_handle.send_response(response).await;
+        self.metrics.query_seconds.observe(started.elapsed());
+        match sent {
             Ok(info) => info,
             Err(error) => {
                 warn!(%error, "cannot send a response");

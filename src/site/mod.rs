@@ -10,14 +10,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
 use crate::geoip::{Continent, Country, continent_of};
 pub use spec::SiteSpec;
-use spec::{GroupSpec, Lined, OriginSpec, TaskSpec};
-pub use spec::{Mode, Policy};
+pub use spec::{CheckKind, Mode, Policy};
+use spec::{GroupSpec, HealthCheckSpec, Lined, OriginSpec, TaskSpec};
 
 /// Most records one answer may carry: a weighted draw without replacement stays a short
 /// loop over a stack array, and more addresses than this do not fit a 512-byte reply.
@@ -49,7 +50,40 @@ pub struct OriginGroup {
     pub name: String,
     pub policy: Policy,
     pub origins: Vec<Origin>,
+    pub health_check: Option<HealthCheck>,
 }
+
+/// A checked health check (SPEC §10), defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    pub port: u16,
+    /// HTTP(S): the path requested.
+    pub path: String,
+    /// HTTP(S): Host header and TLS server name; `None` uses the origin's address.
+    pub host: Option<String>,
+    /// HTTP(S): the statuses that pass; empty means any 2xx or 3xx.
+    pub expect_status: Vec<u16>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+impl HealthCheck {
+    /// True when an HTTP status passes the check.
+    pub fn passes(&self, status: u16) -> bool {
+        match self.expect_status.is_empty() {
+            true => (200..400).contains(&status),
+            false => self.expect_status.contains(&status),
+        }
+    }
+}
+
+/// Allowed check intervals, in seconds.
+pub const CHECK_INTERVAL: std::ops::RangeInclusive<f64> = 0.2..=3600.0;
+/// Allowed `fall` and `rise` counts.
+pub const CHECK_STREAK: std::ops::RangeInclusive<i64> = 1..=10;
 
 impl OriginGroup {
     /// Why a DNS-only task cannot use this group; empty when it can.
@@ -95,7 +129,7 @@ impl Origin {
 }
 
 /// What an origin points at.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     Ip(IpAddr),
     /// A domain name, fully qualified and lower case.
@@ -389,10 +423,136 @@ fn validate_group(
             }
         }
     }
+    let health_check = spec.health_check.as_ref().and_then(|check| {
+        let field = format!("{field}.health_check");
+        validate_check(check, check.line.or(spec.line), &field, report.problems)
+    });
     report.clean().then(|| OriginGroup {
         name: name.to_owned(),
         policy: *spec.policy,
         origins,
+        health_check,
+    })
+}
+
+fn validate_check(
+    spec: &HealthCheckSpec,
+    line: Option<u64>,
+    field: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<HealthCheck> {
+    let mut report = Reporter::new(problems, field, line);
+    let kind = *spec.kind;
+    let port = u16::try_from(*spec.port).ok().filter(|&p| p > 0);
+    if port.is_none() {
+        report.at(
+            "port",
+            spec.port.line,
+            format!("port {} is out of range 1..65535", *spec.port),
+        );
+    }
+    if kind == CheckKind::Tcp {
+        for (key, line) in [
+            ("path", spec.path.as_ref().map(|v| v.line)),
+            ("host", spec.host.as_ref().map(|v| v.line)),
+            ("expect_status", spec.expect_status.as_ref().map(|v| v.line)),
+        ] {
+            if let Some(line) = line {
+                report.at(
+                    key,
+                    line,
+                    format!("{key} is for http and https checks; a tcp check only connects"),
+                );
+            }
+        }
+    }
+    let path = spec.path.as_ref().map_or("/", |p| p.as_str());
+    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        report.at(
+            "path",
+            spec.path.as_ref().and_then(|p| p.line),
+            format!("path {path:?} must start with / and hold no spaces"),
+        );
+    }
+    if let Some(host) = &spec.host
+        && parse_domain(host).is_err()
+        && host.parse::<IpAddr>().is_err()
+    {
+        report.at(
+            "host",
+            host.line,
+            format!("host {:?} is not a host name or an IP address", host.value),
+        );
+    }
+    let mut expect_status = Vec::new();
+    for &status in spec.expect_status.iter().flat_map(|s| s.iter()) {
+        match u16::try_from(status)
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+        {
+            Some(status) => expect_status.push(status),
+            None => report.at(
+                "expect_status",
+                spec.expect_status.as_ref().and_then(|s| s.line),
+                format!("{status} is not an HTTP status (100..599)"),
+            ),
+        }
+    }
+    if spec.expect_status.as_ref().is_some_and(|s| s.is_empty()) {
+        report.at(
+            "expect_status",
+            spec.expect_status.as_ref().and_then(|s| s.line),
+            "expect_status lists no status; leave it out to accept any 2xx or 3xx".to_owned(),
+        );
+    }
+    let interval = spec.interval.as_ref().map_or(10.0, |i| **i);
+    if !CHECK_INTERVAL.contains(&interval) {
+        report.at(
+            "interval",
+            spec.interval.as_ref().and_then(|i| i.line),
+            format!("interval {interval} is out of range 0.2..3600 seconds"),
+        );
+    }
+    let timeout = spec
+        .timeout
+        .as_ref()
+        .map_or(f64::min(3.0, interval / 2.0), |t| **t);
+    if !(timeout > 0.0 && timeout < interval) {
+        report.at(
+            "timeout",
+            spec.timeout.as_ref().and_then(|t| t.line),
+            format!(
+                "timeout {timeout} must be more than 0 and less than the interval ({interval})"
+            ),
+        );
+    }
+    let mut streak = |key: &str, value: &Option<Lined<i64>>, default: i64| {
+        let n = value.as_ref().map_or(default, |v| **v);
+        if !CHECK_STREAK.contains(&n) {
+            report.at(
+                key,
+                value.as_ref().and_then(|v| v.line),
+                format!("{key} {n} is out of range 1..10"),
+            );
+        }
+        n as u32
+    };
+    let fall = streak("fall", &spec.fall, 3);
+    let rise = streak("rise", &spec.rise, 2);
+    let port = port?;
+    report.clean().then(|| HealthCheck {
+        kind,
+        port,
+        path: path.to_owned(),
+        host: spec
+            .host
+            .as_ref()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase()),
+        expect_status,
+        interval: Duration::from_secs_f64(interval),
+        timeout: Duration::from_secs_f64(timeout),
+        fall,
+        rise,
     })
 }
 

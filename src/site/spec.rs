@@ -131,6 +131,53 @@ pub struct GroupSpec {
     /// The origins, in file order.
     #[serde(default)]
     pub origins: Vec<Lined<OriginSpec>>,
+    /// How the origins are checked (SPEC §10); without one they always count as up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<Lined<HealthCheckSpec>>,
+}
+
+/// A group's health check as written (SPEC §10). Numbers are read wide so that an
+/// out-of-range value gets a range message, not a type error.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    #[serde(rename = "type")]
+    pub kind: Lined<CheckKind>,
+    /// The port checked (not the port answered: answers carry no port).
+    pub port: Lined<i64>,
+    /// HTTP(S) only: the path requested, default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Lined<String>>,
+    /// HTTP(S) only: the Host header and TLS server name, default the origin's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<Lined<String>>,
+    /// HTTP(S) only: the statuses that pass, default any 2xx or 3xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<Lined<Vec<i64>>>,
+    /// Seconds between two checks of one origin, default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Lined<f64>>,
+    /// Seconds a check may take, default min(3, interval / 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Lined<f64>>,
+    /// Failures in a row that take an up origin down, default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<Lined<i64>>,
+    /// Passes in a row that bring a down origin up, default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<Lined<i64>>,
+}
+
+/// What a health check does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// A TCP connection is accepted.
+    Tcp,
+    /// An HTTP GET gets an expected status.
+    Http,
+    /// The same over TLS, with the certificate verified.
+    Https,
 }
 
 /// How a group picks its origins.

@@ -41,10 +41,11 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
+use crate::health::{Health, HealthView, Key};
 use crate::load::{self, Config, LoadError, LoadedSite, Sources};
 use crate::metrics::Metrics;
 use crate::persist;
-use crate::site::spec::{GroupSpec, Lined, OriginSpec, Policy, TaskSpec};
+use crate::site::spec::{GroupSpec, HealthCheckSpec, Lined, OriginSpec, Policy, TaskSpec};
 use crate::site::{self, Problem, site_name};
 use crate::snapshot::Snapshot;
 
@@ -73,10 +74,21 @@ pub struct TaskView {
 pub struct GroupView {
     pub name: String,
     pub policy: Policy,
-    pub origins: Vec<OriginSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
+    pub origins: Vec<OriginView>,
     pub dns_only: Usability,
     /// Ids of the tasks that use the group.
     pub used_by: Vec<String>,
+}
+
+/// An origin as the API shows it: as written, with its health when the group is checked.
+#[derive(Clone, Debug, Serialize)]
+pub struct OriginView {
+    #[serde(flatten)]
+    pub spec: OriginSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -155,6 +167,7 @@ pub(crate) struct Committed {
 /// What the writer publishes to and readers read from.
 struct Shared {
     sources: Sources,
+    health: Health,
     serving: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
     committed: ArcSwap<Committed>,
@@ -173,7 +186,8 @@ impl Store {
     pub fn open(sources: Sources, metrics: Arc<Metrics>) -> Result<Arc<Self>, LoadError> {
         persist::remove_stale_temp_files(&sources.zones_dir());
         let fingerprint = writer::Fingerprint::read(&sources);
-        let (config, snapshot) = load::load(&sources)?;
+        let health = Health::new(metrics.clone());
+        let (config, snapshot) = load::load(&sources, &health)?;
         let (tasks, enabled) = config.task_counts();
         info!(
             zones = config.zones.len(),
@@ -188,8 +202,10 @@ impl Store {
                 task_generations.insert((site_name(&loaded.site.origin), task.id.clone()), 1);
             }
         }
+        health.reconcile(config.sites.iter().flat_map(|s| Key::of_site(&s.site)));
         let shared = Arc::new(Shared {
             sources,
+            health,
             serving: Arc::new(ArcSwap::from_pointee(snapshot)),
             metrics,
             committed: ArcSwap::from_pointee(Committed {
@@ -217,6 +233,11 @@ impl Store {
 
     pub fn sources(&self) -> &Sources {
         &self.shared.sources
+    }
+
+    /// The health registry: [`Health::start`] it once a runtime runs.
+    pub fn health(&self) -> &Health {
+        &self.shared.health
     }
 
     // ----------- Reload -------------------------------------------------------------
@@ -303,7 +324,7 @@ impl Store {
             .spec
             .origin_groups
             .keys()
-            .filter_map(|name| group_view(loaded, name))
+            .filter_map(|name| group_view(loaded, name, &self.shared.health))
             .collect())
     }
 
@@ -327,17 +348,16 @@ impl Store {
     }
 
     fn status(&self, committed: &Committed, loaded: &LoadedSite, id: &str) -> Status {
-        let enabled = loaded.site.tasks.iter().any(|t| t.id == id && t.enabled);
         let changed = committed
             .task_generations
             .get(&(site_name(&loaded.site.origin), id.to_owned()))
             .copied()
             .unwrap_or(0);
-        status(enabled, changed, self.generation())
+        status(loaded, id, &self.shared.health, changed, self.generation())
     }
 
     fn task_view(&self, committed: &Committed, loaded: &LoadedSite, id: &str) -> Option<TaskView> {
-        let mut view = task_view(loaded, id)?;
+        let mut view = task_view(loaded, id, &self.shared.health)?;
         view.status = self.status(committed, loaded, id);
         Some(view)
     }
@@ -552,24 +572,29 @@ impl Store {
     }
 }
 
-/// Status of a task from whether it is enabled, the generation that last changed it and
-/// the generation being served.
-fn status(enabled: bool, changed: u64, served: u64) -> Status {
-    if !enabled {
-        Status::Ineffective
-    } else if served >= changed {
-        Status::Effective
-    } else {
-        Status::Deploying
+/// Status of the task `id`: ineffective while disabled; effective once the generation
+/// that last changed it is served and, when its group is checked, every origin of the
+/// group has a first result (SPEC §6: a new task never starts by answering a dead
+/// origin); deploying until then.
+fn status(loaded: &LoadedSite, id: &str, health: &Health, changed: u64, served: u64) -> Status {
+    let Some(task) = loaded.site.tasks.iter().find(|t| t.id == id && t.enabled) else {
+        return Status::Ineffective;
+    };
+    let checked = loaded.site.group(&task.origin_group).is_none_or(|group| {
+        health.all_checked(&Key::of_group(&loaded.site, group).collect::<Vec<_>>())
+    });
+    match served >= changed && checked {
+        true => Status::Effective,
+        false => Status::Deploying,
     }
 }
 
 /// The task `id` of `loaded`, with its status as once `loaded` is served.
-fn task_view(loaded: &LoadedSite, id: &str) -> Option<TaskView> {
+fn task_view(loaded: &LoadedSite, id: &str, health: &Health) -> Option<TaskView> {
     let spec = task_spec(loaded, id)?;
     Some(TaskView {
         id: id.to_owned(),
-        status: status(*spec.enabled, 0, 0),
+        status: status(loaded, id, health, 0, 0),
         spec: TaskSpec {
             id: None,
             ..spec.clone()
@@ -577,17 +602,38 @@ fn task_view(loaded: &LoadedSite, id: &str) -> Option<TaskView> {
     })
 }
 
-fn group_view(loaded: &LoadedSite, name: &str) -> Option<GroupView> {
+fn group_view(loaded: &LoadedSite, name: &str, health: &Health) -> Option<GroupView> {
     let spec = loaded.spec.origin_groups.get(name)?;
-    let reasons = loaded
-        .site
-        .group(name)
-        .map(|g| g.dns_only_problems())
+    let group = loaded.site.group(name);
+    let reasons = group.map(|g| g.dns_only_problems()).unwrap_or_default();
+    let keys: Vec<Key> = group
+        .map(|g| Key::of_group(&loaded.site, g).collect())
         .unwrap_or_default();
+    let origins = spec
+        .value
+        .origins
+        .iter()
+        .enumerate()
+        .map(|(i, o)| OriginView {
+            spec: o.value.clone(),
+            // Checked origins match their spec by position: validation keeps the order.
+            health: group
+                .and_then(|g| g.origins.get(i))
+                .and_then(|origin| keys.iter().find(|k| k.target == origin.target))
+                .map(|key| {
+                    health.view(key).unwrap_or_else(|| HealthView {
+                        state: crate::health::State::Unchecked,
+                        since: String::new(),
+                        last_error: None,
+                    })
+                }),
+        })
+        .collect();
     Some(GroupView {
         name: name.to_owned(),
         policy: *spec.policy,
-        origins: spec.value.origins.iter().map(|o| o.value.clone()).collect(),
+        health_check: spec.health_check.as_ref().map(|c| c.value.clone()),
+        origins,
         dns_only: Usability {
             usable: reasons.is_empty(),
             reasons,

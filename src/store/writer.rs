@@ -17,6 +17,7 @@ use tracing::{debug, error};
 use super::{
     ChangeError, Committed, GroupView, Shared, TaskView, group_view, site_index, task_view,
 };
+use crate::health::{Health, Key};
 use crate::load::{self, LoadError, LoadedSite, Sources};
 use crate::persist;
 use crate::site::spec::TaskSpec;
@@ -165,7 +166,10 @@ impl Writer {
         for &index in failed.keys() {
             batch.sites[index] = base.config.sites[index].clone();
             let zone = &base.config.zones[index_of_zone(&base, index)];
-            match batch.snapshot.with_site(zone, &batch.sites[index].site) {
+            match batch
+                .snapshot
+                .with_site(zone, &batch.sites[index].site, &self.shared.health)
+            {
                 Ok(snapshot) => batch.snapshot = Arc::new(snapshot),
                 Err(_) => {
                     // Cannot happen: the old site compiled before. Serve what was served.
@@ -245,14 +249,14 @@ impl Writer {
         let mut next = batch.sites[index].clone();
         let edited = edit(&mut next)?;
         if !edited.changed {
-            let shown = show(&batch.sites[index], edited.show)?;
+            let shown = show(&batch.sites[index], edited.show, &self.shared.health)?;
             return Ok((None, shown));
         }
         next.site = site::validate(&next.site.origin, &next.spec)
             .map_err(|problems| ChangeError::Invalid(problems).relative_to(&edited.focus))?;
         let snapshot = batch
             .snapshot
-            .with_site(zone, &next.site)
+            .with_site(zone, &next.site, &self.shared.health)
             .map_err(|errors| {
                 ChangeError::Unservable(
                     errors
@@ -262,7 +266,7 @@ impl Writer {
                         .join("; "),
                 )
             })?;
-        let shown = show(&next, edited.show)?;
+        let shown = show(&next, edited.show, &self.shared.health)?;
         batch.sites[index] = next;
         batch.snapshot = Arc::new(snapshot);
         batch.dirty.insert(index);
@@ -305,7 +309,7 @@ impl Writer {
         }
         let base = self.shared.committed.load_full();
         let metrics = &self.shared.metrics;
-        match load_guarded(sources) {
+        match load_guarded(sources, &self.shared.health) {
             Ok((config, snapshot)) => {
                 let generation = base.generation + 1;
                 let task_generations = carry_generations(&base, &config, generation);
@@ -340,6 +344,14 @@ impl Writer {
 
     fn publish(&self, committed: Committed, snapshot: Arc<Snapshot>) {
         let generation = committed.generation;
+        // Checkers for the origins the new configuration checks, before anyone can ask.
+        self.shared.health.reconcile(
+            committed
+                .config
+                .sites
+                .iter()
+                .flat_map(|s| Key::of_site(&s.site)),
+        );
         self.shared.committed.store(Arc::new(committed));
         self.shared.serving.store(snapshot);
         self.shared
@@ -360,14 +372,14 @@ struct Batch {
 }
 
 /// The reply for `show` from the site as the change left it.
-fn show(loaded: &LoadedSite, show: Show) -> Result<Shown, ChangeError> {
+fn show(loaded: &LoadedSite, show: Show, health: &Health) -> Result<Shown, ChangeError> {
     Ok(match show {
         Show::Task { id, created } => Shown::Task {
-            view: task_view(loaded, &id).ok_or_else(|| super::no_task(loaded, &id))?,
+            view: task_view(loaded, &id, health).ok_or_else(|| super::no_task(loaded, &id))?,
             created,
         },
         Show::Group(name) => Shown::Group(
-            group_view(loaded, &name)
+            group_view(loaded, &name, health)
                 .ok_or_else(|| ChangeError::NotFound(format!("no origin group {name}")))?,
         ),
         Show::Nothing => Shown::Nothing,
@@ -385,8 +397,11 @@ fn index_of_zone(base: &Committed, index: usize) -> usize {
 }
 
 /// Loads the files; a panic while loading is a rejected reload, not a dead writer.
-fn load_guarded(sources: &Sources) -> Result<(load::Config, Snapshot), LoadError> {
-    std::panic::catch_unwind(|| load::load(sources)).unwrap_or_else(|panic| {
+fn load_guarded(sources: &Sources, health: &Health) -> Result<(load::Config, Snapshot), LoadError> {
+    // Unwind safety: a load that panics halfway can only have left unused health cells,
+    // which the next reconcile drops.
+    let load = std::panic::AssertUnwindSafe(|| load::load(sources, health));
+    std::panic::catch_unwind(load).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())

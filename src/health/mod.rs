@@ -1,0 +1,440 @@
+//! Health checks (SPEC §10): each checked origin has a [`OriginHealth`] cell that the
+//! query path reads with one atomic load, and a task of its own that probes it.
+//!
+//! An origin's identity is what makes its state meaningful: the site, the group, the
+//! origin's address and the check itself ([`Key`]). A configuration change that keeps
+//! all four keeps the cell, and so the state; changing any of them starts afresh
+//! (`unchecked`). Snapshots are compiled with the cells of the moment ([`Health::cell`]);
+//! after each publish [`Health::reconcile`] starts checkers for new cells and stops those
+//! no configuration uses any more.
+//!
+//! Checks never run on the query path: each origin's checker is a tokio task that sleeps
+//! its interval (with jitter, so a thousand origins do not all connect in the same
+//! millisecond), takes one of a bounded number of permits (so ten thousand origins cannot
+//! exhaust file descriptors), opens one connection and records the result.
+
+mod probe;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use rand::RngExt;
+use serde::Serialize;
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::metrics::{HealthMetrics, Metrics};
+use crate::site::{HealthCheck, OriginGroup, Site, Target, site_name};
+
+pub use probe::Prober;
+
+/// Checks that may run at once, whatever the number of origins: each holds a socket.
+pub const MAX_CONCURRENT_CHECKS: usize = 256;
+
+/// What a checked origin is known to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// No check has completed yet: counted as up (SPEC §4).
+    Unchecked,
+    Up,
+    Down,
+}
+
+impl State {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Up,
+            2 => Self::Down,
+            _ => Self::Unchecked,
+        }
+    }
+}
+
+/// The identity of a checked origin.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub site: String,
+    pub group: String,
+    pub target: Target,
+    pub check: HealthCheck,
+}
+
+impl Key {
+    /// The checked origins of `group` in `site`: none when the group has no check.
+    pub fn of_group<'a>(site: &'a Site, group: &'a OriginGroup) -> impl Iterator<Item = Key> + 'a {
+        group.health_check.iter().flat_map(move |check| {
+            group
+                .origins
+                .iter()
+                .filter(|o| !matches!(o.target, Target::WithPort(_)))
+                .map(move |o| Key {
+                    site: site_name(&site.origin),
+                    group: group.name.clone(),
+                    target: o.target.clone(),
+                    check: check.clone(),
+                })
+        })
+    }
+
+    /// Every checked origin of `site`.
+    pub fn of_site(site: &Site) -> impl Iterator<Item = Key> + '_ {
+        site.groups.iter().flat_map(move |g| Key::of_group(site, g))
+    }
+}
+
+/// The health of one checked origin: read on the query path, written by its checker.
+#[derive(Debug)]
+pub struct OriginHealth {
+    state: AtomicU8,
+    detail: Mutex<Detail>,
+}
+
+/// What the API shows beside the state.
+#[derive(Clone, Debug)]
+struct Detail {
+    since: SystemTime,
+    last_error: Option<String>,
+    /// Results in a row that disagree with the state.
+    streak: u32,
+}
+
+/// An origin's health as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthView {
+    pub state: State,
+    /// RFC 3339, UTC.
+    pub since: String,
+    pub last_error: Option<String>,
+}
+
+impl OriginHealth {
+    fn new() -> Self {
+        Self {
+            state: AtomicU8::new(State::Unchecked as u8),
+            detail: Mutex::new(Detail {
+                since: SystemTime::now(),
+                last_error: None,
+                streak: 0,
+            }),
+        }
+    }
+
+    /// True unless the origin is known to be down; this is all the query path asks.
+    #[inline]
+    pub fn is_up(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != State::Down as u8
+    }
+
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    fn detail(&self) -> MutexGuard<'_, Detail> {
+        self.detail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn view(&self) -> HealthView {
+        let detail = self.detail();
+        HealthView {
+            state: self.state(),
+            since: rfc3339(detail.since),
+            last_error: detail.last_error.clone(),
+        }
+    }
+
+    /// Records one result; returns the new state when it changed. The first result sets
+    /// the state at once; later ones move it after `fall` failures or `rise` passes in a
+    /// row (SPEC §10).
+    pub fn record(&self, result: Result<(), String>, fall: u32, rise: u32) -> Option<State> {
+        let mut detail = self.detail();
+        let state = self.state();
+        let passed = result.is_ok();
+        if let Err(error) = result {
+            detail.last_error = Some(error);
+        }
+        let next = match (state, passed) {
+            (State::Unchecked, true) => State::Up,
+            (State::Unchecked, false) => State::Down,
+            (State::Up, true) | (State::Down, false) => {
+                detail.streak = 0;
+                return None;
+            }
+            (State::Up, false) => {
+                detail.streak += 1;
+                if detail.streak < fall {
+                    return None;
+                }
+                State::Down
+            }
+            (State::Down, true) => {
+                detail.streak += 1;
+                if detail.streak < rise {
+                    return None;
+                }
+                State::Up
+            }
+        };
+        detail.streak = 0;
+        detail.since = SystemTime::now();
+        self.state.store(next as u8, Ordering::Relaxed);
+        Some(next)
+    }
+}
+
+/// The health registry: the cells, and the checkers that keep them.
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    checked: Mutex<HashMap<Key, Checked>>,
+    permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    /// Where checkers run; none until [`Health::start`] (`lbdns check` never starts).
+    runtime: Mutex<Option<Handle>>,
+    prober: Mutex<Option<Arc<Prober>>>,
+}
+
+struct Checked {
+    cell: Arc<OriginHealth>,
+    checker: Option<JoinHandle<()>>,
+    /// False once a reconcile found no configuration using it.
+    in_use: bool,
+}
+
+impl Drop for Checked {
+    fn drop(&mut self) {
+        if let Some(checker) = &self.checker {
+            checker.abort();
+        }
+    }
+}
+
+impl Default for Health {
+    /// A registry of its own, for `lbdns check` and tests: cells, never checkers.
+    fn default() -> Self {
+        Self::new(Arc::new(Metrics::new()))
+    }
+}
+
+impl Health {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                checked: Mutex::new(HashMap::new()),
+                permits: Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS)),
+                metrics,
+                runtime: Mutex::new(None),
+                prober: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn checked(&self) -> MutexGuard<'_, HashMap<Key, Checked>> {
+        self.inner.checked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cell of `key`, created `unchecked` if new; the same cell as long as the key
+    /// does not change.
+    pub fn cell(&self, key: Key) -> Arc<OriginHealth> {
+        self.checked()
+            .entry(key)
+            .or_insert_with(|| Checked {
+                cell: Arc::new(OriginHealth::new()),
+                checker: None,
+                in_use: true,
+            })
+            .cell
+            .clone()
+    }
+
+    /// The fail-open counter of a group, for the query path to increment.
+    pub fn failed_open_counter(
+        &self,
+        site: &str,
+        group: &str,
+    ) -> prometheus_client::metrics::counter::Counter {
+        self.inner.metrics.failed_open_for(site, group)
+    }
+
+    /// The health of `key` if it is checked.
+    pub fn view(&self, key: &Key) -> Option<HealthView> {
+        self.checked().get(key).map(|c| c.cell.view())
+    }
+
+    /// True when every origin of `keys` has a first result.
+    pub fn all_checked<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) -> bool {
+        let checked = self.checked();
+        keys.into_iter().all(|key| {
+            checked
+                .get(key)
+                .is_some_and(|c| c.cell.state() != State::Unchecked)
+        })
+    }
+
+    /// Starts checking on `runtime`, with `prober` to run the checks.
+    pub fn start(&self, runtime: Handle, prober: Prober) {
+        *self.inner.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some(runtime);
+        *self.inner.prober.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(prober));
+        let keys: Vec<Key> = self
+            .checked()
+            .iter()
+            .filter(|(_, c)| c.in_use)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.reconcile(keys);
+    }
+
+    /// Makes `keys` the checked origins: checkers start for new ones, and stop (with
+    /// their cells forgotten) for the ones no longer listed.
+    pub fn reconcile(&self, keys: impl IntoIterator<Item = Key>) {
+        let runtime = self
+            .inner
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let prober = self
+            .inner
+            .prober
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let wanted: std::collections::HashSet<Key> = keys.into_iter().collect();
+        let mut checked = self.checked();
+        checked.retain(|key, c| {
+            let keep = wanted.contains(key);
+            if !keep {
+                self.inner
+                    .metrics
+                    .forget_origin(&key.site, &key.group, &key.target.to_string());
+            }
+            c.in_use = keep;
+            keep
+        });
+        for key in wanted {
+            let entry = checked.entry(key.clone()).or_insert_with(|| Checked {
+                cell: Arc::new(OriginHealth::new()),
+                checker: None,
+                in_use: true,
+            });
+            if entry.checker.is_none()
+                && let (Some(runtime), Some(prober)) = (&runtime, &prober)
+            {
+                let metrics =
+                    self.inner
+                        .metrics
+                        .origin(&key.site, &key.group, &key.target.to_string());
+                let checker = Checker {
+                    key,
+                    cell: entry.cell.clone(),
+                    permits: self.inner.permits.clone(),
+                    prober: prober.clone(),
+                    metrics,
+                };
+                entry.checker = Some(runtime.spawn(checker.run()));
+            }
+        }
+    }
+}
+
+/// One origin's checker.
+struct Checker {
+    key: Key,
+    cell: Arc<OriginHealth>,
+    permits: Arc<Semaphore>,
+    prober: Arc<Prober>,
+    metrics: HealthMetrics,
+}
+
+impl Checker {
+    async fn run(self) {
+        let check = &self.key.check;
+        // The first check soon, so a new task does not wait an interval to deploy; spread
+        // over a second so a reload of many origins does not connect to all at once.
+        let first = check.interval.min(Duration::from_secs(1));
+        let delay = first.mul_f64(rand::rng().random_range(0.0..1.0));
+        tokio::time::sleep(delay).await;
+        let mut next = tokio::time::Instant::now();
+        loop {
+            let result = {
+                let Ok(_permit) = self.permits.acquire().await else {
+                    return;
+                };
+                match tokio::time::timeout(
+                    check.timeout,
+                    self.prober.probe(&self.key.target, check),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+                }
+            };
+            self.metrics.checked(result.is_ok());
+            let error = result.as_ref().err().cloned();
+            let before = self.cell.state();
+            if let Some(state) = self.cell.record(result, check.fall, check.rise) {
+                self.metrics.transition(state == State::Up);
+                let origin = self.key.target.to_string();
+                let (site, group) = (&self.key.site, &self.key.group);
+                match state {
+                    State::Down => {
+                        warn!(%site, %group, %origin, from = ?before, to = "down", reason = error.as_deref().unwrap_or("check failed"), "origin down")
+                    }
+                    _ => info!(%site, %group, %origin, from = ?before, to = "up", "origin up"),
+                }
+            }
+            // ±10 % jitter keeps checkers that started together from staying in step.
+            let jitter = rand::rng().random_range(0.9..1.1);
+            next += check.interval.mul_f64(jitter);
+            let now = tokio::time::Instant::now();
+            if next < now {
+                next = now;
+            }
+            tokio::time::sleep_until(next).await;
+        }
+    }
+}
+
+/// `2026-11-28T16:41:11Z`.
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_result_sets_the_state_then_fall_and_rise_move_it() {
+        let cell = OriginHealth::new();
+        assert!(cell.is_up(), "unchecked counts as up");
+        assert_eq!(cell.record(Err("refused".into()), 3, 2), Some(State::Down));
+        assert!(!cell.is_up());
+        assert_eq!(cell.record(Ok(()), 3, 2), None, "one pass of rise 2");
+        assert_eq!(
+            cell.record(Err("x".into()), 3, 2),
+            None,
+            "a failure resets the streak"
+        );
+        assert_eq!(cell.record(Ok(()), 3, 2), None);
+        assert_eq!(cell.record(Ok(()), 3, 2), Some(State::Up));
+        assert_eq!(cell.record(Err("a".into()), 3, 2), None);
+        assert_eq!(cell.record(Err("b".into()), 3, 2), None);
+        assert_eq!(cell.record(Err("c".into()), 3, 2), Some(State::Down));
+        assert_eq!(cell.view().last_error.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_883_671);
+        assert_eq!(rfc3339(t), "2026-11-28T16:34:31Z");
+    }
+}
