@@ -42,10 +42,10 @@ pub struct LimitArgs {
     /// Most API connections kept open [default: an eighth of the open-files limit, at most 128].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub api_max_clients: Option<u32>,
-    /// Seconds an API client has to send a request's headers, and, on a kept-alive
-    /// connection, to start the next request.
+    /// Seconds an API client has to send a request's headers, then as long for its body;
+    /// on a kept-alive connection, as long to start the next request.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
-    pub api_header_timeout: Duration,
+    pub api_timeout: Duration,
 }
 
 /// A positive number of seconds, fractions allowed.
@@ -63,7 +63,8 @@ fn seconds(text: &str) -> Result<Duration, String> {
 pub struct ConnLimits {
     /// Most connections kept open.
     pub max_clients: usize,
-    /// DNS: time allowed for the next complete query. API: for a request's headers.
+    /// DNS: time allowed for the next complete query. API: for a request's headers, and
+    /// again for its body.
     pub timeout: Duration,
 }
 
@@ -110,14 +111,14 @@ impl LimitArgs {
             },
             api: ConnLimits {
                 max_clients: pick(self.api_max_clients, 8, API_MAX_CLIENTS),
-                timeout: self.api_header_timeout,
+                timeout: self.api_timeout,
             },
         };
         info!(
             dns_max_clients = limits.dns.max_clients,
             dns_idle_timeout = ?limits.dns.timeout,
             api_max_clients = limits.api.max_clients,
-            api_header_timeout = ?limits.api.timeout,
+            api_timeout = ?limits.api.timeout,
             "connection limits"
         );
         limits

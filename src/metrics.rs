@@ -30,8 +30,10 @@ pub enum Close {
     Client,
     /// No complete query (DNS), or no next request (API), within the idle timeout.
     IdleTimeout,
-    /// An API client did not send a request's headers within the header timeout.
+    /// An API client did not send a request's headers within the timeout.
     HeaderTimeout,
+    /// An API client did not send a request's body within the timeout.
+    BodyTimeout,
     /// The least recently active idle connection, closed to make room for a new one.
     Evicted,
     /// Closed because accepting failed at the open-files limit.
@@ -43,10 +45,11 @@ pub enum Close {
 }
 
 impl Close {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Client,
         Self::IdleTimeout,
         Self::HeaderTimeout,
+        Self::BodyTimeout,
         Self::Evicted,
         Self::FdLimit,
         Self::Refused,
@@ -58,6 +61,7 @@ impl Close {
             Self::Client => "client",
             Self::IdleTimeout => "idle_timeout",
             Self::HeaderTimeout => "header_timeout",
+            Self::BodyTimeout => "body_timeout",
             Self::Evicted => "evicted",
             Self::FdLimit => "fd_limit",
             Self::Refused => "refused",

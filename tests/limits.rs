@@ -161,7 +161,7 @@ fn dns_tcp_connections_that_send_no_complete_query_time_out() {
 #[test]
 fn api_connections_that_never_finish_their_headers_are_closed() {
     let site = Site::example();
-    let server = site.serve_with(&["--api-header-timeout", "1.5"]);
+    let server = site.serve_with(&["--api-timeout", "1.5"]);
     let partial = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", server.api);
     let mut streams = Vec::new();
     let mut slowest = Duration::ZERO;
@@ -198,6 +198,41 @@ fn api_connections_that_never_finish_their_headers_are_closed() {
     // Each probe is one connection, closed by the client's `Connection: close`.
     assert!(by("client") >= 8.0);
     udp_answers(&server);
+}
+
+#[test]
+fn api_request_bodies_that_stop_coming_are_answered_and_closed() {
+    let site = Site::example();
+    let server = site.serve_with(&["--api-timeout", "1"]);
+    let mut stream = TcpStream::connect(server.api).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let request = format!(
+        "POST /v1/sites/example.com/tasks HTTP/1.1\r\nHost: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"hostname\"",
+        server.api
+    );
+    let start = Instant::now();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    let read = stream.read_to_string(&mut reply);
+    eprintln!(
+        "body timeout: answered and closed after {:?}",
+        start.elapsed()
+    );
+    assert!(
+        read.is_ok(),
+        "{read:?} after {:?}: {reply}",
+        start.elapsed()
+    );
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("\"error\""), "{reply}");
+    let timed_out = metric(
+        &server,
+        "lbdns_tcp_connections_closed_total{listener=\"api\",reason=\"body_timeout\"}",
+    );
+    assert_eq!(timed_out, 1.0);
 }
 
 #[test]

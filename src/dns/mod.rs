@@ -8,6 +8,11 @@
 //! UDP replies are sized here, not left to hickory's encoder: a reply that does not fit
 //! the client's buffer goes out as header, question and OPT with TC set, so the client
 //! retries over TCP and the OPT (with ECS) is never the part that gets cut.
+//!
+//! Two ways in, one answering path ([`Handler`]'s `reply`): hickory's [`RequestHandler`]
+//! for UDP, and [`Handler::answer_bytes`] (query bytes and client in, response bytes out)
+//! for lbdns's own TCP loop ([`crate::tcp`]). Malformed queries are counted by reason in
+//! `lbdns_malformed_queries_total` and logged through the throttle, a few lines a second.
 
 mod ecs;
 
@@ -206,23 +211,23 @@ impl Handler {
             Err(_) => {
                 self.malformed(Malformed::Undecodable, src);
                 self.metrics.response(ResponseCode::FormErr);
-                let mut metadata = Metadata::response_from_request(&header.metadata);
-                metadata.response_code = ResponseCode::FormErr;
-                metadata.recursion_available = false;
-                let header = Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                };
-                header
-                    .emit(&mut encoder)
-                    .map(|()| ResponseInfo::from(header))
+                header_only(&header.metadata, ResponseCode::FormErr, &mut encoder)
             }
         };
         if let Err(error) = emitted {
             if self.metrics.warnings.allow() {
-                warn!(%error, %src, "cannot encode a response");
+                warn!(%error, %src, "cannot encode a response; answering SERVFAIL");
             }
             out.clear();
+            self.metrics.response(ResponseCode::ServFail);
+            let servfail = header_only(
+                &header.metadata,
+                ResponseCode::ServFail,
+                &mut BinEncoder::new(out),
+            );
+            if servfail.is_err() {
+                out.clear();
+            }
         }
     }
 
@@ -261,6 +266,23 @@ impl RequestHandler for Handler {
             }
         }
     }
+}
+
+/// Emits a response to `request` with `rcode` and nothing but the header (no question).
+fn header_only(
+    request: &Metadata,
+    rcode: ResponseCode,
+    encoder: &mut BinEncoder<'_>,
+) -> Result<ResponseInfo, hickory_proto::ProtoError> {
+    let mut metadata = Metadata::response_from_request(request);
+    metadata.response_code = rcode;
+    metadata.recursion_available = false;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    header.emit(encoder)?;
+    Ok(ResponseInfo::from(header))
 }
 
 /// The client address selection works on: ECS when given with a prefix, else the source.
