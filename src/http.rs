@@ -6,7 +6,7 @@
 //!   the same timer when a kept-alive connection waits for its next request, that is the
 //!   keep-alive idle timeout too. A close counts as `header_timeout` when the connection
 //!   never completed a request, `idle_timeout` when it did. The body then has as long
-//!   again ([`Deadline`]): a body that stops coming fails the handler's read (400), and
+//!   again (`Deadline`): a body that stops coming fails the handler's read (400), and
 //!   the connection closes as `body_timeout`. A handler is never cancelled, so a change
 //!   the store accepted is always answered.
 //! - A cap on connections with the least recently active idle one closed first, and
@@ -90,7 +90,7 @@ pub async fn serve(
 }
 
 /// A request body that fails when it has not all arrived by a deadline.
-pub struct Deadline<B> {
+struct Deadline<B> {
     body: B,
     sleep: Pin<Box<Sleep>>,
     /// Set when the deadline fails the body, so the connection's close is counted as such.

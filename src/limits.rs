@@ -159,7 +159,7 @@ pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
 /// The connections of one kind of listener, with a cap.
 ///
 /// The table is locked only to open, evict and close; the per-request marks (busy, idle,
-/// last active) are atomics on the connection's own [`ConnState`].
+/// last active) are atomics on the connection's own `ConnState`.
 pub struct ConnTable {
     /// `dns` or `api`, for logs.
     listener: &'static str,
@@ -178,8 +178,8 @@ struct Slots {
 /// What the table and a connection's task share.
 #[derive(Default)]
 struct ConnState {
-    /// Milliseconds since the table's epoch at the last sign of life: a complete query
-    /// or response (DNS), a byte read or written (API).
+    /// Milliseconds since the table's epoch at the last sign of life: accepted, a
+    /// complete query read or its replies written (DNS), a request begun or answered (API).
     last_active: AtomicU64,
     /// Requests being answered; a connection with none is idle and may be evicted.
     busy: AtomicU32,
@@ -205,10 +205,6 @@ impl ConnTable {
             metrics,
             slots: Mutex::default(),
         })
-    }
-
-    pub fn metrics(&self) -> &ConnMetrics {
-        &self.metrics
     }
 
     pub fn limits(&self) -> ConnLimits {
@@ -262,7 +258,8 @@ impl ConnTable {
             .open
             .iter()
             .filter(|(_, s)| s.busy.load(Relaxed) == 0)
-            .min_by_key(|(_, s)| s.last_active.load(Relaxed))
+            // Ties within a millisecond go to the older connection (ids only grow).
+            .min_by_key(|(id, s)| (s.last_active.load(Relaxed), **id))
             .map(|(id, _)| *id);
         let Some(state) = victim.and_then(|id| slots.open.remove(&id)) else {
             return false;
@@ -379,7 +376,7 @@ impl Drop for Busy {
 /// dropped while the accept loop catches up. The kernel caps it at `net.core.somaxconn`.
 const TCP_BACKLOG: u32 = 1024;
 
-/// A TCP listener on `addr` with [`TCP_BACKLOG`].
+/// A TCP listener on `addr` with a backlog of 1024 (see `TCP_BACKLOG`).
 pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
