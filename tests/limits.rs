@@ -240,16 +240,35 @@ fn accept_backs_off_at_the_open_files_limit() {
     let site = Site::example();
     // A cap above the open-files limit, so accepting fails with EMFILE.
     let server = site.serve_with_nofile(&["--tcp-max-clients", "1000"], 256);
+    let start = Instant::now();
     let streams = open_idle(&server, server.addr, 600, &[]);
+    // Each accept over the limit closes an idle connection for its descriptor, then waits.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while accept_queue(server.addr) != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the DNS accept queue is not drained"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "600 DNS connections accepted under 256 files in {:?}",
+        start.elapsed()
+    );
     udp_answers(&server);
+    tcp_answers(&server, Duration::from_secs(1));
+    // The API has no idle connection to close for a descriptor: it can only back off.
+    let api_streams = open_idle(&server, server.api, 50, &[]);
     let cpu = cpu_while_idle(&server, Duration::from_secs(2));
     eprintln!("server CPU in 2 s at the open-files limit: {cpu:?}");
     assert!(
         cpu < Duration::from_millis(600),
         "CPU at the open-files limit: {cpu:?}"
     );
+    udp_answers(&server);
     // The API needs a descriptor too: the clients leave first.
     drop(streams);
+    drop(api_streams);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let query = Message::query_for(&"www.example.com.".parse().unwrap(), RecordType::A);
@@ -272,6 +291,24 @@ fn accept_backs_off_at_the_open_files_limit() {
     );
     eprintln!("accept errors {errors}, closed to free a descriptor {freed}");
     assert!(freed > 0.0, "closed at the fd limit {freed}");
+    let api_errors = metric(&server, "lbdns_accept_errors_total{listener=\"api\"}");
+    assert!(api_errors > 0.0, "API accept errors {api_errors}");
+}
+
+/// Connections waiting in the kernel for `addr`'s listener to accept them
+/// (`rx_queue` of a listening socket in /proc/net/tcp).
+fn accept_queue(addr: SocketAddr) -> Option<u32> {
+    let table = common::read(std::path::Path::new("/proc/net/tcp"));
+    let local = format!("0100007F:{:04X}", addr.port());
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local_address, st (0A = LISTEN), tx_queue:rx_queue
+        if fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A") {
+            u32::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()
+        } else {
+            None
+        }
+    })
 }
 
 /// A query for www.example.com A whose OPT record ends inside its option: ECS announced
