@@ -11,12 +11,18 @@
 //! the zone files, [`site`] the site files; [`store`] owns every change (API, SIGHUP,
 //! [`watch`]) and [`persist`] writes files crash-safely; [`api`] is the management API
 //! and [`client`] its command-line client; [`server`] binds sockets; [`metrics`] counts.
+//!
+//! Against hostile clients: [`tcp`] serves DNS over TCP and [`http`] the API, both with
+//! the connection caps, timeouts and accept back-off of [`limits`]; [`throttle`] keeps
+//! per-packet problems from flooding the log.
 
 pub mod api;
 pub mod client;
 pub mod dns;
 pub mod geoip;
 pub mod health;
+pub mod http;
+pub mod limits;
 pub mod load;
 pub mod metrics;
 pub mod persist;
@@ -25,5 +31,7 @@ pub mod server;
 pub mod site;
 pub mod snapshot;
 pub mod store;
+pub mod tcp;
+pub mod throttle;
 pub mod watch;
 pub mod zone;

@@ -14,11 +14,12 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use lbdns::client::{self, Client, ClientError};
+use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
 use lbdns::metrics::Metrics;
 use lbdns::server::{self, Listeners};
 use lbdns::store::Store;
-use lbdns::{api, watch};
+use lbdns::{api, http, watch};
 use serde_json::Value;
 use tracing::info;
 
@@ -49,6 +50,8 @@ enum Command {
         /// (surrounding whitespace is ignored; beyond loopback, 16 characters or more).
         #[arg(long, env = "LBDNS_API_TOKEN", hide_env_values = true, value_parser = api::parse_token)]
         api_token: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Validate a directory; print every problem as file:line: message.
     Check {
@@ -204,7 +207,8 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LBDNS_LOG")
-                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
+                // hickory logs malformed packets one line each: lbdns counts and throttles them.
+                .unwrap_or_else(|_| "info,hickory_server=error,hickory_proto=error".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && !no_color)
@@ -220,7 +224,8 @@ fn main() -> ExitCode {
             listen,
             api,
             api_token,
-        } => serve(dir, listen, api, api_token).map_err(Failure::Error),
+            limits,
+        } => serve(dir, listen, api, api_token, limits).map_err(Failure::Error),
         Command::Task { api, command } => task(api, command),
         Command::Group { api, command } => group(api, command),
     };
@@ -262,26 +267,33 @@ fn serve(
     listen: Vec<SocketAddr>,
     api_addr: SocketAddr,
     token: Option<String>,
+    limits: LimitArgs,
 ) -> Result<(), String> {
     api::check_exposure(api_addr, token.as_deref()).map_err(|e| format!("lbdns: {e}"))?;
-    let store = Store::open(sources(dir), Arc::new(Metrics::new()))
+    let metrics = Arc::new(Metrics::new());
+    let limits = limits.resolve(&metrics);
+    let store = Store::open(sources(dir), metrics)
         .map_err(|e| format!("{e}\nlbdns: not starting: fix the errors above"))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("lbdns: {e}"))?;
     runtime
         .block_on(async {
             let listeners = Listeners::bind(&listen).await?;
-            let api_listener = tokio::net::TcpListener::bind(api_addr)
-                .await
+            let api_listener = lbdns::limits::tcp_listener(api_addr)
                 .map_err(|e| anyhow::anyhow!("cannot listen for the API on {api_addr}: {e}"))?;
             info!(addr = %api_addr, "management API listening");
             let router = api::router(store.clone(), token, api_listener.local_addr()?);
-            let api_task = tokio::spawn(async move { axum::serve(api_listener, router).await });
+            let api_task = tokio::spawn(http::serve(
+                api_listener,
+                router,
+                limits.api,
+                store.metrics(),
+            ));
             let _watcher = watch::spawn(store.clone())?;
             store.health().start(
                 tokio::runtime::Handle::current(),
                 lbdns::health::Prober::new(),
             );
-            server::run(store, listeners, shutdown_signal()).await?;
+            server::run(store, listeners, limits.dns, shutdown_signal()).await?;
             api_task.abort();
             anyhow::Ok(())
         })

@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use crate::throttle::{LINES_PER_SECOND, Throttle};
+
 /// Response codes counted one by one; anything else counts as "other".
 const RCODES: [(ResponseCode, &str); 7] = [
     (ResponseCode::NoError, "NOERROR"),
@@ -24,6 +26,99 @@ const RCODES: [(ResponseCode, &str); 7] = [
     (ResponseCode::NotImp, "NOTIMP"),
     (ResponseCode::BADVERS, "BADVERS"),
 ];
+
+/// Why a TCP connection (DNS or API) was closed: the `reason` label of
+/// `lbdns_tcp_connections_closed_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// The client closed it (or, for the API, asked to with `Connection: close`).
+    Client,
+    /// No complete query (DNS), or no next request (API), within the idle timeout.
+    IdleTimeout,
+    /// An API client did not send a request's headers within the timeout.
+    HeaderTimeout,
+    /// An API client did not send a request's body within the timeout.
+    BodyTimeout,
+    /// The least recently active idle connection, closed to make room for a new one.
+    Evicted,
+    /// Closed because accepting failed at the open-files limit.
+    FdLimit,
+    /// A new connection closed at once: the table was full of busy connections.
+    Refused,
+    /// A read or write failed, or a DNS response could not be written in time.
+    Error,
+}
+
+impl Close {
+    pub const ALL: [Self; 8] = [
+        Self::Client,
+        Self::IdleTimeout,
+        Self::HeaderTimeout,
+        Self::BodyTimeout,
+        Self::Evicted,
+        Self::FdLimit,
+        Self::Refused,
+        Self::Error,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::IdleTimeout => "idle_timeout",
+            Self::HeaderTimeout => "header_timeout",
+            Self::BodyTimeout => "body_timeout",
+            Self::Evicted => "evicted",
+            Self::FdLimit => "fd_limit",
+            Self::Refused => "refused",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The connection metrics of one kind of TCP listener, `listener="dns"` or `"api"`.
+#[derive(Clone, Debug, Default)]
+pub struct ConnMetrics {
+    /// Connections holding a slot in the connection table now.
+    pub open: Gauge,
+    /// The most the table holds (`--tcp-max-clients`, `--api-max-clients`).
+    pub max: Gauge,
+    pub accepted: Counter,
+    pub accept_errors: Counter,
+    closed: [Counter; Close::ALL.len()],
+}
+
+impl ConnMetrics {
+    /// The counter of connections closed for `why`.
+    pub fn closed(&self, why: Close) -> &Counter {
+        &self.closed[why as usize]
+    }
+}
+
+/// Why a query was malformed: the `reason` label of `lbdns_malformed_queries_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// Shorter than a DNS header: dropped.
+    Short,
+    /// The header reads but the rest does not decode: FORMERR.
+    Undecodable,
+    /// Not exactly one question: FORMERR.
+    Questions,
+    /// A truncated EDNS option list or a malformed ECS option: FORMERR.
+    Edns,
+}
+
+impl Malformed {
+    pub const ALL: [Self; 4] = [Self::Short, Self::Undecodable, Self::Questions, Self::Edns];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Short => "short",
+            Self::Undecodable => "undecodable",
+            Self::Questions => "questions",
+            Self::Edns => "edns",
+        }
+    }
+}
 
 /// Every metric lbdns exports.
 pub struct Metrics {
@@ -49,6 +144,15 @@ pub struct Metrics {
     health_checks: Family<OriginResult, Counter>,
     health_transitions: Family<OriginResult, Counter>,
     failed_open_by_group: Family<SiteGroup, Counter>,
+    /// DNS over TCP connections.
+    pub dns_conns: ConnMetrics,
+    /// Management API connections.
+    pub api_conns: ConnMetrics,
+    malformed: [Counter; Malformed::ALL.len()],
+    /// The soft open-files limit in force (raised to the hard one at start).
+    pub open_files_limit: Gauge,
+    /// Throttles log lines a client can cause per packet or per connection.
+    pub warnings: Throttle,
 }
 
 type Origin = [(&'static str, String); 3];
@@ -177,6 +281,30 @@ impl Metrics {
             "Answers drawn from a group none of whose origins was up (fail open), by site and group",
             failed_open_by_group.clone(),
         );
+        let (dns_conns, api_conns) = conn_metrics(&mut registry);
+        let malformed_family = Family::<Labels, Counter>::default();
+        let malformed = members(
+            &malformed_family,
+            "reason",
+            Malformed::ALL.map(Malformed::label),
+        );
+        registry.register(
+            "malformed_queries",
+            "Malformed DNS queries, answered FORMERR or dropped, by reason",
+            malformed_family,
+        );
+        let open_files_limit = Gauge::default();
+        registry.register(
+            "open_files_limit",
+            "The soft limit on open files (RLIMIT_NOFILE) in force",
+            open_files_limit.clone(),
+        );
+        let suppressed = Counter::default();
+        registry.register(
+            "log_lines_suppressed",
+            "Log lines about per-packet or per-connection problems left out by the log throttle",
+            suppressed.clone(),
+        );
         Self {
             registry,
             responses: responses_by_rcode,
@@ -196,6 +324,11 @@ impl Metrics {
             health_checks,
             health_transitions,
             failed_open_by_group,
+            dns_conns,
+            api_conns,
+            malformed,
+            open_files_limit,
+            warnings: Throttle::new(LINES_PER_SECOND, suppressed),
         }
     }
 
@@ -250,6 +383,11 @@ impl Metrics {
         self.failed_open_by_group
             .get_or_create(&[("site", site.to_owned()), ("group", group.to_owned())])
             .clone()
+    }
+
+    /// Counts one malformed query.
+    pub fn malformed(&self, why: Malformed) {
+        self.malformed[why as usize].inc();
     }
 
     /// Counts one response.
@@ -338,6 +476,57 @@ impl EncodeMetric for LatencyHistogram {
     }
 }
 
+/// Registers the TCP connection families and hands out the `dns` and `api` members.
+fn conn_metrics(registry: &mut Registry) -> (ConnMetrics, ConnMetrics) {
+    let open = Family::<Labels, Gauge>::default();
+    let max = Family::<Labels, Gauge>::default();
+    let accepted = Family::<Labels, Counter>::default();
+    let accept_errors = Family::<Labels, Counter>::default();
+    let closed = Family::<Labels, Counter>::default();
+    let [dns, api] = ["dns", "api"].map(|listener| {
+        let one = |family: &Family<Labels, Counter>| {
+            family.get_or_create(&vec![("listener", listener)]).clone()
+        };
+        ConnMetrics {
+            open: open.get_or_create(&vec![("listener", listener)]).clone(),
+            max: max.get_or_create(&vec![("listener", listener)]).clone(),
+            accepted: one(&accepted),
+            accept_errors: one(&accept_errors),
+            closed: Close::ALL.map(|why| {
+                closed
+                    .get_or_create(&vec![("listener", listener), ("reason", why.label())])
+                    .clone()
+            }),
+        }
+    });
+    registry.register(
+        "tcp_connections",
+        "TCP connections open, by listener (dns or api)",
+        open,
+    );
+    registry.register(
+        "tcp_connections_max",
+        "The most TCP connections a listener keeps open; the least recently active idle one is closed to make room",
+        max,
+    );
+    registry.register(
+        "tcp_connections_accepted",
+        "TCP connections accepted, by listener",
+        accepted,
+    );
+    registry.register(
+        "tcp_connections_closed",
+        "TCP connections closed, by listener and reason",
+        closed,
+    );
+    registry.register(
+        "accept_errors",
+        "Failed accepts (e.g. at the open-files limit), each followed by a back-off",
+        accept_errors,
+    );
+    (dns, api)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +548,16 @@ mod tests {
         );
         assert!(
             text.contains("lbdns_reloads_total{result=\"rejected\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "lbdns_tcp_connections_closed_total{listener=\"api\",reason=\"header_timeout\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("lbdns_malformed_queries_total{reason=\"edns\"} 0"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

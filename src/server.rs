@@ -1,4 +1,7 @@
 //! Serving: bind the listeners, answer from the current snapshot, reload on SIGHUP.
+//!
+//! UDP goes through hickory's `Server`; TCP through lbdns's own [`crate::tcp`] loop, which
+//! bounds connections (see [`crate::limits`]). Both answer with the same [`Handler`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,15 +10,13 @@ use std::time::Duration;
 use anyhow::Context;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::dns::Handler;
+use crate::limits::{self, ConnLimits, ConnTable};
+use crate::metrics::Metrics;
 use crate::store::Store;
-
-/// How long a TCP client may stay idle between queries.
-const TCP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Replies a TCP connection may have queued before the server stops reading from it.
-const TCP_RESPONSE_BUFFER: usize = 64;
+use crate::tcp;
 
 /// Sockets bound by the caller, so tests and `main` own addresses and ports.
 pub struct Listeners {
@@ -37,8 +38,7 @@ impl Listeners {
                     .with_context(|| format!("cannot listen on UDP {addr}"))?,
             );
             listeners.tcp.push(
-                TcpListener::bind(addr)
-                    .await
+                limits::tcp_listener(*addr)
                     .with_context(|| format!("cannot listen on TCP {addr}"))?,
             );
         }
@@ -47,26 +47,55 @@ impl Listeners {
 }
 
 /// Serves DNS from `store` on `listeners` until `shutdown` completes; SIGHUP reloads.
+/// `tcp_limits` bound the TCP connections of all `listeners.tcp` together.
 pub async fn run(
     store: Arc<Store>,
     listeners: Listeners,
+    tcp_limits: ConnLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut server = Server::new(Handler::new(store.serving(), store.metrics()));
+    let metrics = store.metrics();
+    let mut server = Server::new(Handler::new(store.serving(), metrics.clone()));
     for socket in listeners.udp {
         info!(addr = %socket.local_addr()?, "listening on UDP");
         server.register_socket(socket);
     }
+    let handler = Arc::new(Handler::new(store.serving(), metrics.clone()));
+    let table = ConnTable::new("dns", tcp_limits, metrics.dns_conns.clone());
+    let mut tasks = Vec::new();
     for listener in listeners.tcp {
         info!(addr = %listener.local_addr()?, "listening on TCP");
-        server.register_listener(listener, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
+        tasks.push(tokio::spawn(tcp::serve(
+            listener,
+            handler.clone(),
+            table.clone(),
+            metrics.clone(),
+        )));
     }
-    let reloader = tokio::spawn(reload_on_sighup(store));
+    tasks.push(tokio::spawn(report_suppressed(metrics)));
+    tasks.push(tokio::spawn(reload_on_sighup(store)));
     shutdown.await;
     info!("shutting down");
-    reloader.abort();
+    for task in tasks {
+        task.abort();
+    }
     server.shutdown_gracefully().await?;
     Ok(())
+}
+
+/// Once a second, says how many log lines the throttle held back, if any.
+async fn report_suppressed(metrics: Arc<Metrics>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let suppressed = metrics.warnings.take_suppressed();
+        if suppressed > 0 {
+            warn!(
+                suppressed,
+                "log lines about malformed queries or failed accepts suppressed in the last second (see lbdns_log_lines_suppressed_total)"
+            );
+        }
+    }
 }
 
 /// Reloads on every SIGHUP; a bad configuration is logged and the last good one serves on.

@@ -8,25 +8,32 @@
 //! UDP replies are sized here, not left to hickory's encoder: a reply that does not fit
 //! the client's buffer goes out as header, question and OPT with TC set, so the client
 //! retries over TCP and the OPT (with ECS) is never the part that gets cut.
+//!
+//! Two ways in, one answering path ([`Handler`]'s `reply`): hickory's [`RequestHandler`]
+//! for UDP, and [`Handler::answer_bytes`] (query bytes and client in, response bytes out)
+//! for lbdns's own TCP loop ([`crate::tcp`]). Malformed queries are counted by reason in
+//! `lbdns_malformed_queries_total` and logged through the throttle, a few lines a second.
 
 mod ecs;
 
 use std::cell::RefCell;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tracing::warn;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Malformed, Metrics};
 use crate::select::Client;
 use crate::snapshot::{Answer, Snapshot};
 
@@ -66,10 +73,14 @@ impl Handler {
             return Err(ResponseCode::BADVERS);
         }
         // Not exactly one question.
-        let info = request.request_info().map_err(|_| ResponseCode::FormErr)?;
+        let info = request.request_info().map_err(|_| {
+            self.malformed(Malformed::Questions, request.src());
+            ResponseCode::FormErr
+        })?;
         let ecs = match ecs::read(request.as_slice()) {
             ecs::Ecs::Malformed => {
                 self.metrics.ecs_malformed.inc();
+                self.malformed(Malformed::Edns, request.src());
                 return Err(ResponseCode::FormErr);
             }
             ecs::Ecs::Present(subnet) => Some(subnet),
@@ -98,14 +109,40 @@ impl Handler {
     }
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: hickory_server::net::runtime::Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let started = std::time::Instant::now();
+/// A response ready to encode: header fields, reply EDNS and records, already sized for
+/// the transport.
+struct Reply {
+    metadata: Metadata,
+    edns: Option<Edns>,
+    answer: Answer,
+}
+
+impl Reply {
+    /// The response message for `queries`, borrowing this reply's records.
+    fn message<'q>(
+        &'q self,
+        queries: &'q Queries,
+    ) -> MessageResponse<
+        'q,
+        'q,
+        std::slice::Iter<'q, Record>,
+        std::slice::Iter<'q, Record>,
+        std::iter::Empty<&'q Record>,
+        std::slice::Iter<'q, Record>,
+    > {
+        MessageResponseBuilder::new(queries, self.edns.as_ref()).build(
+            self.metadata,
+            self.answer.answers.iter(),
+            self.answer.authority.iter(),
+            std::iter::empty(),
+            self.answer.additional.iter(),
+        )
+    }
+}
+
+impl Handler {
+    /// The reply to a decoded request, counted, with TC set when it does not fit UDP.
+    fn reply(&self, request: &Request) -> Reply {
         let mut edns = request.edns.as_ref().map(|_| {
             let mut edns = Edns::new();
             edns.set_version(0);
@@ -134,19 +171,104 @@ impl RequestHandler for Handler {
             answer.authority.clear();
             answer.additional.clear();
         }
-        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+        Reply {
             metadata,
-            answer.answers.iter(),
-            answer.authority.iter(),
-            std::iter::empty(),
-            answer.additional.iter(),
-        );
-        let sent = response_handle.send_response(response).await;
+            edns,
+            answer,
+        }
+    }
+
+    /// Answers one query given as wire bytes, as hickory's server would after reading it
+    /// from a stream: the response replaces the contents of `out`, which is left empty
+    /// when the query gets no reply (shorter than a header, or itself a response).
+    pub fn answer_bytes(
+        &self,
+        query: &[u8],
+        src: SocketAddr,
+        protocol: Protocol,
+        out: &mut Vec<u8>,
+    ) {
+        let started = Instant::now();
+        self.answer_bytes_into(query, src, protocol, out);
+        self.metrics.query_seconds.observe(started.elapsed());
+    }
+
+    fn answer_bytes_into(
+        &self,
+        query: &[u8],
+        src: SocketAddr,
+        protocol: Protocol,
+        out: &mut Vec<u8>,
+    ) {
+        out.clear();
+        let Ok(header) = Header::read(&mut BinDecoder::new(query)) else {
+            self.malformed(Malformed::Short, src);
+            return;
+        };
+        if header.metadata.message_type == MessageType::Response {
+            // Never answer a response: no reflection loops.
+            return;
+        }
+        let mut encoder = BinEncoder::new(out);
+        encoder.set_max_size(u16::MAX);
+        let emitted = match Request::from_bytes(query.to_vec(), src, protocol) {
+            Ok(request) => {
+                let reply = self.reply(&request);
+                reply
+                    .message(&request.queries)
+                    .destructive_emit(&mut encoder)
+            }
+            Err(_) => {
+                self.malformed(Malformed::Undecodable, src);
+                self.metrics.response(ResponseCode::FormErr);
+                header_only(&header.metadata, ResponseCode::FormErr, &mut encoder)
+            }
+        };
+        if let Err(error) = emitted {
+            if self.metrics.warnings.allow() {
+                warn!(%error, %src, "cannot encode a response; answering SERVFAIL");
+            }
+            out.clear();
+            self.metrics.response(ResponseCode::ServFail);
+            let servfail = header_only(
+                &header.metadata,
+                ResponseCode::ServFail,
+                &mut BinEncoder::new(out),
+            );
+            if servfail.is_err() {
+                out.clear();
+            }
+        }
+    }
+
+    /// Counts a malformed query and logs it, at most a few lines a second.
+    fn malformed(&self, why: Malformed, src: SocketAddr) {
+        self.metrics.malformed(why);
+        if self.metrics.warnings.allow() {
+            warn!(%src, reason = why.label(), "malformed query");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: hickory_server::net::runtime::Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let started = Instant::now();
+        let reply = self.reply(request);
+        let sent = response_handle
+            .send_response(reply.message(&request.queries))
+            .await;
         self.metrics.query_seconds.observe(started.elapsed());
         match sent {
             Ok(info) => info,
             Err(error) => {
-                warn!(%error, "cannot send a response");
+                if self.metrics.warnings.allow() {
+                    warn!(%error, "cannot send a response");
+                }
                 let mut metadata = Metadata::response_from_request(&request.metadata);
                 metadata.response_code = ResponseCode::ServFail;
                 ResponseInfo::from(Header {
@@ -156,6 +278,23 @@ impl RequestHandler for Handler {
             }
         }
     }
+}
+
+/// Emits a response to `request` with `rcode` and nothing but the header (no question).
+fn header_only(
+    request: &Metadata,
+    rcode: ResponseCode,
+    encoder: &mut BinEncoder<'_>,
+) -> Result<ResponseInfo, hickory_proto::ProtoError> {
+    let mut metadata = Metadata::response_from_request(request);
+    metadata.response_code = rcode;
+    metadata.recursion_available = false;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    header.emit(encoder)?;
+    Ok(ResponseInfo::from(header))
 }
 
 /// The client address selection works on: ECS when given with a prefix, else the source.
@@ -229,7 +368,7 @@ fn exact_size(
     answer: &Answer,
 ) -> usize {
     let mut bytes = Vec::with_capacity(1024);
-    let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+    let mut encoder = BinEncoder::new(&mut bytes);
     let response = MessageResponseBuilder::new(&request.queries, edns).build(
         metadata,
         answer.answers.iter(),

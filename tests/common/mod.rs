@@ -318,3 +318,105 @@ pub fn tcp_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Message> {
     stream.read_exact(&mut buf).ok()?;
     Message::from_vec(&buf).ok()
 }
+
+// ----- Helpers for tests/limits.rs: flags, an open-files limit, the API, metrics, CPU. -----
+
+impl Site {
+    /// Starts a server on this directory with the test GeoIP database and `extra` flags.
+    pub fn serve_with(&self, extra: &[&str]) -> Server {
+        let geoip = test_geoip();
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--geoip".as_ref(), geoip.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        Server::start(self.path(), &args)
+    }
+
+    /// Like [`Site::serve_with`], with the open-files limit (soft and hard) set to `nofile`
+    /// by the shell that execs lbdns, so `pid()` is lbdns's own.
+    pub fn serve_with_nofile(&self, extra: &[&str], nofile: u32) -> Server {
+        let addr = free_port();
+        let api = free_port();
+        let log_dir = tempfile::tempdir().unwrap();
+        let log = log_dir.path().join("lbdns.log");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["serve", "--dir"])
+            .arg(self.path())
+            .arg("--geoip")
+            .arg(test_geoip())
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--api")
+            .arg(api.to_string())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start lbdns under sh");
+        let mut server = Server {
+            child,
+            addr,
+            api,
+            log,
+            _log_dir: log_dir,
+        };
+        server.wait_ready();
+        server
+    }
+}
+
+impl Server {
+    /// `GET path` on the API with `Connection: close`: (status, body), or `None` when no
+    /// whole answer came within `wait`.
+    pub fn http_get(&self, path: &str, wait: Duration) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&self.api, wait).ok()?;
+        stream.set_read_timeout(Some(wait)).ok()?;
+        stream.set_write_timeout(Some(wait)).ok()?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.api
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).ok()?;
+        let text = String::from_utf8_lossy(&raw);
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n")?.1.to_string();
+        Some((status, body))
+    }
+
+    /// The value of one sample of `/metrics`, e.g. `lbdns_responses_total{rcode="NOERROR"}`.
+    pub fn metric_sample(&self, sample: &str) -> Option<f64> {
+        let (_, text) = self.http_get("/metrics", Duration::from_secs(3))?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
+    /// CPU time (user + system) the server process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = read(Path::new(&format!("/proc/{}/stat", self.pid())));
+        // Fields after the command name in parentheses; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("/proc/PID/stat")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let per_second: u64 = String::from_utf8(
+            Command::new("getconf")
+                .arg("CLK_TCK")
+                .output()
+                .expect("getconf")
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+}
