@@ -339,24 +339,31 @@ impl Metrics {
             let [a, b, c] = labels.clone();
             [a, b, c, (key, value.to_owned())]
         };
+        // One statement each: a family's read guard lives to the end of its statement,
+        // and a second get_or_create on the same family in it would wait for it forever.
+        let up = self.origin_up.get_or_create(&labels).clone();
+        let pass = self
+            .health_checks
+            .get_or_create(&with("result", "pass"))
+            .clone();
+        let fail = self
+            .health_checks
+            .get_or_create(&with("result", "fail"))
+            .clone();
+        let to_up = self
+            .health_transitions
+            .get_or_create(&with("to", "up"))
+            .clone();
+        let to_down = self
+            .health_transitions
+            .get_or_create(&with("to", "down"))
+            .clone();
         let metrics = HealthMetrics {
-            up: self.origin_up.get_or_create(&labels).clone(),
-            pass: self
-                .health_checks
-                .get_or_create(&with("result", "pass"))
-                .clone(),
-            fail: self
-                .health_checks
-                .get_or_create(&with("result", "fail"))
-                .clone(),
-            to_up: self
-                .health_transitions
-                .get_or_create(&with("to", "up"))
-                .clone(),
-            to_down: self
-                .health_transitions
-                .get_or_create(&with("to", "down"))
-                .clone(),
+            up,
+            pass,
+            fail,
+            to_up,
+            to_down,
         };
         metrics.up.set(1);
         metrics

@@ -1527,3 +1527,98 @@ fn serve_refuses_an_empty_zones_directory() {
     let (status, log) = serve_until_exit(&site);
     assert_reported(site.path(), status, &log, "zones", None, &["zone"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Health checks (SPEC §10)
+// ---------------------------------------------------------------------------------------
+
+/// A group with `check` (block mapping lines, indented 6) and the marked line's problem.
+fn check_error(check: &str, words: &[&str]) -> Result<(), String> {
+    site_error(
+        &format!(
+            "origin_groups:\n  web:\n    health_check:\n{check}    origins:\n      - address: 192.0.2.10\n"
+        ),
+        words,
+    )
+}
+
+#[test]
+fn health_check_values_out_of_range_are_rejected_at_their_line() {
+    assert_all([
+        check_error(
+            "      type: tcp\n      port: 0  # <- error\n",
+            &["health_check.port", "1..65535"],
+        ),
+        check_error(
+            "      type: tcp\n      port: 65536  # <- error\n",
+            &["port", "65536"],
+        ),
+        check_error(
+            "      type: http\n      port: 80\n      interval: 0.1  # <- error\n",
+            &["health_check.interval", "0.2..3600"],
+        ),
+        check_error(
+            "      type: http\n      port: 80\n      interval: 4000  # <- error\n",
+            &["interval", "4000"],
+        ),
+        check_error(
+            "      type: http\n      port: 80\n      interval: 2\n      timeout: 2  # <- error\n",
+            &["health_check.timeout", "less than the interval"],
+        ),
+        check_error(
+            "      type: http\n      port: 80\n      timeout: 0  # <- error\n",
+            &["timeout", "more than 0"],
+        ),
+        check_error(
+            "      type: tcp\n      port: 80\n      fall: 11  # <- error\n",
+            &["health_check.fall", "1..10"],
+        ),
+        check_error(
+            "      type: tcp\n      port: 80\n      rise: 0  # <- error\n",
+            &["health_check.rise", "1..10"],
+        ),
+        check_error(
+            "      type: http\n      port: 80\n      expect_status: [200, 700]  # <- error\n",
+            &["health_check.expect_status", "700"],
+        ),
+        check_error(
+            "      type: http\n      port: 80\n      path: healthz  # <- error\n",
+            &["health_check.path", "start with /"],
+        ),
+        check_error(
+            "      type: http\n      port: 80\n      host: \"not a host\"  # <- error\n",
+            &["health_check.host", "not a host name"],
+        ),
+    ]);
+}
+
+#[test]
+fn health_check_keys_must_fit_the_type() {
+    assert_all([
+        check_error(
+            "      type: tcp\n      port: 80\n      path: /healthz  # <- error\n",
+            &["health_check.path", "http and https"],
+        ),
+        check_error(
+            "      type: tcp\n      port: 80\n      expect_status: [200]  # <- error\n",
+            &["health_check.expect_status", "http and https"],
+        ),
+        check_error(
+            "      type: ping  # <- error\n      port: 80\n",
+            &["ping", "tcp"],
+        ),
+        check_error(
+            "      type: tcp\n      port: 80\n      retries: 3  # <- error\n",
+            &["retries"],
+        ),
+        check_error("      type: tcp  # <- error\n", &["port"]),
+    ]);
+}
+
+#[test]
+fn a_full_health_check_passes() {
+    let site = site_with(
+        "origin_groups:\n  web:\n    health_check:\n      type: https\n      port: 8443\n      path: /ready?full=1\n      host: www.example.com\n      expect_status: [200, 204]\n      interval: 0.5\n      timeout: 0.25\n      fall: 1\n      rise: 10\n    origins:\n      - address: 192.0.2.10\n      - address: 2001:db8::10\ntasks:\n  - hostname: www.example.com\n    origin_group: web\n",
+    );
+    assert_check_passes(&site);
+}

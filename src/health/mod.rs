@@ -46,6 +46,14 @@ pub enum State {
 }
 
 impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unchecked => "unchecked",
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+
     fn from_u8(value: u8) -> Self {
         match value {
             1 => Self::Up,
@@ -386,9 +394,11 @@ impl Checker {
                 let (site, group) = (&self.key.site, &self.key.group);
                 match state {
                     State::Down => {
-                        warn!(%site, %group, %origin, from = ?before, to = "down", reason = error.as_deref().unwrap_or("check failed"), "origin down")
+                        warn!(%site, %group, %origin, from = before.as_str(), to = "down", reason = error.as_deref().unwrap_or("check failed"), "origin down")
                     }
-                    _ => info!(%site, %group, %origin, from = ?before, to = "up", "origin up"),
+                    _ => {
+                        info!(%site, %group, %origin, from = before.as_str(), to = "up", "origin up")
+                    }
                 }
             }
             // ±10 % jitter keeps checkers that started together from staying in step.

@@ -144,14 +144,20 @@ where
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("HTTP request: {e}"))?;
     let response = sender.send_request(request);
+    tokio::pin!(response);
     tokio::pin!(connection);
-    tokio::select! {
-        response = response => response.map(|r| r.status().as_u16()).map_err(|e| format!("HTTP: {e}")),
-        closed = &mut connection => Err(match closed {
-            Err(e) => format!("HTTP: {e}"),
-            Ok(()) => "the connection closed before a response".to_owned(),
-        }),
-    }
+    let response = tokio::select! {
+        biased;
+        response = &mut response => response,
+        closed = &mut connection => match closed {
+            Err(e) => return Err(format!("HTTP: {e}")),
+            // Closed after answering (Connection: close): the response is there.
+            Ok(()) => response.await,
+        },
+    };
+    response
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("HTTP: {e}"))
 }
 
 /// The Host header: the check's `host`, else the origin, with the port unless default.

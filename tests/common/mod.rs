@@ -98,6 +98,11 @@ pub struct Server {
 impl Server {
     /// Starts `lbdns serve --dir DIR` on a free port and waits until it answers.
     pub fn start(dir: &Path, extra: &[&std::ffi::OsStr]) -> Self {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables set for the server.
+    pub fn start_with_env(dir: &Path, extra: &[&std::ffi::OsStr], env: &[(&str, &Path)]) -> Self {
         let addr = free_port();
         let api = free_port();
         let log_dir = tempfile::tempdir().unwrap();
@@ -110,6 +115,7 @@ impl Server {
             .arg("--api")
             .arg(api.to_string())
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -418,5 +424,29 @@ impl Server {
         .parse()
         .unwrap();
         Duration::from_millis(ticks * 1000 / per_second)
+    }
+}
+
+impl Server {
+    /// One API request with a JSON body (or none): (status, body), or `None` without a
+    /// whole answer within 10 s.
+    pub fn http(&self, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+        let wait = Duration::from_secs(10);
+        let mut stream = TcpStream::connect_timeout(&self.api, wait).ok()?;
+        stream.set_read_timeout(Some(wait)).ok()?;
+        let body = body.unwrap_or("");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.api,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).ok()?;
+        let text = String::from_utf8_lossy(&raw);
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n")?.1.to_string();
+        Some((status, body))
     }
 }
