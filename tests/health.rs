@@ -674,3 +674,34 @@ fn a_bad_health_check_through_the_api_is_one_422_naming_the_key() {
     let (status, body) = server.http("GET", GROUPS, None).unwrap();
     assert_eq!((status, body.contains("\"web\"")), (200, false), "{body}");
 }
+
+#[test]
+fn a_domain_origin_is_checked_at_the_addresses_it_resolves_to() {
+    let port = shared_port();
+    // `localhost` resolves to 127.0.0.1 (and maybe ::1): up while any of them passes.
+    let mut local = Origin::start(at("127.0.0.1", port), Behaviour::Accept);
+    let check =
+        format!("{{type: tcp, port: {port}, interval: 0.3, timeout: 0.2, fall: 1, rise: 1}}");
+    let site = site(&["localhost.", "nowhere.invalid."], &check, 1);
+    let server = site.serve();
+    wait_state(&server, "web", "localhost.", "up", Duration::from_secs(5));
+    wait_state(
+        &server,
+        "web",
+        "nowhere.invalid.",
+        "down",
+        Duration::from_secs(5),
+    );
+    let error = health(&server, "web")["nowhere.invalid."]["last_error"].clone();
+    assert!(
+        error.as_str().is_some_and(|e| e.contains("resolve")),
+        "{error}"
+    );
+    let reply = server.ask("www.example.com", RecordType::A);
+    assert!(
+        format!("{reply}").contains("localhost."),
+        "the up origin is the CNAME: {reply}"
+    );
+    local.stop();
+    wait_state(&server, "web", "localhost.", "down", Duration::from_secs(3));
+}
