@@ -632,10 +632,15 @@ fn two_thousand_checked_origins_do_not_slow_the_answers() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
+    // 8 s by default; LBDNS_HEALTH_LOAD_SECONDS=30 for the full run.
+    let seconds = std::env::var("LBDNS_HEALTH_LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
     let start = Instant::now();
     let mut worst = Duration::ZERO;
     let mut queries = 0;
-    while start.elapsed() < Duration::from_secs(8) {
+    while start.elapsed() < Duration::from_secs(seconds) {
         let asked = Instant::now();
         let reply = server.ask("www.example.com", RecordType::A);
         worst = worst.max(asked.elapsed());
