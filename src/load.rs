@@ -100,7 +100,12 @@ pub struct LoadError(pub Vec<String>);
 
 /// Reads and checks everything under `sources`, and compiles what it serves.
 /// Health cells for checked origins come from `health`, so a reload keeps their state.
-pub fn load(sources: &Sources, health: &Health) -> Result<(Config, Snapshot), LoadError> {
+/// `previous` is the GeoIP database now in use, kept when its file has not changed.
+pub fn load(
+    sources: &Sources,
+    health: &Health,
+    previous: Option<Arc<GeoIp>>,
+) -> Result<(Config, Snapshot), LoadError> {
     let mut errors = Vec::new();
     let zones_dir = sources.zones_dir();
     let (zone_files, site_files) = match list_zone_dir(&zones_dir) {
@@ -154,6 +159,8 @@ pub fn load(sources: &Sources, health: &Health) -> Result<(Config, Snapshot), Lo
     }
     let geoip_path = sources.geoip_path();
     let geoip = match &geoip_path {
+        // An unchanged database is not read and checked again on every reload.
+        Some(path) if previous.as_ref().is_some_and(|db| db.is_unchanged(path)) => previous,
         Some(path) => match GeoIp::open(path) {
             Ok(db) => Some(Arc::new(db)),
             Err(e) => {

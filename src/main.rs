@@ -247,8 +247,8 @@ fn sources(dir: DirArgs) -> Sources {
 }
 
 fn check(dir: DirArgs) -> Result<(), Failure> {
-    let (config, _) =
-        load::load(&sources(dir), &lbdns::health::Health::default()).map_err(|e| e.to_string())?;
+    let (config, _) = load::load(&sources(dir), &lbdns::health::Health::default(), None)
+        .map_err(|e| e.to_string())?;
     let (tasks, enabled) = config.task_counts();
     out(&format!(
         "ok: {}, {} ({enabled} enabled)\n",

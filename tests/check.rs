@@ -1622,3 +1622,70 @@ fn a_full_health_check_passes() {
     );
     assert_check_passes(&site);
 }
+
+// ---------------------------------------------------------------------------------------
+// A damaged GeoIP database
+// ---------------------------------------------------------------------------------------
+
+/// MaxMind's test database with part of its search tree overwritten: the metadata still
+/// reads, so only a walk of the tree tells.
+fn damaged_geoip(path: &Path) {
+    let mut bytes = std::fs::read(test_geoip()).unwrap();
+    for byte in &mut bytes[64..2048] {
+        *byte = 0xff;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_geoip_database_is_refused_by_check() {
+    let site = site_with(VALID_SITE);
+    let bad = site.path().join("bad.mmdb");
+    damaged_geoip(&bad);
+    let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["check", "--dir"])
+        .arg(site.path())
+        .arg("--geoip")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("bad.mmdb") && err.contains("damaged"), "{err}");
+}
+
+#[test]
+fn a_damaged_geoip_database_arriving_by_reload_is_rejected_and_the_old_one_serves() {
+    let site = site_with(VALID_SITE);
+    let db = site.path().join("geo.mmdb");
+    std::fs::copy(test_geoip(), &db).unwrap();
+    let server = Server::start(site.path(), &["--geoip".as_ref(), db.as_os_str()]);
+    let cn = || {
+        let reply = server.udp(&query_edns(
+            "geo.example.com",
+            hickory_proto::rr::RecordType::A,
+            1232,
+            Some("175.16.199.0/24"),
+        ));
+        answers(&reply)
+    };
+    assert_eq!(cn(), ["198.51.100.1"]);
+    let rejected = r#"lbdns_reloads_total{result="rejected"}"#;
+    let before = server.metric_sample(rejected).unwrap();
+    damaged_geoip(&db);
+    server.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.metric_sample(rejected).unwrap() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the damaged database was not rejected:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        cn(),
+        ["198.51.100.1"],
+        "the last good database still answers"
+    );
+}

@@ -187,7 +187,7 @@ impl Store {
         persist::remove_stale_temp_files(&sources.zones_dir());
         let fingerprint = writer::Fingerprint::read(&sources);
         let health = Health::new(metrics.clone());
-        let (config, snapshot) = load::load(&sources, &health)?;
+        let (config, snapshot) = load::load(&sources, &health, None)?;
         let (tasks, enabled) = config.task_counts();
         info!(
             zones = config.zones.len(),

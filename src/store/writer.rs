@@ -17,6 +17,7 @@ use tracing::{debug, error};
 use super::{
     ChangeError, Committed, GroupView, Shared, TaskView, group_view, site_index, task_view,
 };
+use crate::geoip::GeoIp;
 use crate::health::{Health, Key};
 use crate::load::{self, LoadError, LoadedSite, Sources};
 use crate::persist;
@@ -309,7 +310,7 @@ impl Writer {
         }
         let base = self.shared.committed.load_full();
         let metrics = &self.shared.metrics;
-        match load_guarded(sources, &self.shared.health) {
+        match load_guarded(sources, &self.shared.health, base.config.geoip.clone()) {
             Ok((config, snapshot)) => {
                 let generation = base.generation + 1;
                 let task_generations = carry_generations(&base, &config, generation);
@@ -397,10 +398,14 @@ fn index_of_zone(base: &Committed, index: usize) -> usize {
 }
 
 /// Loads the files; a panic while loading is a rejected reload, not a dead writer.
-fn load_guarded(sources: &Sources, health: &Health) -> Result<(load::Config, Snapshot), LoadError> {
+fn load_guarded(
+    sources: &Sources,
+    health: &Health,
+    geoip: Option<Arc<GeoIp>>,
+) -> Result<(load::Config, Snapshot), LoadError> {
     // Unwind safety: a load that panics halfway can only have left unused health cells,
     // which the next reconcile drops.
-    let load = std::panic::AssertUnwindSafe(|| load::load(sources, health));
+    let load = std::panic::AssertUnwindSafe(|| load::load(sources, health, geoip));
     std::panic::catch_unwind(load).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
