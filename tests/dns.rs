@@ -1850,3 +1850,17 @@ fn opcodes_other_than_query_get_notimp() {
     assert_eq!(d.status, "NOTIMP", "{}", d.text);
     assert_serving(&mut server, "other opcodes");
 }
+
+/// RFC 3225 §3: the DO bit of the query is copied into the response, over UDP and TCP.
+#[test]
+fn the_do_bit_is_echoed() {
+    let (_site, server) = serve();
+    for dnssec_ok in [true, false] {
+        let mut query = query_edns("www.example.com", RecordType::A, 1232, None);
+        query.edns.as_mut().unwrap().set_dnssec_ok(dnssec_ok);
+        for reply in [server.udp(&query), server.tcp(&query)] {
+            let edns = reply.edns.as_ref().expect("EDNS in, EDNS out");
+            assert_eq!(edns.flags().dnssec_ok, dnssec_ok, "{reply}");
+        }
+    }
+}

@@ -143,10 +143,12 @@ impl Reply {
 impl Handler {
     /// The reply to a decoded request, counted, with TC set when it does not fit UDP.
     fn reply(&self, request: &Request) -> Reply {
-        let mut edns = request.edns.as_ref().map(|_| {
+        let mut edns = request.edns.as_ref().map(|asked| {
             let mut edns = Edns::new();
             edns.set_version(0);
             edns.set_max_payload(MAX_UDP_PAYLOAD);
+            // RFC 3225 §3: the DO bit is copied into the response.
+            edns.set_dnssec_ok(asked.flags().dnssec_ok);
             edns
         });
         let mut metadata = Metadata::response_from_request(&request.metadata);
