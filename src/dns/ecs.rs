@@ -252,8 +252,8 @@ mod tests {
             WWW,
             [
                 &[answer.clone(), aaaa],
-                &[authority.clone()],
-                &[glue.clone()],
+                std::slice::from_ref(&authority),
+                std::slice::from_ref(&glue),
             ],
             Some(&option),
         );
