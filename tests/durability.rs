@@ -496,6 +496,11 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
     let task = format!("http://{}/v1/sites/example.com/tasks/www", server.api);
     steady(Instant::now());
 
+    // The watcher reloads 200 ms after the last file event (API writes and the toucher
+    // make some): waiting longer before a watcher step makes sure it is this step's edit
+    // that the watcher sees, not an earlier event's reload that picks the edit up.
+    let settle_watcher = || std::thread::sleep(Duration::from_millis(600));
+
     // Each step: change, wait until the change is known to be served, let the load see it.
     let mut step = |what: &'static str, next: Expect, change: &mut dyn FnMut() -> Instant| {
         let start = Instant::now();
@@ -522,6 +527,7 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
     let site_b = LOAD_SITE.replace("origin_group: web\n", "origin_group: web_b\n");
     e.www = (&["192.0.2.20"], 30);
     step("site file, watcher", e, &mut || {
+        settle_watcher();
         let before = server.reload_counts();
         std::fs::write(&site_file, &site_b).unwrap();
         assert_eq!(server.wait_reload(before), Reloaded::Accepted);
@@ -548,6 +554,14 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
         let done = Instant::now();
         assert!(check(), "SIGHUP reloaded but the answer did not switch");
         drop(toucher);
+        // The watcher's own reload, once quiet, finds nothing new.
+        let after = server.reload_counts();
+        settle_watcher();
+        assert_eq!(
+            server.reload_counts(),
+            after,
+            "a second reload after SIGHUP"
+        );
         done
     };
     let www_is = |want: &'static str| {
@@ -566,6 +580,7 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
     let zone_82 = ZONE.replace("192.0.2.81", "192.0.2.82");
     e.static_ = "192.0.2.82";
     step("zone file, watcher", e, &mut || {
+        settle_watcher();
         let before = server.reload_counts();
         std::fs::write(&zone_file, &zone_82).unwrap();
         assert_eq!(server.wait_reload(before), Reloaded::Accepted);
@@ -589,6 +604,7 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
     // 7. The GeoIP file replaced, by the watcher: 8.8.8.8 is now in the US.
     e.geo = "198.51.100.1";
     step("GeoIP file, watcher", e, &mut || {
+        settle_watcher();
         let before = server.reload_counts();
         replace_file(&geoip, &shipped);
         assert_eq!(server.wait_reload(before), Reloaded::Accepted);
@@ -612,6 +628,7 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
     });
 
     // 9. An invalid zone edit: rejected, counted, and the last good configuration serves.
+    settle_watcher();
     let before = server.reload_counts();
     std::fs::write(
         &zone_file,
