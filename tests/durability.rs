@@ -526,8 +526,8 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
     // 3. A site file edit, picked up by the watcher (no SIGHUP).
     let site_b = LOAD_SITE.replace("origin_group: web\n", "origin_group: web_b\n");
     e.www = (&["192.0.2.20"], 30);
+    settle_watcher();
     step("site file, watcher", e, &mut || {
-        settle_watcher();
         let before = server.reload_counts();
         std::fs::write(&site_file, &site_b).unwrap();
         assert_eq!(server.wait_reload(before), Reloaded::Accepted);
@@ -579,8 +579,8 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
     // 5. A zone file edit, by the watcher.
     let zone_82 = ZONE.replace("192.0.2.81", "192.0.2.82");
     e.static_ = "192.0.2.82";
+    settle_watcher();
     step("zone file, watcher", e, &mut || {
-        settle_watcher();
         let before = server.reload_counts();
         std::fs::write(&zone_file, &zone_82).unwrap();
         assert_eq!(server.wait_reload(before), Reloaded::Accepted);
@@ -603,8 +603,8 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
 
     // 7. The GeoIP file replaced, by the watcher: 8.8.8.8 is now in the US.
     e.geo = "198.51.100.1";
+    settle_watcher();
     step("GeoIP file, watcher", e, &mut || {
-        settle_watcher();
         let before = server.reload_counts();
         replace_file(&geoip, &shipped);
         assert_eq!(server.wait_reload(before), Reloaded::Accepted);
