@@ -497,32 +497,72 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
     }
 
+    /// Every (country, continent) pair of MaxMind's `GeoIP2-Country-Test.json`, which
+    /// spreads over the whole alphabet: a lookup that missed part of the table (one not
+    /// sorted, say) would fail some of them.
+    const MAXMIND_PAIRS: &str = "AE:AS AL:EU AM:AS AT:EU AZ:AS BE:EU BG:EU BH:AS BT:AS BY:EU \
+        CH:EU CN:AS CZ:EU DE:EU DK:EU ES:EU FI:EU FR:EU GB:EU GI:EU HK:AS HU:EU IE:EU IL:AS \
+        IM:EU IR:AS IT:EU JO:AS JP:AS KR:AS KW:AS LB:AS LY:AF NL:EU NO:EU PH:AS PL:EU RO:EU \
+        RS:EU RU:EU SA:AS SE:EU TR:AS TW:AS UA:EU US:NA";
+
     #[test]
-    fn continent_table_is_sorted_and_complete_for_known_cases() {
-        let code = |s| continent_of(Country::parse(s).unwrap());
-        assert_eq!(code("GB"), Some(Continent::Europe));
-        assert_eq!(code("cn"), Some(Continent::Asia));
-        assert_eq!(code("US"), Some(Continent::NorthAmerica));
-        assert_eq!(code("BR"), Some(Continent::SouthAmerica));
-        assert_eq!(code("AD"), Some(Continent::Europe));
-        assert_eq!(code("ZW"), Some(Continent::Africa));
-        assert_eq!(code("QQ"), None);
+    fn continent_table_agrees_with_maxmind_and_geonames() {
+        // GeoNames' continents for the ends of the table and the continents MaxMind's
+        // test data lacks.
+        let others = "AD:EU AQ:AN AR:SA AU:OC BR:SA CA:NA EG:AF NZ:OC ZA:AF ZW:AF";
+        for pair in MAXMIND_PAIRS.split_whitespace().chain(others.split(' ')) {
+            let (country, continent) = pair.split_once(':').unwrap();
+            assert_eq!(
+                continent_of(Country::parse(country).unwrap()),
+                Continent::parse(continent),
+                "{country}"
+            );
+        }
+        assert_eq!(
+            continent_of(Country::parse("cn").unwrap()),
+            Some(Continent::Asia)
+        );
+        assert_eq!(continent_of(Country::parse("QQ").unwrap()), None);
+        assert_eq!(continent_of(Country::parse("AA").unwrap()), None);
+        assert_eq!(continent_of(Country::parse("ZZ").unwrap()), None);
     }
+
+    // Expected values come from MaxMind's source list of the test databases
+    // (`GeoIP2-Country-Test.json`: network, country, continent) and, for networks the
+    // list does not hold (reserved ones are empty nodes of the tree) and for the shipped
+    // database, from reading the files with a MaxMind DB reader independent of this crate.
 
     #[test]
     fn reads_geoip2_country_schema() {
         let db = GeoIp::open(&data("tests/data/GeoIP2-Country-Test.mmdb")).unwrap();
-        let gb = db.locate("81.2.69.160".parse().unwrap());
-        assert_eq!(gb.country, Country::parse("GB"));
-        assert_eq!(gb.continent, Some(Continent::Europe));
-        assert!(gb.prefix_len > 0 && gb.prefix_len <= 32, "{gb:?}");
-        let us = db.locate("216.160.83.56".parse().unwrap());
-        assert_eq!(us.country, Country::parse("US"));
-        let jp = db.locate("2001:218::1".parse().unwrap());
-        assert_eq!(jp.country, Country::parse("JP"));
-        assert_eq!(jp.prefix_len, 32);
-        let nowhere = db.locate("127.0.0.1".parse().unwrap());
-        assert_eq!(nowhere.country, None);
+        let cases = [
+            ("81.2.69.160", Some("GB"), Some(Continent::Europe), 27),
+            (
+                "216.160.83.56",
+                Some("US"),
+                Some(Continent::NorthAmerica),
+                29,
+            ),
+            ("175.16.199.1", Some("CN"), Some(Continent::Asia), 24),
+            ("89.160.20.112", Some("SE"), Some(Continent::Europe), 28),
+            ("2001:218::1", Some("JP"), Some(Continent::Asia), 32),
+            ("2001:250::1", Some("CN"), Some(Continent::Asia), 31),
+            ("2a02:cfc0::1", Some("FR"), Some(Continent::Europe), 29),
+            // No data: the address's empty network, whose prefix still counts.
+            ("81.2.64.0", None, None, 22),
+            ("127.0.0.1", None, None, 8),
+            ("10.1.2.3", None, None, 8),
+            ("2001:db8:1::1", None, None, 32),
+        ];
+        for (addr, country, continent, prefix_len) in cases {
+            let got = db.locate(addr.parse().unwrap());
+            let want = Location {
+                country: country.and_then(Country::parse),
+                continent,
+                prefix_len,
+            };
+            assert_eq!(got, want, "{addr}");
+        }
     }
 
     #[test]
@@ -535,16 +575,45 @@ mod tests {
             let gb = db.locate("81.2.69.160".parse().unwrap());
             assert_eq!(gb.country, Country::parse("GB"), "{file}");
             assert_eq!(gb.continent, Some(Continent::Europe), "{file}");
-            assert!(gb.prefix_len > 0, "{file}: {gb:?}");
+            assert_eq!(gb.prefix_len, 27, "{file}: {gb:?}");
         }
     }
 
     #[test]
     fn reads_country_code_schema_of_the_shipped_database() {
         let db = GeoIp::open(&data("geoip/geo-whois-asn-country.mmdb")).unwrap();
-        // 1.0.0.0/24 is APNIC's, registered to AU.
-        let loc = db.locate("1.0.0.1".parse().unwrap());
-        assert!(loc.country.is_some(), "{loc:?}");
-        assert_eq!(loc.continent, loc.country.and_then(continent_of));
+        // The database has only `country_code`; the continent is GeoNames' for the country.
+        let cases = [
+            ("1.0.0.1", "AU", Continent::Oceania, 24),
+            ("8.8.8.8", "US", Continent::NorthAmerica, 15),
+            ("193.0.0.1", "NL", Continent::Europe, 20),
+            ("81.2.69.160", "GB", Continent::Europe, 18),
+            ("175.16.199.1", "CN", Continent::Asia, 13),
+        ];
+        for (addr, country, continent, prefix_len) in cases {
+            let got = db.locate(addr.parse().unwrap());
+            let want = Location {
+                country: Country::parse(country),
+                continent: Some(continent),
+                prefix_len,
+            };
+            assert_eq!(got, want, "{addr}");
+        }
+    }
+
+    #[test]
+    fn codes_parse_case_insensitively_and_print_upper_case() {
+        assert_eq!(
+            Country::parse("gb").map(|c| c.to_string()),
+            Some("GB".into())
+        );
+        assert_eq!(Country::parse("G"), None);
+        assert_eq!(Country::parse("GBR"), None);
+        assert_eq!(Country::parse("G1"), None);
+        for code in Continent::CODES.split(' ') {
+            let continent = Continent::parse(&code.to_ascii_lowercase()).unwrap();
+            assert_eq!(continent.to_string(), code);
+        }
+        assert_eq!(Continent::parse("EA"), None);
     }
 }

@@ -648,35 +648,191 @@ mod tests {
         (s.origins()[0], s.scope)
     }
 
+    // Expected scopes are prefix lengths of networks of MaxMind's test database (its
+    // source list `GeoIP2-Country-Test.json`, and its tree for the empty reserved networks,
+    // read with a reader independent of this crate): 81.2.69.160/27 GB, 175.16.199.0/24
+    // CN, 216.160.83.56/29 US, 89.160.20.112/28 SE, 2a02:cfc0::/29 FR; no data in
+    // 10.0.0.0/8, 81.2.64.0/22, 2001:db8::/32. Where the network would overlap a subnet
+    // rule that answers differently, the scope is the largest block around the client
+    // that does not (README, "SPEC points decided here").
+
     #[test]
-    fn region_levels_in_order() {
+    fn region_levels_in_order_with_the_scope_of_the_deciding_network() {
         let g = region_group();
         let db = geoip();
-        // 81.2.69.160 is GB/EU, but the subnet rule is more specific than the country.
-        assert_eq!(pick(&g, client("81.2.69.160"), &db), (2, 24));
-        let cn = pick(&g, client("175.16.199.1"), &db);
-        assert_eq!(cn.0, 0);
-        let us = pick(&g, client("216.160.83.56"), &db);
-        assert_eq!(us.0, 3, "US falls to the default origin");
-        // Not in the database at all: default, scope from the database's empty network.
-        let none = pick(&g, client("10.1.2.3"), &db);
-        assert_eq!(none.0, 3);
+        for (addr, origin, scope) in [
+            // GB/EU, but the subnet rule 81.2.69.0/24 comes first.
+            ("81.2.69.160", 2, 24),
+            ("175.16.199.1", 0, 24),
+            // SE: the continent level.
+            ("89.160.20.112", 1, 28),
+            // US: the default, decided by the US network.
+            ("216.160.83.56", 3, 29),
+            // Not in the database: the default, scope of the reserved 10.0.0.0/8.
+            ("10.1.2.3", 3, 8),
+            // Next to the rule, in the empty 81.2.64.0/22 (which holds 81.2.69.0/24):
+            // the largest block around it that avoids the rule is 81.2.68.0/24.
+            ("81.2.68.1", 3, 24),
+        ] {
+            assert_eq!(pick(&g, client(addr), &db), (origin, scope), "{addr}");
+        }
     }
 
     #[test]
-    fn scope_never_exceeds_source_prefix_and_avoids_rule_overlap() {
+    fn scope_is_capped_at_the_source_prefix_and_not_raised_to_it() {
         let g = region_group();
         let db = geoip();
-        let c = Client {
-            addr: "81.2.69.0".parse().unwrap(),
-            source_prefix: 20,
+        let ecs = |addr: &str, source_prefix| Client {
+            addr: addr.parse().unwrap(),
+            source_prefix,
         };
-        let (_, scope) = pick(&g, c, &db);
-        assert!(scope <= 20);
-        // A client near the subnet rule but outside it must not get a scope that covers it.
-        let (i, scope) = pick(&g, client("81.2.68.1"), &db);
-        assert_ne!(i, 2);
-        assert!(scope >= 24, "scope {scope} would cover 81.2.69.0/24");
+        // 81.2.64.0 is in the empty 81.2.64.0/22, and 81.2.64.0/21 holds the rule
+        // 81.2.69.0/24: the answer holds for /22, so a /20 source gets 20 and a /23 22.
+        assert_eq!(pick(&g, ecs("81.2.64.0", 20), &db), (3, 20));
+        assert_eq!(pick(&g, ecs("81.2.64.0", 23), &db), (3, 22));
+        assert_eq!(pick(&g, ecs("81.2.69.0", 24), &db), (2, 24));
+        assert_eq!(pick(&g, ecs("81.2.69.0", 25), &db), (2, 24));
+        assert_eq!(pick(&g, ecs("0.0.0.0", 0), &db).1, 0);
+    }
+
+    #[test]
+    fn scope_narrows_to_avoid_a_rule_that_answers_differently() {
+        // A rule inside the US network 216.160.83.56/29 and one around 127.0.0.0/8.
+        let mut rule = origin("198.51.100.7", 1);
+        rule.subnets = vec![
+            "216.160.83.60/30".parse().unwrap(),
+            "127.0.0.0/8".parse().unwrap(),
+            "2001:db8:1::/48".parse().unwrap(),
+        ];
+        let mut us = origin("198.51.100.1", 1);
+        us.countries = vec![Country::parse("US").unwrap()];
+        let g = group(Policy::Region, vec![rule, us, origin("198.51.100.9", 1)]);
+        let db = geoip();
+        for (addr, origin, scope) in [
+            ("216.160.83.61", 0, 30),
+            // US, but only 216.160.83.56/30 is US without the rule.
+            ("216.160.83.56", 1, 30),
+            ("127.255.255.255", 0, 8),
+            // Default next to 127.0.0.0/8: 126.0.0.0/8 (also the database's network);
+            // away from it, the database's empty 128.0.0.0/4.
+            ("126.0.0.1", 2, 8),
+            ("128.0.0.1", 2, 4),
+            // IPv6: the empty 2001:db8::/32 without 2001:db8:1::/48 leaves
+            // 2001:db8:2::/47 for 2001:db8:2::1, and 2001:db8:8000::/33 far away.
+            ("2001:db8:1::1", 0, 48),
+            ("2001:db8:2::1", 2, 47),
+            ("2001:db8:ffff::1", 2, 33),
+        ] {
+            assert_eq!(pick(&g, client(addr), &db), (origin, scope), "{addr}");
+        }
+    }
+
+    #[test]
+    fn a_group_without_country_or_continent_keys_ignores_the_database() {
+        // Rules only: the database's networks do not narrow the scope.
+        let mut rule = origin("198.51.100.7", 1);
+        rule.subnets = vec!["127.0.0.0/8".parse().unwrap()];
+        let g = group(Policy::Region, vec![rule, origin("198.51.100.9", 1)]);
+        // 216.160.83.56 is in the US network /29, but only 128.0.0.0/1 decided.
+        assert_eq!(pick(&g, client("216.160.83.56"), &geoip()), (1, 1));
+    }
+
+    #[test]
+    fn country_only_and_continent_only_groups_use_the_database() {
+        let mut cn = origin("198.51.100.1", 1);
+        cn.countries = vec![Country::parse("CN").unwrap()];
+        let g = group(Policy::Region, vec![cn, origin("198.51.100.9", 1)]);
+        let db = geoip();
+        assert_eq!(pick(&g, client("175.16.199.1"), &db), (0, 24));
+        assert_eq!(pick(&g, client("81.2.69.160"), &db), (1, 27));
+        let mut eu = origin("198.51.100.2", 1);
+        eu.continents = vec![Continent::Europe];
+        let g = group(Policy::Region, vec![eu, origin("198.51.100.9", 1)]);
+        assert_eq!(pick(&g, client("81.2.69.160"), &db), (0, 27));
+        assert_eq!(pick(&g, client("175.16.199.1"), &db), (1, 24));
+        // Without a database, neither level matches and nothing narrows the scope.
+        let mut rng = SmallRng::seed_from_u64(9);
+        let s = select(
+            &g,
+            Family::V4,
+            &client("81.2.69.160"),
+            None,
+            |_| true,
+            1,
+            &mut rng,
+        );
+        assert_eq!((s.origins(), s.scope), (&[1][..], 0));
+    }
+
+    #[test]
+    fn a_country_beats_its_continent() {
+        let mut gb = origin("198.51.100.1", 1);
+        gb.countries = vec![Country::parse("GB").unwrap()];
+        let mut eu = origin("198.51.100.2", 1);
+        eu.continents = vec![Continent::Europe];
+        // Continent first in the file: the order of the levels decides, not the file's.
+        let g = group(Policy::Region, vec![eu, gb, origin("198.51.100.9", 1)]);
+        let db = geoip();
+        assert_eq!(pick(&g, client("81.2.69.160"), &db), (1, 27));
+        assert_eq!(pick(&g, client("2a02:cfc0::1"), &db).0, 0, "FR is EU");
+    }
+
+    #[test]
+    fn a_level_of_drained_origins_is_passed_over() {
+        let mut drained = origin("198.51.100.7", 0);
+        drained.subnets = vec!["192.0.2.0/24".parse().unwrap()];
+        let g = group(Policy::Region, vec![drained, origin("198.51.100.9", 1)]);
+        let c = client("192.0.2.1");
+        let mut rng = SmallRng::seed_from_u64(5);
+        let mut run = |is_up: fn(u16) -> bool| {
+            let s = select(&g, Family::V4, &c, None, is_up, 1, &mut rng);
+            (s.origins().to_vec(), s.failed_open)
+        };
+        // The subnet level has only a drained origin: the default answers.
+        assert_eq!(run(|_| true), (vec![1], false));
+        // The default is down: the drained origin is the last resort, not a failure.
+        assert_eq!(run(|i| i != 1), (vec![0], false));
+        // Everything down: fail open to the positive weight, and say so.
+        assert_eq!(run(|_| false), (vec![1], true));
+    }
+
+    #[test]
+    fn exactly_as_many_answers_as_asked_up_to_the_origins() {
+        let g = group(
+            Policy::Weight,
+            vec![
+                origin("192.0.2.1", 1),
+                origin("192.0.2.2", 1),
+                origin("192.0.2.3", 1),
+            ],
+        );
+        let mut rng = SmallRng::seed_from_u64(11);
+        for (answers, len) in [(0, 1), (1, 1), (2, 2), (3, 3), (MAX_ANSWERS, 3)] {
+            for _ in 0..20 {
+                let s = select(
+                    &g,
+                    Family::V4,
+                    &client("192.0.2.9"),
+                    None,
+                    |_| true,
+                    answers,
+                    &mut rng,
+                );
+                let mut picked = s.origins().to_vec();
+                picked.sort();
+                picked.dedup();
+                assert_eq!(picked.len(), len, "answers {answers}: {:?}", s.origins());
+                assert_eq!(s.origins().len(), len);
+            }
+        }
+    }
+
+    #[test]
+    fn families_served() {
+        let g = group(Policy::Weight, vec![origin("192.0.2.1", 1)]);
+        assert!(g.serves(Family::V4));
+        assert!(!g.serves(Family::V6));
+        assert!(!g.serves(Family::Name));
     }
 
     #[test]
@@ -693,6 +849,19 @@ mod tests {
         let a: IpAddr = "10.0.0.0".parse().unwrap();
         assert_eq!(common_prefix_len(a, "10.0.0.0".parse().unwrap()), Some(32));
         assert_eq!(common_prefix_len(a, "10.128.0.0".parse().unwrap()), Some(8));
+        assert_eq!(common_prefix_len(a, "10.0.0.1".parse().unwrap()), Some(31));
         assert_eq!(common_prefix_len(a, "::1".parse().unwrap()), None);
+        let b: IpAddr = "2001:db8::".parse().unwrap();
+        assert_eq!(common_prefix_len(b, b), Some(128));
+        assert_eq!(
+            common_prefix_len(b, "2001:db8:1::".parse().unwrap()),
+            Some(47)
+        );
+        assert_eq!(
+            common_prefix_len(b, "2001:db8::1".parse().unwrap()),
+            Some(127)
+        );
+        assert_eq!(common_prefix_len(b, "a001:db8::".parse().unwrap()), Some(0));
+        assert_eq!(common_prefix_len(b, a), None);
     }
 }

@@ -192,4 +192,159 @@ mod tests {
         assert_eq!(read(&p), Ecs::Absent);
         assert_eq!(read(&[0; 5]), Ecs::Absent);
     }
+
+    /// `www.example.com` in wire form.
+    const WWW: &[u8] = b"\x03www\x07example\x03com\x00";
+
+    /// A resource record: owner (wire bytes), type, class IN, TTL 60, RDATA.
+    fn rr(owner: &[u8], rtype: u16, rdata: &[u8]) -> Vec<u8> {
+        let mut r = owner.to_vec();
+        r.extend_from_slice(&rtype.to_be_bytes());
+        r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+        r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        r.extend_from_slice(rdata);
+        r
+    }
+
+    /// A message: one question for `qname`, then the sections' records, the OPT record
+    /// (root owner, with `options`) last in the additional section when given.
+    fn message(qname: &[u8], sections: [&[Vec<u8>]; 3], options: Option<&[u8]>) -> Vec<u8> {
+        let counts = [
+            1,
+            sections[0].len(),
+            sections[1].len(),
+            sections[2].len() + usize::from(options.is_some()),
+        ];
+        let mut p = vec![0x12, 0x34, 0, 0];
+        for count in counts {
+            p.extend_from_slice(&(count as u16).to_be_bytes());
+        }
+        p.extend_from_slice(qname);
+        p.extend_from_slice(&[0, 1, 0, 1]);
+        for record in sections.iter().flat_map(|s| s.iter()) {
+            p.extend_from_slice(record);
+        }
+        if let Some(options) = options {
+            p.extend(rr(&[0], OPT, options));
+        }
+        p
+    }
+
+    fn subnet(addr: &str, source: u8, scope: u8) -> Ecs {
+        Ecs::Present(ClientSubnet::new(addr.parse().unwrap(), source, scope))
+    }
+
+    #[test]
+    fn the_opt_record_is_found_after_every_section() {
+        let option = ecs(1, 24, 0, &[198, 51, 100]);
+        let want = subnet("198.51.100.0", 24, 0);
+        // Names of several labels, compressed owners (a pointer to the question name),
+        // records of every section, and another additional record before the OPT.
+        let answer = rr(&[0xC0, 12], 1, &[192, 0, 2, 1]);
+        let authority = rr(b"\x02ns\xC0\x10", 2, b"\x02ns\xC0\x10");
+        let glue = rr(b"\x02ns\x07example\x03com\x00", 1, &[192, 0, 2, 53]);
+        let aaaa = rr(
+            &[0xC0, 12],
+            28,
+            &[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        );
+        let packet = message(
+            WWW,
+            [
+                &[answer.clone(), aaaa],
+                std::slice::from_ref(&authority),
+                std::slice::from_ref(&glue),
+            ],
+            Some(&option),
+        );
+        assert_eq!(read(&packet), want);
+        assert_eq!(read(&message(WWW, [&[], &[], &[]], Some(&option))), want);
+        assert_eq!(
+            read(&message(WWW, [&[answer], &[authority], &[glue]], None)),
+            Ecs::Absent
+        );
+        // An OPT record that is not last of the additional section.
+        let mut packet = message(b"\x01a\x00", [&[], &[], &[]], Some(&option));
+        packet[11] = 2;
+        packet.extend(rr(&[0], 1, &[192, 0, 2, 1]));
+        assert_eq!(read(&packet), subnet("198.51.100.0", 24, 0));
+    }
+
+    #[test]
+    fn damaged_messages_have_no_ecs() {
+        let option = ecs(1, 24, 0, &[198, 51, 100]);
+        let packet = message(WWW, [&[], &[], &[]], Some(&option));
+        // Cut anywhere before the option's end: no OPT record is found.
+        let opt_at = packet.len() - option.len() - 11;
+        for cut in [5, 12, 14, 20, 28, opt_at, opt_at + 9, packet.len() - 1] {
+            assert_eq!(read(&packet[..cut]), Ecs::Absent, "cut at {cut}");
+        }
+        // A label with the reserved 0x40 or 0x80 bits ends the walk.
+        for bad in [0x40, 0x80] {
+            let mut p = packet.clone();
+            p[12] = bad;
+            assert_eq!(read(&p), Ecs::Absent);
+        }
+    }
+
+    #[test]
+    fn every_valid_prefix_length_and_the_scope_byte_are_read() {
+        let cases = [
+            (ecs(1, 32, 0, &[192, 0, 2, 1]), subnet("192.0.2.1", 32, 0)),
+            (
+                ecs(1, 25, 0, &[192, 0, 2, 128]),
+                subnet("192.0.2.128", 25, 0),
+            ),
+            (ecs(1, 1, 0, &[128]), subnet("128.0.0.0", 1, 0)),
+            (ecs(1, 24, 7, &[192, 0, 2]), subnet("192.0.2.0", 24, 7)),
+            (ecs(1, 0, 0, &[]), subnet("0.0.0.0", 0, 0)),
+            (
+                ecs(
+                    2,
+                    128,
+                    0,
+                    &[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                ),
+                subnet("2001:db8::1", 128, 0),
+            ),
+            (
+                ecs(2, 56, 0, &[0x20, 1, 0x0d, 0xb8, 0, 1, 2]),
+                subnet("2001:db8:1:200::", 56, 0),
+            ),
+            (ecs(2, 0, 0, &[]), subnet("::", 0, 0)),
+        ];
+        for (option, want) in cases {
+            assert_eq!(read(&query(&option)), want, "{option:?}");
+        }
+        for bad in [
+            ecs(1, 25, 0, &[192, 0, 2, 192]), // bit 26 set past a /25
+            ecs(1, 1, 0, &[0xC0]),            // bit 2 set past a /1
+            ecs(2, 129, 0, &[0; 17]),         // longer than IPv6
+            ecs(2, 56, 0, &[0x20, 1, 0x0d, 0xb8, 0, 1, 2, 0]),
+            ecs(0, 0, 0, &[]), // family 0
+        ] {
+            assert_eq!(read(&query(&bad)), Ecs::Malformed, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn options_around_ecs_are_skipped_by_their_lengths() {
+        let cookie = [0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+        let empty = [0, 12, 0, 0]; // padding, no data
+        let option = ecs(1, 24, 0, &[198, 51, 100]);
+        let want = subnet("198.51.100.0", 24, 0);
+        for options in [
+            [&cookie[..], &option, &empty].concat(),
+            [&empty[..], &cookie, &option].concat(),
+            [&option[..], &empty, &cookie].concat(),
+        ] {
+            assert_eq!(read(&query(&options)), want, "{options:?}");
+        }
+        assert_eq!(read(&query(&[cookie, cookie].concat())), Ecs::Absent);
+        // An option header cut short.
+        assert_eq!(
+            read(&query(&[&option[..], &[0, 10, 0]].concat())),
+            Ecs::Malformed
+        );
+    }
 }

@@ -450,3 +450,168 @@ impl Server {
         Some((status, body))
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Metrics: how tests learn that a reload happened or was rejected (not from log wording)
+// ---------------------------------------------------------------------------------------
+
+/// The series counting accepted reloads.
+pub const RELOADS_OK: &str = "lbdns_reloads_total{result=\"ok\"}";
+/// The series counting rejected reloads.
+pub const RELOADS_REJECTED: &str = "lbdns_reloads_total{result=\"rejected\"}";
+
+/// What a reload did, as the metrics tell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    Accepted,
+    Rejected,
+}
+
+/// The value of the Prometheus series `series` (name and labels exactly as exported, e.g.
+/// `lbdns_reloads_total{result="ok"}`) in the text exposition `text`.
+pub fn metric_in(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+impl Server {
+    /// `GET /metrics` from the management API (no token).
+    pub fn metrics_text(&self) -> String {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        agent
+            .get(format!("http://{}/metrics", self.api))
+            .call()
+            .and_then(|mut r| r.body_mut().read_to_string())
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}\n{}", self.log()))
+    }
+
+    /// The value of one series; panics when the server does not export it.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text();
+        metric_in(&text, series).unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+    }
+
+    /// Sends SIGHUP and returns at once.
+    pub fn sighup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {}", self.pid());
+    }
+
+    /// Waits (10 s at most) until the accepted or the rejected reload count moves past
+    /// `before` (a pair from [`Server::reload_counts`]), and says which moved.
+    pub fn wait_reload(&self, before: (f64, f64)) -> Reloaded {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.reload_counts();
+            if now.0 > before.0 {
+                return Reloaded::Accepted;
+            }
+            if now.1 > before.1 {
+                return Reloaded::Rejected;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload counted within 10 s (ok, rejected still {before:?}):\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// (accepted, rejected) reloads so far.
+    pub fn reload_counts(&self) -> (f64, f64) {
+        let text = self.metrics_text();
+        let get = |series| {
+            metric_in(&text, series).unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        };
+        (get(RELOADS_OK), get(RELOADS_REJECTED))
+    }
+
+    /// Runs `edit` (which must change what is on disk), sends SIGHUP and waits until the
+    /// metrics count the reload, from SIGHUP or from the file watcher, whichever came first.
+    pub fn reload_after(&self, edit: impl FnOnce()) -> Reloaded {
+        let before = self.reload_counts();
+        edit();
+        self.sighup();
+        self.wait_reload(before)
+    }
+}
+
+/// Starts `lbdns serve --dir DIR` with the API on `api` (which may be any address, e.g.
+/// a non-loopback one) and `extra` arguments; the returned server's `api` is `api`.
+pub fn start_with_api(dir: &Path, api: SocketAddr, extra: &[&std::ffi::OsStr]) -> Server {
+    let addr = free_port();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("lbdns.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["serve", "--dir"])
+        .arg(dir)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--api")
+        .arg(api.to_string())
+        .args(extra)
+        .env_remove("LBDNS_API_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start lbdns");
+    let mut server = Server {
+        child,
+        addr,
+        api,
+        log,
+        _log_dir: log_dir,
+    };
+    server.wait_ready();
+    server
+}
+
+/// A required external tool: its path, or a failed test naming the package to install.
+/// Tests never skip silently because a tool is missing (`.ci/run` installs them).
+pub fn require_tool(candidates: &[&str], package: &str) -> String {
+    candidates
+        .iter()
+        .find(|bin| {
+            Command::new(bin)
+                .arg("-V")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .map(|bin| (*bin).to_owned())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not installed: apt-get install {package}",
+                candidates[0]
+            )
+        })
+}
+
+/// Pearson's chi-square statistic of `observed` counts against `expected` probabilities
+/// (which sum to 1).
+pub fn chi_square(observed: &[usize], expected: &[f64]) -> f64 {
+    let n: usize = observed.iter().sum();
+    observed
+        .iter()
+        .zip(expected)
+        .map(|(&o, &p)| {
+            let e = n as f64 * p;
+            (o as f64 - e).powi(2) / e
+        })
+        .sum()
+}
+
+/// Upper 0.001 quantiles of the chi-square distribution by degrees of freedom (1..=5):
+/// a correct server fails a check at this bound once in a thousand runs.
+pub const CHI2_999: [f64; 5] = [10.83, 13.82, 16.27, 18.47, 20.52];
