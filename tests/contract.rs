@@ -535,14 +535,15 @@ fn a_non_loopback_api_with_a_token_is_served() {
             "--geoip".as_ref(),
             test_geoip().as_os_str(),
             "--api-token".as_ref(),
-            "s3cret".as_ref(),
+            "0123456789abcdef0123456789abcdef".as_ref(),
         ],
     );
     let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (status, body) = Api::new(local, Some("s3cret")).call("GET", "/v1/sites", None);
+    let (status, body) =
+        Api::new(local, Some("0123456789abcdef0123456789abcdef")).call("GET", "/v1/sites", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["sites"].as_array().map(Vec::len), Some(1), "{body}");
-    let (status, body) = Api::new(local, Some("s3cret")).call(
+    let (status, body) = Api::new(local, Some("0123456789abcdef0123456789abcdef")).call(
         "POST",
         "/v1/sites/example.com/tasks/www/disable",
         None,
