@@ -1,6 +1,6 @@
 //! Log throttling: problems that a client can cause once per packet or per connection are
 //! logged at most a few lines a second, and the lines held back are counted, in
-//! `lbdns_log_lines_suppressed_total` and in a summary line once a second.
+//! `lbdns_log_lines_suppressed_total` and in a summary line a second after the first.
 //!
 //! A fixed one-second window over three atomics, rather than a crate (`governor` is not in
 //! the dependency tree): the hot path is one clock read and one `fetch_add`, no lock, and
@@ -36,6 +36,8 @@ pub struct Throttle {
     pending: AtomicU64,
     /// Every line suppressed, for `/metrics`.
     suppressed: Counter,
+    /// Woken when a line is suppressed with none pending, for the summary.
+    held: tokio::sync::Notify,
 }
 
 impl Throttle {
@@ -47,6 +49,7 @@ impl Throttle {
             used: AtomicU32::new(0),
             pending: AtomicU64::new(0),
             suppressed,
+            held: tokio::sync::Notify::new(),
         }
     }
 
@@ -70,9 +73,18 @@ impl Throttle {
         if used < self.per_second {
             return true;
         }
-        self.pending.fetch_add(1, Relaxed);
+        if self.pending.fetch_add(1, Relaxed) == 0 {
+            self.held.notify_one();
+        }
         self.suppressed.inc();
         false
+    }
+
+    /// Completes once a line has been suppressed since the last [`Throttle::take_suppressed`].
+    pub async fn held_back(&self) {
+        if self.pending.load(Relaxed) == 0 {
+            self.held.notified().await;
+        }
     }
 
     /// The lines suppressed since the last call, for a summary line.
