@@ -347,4 +347,25 @@ mod tests {
             Ecs::Malformed
         );
     }
+
+    #[test]
+    fn pointers_are_skipped_whatever_their_offset_and_other_label_types_stop_the_walk() {
+        let option = ecs(1, 24, 0, &[198, 51, 100]);
+        // A pointer's offset has 14 bits: 0xC1 0x02 points to 258 (where, it does not
+        // matter: the walk only skips names).
+        for owner in [[0xC0, 12], [0xC1, 2], [0xFF, 0xFF]] {
+            let answer = rr(&owner, 1, &[192, 0, 2, 1]);
+            let packet = message(WWW, [&[answer], &[], &[]], Some(&option));
+            assert_eq!(read(&packet), subnet("198.51.100.0", 24, 0), "{owner:?}");
+        }
+        // Label types 0x40 and 0x80 are not lengths: a name starting with 0x41 and 65
+        // more bytes then a root label does not lead on to the OPT record.
+        for kind in [0x41, 0x81] {
+            let mut qname = vec![kind];
+            qname.extend_from_slice(&[b'x'; 0x41]);
+            qname.push(0);
+            let packet = message(&qname, [&[], &[], &[]], Some(&option));
+            assert_eq!(read(&packet), Ecs::Absent, "{kind:#x}");
+        }
+    }
 }
