@@ -2401,7 +2401,7 @@ fn a_write_is_refused_while_the_zone_file_is_missing() {
     assert!(!lab.file_text().contains("late"), "{}", lab.file_text());
     // Restored, and reloaded, the same write goes through.
     std::fs::write(&zone, text).unwrap();
-    lab.server.reload();
+    lab.server.sighup();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let reply = lab.api.post(TASKS, &body);
@@ -2423,7 +2423,7 @@ fn a_write_is_refused_while_the_directory_does_not_load() {
     // Another zone, broken: the directory no longer loads, so no write may land in it.
     lab.site
         .write("broken.example.zone", "this is not a zone\n");
-    lab.server.reload();
+    lab.server.sighup();
     let deadline = Instant::now() + Duration::from_secs(5);
     while lab.api.get("/healthz").json()["config"]["valid"] != json!(false) {
         assert!(Instant::now() < deadline, "the broken zone was not noticed");
@@ -2488,7 +2488,7 @@ fn a_wildcard_task_under_the_apex_is_served_from_file_api_and_reload() {
     // By a hand edit and a reload.
     let lab = Lab::start();
     lab.site.write(SITE_FILE, &format!("{SITE_YAML}{wildcard}"));
-    lab.server.reload();
+    lab.server.sighup();
     let deadline = Instant::now() + Duration::from_secs(5);
     while dns(&lab.server, "other.example.com", RecordType::A).rcode != ResponseCode::NoError {
         assert!(

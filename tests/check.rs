@@ -1673,7 +1673,7 @@ fn a_damaged_geoip_database_arriving_by_reload_is_rejected_and_the_old_one_serve
     let rejected = r#"lbdns_reloads_total{result="rejected"}"#;
     let before = server.metric_sample(rejected).unwrap();
     damaged_geoip(&db);
-    server.reload();
+    server.sighup();
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.metric_sample(rejected).unwrap() == before {
         assert!(

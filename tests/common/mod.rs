@@ -156,25 +156,6 @@ impl Server {
         self.child.id()
     }
 
-    /// Sends SIGHUP and waits until the log shows the reload's outcome.
-    pub fn reload(&self) {
-        let before = self.log().matches("reload").count();
-        let status = Command::new("kill")
-            .args(["-HUP", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.log().matches("reload").count() == before {
-            assert!(
-                Instant::now() < deadline,
-                "no reload logged:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// Kills the server with SIGKILL, as a crash would, and reaps it.
     pub fn crash(&mut self) {
         let _ = self.child.kill();
