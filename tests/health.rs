@@ -710,3 +710,27 @@ fn a_domain_origin_is_checked_at_the_addresses_it_resolves_to() {
     local.stop();
     wait_state(&server, "web", "localhost.", "down", Duration::from_secs(3));
 }
+
+#[test]
+fn a_new_checked_group_no_task_uses_shows_its_origins_unchecked_then_checked() {
+    let port = shared_port();
+    let _up = Origin::start(at("127.0.0.71", port), Behaviour::Accept);
+    let site = Site::new(&[("example.com.zone", ZONE)]);
+    let server = site.serve();
+    let group = format!(
+        r#"{{"health_check": {{"type": "tcp", "port": {port}, "interval": 0.5, "timeout": 0.3}}, "origins": [{{"address": "127.0.0.71"}}]}}"#
+    );
+    let (status, body) = server
+        .http("PUT", &format!("{GROUPS}/spare"), Some(&group))
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    let health = &reply["origins"][0]["health"];
+    assert_eq!(health["state"], "unchecked", "{body}");
+    assert!(
+        health["since"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{body}"
+    );
+    // Checked although no task uses the group, so the operator sees it before using it.
+    wait_state(&server, "spare", "127.0.0.71", "up", Duration::from_secs(3));
+}

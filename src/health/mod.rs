@@ -120,6 +120,17 @@ pub struct HealthView {
     pub last_error: Option<String>,
 }
 
+impl HealthView {
+    /// An origin whose checker has not started yet.
+    pub fn unchecked() -> Self {
+        Self {
+            state: State::Unchecked,
+            since: rfc3339(SystemTime::now()),
+            last_error: None,
+        }
+    }
+}
+
 impl OriginHealth {
     fn new() -> Self {
         Self {

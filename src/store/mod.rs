@@ -620,13 +620,7 @@ fn group_view(loaded: &LoadedSite, name: &str, health: &Health) -> Option<GroupV
             health: group
                 .and_then(|g| g.origins.get(i))
                 .and_then(|origin| keys.iter().find(|k| k.target == origin.target))
-                .map(|key| {
-                    health.view(key).unwrap_or_else(|| HealthView {
-                        state: crate::health::State::Unchecked,
-                        since: String::new(),
-                        last_error: None,
-                    })
-                }),
+                .map(|key| health.view(key).unwrap_or_else(HealthView::unchecked)),
         })
         .collect();
     Some(GroupView {
