@@ -153,7 +153,7 @@ impl Handler {
         });
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = false;
-        let mut answer = match self.answer(request, edns.as_mut()) {
+        let answer = match self.answer(request, edns.as_mut()) {
             Ok(answer) => {
                 metadata.response_code = answer.rcode;
                 metadata.authoritative = answer.authoritative;
@@ -165,19 +165,18 @@ impl Handler {
             }
         };
         self.metrics.response(metadata.response_code);
-        if request.protocol() == Protocol::Udp
-            && !fits_udp(request, edns.as_ref(), metadata, &answer)
-        {
-            metadata.truncation = true;
-            answer.answers.clear();
-            answer.authority.clear();
-            answer.additional.clear();
-        }
-        Reply {
+        let mut reply = Reply {
             metadata,
             edns,
             answer,
+        };
+        if request.protocol() == Protocol::Udp && !reply.fits_udp(request) {
+            reply.metadata.truncation = true;
+            reply.answer.answers.clear();
+            reply.answer.authority.clear();
+            reply.answer.additional.clear();
         }
+        reply
     }
 
     /// Answers one query given as wire bytes, as hickory's server would after reading it
@@ -321,66 +320,59 @@ fn client_of(source: IpAddr, ecs: Option<&ClientSubnet>) -> Client {
     }
 }
 
-/// True when the reply fits what the client can take over UDP: its EDNS payload (at
-/// least 512, at most ours), or 512 without EDNS (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
-fn fits_udp(request: &Request, edns: Option<&Edns>, metadata: Metadata, answer: &Answer) -> bool {
-    let limit = request.edns.as_ref().map_or(512, |e| {
-        usize::from(e.max_payload().clamp(512, MAX_UDP_PAYLOAD))
-    });
-    match size_bound(request, edns, answer) {
-        Some(bound) if bound <= limit => true,
-        _ => exact_size(request, edns, metadata, answer) <= limit,
+impl Reply {
+    /// True when the reply fits what the client can take over UDP: its EDNS payload (at
+    /// least 512, at most ours), or 512 without EDNS (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
+    fn fits_udp(&self, request: &Request) -> bool {
+        let limit = request.edns.as_ref().map_or(512, |e| {
+            usize::from(e.max_payload().clamp(512, MAX_UDP_PAYLOAD))
+        });
+        match self.size_bound(request) {
+            Some(bound) if bound <= limit => true,
+            _ => self.exact_size(request) <= limit,
+        }
     }
-}
 
-/// An upper bound of the reply's wire size without name compression, when every record's
-/// data has a known size; `None` sends the reply through [`exact_size`].
-fn size_bound(request: &Request, edns: Option<&Edns>, answer: &Answer) -> Option<usize> {
-    let question = request.queries.as_bytes().len();
-    // OPT: root name, type, class, TTL, RDLENGTH, then ECS at most 4 + 4 + 16.
-    let opt = edns.map_or(0, |_| 11 + 24);
-    let mut total = 12 + question + opt;
-    for record in answer
-        .answers
-        .iter()
-        .chain(&answer.authority)
-        .chain(&answer.additional)
-    {
-        let data = match &record.data {
-            RData::A(_) => 4,
-            RData::AAAA(_) => 16,
-            RData::CNAME(n) => n.0.len(),
-            RData::NS(n) => n.0.len(),
-            RData::PTR(n) => n.0.len(),
-            RData::MX(mx) => 2 + mx.exchange.len(),
-            RData::SOA(soa) => soa.mname.len() + soa.rname.len() + 20,
-            RData::TXT(txt) => txt.txt_data.iter().map(|s| 1 + s.len()).sum(),
-            _ => return None,
-        };
-        total += record.name.len() + 10 + data;
+    /// An upper bound of the reply's wire size without name compression, when every
+    /// record's data has a known size; `None` sends the reply through `exact_size`.
+    fn size_bound(&self, request: &Request) -> Option<usize> {
+        let question = request.queries.as_bytes().len();
+        // OPT: root name, type, class, TTL, RDLENGTH, then ECS at most 4 + 4 + 16.
+        let opt = self.edns.as_ref().map_or(0, |_| 11 + 24);
+        let mut total = 12 + question + opt;
+        let answer = &self.answer;
+        for record in answer
+            .answers
+            .iter()
+            .chain(&answer.authority)
+            .chain(&answer.additional)
+        {
+            let data = match &record.data {
+                RData::A(_) => 4,
+                RData::AAAA(_) => 16,
+                RData::CNAME(n) => n.0.len(),
+                RData::NS(n) => n.0.len(),
+                RData::PTR(n) => n.0.len(),
+                RData::MX(mx) => 2 + mx.exchange.len(),
+                RData::SOA(soa) => soa.mname.len() + soa.rname.len() + 20,
+                RData::TXT(txt) => txt.txt_data.iter().map(|s| 1 + s.len()).sum(),
+                _ => return None,
+            };
+            total += record.name.len() + 10 + data;
+        }
+        Some(total)
     }
-    Some(total)
-}
 
-/// The reply's exact wire size, by encoding it.
-fn exact_size(
-    request: &Request,
-    edns: Option<&Edns>,
-    metadata: Metadata,
-    answer: &Answer,
-) -> usize {
-    let mut bytes = Vec::with_capacity(1024);
-    let mut encoder = BinEncoder::new(&mut bytes);
-    let response = MessageResponseBuilder::new(&request.queries, edns).build(
-        metadata,
-        answer.answers.iter(),
-        answer.authority.iter(),
-        std::iter::empty::<&Record>(),
-        answer.additional.iter(),
-    );
-    match response.destructive_emit(&mut encoder) {
-        Ok(_) => bytes.len(),
-        Err(_) => usize::MAX,
+    /// The reply's exact wire size, by encoding it.
+    fn exact_size(&self, request: &Request) -> usize {
+        let mut bytes = Vec::with_capacity(1024);
+        match self
+            .message(&request.queries)
+            .destructive_emit(&mut BinEncoder::new(&mut bytes))
+        {
+            Ok(_) => bytes.len(),
+            Err(_) => usize::MAX,
+        }
     }
 }
 
