@@ -642,7 +642,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pick(g: &CompiledGroup, c: Client, db: &GeoIp) -> (u16, u8) {
+    fn origin_and_scope(g: &CompiledGroup, c: Client, db: &GeoIp) -> (u16, u8) {
         let mut rng = SmallRng::seed_from_u64(9);
         let s = select(g, Family::V4, &c, Some(db), |_| true, 1, &mut rng);
         (s.origins()[0], s.scope)
@@ -674,7 +674,11 @@ mod tests {
             // the largest block around it that avoids the rule is 81.2.68.0/24.
             ("81.2.68.1", 3, 24),
         ] {
-            assert_eq!(pick(&g, client(addr), &db), (origin, scope), "{addr}");
+            assert_eq!(
+                origin_and_scope(&g, client(addr), &db),
+                (origin, scope),
+                "{addr}"
+            );
         }
     }
 
@@ -688,11 +692,11 @@ mod tests {
         };
         // 81.2.64.0 is in the empty 81.2.64.0/22, and 81.2.64.0/21 holds the rule
         // 81.2.69.0/24: the answer holds for /22, so a /20 source gets 20 and a /23 22.
-        assert_eq!(pick(&g, ecs("81.2.64.0", 20), &db), (3, 20));
-        assert_eq!(pick(&g, ecs("81.2.64.0", 23), &db), (3, 22));
-        assert_eq!(pick(&g, ecs("81.2.69.0", 24), &db), (2, 24));
-        assert_eq!(pick(&g, ecs("81.2.69.0", 25), &db), (2, 24));
-        assert_eq!(pick(&g, ecs("0.0.0.0", 0), &db).1, 0);
+        assert_eq!(origin_and_scope(&g, ecs("81.2.64.0", 20), &db), (3, 20));
+        assert_eq!(origin_and_scope(&g, ecs("81.2.64.0", 23), &db), (3, 22));
+        assert_eq!(origin_and_scope(&g, ecs("81.2.69.0", 24), &db), (2, 24));
+        assert_eq!(origin_and_scope(&g, ecs("81.2.69.0", 25), &db), (2, 24));
+        assert_eq!(origin_and_scope(&g, ecs("0.0.0.0", 0), &db).1, 0);
     }
 
     #[test]
@@ -723,7 +727,11 @@ mod tests {
             ("2001:db8:2::1", 2, 47),
             ("2001:db8:ffff::1", 2, 33),
         ] {
-            assert_eq!(pick(&g, client(addr), &db), (origin, scope), "{addr}");
+            assert_eq!(
+                origin_and_scope(&g, client(addr), &db),
+                (origin, scope),
+                "{addr}"
+            );
         }
     }
 
@@ -734,7 +742,10 @@ mod tests {
         rule.subnets = vec!["127.0.0.0/8".parse().unwrap()];
         let g = group(Policy::Region, vec![rule, origin("198.51.100.9", 1)]);
         // 216.160.83.56 is in the US network /29, but only 128.0.0.0/1 decided.
-        assert_eq!(pick(&g, client("216.160.83.56"), &geoip()), (1, 1));
+        assert_eq!(
+            origin_and_scope(&g, client("216.160.83.56"), &geoip()),
+            (1, 1)
+        );
     }
 
     #[test]
@@ -743,13 +754,13 @@ mod tests {
         cn.countries = vec![Country::parse("CN").unwrap()];
         let g = group(Policy::Region, vec![cn, origin("198.51.100.9", 1)]);
         let db = geoip();
-        assert_eq!(pick(&g, client("175.16.199.1"), &db), (0, 24));
-        assert_eq!(pick(&g, client("81.2.69.160"), &db), (1, 27));
+        assert_eq!(origin_and_scope(&g, client("175.16.199.1"), &db), (0, 24));
+        assert_eq!(origin_and_scope(&g, client("81.2.69.160"), &db), (1, 27));
         let mut eu = origin("198.51.100.2", 1);
         eu.continents = vec![Continent::Europe];
         let g = group(Policy::Region, vec![eu, origin("198.51.100.9", 1)]);
-        assert_eq!(pick(&g, client("81.2.69.160"), &db), (0, 27));
-        assert_eq!(pick(&g, client("175.16.199.1"), &db), (1, 24));
+        assert_eq!(origin_and_scope(&g, client("81.2.69.160"), &db), (0, 27));
+        assert_eq!(origin_and_scope(&g, client("175.16.199.1"), &db), (1, 24));
         // Without a database, neither level matches and nothing narrows the scope.
         let mut rng = SmallRng::seed_from_u64(9);
         let s = select(
@@ -773,8 +784,12 @@ mod tests {
         // Continent first in the file: the order of the levels decides, not the file's.
         let g = group(Policy::Region, vec![eu, gb, origin("198.51.100.9", 1)]);
         let db = geoip();
-        assert_eq!(pick(&g, client("81.2.69.160"), &db), (1, 27));
-        assert_eq!(pick(&g, client("2a02:cfc0::1"), &db).0, 0, "FR is EU");
+        assert_eq!(origin_and_scope(&g, client("81.2.69.160"), &db), (1, 27));
+        assert_eq!(
+            origin_and_scope(&g, client("2a02:cfc0::1"), &db).0,
+            0,
+            "FR is EU"
+        );
     }
 
     #[test]
@@ -841,7 +856,7 @@ mod tests {
         cn.countries = vec![Country::parse("CN").unwrap()];
         let g = group(Policy::Region, vec![cn]);
         let db = geoip();
-        assert_eq!(pick(&g, client("216.160.83.56"), &db).0, 0);
+        assert_eq!(origin_and_scope(&g, client("216.160.83.56"), &db).0, 0);
     }
 
     #[test]

@@ -202,15 +202,7 @@ impl Writer {
             }
             let mut config = base.config.clone();
             config.sites = batch.sites;
-            self.publish(
-                Committed {
-                    generation,
-                    config,
-                    task_generations,
-                    reload_error: None,
-                },
-                batch.snapshot,
-            );
+            self.publish(generation, config, task_generations, batch.snapshot);
         }
 
         debug!(changes = count, elapsed = ?started.elapsed(), "batch committed");
@@ -316,15 +308,7 @@ impl Writer {
                 let task_generations = carry_generations(&base, &config, generation);
                 self.served_files = fingerprint.clone();
                 self.fingerprint = fingerprint;
-                self.publish(
-                    Committed {
-                        generation,
-                        config,
-                        task_generations,
-                        reload_error: None,
-                    },
-                    Arc::new(snapshot),
-                );
+                self.publish(generation, config, task_generations, Arc::new(snapshot));
                 metrics.reloads_ok.inc();
                 metrics.config_valid.set(1);
                 Ok(true)
@@ -343,17 +327,25 @@ impl Writer {
         }
     }
 
-    fn publish(&self, committed: Committed, snapshot: Arc<Snapshot>) {
-        let generation = committed.generation;
+    /// Makes `config` the committed configuration (the files on disk load, so no reload
+    /// error stands) and `snapshot` the served one, as `generation`.
+    fn publish(
+        &self,
+        generation: u64,
+        config: load::Config,
+        task_generations: HashMap<(String, String), u64>,
+        snapshot: Arc<Snapshot>,
+    ) {
         // Checkers for the origins the new configuration checks, before anyone can ask.
-        self.shared.health.reconcile(
-            committed
-                .config
-                .sites
-                .iter()
-                .flat_map(|s| Key::of_site(&s.site)),
-        );
-        self.shared.committed.store(Arc::new(committed));
+        self.shared
+            .health
+            .reconcile(config.sites.iter().flat_map(|s| Key::of_site(&s.site)));
+        self.shared.committed.store(Arc::new(Committed {
+            generation,
+            config,
+            task_generations,
+            reload_error: None,
+        }));
         self.shared.serving.store(snapshot);
         self.shared
             .served_generation

@@ -103,11 +103,24 @@ impl Server {
 
     /// [`Server::start`] with environment variables set for the server.
     pub fn start_with_env(dir: &Path, extra: &[&std::ffi::OsStr], env: &[(&str, &Path)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
+        command.envs(env.iter().copied());
+        Self::launch(command, dir, free_port(), extra)
+    }
+
+    /// Runs `command` (lbdns, or a wrapper that execs it with the arguments it is given)
+    /// with `serve --dir DIR --listen <free port> --api API` and `extra`, its stderr kept as
+    /// the log, and waits until it answers.
+    fn launch(
+        mut command: Command,
+        dir: &Path,
+        api: SocketAddr,
+        extra: &[&std::ffi::OsStr],
+    ) -> Self {
         let addr = free_port();
-        let api = free_port();
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("lbdns.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        let child = command
             .args(["serve", "--dir"])
             .arg(dir)
             .arg("--listen")
@@ -115,7 +128,6 @@ impl Server {
             .arg("--api")
             .arg(api.to_string())
             .args(extra)
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -320,37 +332,15 @@ impl Site {
     /// Like [`Site::serve_with`], with the open-files limit (soft and hard) set to `nofile`
     /// by the shell that execs lbdns, so `pid()` is lbdns's own.
     pub fn serve_with_nofile(&self, extra: &[&str], nofile: u32) -> Server {
-        let addr = free_port();
-        let api = free_port();
-        let log_dir = tempfile::tempdir().unwrap();
-        let log = log_dir.path().join("lbdns.log");
-        let child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_lbdns"))
-            .args(["serve", "--dir"])
-            .arg(self.path())
-            .arg("--geoip")
-            .arg(test_geoip())
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--api")
-            .arg(api.to_string())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start lbdns under sh");
-        let mut server = Server {
-            child,
-            addr,
-            api,
-            log,
-            _log_dir: log_dir,
-        };
-        server.wait_ready();
-        server
+            .arg(env!("CARGO_BIN_EXE_lbdns"));
+        let geoip = test_geoip();
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--geoip".as_ref(), geoip.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        Server::launch(command, self.path(), free_port(), &args)
     }
 }
 
@@ -529,32 +519,9 @@ impl Server {
 /// Starts `lbdns serve --dir DIR` with the API on `api` (which may be any address, e.g.
 /// a non-loopback one) and `extra` arguments; the returned server's `api` is `api`.
 pub fn start_with_api(dir: &Path, api: SocketAddr, extra: &[&std::ffi::OsStr]) -> Server {
-    let addr = free_port();
-    let log_dir = tempfile::tempdir().unwrap();
-    let log = log_dir.path().join("lbdns.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_lbdns"))
-        .args(["serve", "--dir"])
-        .arg(dir)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--api")
-        .arg(api.to_string())
-        .args(extra)
-        .env_remove("LBDNS_API_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start lbdns");
-    let mut server = Server {
-        child,
-        addr,
-        api,
-        log,
-        _log_dir: log_dir,
-    };
-    server.wait_ready();
-    server
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
+    command.env_remove("LBDNS_API_TOKEN");
+    Server::launch(command, dir, api, extra)
 }
 
 /// A required external tool: its path, or a failed test naming the package to install.
