@@ -310,12 +310,11 @@ impl CompiledZone {
             })
             .collect();
         // Health cells by origin index; origins without a check have none and count as up.
-        let mut cells: Vec<Option<Arc<OriginHealth>>> = vec![None; group.origins.len()];
-        for key in Key::of_group(site, group) {
-            if let Some(i) = group.origins.iter().position(|o| o.target == key.target) {
-                cells[i] = Some(health.cell(key));
-            }
-        }
+        let cells = group
+            .origins
+            .iter()
+            .map(|o| Key::of_origin(site, group, o).map(|key| health.cell(key)))
+            .collect();
         self.tasks.push(CompiledTask {
             ttl: task.ttl,
             answers: task.answers,

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::metrics::{HealthMetrics, Metrics};
-use crate::site::{HealthCheck, OriginGroup, Site, Target, site_name};
+use crate::site::{HealthCheck, Origin, OriginGroup, Site, Target, site_name};
 
 pub use probe::Prober;
 
@@ -73,20 +73,27 @@ pub struct Key {
 }
 
 impl Key {
+    /// The identity of `origin` of `group` in `site`, when it is checked: the group has a
+    /// check and the origin can be answered (an origin with a port never is).
+    pub fn of_origin(site: &Site, group: &OriginGroup, origin: &Origin) -> Option<Key> {
+        let check = group.health_check.as_ref()?;
+        if matches!(origin.target, Target::WithPort(_)) {
+            return None;
+        }
+        Some(Key {
+            site: site_name(&site.origin),
+            group: group.name.clone(),
+            target: origin.target.clone(),
+            check: check.clone(),
+        })
+    }
+
     /// The checked origins of `group` in `site`: none when the group has no check.
     pub fn of_group<'a>(site: &'a Site, group: &'a OriginGroup) -> impl Iterator<Item = Key> + 'a {
-        group.health_check.iter().flat_map(move |check| {
-            group
-                .origins
-                .iter()
-                .filter(|o| !matches!(o.target, Target::WithPort(_)))
-                .map(move |o| Key {
-                    site: site_name(&site.origin),
-                    group: group.name.clone(),
-                    target: o.target.clone(),
-                    check: check.clone(),
-                })
-        })
+        group
+            .origins
+            .iter()
+            .filter_map(move |o| Key::of_origin(site, group, o))
     }
 
     /// Every checked origin of `site`.
@@ -288,11 +295,11 @@ impl Health {
     }
 
     /// True when every origin of `keys` has a first result.
-    pub fn all_checked<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) -> bool {
+    pub fn all_checked(&self, keys: impl IntoIterator<Item = Key>) -> bool {
         let checked = self.checked();
         keys.into_iter().all(|key| {
             checked
-                .get(key)
+                .get(&key)
                 .is_some_and(|c| c.cell.state() != State::Unchecked)
         })
     }

@@ -581,7 +581,7 @@ fn status(loaded: &LoadedSite, id: &str, health: &Health, changed: u64, served: 
         return Status::Ineffective;
     };
     let checked = loaded.site.group(&task.origin_group).is_none_or(|group| {
-        health.all_checked(&Key::of_group(&loaded.site, group).collect::<Vec<_>>())
+        group.health_check.is_none() || health.all_checked(Key::of_group(&loaded.site, group))
     });
     match served >= changed && checked {
         true => Status::Effective,
@@ -606,9 +606,6 @@ fn group_view(loaded: &LoadedSite, name: &str, health: &Health) -> Option<GroupV
     let spec = loaded.spec.origin_groups.get(name)?;
     let group = loaded.site.group(name);
     let reasons = group.map(|g| g.dns_only_problems()).unwrap_or_default();
-    let keys: Vec<Key> = group
-        .map(|g| Key::of_group(&loaded.site, g).collect())
-        .unwrap_or_default();
     let origins = spec
         .value
         .origins
@@ -618,9 +615,8 @@ fn group_view(loaded: &LoadedSite, name: &str, health: &Health) -> Option<GroupV
             spec: o.value.clone(),
             // Checked origins match their spec by position: validation keeps the order.
             health: group
-                .and_then(|g| g.origins.get(i))
-                .and_then(|origin| keys.iter().find(|k| k.target == origin.target))
-                .map(|key| health.view(key).unwrap_or_else(HealthView::unchecked)),
+                .and_then(|g| Key::of_origin(&loaded.site, g, g.origins.get(i)?))
+                .map(|key| health.view(&key).unwrap_or_else(HealthView::unchecked)),
         })
         .collect();
     Some(GroupView {
