@@ -388,11 +388,9 @@ fn parse<T: DeserializeOwned>(
     // Syntax first, shape second: a body that is not JSON is 400 wherever it breaks.
     // A repeated key is refused, not resolved: which of the two was meant is unknowable.
     let mut deserializer = serde_json::Deserializer::from_slice(&body);
-    serde::de::Deserialize::deserialize(&mut deserializer)
-        .and_then(|UniqueKeys| deserializer.end())
+    let UniqueKeys(value) = serde::de::Deserialize::deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value))
         .map_err(|e| invalid_json(e.to_string()))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| invalid_json(e.to_string()))?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let message = match e.path().to_string().as_str() {
             "" | "." => e.inner().to_string(),
@@ -402,57 +400,63 @@ fn parse<T: DeserializeOwned>(
     })
 }
 
-/// Any JSON value in which no object repeats a key.
-struct UniqueKeys;
+/// A JSON value read so that no object may repeat a key (serde_json keeps the last).
+struct UniqueKeys(serde_json::Value);
 
 impl<'de> serde::Deserialize<'de> for UniqueKeys {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UniqueKeysVisitor)
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
     }
 }
 
 struct UniqueKeysVisitor;
 
 impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
-    type Value = UniqueKeys;
+    type Value = serde_json::Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
     }
-    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
-        while seq.next_element::<UniqueKeys>()?.is_some() {}
-        Ok(UniqueKeys)
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
-        let mut keys = std::collections::HashSet::new();
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            map.next_value::<UniqueKeys>()?;
-            if !keys.insert(key.clone()) {
+            let UniqueKeys(value) = map.next_value()?;
+            if object.contains_key(&key) {
                 return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
             }
+            object.insert(key, value);
         }
-        Ok(UniqueKeys)
+        Ok(object.into())
     }
 }
 
