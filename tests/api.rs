@@ -1644,23 +1644,6 @@ fn cli(args: &[&str]) -> Output {
         .expect("run lbdns")
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    )
-}
-
 #[track_caller]
 fn cli_ok(args: &[&str]) -> Output {
     let out = cli(args);

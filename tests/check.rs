@@ -11,7 +11,7 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const SITE_FILE: &str = "zones/example.com.lb.yaml";
@@ -100,10 +100,6 @@ fn site_with(yaml: &str) -> Site {
 /// A directory with `zone` as the zone file and no site file.
 fn zone_only(zone: &str) -> Site {
     Site::new(&[("example.com.zone", zone)])
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// True when `line` is `<path>:<n>: <message>` (or `<path>: <message>` when `at` is `None`

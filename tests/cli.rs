@@ -44,23 +44,6 @@ fn cli_env(api: SocketAddr, args: &[&str], env: Env) -> Output {
     command.output().expect("run lbdns")
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    )
-}
-
 #[track_caller]
 fn assert_ok(out: &Output) {
     assert!(out.status.success(), "{}", describe(out));

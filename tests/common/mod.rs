@@ -563,3 +563,23 @@ pub fn chi_square(observed: &[usize], expected: &[f64]) -> f64 {
 /// Upper 0.001 quantiles of the chi-square distribution by degrees of freedom (1..=5):
 /// a correct server fails a check at this bound once in a thousand runs.
 pub const CHI2_999: [f64; 5] = [10.83, 13.82, 16.27, 18.47, 20.52];
+
+/// A command's standard output, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's standard error, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A command's exit status and both outputs, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
+}
