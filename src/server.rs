@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::{error, info, warn};
 
@@ -55,14 +54,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = store.metrics();
-    let mut server = Server::new(Handler::new(store.serving(), metrics.clone()));
+    let handler = Arc::new(Handler::new(store.serving(), metrics.clone()));
+    let mut tasks = Vec::new();
     for socket in listeners.udp {
         info!(addr = %socket.local_addr()?, "listening on UDP");
-        server.register_socket(socket);
+        tasks.push(tokio::spawn(serve_udp(socket, handler.clone())));
     }
-    let handler = Arc::new(Handler::new(store.serving(), metrics.clone()));
     let table = ConnTable::new("dns", tcp_limits, metrics.dns_conns.clone());
-    let mut tasks = Vec::new();
     for listener in listeners.tcp {
         info!(addr = %listener.local_addr()?, "listening on TCP");
         tasks.push(tokio::spawn(tcp::serve(
@@ -79,8 +77,24 @@ pub async fn run(
     for task in tasks {
         task.abort();
     }
-    server.shutdown_gracefully().await?;
     Ok(())
+}
+
+/// Answers datagrams one at a time (interim loop).
+async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>) {
+    let mut query = vec![0u8; crate::dns::MAX_MESSAGE];
+    let mut reply = vec![0u8; crate::dns::MAX_MESSAGE];
+    loop {
+        let Ok((len, src)) = socket.recv_from(&mut query).await else {
+            continue;
+        };
+        let started = std::time::Instant::now();
+        let reply_len = handler.answer(&query[..len], src, crate::dns::Transport::Udp, &mut reply);
+        handler.metrics().query_seconds.observe(started.elapsed());
+        if reply_len > 0 {
+            let _ = socket.send_to(&reply[..reply_len], src).await;
+        }
+    }
 }
 
 /// A second after the throttle starts holding lines back, says how many it held. No timer

@@ -4,7 +4,7 @@
 //!
 //! Each connection has a slot in a [`ConnTable`] (the cap, with the least recently active
 //! idle connection closed to make room) and reads into one reused buffer: every complete
-//! query in it is answered in order through [`Handler::answer_bytes`], the same answering
+//! query in it is answered in order through [`Handler::answer`], the same answering
 //! code as UDP, and the replies go out in one write. A connection must complete its next
 //! query within the idle timeout, so a client trickling bytes is closed too, and a reply
 //! the client does not read within that time closes it as well.
@@ -13,12 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::net::xfer::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout, timeout_at};
 
-use crate::dns::Handler;
+use crate::dns::{Handler, MAX_MESSAGE, Transport};
 use crate::limits::{self, Conn, ConnTable};
 use crate::metrics::{Close, Metrics};
 
@@ -77,12 +76,14 @@ async fn exchange(
             let Some(query) = input.get(at + 2..at + 2 + len) else {
                 break;
             };
-            handler.answer_bytes(query, src, Protocol::Tcp, &mut reply);
-            if let Ok(reply_len) = u16::try_from(reply.len())
-                && reply_len > 0
-            {
-                output.extend_from_slice(&reply_len.to_be_bytes());
-                output.extend_from_slice(&reply);
+            // Room for the largest answer; given back below while the connection idles.
+            reply.resize(MAX_MESSAGE, 0);
+            let started = std::time::Instant::now();
+            let reply_len = handler.answer(query, src, Transport::Tcp, &mut reply);
+            handler.metrics().query_seconds.observe(started.elapsed());
+            if reply_len > 0 {
+                output.extend_from_slice(&(reply_len as u16).to_be_bytes());
+                output.extend_from_slice(&reply[..reply_len]);
             }
             at += 2 + len;
         }

@@ -1,10 +1,8 @@
-//! EDNS Client Subnet (RFC 7871) read straight from the query's wire bytes.
+//! EDNS Client Subnet (RFC 7871) read from the options of the query's OPT record.
 //!
-//! hickory-proto's decoder is lenient where RFC 7871 §6 is strict: it ignores address
-//! octets beyond the source prefix and drops every option of an OPT record with a
-//! truncated one. lbdns needs to tell those queries apart (they get FORMERR), so it finds
-//! the OPT record in the raw message and checks the option itself. The walk only skips
-//! names and lengths: no allocation.
+//! RFC 7871 §6 is strict where decoders often are lenient: address octets beyond the
+//! source prefix, bits set past it, or a truncated option list make the query malformed
+//! (FORMERR), so the option is checked here byte by byte. No allocation.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -20,61 +18,14 @@ pub enum Ecs {
     Malformed,
 }
 
-const OPT: u16 = 41;
 const SUBNET: u16 = 8;
-
-/// Reads the ECS option of the DNS message `packet`.
-pub fn read(packet: &[u8]) -> Ecs {
-    match opt_rdata(packet) {
-        Some(rdata) => from_options(rdata),
-        None => Ecs::Absent,
-    }
-}
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]))
 }
 
-/// The position just past the (possibly compressed) name at `at`.
-fn skip_name(packet: &[u8], mut at: usize) -> Option<usize> {
-    loop {
-        let len = *packet.get(at)?;
-        match len {
-            0 => return Some(at + 1),
-            l if l & 0xC0 == 0xC0 => return Some(at + 2),
-            l if l & 0xC0 == 0 => at += 1 + usize::from(l),
-            _ => return None,
-        }
-    }
-}
-
-/// The RDATA of the OPT record in the additional section, if any.
-fn opt_rdata(packet: &[u8]) -> Option<&[u8]> {
-    let counts = |i: usize| u16_at(packet, 4 + 2 * i).map(usize::from);
-    let (questions, answers, authority, additional) =
-        (counts(0)?, counts(1)?, counts(2)?, counts(3)?);
-    let mut at = 12;
-    for _ in 0..questions {
-        at = skip_name(packet, at)? + 4;
-    }
-    for _ in 0..answers + authority {
-        at = skip_name(packet, at)?;
-        at += 10 + usize::from(u16_at(packet, at + 8)?);
-    }
-    for _ in 0..additional {
-        at = skip_name(packet, at)?;
-        let rtype = u16_at(packet, at)?;
-        let len = usize::from(u16_at(packet, at + 8)?);
-        let rdata = packet.get(at + 10..at + 10 + len)?;
-        if rtype == OPT {
-            return Some(rdata);
-        }
-        at += 10 + len;
-    }
-    None
-}
-
-fn from_options(mut options: &[u8]) -> Ecs {
+/// Reads the options of an OPT record's RDATA, looking for ECS.
+pub fn from_options(mut options: &[u8]) -> Ecs {
     let mut found = Ecs::Absent;
     while !options.is_empty() {
         let (Some(code), Some(len)) = (u16_at(options, 0), u16_at(options, 2)) else {
@@ -126,6 +77,17 @@ fn parse_subnet(data: &[u8]) -> Option<ClientSubnet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::wire::Query;
+
+    const OPT: u16 = 41;
+
+    /// The ECS option of `packet`; a message that cannot be read has none.
+    fn read(packet: &[u8]) -> Ecs {
+        match Query::read(packet) {
+            Ok(query) => query.edns.map_or(Ecs::Absent, |edns| edns.ecs),
+            Err(_) => Ecs::Absent,
+        }
+    }
 
     /// A query for `a.` with an OPT record carrying `options`.
     fn query(options: &[u8]) -> Vec<u8> {

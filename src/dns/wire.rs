@@ -1,0 +1,546 @@
+//! The DNS wire format on the query path: a query read in place and a response written
+//! into the caller's buffer, neither of them allocating (RFC 1035 §4.1, RFC 6891 §6.1).
+//!
+//! Names are handled as lowercased wire bytes: that is what the compiled zones hash, and
+//! a parent name is a suffix of the same bytes, so walking up or down a name costs no copy.
+
+use super::ecs::{self, Ecs};
+
+pub const HEADER_LEN: usize = 12;
+/// The longest name on the wire, root label included (RFC 1035 §2.3.4).
+pub const MAX_NAME_LEN: usize = 255;
+/// The most labels a name of [`MAX_NAME_LEN`] bytes can have, the root not counted.
+const MAX_LABELS: usize = 127;
+
+/// Record types the query path tells apart (RFC 1035 §3.2.2 and later registrations).
+pub mod rtype {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const AAAA: u16 = 28;
+    pub const OPT: u16 = 41;
+    pub const DS: u16 = 43;
+    pub const IXFR: u16 = 251;
+    pub const AXFR: u16 = 252;
+    pub const ANY: u16 = 255;
+}
+
+pub const CLASS_IN: u16 = 1;
+
+/// A name in wire form, lowercased, with where each label starts.
+#[derive(Clone)]
+pub struct WireName {
+    bytes: [u8; MAX_NAME_LEN],
+    len: u8,
+    starts: [u8; MAX_LABELS],
+    labels: u8,
+}
+
+impl WireName {
+    /// Reads the uncompressed name at the start of `bytes`; returns it and its length on
+    /// the wire. `None` for a compression pointer, a reserved label type, a name longer
+    /// than 255 bytes, or one cut short.
+    pub fn read(bytes: &[u8]) -> Option<(Self, usize)> {
+        let mut name = Self {
+            bytes: [0; MAX_NAME_LEN],
+            len: 0,
+            starts: [0; MAX_LABELS],
+            labels: 0,
+        };
+        let mut at = 0;
+        loop {
+            let len = usize::from(*bytes.get(at)?);
+            if len == 0 {
+                name.bytes[at] = 0;
+                name.len = u8::try_from(at + 1).ok()?;
+                return Some((name, at + 1));
+            }
+            // 0xC0 is a pointer, 0x40 and 0x80 are reserved: none belongs in a question.
+            if len > 63 || at + 1 + len >= MAX_NAME_LEN {
+                return None;
+            }
+            let label = bytes.get(at + 1..at + 1 + len)?;
+            name.starts[usize::from(name.labels)] = at as u8;
+            name.labels += 1;
+            name.bytes[at] = len as u8;
+            for (to, from) in name.bytes[at + 1..at + 1 + len].iter_mut().zip(label) {
+                *to = from.to_ascii_lowercase();
+            }
+            at += 1 + len;
+        }
+    }
+
+    /// Reads a name that is already lowercased wire bytes (from a compiled zone).
+    pub fn from_lowercase(bytes: &[u8]) -> Option<Self> {
+        Self::read(bytes).map(|(name, _)| name)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Labels in the name, the root not counted.
+    pub fn labels(&self) -> usize {
+        usize::from(self.labels)
+    }
+
+    /// Where the name made of the last `n` labels starts in this name's bytes.
+    pub fn suffix_start(&self, n: usize) -> usize {
+        debug_assert!(n <= self.labels());
+        match self.labels() - n {
+            skip if skip == self.labels() => usize::from(self.len) - 1,
+            skip => usize::from(self.starts[skip]),
+        }
+    }
+
+    /// The name made of the last `n` labels (the root for 0).
+    pub fn suffix(&self, n: usize) -> &[u8] {
+        &self.as_bytes()[self.suffix_start(n)..]
+    }
+
+    /// True when `origin` (lowercased wire bytes of `origin_labels` labels) is this name
+    /// or one of its ancestors.
+    pub fn is_at_or_below(&self, origin: &[u8], origin_labels: usize) -> bool {
+        origin_labels <= self.labels() && self.suffix(origin_labels) == origin
+    }
+}
+
+/// `*.` and the name `parent`: the wildcard owner RFC 4592 looks for, into `buf`.
+pub fn wildcard_of<'b>(parent: &[u8], buf: &'b mut [u8; MAX_NAME_LEN + 2]) -> &'b [u8] {
+    buf[0] = 1;
+    buf[1] = b'*';
+    buf[2..2 + parent.len()].copy_from_slice(parent);
+    &buf[..2 + parent.len()]
+}
+
+/// The EDNS of a query (RFC 6891 §6.1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    pub payload: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+    pub ecs: Ecs,
+}
+
+/// A query read in place.
+pub struct Query<'a> {
+    pub id: u16,
+    /// The header's second 16 bits as received: QR, opcode, flags, RCODE.
+    pub flags: u16,
+    pub questions: u16,
+    /// The first question as received, name (in the client's case), type and class.
+    pub question: &'a [u8],
+    pub qname: WireName,
+    pub qtype: u16,
+    pub qclass: u16,
+    pub edns: Option<Edns>,
+}
+
+/// Why a message that has a header cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// No question although one is announced, or a record cut short.
+    Truncated,
+    /// Two OPT records, or one not owned by the root (RFC 6891 §6.1.1).
+    Opt,
+}
+
+impl<'a> Query<'a> {
+    /// Reads `packet`, which is at least [`HEADER_LEN`] bytes. Records of the answer and
+    /// authority sections and additional records other than OPT are skipped.
+    pub fn read(packet: &'a [u8]) -> Result<Self, Unreadable> {
+        let u16_at = |at: usize| {
+            packet
+                .get(at..at + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        let count = |i: usize| u16_at(4 + 2 * i).map_or(0, usize::from);
+        let questions = count(0) as u16;
+        let mut query = Query {
+            id: u16_at(0).ok_or(Unreadable::Truncated)?,
+            flags: u16_at(2).ok_or(Unreadable::Truncated)?,
+            questions,
+            question: &[],
+            qname: WireName::read(&[0]).expect("the root is a name").0,
+            qtype: 0,
+            qclass: 0,
+            edns: None,
+        };
+        let mut at = HEADER_LEN;
+        for i in 0..questions {
+            let end = if i == 0 {
+                let rest = packet.get(at..).ok_or(Unreadable::Truncated)?;
+                let (name, len) = WireName::read(rest).ok_or(Unreadable::Truncated)?;
+                query.qname = name;
+                query.qtype = u16_at(at + len).ok_or(Unreadable::Truncated)?;
+                query.qclass = u16_at(at + len + 2).ok_or(Unreadable::Truncated)?;
+                query.question = &packet[at..at + len + 4];
+                at + len + 4
+            } else {
+                skip_name(packet, at).ok_or(Unreadable::Truncated)? + 4
+            };
+            if end > packet.len() {
+                return Err(Unreadable::Truncated);
+            }
+            at = end;
+        }
+        for i in 0..count(1) + count(2) + count(3) {
+            let owner = at;
+            at = skip_name(packet, at).ok_or(Unreadable::Truncated)?;
+            let rtype = u16_at(at).ok_or(Unreadable::Truncated)?;
+            let rdlen = usize::from(u16_at(at + 8).ok_or(Unreadable::Truncated)?);
+            let rdata = packet
+                .get(at + 10..at + 10 + rdlen)
+                .ok_or(Unreadable::Truncated)?;
+            if rtype == rtype::OPT && i >= count(1) + count(2) {
+                if query.edns.is_some() || packet[owner] != 0 {
+                    return Err(Unreadable::Opt);
+                }
+                let class = u16_at(at + 2).expect("read with the RDLENGTH");
+                let ttl = packet[at + 4..at + 8].try_into().expect("four bytes");
+                let [_extended_rcode, version, flags, _] = ttl;
+                query.edns = Some(Edns {
+                    // RFC 6891 §6.2.5: values below 512 are treated as 512.
+                    payload: class.max(512),
+                    version,
+                    dnssec_ok: flags & 0x80 != 0,
+                    ecs: ecs::from_options(rdata),
+                });
+            }
+            at += 10 + rdlen;
+        }
+        Ok(query)
+    }
+
+    pub fn opcode(&self) -> u8 {
+        ((self.flags >> 11) & 0xF) as u8
+    }
+}
+
+/// The position just past the (possibly compressed) name at `at`.
+fn skip_name(packet: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *packet.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            l if l & 0xC0 == 0xC0 => return packet.get(at + 1).map(|_| at + 2),
+            l if l & 0xC0 == 0 => at += 1 + usize::from(l),
+            _ => return None,
+        }
+    }
+}
+
+/// Sections of a response, in the order they are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    Answer,
+    Authority,
+    Additional,
+}
+
+/// The owner name of a record being written.
+#[derive(Clone, Copy, Debug)]
+pub enum Owner<'n> {
+    /// A compression pointer to a name already in the message.
+    At(u16),
+    /// A name written out, uncompressed.
+    Name(&'n [u8]),
+}
+
+impl Owner<'_> {
+    /// A pointer to `offset` when a pointer can reach it, else the name itself.
+    pub fn at_or(offset: usize, name: &[u8]) -> Owner<'_> {
+        match u16::try_from(offset) {
+            Ok(offset) if offset < 0x4000 => Owner::At(offset),
+            _ => Owner::Name(name),
+        }
+    }
+}
+
+/// A response under construction in a caller's buffer. Records that do not fit set
+/// [`Response::overflowed`] and are left out; the caller then sends a truncated reply.
+pub struct Response<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+    counts: [u16; 3],
+    section: Section,
+    overflowed: bool,
+}
+
+impl<'b> Response<'b> {
+    /// A response whose header is written by [`Response::finish`].
+    pub fn new(buf: &'b mut [u8]) -> Self {
+        Self {
+            buf,
+            len: HEADER_LEN,
+            counts: [0; 3],
+            section: Section::Answer,
+            overflowed: false,
+        }
+    }
+
+    /// Bytes written so far, the header's included.
+    pub fn written(&self) -> usize {
+        self.len
+    }
+
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    pub fn count(&self, section: Section) -> u16 {
+        self.counts[section as usize]
+    }
+
+    /// Appends `bytes`; false (and nothing written) when they do not fit.
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(to) if !self.overflowed => {
+                to.copy_from_slice(bytes);
+                self.len += bytes.len();
+                true
+            }
+            _ => {
+                self.overflowed = true;
+                false
+            }
+        }
+    }
+
+    /// Copies the question as the query had it (the client's case is kept).
+    pub fn question(&mut self, question: &[u8]) {
+        self.put(question);
+    }
+
+    /// Records from here on go into `section`, which is never one already passed.
+    pub fn section(&mut self, section: Section) {
+        debug_assert!(section >= self.section);
+        self.section = section;
+    }
+
+    /// Writes one record: `owner`, then `data` (type, class, TTL, RDLENGTH, RDATA).
+    /// Returns where its RDATA starts in the message.
+    pub fn record(&mut self, owner: Owner<'_>, data: &[u8]) -> usize {
+        let start = self.len;
+        let written = match owner {
+            Owner::At(offset) => self.put(&(0xC000 | offset).to_be_bytes()),
+            Owner::Name(name) => self.put(name),
+        } && self.put(data);
+        if !written {
+            self.len = start;
+            return 0;
+        }
+        self.counts[self.section as usize] += 1;
+        self.len - data.len() + 10
+    }
+
+    /// Writes every record of `rrset` (see [`Records`]) with `owner`; returns where the
+    /// RDATA of the first record starts.
+    pub fn rrset(&mut self, owner: Owner<'_>, rrset: &[u8]) -> usize {
+        let mut first = None;
+        for data in Records(rrset) {
+            let at = self.record(owner, data);
+            first.get_or_insert(at);
+        }
+        first.unwrap_or(self.len)
+    }
+
+    /// Writes records that carry their own owner names (glue).
+    pub fn whole_records(&mut self, records: &[u8], count: u16) {
+        if self.put(records) {
+            self.counts[self.section as usize] += count;
+        }
+    }
+
+    /// Drops every record: a truncated reply keeps the header and question only.
+    pub fn truncate_to(&mut self, len: usize) {
+        self.len = len;
+        self.counts = [0; 3];
+        self.overflowed = false;
+    }
+
+    /// Writes an OPT record (RFC 6891 §6.1.2) with `payload`, the upper bits of the
+    /// RCODE, the DO bit and, when given, an ECS option (RFC 7871 §6) echoing the
+    /// client's `family`/`source`/`address` with `scope`.
+    pub fn opt(
+        &mut self,
+        payload: u16,
+        extended_rcode: u8,
+        dnssec_ok: bool,
+        ecs: Option<EcsReply>,
+    ) {
+        let mut opt = [0u8; 11 + 8 + 16];
+        opt[1..3].copy_from_slice(&rtype::OPT.to_be_bytes());
+        opt[3..5].copy_from_slice(&payload.to_be_bytes());
+        opt[5] = extended_rcode;
+        opt[7] = if dnssec_ok { 0x80 } else { 0 };
+        let mut len = 11;
+        if let Some(ecs) = ecs {
+            let octets = usize::from(ecs.source.div_ceil(8));
+            let option_len = 4 + octets;
+            opt[9..11].copy_from_slice(&((4 + option_len) as u16).to_be_bytes());
+            opt[11..13].copy_from_slice(&8u16.to_be_bytes());
+            opt[13..15].copy_from_slice(&(option_len as u16).to_be_bytes());
+            opt[15..17].copy_from_slice(&ecs.family.to_be_bytes());
+            opt[17] = ecs.source;
+            opt[18] = ecs.scope;
+            opt[19..19 + octets].copy_from_slice(&ecs.address[..octets]);
+            len = 19 + octets;
+        }
+        // The OPT record is the last one of every reply.
+        self.section = Section::Additional;
+        if self.put(&opt[..len]) {
+            self.counts[Section::Additional as usize] += 1;
+        }
+    }
+
+    /// Writes the header; returns the message length.
+    pub fn finish(self, header: Header) -> usize {
+        let Header {
+            id,
+            query_flags,
+            authoritative,
+            truncated,
+            rcode,
+            questions,
+        } = header;
+        // QR, the query's opcode, RD and CD; RA, AD and Z clear (RFC 1035 §4.1.1).
+        let mut flags = 0x8000 | (query_flags & 0x7900) | (query_flags & 0x0010);
+        if authoritative {
+            flags |= 0x0400;
+        }
+        if truncated {
+            flags |= 0x0200;
+        }
+        flags |= u16::from(rcode & 0xF);
+        let words = [
+            id,
+            flags,
+            questions,
+            self.counts[0],
+            self.counts[1],
+            self.counts[2],
+        ];
+        for (i, word) in words.into_iter().enumerate() {
+            self.buf[2 * i..2 * i + 2].copy_from_slice(&word.to_be_bytes());
+        }
+        self.len
+    }
+}
+
+/// The ECS option of a reply.
+#[derive(Clone, Copy, Debug)]
+pub struct EcsReply {
+    pub family: u16,
+    pub source: u8,
+    pub scope: u8,
+    pub address: [u8; 16],
+}
+
+impl EcsReply {
+    /// The size of the OPT record carrying this option.
+    pub fn opt_len(this: Option<&Self>) -> usize {
+        11 + this.map_or(0, |e| 8 + usize::from(e.source.div_ceil(8)))
+    }
+}
+
+/// The header fields of a response.
+pub struct Header {
+    pub id: u16,
+    pub query_flags: u16,
+    pub authoritative: bool,
+    pub truncated: bool,
+    /// The low four bits of the RCODE; the rest goes in the OPT record.
+    pub rcode: u8,
+    pub questions: u16,
+}
+
+/// The records of an encoded RRset: each is type, class, TTL, RDLENGTH and RDATA, with
+/// no owner name. Iterating yields each record's bytes.
+pub struct Records<'r>(pub &'r [u8]);
+
+impl<'r> Iterator for Records<'r> {
+    type Item = &'r [u8];
+
+    fn next(&mut self) -> Option<&'r [u8]> {
+        let rdlen = u16::from_be_bytes([*self.0.get(8)?, *self.0.get(9)?]);
+        let (record, rest) = self.0.split_at(10 + usize::from(rdlen));
+        self.0 = rest;
+        Some(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_read_lowercased_with_their_labels() {
+        let (name, len) = WireName::read(b"\x03WwW\x07Example\x03com\x00\x00\x01").unwrap();
+        assert_eq!(len, 17);
+        assert_eq!(name.as_bytes(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(name.labels(), 3);
+        assert_eq!(name.suffix(2), b"\x07example\x03com\x00");
+        assert_eq!(name.suffix(0), b"\x00");
+        assert_eq!(name.suffix(3), name.as_bytes());
+        assert!(name.is_at_or_below(b"\x03com\x00", 1));
+        assert!(!name.is_at_or_below(b"\x03org\x00", 1));
+        let (root, len) = WireName::read(b"\x00").unwrap();
+        assert_eq!((root.labels(), len, root.suffix(0)), (0, 1, &b"\x00"[..]));
+    }
+
+    #[test]
+    fn names_that_cannot_be_a_question_are_refused() {
+        let mut long = Vec::new();
+        for _ in 0..4 {
+            long.push(63);
+            long.extend_from_slice(&[b'a'; 63]);
+        }
+        long.push(0);
+        assert_eq!(long.len(), 257);
+        for bad in [
+            &b"\xc0\x0c"[..],
+            b"\x41x",
+            b"\x81x",
+            b"\x03ww",
+            b"\x03www",
+            &long,
+        ] {
+            assert!(WireName::read(bad).is_none(), "{bad:?}");
+        }
+        // 255 bytes is the limit: four labels of 63, 62, 63, 62 bytes and the root.
+        let mut max = Vec::new();
+        for n in [63, 62, 63, 62] {
+            max.push(n);
+            max.extend(std::iter::repeat_n(b'a', usize::from(n)));
+        }
+        max.push(0);
+        assert_eq!(max.len(), 255);
+        assert!(WireName::read(&max).is_some());
+    }
+
+    #[test]
+    fn records_iterate_by_their_lengths() {
+        let rrset = [
+            &[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1][..],
+            &[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 2][..],
+        ]
+        .concat();
+        let records: Vec<_> = Records(&rrset).collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1][13], 2);
+    }
+
+    #[test]
+    fn a_record_that_does_not_fit_is_left_out_whole() {
+        let mut buf = [0u8; 30];
+        let mut response = Response::new(&mut buf);
+        let a = [0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1];
+        response.record(Owner::At(12), &a);
+        assert_eq!(response.written(), 28);
+        response.record(Owner::At(12), &a);
+        assert!(response.overflowed());
+        assert_eq!((response.written(), response.count(Section::Answer)), (28, 1));
+    }
+}

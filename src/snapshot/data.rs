@@ -1,0 +1,230 @@
+//! A zone file compiled for answering: every name's RRsets encoded in wire form once, and
+//! shared by every snapshot until the file itself changes (task and group changes do not
+//! touch it).
+//!
+//! Names are keyed by their lowercased wire bytes. Records are stored as they go on the
+//! wire after the owner name (type, class, TTL, RDLENGTH, RDATA), with names in RDATA
+//! uncompressed, so answering copies bytes and never encodes.
+
+use std::collections::HashMap;
+
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+use crate::dns::wire::{Records, WireName, rtype};
+use crate::zone::Zone;
+
+/// A map keyed by lowercased wire names. foldhash: fast on short keys and seeded per
+/// process, so names chosen by clients cannot aim at collisions.
+pub type NameMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
+
+/// A zone ready to answer from.
+pub struct ZoneData {
+    pub origin: Name,
+    /// The origin's lowercased wire bytes and its label count.
+    pub apex: Box<[u8]>,
+    pub apex_labels: usize,
+    nodes: NameMap<Node>,
+    /// The SOA as negative answers carry it: TTL = min(SOA TTL, MINIMUM) (RFC 2308 §5).
+    pub negative_soa: Box<[u8]>,
+    /// True when the zone delegates any name: lookups must then watch for cuts.
+    pub has_cuts: bool,
+}
+
+/// Everything at one name; empty non-terminals exist with no data (RFC 4592 §2.2.2).
+#[derive(Default)]
+pub struct Node {
+    /// RRsets in zone order.
+    rrsets: Box<[RrSet]>,
+    /// Set at a delegation point below the apex.
+    pub referral: Option<Box<Referral>>,
+}
+
+/// One RRset's records, encoded (see [`Records`]).
+pub struct RrSet {
+    pub rtype: u16,
+    pub records: Box<[u8]>,
+}
+
+/// What a referral to a cut carries: its NS RRset and the glue this zone holds.
+pub struct Referral {
+    pub ns: Box<[u8]>,
+    /// Address records of in-zone name servers, each with its owner name written out.
+    pub glue: Box<[u8]>,
+    pub glue_count: u16,
+}
+
+impl Node {
+    pub fn rrset(&self, rtype: u16) -> Option<&[u8]> {
+        self.rrsets
+            .iter()
+            .find(|set| set.rtype == rtype)
+            .map(|set| &set.records[..])
+    }
+
+    /// The RRset an ANY query gets (RFC 8482: one RRset is a complete answer).
+    pub fn first_rrset(&self) -> Option<&[u8]> {
+        self.rrsets.first().map(|set| &set.records[..])
+    }
+}
+
+impl ZoneData {
+    pub fn compile(zone: &Zone) -> Self {
+        let apex = lowercase_wire(&zone.origin);
+        let apex_labels = label_count(&zone.origin);
+        let mut building: NameMap<Vec<(u16, Vec<u8>)>> = NameMap::default();
+        building.entry(apex.clone()).or_default();
+        let mut cuts = Vec::new();
+        for record in &zone.records {
+            let owner = lowercase_wire(&record.name);
+            let rtype = u16::from(record.record_type());
+            if rtype == rtype::NS && owner != apex {
+                cuts.push(owner.clone());
+            }
+            add_ancestors(&mut building, &owner, apex_labels);
+            let rrsets = building.entry(owner).or_default();
+            let bytes = encode(record);
+            match rrsets.iter_mut().find(|(t, _)| *t == rtype) {
+                Some((_, records)) => records.extend_from_slice(&bytes),
+                None => rrsets.push((rtype, bytes)),
+            }
+        }
+        let soa = zone.soa();
+        let mut negative = soa.clone();
+        if let RData::SOA(data) = &soa.data {
+            negative.ttl = soa.ttl.min(data.minimum);
+        }
+        let mut nodes: NameMap<Node> = building
+            .iter()
+            .map(|(name, rrsets)| {
+                let node = Node {
+                    rrsets: rrsets
+                        .iter()
+                        .map(|(rtype, records)| RrSet {
+                            rtype: *rtype,
+                            records: records.as_slice().into(),
+                        })
+                        .collect(),
+                    referral: None,
+                };
+                (name.clone(), node)
+            })
+            .collect();
+        drop(building);
+        cuts.sort();
+        cuts.dedup();
+        for cut in &cuts {
+            let referral = referral(&nodes, cut, &apex, apex_labels);
+            nodes.get_mut(cut).expect("a cut is a node").referral = Some(Box::new(referral));
+        }
+        nodes.shrink_to_fit();
+        Self {
+            origin: zone.origin.clone(),
+            apex,
+            apex_labels,
+            nodes,
+            negative_soa: encode(&negative).into(),
+            has_cuts: !cuts.is_empty(),
+        }
+    }
+
+    pub fn node(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes.get(name)
+    }
+
+    /// The zone cut at or above `name`, as its label count, when `name` is delegated.
+    pub fn cut_at_or_above(&self, name: &WireName) -> Option<usize> {
+        (self.apex_labels + 1..=name.labels()).find(|&n| {
+            self.node(name.suffix(n))
+                .is_some_and(|node| node.referral.is_some())
+        })
+    }
+}
+
+/// The NS RRset at `cut` and the A/AAAA records of its in-zone targets.
+fn referral(nodes: &NameMap<Node>, cut: &[u8], apex: &[u8], apex_labels: usize) -> Referral {
+    let node = &nodes[cut];
+    let ns = node.rrset(rtype::NS).unwrap_or_default();
+    let mut glue = Vec::new();
+    let mut glue_count = 0;
+    for record in Records(ns) {
+        let target_as_written = &record[10..];
+        let Some(target) = WireName::from_lowercase(target_as_written) else {
+            continue;
+        };
+        if !target.is_at_or_below(apex, apex_labels) {
+            continue;
+        }
+        let Some(server) = nodes.get(target.as_bytes()) else {
+            continue;
+        };
+        for address in [rtype::A, rtype::AAAA] {
+            for data in Records(server.rrset(address).unwrap_or_default()) {
+                glue.extend_from_slice(target_as_written);
+                glue.extend_from_slice(data);
+                glue_count += 1;
+            }
+        }
+    }
+    Referral {
+        ns: ns.into(),
+        glue: glue.into(),
+        glue_count,
+    }
+}
+
+/// Creates every missing ancestor of `owner` below the apex (empty non-terminals).
+fn add_ancestors(nodes: &mut NameMap<Vec<(u16, Vec<u8>)>>, owner: &[u8], apex_labels: usize) {
+    let Some(name) = WireName::from_lowercase(owner) else {
+        return;
+    };
+    for n in apex_labels + 1..name.labels() {
+        let ancestor = name.suffix(n);
+        if !nodes.contains_key(ancestor) {
+            nodes.insert(ancestor.into(), Vec::new());
+        }
+    }
+}
+
+/// `name` in wire form, lowercased: the key lookups use.
+pub fn lowercase_wire(name: &Name) -> Box<[u8]> {
+    let mut bytes = Vec::with_capacity(name.len() + 1);
+    for label in name.iter() {
+        bytes.push(label.len() as u8);
+        bytes.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    bytes.push(0);
+    bytes.into()
+}
+
+/// Labels in `name`, a leading `*` included: hickory's `num_labels` leaves the `*` out
+/// (RRSIG's count), which makes `*.example.com` look like the apex.
+pub fn label_count(name: &Name) -> usize {
+    name.iter().len()
+}
+
+/// `record` after its owner name: type, class, TTL, RDLENGTH and RDATA, names in RDATA
+/// uncompressed (any position in a message is then valid for it).
+pub fn encode(record: &Record) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(32);
+    bytes.extend_from_slice(&u16::from(record.record_type()).to_be_bytes());
+    bytes.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
+    bytes.extend_from_slice(&record.ttl.to_be_bytes());
+    bytes.extend_from_slice(&[0, 0]);
+    let mut encoder = BinEncoder::with_offset(&mut bytes, 10);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    record
+        .data
+        .emit(&mut encoder)
+        .expect("the record's data was read from a zone file, so it encodes");
+    let rdlen = u16::try_from(bytes.len() - 10).expect("RDATA fits in 65535 bytes");
+    bytes[8..10].copy_from_slice(&rdlen.to_be_bytes());
+    bytes
+}
+
+/// A task's record at an owner that is written separately (type..RDATA).
+pub fn encode_data(rtype: RecordType, ttl: u32, data: &RData) -> Vec<u8> {
+    let record = Record::from_rdata(Name::root(), ttl, data.clone());
+    debug_assert_eq!(record.record_type(), rtype);
+    encode(&record)
+}

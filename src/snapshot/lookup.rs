@@ -1,0 +1,243 @@
+//! Answering a name from a compiled zone, RFC 1034 §4.3.2 with RFC 4592 wildcards: walk
+//! down from the apex, stop at a zone cut (referral), answer the exact node, else the
+//! wildcard at the closest encloser, else NXDOMAIN. Records are written straight into
+//! the response.
+
+use rand::Rng;
+
+use super::data::Node;
+use super::tasks::CompiledTask;
+use super::{CompiledZone, Resolution};
+use crate::dns::wire::{Owner, Records, Response, Section, WireName, rtype, wildcard_of};
+use crate::geoip::GeoIp;
+use crate::select::{Client, Family, pick, route};
+
+/// Longest CNAME chain followed inside a zone.
+const MAX_CNAME_CHAIN: usize = 8;
+
+/// Where the question's name starts in every message.
+pub const QUESTION_AT: usize = 12;
+
+/// Per-query inputs and outputs of answering.
+pub struct Ctx<'a, R: ?Sized> {
+    pub client: &'a Client,
+    pub geoip: Option<&'a GeoIp>,
+    pub rng: &'a mut R,
+    /// Where the zone's apex is in the question (negative answers point their SOA there).
+    pub apex_at: usize,
+    pub resolution: Resolution,
+}
+
+/// Where a name leads in a zone.
+enum Found<'z> {
+    /// The name exists (exactly or through a wildcard): its zone data and its task.
+    Node {
+        data: Option<&'z Node>,
+        task: Option<&'z CompiledTask>,
+    },
+    /// A zone cut at the name's ancestor of `labels` labels (or the name itself).
+    Cut {
+        labels: usize,
+        node: &'z Node,
+    },
+    NxDomain,
+}
+
+/// A CNAME written into the answer: its target as written (to follow, and to write as
+/// the next owner) and where its RDATA is in the message (to point to instead).
+struct CnameTarget<'z> {
+    name: &'z [u8],
+    at: usize,
+}
+
+impl CompiledZone {
+    fn exact(&self, name: &[u8]) -> Option<Found<'_>> {
+        let data = self.data.node(name);
+        let task = self.tasks.at(name);
+        if data.is_none() && task.is_none() {
+            return None;
+        }
+        Some(Found::Node {
+            data,
+            task: task.flatten(),
+        })
+    }
+
+    fn find(&self, name: &WireName, qtype: u16) -> Found<'_> {
+        if !self.data.has_cuts {
+            // Without cuts, a name that exists answers, and its ancestors all exist.
+            if let Some(found) = self.exact(name.as_bytes()) {
+                return found;
+            }
+        }
+        let labels = name.labels();
+        for n in self.data.apex_labels + 1..=labels {
+            let suffix = name.suffix(n);
+            let node = self.data.node(suffix);
+            if let Some(node) = node
+                && node.referral.is_some()
+                // The parent side answers DS at a cut (RFC 4035 §3.1.4.1).
+                && !(n == labels && qtype == rtype::DS)
+            {
+                return Found::Cut { labels: n, node };
+            }
+            if node.is_none() && self.tasks.at(suffix).is_none() {
+                let mut buf = [0; 257];
+                let wildcard = wildcard_of(name.suffix(n - 1), &mut buf);
+                return self.exact(wildcard).unwrap_or(Found::NxDomain);
+            }
+        }
+        self.exact(name.as_bytes()).unwrap_or(Found::NxDomain)
+    }
+
+    /// Answers `name`/`qtype` into `out`, following in-zone CNAMEs. `owner` is how the
+    /// records' owner is written: a pointer to the question or to the CNAME before.
+    pub fn resolve<R: Rng + ?Sized>(
+        &self,
+        name: &WireName,
+        owner: Owner<'_>,
+        qtype: u16,
+        ctx: &mut Ctx<'_, R>,
+        out: &mut Response<'_>,
+        depth: usize,
+    ) {
+        let (data, task) = match self.find(name, qtype) {
+            Found::Node { data, task } => (data, task),
+            Found::NxDomain => {
+                ctx.resolution.rcode = 3;
+                self.negative(ctx, out);
+                return;
+            }
+            Found::Cut { labels, node } => {
+                if depth == 0 {
+                    let cut_at = QUESTION_AT + name.suffix_start(labels);
+                    refer(node, cut_at, ctx, out);
+                }
+                return;
+            }
+        };
+        let answers_before = out.count(Section::Answer);
+        let cname = match task {
+            Some(task) => answer_task(task, data, owner, qtype, ctx, out),
+            None => data.and_then(|node| answer_data(node, owner, qtype, out)),
+        };
+        if let Some(target) = cname {
+            if depth + 1 < MAX_CNAME_CHAIN
+                && let Some(next) = WireName::from_lowercase(target.name)
+                && next.is_at_or_below(&self.data.apex, self.data.apex_labels)
+            {
+                let owner = Owner::at_or(target.at, target.name);
+                self.resolve(&next, owner, qtype, ctx, out, depth + 1);
+            }
+            return;
+        }
+        if out.count(Section::Answer) == answers_before {
+            // NODATA: the name exists, the type does not.
+            self.negative(ctx, out);
+        }
+    }
+
+    /// The SOA of a negative answer, its owner pointing at the apex in the question.
+    fn negative<R: ?Sized>(&self, ctx: &Ctx<'_, R>, out: &mut Response<'_>) {
+        out.section(Section::Authority);
+        let apex = Owner::at_or(ctx.apex_at, &self.data.apex);
+        out.rrset(apex, &self.data.negative_soa);
+    }
+}
+
+/// Answers from the task at a node; returns a CNAME to follow.
+fn answer_task<'z, R: Rng + ?Sized>(
+    task: &'z CompiledTask,
+    data: Option<&'z Node>,
+    owner: Owner<'_>,
+    qtype: u16,
+    ctx: &mut Ctx<'_, R>,
+    out: &mut Response<'_>,
+) -> Option<CnameTarget<'z>> {
+    let family = if task.cname {
+        Family::Name
+    } else {
+        match qtype {
+            rtype::A => Family::V4,
+            rtype::AAAA => Family::V6,
+            rtype::ANY if task.group.serves(Family::V4) => Family::V4,
+            rtype::ANY => Family::V6,
+            // The zone's CNAME is hidden while the task is effective.
+            rtype::CNAME => return None,
+            // Other types come from the zone, but never its CNAME, which stays hidden.
+            _ => {
+                if let Some(rrset) = data.and_then(|node| node.rrset(qtype)) {
+                    out.rrset(owner, rrset);
+                }
+                return None;
+            }
+        }
+    };
+    let mut route = route(&task.group, family, ctx.client, ctx.geoip);
+    let selection = pick(&mut route, |i| task.is_up(i), task.answers, ctx.rng);
+    let resolution = &mut ctx.resolution;
+    resolution.scope = resolution.scope.max(selection.scope);
+    if selection.failed_open {
+        task.failed_open.inc();
+        resolution.failed_open = true;
+    }
+    let mut target = None;
+    for &i in selection.origins() {
+        if let Some(record) = &task.records[usize::from(i)] {
+            let at = out.record(owner, record);
+            if task.cname {
+                target = Some(CnameTarget {
+                    name: &record[10..],
+                    at,
+                });
+            }
+        }
+    }
+    match qtype {
+        rtype::CNAME | rtype::ANY => None,
+        _ => target,
+    }
+}
+
+/// Answers from zone data at a node; returns a CNAME to follow.
+fn answer_data<'z>(
+    node: &'z Node,
+    owner: Owner<'_>,
+    qtype: u16,
+    out: &mut Response<'_>,
+) -> Option<CnameTarget<'z>> {
+    if qtype != rtype::CNAME
+        && let Some(cname) = node.rrset(rtype::CNAME)
+    {
+        let at = out.rrset(owner, cname);
+        let first = Records(cname).next().expect("an RRset has a record");
+        return match qtype {
+            rtype::ANY => None,
+            _ => Some(CnameTarget {
+                name: &first[10..],
+                at,
+            }),
+        };
+    }
+    let rrset = match qtype {
+        rtype::ANY => node.first_rrset(),
+        _ => node.rrset(qtype),
+    };
+    if let Some(rrset) = rrset {
+        out.rrset(owner, rrset);
+    }
+    None
+}
+
+/// A referral to the servers of the cut whose name is at `cut_at` in the question, with
+/// the glue this zone holds.
+fn refer<R: ?Sized>(node: &Node, cut_at: usize, ctx: &mut Ctx<'_, R>, out: &mut Response<'_>) {
+    ctx.resolution.authoritative = false;
+    let Some(referral) = &node.referral else {
+        return;
+    };
+    out.section(Section::Authority);
+    out.rrset(Owner::At(cut_at as u16), &referral.ns);
+    out.section(Section::Additional);
+    out.whole_records(&referral.glue, referral.glue_count);
+}

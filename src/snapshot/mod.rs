@@ -1,0 +1,243 @@
+//! The immutable serving state: every zone compiled for answering, with its site's
+//! effective tasks as an overlay, swapped whole on reload.
+//!
+//! A zone is compiled once per zone file ([`data`]) and shared by every snapshot after
+//! it; a site change recompiles only that site's overlay ([`tasks`]), so a task change
+//! costs the same whatever the size of its zone. Answering ([`lookup`]) writes records
+//! into the response, already encoded.
+
+mod data;
+mod lookup;
+mod tasks;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
+use rand::Rng;
+
+use crate::dns::wire::{self, Owner, Response, WireName};
+use crate::geoip::GeoIp;
+use crate::health::Health;
+use crate::select::Client;
+use crate::site::Site;
+use crate::zone::Zone;
+use data::{NameMap, ZoneData, lowercase_wire};
+use lookup::{Ctx, QUESTION_AT};
+use tasks::Tasks;
+
+/// Everything a query needs, immutable.
+pub struct Snapshot {
+    /// Zones by their origin's lowercased wire bytes. Shared between snapshots: a change
+    /// to one site rebuilds only its entry.
+    zones: NameMap<Arc<CompiledZone>>,
+    geoip: Option<Arc<GeoIp>>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut origins: Vec<String> = self
+            .zones
+            .values()
+            .map(|z| z.data.origin.to_string())
+            .collect();
+        origins.sort();
+        f.debug_struct("Snapshot")
+            .field("zones", &origins)
+            .field("geoip", &self.geoip)
+            .finish()
+    }
+}
+
+/// An error compiling a snapshot: a task that parsed but cannot be served by its zone.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CompileError {
+    /// The zone (and so the site file) concerned.
+    pub origin: Name,
+    /// The task's line in its site file, when known.
+    pub line: Option<u64>,
+    pub message: String,
+}
+
+/// One zone ready to answer: its data and its site's tasks.
+struct CompiledZone {
+    data: Arc<ZoneData>,
+    tasks: Tasks,
+}
+
+/// What answering decided, besides the records written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolution {
+    /// NOERROR, NXDOMAIN or REFUSED.
+    pub rcode: u8,
+    pub authoritative: bool,
+    /// ECS scope prefix length: the most specific prefix any selection depended on.
+    pub scope: u8,
+    /// True when a selection found no usable origin and answered as if all were up.
+    pub failed_open: bool,
+}
+
+/// An answer decoded into records: for tests and tools, not the query path.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additional: Vec<Record>,
+    pub scope: u8,
+    pub failed_open: bool,
+}
+
+impl Snapshot {
+    /// Compiles zones and their sites. Every site must belong to one of the zones.
+    pub fn compile(
+        zones: &[Zone],
+        sites: &[&Site],
+        geoip: Option<Arc<GeoIp>>,
+        health: &Health,
+    ) -> Result<Self, Vec<CompileError>> {
+        let mut errors = Vec::new();
+        let mut compiled = NameMap::default();
+        for zone in zones {
+            let data = Arc::new(ZoneData::compile(zone));
+            let site = sites.iter().find(|s| s.origin == zone.origin).copied();
+            match Tasks::compile(&data, site, health) {
+                Ok(tasks) => {
+                    compiled.insert(data.apex.clone(), Arc::new(CompiledZone { data, tasks }));
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            zones: compiled,
+            geoip,
+        })
+    }
+
+    /// This snapshot with `site`'s tasks recompiled over its zone's data, which is
+    /// shared (compiled from `zone` only when this snapshot does not serve it yet).
+    pub fn with_site(
+        &self,
+        zone: &Zone,
+        site: &Site,
+        health: &Health,
+    ) -> Result<Self, Vec<CompileError>> {
+        let apex = lowercase_wire(&zone.origin);
+        let data = match self.zones.get(&apex) {
+            Some(served) => served.data.clone(),
+            None => Arc::new(ZoneData::compile(zone)),
+        };
+        let tasks = Tasks::compile(&data, Some(site), health)?;
+        let mut zones = self.zones.clone();
+        zones.insert(apex, Arc::new(CompiledZone { data, tasks }));
+        Ok(Self {
+            zones,
+            geoip: self.geoip.clone(),
+        })
+    }
+
+    /// Answers `qname`/`qtype` for `client` into `out`, whose question is `qname` as
+    /// asked; REFUSED when no zone holds the name.
+    pub fn resolve<R: Rng + ?Sized>(
+        &self,
+        qname: &WireName,
+        qtype: u16,
+        client: &Client,
+        rng: &mut R,
+        out: &mut Response<'_>,
+    ) -> Resolution {
+        let Some(zone) = self.zone_of(qname, qtype) else {
+            return Resolution {
+                rcode: 5,
+                authoritative: false,
+                scope: 0,
+                failed_open: false,
+            };
+        };
+        let mut ctx = Ctx {
+            client,
+            geoip: self.geoip.as_deref(),
+            rng,
+            apex_at: QUESTION_AT + qname.suffix_start(zone.data.apex_labels),
+            resolution: Resolution {
+                rcode: 0,
+                authoritative: true,
+                scope: 0,
+                failed_open: false,
+            },
+        };
+        zone.resolve(
+            qname,
+            Owner::At(QUESTION_AT as u16),
+            qtype,
+            &mut ctx,
+            out,
+            0,
+        );
+        ctx.resolution
+    }
+
+    /// The most specific zone holding `qname`. DS lives on the parent side of a cut
+    /// (RFC 4035 §3.1.4.1): a DS query for the apex of a served child zone is the
+    /// parent's, when the parent is served here too.
+    fn zone_of(&self, qname: &WireName, qtype: u16) -> Option<&CompiledZone> {
+        let mut child_apex = None;
+        for n in (0..=qname.labels()).rev() {
+            let Some(zone) = self.zones.get(qname.suffix(n)) else {
+                continue;
+            };
+            if n == qname.labels() && qtype == wire::rtype::DS {
+                child_apex = Some(zone);
+                continue;
+            }
+            return Some(zone);
+        }
+        child_apex.map(|z| &**z)
+    }
+
+    /// Answers `qname`/`qtype` for `client` and decodes the records: what a query gets,
+    /// through the same code as the query path, for tests and tools.
+    pub fn answer<R: Rng + ?Sized>(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        client: &Client,
+        rng: &mut R,
+    ) -> Answer {
+        let mut question = qname.to_bytes().expect("a name encodes");
+        question.extend_from_slice(&u16::from(qtype).to_be_bytes());
+        question.extend_from_slice(&wire::CLASS_IN.to_be_bytes());
+        let (name, _) = WireName::read(&question).expect("a name reads back");
+        let mut buf = vec![0; usize::from(u16::MAX)];
+        let mut response = Response::new(&mut buf);
+        response.question(&question);
+        let resolution = self.resolve(&name, u16::from(qtype), client, rng, &mut response);
+        let len = response.finish(wire::Header {
+            id: 0,
+            query_flags: 0,
+            authoritative: resolution.authoritative,
+            truncated: false,
+            rcode: resolution.rcode,
+            questions: 1,
+        });
+        let mut message = Message::from_vec(&buf[..len]).expect("lbdns's answers decode");
+        Answer {
+            rcode: ResponseCode::from(0, resolution.rcode),
+            authoritative: resolution.authoritative,
+            answers: std::mem::take(&mut message.answers),
+            authority: std::mem::take(&mut message.authorities),
+            additional: std::mem::take(&mut message.additionals),
+            scope: resolution.scope,
+            failed_open: resolution.failed_open,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! A site's effective tasks, compiled as an overlay on its zone's data (SPEC §5).
+//!
+//! The overlay is small (a site's tasks and the names they make exist) and is all that a
+//! task or group change rebuilds: the zone data underneath is shared, whatever its size.
+//! A name an effective task answers hides the zone's A, AAAA and CNAME records there;
+//! a snapshot built without the task serves them again, so restore is the next compile.
+
+use std::sync::Arc;
+
+use hickory_proto::rr::RData;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use prometheus_client::metrics::counter::Counter;
+
+use super::CompileError;
+use super::data::{NameMap, ZoneData, encode_data, lowercase_wire};
+use crate::dns::wire::WireName;
+use crate::health::{Health, Key, OriginHealth};
+use crate::select::CompiledGroup;
+use crate::site::{Site, Target, Task, site_name};
+
+/// The tasks of one site.
+#[derive(Default)]
+pub struct Tasks {
+    /// Every name the tasks make exist: each task's hostname with its index into
+    /// `tasks`, and each ancestor below the apex with none.
+    names: NameMap<Option<u32>>,
+    tasks: Vec<CompiledTask>,
+}
+
+/// An effective task compiled for the query path.
+pub struct CompiledTask {
+    pub answers: u32,
+    pub group: CompiledGroup,
+    /// Each origin's record after the owner name (the task's TTL included); `None` for
+    /// origins that can never answer.
+    pub records: Vec<Option<Box<[u8]>>>,
+    pub cname: bool,
+    /// Health by origin index, written by the checkers; `None` counts as up.
+    pub health: Vec<Option<Arc<OriginHealth>>>,
+    /// Fail-open answers of the task's group (SPEC §10 `lbdns_failed_open_total`).
+    pub failed_open: Counter,
+}
+
+impl CompiledTask {
+    pub fn is_up(&self, origin: u16) -> bool {
+        self.health[usize::from(origin)]
+            .as_ref()
+            .is_none_or(|cell| cell.is_up())
+    }
+}
+
+impl Tasks {
+    /// Compiles `site`'s tasks over `zone`. A disabled task is checked too: enabling it
+    /// later must not be the first time anyone hears it cannot be served.
+    pub fn compile(
+        zone: &ZoneData,
+        site: Option<&Site>,
+        health: &Health,
+    ) -> Result<Self, Vec<CompileError>> {
+        let mut tasks = Self::default();
+        let mut errors = Vec::new();
+        for task in site.iter().flat_map(|s| s.tasks.iter()) {
+            let site = site.expect("tasks come from a site");
+            let result = servable(zone, task).and_then(|()| match task.enabled {
+                true => tasks.attach(zone, site, task, health),
+                false => Ok(()),
+            });
+            if let Err(message) = result {
+                errors.push(CompileError {
+                    origin: zone.origin.clone(),
+                    line: task.line,
+                    message,
+                });
+            }
+        }
+        match errors.is_empty() {
+            true => {
+                tasks.names.shrink_to_fit();
+                Ok(tasks)
+            }
+            false => Err(errors),
+        }
+    }
+
+    /// Whether the tasks make `name` exist and, if so, the task answering there.
+    pub fn at(&self, name: &[u8]) -> Option<Option<&CompiledTask>> {
+        if self.names.is_empty() {
+            return None;
+        }
+        self.names
+            .get(name)
+            .map(|task| task.map(|i| &self.tasks[i as usize]))
+    }
+
+    fn attach(
+        &mut self,
+        zone: &ZoneData,
+        site: &Site,
+        task: &Task,
+        health: &Health,
+    ) -> Result<(), String> {
+        let group = site
+            .group(&task.origin_group)
+            .ok_or_else(|| format!("task {}: no origin group {}", task.id, task.origin_group))?;
+        let records = group
+            .origins
+            .iter()
+            .map(|o| {
+                let data = match &o.target {
+                    Target::Ip(std::net::IpAddr::V4(ip)) => RData::A(A(*ip)),
+                    Target::Ip(std::net::IpAddr::V6(ip)) => RData::AAAA(AAAA(*ip)),
+                    Target::Name(name) => RData::CNAME(CNAME(name.clone())),
+                    Target::WithPort(_) => return None,
+                };
+                Some(encode_data(data.record_type(), task.ttl, &data).into())
+            })
+            .collect();
+        // Health cells by origin index; origins without a check have none and count as up.
+        let cells = group
+            .origins
+            .iter()
+            .map(|o| Key::of_origin(site, group, o).map(|key| health.cell(key)))
+            .collect();
+        self.tasks.push(CompiledTask {
+            answers: task.answers,
+            group: CompiledGroup::new(group),
+            records,
+            cname: group.is_cname(),
+            health: cells,
+            failed_open: health.failed_open_counter(&site_name(&site.origin), &group.name),
+        });
+        let index = u32::try_from(self.tasks.len() - 1).expect("fewer than 2^32 tasks");
+        let hostname = lowercase_wire(&task.hostname);
+        let name = WireName::from_lowercase(&hostname).expect("a hostname is a valid name");
+        // The hostname and the empty non-terminals above it exist (RFC 4592 §2.2.2).
+        for n in zone.apex_labels + 1..name.labels() {
+            self.names.entry(name.suffix(n).into()).or_insert(None);
+        }
+        self.names.insert(hostname, Some(index));
+        Ok(())
+    }
+}
+
+/// Refuses a task at or below a zone cut: that name is answered by other servers.
+fn servable(zone: &ZoneData, task: &Task) -> Result<(), String> {
+    let hostname = lowercase_wire(&task.hostname);
+    let name = WireName::from_lowercase(&hostname).expect("a hostname is a valid name");
+    match zone.cut_at_or_above(&name) {
+        Some(n) => Err(format!(
+            "task {}: hostname {} is at or below the zone cut {}, which is delegated to other servers",
+            task.id,
+            task.hostname,
+            task.hostname.trim_to(n)
+        )),
+        None => Ok(()),
+    }
+}

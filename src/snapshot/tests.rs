@@ -1,0 +1,420 @@
+use super::*;
+use crate::site;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::path::Path;
+
+const ZONE: &str = "$TTL 3600\n\
+        @ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n\
+        @ NS ns1\n\
+        ns1 A 192.0.2.53\n\
+        www 300 A 192.0.2.80\n\
+        www TXT \"zone text\"\n\
+        old CNAME www\n\
+        *.wild A 192.0.2.99\n\
+        sub NS ns.sub\n\
+        ns.sub A 192.0.2.54\n\
+        a.b.c A 192.0.2.7\n";
+
+fn origin() -> Name {
+    Name::from_ascii("example.com.").unwrap()
+}
+
+fn snapshot(lb: &str) -> Snapshot {
+    let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
+    let spec = site::parse(lb).unwrap();
+    let site = site::validate(&origin(), &spec).unwrap();
+    Snapshot::compile(&[zone], &[&site], None, &Health::default()).unwrap()
+}
+
+fn ask(s: &Snapshot, name: &str, rtype: RecordType) -> Answer {
+    let client = Client {
+        addr: "192.0.2.1".parse().unwrap(),
+        source_prefix: 32,
+    };
+    s.answer(
+        &Name::from_ascii(name).unwrap(),
+        rtype,
+        &client,
+        &mut SmallRng::seed_from_u64(1),
+    )
+}
+
+fn data(a: &Answer) -> Vec<String> {
+    a.answers
+        .iter()
+        .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+        .collect()
+}
+
+const TASK: &str = "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.10\ntasks:\n  - hostname: www.example.com\n    origin_group: web\n    ttl: 30\n";
+
+#[test]
+fn override_and_restore() {
+    let plain = snapshot("");
+    assert_eq!(
+        data(&ask(&plain, "www.example.com.", RecordType::A)),
+        ["www.example.com. 300 192.0.2.80"]
+    );
+    let with_task = snapshot(TASK);
+    assert_eq!(
+        data(&ask(&with_task, "www.example.com.", RecordType::A)),
+        ["www.example.com. 30 192.0.2.10"]
+    );
+    // Other types at the name still come from the zone.
+    assert_eq!(
+        ask(&with_task, "www.example.com.", RecordType::TXT)
+            .answers
+            .len(),
+        1
+    );
+    let disabled = snapshot(&format!("{TASK}    enabled: false\n"));
+    assert_eq!(
+        data(&ask(&disabled, "www.example.com.", RecordType::A)),
+        ["www.example.com. 300 192.0.2.80"]
+    );
+}
+
+#[test]
+fn a_wildcard_directly_under_the_apex_answers() {
+    // As a task: every name without its own node, not the apex or existing names.
+    let s = snapshot(&TASK.replace("www.example.com", "\"*.example.com\""));
+    assert_eq!(
+        data(&ask(&s, "anything.example.com.", RecordType::A)),
+        ["anything.example.com. 30 192.0.2.10"]
+    );
+    assert_eq!(
+        data(&ask(&s, "www.example.com.", RecordType::A)),
+        ["www.example.com. 300 192.0.2.80"]
+    );
+    assert_eq!(ask(&s, "example.com.", RecordType::A).answers.len(), 0);
+    // As zone data.
+    let zone = format!("{ZONE}* 60 A 192.0.2.1\n");
+    let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
+    let s = Snapshot::compile(&[zone], &[], None, &Health::default()).unwrap();
+    assert_eq!(
+        data(&ask(&s, "x.y.example.com.", RecordType::A)),
+        ["x.y.example.com. 60 192.0.2.1"]
+    );
+}
+
+#[test]
+fn task_hides_a_zone_cname_for_every_type() {
+    let s = snapshot(&TASK.replace("www.example.com", "old.example.com"));
+    let a = ask(&s, "old.example.com.", RecordType::A);
+    assert_eq!(data(&a), ["old.example.com. 30 192.0.2.10"]);
+    for rtype in [RecordType::MX, RecordType::CNAME, RecordType::TXT] {
+        let other = ask(&s, "old.example.com.", rtype);
+        assert!(other.answers.is_empty(), "{rtype}: {:?}", data(&other));
+        assert_eq!(
+            (other.rcode, other.authority.len()),
+            (ResponseCode::NoError, 1)
+        );
+    }
+}
+
+#[test]
+fn task_makes_a_name_exist() {
+    let lb = TASK.replace("www.example.com", "new.example.com");
+    assert_eq!(
+        ask(&snapshot(""), "new.example.com.", RecordType::A).rcode,
+        ResponseCode::NXDomain
+    );
+    let s = snapshot(&lb);
+    assert_eq!(
+        data(&ask(&s, "new.example.com.", RecordType::A)),
+        ["new.example.com. 30 192.0.2.10"]
+    );
+    let nodata = ask(&s, "new.example.com.", RecordType::AAAA);
+    assert_eq!(
+        (nodata.rcode, nodata.answers.len(), nodata.authority.len()),
+        (ResponseCode::NoError, 0, 1)
+    );
+}
+
+#[test]
+fn negative_answers_carry_the_soa_with_minimum_ttl() {
+    let s = snapshot("");
+    let nx = ask(&s, "nope.example.com.", RecordType::A);
+    assert_eq!(nx.rcode, ResponseCode::NXDomain);
+    assert_eq!(nx.authority[0].ttl, 300);
+    assert!(nx.authoritative);
+    // b.c exists as an empty non-terminal.
+    let ent = ask(&s, "b.c.example.com.", RecordType::A);
+    assert_eq!((ent.rcode, ent.answers.len()), (ResponseCode::NoError, 0));
+    assert_eq!(
+        ask(&s, "example.org.", RecordType::A).rcode,
+        ResponseCode::Refused
+    );
+}
+
+#[test]
+fn cname_wildcard_and_referral() {
+    let s = snapshot("");
+    let a = ask(&s, "OLD.example.com.", RecordType::A);
+    assert_eq!(
+        data(&a),
+        [
+            "OLD.example.com. 3600 www.example.com.",
+            "www.example.com. 300 192.0.2.80"
+        ]
+    );
+    let w = ask(&s, "x.y.wild.example.com.", RecordType::A);
+    assert_eq!(data(&w), ["x.y.wild.example.com. 3600 192.0.2.99"]);
+    let r = ask(&s, "host.sub.example.com.", RecordType::A);
+    assert!(!r.authoritative);
+    assert_eq!(
+        (r.answers.len(), r.authority.len(), r.additional.len()),
+        (0, 1, 1)
+    );
+    let ds = ask(&s, "sub.example.com.", RecordType::DS);
+    assert!(ds.authoritative && ds.answers.is_empty());
+}
+
+#[test]
+fn task_below_a_cut_is_rejected() {
+    let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
+    let lb = TASK.replace("www.example.com", "x.sub.example.com");
+    let site = site::validate(&origin(), &site::parse(&lb).unwrap()).unwrap();
+    let errors = Snapshot::compile(&[zone], &[&site], None, &Health::default()).unwrap_err();
+    assert!(
+        errors[0].message.contains("zone cut sub.example.com."),
+        "{}",
+        errors[0].message
+    );
+    assert!(
+        errors[0].message.starts_with("task x.sub.example.com"),
+        "{}",
+        errors[0].message
+    );
+    assert_eq!(errors[0].line, Some(6));
+}
+
+fn snapshot_of(zone: &str, lb: &str) -> Snapshot {
+    let zone = crate::zone::parse(zone, Path::new("t.zone"), &origin()).unwrap();
+    let spec = site::parse(lb).unwrap();
+    let site = site::validate(&origin(), &spec).unwrap();
+    Snapshot::compile(&[zone], &[&site], None, &Health::default()).unwrap()
+}
+
+/// Groups of each kind: IPv4, IPv6, a name outside the zone, a name inside it.
+const GROUPS: &str = "origin_groups:
+  v4:
+    origins:
+      - address: 192.0.2.10
+  v6:
+    origins:
+      - address: 2001:db8::10
+  out:
+    origins:
+      - address: edge.cdn.example.net
+  in:
+    origins:
+      - address: www.example.com
+tasks:
+";
+
+fn tasks(lines: &str) -> String {
+    format!("{GROUPS}{lines}")
+}
+
+#[test]
+fn any_at_a_task_name_is_the_task_answer_alone() {
+    let s = snapshot(&tasks(
+        "  - { hostname: www.example.com, origin_group: v4, ttl: 30 }
+  - { hostname: new.example.com, origin_group: v6, ttl: 30 }
+  - { hostname: old.example.com, origin_group: out, ttl: 30 }
+",
+    ));
+    for (name, want) in [
+        ("www.example.com.", "www.example.com. 30 192.0.2.10"),
+        ("new.example.com.", "new.example.com. 30 2001:db8::10"),
+        (
+            "old.example.com.",
+            "old.example.com. 30 edge.cdn.example.net.",
+        ),
+    ] {
+        assert_eq!(data(&ask(&s, name, RecordType::ANY)), [want], "{name}");
+    }
+}
+
+#[test]
+fn a_cname_task_into_the_zone_is_followed_except_for_cname_and_any() {
+    let s = snapshot(&tasks(
+        "  - { hostname: go.example.com, origin_group: in, ttl: 30 }\n",
+    ));
+    let cname = "go.example.com. 30 www.example.com.";
+    assert_eq!(
+        data(&ask(&s, "go.example.com.", RecordType::A)),
+        [cname, "www.example.com. 300 192.0.2.80"]
+    );
+    assert_eq!(
+        data(&ask(&s, "go.example.com.", RecordType::TXT)),
+        [cname, "www.example.com. 3600 zone text"]
+    );
+    for rtype in [RecordType::CNAME, RecordType::ANY] {
+        assert_eq!(data(&ask(&s, "go.example.com.", rtype)), [cname], "{rtype}");
+    }
+    // The target's AAAA does not exist: the CNAME, then NODATA's SOA.
+    let aaaa = ask(&s, "go.example.com.", RecordType::AAAA);
+    assert_eq!(
+        (data(&aaaa), aaaa.authority.len()),
+        (vec![cname.to_owned()], 1)
+    );
+}
+
+#[test]
+fn a_zone_cname_chain_into_a_task_gets_the_task_answer() {
+    let zone = format!("{ZONE}alias CNAME old\n");
+    let s = snapshot_of(
+        &zone,
+        &tasks("  - { hostname: www.example.com, origin_group: v4, ttl: 30 }\n"),
+    );
+    assert_eq!(
+        data(&ask(&s, "alias.example.com.", RecordType::A)),
+        [
+            "alias.example.com. 3600 old.example.com.",
+            "old.example.com. 3600 www.example.com.",
+            "www.example.com. 30 192.0.2.10"
+        ]
+    );
+    // The zone's AAAA-less www under an IPv4-only task: the chain, then NODATA.
+    let aaaa = ask(&s, "alias.example.com.", RecordType::AAAA);
+    assert_eq!((aaaa.answers.len(), aaaa.authority.len()), (2, 1));
+}
+
+#[test]
+fn cname_chains_stop_at_eight_records() {
+    // c0 -> c1 -> ... -> c6 -> end (A): 7 CNAMEs and the A, all answered.
+    let mut zone = ZONE.to_owned();
+    for i in 0..7 {
+        zone.push_str(&format!("c{i} CNAME c{}\n", i + 1));
+    }
+    zone.push_str("c7 A 192.0.2.77\nd0 CNAME c0\nloop1 CNAME loop2\nloop2 CNAME loop1\n");
+    let s = snapshot_of(&zone, "");
+    let full = ask(&s, "c0.example.com.", RecordType::A);
+    assert_eq!(full.answers.len(), 8);
+    assert_eq!(
+        data(&full).last().map(String::as_str),
+        Some("c7.example.com. 3600 192.0.2.77")
+    );
+    // One more link: the chain is cut after eight records, without the A.
+    let cut = ask(&s, "d0.example.com.", RecordType::A);
+    assert_eq!(cut.answers.len(), 8);
+    assert!(
+        cut.answers
+            .iter()
+            .all(|r| r.record_type() == RecordType::CNAME)
+    );
+    // A loop ends too.
+    assert_eq!(
+        ask(&s, "loop1.example.com.", RecordType::A).answers.len(),
+        8
+    );
+}
+
+#[test]
+fn any_at_zone_data_is_one_rrset() {
+    let s = snapshot("");
+    // www has A and TXT: one of them (RFC 8482), whole.
+    let any = ask(&s, "www.example.com.", RecordType::ANY);
+    assert_eq!(data(&any), ["www.example.com. 300 192.0.2.80"]);
+    // A CNAME answers ANY alone, not followed.
+    assert_eq!(
+        data(&ask(&s, "old.example.com.", RecordType::ANY)),
+        ["old.example.com. 3600 www.example.com."]
+    );
+    assert_eq!(
+        data(&ask(&s, "old.example.com.", RecordType::CNAME)),
+        ["old.example.com. 3600 www.example.com."]
+    );
+}
+
+#[test]
+fn ds_at_a_served_child_apex_is_answered_by_the_parent() {
+    let parent = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
+    let child_origin = Name::from_ascii("sub.example.com.").unwrap();
+    let child = crate::zone::parse(
+            "$TTL 60\n@ SOA ns hostmaster 1 7200 900 1209600 30\n@ NS ns\nns A 192.0.2.54\n@ A 192.0.2.55\n",
+            Path::new("c.zone"),
+            &child_origin,
+        )
+        .unwrap();
+    let s = Snapshot::compile(&[parent, child], &[], None, &Health::default()).unwrap();
+    let soa_owner = |a: &Answer| a.authority.first().map(|r| r.name.to_string());
+    // DS at the cut: the parent's NODATA, authoritative.
+    let ds = ask(&s, "sub.example.com.", RecordType::DS);
+    assert!(ds.authoritative && ds.answers.is_empty());
+    assert_eq!(soa_owner(&ds).as_deref(), Some("example.com."));
+    // Anything else at the child apex, and DS below it, is the child's.
+    assert_eq!(
+        data(&ask(&s, "sub.example.com.", RecordType::A)),
+        ["sub.example.com. 60 192.0.2.55"]
+    );
+    let below = ask(&s, "x.sub.example.com.", RecordType::DS);
+    assert_eq!(soa_owner(&below).as_deref(), Some("sub.example.com."));
+}
+
+#[test]
+fn a_task_answers_its_own_family_and_hides_the_zone_address_records() {
+    let zone = format!("{ZONE}www 300 AAAA 2001:db8::80\nnew6 AAAA 2001:db8::99\n");
+    let s = snapshot_of(
+        &zone,
+        &tasks(
+            "  - { hostname: www.example.com, origin_group: v4, ttl: 30 }
+  - { hostname: new6.example.com, origin_group: v6, ttl: 30 }
+",
+        ),
+    );
+    // IPv4-only: the zone's AAAA is hidden, NODATA with the SOA.
+    let aaaa = ask(&s, "www.example.com.", RecordType::AAAA);
+    assert_eq!((aaaa.answers.len(), aaaa.authority.len()), (0, 1));
+    assert_eq!(aaaa.rcode, ResponseCode::NoError);
+    // IPv6-only: AAAA from the task, A is NODATA.
+    assert_eq!(
+        data(&ask(&s, "new6.example.com.", RecordType::AAAA)),
+        ["new6.example.com. 30 2001:db8::10"]
+    );
+    let a = ask(&s, "new6.example.com.", RecordType::A);
+    assert_eq!((a.answers.len(), a.authority.len()), (0, 1));
+}
+
+#[test]
+fn cnames_out_of_the_zone_are_not_followed() {
+    let zone = format!("{ZONE}ext CNAME www.example.net.\n");
+    let s = snapshot_of(
+        &zone,
+        &tasks("  - { hostname: cdn.example.com, origin_group: out, ttl: 30 }\n"),
+    );
+    for (name, want) in [
+        ("ext.example.com.", "ext.example.com. 3600 www.example.net."),
+        (
+            "cdn.example.com.",
+            "cdn.example.com. 30 edge.cdn.example.net.",
+        ),
+    ] {
+        let a = ask(&s, name, RecordType::A);
+        assert_eq!(data(&a), [want]);
+        assert_eq!((a.rcode, a.authority.len()), (ResponseCode::NoError, 0));
+    }
+}
+
+#[test]
+fn ds_below_a_cut_is_a_referral() {
+    let s = snapshot("");
+    let ds = ask(&s, "host.sub.example.com.", RecordType::DS);
+    assert!(!ds.authoritative);
+    assert_eq!(
+        ds.authority
+            .iter()
+            .map(|r| (r.name.to_string(), r.record_type()))
+            .collect::<Vec<_>>(),
+        [("sub.example.com.".to_owned(), RecordType::NS)]
+    );
+}
+
+#[test]
+fn debug_names_the_zones() {
+    let text = format!("{:?}", snapshot(""));
+    assert!(text.contains("example.com."), "{text}");
+}
