@@ -57,19 +57,22 @@ impl Continent {
 
     /// Parses a two-letter continent code, case-insensitively.
     pub fn parse(code: &str) -> Option<Self> {
-        Some(match code.to_ascii_uppercase().as_str() {
-            "AF" => Self::Africa,
-            "AN" => Self::Antarctica,
-            "AS" => Self::Asia,
-            "EU" => Self::Europe,
-            "NA" => Self::NorthAmerica,
-            "OC" => Self::Oceania,
-            "SA" => Self::SouthAmerica,
-            _ => return None,
-        })
+        // Compared without case and without an uppercased copy: this runs per query.
+        let code = code.as_bytes();
+        [
+            ("AF", Self::Africa),
+            ("AN", Self::Antarctica),
+            ("AS", Self::Asia),
+            ("EU", Self::Europe),
+            ("NA", Self::NorthAmerica),
+            ("OC", Self::Oceania),
+            ("SA", Self::SouthAmerica),
+        ]
+        .into_iter()
+        .find(|(known, _)| code.eq_ignore_ascii_case(known.as_bytes()))
+        .map(|(_, continent)| continent)
     }
 
-    /// The two-letter code.
     pub fn code(self) -> &'static str {
         match self {
             Self::Africa => "AF",

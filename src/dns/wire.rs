@@ -541,6 +541,9 @@ mod tests {
         assert_eq!(response.written(), 28);
         response.record(Owner::At(12), &a);
         assert!(response.overflowed());
-        assert_eq!((response.written(), response.count(Section::Answer)), (28, 1));
+        assert_eq!(
+            (response.written(), response.count(Section::Answer)),
+            (28, 1)
+        );
     }
 }
