@@ -1,9 +1,11 @@
 //! A bounded query loop for `scripts/bench scale`: one A query at a time over UDP to a
-//! loopback server, each sent when the last was answered, and the worst latency seen.
+//! loopback server, each sent when the last was answered and no sooner than its slot at
+//! `--qps` (so that the loop does not take the CPU the measured change needs), and the
+//! worst latency seen.
 //!
 //! ```text
 //! cargo run --release --example dns-probe -- --server 127.0.0.1:15380 --name a1.big.test \
-//!     [--stop-file PATH] [--max-queries 1000000] [--max-seconds 120] [--timeout 10]
+//!     [--qps 1000] [--stop-file PATH] [--max-queries 1000000] [--max-seconds 120] [--timeout 10]
 //! ```
 //!
 //! It stops at the first of: `--max-queries` answers, `--max-seconds`, or the stop file
@@ -23,6 +25,7 @@ struct Args {
     max_queries: u64,
     max_seconds: f64,
     timeout: f64,
+    qps: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         max_queries: 1_000_000,
         max_seconds: 120.0,
         timeout: 10.0,
+        qps: 1000.0,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(flag) = argv.next() {
@@ -46,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
             "--max-queries" => args.max_queries = value.parse().map_err(|_| bad())?,
             "--max-seconds" => args.max_seconds = value.parse().map_err(|_| bad())?,
             "--timeout" => args.timeout = value.parse().map_err(|_| bad())?,
+            "--qps" => args.qps = value.parse().map_err(|_| bad())?,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -61,6 +66,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(args.timeout > 0.0 && args.timeout <= 60.0) {
         return Err("--timeout must be in (0, 60]".into());
+    }
+    if !(args.qps >= 1.0 && args.qps <= 1_000_000.0) {
+        return Err("--qps must be in [1, 1000000]".into());
     }
     Ok(args)
 }
@@ -93,12 +101,17 @@ fn run(args: &Args) -> std::io::Result<String> {
     let mut lost = 0u64;
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(args.max_seconds);
+    let slot = Duration::from_secs_f64(1.0 / args.qps);
+    let mut next = started;
     for n in 0..args.max_queries {
         if n % 64 == 0
             && (Instant::now() >= end || args.stop_file.as_ref().is_some_and(|f| f.exists()))
         {
             break;
         }
+        // Queries start at least a slot apart: a late answer never makes a burst after it.
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next = Instant::now() + slot;
         let id = (n as u16).to_be_bytes();
         packet[..2].copy_from_slice(&id);
         let sent = Instant::now();
