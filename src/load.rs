@@ -17,8 +17,8 @@ use hickory_proto::rr::Name;
 use crate::geoip::GeoIp;
 use crate::health::Health;
 use crate::site::{self, Site, SiteSpec};
-use crate::snapshot::Snapshot;
-use crate::zone::{self, Zone};
+use crate::snapshot::{Snapshot, ZoneData};
+use crate::zone;
 
 /// Where the configuration comes from.
 #[derive(Clone, Debug)]
@@ -55,7 +55,8 @@ pub struct LoadedSite {
 /// Cloning is cheap in the zones, which are shared: a change copies only the sites.
 #[derive(Clone)]
 pub struct Config {
-    pub zones: Arc<Vec<Zone>>,
+    /// Zones compiled for answering (their parsed records are not kept).
+    pub zones: Arc<Vec<Arc<ZoneData>>>,
     pub sites: Vec<LoadedSite>,
     pub geoip: Option<Arc<GeoIp>>,
     pub geoip_path: Option<PathBuf>,
@@ -118,10 +119,11 @@ pub fn load(
             zones_dir.display()
         ));
     }
-    let mut zones: Vec<Zone> = Vec::new();
+    let mut zones = Vec::new();
     for (origin, path) in &zone_files {
+        // One zone's parsed records at a time: each is compiled and dropped.
         match zone::load(path, origin) {
-            Ok(zone) => zones.push(zone),
+            Ok(zone) => zones.push(Arc::new(ZoneData::compile(&zone))),
             Err(e) => errors.push(e.to_string()),
         }
     }

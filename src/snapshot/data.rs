@@ -7,6 +7,7 @@
 //! uncompressed, so answering copies bytes and never encodes.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
@@ -21,6 +22,8 @@ pub type NameMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 /// A zone ready to answer from.
 pub struct ZoneData {
     pub origin: Name,
+    /// The zone file it was compiled from.
+    pub path: PathBuf,
     /// The origin's lowercased wire bytes and its label count.
     pub apex: Box<[u8]>,
     pub apex_labels: usize,
@@ -69,6 +72,7 @@ impl Node {
 }
 
 impl ZoneData {
+    /// Compiles a parsed zone; the parsed records can be dropped afterwards.
     pub fn compile(zone: &Zone) -> Self {
         let apex = lowercase_wire(&zone.origin);
         let apex_labels = label_count(&zone.origin);
@@ -120,6 +124,7 @@ impl ZoneData {
         nodes.shrink_to_fit();
         Self {
             origin: zone.origin.clone(),
+            path: zone.path.clone(),
             apex,
             apex_labels,
             nodes,

@@ -25,8 +25,8 @@ use crate::geoip::GeoIp;
 use crate::health::Health;
 use crate::select::Client;
 use crate::site::Site;
-use crate::zone::Zone;
-use data::{NameMap, ZoneData, lowercase_wire};
+use data::NameMap;
+pub use data::ZoneData;
 use lookup::{Ctx, QUESTION_AT};
 use tasks::Tasks;
 
@@ -97,16 +97,16 @@ pub struct Answer {
 impl Snapshot {
     /// Compiles zones and their sites. Every site must belong to one of the zones.
     pub fn compile(
-        zones: &[Zone],
+        zones: &[Arc<ZoneData>],
         sites: &[&Site],
         geoip: Option<Arc<GeoIp>>,
         health: &Health,
     ) -> Result<Self, Vec<CompileError>> {
         let mut errors = Vec::new();
         let mut compiled = NameMap::default();
-        for zone in zones {
-            let data = Arc::new(ZoneData::compile(zone));
-            let site = sites.iter().find(|s| s.origin == zone.origin).copied();
+        for data in zones {
+            let data = data.clone();
+            let site = sites.iter().find(|s| s.origin == data.origin).copied();
             match Tasks::compile(&data, site, health) {
                 Ok(tasks) => {
                     compiled.insert(data.apex.clone(), Arc::new(CompiledZone { data, tasks }));
@@ -123,22 +123,21 @@ impl Snapshot {
         })
     }
 
-    /// This snapshot with `site`'s tasks recompiled over its zone's data, which is
-    /// shared (compiled from `zone` only when this snapshot does not serve it yet).
+    /// This snapshot with `site`'s tasks recompiled over `zone`, its zone's data, which
+    /// is shared: the cost is the site's tasks, whatever the zone's size.
     pub fn with_site(
         &self,
-        zone: &Zone,
+        zone: &Arc<ZoneData>,
         site: &Site,
         health: &Health,
     ) -> Result<Self, Vec<CompileError>> {
-        let apex = lowercase_wire(&zone.origin);
-        let data = match self.zones.get(&apex) {
-            Some(served) => served.data.clone(),
-            None => Arc::new(ZoneData::compile(zone)),
-        };
-        let tasks = Tasks::compile(&data, Some(site), health)?;
+        let tasks = Tasks::compile(zone, Some(site), health)?;
         let mut zones = self.zones.clone();
-        zones.insert(apex, Arc::new(CompiledZone { data, tasks }));
+        let compiled = CompiledZone {
+            data: zone.clone(),
+            tasks,
+        };
+        zones.insert(zone.apex.clone(), Arc::new(compiled));
         Ok(Self {
             zones,
             geoip: self.geoip.clone(),

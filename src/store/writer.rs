@@ -197,8 +197,9 @@ impl Writer {
                 }
             }
             for (path, text) in written {
-                self.fingerprint.files.insert(path.clone(), text.clone());
-                self.served_files.files.insert(path, text);
+                let contents = Contents::of(text.as_ref(), stamp(&path));
+                self.fingerprint.files.insert(path.clone(), contents);
+                self.served_files.files.insert(path, contents);
             }
             let mut config = base.config.clone();
             config.sites = batch.sites;
@@ -270,25 +271,29 @@ impl Writer {
     /// edit not loaded yet (or rejected) would be overwritten, and a missing or changed
     /// zone file means the result might not start.
     fn check_files(&self, loaded: &LoadedSite, zone_path: &Path) -> Result<(), ChangeError> {
-        let on_disk = std::fs::read(&loaded.path).ok();
-        if on_disk.as_ref() != self.served_files.files.get(&loaded.path) {
+        let served = |path: &Path| self.served_files.files.get(path);
+        let site_unchanged = match served(&loaded.path) {
+            Some(contents) => contents.matches(&loaded.path).unwrap_or(false),
+            // A site file that could not be read when loaded must not be readable yet.
+            None => std::fs::read(&loaded.path).is_err(),
+        };
+        if !site_unchanged {
             return Err(ChangeError::Conflict(format!(
                 "{} was edited on disk and is not loaded yet; retry once it is reloaded (or fix or revert the edit): lbdns will not overwrite a hand edit",
                 loaded.path.display()
             )));
         }
-        match std::fs::read(zone_path) {
-            Err(e) => Err(ChangeError::Conflict(format!(
+        let zone_unchanged = served(zone_path).map(|contents| contents.matches(zone_path));
+        match zone_unchanged {
+            Some(Err(e)) => Err(ChangeError::Conflict(format!(
                 "cannot read the site's zone file {}: {e}; restore it before changing the site: lbdns does not change a configuration that would not start",
                 zone_path.display()
             ))),
-            Ok(bytes) if Some(&bytes) != self.served_files.files.get(zone_path) => {
-                Err(ChangeError::Conflict(format!(
-                    "{} was edited on disk and is not loaded yet; retry once it is reloaded (or fix or revert the edit)",
-                    zone_path.display()
-                )))
-            }
-            Ok(_) => Ok(()),
+            Some(Ok(true)) => Ok(()),
+            Some(Ok(false)) | None => Err(ChangeError::Conflict(format!(
+                "{} was edited on disk and is not loaded yet; retry once it is reloaded (or fix or revert the edit)",
+                zone_path.display()
+            ))),
         }
     }
 
@@ -496,9 +501,68 @@ fn carry_generations(
 /// The contents of every file a reload reads, to tell an edit from our own write.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(super) struct Fingerprint {
-    files: BTreeMap<PathBuf, Vec<u8>>,
+    files: BTreeMap<PathBuf, Contents>,
     /// The GeoIP file is large: its path, length and modification time stand for it.
     geoip: Option<(PathBuf, u64, Option<std::time::SystemTime>)>,
+}
+
+/// A file's contents, as a SHA-256 digest: a zone file can be large, and keeping its
+/// bytes to compare doubled what a big zone costs in memory.
+#[derive(Clone, Copy, Debug)]
+struct Contents {
+    digest: [u8; 32],
+    /// Inode, length, modification and change times when read: a file whose metadata
+    /// is the same was not written since, so a check need not read it again.
+    stamp: Option<Stamp>,
+}
+
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+/// The same contents, whatever the metadata says.
+impl PartialEq for Contents {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl Eq for Contents {}
+
+impl Contents {
+    fn of(bytes: &[u8], stamp: Option<Stamp>) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        Self {
+            digest: digest.as_ref().try_into().expect("SHA-256 is 32 bytes"),
+            stamp,
+        }
+    }
+
+    fn read(path: &Path) -> std::io::Result<Self> {
+        let stamp = stamp(path);
+        let bytes = std::fs::read(path)?;
+        Ok(Self::of(&bytes, stamp))
+    }
+
+    /// True when the file at `path` still holds these contents.
+    fn matches(&self, path: &Path) -> std::io::Result<bool> {
+        if self.stamp.is_some() && self.stamp == stamp(path) {
+            return Ok(true);
+        }
+        Ok(Self::read(path)?.digest == self.digest)
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }
 
 impl Fingerprint {
@@ -512,9 +576,9 @@ impl Fingerprint {
                     .and_then(|n| n.to_str())
                     .unwrap_or_default();
                 if (name.ends_with(".zone") || name.ends_with(".lb.yaml"))
-                    && let Ok(bytes) = std::fs::read(&path)
+                    && let Ok(contents) = Contents::read(&path)
                 {
-                    files.insert(path, bytes);
+                    files.insert(path, contents);
                 }
             }
         }
