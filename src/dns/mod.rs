@@ -194,6 +194,21 @@ impl Handler {
         self.metrics.query_seconds.observe(started.elapsed());
     }
 
+    /// Answers one query received over UDP: writes the response into `out` and returns
+    /// its length; 0 sends nothing (no reply, or one that does not fit `out`). The UDP
+    /// loop times queries itself, so this does not observe `query_seconds`.
+    pub fn answer_datagram(&self, query: &[u8], src: SocketAddr, out: &mut [u8]) -> usize {
+        thread_local!(static REPLY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) });
+        REPLY.with_borrow_mut(|reply| {
+            self.answer_bytes_into(query, src, Protocol::Udp, reply);
+            let Some(out) = out.get_mut(..reply.len()) else {
+                return 0;
+            };
+            out.copy_from_slice(reply);
+            reply.len()
+        })
+    }
+
     fn answer_bytes_into(
         &self,
         query: &[u8],
