@@ -2,7 +2,7 @@
 //! DNS-only load-balancing tasks.
 //!
 //! The pieces, in the order a query meets them:
-//! - [`dns`]: the request handler (ECS, EDNS, response codes) over hickory-server;
+//! - [`dns`]: the request handler (ECS, EDNS, response codes), with hickory's message types;
 //! - [`snapshot`]: the immutable compiled state, zones with effective tasks layered on top;
 //! - [`select`]: the pure choice of origins by weight or region;
 //! - [`geoip`]: client locations from a MaxMind DB.
@@ -11,6 +11,9 @@
 //! the zone files, [`site`] the site files; [`store`] owns every change (API, SIGHUP,
 //! [`watch`]) and [`persist`] writes files crash-safely; [`api`] is the management API
 //! and [`client`] its command-line client; [`server`] binds sockets; [`metrics`] counts.
+//!
+//! DNS arrives through [`udp`], worker threads answering batches of datagrams without a
+//! task or an allocation per query, and [`tcp`].
 //!
 //! Against hostile clients: [`tcp`] serves DNS over TCP and [`http`] the API, both with
 //! the connection caps, timeouts and accept back-off of [`limits`]; [`throttle`] keeps
@@ -33,5 +36,6 @@ pub mod snapshot;
 pub mod store;
 pub mod tcp;
 pub mod throttle;
+pub mod udp;
 pub mod watch;
 pub mod zone;

@@ -208,7 +208,7 @@ fn init_logging() {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LBDNS_LOG")
                 // hickory logs malformed packets one line each: lbdns counts and throttles them.
-                .unwrap_or_else(|_| "info,hickory_server=error,hickory_proto=error".into()),
+                .unwrap_or_else(|_| "info,hickory_proto=error".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && !no_color)

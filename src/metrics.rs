@@ -105,10 +105,18 @@ pub enum Malformed {
     Questions,
     /// A truncated EDNS option list or a malformed ECS option: FORMERR.
     Edns,
+    /// A datagram larger than the UDP receive buffer, so cut short: dropped.
+    Oversized,
 }
 
 impl Malformed {
-    pub const ALL: [Self; 4] = [Self::Short, Self::Undecodable, Self::Questions, Self::Edns];
+    pub const ALL: [Self; 5] = [
+        Self::Short,
+        Self::Undecodable,
+        Self::Questions,
+        Self::Edns,
+        Self::Oversized,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -116,6 +124,7 @@ impl Malformed {
             Self::Undecodable => "undecodable",
             Self::Questions => "questions",
             Self::Edns => "edns",
+            Self::Oversized => "oversized",
         }
     }
 }
@@ -138,7 +147,7 @@ pub struct Metrics {
     pub tasks_effective: Gauge,
     pub tasks_deploying: Gauge,
     pub tasks_ineffective: Gauge,
-    /// Time from a query's arrival at the handler to its response being handed back.
+    /// Time from a query's arrival at the handler to its response being ready to send.
     pub query_seconds: LatencyHistogram,
     origin_up: Family<Origin, Gauge>,
     health_checks: Family<OriginResult, Counter>,
@@ -151,6 +160,10 @@ pub struct Metrics {
     malformed: [Counter; Malformed::ALL.len()],
     /// The soft open-files limit in force (raised to the hard one at start).
     pub open_files_limit: Gauge,
+    /// Failed `recvmmsg` calls on the UDP sockets.
+    pub udp_receive_errors: Counter,
+    /// UDP replies the kernel would not send (each is dropped, the others still go).
+    pub udp_send_errors: Counter,
     /// Throttles log lines a client can cause per packet or per connection.
     pub warnings: Throttle,
 }
@@ -254,7 +267,7 @@ impl Metrics {
         let query_seconds = LatencyHistogram::default();
         registry.register(
             "query_seconds",
-            "Time to answer a DNS query, from the handler receiving it to the reply being sent",
+            "Time to answer a DNS query, from the handler receiving it to the reply being ready to send",
             query_seconds.clone(),
         );
         let origin_up = Family::<Origin, Gauge>::default();
@@ -299,6 +312,13 @@ impl Metrics {
             "The soft limit on open files (RLIMIT_NOFILE) in force",
             open_files_limit.clone(),
         );
+        let udp_errors = Family::<Labels, Counter>::default();
+        let [udp_receive_errors, udp_send_errors] = members(&udp_errors, "op", ["receive", "send"]);
+        registry.register(
+            "udp_errors",
+            "UDP receive calls that failed and replies that could not be sent",
+            udp_errors,
+        );
         let suppressed = Counter::default();
         registry.register(
             "log_lines_suppressed",
@@ -328,6 +348,8 @@ impl Metrics {
             api_conns,
             malformed,
             open_files_limit,
+            udp_receive_errors,
+            udp_send_errors,
             warnings: Throttle::new(LINES_PER_SECOND, suppressed),
         }
     }

@@ -1,30 +1,32 @@
 //! Serving: bind the listeners, answer from the current snapshot, reload on SIGHUP.
 //!
-//! UDP goes through hickory's `Server`; TCP through lbdns's own [`crate::tcp`] loop, which
-//! bounds connections (see [`crate::limits`]). Both answer with the same [`Handler`].
+//! UDP goes through lbdns's own [`crate::udp`] worker threads, TCP through its own
+//! [`crate::tcp`] loop, which bounds connections (see [`crate::limits`]). Both answer with
+//! the same [`Handler`].
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use crate::dns::Handler;
+use crate::dns::{Handler, Transport};
 use crate::limits::{self, ConnLimits, ConnTable};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::tcp;
+use crate::{tcp, udp};
 
 /// Sockets bound by the caller, so tests and `main` own addresses and ports.
 pub struct Listeners {
-    pub udp: Vec<UdpSocket>,
+    /// Per address, its `SO_REUSEPORT` group: one socket for each UDP worker thread.
+    pub udp: Vec<Vec<UdpSocket>>,
     pub tcp: Vec<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds UDP and TCP on each address.
+    /// Binds UDP (one socket per core, see [`udp::bind`]) and TCP on each address.
     pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Self> {
         let mut listeners = Self {
             udp: Vec::new(),
@@ -32,8 +34,7 @@ impl Listeners {
         };
         for addr in addrs {
             listeners.udp.push(
-                UdpSocket::bind(addr)
-                    .await
+                udp::bind(*addr, udp::workers_per_address())
                     .with_context(|| format!("cannot listen on UDP {addr}"))?,
             );
             listeners.tcp.push(
@@ -55,12 +56,21 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = store.metrics();
     let handler = Arc::new(Handler::new(store.serving(), metrics.clone()));
-    let mut tasks = Vec::new();
-    for socket in listeners.udp {
-        info!(addr = %socket.local_addr()?, "listening on UDP");
-        tasks.push(tokio::spawn(serve_udp(socket, handler.clone())));
+    let mut udp = udp::Workers::default();
+    for group in listeners.udp {
+        if let Some(socket) = group.first() {
+            info!(addr = %socket.local_addr()?, workers = group.len(), "listening on UDP");
+        }
+        let handler = handler.clone();
+        udp.serve(
+            group,
+            move |query, src, out| handler.answer(query, src, Transport::Udp, out),
+            &metrics,
+        )
+        .context("cannot start the UDP workers")?;
     }
     let table = ConnTable::new("dns", tcp_limits, metrics.dns_conns.clone());
+    let mut tasks = Vec::new();
     for listener in listeners.tcp {
         info!(addr = %listener.local_addr()?, "listening on TCP");
         tasks.push(tokio::spawn(tcp::serve(
@@ -77,29 +87,14 @@ pub async fn run(
     for task in tasks {
         task.abort();
     }
+    // Joining waits up to the workers' receive timeout: not on a runtime thread.
+    tokio::task::spawn_blocking(move || udp.stop()).await?;
     Ok(())
-}
-
-/// Answers datagrams one at a time (interim loop).
-async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>) {
-    let mut query = vec![0u8; crate::dns::MAX_MESSAGE];
-    let mut reply = vec![0u8; crate::dns::MAX_MESSAGE];
-    loop {
-        let Ok((len, src)) = socket.recv_from(&mut query).await else {
-            continue;
-        };
-        let started = std::time::Instant::now();
-        let reply_len = handler.answer(&query[..len], src, crate::dns::Transport::Udp, &mut reply);
-        handler.metrics().query_seconds.observe(started.elapsed());
-        if reply_len > 0 {
-            let _ = socket.send_to(&reply[..reply_len], src).await;
-        }
-    }
 }
 
 /// A second after the throttle starts holding lines back, says how many it held. No timer
 /// runs while nothing is held: a pending timer costs the runtime work at every wake-up,
-/// which on the UDP path is every query.
+/// which on the TCP path is every read.
 async fn report_suppressed(metrics: Arc<Metrics>) {
     loop {
         metrics.warnings.held_back().await;
