@@ -57,7 +57,8 @@ pub struct LoadedSite {
 pub struct Config {
     /// Zones compiled for answering (their parsed records are not kept).
     pub zones: Arc<Vec<Arc<ZoneData>>>,
-    pub sites: Vec<LoadedSite>,
+    /// Shared with the configurations after this one: a change copies only its site.
+    pub sites: Vec<Arc<LoadedSite>>,
     pub geoip: Option<Arc<GeoIp>>,
     pub geoip_path: Option<PathBuf>,
 }
@@ -139,7 +140,7 @@ pub fn load(
     let mut sites = Vec::new();
     for (origin, _) in &zone_files {
         let Some((_, path)) = site_files.iter().find(|(o, _)| o == origin) else {
-            sites.push(LoadedSite {
+            sites.push(Arc::new(LoadedSite {
                 path: site_path(&zones_dir, origin),
                 spec: SiteSpec::default(),
                 site: Site {
@@ -147,15 +148,15 @@ pub fn load(
                     groups: Vec::new(),
                     tasks: Vec::new(),
                 },
-            });
+            }));
             continue;
         };
         match site::load(path, origin) {
-            Ok((spec, site)) => sites.push(LoadedSite {
+            Ok((spec, site)) => sites.push(Arc::new(LoadedSite {
                 path: path.clone(),
                 spec,
                 site,
-            }),
+            })),
             Err(e) => errors.push(e.to_string()),
         }
     }

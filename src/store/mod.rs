@@ -158,11 +158,15 @@ impl ChangeError {
 pub(crate) struct Committed {
     generation: u64,
     config: Config,
-    /// (site, task id) -> generation of the task's last change.
-    task_generations: HashMap<(String, String), u64>,
+    /// The generation of each task's last change, by site name and task id.
+    task_generations: TaskGenerations,
     /// The error of the last rejected reload, until a reload succeeds.
     reload_error: Option<String>,
 }
+
+/// Task id -> generation of its last change, per site name. Per site and shared, so a
+/// change copies only its own site's map.
+pub(super) type TaskGenerations = HashMap<String, Arc<HashMap<String, u64>>>;
 
 /// What the writer publishes to and readers read from.
 struct Shared {
@@ -196,12 +200,19 @@ impl Store {
             geoip = %config.geoip_path.as_deref().map_or("none".into(), |p| p.display().to_string()),
             "configuration loaded"
         );
-        let mut task_generations = HashMap::new();
-        for loaded in &config.sites {
-            for task in &loaded.site.tasks {
-                task_generations.insert((site_name(&loaded.site.origin), task.id.clone()), 1);
-            }
-        }
+        let task_generations = config
+            .sites
+            .iter()
+            .map(|loaded| {
+                let tasks = loaded
+                    .site
+                    .tasks
+                    .iter()
+                    .map(|t| (t.id.clone(), 1))
+                    .collect();
+                (site_name(&loaded.site.origin), Arc::new(tasks))
+            })
+            .collect();
         health.reconcile(config.sites.iter().flat_map(|s| Key::of_site(&s.site)));
         let shared = Arc::new(Shared {
             sources,
@@ -350,7 +361,8 @@ impl Store {
     fn status(&self, committed: &Committed, loaded: &LoadedSite, id: &str) -> Status {
         let changed = committed
             .task_generations
-            .get(&(site_name(&loaded.site.origin), id.to_owned()))
+            .get(&site_name(&loaded.site.origin))
+            .and_then(|tasks| tasks.get(id))
             .copied()
             .unwrap_or(0);
         status(loaded, id, &self.shared.health, changed, self.generation())
@@ -638,22 +650,30 @@ fn group_view(loaded: &LoadedSite, name: &str, health: &Health) -> Option<GroupV
     })
 }
 
-fn site_index(sites: &[LoadedSite], site: &str) -> Result<usize, ChangeError> {
-    let wanted = site.trim_end_matches('.').to_ascii_lowercase();
-    sites
-        .iter()
-        .position(|s| site_name(&s.site.origin) == wanted)
-        .ok_or_else(|| {
-            let known: Vec<String> = sites.iter().map(|s| site_name(&s.site.origin)).collect();
-            ChangeError::NotFound(format!(
-                "no site {site:?} is served here (sites: {})",
-                known.join(", ")
-            ))
-        })
+fn site_index(sites: &[Arc<LoadedSite>], site: &str) -> Result<usize, ChangeError> {
+    // Names compare without case; no string is built per site.
+    let wanted = Name::from_ascii(format!("{}.", site.trim_end_matches('.'))).ok();
+    let found = wanted.and_then(|wanted| sites.iter().position(|s| s.site.origin == wanted));
+    found.ok_or_else(|| {
+        // Name a few: a fleet of thousands of sites does not fit in an error message.
+        const SHOWN: usize = 10;
+        let mut known: Vec<String> = sites
+            .iter()
+            .take(SHOWN)
+            .map(|s| site_name(&s.site.origin))
+            .collect();
+        if sites.len() > SHOWN {
+            known.push(format!("and {} more", sites.len() - SHOWN));
+        }
+        ChangeError::NotFound(format!(
+            "no site {site:?} is served here (sites: {})",
+            known.join(", ")
+        ))
+    })
 }
 
-fn find_site<'s>(sites: &'s [LoadedSite], site: &str) -> Result<&'s LoadedSite, ChangeError> {
-    site_index(sites, site).map(|i| &sites[i])
+fn find_site<'s>(sites: &'s [Arc<LoadedSite>], site: &str) -> Result<&'s LoadedSite, ChangeError> {
+    site_index(sites, site).map(|i| &*sites[i])
 }
 
 /// Index in the spec of the task `id`.

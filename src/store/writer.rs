@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 use tracing::{debug, error};
 
 use super::{
-    ChangeError, Committed, GroupView, Shared, TaskView, group_view, site_index, task_view,
+    ChangeError, Committed, GroupView, Shared, TaskGenerations, TaskView, group_view, site_index,
+    task_view,
 };
 use crate::geoip::GeoIp;
 use crate::health::{Health, Key};
@@ -24,6 +25,7 @@ use crate::persist;
 use crate::site::spec::TaskSpec;
 use crate::site::{self, SiteSpec, site_name};
 use crate::snapshot::Snapshot;
+use hickory_proto::rr::Name;
 
 /// Changes that may wait for the writer; one more is refused with 503. A batch of this
 /// many changes to one site is written in well under a second, so a client waiting its
@@ -189,12 +191,23 @@ impl Writer {
                 let (old, new) = (&base.config.sites[index], &batch.sites[index]);
                 let site = site_name(&new.site.origin);
                 let (before, after) = (TaskSpecs::of(old), TaskSpecs::of(new));
-                task_generations.retain(|(s, id), _| *s != site || after.0.contains_key(id));
-                for task in &new.site.tasks {
-                    if task_changed(old, &before, new, &after, &task.id) {
-                        task_generations.insert((site.clone(), task.id.clone()), generation);
-                    }
-                }
+                let previous = task_generations.get(&site);
+                let tasks = new
+                    .site
+                    .tasks
+                    .iter()
+                    .map(|task| {
+                        let kept = previous.and_then(|p| p.get(&task.id)).copied();
+                        let generation = match kept {
+                            Some(kept) if !task_changed(old, &before, new, &after, &task.id) => {
+                                kept
+                            }
+                            _ => generation,
+                        };
+                        (task.id.clone(), generation)
+                    })
+                    .collect();
+                task_generations.insert(site, Arc::new(tasks));
             }
             for (path, text) in written {
                 let contents = Contents::of(text.as_ref(), stamp(&path));
@@ -240,7 +253,7 @@ impl Writer {
             self.check_files(&batch.sites[index], &zone.path)?;
             batch.checked.insert(index);
         }
-        let mut next = batch.sites[index].clone();
+        let mut next = LoadedSite::clone(&batch.sites[index]);
         let edited = edit(&mut next)?;
         if !edited.changed {
             let shown = show(&batch.sites[index], edited.show, &self.shared.health)?;
@@ -261,7 +274,7 @@ impl Writer {
                 )
             })?;
         let shown = show(&next, edited.show, &self.shared.health)?;
-        batch.sites[index] = next;
+        batch.sites[index] = Arc::new(next);
         batch.snapshot = Arc::new(snapshot);
         batch.dirty.insert(index);
         Ok((Some(index), shown))
@@ -338,7 +351,7 @@ impl Writer {
         &self,
         generation: u64,
         config: load::Config,
-        task_generations: HashMap<(String, String), u64>,
+        task_generations: TaskGenerations,
         snapshot: Arc<Snapshot>,
     ) {
         // Checkers for the origins the new configuration checks, before anyone can ask.
@@ -361,7 +374,7 @@ impl Writer {
 
 /// A batch being applied.
 struct Batch {
-    sites: Vec<LoadedSite>,
+    sites: Vec<Arc<LoadedSite>>,
     snapshot: Arc<Snapshot>,
     /// Sites whose files were checked against what is served.
     checked: HashSet<usize>,
@@ -469,31 +482,40 @@ fn task_changed(
 }
 
 /// Task generations after a reload: unchanged tasks keep theirs.
-fn carry_generations(
-    base: &Committed,
-    config: &load::Config,
-    next: u64,
-) -> HashMap<(String, String), u64> {
-    let mut generations = HashMap::new();
+fn carry_generations(base: &Committed, config: &load::Config, next: u64) -> TaskGenerations {
+    let old_sites: HashMap<&Name, &LoadedSite> = base
+        .config
+        .sites
+        .iter()
+        .map(|s| (&s.site.origin, &**s))
+        .collect();
+    let mut generations = TaskGenerations::new();
     for new in &config.sites {
         let site = site_name(&new.site.origin);
-        let old = base
-            .config
-            .sites
-            .iter()
-            .find(|s| s.site.origin == new.site.origin);
+        let old = old_sites.get(&new.site.origin).copied();
         let before = old.map(TaskSpecs::of);
         let after = TaskSpecs::of(new);
-        for task in &new.site.tasks {
-            let key = (site.clone(), task.id.clone());
-            let generation = match (old, &before) {
-                (Some(old), Some(before)) if !task_changed(old, before, new, &after, &task.id) => {
-                    base.task_generations.get(&key).copied().unwrap_or(next)
-                }
-                _ => next,
-            };
-            generations.insert(key, generation);
-        }
+        let previous = base.task_generations.get(&site);
+        let tasks = new
+            .site
+            .tasks
+            .iter()
+            .map(|task| {
+                let generation = match (old, &before) {
+                    (Some(old), Some(before))
+                        if !task_changed(old, before, new, &after, &task.id) =>
+                    {
+                        previous
+                            .and_then(|p| p.get(&task.id))
+                            .copied()
+                            .unwrap_or(next)
+                    }
+                    _ => next,
+                };
+                (task.id.clone(), generation)
+            })
+            .collect();
+        generations.insert(site, Arc::new(tasks));
     }
     generations
 }
