@@ -128,8 +128,13 @@ pub fn load(
             Err(e) => errors.push(e.to_string()),
         }
     }
+    // By origin: with thousands of sites, searching the lists would be quadratic.
+    let zone_origins: std::collections::HashSet<&Name> =
+        zone_files.iter().map(|(o, _)| o).collect();
+    let site_paths: std::collections::HashMap<&Name, &PathBuf> =
+        site_files.iter().map(|(o, p)| (o, p)).collect();
     for (origin, path) in &site_files {
-        if !zone_files.iter().any(|(o, _)| o == origin) {
+        if !zone_origins.contains(origin) {
             errors.push(format!(
                 "{}: there is no zone file {}.zone for this site",
                 path.display(),
@@ -139,7 +144,7 @@ pub fn load(
     }
     let mut sites = Vec::new();
     for (origin, _) in &zone_files {
-        let Some((_, path)) = site_files.iter().find(|(o, _)| o == origin) else {
+        let Some(path) = site_paths.get(origin) else {
             sites.push(Arc::new(LoadedSite {
                 path: site_path(&zones_dir, origin),
                 spec: SiteSpec::default(),
@@ -153,7 +158,7 @@ pub fn load(
         };
         match site::load(path, origin) {
             Ok((spec, site)) => sites.push(Arc::new(LoadedSite {
-                path: path.clone(),
+                path: (*path).clone(),
                 spec,
                 site,
             })),

@@ -12,6 +12,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -104,9 +105,10 @@ impl Snapshot {
     ) -> Result<Self, Vec<CompileError>> {
         let mut errors = Vec::new();
         let mut compiled = NameMap::default();
+        let sites: HashMap<&Name, &Site> = sites.iter().map(|s| (&s.origin, *s)).collect();
         for data in zones {
             let data = data.clone();
-            let site = sites.iter().find(|s| s.origin == data.origin).copied();
+            let site = sites.get(&data.origin).copied();
             match Tasks::compile(&data, site, health) {
                 Ok(tasks) => {
                     compiled.insert(data.apex.clone(), Arc::new(CompiledZone { data, tasks }));

@@ -228,6 +228,7 @@ impl Store {
             served_generation: AtomicU64::new(1),
         });
         shared.metrics.config_valid.set(1);
+        writer::give_back_freed_memory();
         shared.metrics.config_generation.set(1);
         let queue = writer::spawn(shared.clone(), fingerprint);
         Ok(Arc::new(Self { shared, queue }))
