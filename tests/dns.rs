@@ -1863,3 +1863,32 @@ fn the_do_bit_is_echoed() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// IPv6 listeners
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn ipv6_listeners_answer_over_udp_and_tcp() {
+    // A port free on ::1 for both protocols; skipped where the machine has no IPv6.
+    let Ok(probe) = std::net::UdpSocket::bind("[::1]:0") else {
+        eprintln!("skipped: ::1 cannot be bound here");
+        return;
+    };
+    let v6 = probe.local_addr().unwrap();
+    drop(probe);
+    let site = Site::new(&[("example.com.zone", &com_zone())]);
+    let listen = format!("[::1]:{}", v6.port());
+    let mut server = site.serve_with(&["--listen", &listen]);
+    for transport in ["+notcp", "+tcp"] {
+        let output = std::process::Command::new("dig")
+            .args(["@::1", "-p", &v6.port().to_string(), "+norec", "+time=2", "+tries=1"])
+            .args([transport, "+short", "www.example.com.", "A"])
+            .output()
+            .expect("dig is installed (apt-get install dnsutils)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(stdout.trim(), "192.0.2.80", "{transport} over ::1");
+    }
+    // The IPv4 listener given first still answers beside it.
+    assert_serving(&mut server, "an IPv6 listener");
+}
