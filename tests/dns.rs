@@ -1882,7 +1882,14 @@ fn ipv6_listeners_answer_over_udp_and_tcp() {
     let mut server = site.serve_with(&["--listen", &listen]);
     for transport in ["+notcp", "+tcp"] {
         let output = std::process::Command::new("dig")
-            .args(["@::1", "-p", &v6.port().to_string(), "+norec", "+time=2", "+tries=1"])
+            .args([
+                "@::1",
+                "-p",
+                &v6.port().to_string(),
+                "+norec",
+                "+time=2",
+                "+tries=1",
+            ])
             .args([transport, "+short", "www.example.com.", "A"])
             .output()
             .expect("dig is installed (apt-get install dnsutils)");
@@ -1891,4 +1898,32 @@ fn ipv6_listeners_answer_over_udp_and_tcp() {
     }
     // The IPv4 listener given first still answers beside it.
     assert_serving(&mut server, "an IPv6 listener");
+}
+
+#[test]
+fn meta_types_get_formerr_and_obsolete_mail_queries_notimp() {
+    let (_site, mut server) = serve();
+    // RFC 6895 §3.1: OPT and the meta-TYPEs 128-250 (TSIG, TKEY, NXNAME, ...) are not
+    // data; RFC 9824 §3.5 asks FORMERR for such a query.
+    for qtype in [41u16, 128, 249, 250] {
+        let reply = server.ask("www.example.com.", RecordType::from(qtype));
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::FormErr,
+            "qtype {qtype}: {reply}"
+        );
+        assert!(reply.answers.is_empty(), "{reply}");
+    }
+    for qtype in [RecordType::from(253), RecordType::from(254)] {
+        let reply = server.ask("www.example.com.", qtype);
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NotImp,
+            "{qtype}: {reply}"
+        );
+    }
+    // Ordinary types beside them still answer.
+    let reply = server.ask("www.example.com.", RecordType::A);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_serving(&mut server, "meta-type queries");
 }

@@ -114,6 +114,12 @@ pub fn respond<R: Rng + ?Sized>(
         malformed = Some(Malformed::Edns);
         ecs_malformed = true;
         FORMERR
+    } else if query.qtype == rtype::OPT || (128..=250).contains(&query.qtype) {
+        // Meta-TYPEs cannot be asked for (RFC 6895 §3.1, RFC 9824 §3.5).
+        FORMERR
+    } else if matches!(query.qtype, rtype::MAILB | rtype::MAILA) {
+        // Obsolete QTYPEs (RFC 883's mail queries), as other servers answer them.
+        NOTIMP
     } else if query.qclass != CLASS_IN || matches!(query.qtype, rtype::AXFR | rtype::IXFR) {
         // Zone transfer needs a list of secondaries, which this server does not have yet.
         REFUSED

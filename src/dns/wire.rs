@@ -23,6 +23,8 @@ pub mod rtype {
     pub const DS: u16 = 43;
     pub const IXFR: u16 = 251;
     pub const AXFR: u16 = 252;
+    pub const MAILB: u16 = 253;
+    pub const MAILA: u16 = 254;
     pub const ANY: u16 = 255;
 }
 

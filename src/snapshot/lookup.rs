@@ -109,10 +109,21 @@ impl CompiledZone {
                 return;
             }
             Found::Cut { labels, node } => {
+                // The cut's name ends the name asked for (or the CNAME target followed
+                // to it): point there. A CNAME into a delegation gets the referral
+                // after the CNAME (RFC 1034 §4.3.2 step 3b), and the answer stays
+                // authoritative: its first record is this zone's data.
+                let cut = match owner {
+                    Owner::At(at) => Owner::at_or(
+                        usize::from(at) + name.suffix_start(labels),
+                        name.suffix(labels),
+                    ),
+                    Owner::Name(written) => Owner::Name(&written[name.suffix_start(labels)..]),
+                };
                 if depth == 0 {
-                    let cut_at = QUESTION_AT + name.suffix_start(labels);
-                    refer(node, cut_at, ctx, out);
+                    ctx.resolution.authoritative = false;
                 }
+                refer(node, cut, out);
                 return;
             }
         };
@@ -229,15 +240,13 @@ fn answer_data<'z>(
     None
 }
 
-/// A referral to the servers of the cut whose name is at `cut_at` in the question, with
-/// the glue this zone holds.
-fn refer<R: ?Sized>(node: &Node, cut_at: usize, ctx: &mut Ctx<'_, R>, out: &mut Response<'_>) {
-    ctx.resolution.authoritative = false;
+/// A referral to the servers of the cut named `cut`, with the glue this zone holds.
+fn refer(node: &Node, cut: Owner<'_>, out: &mut Response<'_>) {
     let Some(referral) = &node.referral else {
         return;
     };
     out.section(Section::Authority);
-    out.rrset(Owner::At(cut_at as u16), &referral.ns);
+    out.rrset(cut, &referral.ns);
     out.section(Section::Additional);
     out.whole_records(&referral.glue, referral.glue_count);
 }

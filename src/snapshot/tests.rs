@@ -184,6 +184,39 @@ fn cname_wildcard_and_referral() {
 }
 
 #[test]
+fn a_cname_into_a_delegation_is_followed_by_the_referral() {
+    // RFC 1034 §4.3.2 step 3b after step 3a's CNAME: the CNAME, then the cut's NS in
+    // authority and its glue; the CNAME is this zone's data, so the answer is
+    // authoritative.
+    let zone = format!("{ZONE}to-sub CNAME host.sub.example.com.\n");
+    let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
+    let s = Snapshot::compile(
+        &[ZoneData::compile(&zone).into()],
+        &[],
+        None,
+        &Health::default(),
+    )
+    .unwrap();
+    let a = ask(&s, "to-sub.example.com.", RecordType::A);
+    assert!(a.authoritative);
+    assert_eq!(a.rcode, ResponseCode::NoError);
+    assert_eq!(data(&a), ["to-sub.example.com. 3600 host.sub.example.com."]);
+    let authority: Vec<String> = a
+        .authority
+        .iter()
+        .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+        .collect();
+    // The cut's name is written as a pointer into the CNAME's target.
+    assert_eq!(authority, ["sub.example.com. NS ns.sub.example.com."]);
+    let glue: Vec<String> = a
+        .additional
+        .iter()
+        .map(|r| format!("{} {}", r.name, r.data))
+        .collect();
+    assert_eq!(glue, ["ns.sub.example.com. 192.0.2.54"]);
+}
+
+#[test]
 fn task_below_a_cut_is_rejected() {
     let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
     let lb = TASK.replace("www.example.com", "x.sub.example.com");
