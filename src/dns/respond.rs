@@ -86,7 +86,18 @@ pub fn respond<R: Rng + ?Sized>(
     }
     .min(out.len());
 
+    let ecs = match query.edns.map(|e| e.ecs) {
+        Some(Ecs::Present(subnet)) => Some(subnet),
+        _ => None,
+    };
+    // The OPT record's room is kept from the start: its size is known (the ECS option
+    // echoes the query's source prefix; only the scope byte is decided later).
+    let opt_len = match query.edns {
+        Some(_) => EcsReply::opt_len(ecs.map(|subnet| echo(&subnet, 0)).as_ref()),
+        None => 0,
+    };
     let mut response = Response::new(out);
+    response.limit_records_to(limit - opt_len);
     let echoes_question = query.questions == 1;
     if echoes_question {
         response.question(query.question);
@@ -124,10 +135,6 @@ pub fn respond<R: Rng + ?Sized>(
         // Zone transfer needs a list of secondaries, which this server does not have yet.
         REFUSED
     } else {
-        let ecs = match query.edns.map(|e| e.ecs) {
-            Some(Ecs::Present(subnet)) => Some(subnet),
-            _ => None,
-        };
         let client = client_of(source, ecs.as_ref());
         let resolution = snapshot.resolve(&query.qname, query.qtype, &client, rng, &mut response);
         header.authoritative = resolution.authoritative;
@@ -137,11 +144,7 @@ pub fn respond<R: Rng + ?Sized>(
         u16::from(resolution.rcode)
     };
     header.rcode = (rcode & 0xF) as u8;
-    let opt_len = match query.edns {
-        Some(_) => EcsReply::opt_len(ecs_reply.as_ref()),
-        None => 0,
-    };
-    if response.overflowed() || response.written() + opt_len > limit {
+    if response.overflowed() {
         header.truncated = true;
         response.truncate_to(question_end);
     }

@@ -18,7 +18,9 @@ pub mod rtype {
     pub const NS: u16 = 2;
     pub const CNAME: u16 = 5;
     pub const SOA: u16 = 6;
+    pub const MX: u16 = 15;
     pub const AAAA: u16 = 28;
+    pub const SRV: u16 = 33;
     pub const OPT: u16 = 41;
     pub const DS: u16 = 43;
     pub const IXFR: u16 = 251;
@@ -265,6 +267,8 @@ impl Owner<'_> {
 pub struct Response<'b> {
     buf: &'b mut [u8],
     len: usize,
+    /// Where records must end: the client's limit less the room the OPT record needs.
+    room: usize,
     counts: [u16; 3],
     section: Section,
     overflowed: bool,
@@ -274,12 +278,18 @@ impl<'b> Response<'b> {
     /// A response whose header is written by [`Response::finish`].
     pub fn new(buf: &'b mut [u8]) -> Self {
         Self {
+            room: buf.len(),
             buf,
             len: HEADER_LEN,
             counts: [0; 3],
             section: Section::Answer,
             overflowed: false,
         }
+    }
+
+    /// Records must end within `room` bytes (never more than the buffer holds).
+    pub fn limit_records_to(&mut self, room: usize) {
+        self.room = room.min(self.buf.len());
     }
 
     /// Bytes written so far, the header's included.
@@ -297,8 +307,9 @@ impl<'b> Response<'b> {
 
     /// Appends `bytes`; false (and nothing written) when they do not fit.
     fn put(&mut self, bytes: &[u8]) -> bool {
-        match self.buf.get_mut(self.len..self.len + bytes.len()) {
-            Some(to) if !self.overflowed => {
+        let end = self.len + bytes.len();
+        match self.buf.get_mut(self.len..end) {
+            Some(to) if !self.overflowed && end <= self.room => {
                 to.copy_from_slice(bytes);
                 self.len += bytes.len();
                 true
@@ -317,7 +328,8 @@ impl<'b> Response<'b> {
 
     /// Records from here on go into `section`, which is never one already passed.
     pub fn section(&mut self, section: Section) {
-        debug_assert!(section >= self.section);
+        // Once a record did not fit nothing more is written, so order no longer matters.
+        debug_assert!(section >= self.section || self.overflowed);
         self.section = section;
     }
 
@@ -352,6 +364,14 @@ impl<'b> Response<'b> {
     pub fn whole_records(&mut self, records: &[u8], count: u16) {
         if self.put(records) {
             self.counts[self.section as usize] += count;
+        }
+    }
+
+    /// Writes records that may be left out when they do not fit, without truncating the
+    /// reply (additional data, RFC 2181 §9).
+    pub fn optional_records(&mut self, records: &[u8], count: u16) {
+        if !self.overflowed && self.len + records.len() <= self.room {
+            self.whole_records(records, count);
         }
     }
 
@@ -390,8 +410,9 @@ impl<'b> Response<'b> {
             opt[19..19 + octets].copy_from_slice(&ecs.address[..octets]);
             len = 19 + octets;
         }
-        // The OPT record is the last one of every reply.
+        // The OPT record is the last one of every reply, in the room kept for it.
         self.section = Section::Additional;
+        self.room = self.buf.len();
         if self.put(&opt[..len]) {
             self.counts[Section::Additional as usize] += 1;
         }

@@ -47,6 +47,18 @@ pub struct Node {
 pub struct RrSet {
     pub rtype: u16,
     pub records: Box<[u8]>,
+    /// Address records of the in-zone names an NS, MX or SRV RRset names, which go in
+    /// the additional section with it (RFC 1034 §3.7, RFC 1035 §3.3, RFC 2782).
+    pub additional: Box<[Additional]>,
+}
+
+/// The A and AAAA records of one name an RRset refers to.
+pub struct Additional {
+    /// The name, lowercased: a task answering there hides these records.
+    pub name: Box<[u8]>,
+    /// Its A and AAAA records, each with the owner name written out.
+    pub records: Box<[u8]>,
+    pub count: u16,
 }
 
 /// What a referral to a cut carries: its NS RRset and the glue this zone holds.
@@ -59,15 +71,16 @@ pub struct Referral {
 
 impl Node {
     pub fn rrset(&self, rtype: u16) -> Option<&[u8]> {
-        self.rrsets
-            .iter()
-            .find(|set| set.rtype == rtype)
-            .map(|set| &set.records[..])
+        self.rrset_of(rtype).map(|set| &set.records[..])
+    }
+
+    pub fn rrset_of(&self, rtype: u16) -> Option<&RrSet> {
+        self.rrsets.iter().find(|set| set.rtype == rtype)
     }
 
     /// The RRset an ANY query gets (RFC 8482: one RRset is a complete answer).
-    pub fn first_rrset(&self) -> Option<&[u8]> {
-        self.rrsets.first().map(|set| &set.records[..])
+    pub fn first_rrset(&self) -> Option<&RrSet> {
+        self.rrsets.first()
     }
 }
 
@@ -107,6 +120,7 @@ impl ZoneData {
                         .map(|(rtype, records)| RrSet {
                             rtype: *rtype,
                             records: records.as_slice().into(),
+                            additional: Box::default(),
                         })
                         .collect(),
                     referral: None,
@@ -121,8 +135,7 @@ impl ZoneData {
             let referral = referral(&nodes, cut, &apex, apex_labels);
             nodes.get_mut(cut).expect("a cut is a node").referral = Some(Box::new(referral));
         }
-        nodes.shrink_to_fit();
-        Self {
+        let mut data = Self {
             origin: zone.origin.clone(),
             path: zone.path.clone(),
             apex,
@@ -130,7 +143,76 @@ impl ZoneData {
             nodes,
             negative_soa: encode(&negative).into(),
             has_cuts: !cuts.is_empty(),
+        };
+        data.add_additional_data();
+        data.nodes.shrink_to_fit();
+        data
+    }
+
+    /// Fills in each NS, MX and SRV RRset's additional data: the A/AAAA records of the
+    /// names it refers to that this zone answers for (not below a cut: that is glue,
+    /// which referrals carry).
+    fn add_additional_data(&mut self) {
+        let mut found = Vec::new();
+        for (owner, node) in &self.nodes {
+            if node.referral.is_some() {
+                continue;
+            }
+            for (index, set) in node.rrsets.iter().enumerate() {
+                let additional = self.additional_for(set);
+                if !additional.is_empty() {
+                    found.push((owner.clone(), index, additional));
+                }
+            }
         }
+        for (owner, index, additional) in found {
+            let node = self.nodes.get_mut(&owner).expect("found above");
+            node.rrsets[index].additional = additional.into();
+        }
+    }
+
+    fn additional_for(&self, set: &RrSet) -> Vec<Additional> {
+        let target_at = match set.rtype {
+            rtype::NS => 0,
+            rtype::MX => 2,
+            rtype::SRV => 6,
+            _ => return Vec::new(),
+        };
+        let mut additional: Vec<Additional> = Vec::new();
+        for record in Records(&set.records) {
+            let Some(written) = record.get(10 + target_at..) else {
+                continue;
+            };
+            let Some(target) = WireName::from_lowercase(written) else {
+                continue;
+            };
+            if !target.is_at_or_below(&self.apex, self.apex_labels)
+                || self.cut_at_or_above(&target).is_some()
+                || additional.iter().any(|a| *a.name == *target.as_bytes())
+            {
+                continue;
+            }
+            let Some(node) = self.node(target.as_bytes()) else {
+                continue;
+            };
+            let name_as_written = &written[..target.as_bytes().len()];
+            let (mut records, mut count) = (Vec::new(), 0);
+            for address in [rtype::A, rtype::AAAA] {
+                for data in Records(node.rrset(address).unwrap_or_default()) {
+                    records.extend_from_slice(name_as_written);
+                    records.extend_from_slice(data);
+                    count += 1;
+                }
+            }
+            if count > 0 {
+                additional.push(Additional {
+                    name: target.as_bytes().into(),
+                    records: records.into(),
+                    count,
+                });
+            }
+        }
+        additional
     }
 
     pub fn node(&self, name: &[u8]) -> Option<&Node> {

@@ -5,8 +5,8 @@
 
 use rand::Rng;
 
-use super::data::Node;
-use super::tasks::CompiledTask;
+use super::data::{Node, RrSet};
+use super::tasks::{CompiledTask, Tasks};
 use super::{CompiledZone, Resolution};
 use crate::dns::wire::{Owner, Records, Response, Section, WireName, rtype, wildcard_of};
 use crate::geoip::GeoIp;
@@ -129,8 +129,8 @@ impl CompiledZone {
         };
         let answers_before = out.count(Section::Answer);
         let cname = match task {
-            Some(task) => answer_task(task, data, owner, qtype, ctx, out),
-            None => data.and_then(|node| answer_data(node, owner, qtype, out)),
+            Some(task) => answer_task(task, data, &self.tasks, owner, qtype, ctx, out),
+            None => data.and_then(|node| answer_data(node, &self.tasks, owner, qtype, out)),
         };
         if let Some(target) = cname {
             if depth + 1 < MAX_CNAME_CHAIN
@@ -160,6 +160,7 @@ impl CompiledZone {
 fn answer_task<'z, R: Rng + ?Sized>(
     task: &'z CompiledTask,
     data: Option<&'z Node>,
+    tasks: &Tasks,
     owner: Owner<'_>,
     qtype: u16,
     ctx: &mut Ctx<'_, R>,
@@ -177,8 +178,9 @@ fn answer_task<'z, R: Rng + ?Sized>(
             rtype::CNAME => return None,
             // Other types come from the zone, but never its CNAME, which stays hidden.
             _ => {
-                if let Some(rrset) = data.and_then(|node| node.rrset(qtype)) {
-                    out.rrset(owner, rrset);
+                if let Some(set) = data.and_then(|node| node.rrset_of(qtype)) {
+                    out.rrset(owner, &set.records);
+                    add_additional(set, tasks, out);
                 }
                 return None;
             }
@@ -213,6 +215,7 @@ fn answer_task<'z, R: Rng + ?Sized>(
 /// Answers from zone data at a node; returns a CNAME to follow.
 fn answer_data<'z>(
     node: &'z Node,
+    tasks: &Tasks,
     owner: Owner<'_>,
     qtype: u16,
     out: &mut Response<'_>,
@@ -232,12 +235,29 @@ fn answer_data<'z>(
     }
     let rrset = match qtype {
         rtype::ANY => node.first_rrset(),
-        _ => node.rrset(qtype),
+        _ => node.rrset_of(qtype),
     };
-    if let Some(rrset) = rrset {
-        out.rrset(owner, rrset);
+    if let Some(set) = rrset {
+        out.rrset(owner, &set.records);
+        add_additional(set, tasks, out);
     }
     None
+}
+
+/// The additional data of an RRset just answered: addresses of the names it refers to,
+/// as far as they fit (RFC 2181 §9: leaving them out does not truncate). A name a task
+/// answers is left out: its address is chosen per query, never a static copy.
+fn add_additional(set: &RrSet, tasks: &Tasks, out: &mut Response<'_>) {
+    if set.additional.is_empty() {
+        return;
+    }
+    out.section(Section::Additional);
+    for extra in &set.additional {
+        if tasks.at(&extra.name).is_some_and(|task| task.is_some()) {
+            continue;
+        }
+        out.optional_records(&extra.records, extra.count);
+    }
 }
 
 /// A referral to the servers of the cut named `cut`, with the glue this zone holds.

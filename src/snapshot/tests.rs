@@ -484,3 +484,45 @@ fn debug_names_the_zones() {
     let text = format!("{:?}", snapshot(""));
     assert!(text.contains("example.com."), "{text}");
 }
+
+#[test]
+fn ns_mx_and_srv_answers_carry_the_addresses_of_in_zone_targets() {
+    let zone = format!(
+        "{ZONE}@ MX 10 www\n@ MX 20 mail.example.net.\n@ MX 30 ns.sub\n\
+         _sip._tcp SRV 0 5 5060 ns1\n"
+    );
+    let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
+    let compile = |lb: &str| {
+        let spec = site::parse(lb).unwrap();
+        let site = site::validate(&origin(), &spec).unwrap();
+        let data = ZoneData::compile(&zone).into();
+        Snapshot::compile(&[data], &[&site], None, &Health::default()).unwrap()
+    };
+    let additional = |a: &Answer| -> Vec<String> {
+        a.additional
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.data))
+            .collect()
+    };
+    let plain = compile("");
+    let ns = ask(&plain, "example.com.", RecordType::NS);
+    assert_eq!(additional(&ns), ["ns1.example.com. 192.0.2.53"]);
+    // Only in-zone targets this zone answers for: not out of zone, not glue below a cut,
+    // and only address records (www's TXT stays out).
+    let mx = ask(&plain, "example.com.", RecordType::MX);
+    assert_eq!(mx.answers.len(), 3);
+    assert_eq!(additional(&mx), ["www.example.com. 192.0.2.80"]);
+    let srv = ask(&plain, "_sip._tcp.example.com.", RecordType::SRV);
+    assert_eq!(additional(&srv), ["ns1.example.com. 192.0.2.53"]);
+    // A name a task answers is chosen per query: no static address for it.
+    let with_task = compile(TASK);
+    let mx = ask(&with_task, "example.com.", RecordType::MX);
+    assert_eq!(mx.answers.len(), 3);
+    assert!(mx.additional.is_empty(), "{:?}", additional(&mx));
+    // Other types carry none.
+    assert!(
+        ask(&plain, "www.example.com.", RecordType::A)
+            .additional
+            .is_empty()
+    );
+}
