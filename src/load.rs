@@ -152,6 +152,7 @@ pub fn load(
                     origin: origin.clone(),
                     groups: Vec::new(),
                     tasks: Vec::new(),
+                    secondaries: Vec::new(),
                 },
             }));
             continue;

@@ -113,8 +113,14 @@ fn answering_allocates_nothing() {
             query("host.dev.example.com.", RecordType::A, None),
         ),
         ("ANY", query("example.com.", RecordType::ANY, None)),
-        ("MX with additional data", query("example.com.", RecordType::MX, None)),
-        ("NS with additional data", query("example.com.", RecordType::NS, None)),
+        (
+            "MX with additional data",
+            query("example.com.", RecordType::MX, None),
+        ),
+        (
+            "NS with additional data",
+            query("example.com.", RecordType::NS, None),
+        ),
         ("refused", query("example.net.", RecordType::A, None)),
         (
             "region by ECS, GB",

@@ -6,7 +6,9 @@
 //! through the throttle, a few lines a second.
 
 mod ecs;
+pub mod notify;
 pub mod respond;
+pub mod transfer;
 pub mod wire;
 
 use std::cell::RefCell;
@@ -17,7 +19,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::metrics::{Malformed, Metrics};
 use crate::snapshot::Snapshot;
@@ -72,6 +74,25 @@ impl Handler {
                 .response(<ResponseCode as From<u16>>::from(rcode));
         }
         outcome.len
+    }
+
+    /// When `packet` asks for a zone transfer (TCP only), appends the framed response
+    /// messages to `out` and returns true; false for any other query.
+    pub fn transfer(&self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+        let snapshot = self.snapshot.load();
+        let Some(outcome) = transfer::transfer(&snapshot, packet, src.ip(), out) else {
+            return false;
+        };
+        if let Some(rcode) = outcome.rcode {
+            self.metrics
+                .response(<ResponseCode as From<u16>>::from(rcode));
+        }
+        if outcome.rcode == Some(0) {
+            info!(%src, "zone transferred");
+        } else if self.metrics.warnings.allow() {
+            warn!(%src, rcode = outcome.rcode, "zone transfer refused");
+        }
+        true
     }
 
     /// Counts a malformed query and logs it, at most a few lines a second.

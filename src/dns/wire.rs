@@ -418,8 +418,18 @@ impl<'b> Response<'b> {
         }
     }
 
+    /// The message as written so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The buffer back, to write another message into.
+    pub fn into_buf(self) -> &'b mut [u8] {
+        self.buf
+    }
+
     /// Writes the header; returns the message length.
-    pub fn finish(self, header: Header) -> usize {
+    pub fn finish(&mut self, header: Header) -> usize {
         let Header {
             id,
             query_flags,

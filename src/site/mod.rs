@@ -35,6 +35,43 @@ pub struct Site {
     pub origin: Name,
     pub groups: Vec<OriginGroup>,
     pub tasks: Vec<Task>,
+    /// Who may transfer the zone; empty: nobody.
+    pub secondaries: Vec<Secondary>,
+}
+
+/// A server allowed to transfer the zone (AXFR, and IXFR answered in full).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Secondary {
+    /// Source addresses allowed.
+    pub allowed: IpNet,
+    /// Where NOTIFY goes when the zone changes: a single address (port 53, or the port
+    /// given as `address:port`); a prefix is allowed to transfer but not notified.
+    pub notify: Option<SocketAddr>,
+}
+
+impl Secondary {
+    /// Reads `192.0.2.53`, `2001:db8::/64`, `192.0.2.53:5300` or `[2001:db8::53]:5300`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if let Ok(addr) = text.parse::<IpAddr>() {
+            return Some(Self {
+                allowed: IpNet::from(addr),
+                notify: Some(SocketAddr::new(addr, 53)),
+            });
+        }
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Some(Self {
+                allowed: IpNet::from(addr.ip()),
+                notify: Some(addr),
+            });
+        }
+        let net = text.parse::<IpNet>().ok()?;
+        // A prefix with host bits set is most likely a typo for another network.
+        (net.trunc() == net).then_some(Self {
+            allowed: net,
+            notify: None,
+        })
+    }
 }
 
 impl Site {
@@ -306,10 +343,25 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
             None => broken_groups.push(name.as_str()),
         }
     }
+    let mut secondaries = Vec::new();
+    for (i, entry) in spec.secondaries.iter().enumerate() {
+        match Secondary::parse(&entry.value) {
+            Some(secondary) => secondaries.push(secondary),
+            None => problems.push(Problem {
+                line: entry.line,
+                field: format!("secondaries[{i}]"),
+                message: format!(
+                    "{:?} is not an address (192.0.2.53), an address with a port for NOTIFY (192.0.2.53:5300) or a prefix without host bits (2001:db8::/64)",
+                    entry.value
+                ),
+            }),
+        }
+    }
     let site_groups = Site {
         origin: origin.to_lowercase(),
         groups,
         tasks: Vec::new(),
+        secondaries,
     };
     let mut tasks: Vec<Task> = Vec::new();
     // Indexes into `tasks` by hostname and by id: a site may have thousands of tasks.
@@ -1148,5 +1200,55 @@ mod tests {
         );
         assert!(parse_target("192.0.2.300").is_err());
         assert!(parse_target("not an address").is_err());
+    }
+}
+
+#[cfg(test)]
+mod secondary_tests {
+    use super::*;
+
+    #[test]
+    fn secondaries_are_addresses_prefixes_or_addresses_with_a_notify_port() {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let spec = parse(
+            "secondaries: [192.0.2.53, \"2001:db8::/64\", \"127.0.0.1:5300\", \"[::1]:5301\"]\n",
+        )
+        .unwrap();
+        let site = validate(&origin, &spec).unwrap();
+        let notify: Vec<Option<String>> = site
+            .secondaries
+            .iter()
+            .map(|s| s.notify.map(|a| a.to_string()))
+            .collect();
+        assert_eq!(
+            notify,
+            [
+                Some("192.0.2.53:53".to_owned()),
+                None,
+                Some("127.0.0.1:5300".to_owned()),
+                Some("[::1]:5301".to_owned())
+            ]
+        );
+        assert!(
+            site.secondaries[1]
+                .allowed
+                .contains(&"2001:db8::1".parse::<IpAddr>().unwrap())
+        );
+        let spec =
+            parse("secondaries:\n  - 192.0.2.53\n  - 192.0.2.1/24\n  - ns1.example.net\n").unwrap();
+        let problems = validate(&origin, &spec).unwrap_err();
+        let fields: Vec<(&str, Option<u64>)> = problems
+            .iter()
+            .map(|p| (p.field.as_str(), p.line))
+            .collect();
+        assert_eq!(
+            fields,
+            [("secondaries[1]", Some(3)), ("secondaries[2]", Some(4))]
+        );
+        assert!(
+            problems[0].message.contains("without host bits"),
+            "{}",
+            problems[0].message
+        );
     }
 }

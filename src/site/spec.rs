@@ -110,6 +110,13 @@ pub struct SiteSpec {
     /// Load-balancing tasks, in file order.
     #[serde(default, deserialize_with = "null_as_default")]
     pub tasks: Vec<Lined<TaskSpec>>,
+    /// Addresses or prefixes allowed to transfer the zone (SPEC §3, §9).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub secondaries: Vec<Lined<String>>,
 }
 
 /// A key written with no value (`tasks:`) means "none", as an operator would expect.

@@ -219,6 +219,25 @@ impl ZoneData {
         self.nodes.get(name)
     }
 
+    /// The apex SOA record (type..RDATA), as a zone transfer starts and ends with it.
+    pub fn soa(&self) -> &[u8] {
+        let apex = self.node(&self.apex).expect("the apex is a node");
+        let soa = apex.rrset(rtype::SOA).expect("a checked zone has an SOA");
+        Records(soa).next().expect("an RRset has a record")
+    }
+
+    /// Every record of the zone file but the apex SOA, each with its owner (lowercased
+    /// wire bytes): what a zone transfer carries between its two SOA records.
+    pub fn records(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.nodes.iter().flat_map(move |(owner, node)| {
+            let at_apex = **owner == *self.apex;
+            node.rrsets
+                .iter()
+                .filter(move |set| !(at_apex && set.rtype == rtype::SOA))
+                .flat_map(move |set| Records(&set.records).map(move |r| (&owner[..], r)))
+        })
+    }
+
     /// The zone cut at or above `name`, as its label count, when `name` is delegated.
     pub fn cut_at_or_above(&self, name: &WireName) -> Option<usize> {
         (self.apex_labels + 1..=name.labels()).find(|&n| {

@@ -69,6 +69,23 @@ pub struct CompileError {
 struct CompiledZone {
     data: Arc<ZoneData>,
     tasks: Tasks,
+    /// Who may transfer the zone's data.
+    secondaries: Box<[ipnet::IpNet]>,
+}
+
+fn secondaries_of(site: Option<&Site>) -> Box<[ipnet::IpNet]> {
+    site.map(|s| s.secondaries.iter().map(|x| x.allowed).collect())
+        .unwrap_or_default()
+}
+
+/// A zone as a transfer to `source` may send it.
+pub enum Transferable<'s> {
+    /// The zone's data, for a listed secondary.
+    Zone(&'s ZoneData),
+    /// A zone served here, but not to this source.
+    Refused,
+    /// No zone served here has this apex.
+    NotAuthoritative,
 }
 
 /// What answering decided, besides the records written.
@@ -111,7 +128,13 @@ impl Snapshot {
             let site = sites.get(&data.origin).copied();
             match Tasks::compile(&data, site, health) {
                 Ok(tasks) => {
-                    compiled.insert(data.apex.clone(), Arc::new(CompiledZone { data, tasks }));
+                    let secondaries = secondaries_of(site);
+                    let zone = CompiledZone {
+                        data: data.clone(),
+                        tasks,
+                        secondaries,
+                    };
+                    compiled.insert(data.apex.clone(), Arc::new(zone));
                 }
                 Err(mut e) => errors.append(&mut e),
             }
@@ -138,6 +161,7 @@ impl Snapshot {
         let compiled = CompiledZone {
             data: zone.clone(),
             tasks,
+            secondaries: secondaries_of(Some(site)),
         };
         zones.insert(zone.apex.clone(), Arc::new(compiled));
         Ok(Self {
@@ -185,6 +209,38 @@ impl Snapshot {
             0,
         );
         ctx.resolution
+    }
+
+    /// The zone whose apex is `apex`, as a transfer to `source` may have it.
+    pub fn transferable(&self, apex: &WireName, source: std::net::IpAddr) -> Transferable<'_> {
+        let Some(zone) = self.zones.get(apex.as_bytes()) else {
+            return Transferable::NotAuthoritative;
+        };
+        let source = source.to_canonical();
+        match zone.secondaries.iter().any(|net| net.contains(&source)) {
+            true => Transferable::Zone(&zone.data),
+            false => Transferable::Refused,
+        }
+    }
+
+    /// The SOA serial of every zone, by origin: what a secondary compares.
+    pub fn serials(&self) -> Vec<(Name, u32)> {
+        self.zones
+            .values()
+            .map(|z| {
+                let soa = z.data.soa();
+                // RDATA: MNAME, RNAME, then SERIAL.
+                let rdata = &soa[10..];
+                let mname = WireName::from_lowercase(rdata).map_or(0, |n| n.as_bytes().len());
+                let rname =
+                    WireName::from_lowercase(&rdata[mname..]).map_or(0, |n| n.as_bytes().len());
+                let at = mname + rname;
+                let serial = rdata
+                    .get(at..at + 4)
+                    .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                (z.data.origin.clone(), serial)
+            })
+            .collect()
     }
 
     /// The most specific zone holding `qname`. DS lives on the parent side of a cut

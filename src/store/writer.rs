@@ -326,6 +326,8 @@ impl Writer {
                 let task_generations = carry_generations(&base, &config, generation);
                 self.served_files = fingerprint.clone();
                 self.fingerprint = fingerprint;
+                let before = self.shared.serving.load().serials();
+                notify_changed(&before, &snapshot, &config);
                 self.publish(generation, config, task_generations, Arc::new(snapshot));
                 metrics.reloads_ok.inc();
                 give_back_freed_memory();
@@ -492,6 +494,27 @@ fn task_changed(
     let group_before = old.spec.origin_groups.get(before.origin_group.as_str());
     let group_after = new.spec.origin_groups.get(after.origin_group.as_str());
     before != after || group_before != group_after
+}
+
+/// Sends NOTIFY for every zone whose SOA serial `snapshot` changes from `before`, to the
+/// secondaries its site lists by address.
+fn notify_changed(before: &[(Name, u32)], snapshot: &Snapshot, config: &load::Config) {
+    let before: HashMap<&Name, u32> = before.iter().map(|(n, s)| (n, *s)).collect();
+    let sites: HashMap<&Name, &LoadedSite> = config
+        .sites
+        .iter()
+        .map(|s| (&s.site.origin, &**s))
+        .collect();
+    for (origin, serial) in snapshot.serials() {
+        if before.get(&origin) == Some(&serial) {
+            continue;
+        }
+        let targets = sites
+            .get(&origin)
+            .map(|s| s.site.secondaries.iter().filter_map(|x| x.notify).collect())
+            .unwrap_or_default();
+        crate::dns::notify::spawn(origin, targets);
+    }
 }
 
 /// Task generations after a reload: unchanged tasks keep theirs.

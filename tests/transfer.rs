@@ -1,0 +1,200 @@
+//! Zone transfers to a real secondary: Knot DNS transfers the zone from lbdns (AXFR),
+//! serves the zone file's records (never a task's answer), and after a reload that
+//! raises the serial, lbdns's NOTIFY makes it transfer again at once.
+//!
+//! Needs `knotd` (Debian package `knot`); the test fails, it does not skip, without it.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Reloaded, Site, free_port};
+
+const ZONE: &str = "$ORIGIN example.com.\n\
+    $TTL 3600\n\
+    @    IN SOA ns1 hostmaster SERIAL 7200 900 1209600 300\n\
+    @    NS    ns1\n\
+    ns1  A     192.0.2.53\n\
+    www  A     192.0.2.80\n\
+    mail MX    10 ns1\n";
+
+fn zone(serial: u32, extra: &str) -> String {
+    format!("{}{extra}", ZONE.replace("SERIAL", &serial.to_string()))
+}
+
+/// knotd as a secondary of `primary` for example.com, listening on `listen`.
+struct Knot {
+    child: Child,
+    listen: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Knot {
+    fn start(primary: SocketAddr, listen: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let conf = format!(
+            "server:\n    rundir: \"{d}\"\n    listen: {ip}@{port}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             database:\n    storage: \"{d}\"\n\
+             remote:\n  - id: primary\n    address: {pip}@{pport}\n\
+             acl:\n  - id: notify_from_primary\n    address: {pip}\n    action: notify\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    journal-content: none\n\
+             zone:\n  - domain: example.com\n    master: primary\n    acl: notify_from_primary\n",
+            ip = listen.ip(),
+            port = listen.port(),
+            pip = primary.ip(),
+            pport = primary.port(),
+        );
+        let path = dir.path().join("knot.conf");
+        std::fs::write(&path, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
+        let child = Command::new("knotd")
+            .arg("-c")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("knotd is installed (apt-get install knot)");
+        Self {
+            child,
+            listen,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("knotd.log")).unwrap_or_default()
+    }
+
+    /// `dig +short` at knotd.
+    fn short(&self, name: &str, rtype: &str) -> String {
+        let output = Command::new("dig")
+            .arg(format!("@{}", self.listen.ip()))
+            .args(["-p", &self.listen.port().to_string()])
+            .args(["+norec", "+time=1", "+tries=1", "+short", name, rtype])
+            .output()
+            .expect("dig is installed");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Waits until knotd answers `name`/`rtype` with `want`; returns how long it took.
+    fn wait_for(&self, name: &str, rtype: &str, want: &str, within: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.short(name, rtype) == want {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "knotd did not answer {name} {rtype} = {want} within {within:?} (it says {:?}):\n{}",
+                self.short(name, rtype),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn site_file(secondary: SocketAddr) -> String {
+    format!(
+        "origin_groups:\n  web:\n    origins:\n      - address: 198.51.100.7\n\
+         tasks:\n  - hostname: www.example.com\n    origin_group: web\n    ttl: 30\n\
+         secondaries: [\"{secondary}\"]\n"
+    )
+}
+
+#[test]
+fn knot_transfers_the_zone_file_and_follows_notify() {
+    // knotd's port, held until lbdns has chosen its own ports.
+    let knot_addr = free_port();
+    let hold = UdpSocket::bind(knot_addr).unwrap();
+    let site = Site::new(&[
+        ("example.com.zone", &zone(1, "")),
+        ("example.com.lb.yaml", &site_file(knot_addr)),
+    ]);
+    let server = site.serve();
+    drop(hold);
+    // lbdns answers www from the task; the transfer carries the zone file's record.
+    let lbdns = server.dig(&["+short", "www.example.com.", "A"]);
+    assert_eq!(lbdns.trim(), "198.51.100.7");
+
+    let knot = Knot::start(server.addr, knot_addr);
+    knot.wait_for(
+        "ns1.example.com.",
+        "A",
+        "192.0.2.53",
+        Duration::from_secs(20),
+    );
+    assert_eq!(knot.short("www.example.com.", "A"), "192.0.2.80");
+    assert_eq!(
+        knot.short("example.com.", "SOA").split(' ').nth(2),
+        Some("1")
+    );
+
+    // A new serial and record, a reload: NOTIFY, and knotd has it long before its
+    // refresh timer (7200 s) would have asked.
+    let reloaded = server.reload_after(|| {
+        std::fs::write(
+            site.path().join("zones/example.com.zone"),
+            zone(2, "new A 192.0.2.99\n"),
+        )
+        .unwrap()
+    });
+    assert_eq!(reloaded, Reloaded::Accepted);
+    let took = knot.wait_for(
+        "new.example.com.",
+        "A",
+        "192.0.2.99",
+        Duration::from_secs(10),
+    );
+    eprintln!("knotd had the change {took:?} after the reload");
+    assert!(
+        server.log().contains("NOTIFY acknowledged"),
+        "{}",
+        server.log()
+    );
+    assert!(knot.log().contains("notify, incoming"), "{}", knot.log());
+}
+
+#[test]
+fn transfers_are_refused_to_unlisted_sources_and_for_unknown_zones() {
+    let site = Site::new(&[
+        ("example.com.zone", &zone(1, "")),
+        (
+            "example.com.lb.yaml",
+            &site_file("127.0.0.1:53".parse().unwrap()),
+        ),
+    ]);
+    let server = site.serve();
+    let axfr = |source: &str, zone: &str| {
+        let output = Command::new("dig")
+            .args(["-b", source, &format!("@{}", server.addr.ip())])
+            .args(["-p", &server.addr.port().to_string(), zone, "AXFR"])
+            .args(["+time=2", "+tries=1"])
+            .output()
+            .expect("dig is installed");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let allowed = axfr("127.0.0.1", "example.com.");
+    assert!(allowed.contains("XFR size: 6 records"), "{allowed}");
+    // The zone file's www, never the task's answer.
+    assert!(
+        allowed.contains("192.0.2.80") && !allowed.contains("198.51.100.7"),
+        "{allowed}"
+    );
+    assert!(axfr("127.0.0.2", "example.com.").contains("Transfer failed"));
+    assert!(axfr("127.0.0.1", "example.org.").contains("Transfer failed"));
+    // Not a zone's apex: no transfer either.
+    assert!(axfr("127.0.0.1", "www.example.com.").contains("Transfer failed"));
+}
