@@ -29,6 +29,7 @@ pub mod limits;
 pub mod load;
 pub mod metrics;
 pub mod persist;
+pub mod rrl;
 pub mod select;
 pub mod server;
 pub mod site;

@@ -17,6 +17,7 @@ use lbdns::client::{self, Client, ClientError};
 use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
 use lbdns::metrics::Metrics;
+use lbdns::rrl::{RateLimiter, RrlArgs};
 use lbdns::server::{self, Listeners};
 use lbdns::store::Store;
 use lbdns::{api, http, watch};
@@ -52,6 +53,8 @@ enum Command {
         api_token: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        rrl: RrlArgs,
     },
     /// Validate a directory; print every problem as file:line: message.
     Check {
@@ -225,7 +228,8 @@ fn main() -> ExitCode {
             api,
             api_token,
             limits,
-        } => serve(dir, listen, api, api_token, limits).map_err(Failure::Error),
+            rrl,
+        } => serve(dir, listen, api, api_token, limits, rrl).map_err(Failure::Error),
         Command::Task { api, command } => task(api, command),
         Command::Group { api, command } => group(api, command),
     };
@@ -268,6 +272,7 @@ fn serve(
     api_addr: SocketAddr,
     token: Option<String>,
     limits: LimitArgs,
+    rrl: RrlArgs,
 ) -> Result<(), String> {
     api::check_exposure(api_addr, token.as_deref()).map_err(|e| format!("lbdns: {e}"))?;
     let metrics = Arc::new(Metrics::new());
@@ -293,7 +298,11 @@ fn serve(
                 tokio::runtime::Handle::current(),
                 lbdns::health::Prober::new(),
             );
-            server::run(store, listeners, limits.dns, shutdown_signal()).await?;
+            let rate_limit = RateLimiter::new(&rrl);
+            if rate_limit.is_some() {
+                info!(rate = rrl.rrl_rate, slip = rrl.rrl_slip, exempt = ?rrl.rrl_exempt, "response rate limiting on");
+            }
+            server::run(store, listeners, limits.dns, rate_limit, shutdown_signal()).await?;
             api_task.abort();
             anyhow::Ok(())
         })

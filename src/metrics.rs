@@ -164,6 +164,9 @@ pub struct Metrics {
     pub udp_receive_errors: Counter,
     /// UDP replies the kernel would not send (each is dropped, the others still go).
     pub udp_send_errors: Counter,
+    /// Responses response rate limiting dropped, and sent truncated instead.
+    pub rrl_dropped: Counter,
+    pub rrl_slipped: Counter,
     /// Throttles log lines a client can cause per packet or per connection.
     pub warnings: Throttle,
 }
@@ -319,6 +322,13 @@ impl Metrics {
             "UDP receive calls that failed and replies that could not be sent",
             udp_errors,
         );
+        let rrl = Family::<Labels, Counter>::default();
+        let [rrl_dropped, rrl_slipped] = members(&rrl, "action", ["dropped", "slipped"]);
+        registry.register(
+            "rrl_limited_responses",
+            "UDP responses over the rate limit (--rrl-rate): dropped, or sent truncated (--rrl-slip)",
+            rrl,
+        );
         let suppressed = Counter::default();
         registry.register(
             "log_lines_suppressed",
@@ -350,6 +360,8 @@ impl Metrics {
             open_files_limit,
             udp_receive_errors,
             udp_send_errors,
+            rrl_dropped,
+            rrl_slipped,
             warnings: Throttle::new(LINES_PER_SECOND, suppressed),
         }
     }

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::dns::{Handler, Transport};
 use crate::limits::{self, ConnLimits, ConnTable};
 use crate::metrics::Metrics;
+use crate::rrl::RateLimiter;
 use crate::store::Store;
 use crate::{tcp, udp};
 
@@ -52,10 +53,12 @@ pub async fn run(
     store: Arc<Store>,
     listeners: Listeners,
     tcp_limits: ConnLimits,
+    rate_limit: Option<RateLimiter>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = store.metrics();
-    let handler = Arc::new(Handler::new(store.serving(), metrics.clone()));
+    let handler =
+        Arc::new(Handler::new(store.serving(), metrics.clone()).with_rate_limit(rate_limit));
     let mut udp = udp::Workers::default();
     for group in listeners.udp {
         if let Some(socket) = group.first() {

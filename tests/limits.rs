@@ -9,8 +9,8 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::{QueryExt, Server, Site};
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
 
 /// Opens `n` TCP connections to `addr` and leaves them idle; between batches, checks
 /// that the server still answers over UDP.
@@ -424,4 +424,73 @@ fn pipelined_tcp_queries_are_answered_in_order_and_bad_ones_counted() {
         )
     };
     assert_eq!((by("undecodable"), by("short")), (1.0, 1.0));
+}
+
+/// Sends `count` queries for www.example.com A from `source` at once and sorts what comes
+/// back within a second: (full answers, truncated answers).
+fn burst(server: &Server, source: &str, count: u16) -> (usize, usize) {
+    let socket = std::net::UdpSocket::bind((source, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for id in 0..count {
+        let mut query = Message::new(id, MessageType::Query, OpCode::Query);
+        query.add_query(Query::query(
+            Name::from_ascii("www.example.com.").unwrap(),
+            RecordType::A,
+        ));
+        socket
+            .send_to(&query.to_vec().unwrap(), server.addr)
+            .unwrap();
+    }
+    let (mut full, mut truncated) = (0, 0);
+    let mut buf = [0u8; 1500];
+    while let Ok((n, _)) = socket.recv_from(&mut buf) {
+        let reply = Message::from_vec(&buf[..n]).unwrap();
+        match reply.metadata.truncation {
+            true => {
+                assert!(
+                    reply.answers.is_empty(),
+                    "a slipped reply carries no records"
+                );
+                truncated += 1;
+            }
+            false => full += 1,
+        }
+    }
+    (full, truncated)
+}
+
+#[test]
+fn response_rate_limiting_drops_or_truncates_past_the_rate() {
+    let site = Site::example();
+    let server = site.serve_with(&[
+        "--rrl-rate",
+        "20",
+        "--rrl-slip",
+        "2",
+        "--rrl-exempt",
+        "127.0.0.2/32",
+    ]);
+    let (full, truncated) = burst(&server, "127.0.0.1", 200);
+    eprintln!("rate 20, slip 2, 200 queries: {full} answered, {truncated} truncated");
+    // 20 a second (the start-up probes took their share); a burst may straddle one
+    // second boundary.
+    assert!((10..=40).contains(&full), "{full} answered");
+    // Of the rest, every second one goes out truncated.
+    assert!((80..=95).contains(&truncated), "{truncated} truncated");
+    let dropped = server.metric("lbdns_rrl_limited_responses_total{action=\"dropped\"}");
+    assert!(dropped >= 80.0, "{dropped} dropped");
+    // An exempt source is never limited, though it is in the same /24.
+    assert_eq!(burst(&server, "127.0.0.2", 200), (200, 0));
+    // TCP is never limited: it cannot be spoofed.
+    let d = server.dig(&["+tcp", "+short", "www.example.com.", "A"]);
+    assert!(!d.trim().is_empty());
+}
+
+#[test]
+fn without_a_rate_nothing_is_limited() {
+    let site = Site::example();
+    let server = site.serve();
+    assert_eq!(burst(&server, "127.0.0.1", 200), (200, 0));
 }

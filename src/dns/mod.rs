@@ -22,6 +22,7 @@ use rand::rngs::SmallRng;
 use tracing::{info, warn};
 
 use crate::metrics::{Malformed, Metrics};
+use crate::rrl::{RateLimiter, Verdict};
 use crate::snapshot::Snapshot;
 pub use respond::{Outcome, Transport, respond};
 
@@ -40,11 +41,22 @@ thread_local! {
 pub struct Handler {
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
+    /// Response rate limiting over UDP, when configured.
+    rate_limit: Option<RateLimiter>,
 }
 
 impl Handler {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
-        Self { snapshot, metrics }
+        Self {
+            snapshot,
+            metrics,
+            rate_limit: None,
+        }
+    }
+
+    /// This handler with UDP responses limited by `rate_limit`.
+    pub fn with_rate_limit(self, rate_limit: Option<RateLimiter>) -> Self {
+        Self { rate_limit, ..self }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -73,7 +85,20 @@ impl Handler {
             self.metrics
                 .response(<ResponseCode as From<u16>>::from(rcode));
         }
-        outcome.len
+        match (&self.rate_limit, transport) {
+            (Some(limiter), Transport::Udp) if outcome.len > 0 => match limiter.check(src.ip()) {
+                Verdict::Send => outcome.len,
+                Verdict::Slip => {
+                    self.metrics.rrl_slipped.inc();
+                    wire::truncate_reply(&mut out[..outcome.len])
+                }
+                Verdict::Drop => {
+                    self.metrics.rrl_dropped.inc();
+                    0
+                }
+            },
+            _ => outcome.len,
+        }
     }
 
     /// When `packet` asks for a zone transfer (TCP only), appends the framed response

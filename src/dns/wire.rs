@@ -462,6 +462,23 @@ impl<'b> Response<'b> {
     }
 }
 
+/// Cuts the response `reply` down to its header and question with TC set: what a
+/// rate-limited client gets instead of the answer. Returns the new length.
+pub fn truncate_reply(reply: &mut [u8]) -> usize {
+    if reply.len() < HEADER_LEN {
+        return reply.len();
+    }
+    let questions = u16::from_be_bytes([reply[4], reply[5]]);
+    let end = match questions {
+        1 => skip_name(reply, HEADER_LEN).map_or(HEADER_LEN, |at| (at + 4).min(reply.len())),
+        _ => HEADER_LEN,
+    };
+    reply[2] |= 0x02;
+    reply[4..6].copy_from_slice(&u16::from(end > HEADER_LEN).to_be_bytes());
+    reply[6..12].fill(0);
+    end
+}
+
 /// The ECS option of a reply.
 #[derive(Clone, Copy, Debug)]
 pub struct EcsReply {
