@@ -13,7 +13,6 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::dns::wire::{Records, WireName, rtype};
-use crate::zone::Zone;
 
 /// A map keyed by lowercased wire names. foldhash: fast on short keys and seeded per
 /// process, so names chosen by clients cannot aim at collisions.
@@ -32,6 +31,17 @@ pub struct ZoneData {
     pub negative_soa: Box<[u8]>,
     /// True when the zone delegates any name: lookups must then watch for cuts.
     pub has_cuts: bool,
+}
+
+/// The zone, not its data: a zone of millions of names is no use in a message.
+impl std::fmt::Debug for ZoneData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneData")
+            .field("origin", &self.origin.to_string())
+            .field("path", &self.path)
+            .field("names", &self.nodes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything at one name; empty non-terminals exist with no data (RFC 4592 §2.2.2).
@@ -71,68 +81,141 @@ impl Node {
     }
 }
 
-impl ZoneData {
-    /// Compiles a parsed zone; the parsed records can be dropped afterwards.
-    pub fn compile(zone: &Zone) -> Self {
-        let apex = lowercase_wire(&zone.origin);
-        let apex_labels = label_count(&zone.origin);
-        let mut building: NameMap<Vec<(u16, Vec<u8>)>> = NameMap::default();
-        building.entry(apex.clone()).or_default();
-        let mut cuts = Vec::new();
-        for record in &zone.records {
-            let owner = lowercase_wire(&record.name);
-            let rtype = u16::from(record.record_type());
-            if rtype == rtype::NS && owner != apex {
-                cuts.push(owner.clone());
-            }
-            add_ancestors(&mut building, &owner, apex_labels);
-            let rrsets = building.entry(owner).or_default();
-            let bytes = encode(record);
-            match rrsets.iter_mut().find(|(t, _)| *t == rtype) {
-                Some((_, records)) => records.extend_from_slice(&bytes),
-                None => rrsets.push((rtype, bytes)),
-            }
+/// A zone being compiled, fed one record at a time as the zone file is read, so the
+/// records are never held twice (a parsed copy and an encoded one).
+pub struct ZoneBuilder {
+    origin: Name,
+    path: PathBuf,
+    apex: Box<[u8]>,
+    apex_labels: usize,
+    nodes: NameMap<Vec<(u16, Vec<u8>)>>,
+    cuts: Vec<Box<[u8]>>,
+}
+
+/// The RRsets already at a name, for rules that look at a name's other data.
+pub struct Rrsets<'a>(&'a [(u16, Vec<u8>)]);
+
+impl Rrsets<'_> {
+    pub fn types(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0.iter().map(|(rtype, _)| *rtype)
+    }
+}
+
+impl ZoneBuilder {
+    pub fn new(origin: &Name, path: PathBuf) -> Self {
+        let apex = lowercase_wire(origin);
+        let mut nodes = NameMap::default();
+        nodes.insert(apex.clone(), Vec::new());
+        Self {
+            origin: origin.to_lowercase(),
+            path,
+            apex,
+            apex_labels: label_count(origin),
+            nodes,
+            cuts: Vec::new(),
         }
-        let soa = zone.soa();
-        let mut negative = soa.clone();
-        if let RData::SOA(data) = &soa.data {
-            negative.ttl = soa.ttl.min(data.minimum);
+    }
+
+    /// The origin's lowercased wire bytes.
+    pub fn apex(&self) -> &[u8] {
+        &self.apex
+    }
+
+    /// Adds a record at `owner` (lowercased wire form, at or below the apex) after `rule`
+    /// accepts the data already there. A record equal in RDATA to one of its RRset is
+    /// dropped (RFC 2181 §5): returns whether it was added.
+    pub fn add<E>(
+        &mut self,
+        owner: &[u8],
+        (rtype, class, ttl): (u16, u16, u32),
+        rdata: &[u8],
+        rule: impl FnOnce(Rrsets) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let rrsets = match self.nodes.get_mut(owner) {
+            Some(rrsets) => rrsets,
+            None => {
+                add_ancestors(&mut self.nodes, owner, self.apex_labels);
+                self.nodes.entry(owner.into()).or_default()
+            }
+        };
+        rule(Rrsets(rrsets))?;
+        let records = match rrsets.iter_mut().position(|(t, _)| *t == rtype) {
+            Some(i) => &mut rrsets[i].1,
+            None => {
+                if rtype == rtype::NS && *owner != *self.apex {
+                    self.cuts.push(owner.into());
+                }
+                rrsets.push((rtype, Vec::with_capacity(10 + rdata.len())));
+                &mut rrsets.last_mut().expect("just pushed").1
+            }
+        };
+        if Records(records).any(|record| record[10..] == *rdata) {
+            return Ok(false);
         }
-        let mut nodes: NameMap<Node> = building
+        let rdlen = u16::try_from(rdata.len()).expect("the reader bounds RDATA to 65535 bytes");
+        records.extend_from_slice(&rtype.to_be_bytes());
+        records.extend_from_slice(&class.to_be_bytes());
+        records.extend_from_slice(&ttl.to_be_bytes());
+        records.extend_from_slice(&rdlen.to_be_bytes());
+        records.extend_from_slice(rdata);
+        Ok(true)
+    }
+
+    /// Finishes the zone, whose apex must hold an SOA record.
+    pub fn finish(self) -> ZoneData {
+        let soa = self.nodes[&self.apex]
             .iter()
+            .find(|(t, _)| *t == rtype::SOA)
+            .and_then(|(_, records)| Records(records).next())
+            .expect("a checked zone has an SOA at its apex");
+        // Negative answers carry TTL = min(SOA TTL, MINIMUM) (RFC 2308 §5).
+        let mut negative_soa: Box<[u8]> = soa.into();
+        let ttl = u32::from_be_bytes(negative_soa[4..8].try_into().expect("4 bytes"));
+        let minimum = u32::from_be_bytes(
+            negative_soa[negative_soa.len() - 4..]
+                .try_into()
+                .expect("4 bytes"),
+        );
+        negative_soa[4..8].copy_from_slice(&ttl.min(minimum).to_be_bytes());
+        // Moved, not copied: each RRset's bytes become its boxed slice in place.
+        let mut nodes: NameMap<Node> = self
+            .nodes
+            .into_iter()
             .map(|(name, rrsets)| {
                 let node = Node {
                     rrsets: rrsets
-                        .iter()
+                        .into_iter()
                         .map(|(rtype, records)| RrSet {
-                            rtype: *rtype,
-                            records: records.as_slice().into(),
+                            rtype,
+                            records: records.into_boxed_slice(),
                         })
                         .collect(),
                     referral: None,
                 };
-                (name.clone(), node)
+                (name, node)
             })
             .collect();
-        drop(building);
+        let mut cuts = self.cuts;
         cuts.sort();
         cuts.dedup();
         for cut in &cuts {
-            let referral = referral(&nodes, cut, &apex, apex_labels);
+            let referral = referral(&nodes, cut, &self.apex, self.apex_labels);
             nodes.get_mut(cut).expect("a cut is a node").referral = Some(Box::new(referral));
         }
         nodes.shrink_to_fit();
-        Self {
-            origin: zone.origin.clone(),
-            path: zone.path.clone(),
-            apex,
-            apex_labels,
+        ZoneData {
+            origin: self.origin,
+            path: self.path,
+            apex: self.apex,
+            apex_labels: self.apex_labels,
             nodes,
-            negative_soa: encode(&negative).into(),
+            negative_soa,
             has_cuts: !cuts.is_empty(),
         }
     }
+}
 
+impl ZoneData {
     pub fn node(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.get(name)
     }

@@ -24,13 +24,7 @@ fn snapshot(lb: &str) -> Snapshot {
     let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
     let spec = site::parse(lb).unwrap();
     let site = site::validate(&origin(), &spec).unwrap();
-    Snapshot::compile(
-        &[ZoneData::compile(&zone).into()],
-        &[&site],
-        None,
-        &Health::default(),
-    )
-    .unwrap()
+    Snapshot::compile(&[zone.into()], &[&site], None, &Health::default()).unwrap()
 }
 
 fn ask(s: &Snapshot, name: &str, rtype: RecordType) -> Answer {
@@ -97,13 +91,7 @@ fn a_wildcard_directly_under_the_apex_answers() {
     // As zone data.
     let zone = format!("{ZONE}* 60 A 192.0.2.1\n");
     let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
-    let s = Snapshot::compile(
-        &[ZoneData::compile(&zone).into()],
-        &[],
-        None,
-        &Health::default(),
-    )
-    .unwrap();
+    let s = Snapshot::compile(&[zone.into()], &[], None, &Health::default()).unwrap();
     assert_eq!(
         data(&ask(&s, "x.y.example.com.", RecordType::A)),
         ["x.y.example.com. 60 192.0.2.1"]
@@ -188,13 +176,7 @@ fn task_below_a_cut_is_rejected() {
     let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
     let lb = TASK.replace("www.example.com", "x.sub.example.com");
     let site = site::validate(&origin(), &site::parse(&lb).unwrap()).unwrap();
-    let errors = Snapshot::compile(
-        &[ZoneData::compile(&zone).into()],
-        &[&site],
-        None,
-        &Health::default(),
-    )
-    .unwrap_err();
+    let errors = Snapshot::compile(&[zone.into()], &[&site], None, &Health::default()).unwrap_err();
     assert!(
         errors[0].message.contains("zone cut sub.example.com."),
         "{}",
@@ -212,13 +194,7 @@ fn snapshot_of(zone: &str, lb: &str) -> Snapshot {
     let zone = crate::zone::parse(zone, Path::new("t.zone"), &origin()).unwrap();
     let spec = site::parse(lb).unwrap();
     let site = site::validate(&origin(), &spec).unwrap();
-    Snapshot::compile(
-        &[ZoneData::compile(&zone).into()],
-        &[&site],
-        None,
-        &Health::default(),
-    )
-    .unwrap()
+    Snapshot::compile(&[zone.into()], &[&site], None, &Health::default()).unwrap()
 }
 
 /// Groups of each kind: IPv4, IPv6, a name outside the zone, a name inside it.
@@ -365,10 +341,7 @@ fn ds_at_a_served_child_apex_is_answered_by_the_parent() {
         )
         .unwrap();
     let s = Snapshot::compile(
-        &[
-            ZoneData::compile(&parent).into(),
-            ZoneData::compile(&child).into(),
-        ],
+        &[parent.into(), child.into()],
         &[],
         None,
         &Health::default(),
