@@ -45,18 +45,15 @@ impl std::fmt::Debug for ZoneData {
 }
 
 /// Everything at one name; empty non-terminals exist with no data (RFC 4592 §2.2.2).
+///
+/// The records are one buffer in [`Records`] form, each RRset's records next to each
+/// other, RRsets in zone order: one allocation per name keeps a zone of millions of
+/// names small and quick to load, and an RRset is a slice of it.
 #[derive(Default)]
 pub struct Node {
-    /// RRsets in zone order.
-    rrsets: Box<[RrSet]>,
+    records: Box<[u8]>,
     /// Set at a delegation point below the apex.
     pub referral: Option<Box<Referral>>,
-}
-
-/// One RRset's records, encoded (see [`Records`]).
-pub struct RrSet {
-    pub rtype: u16,
-    pub records: Box<[u8]>,
 }
 
 /// What a referral to a cut carries: its NS RRset and the glue this zone holds.
@@ -69,16 +66,32 @@ pub struct Referral {
 
 impl Node {
     pub fn rrset(&self, rtype: u16) -> Option<&[u8]> {
-        self.rrsets
-            .iter()
-            .find(|set| set.rtype == rtype)
-            .map(|set| &set.records[..])
+        let (start, end) = rrset_span(&self.records, rtype)?;
+        Some(&self.records[start..end])
     }
 
     /// The RRset an ANY query gets (RFC 8482: one RRset is a complete answer).
     pub fn first_rrset(&self) -> Option<&[u8]> {
-        self.rrsets.first().map(|set| &set.records[..])
+        let rtype = u16::from_be_bytes([*self.records.first()?, *self.records.get(1)?]);
+        self.rrset(rtype)
     }
+}
+
+/// Where the records of type `rtype` start and end in `records` ([`Records`] form,
+/// RRsets contiguous).
+fn rrset_span(records: &[u8], rtype: u16) -> Option<(usize, usize)> {
+    let (mut at, mut start) = (0, None);
+    while at + 10 <= records.len() {
+        let this = u16::from_be_bytes([records[at], records[at + 1]]);
+        let next = at + 10 + usize::from(u16::from_be_bytes([records[at + 8], records[at + 9]]));
+        match (this == rtype, start) {
+            (true, None) => start = Some(at),
+            (false, Some(start)) => return Some((start, at)),
+            _ => {}
+        }
+        at = next;
+    }
+    start.map(|start| (start, at))
 }
 
 /// A zone being compiled, fed one record at a time as the zone file is read, so the
@@ -88,16 +101,17 @@ pub struct ZoneBuilder {
     path: PathBuf,
     apex: Box<[u8]>,
     apex_labels: usize,
-    nodes: NameMap<Vec<(u16, Vec<u8>)>>,
+    nodes: NameMap<Node>,
     cuts: Vec<Box<[u8]>>,
 }
 
-/// The RRsets already at a name, for rules that look at a name's other data.
-pub struct Rrsets<'a>(&'a [(u16, Vec<u8>)]);
+/// The records already at a name, for rules that look at a name's other data.
+pub struct Rrsets<'a>(&'a [u8]);
 
 impl Rrsets<'_> {
+    /// The type of each record (each RRset's type as often as it has records).
     pub fn types(&self) -> impl Iterator<Item = u16> + '_ {
-        self.0.iter().map(|(rtype, _)| *rtype)
+        Records(self.0).map(|record| u16::from_be_bytes([record[0], record[1]]))
     }
 }
 
@@ -105,7 +119,7 @@ impl ZoneBuilder {
     pub fn new(origin: &Name, path: PathBuf) -> Self {
         let apex = lowercase_wire(origin);
         let mut nodes = NameMap::default();
-        nodes.insert(apex.clone(), Vec::new());
+        nodes.insert(apex.clone(), Node::default());
         Self {
             origin: origin.to_lowercase(),
             path,
@@ -131,42 +145,42 @@ impl ZoneBuilder {
         rdata: &[u8],
         rule: impl FnOnce(Rrsets) -> Result<(), E>,
     ) -> Result<bool, E> {
-        let rrsets = match self.nodes.get_mut(owner) {
-            Some(rrsets) => rrsets,
+        let node = match self.nodes.get_mut(owner) {
+            Some(node) => node,
             None => {
                 add_ancestors(&mut self.nodes, owner, self.apex_labels);
                 self.nodes.entry(owner.into()).or_default()
             }
         };
-        rule(Rrsets(rrsets))?;
-        let records = match rrsets.iter_mut().position(|(t, _)| *t == rtype) {
-            Some(i) => &mut rrsets[i].1,
-            None => {
-                if rtype == rtype::NS && *owner != *self.apex {
-                    self.cuts.push(owner.into());
-                }
-                rrsets.push((rtype, Vec::with_capacity(10 + rdata.len())));
-                &mut rrsets.last_mut().expect("just pushed").1
+        rule(Rrsets(&node.records))?;
+        let span = rrset_span(&node.records, rtype);
+        if let Some((start, end)) = span {
+            if Records(&node.records[start..end]).any(|record| record[10..] == *rdata) {
+                return Ok(false);
             }
-        };
-        if Records(records).any(|record| record[10..] == *rdata) {
-            return Ok(false);
+        } else if rtype == rtype::NS && *owner != *self.apex {
+            self.cuts.push(owner.into());
         }
         let rdlen = u16::try_from(rdata.len()).expect("the reader bounds RDATA to 65535 bytes");
-        records.extend_from_slice(&rtype.to_be_bytes());
-        records.extend_from_slice(&class.to_be_bytes());
-        records.extend_from_slice(&ttl.to_be_bytes());
-        records.extend_from_slice(&rdlen.to_be_bytes());
-        records.extend_from_slice(rdata);
+        let mut record = [0u8; 10];
+        record[0..2].copy_from_slice(&rtype.to_be_bytes());
+        record[2..4].copy_from_slice(&class.to_be_bytes());
+        record[4..8].copy_from_slice(&ttl.to_be_bytes());
+        record[8..10].copy_from_slice(&rdlen.to_be_bytes());
+        // Exact-size boxes: names mostly get their records in a row, so growing in place
+        // is cheap, and no slack is left behind per name.
+        let mut records = Vec::from(std::mem::take(&mut node.records));
+        let at = span.map_or(records.len(), |(_, end)| end);
+        records.splice(at..at, record.iter().chain(rdata).copied());
+        node.records = records.into_boxed_slice();
         Ok(true)
     }
 
     /// Finishes the zone, whose apex must hold an SOA record.
     pub fn finish(self) -> ZoneData {
         let soa = self.nodes[&self.apex]
-            .iter()
-            .find(|(t, _)| *t == rtype::SOA)
-            .and_then(|(_, records)| Records(records).next())
+            .rrset(rtype::SOA)
+            .and_then(|records| Records(records).next())
             .expect("a checked zone has an SOA at its apex");
         // Negative answers carry TTL = min(SOA TTL, MINIMUM) (RFC 2308 §5).
         let mut negative_soa: Box<[u8]> = soa.into();
@@ -177,24 +191,7 @@ impl ZoneBuilder {
                 .expect("4 bytes"),
         );
         negative_soa[4..8].copy_from_slice(&ttl.min(minimum).to_be_bytes());
-        // Moved, not copied: each RRset's bytes become its boxed slice in place.
-        let mut nodes: NameMap<Node> = self
-            .nodes
-            .into_iter()
-            .map(|(name, rrsets)| {
-                let node = Node {
-                    rrsets: rrsets
-                        .into_iter()
-                        .map(|(rtype, records)| RrSet {
-                            rtype,
-                            records: records.into_boxed_slice(),
-                        })
-                        .collect(),
-                    referral: None,
-                };
-                (name, node)
-            })
-            .collect();
+        let mut nodes = self.nodes;
         let mut cuts = self.cuts;
         cuts.sort();
         cuts.dedup();
@@ -262,14 +259,14 @@ fn referral(nodes: &NameMap<Node>, cut: &[u8], apex: &[u8], apex_labels: usize) 
 }
 
 /// Creates every missing ancestor of `owner` below the apex (empty non-terminals).
-fn add_ancestors(nodes: &mut NameMap<Vec<(u16, Vec<u8>)>>, owner: &[u8], apex_labels: usize) {
+fn add_ancestors(nodes: &mut NameMap<Node>, owner: &[u8], apex_labels: usize) {
     let Some(name) = WireName::from_lowercase(owner) else {
         return;
     };
     for n in apex_labels + 1..name.labels() {
         let ancestor = name.suffix(n);
         if !nodes.contains_key(ancestor) {
-            nodes.insert(ancestor.into(), Vec::new());
+            nodes.insert(ancestor.into(), Node::default());
         }
     }
 }
