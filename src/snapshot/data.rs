@@ -103,6 +103,8 @@ pub struct ZoneBuilder {
     apex_labels: usize,
     nodes: NameMap<Node>,
     cuts: Vec<Box<[u8]>>,
+    /// The owner of the previous record, known to be in `nodes`.
+    last_owner: Vec<u8>,
 }
 
 /// The records already at a name, for rules that look at a name's other data.
@@ -127,6 +129,7 @@ impl ZoneBuilder {
             apex_labels: label_count(origin),
             nodes,
             cuts: Vec::new(),
+            last_owner: Vec::new(),
         }
     }
 
@@ -145,12 +148,15 @@ impl ZoneBuilder {
         rdata: &[u8],
         rule: impl FnOnce(Rrsets) -> Result<(), E>,
     ) -> Result<bool, E> {
-        let node = match self.nodes.get_mut(owner) {
-            Some(node) => node,
-            None => {
-                add_ancestors(&mut self.nodes, owner, self.apex_labels);
-                self.nodes.entry(owner.into()).or_default()
-            }
+        // Zone files group a name's records, so an owner other than the previous one is
+        // most often a new name: one hash to find or insert it, not a miss and an insert.
+        let node = if *owner == *self.last_owner {
+            self.nodes.get_mut(owner).expect("the previous owner is a node")
+        } else {
+            self.last_owner.clear();
+            self.last_owner.extend_from_slice(owner);
+            add_ancestors(&mut self.nodes, owner, self.apex_labels);
+            self.nodes.entry(owner.into()).or_default()
         };
         rule(Rrsets(&node.records))?;
         let span = rrset_span(&node.records, rtype);
