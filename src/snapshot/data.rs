@@ -151,7 +151,9 @@ impl ZoneBuilder {
         // Zone files group a name's records, so an owner other than the previous one is
         // most often a new name: one hash to find or insert it, not a miss and an insert.
         let node = if *owner == *self.last_owner {
-            self.nodes.get_mut(owner).expect("the previous owner is a node")
+            self.nodes
+                .get_mut(owner)
+                .expect("the previous owner is a node")
         } else {
             self.last_owner.clear();
             self.last_owner.extend_from_slice(owner);

@@ -424,3 +424,30 @@ fn debug_names_the_zones() {
     let text = format!("{:?}", snapshot(""));
     assert!(text.contains("example.com."), "{text}");
 }
+
+#[test]
+fn a_ds_at_a_cut_is_answered_by_the_parent_and_unknown_types_are_served() {
+    let zone = format!(
+        "{ZONE}sub DS 60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118\n\
+         sub RRSIG DS 5 3 3600 20300101000000 20200101000000 2642 example.com. AwEAAQ==\n\
+         opaque TYPE65280 \\# 4 0a000001\n"
+    );
+    let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
+    let s = Snapshot::compile(&[zone.into()], &[], None, &Health::default()).unwrap();
+    // RFC 4035 §3.1.4.1: the parent side of the cut is authoritative for DS.
+    let ds = ask(&s, "sub.example.com.", RecordType::DS);
+    assert!(ds.authoritative);
+    assert_eq!(
+        ds.answers
+            .iter()
+            .map(Record::record_type)
+            .collect::<Vec<_>>(),
+        [RecordType::DS]
+    );
+    // Below the cut, or any other type at it, is still a referral.
+    let a = ask(&s, "sub.example.com.", RecordType::A);
+    assert!(!a.authoritative);
+    let unknown = ask(&s, "opaque.example.com.", RecordType::Unknown(65280));
+    assert_eq!(unknown.answers.len(), 1);
+    assert_eq!(unknown.answers[0].record_type(), RecordType::Unknown(65280));
+}
