@@ -61,9 +61,9 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
     let apex = zone.apex().to_vec();
     let mut owner = Vec::new();
     let mut has_soa = false;
-    let mut add = |record: &Record, at: &Position| {
+    let mut add = |record: &Record, at: Position| {
         let invalid = |message: String| ZoneError::Invalid {
-            path: at.path.clone(),
+            path: at.path.to_owned(),
             line: Some(at.line),
             message,
         };
@@ -117,20 +117,19 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
         })?;
         Ok(())
     };
-    match reader::read(text, path, &apex, &mut add) {
-        Ok(()) => {}
-        Err(Err(invalid)) => return Err(invalid),
-        Err(Ok(ReadError::Syntax { at, message })) => {
-            return Err(ZoneError::Syntax {
-                path: at.path,
-                line: at.line,
-                message,
-            });
-        }
-        Err(Ok(ReadError::Include { path, source })) => {
-            return Err(ZoneError::Read { path, source });
-        }
-    }
+    reader::read(text, path, &apex, &mut add).map_err(|e| match e {
+        ReadError::Syntax {
+            path,
+            line,
+            message,
+        } => ZoneError::Syntax {
+            path,
+            line,
+            message,
+        },
+        ReadError::Include { path, source } => ZoneError::Read { path, source },
+        ReadError::Sink(invalid) => invalid,
+    })?;
     if !has_soa {
         return Err(ZoneError::Invalid {
             path: path.to_owned(),

@@ -146,35 +146,51 @@ pub fn ttl(raw: &[u8]) -> Result<u32, String> {
 
 /// A class mnemonic or `CLASSnnn` (RFC 3597 §5), if `raw` is one.
 pub fn class(raw: &[u8]) -> Option<u16> {
-    match raw.to_ascii_uppercase().as_slice() {
-        b"IN" => Some(1),
-        b"CH" => Some(3),
-        b"HS" => Some(4),
-        upper => numbered(upper, b"CLASS"),
-    }
+    [(b"IN".as_slice(), 1), (b"CH", 3), (b"HS", 4)]
+        .iter()
+        .find(|(name, _)| raw.eq_ignore_ascii_case(name))
+        .map(|&(_, class)| class)
+        .or_else(|| numbered(raw, b"CLASS"))
 }
 
-/// `PREFIXnnn` as a number.
-fn numbered(upper: &[u8], prefix: &[u8]) -> Option<u16> {
-    let digits = upper.strip_prefix(prefix)?;
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+/// `PREFIXnnn` (prefix in any case) as a number.
+fn numbered(raw: &[u8], prefix: &[u8]) -> Option<u16> {
+    let (head, digits) = raw.split_at_checked(prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix)
+        || digits.is_empty()
+        || !digits.iter().all(u8::is_ascii_digit)
+    {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// A type mnemonic or `TYPEnnn` (RFC 3597 §5).
+/// A type mnemonic or `TYPEnnn` (RFC 3597 §5) of data a zone may hold: not OPT nor a
+/// query type (RFC 6895 §3.1).
 pub fn type_code(raw: &[u8]) -> Result<u16, String> {
-    let upper = raw.to_ascii_uppercase();
-    if let Some(number) = numbered(&upper, b"TYPE") {
-        return Ok(number);
+    let unknown = || format!("unknown record type {}", String::from_utf8_lossy(raw));
+    let code = match numbered(raw, b"TYPE") {
+        Some(code) => code,
+        None => {
+            let mut upper = [0u8; 16];
+            let upper = upper.get_mut(..raw.len()).ok_or_else(unknown)?;
+            upper.copy_from_slice(raw);
+            upper.make_ascii_uppercase();
+            std::str::from_utf8(upper)
+                .ok()
+                .and_then(|s| RecordType::from_str(s).ok())
+                .filter(|t| !matches!(t, RecordType::Unknown(_)))
+                .map(u16::from)
+                .ok_or_else(unknown)?
+        }
+    };
+    if code == 0 || code == 41 || (128..=255).contains(&code) {
+        return Err(format!(
+            "{} is not a type of data (TYPE{code})",
+            String::from_utf8_lossy(raw)
+        ));
     }
-    std::str::from_utf8(&upper)
-        .ok()
-        .and_then(|s| RecordType::from_str(s).ok())
-        .filter(|t| !matches!(t, RecordType::Unknown(_)))
-        .map(u16::from)
-        .ok_or_else(|| format!("unknown record type {}", String::from_utf8_lossy(raw)))
+    Ok(code)
 }
 
 /// The fields of one record's RDATA, taken in order.
@@ -560,4 +576,97 @@ fn base32hex(raw: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         return Err("bad base32hex length".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls() {
+        for (text, seconds) in [
+            ("0", 0),
+            ("3600", 3600),
+            ("1h30m", 5400),
+            ("1W2d", 777_600),
+            ("90s", 90),
+            ("1h5", 3605),
+        ] {
+            assert_eq!(ttl(text.as_bytes()), Ok(seconds), "{text}");
+        }
+        for text in ["", "h", "1x", "4294967296", "5000000w"] {
+            assert!(ttl(text.as_bytes()).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn rrsig_times() {
+        // 1970-01-01 is 0; 2000-03-01 is 951,868,800 (a leap year's day after February).
+        assert_eq!(time(b"19700101000000"), Ok(0));
+        assert_eq!(time(b"20000301000000"), Ok(951_868_800));
+        assert_eq!(time(b"1234"), Ok(1234));
+        // Past 2106 the field wraps (serial arithmetic, RFC 4034 §3.1.5).
+        assert_eq!(time(b"21060207062816"), Ok(0));
+        assert!(time(b"20001301000000").is_err());
+        assert!(time(b"2000-01-01").is_err());
+    }
+
+    #[test]
+    fn types_and_classes() {
+        assert_eq!(type_code(b"aaaa"), Ok(28));
+        assert_eq!(type_code(b"type65280"), Ok(65280));
+        assert_eq!(type_code(b"NSEC3PARAM"), Ok(51));
+        for meta in [
+            "ANY",
+            "AXFR",
+            "OPT",
+            "TYPE0",
+            "TYPE200",
+            "BOGUS",
+            "TYPE65536",
+        ] {
+            assert!(type_code(meta.as_bytes()).is_err(), "{meta}");
+        }
+        assert_eq!(class(b"in"), Some(1));
+        assert_eq!(class(b"CLASS1"), Some(1));
+        assert_eq!(class(b"CLASS"), None);
+        assert_eq!(class(b"A"), None);
+    }
+
+    #[test]
+    fn names() {
+        let origin = b"\x07example\x00";
+        let wire = |text: &str| {
+            let mut out = Vec::new();
+            name(text.as_bytes(), origin, &mut out).map(|()| out)
+        };
+        assert_eq!(wire("@").unwrap(), origin);
+        assert_eq!(wire(".").unwrap(), b"\x00");
+        assert_eq!(wire("a.b.").unwrap(), b"\x01a\x01b\x00");
+        assert_eq!(wire("*").unwrap(), b"\x01*\x07example\x00");
+        assert_eq!(wire("a\\032b").unwrap(), b"\x03a b\x07example\x00");
+        assert_eq!(wire("\\\\.").unwrap(), b"\x01\\\x00");
+        assert!(wire("a..b").is_err());
+        assert!(wire(&"a".repeat(64)).is_err());
+        assert!(wire(&"a.".repeat(128)).is_err());
+        assert!(wire("a\\").is_err());
+    }
+
+    #[test]
+    fn base32hex_of_rfc_4648() {
+        // RFC 4648 §10 test vectors, lowercase as NSEC3 zone files write them.
+        for (text, bytes) in [
+            ("", ""),
+            ("co", "f"),
+            ("cpng", "fo"),
+            ("cpnmu", "foo"),
+            ("cpnmuog", "foob"),
+        ] {
+            let mut out = Vec::new();
+            base32hex(text.as_bytes(), &mut out).unwrap();
+            assert_eq!(out, bytes.as_bytes(), "{text}");
+        }
+        assert!(base32hex(b"c", &mut Vec::new()).is_err());
+        assert!(base32hex(b"cz", &mut Vec::new()).is_err());
+    }
 }

@@ -26,24 +26,29 @@ pub struct Record<'a> {
     pub rdata: &'a [u8],
 }
 
-/// Where something is in the input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Position {
-    pub path: PathBuf,
+/// Where a record's statement starts: the file (an included one, maybe) and its line.
+#[derive(Clone, Copy, Debug)]
+pub struct Position<'a> {
+    pub path: &'a Path,
     pub line: usize,
 }
 
-/// A reader error: where, and what is wrong (or the I/O error of an included file).
+/// Why reading stopped.
 #[derive(Debug)]
-pub enum ReadError {
+pub enum ReadError<E> {
+    /// A statement is not valid master-file syntax, or its data not valid for its type.
     Syntax {
-        at: Position,
+        path: PathBuf,
+        line: usize,
         message: String,
     },
+    /// An `$INCLUDE`d file cannot be read.
     Include {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The sink refused a record.
+    Sink(E),
 }
 
 /// A token of a statement: its raw bytes (escapes still in), quoted or not.
@@ -73,7 +78,8 @@ struct Statement {
     blank_owner: bool,
 }
 
-impl<'t> Lexer<'t> {
+impl Lexer<'_> {
+    /// The next statement, its tokens in `tokens`; `None` at the end of the text.
     fn next(&mut self, tokens: &mut Vec<Token>) -> Result<Option<Statement>, (usize, String)> {
         let text = self.text;
         tokens.clear();
@@ -82,10 +88,12 @@ impl<'t> Lexer<'t> {
             line: self.line,
             blank_owner: false,
         };
+        // Whether nothing but newlines came since the last statement: a token found then
+        // is in column 0, an owner name.
         let mut line_start = true;
-        while self.pos < text.len() {
-            let c = text[self.pos];
-            match c {
+        while let Some(&c) = text.get(self.pos) {
+            let (line, start) = (self.line, self.pos);
+            let token = match c {
                 b'\n' => {
                     self.pos += 1;
                     self.line += 1;
@@ -97,27 +105,31 @@ impl<'t> Lexer<'t> {
                     }
                     continue;
                 }
-                b' ' | b'\t' | b'\r' => self.pos += 1,
+                b' ' | b'\t' | b'\r' => {
+                    self.pos += 1;
+                    None
+                }
                 b';' => {
-                    while self.pos < text.len() && text[self.pos] != b'\n' {
-                        self.pos += 1;
-                    }
+                    self.pos += text[start..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .unwrap_or(text.len() - start);
+                    None
                 }
                 b'(' => {
                     depth += 1;
                     self.pos += 1;
+                    None
                 }
                 b')' => {
-                    if depth == 0 {
-                        return Err((self.line, "')' without '('".into()));
-                    }
-                    depth -= 1;
+                    depth = depth
+                        .checked_sub(1)
+                        .ok_or((line, "')' without '('".into()))?;
                     self.pos += 1;
+                    None
                 }
                 b'"' => {
-                    let line = self.line;
-                    let start = self.pos + 1;
-                    let mut i = start;
+                    let mut i = start + 1;
                     while i < text.len() && text[i] != b'"' {
                         match text[i] {
                             b'\\' => i += 1,
@@ -129,11 +141,10 @@ impl<'t> Lexer<'t> {
                     if i >= text.len() {
                         return Err((line, "unterminated quoted string".into()));
                     }
-                    self.push(tokens, &mut statement, line, start, i, true);
                     self.pos = i + 1;
+                    Some((start + 1, i, true))
                 }
                 _ => {
-                    let start = self.pos;
                     let mut i = start;
                     while i < text.len()
                         && !matches!(
@@ -144,38 +155,25 @@ impl<'t> Lexer<'t> {
                         // An escaped byte is part of the word, whatever it is.
                         i += if text[i] == b'\\' { 2 } else { 1 };
                     }
-                    let end = i.min(text.len());
-                    if tokens.is_empty() {
-                        statement.blank_owner = !line_start;
-                    }
-                    let line = self.line;
-                    self.push(tokens, &mut statement, line, start, end, false);
-                    self.pos = end;
+                    self.pos = i.min(text.len());
+                    Some((start, self.pos, false))
                 }
+            };
+            if let Some((start, end, quoted)) = token {
+                if tokens.is_empty() {
+                    statement = Statement {
+                        line,
+                        blank_owner: !line_start,
+                    };
+                }
+                tokens.push(Token { start, end, quoted });
             }
-            if c != b'\n' {
-                line_start = false;
-            }
+            line_start = false;
         }
         if depth > 0 {
             return Err((statement.line, "'(' without ')'".into()));
         }
         Ok((!tokens.is_empty()).then_some(statement))
-    }
-
-    fn push(
-        &self,
-        tokens: &mut Vec<Token>,
-        statement: &mut Statement,
-        line: usize,
-        start: usize,
-        end: usize,
-        quoted: bool,
-    ) {
-        if tokens.is_empty() {
-            statement.line = line;
-        }
-        tokens.push(Token { start, end, quoted });
     }
 }
 
@@ -192,14 +190,17 @@ struct Context {
     class: u16,
 }
 
+/// The sink records go to; an error it returns stops the reading.
+pub type Sink<'s, E> = dyn FnMut(&Record, Position) -> Result<(), E> + 's;
+
 /// Reads the zone text `text` of the file `path` (used for `$INCLUDE` and positions),
 /// with `origin` (wire form) as the initial origin, and hands each record to `sink`.
 pub fn read<E>(
     text: &[u8],
     path: &Path,
     origin: &[u8],
-    sink: &mut dyn FnMut(&Record, &Position) -> Result<(), E>,
-) -> Result<(), Result<ReadError, E>> {
+    sink: &mut Sink<E>,
+) -> Result<(), ReadError<E>> {
     let mut cx = Context {
         origin: origin.to_vec(),
         owner: Vec::new(),
@@ -214,66 +215,52 @@ fn read_file<E>(
     text: &[u8],
     path: &Path,
     cx: &mut Context,
-    sink: &mut dyn FnMut(&Record, &Position) -> Result<(), E>,
+    sink: &mut Sink<E>,
     depth: usize,
-) -> Result<(), Result<ReadError, E>> {
-    let syntax = |line, message| {
-        Err(Ok(ReadError::Syntax {
-            at: Position {
-                path: path.to_owned(),
-                line,
-            },
-            message,
-        }))
+) -> Result<(), ReadError<E>> {
+    let syntax = |line, message| ReadError::Syntax {
+        path: path.to_owned(),
+        line,
+        message,
     };
     let mut lexer = Lexer {
         text,
         pos: 0,
         line: 1,
     };
-    let mut tokens = Vec::new();
-    let mut rdata = Vec::new();
-    let mut scratch = Vec::new();
-    loop {
-        let statement = match lexer.next(&mut tokens) {
-            Ok(Some(statement)) => statement,
-            Ok(None) => return Ok(()),
-            Err((line, message)) => return syntax(line, message),
-        };
+    // Buffers reused by every statement.
+    let (mut tokens, mut rdata, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(statement) = lexer
+        .next(&mut tokens)
+        .map_err(|(line, message)| syntax(line, message))?
+    {
         let line = statement.line;
-        let first = tokens[0].text(text);
-        if !statement.blank_owner && first.first() == Some(&b'$') {
-            match directive(text, &tokens, path, cx, sink, depth) {
-                Ok(()) => continue,
-                Err(Directive::Syntax(message)) => return syntax(line, message),
-                Err(Directive::Nested(e)) => return Err(e),
-            }
+        if !statement.blank_owner && tokens[0].text(text).starts_with(b"$") {
+            directive(text, &tokens, path, cx, sink, depth).map_err(|e| match e {
+                Directive::Syntax(message) => syntax(line, message),
+                Directive::Nested(e) => e,
+            })?;
+            continue;
         }
-        let record = statement_record(text, &tokens, &statement, cx, &mut rdata, &mut scratch);
-        match record {
-            Ok(record) => {
-                let at = Position {
-                    path: path.to_owned(),
-                    line,
-                };
-                sink(&record, &at).map_err(Err)?;
-            }
-            Err(message) => return syntax(line, message),
-        }
+        let record = statement_record(text, &tokens, &statement, cx, &mut rdata, &mut scratch)
+            .map_err(|message| syntax(line, message))?;
+        sink(&record, Position { path, line }).map_err(ReadError::Sink)?;
     }
+    Ok(())
 }
 
 enum Directive<E> {
     Syntax(String),
-    Nested(Result<ReadError, E>),
+    Nested(ReadError<E>),
 }
 
+/// `$ORIGIN`, `$TTL` or `$INCLUDE` (RFC 1035 §5.1, RFC 2308 §4).
 fn directive<E>(
     text: &[u8],
     tokens: &[Token],
     path: &Path,
     cx: &mut Context,
-    sink: &mut dyn FnMut(&Record, &Position) -> Result<(), E>,
+    sink: &mut Sink<E>,
     depth: usize,
 ) -> Result<(), Directive<E>> {
     let word = tokens[0].text(text);
@@ -310,12 +297,13 @@ fn directive<E>(
         rdata::unescape(file.text(text), &mut name).map_err(syntax)?;
         let name = String::from_utf8(name)
             .map_err(|_| syntax("the $INCLUDE file name is not UTF-8".into()))?;
+        // As hickory did: relative to the including file's directory, or absolute.
         let included = path.parent().unwrap_or(Path::new(".")).join(name);
         let bytes = std::fs::read(&included).map_err(|source| {
-            Directive::Nested(Ok(ReadError::Include {
+            Directive::Nested(ReadError::Include {
                 path: included.clone(),
                 source,
-            }))
+            })
         })?;
         // The included file starts from the given origin, and the including file's
         // origin is back in force after it (RFC 1035 §5.1).
