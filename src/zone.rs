@@ -275,6 +275,9 @@ mod tests {
         assert_eq!(syntax_line(text).0, 5);
         let (line, message) = syntax_line(&format!("{HEAD}t TXT (\n \"a\"\n  \"b\"\n"));
         assert_eq!((line, message.as_str()), (5, "'(' without ')'"));
+        // Newlines in quotes, escaped or not, still count.
+        let text = format!("{HEAD}t TXT \"two\nlines\\\n\" x\\\ny\nbad A 1\n");
+        assert_eq!(syntax_line(&text).0, 9);
         let (line, message) = syntax_line(&format!("{HEAD}\nt TXT \"open\n\n"));
         assert_eq!((line, message.as_str()), (6, "unterminated quoted string"));
     }
@@ -395,6 +398,7 @@ mod tests {
             "u TYPE65280 \\# 4 0a00000",
             "u TYPE65280 0a000001",
             "u TYPE99999 \\# 0",
+            "u HTTPS 1 relative alpn=h2",
         ] {
             assert_eq!(syntax_line(&format!("{HEAD}{bad}\n")).0, 5, "{bad}");
         }

@@ -429,8 +429,14 @@ fn generic(f: &mut Fields, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<(
 /// lexer mishandles `\DDD`, so RDATA with a backslash is refused (the `\#` form is exact).
 fn hickory(rtype: RecordType, f: &mut Fields, out: &mut Vec<u8>) -> Result<(), String> {
     let mut joined = Vec::new();
-    for token in f.tokens.by_ref() {
+    for (i, token) in f.tokens.by_ref().enumerate() {
         let raw = token.text(f.text);
+        // hickory reads the target without an origin: a relative one would lose it.
+        if matches!(rtype, RecordType::SVCB | RecordType::HTTPS) && i == 1 && !raw.ends_with(b".") {
+            return Err(format!(
+                "the {rtype} target must be fully qualified (end in a dot)"
+            ));
+        }
         if raw.contains(&b'\\') {
             return Err(format!(
                 "escapes in {rtype} data are not supported: write it as \\# length hex"

@@ -131,10 +131,11 @@ impl Lexer<'_> {
                 b'"' => {
                     let mut i = start + 1;
                     while i < text.len() && text[i] != b'"' {
-                        match text[i] {
-                            b'\\' => i += 1,
-                            b'\n' => self.line += 1,
-                            _ => {}
+                        if text[i] == b'\\' {
+                            i += 1;
+                        }
+                        if text.get(i) == Some(&b'\n') {
+                            self.line += 1;
                         }
                         i += 1;
                     }
@@ -153,7 +154,13 @@ impl Lexer<'_> {
                         )
                     {
                         // An escaped byte is part of the word, whatever it is.
-                        i += if text[i] == b'\\' { 2 } else { 1 };
+                        if text[i] == b'\\' {
+                            i += 1;
+                            if text.get(i) == Some(&b'\n') {
+                                self.line += 1;
+                            }
+                        }
+                        i += 1;
                     }
                     self.pos = i.min(text.len());
                     Some((start, self.pos, false))
