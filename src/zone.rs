@@ -14,6 +14,7 @@ use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::dns::wire::rtype;
+use crate::snapshot::Rrsets;
 use crate::snapshot::ZoneBuilder;
 use crate::snapshot::ZoneData;
 use reader::{Position, ReadError, Record};
@@ -112,7 +113,7 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
         }
         let class_ttl = (record.rtype, record.class, record.ttl);
         zone.add(&owner, class_ttl, record.rdata, |there| {
-            cname_rule(record.rtype, there.types())
+            cname_rule(record.rtype, record.rdata, &there)
                 .map_err(|why| invalid(format!("{} {why}", display(&owner))))
         })?;
         Ok(())
@@ -141,22 +142,28 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
 }
 
 /// A CNAME is alone at its name (RFC 1034 §3.6.2, RFC 2181 §10.1), DNSSEC's RRSIG and
-/// NSEC aside (RFC 4035 §2.5): checked against the types already at the name.
-fn cname_rule(adding: u16, mut there: impl Iterator<Item = u16>) -> Result<(), &'static str> {
+/// NSEC aside (RFC 4035 §2.5): checked against the records already at the name. The
+/// same CNAME twice is one record, as for any type (RFC 2181 §5).
+fn cname_rule(adding: u16, rdata: &[u8], there: &Rrsets) -> Result<(), &'static str> {
     const RRSIG: u16 = 46;
     const NSEC: u16 = 47;
     let beside = |t: u16| t == RRSIG || t == NSEC;
-    let conflict = if adding == rtype::CNAME {
-        there.any(|t| !beside(t))
-    } else {
-        !beside(adding) && there.any(|t| t == rtype::CNAME)
-    };
-    if conflict {
-        Err("has a CNAME and other data; a CNAME must be alone at its name")
-    } else {
-        Ok(())
+    if beside(adding) {
+        return Ok(());
+    }
+    // The rule held so far: if the name has a CNAME, its first other record is it.
+    match there.records().find(|(t, _)| !beside(*t)) {
+        Some((rtype::CNAME, target)) if adding == rtype::CNAME && target != rdata => {
+            Err("has more than one CNAME record")
+        }
+        Some((rtype::CNAME, _)) if adding == rtype::CNAME => Ok(()),
+        Some((rtype::CNAME, _)) => Err(CNAME_AND_OTHER),
+        Some(_) if adding == rtype::CNAME => Err(CNAME_AND_OTHER),
+        _ => Ok(()),
     }
 }
+
+const CNAME_AND_OTHER: &str = "has a CNAME and other data; a CNAME must be alone at its name";
 
 /// Whether the wire name `name` is strictly below the wire name `apex`.
 fn is_below(name: &[u8], apex: &[u8]) -> bool {
@@ -312,7 +319,9 @@ mod tests {
             assert!(matches!(err, ZoneError::Invalid { line: Some(_), .. }));
         }
         // DNSSEC's RRSIG and NSEC may sit beside a CNAME (RFC 4035 §2.5).
-        zone("w CNAME x\nw NSEC x.example.com. CNAME RRSIG NSEC\n");
+        zone("w CNAME x\nw NSEC x.example.com. CNAME RRSIG NSEC\nw CNAME x\n");
+        let err = parse_text(&format!("{HEAD}w CNAME x\nw CNAME y\n")).unwrap_err();
+        assert!(err.to_string().contains("more than one CNAME"), "{err}");
     }
 
     /// `\DDD` is a decimal byte, `\X` the byte X: `a\046b` is one label "a.b".
@@ -563,6 +572,31 @@ mod tests {
             served(&zone, "www.example.com.", 1),
             [wire(1, 60, &[192, 0, 2, 5])]
         );
+    }
+
+    /// An RRset's records stay together and in zone order however they are written, and
+    /// duplicates go, in small RRsets and in large ones.
+    #[test]
+    fn rrsets_are_contiguous_and_without_duplicates() {
+        let mut records = String::from("x A 192.0.2.1\nx TXT one\nx A 192.0.2.2\nx A 192.0.2.1\n");
+        for i in 0..100 {
+            records.push_str(&format!("big A 10.0.0.{i}\n"));
+        }
+        records.push_str("big A 10.0.0.7\nbig TXT t\n");
+        let zone = zone(&records);
+        let x = zone.node(b"\x01x\x07example\x03com\x00").unwrap();
+        assert_eq!(
+            Records(x.rrset(1).unwrap())
+                .map(|r| r[10..].to_vec())
+                .collect::<Vec<_>>(),
+            [[192, 0, 2, 1], [192, 0, 2, 2]]
+        );
+        assert_eq!(x.first_rrset(), x.rrset(1));
+        assert_eq!(served(&zone, "x.example.com.", 16).len(), 1);
+        let big = served(&zone, "big.example.com.", 1);
+        assert_eq!(big.len(), 100);
+        assert_eq!(big[7], wire(1, 300, &[10, 0, 0, 7]));
+        assert_eq!(served(&zone, "big.example.com.", 16).len(), 1);
     }
 
     #[test]

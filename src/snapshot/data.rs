@@ -51,7 +51,9 @@ impl std::fmt::Debug for ZoneData {
 /// names small and quick to load, and an RRset is a slice of it.
 #[derive(Default)]
 pub struct Node {
-    records: Box<[u8]>,
+    /// A vector while the zone is built, so a large RRset grows in amortized time;
+    /// trimmed to its length when the zone is finished.
+    records: Vec<u8>,
     /// Set at a delegation point below the apex.
     pub referral: Option<Box<Referral>>,
 }
@@ -103,17 +105,19 @@ pub struct ZoneBuilder {
     apex_labels: usize,
     nodes: NameMap<Node>,
     cuts: Vec<Box<[u8]>>,
-    /// The owner of the previous record, known to be in `nodes`.
+    /// The owner of the previous record, known to be in `nodes`, its type and where its
+    /// RRset ends: the next record of that RRset goes there with no search.
     last_owner: Vec<u8>,
+    last: Option<(u16, usize)>,
 }
 
 /// The records already at a name, for rules that look at a name's other data.
 pub struct Rrsets<'a>(&'a [u8]);
 
 impl Rrsets<'_> {
-    /// The type of each record (each RRset's type as often as it has records).
-    pub fn types(&self) -> impl Iterator<Item = u16> + '_ {
-        Records(self.0).map(|record| u16::from_be_bytes([record[0], record[1]]))
+    /// Each record's type and RDATA, RRsets in zone order.
+    pub fn records(&self) -> impl Iterator<Item = (u16, &[u8])> + '_ {
+        Records(self.0).map(|record| (u16::from_be_bytes([record[0], record[1]]), &record[10..]))
     }
 }
 
@@ -130,6 +134,7 @@ impl ZoneBuilder {
             nodes,
             cuts: Vec::new(),
             last_owner: Vec::new(),
+            last: None,
         }
     }
 
@@ -139,15 +144,14 @@ impl ZoneBuilder {
     }
 
     /// Adds a record at `owner` (lowercased wire form, at or below the apex) after `rule`
-    /// accepts the data already there. A record equal in RDATA to one of its RRset is
-    /// dropped (RFC 2181 §5): returns whether it was added.
+    /// accepts the data already there.
     pub fn add<E>(
         &mut self,
         owner: &[u8],
         (rtype, class, ttl): (u16, u16, u32),
         rdata: &[u8],
         rule: impl FnOnce(Rrsets) -> Result<(), E>,
-    ) -> Result<bool, E> {
+    ) -> Result<(), E> {
         // Zone files group a name's records, so an owner other than the previous one is
         // most often a new name: one hash to find or insert it, not a miss and an insert.
         let node = if *owner == *self.last_owner {
@@ -157,31 +161,33 @@ impl ZoneBuilder {
         } else {
             self.last_owner.clear();
             self.last_owner.extend_from_slice(owner);
+            self.last = None;
             add_ancestors(&mut self.nodes, owner, self.apex_labels);
             self.nodes.entry(owner.into()).or_default()
         };
         rule(Rrsets(&node.records))?;
-        let span = rrset_span(&node.records, rtype);
-        if let Some((start, end)) = span {
-            if Records(&node.records[start..end]).any(|record| record[10..] == *rdata) {
-                return Ok(false);
-            }
-        } else if rtype == rtype::NS && *owner != *self.apex {
-            self.cuts.push(owner.into());
-        }
+        let at = match self.last {
+            Some((last, end)) if last == rtype => end,
+            _ => match rrset_span(&node.records, rtype) {
+                Some((_, end)) => end,
+                None => {
+                    if rtype == rtype::NS && *owner != *self.apex {
+                        self.cuts.push(owner.into());
+                    }
+                    node.records.len()
+                }
+            },
+        };
         let rdlen = u16::try_from(rdata.len()).expect("the reader bounds RDATA to 65535 bytes");
-        let mut record = [0u8; 10];
-        record[0..2].copy_from_slice(&rtype.to_be_bytes());
-        record[2..4].copy_from_slice(&class.to_be_bytes());
-        record[4..8].copy_from_slice(&ttl.to_be_bytes());
-        record[8..10].copy_from_slice(&rdlen.to_be_bytes());
-        // Exact-size boxes: names mostly get their records in a row, so growing in place
-        // is cheap, and no slack is left behind per name.
-        let mut records = Vec::from(std::mem::take(&mut node.records));
-        let at = span.map_or(records.len(), |(_, end)| end);
-        records.splice(at..at, record.iter().chain(rdata).copied());
-        node.records = records.into_boxed_slice();
-        Ok(true)
+        let mut header = [0u8; 10];
+        header[0..2].copy_from_slice(&rtype.to_be_bytes());
+        header[2..4].copy_from_slice(&class.to_be_bytes());
+        header[4..8].copy_from_slice(&ttl.to_be_bytes());
+        header[8..10].copy_from_slice(&rdlen.to_be_bytes());
+        node.records
+            .splice(at..at, header.iter().chain(rdata).copied());
+        self.last = Some((rtype, at + 10 + rdata.len()));
+        Ok(())
     }
 
     /// Finishes the zone, whose apex must hold an SOA record.
@@ -200,6 +206,10 @@ impl ZoneBuilder {
         );
         negative_soa[4..8].copy_from_slice(&ttl.min(minimum).to_be_bytes());
         let mut nodes = self.nodes;
+        for node in nodes.values_mut() {
+            drop_duplicates(&mut node.records);
+            node.records.shrink_to_fit();
+        }
         let mut cuts = self.cuts;
         cuts.sort();
         cuts.dedup();
@@ -264,6 +274,35 @@ fn referral(nodes: &NameMap<Node>, cut: &[u8], apex: &[u8], apex_labels: usize) 
         glue: glue.into(),
         glue_count,
     }
+}
+
+/// Drops each record equal in type and RDATA to an earlier one (RFC 2181 §5: an RRset
+/// has no duplicates), keeping zone order. Small nodes are compared pairwise, large ones
+/// through a set, so an RRset of thousands of records costs linear time.
+fn drop_duplicates(records: &mut Vec<u8>) {
+    fn key(record: &[u8]) -> (u16, &[u8]) {
+        (u16::from_be_bytes([record[0], record[1]]), &record[10..])
+    }
+    let count = Records(records).take(33).count();
+    if count < 2 {
+        return;
+    }
+    if count <= 32 {
+        let mut earlier = Records(records).enumerate();
+        let any =
+            earlier.any(|(i, record)| Records(records).take(i).any(|e| key(e) == key(record)));
+        if !any {
+            return;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(records.len());
+    for record in Records(records) {
+        if seen.insert(key(record)) {
+            kept.extend_from_slice(record);
+        }
+    }
+    *records = kept;
 }
 
 /// Creates every missing ancestor of `owner` below the apex (empty non-terminals).
