@@ -122,9 +122,9 @@ pub fn load(
     }
     let mut zones = Vec::new();
     for (origin, path) in &zone_files {
-        // One zone's parsed records at a time: each is compiled and dropped.
+        // Each zone is compiled as it is read; no parsed copy of its records is kept.
         match zone::load(path, origin) {
-            Ok(zone) => zones.push(Arc::new(ZoneData::compile(&zone))),
+            Ok(zone) => zones.push(Arc::new(zone)),
             Err(e) => errors.push(e.to_string()),
         }
     }

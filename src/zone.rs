@@ -1,35 +1,23 @@
-//! Zone files: RFC 1035 master files, parsed with hickory-proto's parser and checked for
-//! the data an authoritative server cannot serve (no SOA, CNAME beside other data, ...).
+//! Zone files: RFC 1035 master files, read by lbdns's own reader ([`reader`]) and checked
+//! for the data an authoritative server cannot serve (no SOA, CNAME beside other data, ...).
 //!
-//! hickory's parser reports no line numbers, so on failure [`load`] finds the first
-//! statement that makes it fail by parsing prefixes of whole statements (a binary search
-//! on the error path only) and reports `file:line: message`.
+//! Records stream from the reader straight into the compiled zone ([`ZoneBuilder`]):
+//! nothing holds a parsed copy of the zone, and every rule is checked as its record
+//! arrives, so errors name the file and line of the statement that breaks it.
+
+mod rdata;
+pub mod reader;
 
 use std::path::{Path, PathBuf};
 
-use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_proto::serialize::txt::Parser;
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-/// A parsed and checked zone.
-#[derive(Clone, Debug)]
-pub struct Zone {
-    /// The origin, fully qualified and lower case.
-    pub origin: Name,
-    /// Every record of the zone, in no particular order.
-    pub records: Vec<Record>,
-    /// The file it was read from.
-    pub path: PathBuf,
-}
-
-impl Zone {
-    /// The SOA record at the apex (present by construction).
-    pub fn soa(&self) -> &Record {
-        self.records
-            .iter()
-            .find(|r| r.record_type() == RecordType::SOA)
-            .expect("a checked zone has an SOA")
-    }
-}
+use crate::dns::wire::rtype;
+use crate::snapshot::Rrsets;
+use crate::snapshot::ZoneBuilder;
+use crate::snapshot::ZoneData;
+use reader::{Position, ReadError, Record};
 
 /// Errors loading a zone file.
 #[derive(Debug, thiserror::Error)]
@@ -55,212 +43,151 @@ pub enum ZoneError {
     },
 }
 
-/// Reads the zone file at `path`, whose origin is `origin`.
-pub fn load(path: &Path, origin: &Name) -> Result<Zone, ZoneError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ZoneError::Read {
+/// Reads the zone file at `path`, whose origin is `origin`, and compiles it.
+pub fn load(path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> {
+    let text = std::fs::read(path).map_err(|source| ZoneError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text, path, origin)
+    read(&text, path, origin)
 }
 
 /// Parses zone text; `path` is used for `$INCLUDE` and messages.
-pub fn parse(text: &str, path: &Path, origin: &Name) -> Result<Zone, ZoneError> {
-    let run = |text: &str| Parser::new(text, Some(path.to_owned()), Some(origin.clone())).parse();
-    let parsed = match run(text) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            return Err(ZoneError::Syntax {
-                path: path.to_owned(),
-                line: failing_line(text, |prefix| run(prefix).is_err()),
-                message: error.to_string(),
-            });
-        }
-    };
-    let zone = build(parsed).map_err(|broken| {
-        // The rule's record is the last statement of the shortest prefix that breaks
-        // the same rule: the checks below look at SOA presence last for that reason.
-        let line = broken.locatable.then(|| {
-            failing_line(text, |prefix| {
-                run(prefix).is_ok_and(|p| build(p).is_err_and(|b| b.message == broken.message))
-            })
-        });
-        ZoneError::Invalid {
-            path: path.to_owned(),
-            line,
-            message: broken.message,
-        }
-    })?;
-    Ok(Zone {
-        path: path.to_owned(),
-        ..zone
-    })
+pub fn parse(text: &str, path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> {
+    read(text.as_bytes(), path, origin)
 }
 
-type Parsed = (
-    Name,
-    std::collections::BTreeMap<hickory_proto::rr::RrKey, hickory_proto::rr::RecordSet>,
-);
-
-/// A broken data rule.
-struct Broken {
-    message: String,
-    /// False when no record is to blame (a missing SOA).
-    locatable: bool,
-}
-
-fn build((origin, sets): Parsed) -> Result<Zone, Broken> {
-    let origin = origin.to_lowercase();
-    let broken = |message: String| Broken {
-        message,
-        locatable: true,
-    };
-    let mut records = Vec::new();
-    for set in sets.values() {
-        for record in set.records_without_rrsigs() {
-            let mut record = record.clone();
-            record.name = record.name.to_lowercase();
-            if !origin.zone_of(&record.name) {
-                return Err(broken(format!(
-                    "{} {} is outside the zone {origin}",
-                    record.name,
-                    record.record_type()
+fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> {
+    let mut zone = ZoneBuilder::new(origin, path.to_owned());
+    let apex = zone.apex().to_vec();
+    let mut owner = Vec::new();
+    let mut has_soa = false;
+    let mut add = |record: &Record, at: Position| {
+        let invalid = |message: String| ZoneError::Invalid {
+            path: at.path.to_owned(),
+            line: Some(at.line),
+            message,
+        };
+        // Owners are kept lowercased: lookups compare lowercased names. Length bytes
+        // (at most 63) are never ASCII letters, so the whole wire form can be mapped.
+        owner.clear();
+        owner.extend(record.owner.iter().map(u8::to_ascii_lowercase));
+        let is_apex = owner == apex;
+        if !is_apex && !is_below(&owner, &apex) {
+            return Err(invalid(format!(
+                "{} {} is outside the zone {}",
+                display(&owner),
+                RecordType::from(record.rtype),
+                display(&apex)
+            )));
+        }
+        match record.rtype {
+            rtype::SOA if !is_apex => {
+                return Err(invalid(format!(
+                    "the SOA record must be at the apex {}, not {}",
+                    display(&apex),
+                    display(&owner)
                 )));
             }
-            records.push(record);
-        }
-    }
-    check(&origin, &records)?;
-    Ok(Zone {
-        origin,
-        records,
-        path: PathBuf::new(),
-    })
-}
-
-/// The data rules RFC 1034/2181 set and every authoritative server enforces.
-fn check(origin: &Name, records: &[Record]) -> Result<(), Broken> {
-    let broken = |message: String| Broken {
-        message,
-        locatable: true,
-    };
-    for cname in records
-        .iter()
-        .filter(|r| r.record_type() == RecordType::CNAME)
-    {
-        if cname.name == *origin {
-            return Err(broken(format!(
-                "a CNAME cannot sit at the zone apex {origin}"
-            )));
-        }
-        let others = records
-            .iter()
-            .filter(|r| r.name == cname.name && !std::ptr::eq(*r, cname))
-            .count();
-        if others > 0 {
-            return Err(broken(format!(
-                "{} has a CNAME and other data; a CNAME must be alone at its name",
-                cname.name
-            )));
-        }
-    }
-    for record in records {
-        if let RData::NS(ns) = &record.data
-            && ns.0.is_wildcard()
-        {
-            return Err(broken(format!(
-                "{}: NS target {} is a wildcard",
-                record.name, ns.0
-            )));
-        }
-    }
-    let soas: Vec<&Record> = records
-        .iter()
-        .filter(|r| r.record_type() == RecordType::SOA)
-        .collect();
-    match soas.as_slice() {
-        [] => Err(Broken {
-            message: format!("the zone {origin} has no SOA record"),
-            locatable: false,
-        }),
-        [soa] if soa.name != *origin => Err(broken(format!(
-            "the SOA record must be at the apex {origin}, not {}",
-            soa.name
-        ))),
-        [_] => Ok(()),
-        _ => Err(broken(format!(
-            "the zone {origin} has more than one SOA record"
-        ))),
-    }
-}
-
-/// The 1-based line where the statement that first makes `fails` true starts.
-fn failing_line(text: &str, fails: impl Fn(&str) -> bool) -> usize {
-    let ends = statement_ends(text);
-    // Invariant: the prefix up to ends[lo] parses (or lo == 0), the one up to ends[hi] fails.
-    let (mut lo, mut hi) = (0usize, ends.len());
-    if hi == 0 || !fails(&text[..ends[hi - 1].0]) {
-        // Only the whole text fails (e.g. an unterminated statement at the end).
-        return ends.last().map_or(1, |&(_, line)| line);
-    }
-    while lo + 1 < hi {
-        let mid = (lo + hi) / 2;
-        if fails(&text[..ends[mid - 1].0]) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    ends[hi - 1].1
-}
-
-/// Byte offsets just past each complete statement, with the line the statement starts on.
-/// A statement ends at a newline outside parentheses and quotes; comments are skipped.
-fn statement_ends(text: &str) -> Vec<(usize, usize)> {
-    let mut ends = Vec::new();
-    let (mut depth, mut quoted, mut comment, mut escaped) = (0usize, false, false, false);
-    let (mut line, mut start_line, mut blank) = (1usize, 1usize, true);
-    for (i, c) in text.char_indices() {
-        if c == '\n' {
-            comment = false;
-            line += 1;
-            if depth == 0 && !quoted {
-                if !blank {
-                    ends.push((i + 1, start_line));
-                }
-                start_line = line;
-                blank = true;
+            rtype::SOA if has_soa => {
+                return Err(invalid(format!(
+                    "the zone {} has more than one SOA record",
+                    display(&apex)
+                )));
             }
-            continue;
-        }
-        if comment {
-            continue;
-        }
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            ';' if !quoted => comment = true,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => depth = depth.saturating_sub(1),
+            rtype::SOA => has_soa = true,
+            rtype::CNAME if is_apex => {
+                return Err(invalid(format!(
+                    "a CNAME cannot sit at the zone apex {}",
+                    display(&apex)
+                )));
+            }
+            rtype::NS if record.rdata.starts_with(b"\x01*") => {
+                return Err(invalid(format!(
+                    "{}: NS target {} is a wildcard",
+                    display(&owner),
+                    display(record.rdata)
+                )));
+            }
             _ => {}
         }
-        if !c.is_whitespace() && !comment {
-            blank = false;
+        let class_ttl = (record.rtype, record.class, record.ttl);
+        zone.add(&owner, class_ttl, record.rdata, |there| {
+            cname_rule(record.rtype, record.rdata, &there)
+                .map_err(|why| invalid(format!("{} {why}", display(&owner))))
+        })?;
+        Ok(())
+    };
+    reader::read(text, path, &apex, &mut add).map_err(|e| match e {
+        ReadError::Syntax {
+            path,
+            line,
+            message,
+        } => ZoneError::Syntax {
+            path,
+            line,
+            message,
+        },
+        ReadError::Include { path, source } => ZoneError::Read { path, source },
+        ReadError::Sink(invalid) => invalid,
+    })?;
+    if !has_soa {
+        return Err(ZoneError::Invalid {
+            path: path.to_owned(),
+            line: None,
+            message: format!("the zone {} has no SOA record", display(&apex)),
+        });
+    }
+    Ok(zone.finish())
+}
+
+/// A CNAME is alone at its name (RFC 1034 §3.6.2, RFC 2181 §10.1), DNSSEC's RRSIG and
+/// NSEC aside (RFC 4035 §2.5): checked against the records already at the name. The
+/// same CNAME twice is one record, as for any type (RFC 2181 §5).
+fn cname_rule(adding: u16, rdata: &[u8], there: &Rrsets) -> Result<(), &'static str> {
+    const RRSIG: u16 = 46;
+    const NSEC: u16 = 47;
+    let beside = |t: u16| t == RRSIG || t == NSEC;
+    if beside(adding) {
+        return Ok(());
+    }
+    // The rule held so far: if the name has a CNAME, its first other record is it.
+    match there.records().find(|(t, _)| !beside(*t)) {
+        Some((rtype::CNAME, target)) if adding == rtype::CNAME && target != rdata => {
+            Err("has more than one CNAME record")
+        }
+        Some((rtype::CNAME, _)) if adding == rtype::CNAME => Ok(()),
+        Some((rtype::CNAME, _)) => Err(CNAME_AND_OTHER),
+        Some(_) if adding == rtype::CNAME => Err(CNAME_AND_OTHER),
+        _ => Ok(()),
+    }
+}
+
+const CNAME_AND_OTHER: &str = "has a CNAME and other data; a CNAME must be alone at its name";
+
+/// Whether the wire name `name` is strictly below the wire name `apex`.
+fn is_below(name: &[u8], apex: &[u8]) -> bool {
+    let mut at = 0;
+    while at < name.len() && name[at] != 0 {
+        at += 1 + usize::from(name[at]);
+        if name.get(at..) == Some(apex) {
+            return true;
         }
     }
-    if !blank {
-        ends.push((text.len(), start_line));
-    }
-    ends
+    false
+}
+
+/// A wire name for messages.
+fn display(wire: &[u8]) -> String {
+    Name::read(&mut BinDecoder::new(wire))
+        .map_or_else(|_| format!("{wire:?}"), |name| name.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::wire::Records;
+    use hickory_proto::serialize::binary::BinEncodable;
 
     fn origin() -> Name {
         Name::from_ascii("example.com.").unwrap()
@@ -269,15 +196,68 @@ mod tests {
     const HEAD: &str =
         "$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n";
 
-    fn parse_text(text: &str) -> Result<Zone, ZoneError> {
+    fn parse_text(text: &str) -> Result<ZoneData, ZoneError> {
         parse(text, Path::new("zones/example.com.zone"), &origin())
     }
+
+    /// The zone with HEAD and `records` after it.
+    fn zone(records: &str) -> ZoneData {
+        parse_text(&format!("{HEAD}{records}")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The records served for `owner` (wire form) and `rtype`: type, class, TTL,
+    /// RDLENGTH, RDATA each.
+    fn served_at(zone: &ZoneData, owner: &[u8], rtype: u16) -> Vec<Vec<u8>> {
+        let node = zone.node(owner).expect("the name exists");
+        Records(node.rrset(rtype).unwrap_or_default())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    fn served(zone: &ZoneData, owner: &str, rtype: u16) -> Vec<Vec<u8>> {
+        served_at(
+            zone,
+            &Name::from_ascii(owner).unwrap().to_bytes().unwrap(),
+            rtype,
+        )
+    }
+
+    /// A record as served: the header written out by hand, then `rdata`.
+    fn wire(rtype: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+        let mut bytes = rtype.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0, 1]);
+        bytes.extend_from_slice(&ttl.to_be_bytes());
+        bytes.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(rdata);
+        bytes
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        let text: String = text.split_whitespace().collect();
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn syntax_line(text: &str) -> (usize, String) {
+        match parse_text(text).unwrap_err() {
+            ZoneError::Syntax { line, message, .. } => (line, message),
+            other => panic!("{other}"),
+        }
+    }
+
+    const EXAMPLE_COM: &[u8] = b"\x07example\x03com\x00";
 
     #[test]
     fn parses_a_zone() {
         let zone = parse_text(&format!("{HEAD}www A 192.0.2.1\n")).unwrap();
-        assert_eq!(zone.records.len(), 4);
-        assert_eq!(zone.soa().name, origin());
+        assert_eq!(zone.origin, origin());
+        assert_eq!(served(&zone, "example.com.", 6).len(), 1);
+        assert_eq!(
+            served(&zone, "www.example.com.", 1),
+            [wire(1, 300, &[192, 0, 2, 1])]
+        );
     }
 
     #[test]
@@ -299,10 +279,14 @@ mod tests {
     fn multi_line_statements_count_from_their_first_line() {
         let text =
             "$TTL 300\n@ IN SOA ns1 hostmaster (\n 1 7200 900\n 1209600 300 )\nwww BOGUS 1\n";
-        match parse_text(text).unwrap_err() {
-            ZoneError::Syntax { line, .. } => assert_eq!(line, 5),
-            other => panic!("{other}"),
-        }
+        assert_eq!(syntax_line(text).0, 5);
+        let (line, message) = syntax_line(&format!("{HEAD}t TXT (\n \"a\"\n  \"b\"\n"));
+        assert_eq!((line, message.as_str()), (5, "'(' without ')'"));
+        // Newlines in quotes, escaped or not, still count.
+        let text = format!("{HEAD}t TXT \"two\nlines\\\n\" x\\\ny\nbad A 1\n");
+        assert_eq!(syntax_line(&text).0, 9);
+        let (line, message) = syntax_line(&format!("{HEAD}\nt TXT \"open\n\n"));
+        assert_eq!((line, message.as_str()), (6, "unterminated quoted string"));
     }
 
     #[test]
@@ -320,5 +304,343 @@ mod tests {
         );
         let err = parse_text(&format!("{HEAD}www.example.net. A 192.0.2.1\n")).unwrap_err();
         assert!(err.to_string().contains("outside the zone"), "{err}");
+        let err = parse_text(&format!("{HEAD}x.example.com.evil. A 192.0.2.1\n")).unwrap_err();
+        assert!(err.to_string().contains("outside the zone"), "{err}");
+        let rules = [
+            ("@ CNAME www", "apex"),
+            ("w TXT x\nw CNAME y", "CNAME and other data"),
+            ("sub NS *.example.net.", "wildcard"),
+            ("@ SOA a b 2 1 1 1 1", "more than one SOA"),
+            ("w SOA a b 2 1 1 1 1", "must be at the apex"),
+        ];
+        for (records, message) in rules {
+            let err = parse_text(&format!("{HEAD}{records}\n")).unwrap_err();
+            assert!(err.to_string().contains(message), "{records}: {err}");
+            assert!(matches!(err, ZoneError::Invalid { line: Some(_), .. }));
+        }
+        // DNSSEC's RRSIG and NSEC may sit beside a CNAME (RFC 4035 §2.5).
+        zone("w CNAME x\nw NSEC x.example.com. CNAME RRSIG NSEC\nw CNAME x\n");
+        let err = parse_text(&format!("{HEAD}w CNAME x\nw CNAME y\n")).unwrap_err();
+        assert!(err.to_string().contains("more than one CNAME"), "{err}");
+    }
+
+    /// `\DDD` is a decimal byte, `\X` the byte X: `a\046b` is one label "a.b".
+    #[test]
+    fn escapes_in_owner_names() {
+        let zone = zone("a\\046b A 192.0.2.1\nc\\.d A 192.0.2.2\n\\065Bc A 192.0.2.3\n");
+        let owner = |label: &[u8]| [&[label.len() as u8], label, EXAMPLE_COM].concat();
+        assert_eq!(served_at(&zone, &owner(b"a.b"), 1).len(), 1);
+        assert_eq!(served_at(&zone, &owner(b"c.d"), 1).len(), 1);
+        // Owners are lowercased, after unescaping.
+        assert_eq!(served_at(&zone, &owner(b"abc"), 1).len(), 1);
+        assert!(zone.node(&[b"\x01b", EXAMPLE_COM].concat()).is_none());
+    }
+
+    #[test]
+    fn escapes_in_rdata_names_keep_their_case() {
+        let zone = zone("cn CNAME Mail\\046X.Example.COM.\nmx MX 10 \\077x\n");
+        let target = [b"\x06Mail.X\x07Example\x03COM\x00".as_slice()].concat();
+        assert_eq!(served(&zone, "cn.example.com.", 5), [wire(5, 300, &target)]);
+        let exchange = [b"\x00\x0a\x02Mx".as_slice(), EXAMPLE_COM].concat();
+        assert_eq!(
+            served(&zone, "mx.example.com.", 15),
+            [wire(15, 300, &exchange)]
+        );
+    }
+
+    /// hickory 0.26's lexer computed `\DDD` wrongly and served corrupt text.
+    #[test]
+    fn escapes_in_character_strings() {
+        let zone = zone(
+            "esc TXT \"a\\065b\"\nq TXT \"say \\\"hi\\\"; ok\" two\\ words \\059\nh HINFO \"\\255\" \"\\\\\"\n",
+        );
+        assert_eq!(
+            served(&zone, "esc.example.com.", 16),
+            [wire(16, 300, b"\x03aAb")]
+        );
+        assert_eq!(
+            served(&zone, "q.example.com.", 16),
+            [wire(16, 300, b"\x0csay \"hi\"; ok\x09two words\x01;")]
+        );
+        assert_eq!(
+            served(&zone, "h.example.com.", 13),
+            [wire(13, 300, b"\x01\xff\x01\\")]
+        );
+        for bad in ["t TXT \"\\256\"", "t TXT \"\\12\"", "t A\\ 1"] {
+            assert_eq!(syntax_line(&format!("{HEAD}{bad}\n")).0, 5, "{bad}");
+        }
+    }
+
+    /// RFC 3597: `TYPEnnn`, `CLASSnnn` and `\# length hex` for unknown and known types.
+    #[test]
+    fn generic_types_classes_and_rdata() {
+        let zone = zone(
+            "unk TYPE65280 \\# 4 0a000001\ngen A \\# 4 c0000201\ncls CLASS1 A 192.0.2.3\n\
+             num TYPE1 192.0.2.4\nnil TYPE65281 \\# 0\nsplit TXT \\# ( 3 02\n 6869 )\n",
+        );
+        assert_eq!(
+            served(&zone, "unk.example.com.", 65280),
+            [wire(65280, 300, &[10, 0, 0, 1])]
+        );
+        assert_eq!(
+            served(&zone, "gen.example.com.", 1),
+            [wire(1, 300, &[192, 0, 2, 1])]
+        );
+        assert_eq!(
+            served(&zone, "cls.example.com.", 1),
+            [wire(1, 300, &[192, 0, 2, 3])]
+        );
+        assert_eq!(
+            served(&zone, "num.example.com.", 1),
+            [wire(1, 300, &[192, 0, 2, 4])]
+        );
+        assert_eq!(
+            served(&zone, "nil.example.com.", 65281),
+            [wire(65281, 300, &[])]
+        );
+        assert_eq!(
+            served(&zone, "split.example.com.", 16),
+            [wire(16, 300, b"\x02hi")]
+        );
+        for bad in [
+            "u TYPE65280 \\# 3 0a000001",
+            "u TYPE65280 \\# 4 0a00000",
+            "u TYPE65280 0a000001",
+            "u TYPE99999 \\# 0",
+            "u HTTPS 1 relative alpn=h2",
+        ] {
+            assert_eq!(syntax_line(&format!("{HEAD}{bad}\n")).0, 5, "{bad}");
+        }
+    }
+
+    /// DNSSEC records as Knot serves them; expected bytes written from the RFCs' examples.
+    #[test]
+    fn dnssec_records() {
+        let zone = zone(concat!(
+            // RFC 4034 §5.4.
+            "dskey 86400 IN DS 60485 5 1 ( 2BB183AF5F22588179A53B0A98631FAD1A292118 )\n",
+            "dskey CDS 60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118\n",
+            "@ DNSKEY 257 3 8 AwEA AQ==\n",
+            "@ CDNSKEY 257 3 8 AwEAAQ==\n",
+            // RFC 4034 §3.3, with a short signature.
+            "host 86400 RRSIG A 5 3 86400 20030322173103 (\n 20030220173103 2642 example.com.\n AwEAAQ== )\n",
+            // RFC 4034 §4.3.
+            "alfa 86400 IN NSEC host.example.com. ( A MX RRSIG NSEC TYPE1234 )\n",
+            // RFC 5155 Appendix A.
+            "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom NSEC3 1 1 12 aabbccdd (\n 2t7b4g4vsa5smi47k61mv5bv1a22bojr MX DNSKEY NS\n SOA NSEC3PARAM RRSIG )\n",
+            "@ NSEC3PARAM 1 0 12 aabbccdd\n",
+            "n3p NSEC3PARAM 1 0 0 -\n",
+        ));
+        let ds = hex("ec45 05 01 2bb183af5f22588179a53b0a98631fad1a292118");
+        assert_eq!(
+            served(&zone, "dskey.example.com.", 43),
+            [wire(43, 86400, &ds)]
+        );
+        assert_eq!(
+            served(&zone, "dskey.example.com.", 59),
+            [wire(59, 300, &ds)]
+        );
+        let key = hex("0101 03 08 03010001");
+        assert_eq!(served(&zone, "example.com.", 48), [wire(48, 300, &key)]);
+        assert_eq!(served(&zone, "example.com.", 60), [wire(60, 300, &key)]);
+        // 2003-03-22 17:31:03 UTC is 0x3e7c9dd7, 2003-02-20 17:31:03 UTC 0x3e5510d7.
+        let rrsig = [
+            hex("0001 05 03 00015180 3e7c9dd7 3e5510d7 0a52"),
+            EXAMPLE_COM.to_vec(),
+            hex("03010001"),
+        ]
+        .concat();
+        assert_eq!(
+            served(&zone, "host.example.com.", 46),
+            [wire(46, 86400, &rrsig)]
+        );
+        let nsec = [
+            b"\x04host".as_slice(),
+            EXAMPLE_COM,
+            &hex("0006 4001 0000 0003 041b"),
+            &[0; 26],
+            &[0x20],
+        ]
+        .concat();
+        assert_eq!(
+            served(&zone, "alfa.example.com.", 47),
+            [wire(47, 86400, &nsec)]
+        );
+        let nsec3 = hex(
+            "01 01 000c 04 aabbccdd 14 174eb2409fe28bcb4887a1836f957f0a8425e27b
+             0007 2201 0000 0002 90",
+        );
+        assert_eq!(
+            served(&zone, "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.example.com.", 50),
+            [wire(50, 300, &nsec3)]
+        );
+        assert_eq!(
+            served(&zone, "example.com.", 51),
+            [wire(51, 300, &hex("01 00 000c 04 aabbccdd"))]
+        );
+        assert_eq!(
+            served(&zone, "n3p.example.com.", 51),
+            [wire(51, 300, &hex("01 00 0000 00"))]
+        );
+    }
+
+    #[test]
+    fn other_types() {
+        let zone = zone(concat!(
+            "caa CAA 0 issue \"letsencrypt.org\"\n",
+            "srv SRV 1 2 443 t\n",
+            "sshfp SSHFP 1 1 ( 0123 4567 )\n",
+            "tlsa TLSA 3 1 1 abcd\n",
+            "naptr NAPTR 100 10 \"S\" \"SIP+D2U\" \"\" _sip._udp\n",
+            "h HTTPS 1 . alpn=h2\n",
+            "v6 AAAA 2001:db8::1\n",
+        ));
+        assert_eq!(
+            served(&zone, "caa.example.com.", 257),
+            [wire(257, 300, b"\x00\x05issueletsencrypt.org")]
+        );
+        let srv = [hex("0001 0002 01bb 01").as_slice(), b"t", EXAMPLE_COM].concat();
+        assert_eq!(served(&zone, "srv.example.com.", 33), [wire(33, 300, &srv)]);
+        assert_eq!(
+            served(&zone, "sshfp.example.com.", 44),
+            [wire(44, 300, &hex("01 01 01234567"))]
+        );
+        assert_eq!(
+            served(&zone, "tlsa.example.com.", 52),
+            [wire(52, 300, &hex("03 01 01 abcd"))]
+        );
+        let naptr = [
+            hex("0064 000a").as_slice(),
+            b"\x01S\x07SIP+D2U\x00\x04_sip\x04_udp",
+            EXAMPLE_COM,
+        ]
+        .concat();
+        assert_eq!(
+            served(&zone, "naptr.example.com.", 35),
+            [wire(35, 300, &naptr)]
+        );
+        // Priority 1, the root as target, alpn (key 1) of length 3 holding "h2".
+        assert_eq!(
+            served(&zone, "h.example.com.", 65),
+            [wire(65, 300, &hex("0001 00 0001 0003 02 6832"))]
+        );
+        assert_eq!(
+            served(&zone, "v6.example.com.", 28),
+            [wire(28, 300, &hex("20010db8000000000000000000000001"))]
+        );
+    }
+
+    #[test]
+    fn directives_owners_ttls_and_classes() {
+        let zone = zone(concat!(
+            "a 1h30m IN A 192.0.2.1\n",
+            "b IN 2d A 192.0.2.2\n",
+            "  TXT \"blank owner is b\" ; a comment\n",
+            "$TTL 1w\n",
+            "c A 192.0.2.3\n",
+            "$ORIGIN sub.example.com.\n",
+            "d A 192.0.2.4\n",
+            "@ TXT ( \"at is\"\n \"the origin\" )\n",
+            "$origin example.com.\n",
+            "WWW.Example.COM. 60 A 192.0.2.5\n",
+            "www 60 A 192.0.2.5\n",
+        ));
+        assert_eq!(
+            served(&zone, "a.example.com.", 1),
+            [wire(1, 5400, &[192, 0, 2, 1])]
+        );
+        assert_eq!(
+            served(&zone, "b.example.com.", 1),
+            [wire(1, 172_800, &[192, 0, 2, 2])]
+        );
+        // No TTL: $TTL (300 still), as hickory and BIND do.
+        assert_eq!(
+            served(&zone, "b.example.com.", 16),
+            [wire(16, 300, b"\x10blank owner is b")]
+        );
+        assert_eq!(
+            served(&zone, "c.example.com.", 1),
+            [wire(1, 604_800, &[192, 0, 2, 3])]
+        );
+        assert_eq!(served(&zone, "d.sub.example.com.", 1).len(), 1);
+        assert_eq!(
+            served(&zone, "sub.example.com.", 16),
+            [wire(16, 604_800, b"\x05at is\x0athe origin")]
+        );
+        // Owners are lowercased, and the same record twice is one record (RFC 2181 §5).
+        assert_eq!(
+            served(&zone, "www.example.com.", 1),
+            [wire(1, 60, &[192, 0, 2, 5])]
+        );
+    }
+
+    /// An RRset's records stay together and in zone order however they are written, and
+    /// duplicates go, in small RRsets and in large ones.
+    #[test]
+    fn rrsets_are_contiguous_and_without_duplicates() {
+        let mut records = String::from("x A 192.0.2.1\nx TXT one\nx A 192.0.2.2\nx A 192.0.2.1\n");
+        for i in 0..100 {
+            records.push_str(&format!("big A 10.0.0.{i}\n"));
+        }
+        records.push_str("big A 10.0.0.7\nbig TXT t\n");
+        let zone = zone(&records);
+        let x = zone.node(b"\x01x\x07example\x03com\x00").unwrap();
+        assert_eq!(
+            Records(x.rrset(1).unwrap())
+                .map(|r| r[10..].to_vec())
+                .collect::<Vec<_>>(),
+            [[192, 0, 2, 1], [192, 0, 2, 2]]
+        );
+        assert_eq!(x.first_rrset(), x.rrset(1));
+        assert_eq!(served(&zone, "x.example.com.", 16).len(), 1);
+        let big = served(&zone, "big.example.com.", 1);
+        assert_eq!(big.len(), 100);
+        assert_eq!(big[7], wire(1, 300, &[10, 0, 0, 7]));
+        assert_eq!(served(&zone, "big.example.com.", 16).len(), 1);
+    }
+
+    #[test]
+    fn includes_are_relative_to_the_including_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("parts")).unwrap();
+        std::fs::write(dir.path().join("parts/hosts"), "www A 192.0.2.1\n").unwrap();
+        std::fs::write(
+            dir.path().join("parts/more"),
+            "x A 192.0.2.2\n$INCLUDE hosts\nbad A 300.1.1.1\n",
+        )
+        .unwrap();
+        let main = dir.path().join("example.com.zone");
+        std::fs::write(
+            &main,
+            format!(
+                "{HEAD}$INCLUDE parts/hosts\n$INCLUDE parts/hosts sub\n@ TXT origin-restored\n"
+            ),
+        )
+        .unwrap();
+        let zone = load(&main, &origin()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(served(&zone, "www.example.com.", 1).len(), 1);
+        assert_eq!(served(&zone, "www.sub.example.com.", 1).len(), 1);
+        assert_eq!(served(&zone, "example.com.", 16).len(), 1);
+
+        std::fs::write(&main, format!("{HEAD}$INCLUDE parts/more\n")).unwrap();
+        let err = load(&main, &origin()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:3: ", dir.path().join("parts/more").display())),
+            "{err}"
+        );
+        std::fs::write(&main, format!("{HEAD}$INCLUDE missing\n")).unwrap();
+        assert!(matches!(
+            load(&main, &origin()).unwrap_err(),
+            ZoneError::Read { .. }
+        ));
+        std::fs::write(dir.path().join("parts/loop"), "$INCLUDE loop\n").unwrap();
+        std::fs::write(&main, format!("{HEAD}$INCLUDE parts/loop\n")).unwrap();
+        assert!(
+            load(&main, &origin())
+                .unwrap_err()
+                .to_string()
+                .contains("nests deeper")
+        );
     }
 }

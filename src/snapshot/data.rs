@@ -4,7 +4,8 @@
 //!
 //! Names are keyed by their lowercased wire bytes. Records are stored as they go on the
 //! wire after the owner name (type, class, TTL, RDLENGTH, RDATA), with names in RDATA
-//! uncompressed, so answering copies bytes and never encodes.
+//! uncompressed, so answering copies bytes and never encodes. Zone records arrive in that
+//! form from the zone reader, one at a time, through [`ZoneBuilder`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,7 +14,6 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::dns::wire::{Records, WireName, rtype};
-use crate::zone::Zone;
 
 /// A map keyed by lowercased wire names. foldhash: fast on short keys and seeded per
 /// process, so names chosen by clients cannot aim at collisions.
@@ -34,26 +34,41 @@ pub struct ZoneData {
     pub has_cuts: bool,
 }
 
+/// The zone, not its data: a zone of millions of names is no use in a message.
+impl std::fmt::Debug for ZoneData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneData")
+            .field("origin", &self.origin.to_string())
+            .field("path", &self.path)
+            .field("names", &self.nodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything at one name; empty non-terminals exist with no data (RFC 4592 §2.2.2).
+///
+/// The records are one buffer in [`Records`] form, each RRset's records next to each
+/// other, RRsets in zone order: one allocation per name keeps a zone of millions of
+/// names small and quick to load, and an RRset is a slice of it.
 #[derive(Default)]
 pub struct Node {
-    /// RRsets in zone order.
-    rrsets: Box<[RrSet]>,
+    /// A vector while the zone is built, so a large RRset grows in amortized time;
+    /// trimmed to its length when the zone is finished.
+    records: Vec<u8>,
     /// Set at a delegation point below the apex.
     pub referral: Option<Box<Referral>>,
+    /// The additional data of this name's NS, MX and SRV RRsets, when any.
+    additional: Option<Box<Additionals>>,
 }
 
-/// One RRset's records, encoded (see [`Records`]).
-pub struct RrSet {
-    pub rtype: u16,
-    pub records: Box<[u8]>,
-    /// Address records of the in-zone names an NS, MX or SRV RRset names, which go in
-    /// the additional section with it (RFC 1034 §3.7, RFC 1035 §3.3, RFC 2782).
-    pub additional: Box<[Additional]>,
-}
+/// The A and AAAA records of the names a node's NS, MX and SRV RRsets refer to, which go
+/// in the additional section with them (RFC 1034 §3.7, RFC 1035 §3.3, RFC 2782).
+struct Additionals(Vec<Additional>);
 
-/// The A and AAAA records of one name an RRset refers to.
+/// The addresses of one name an RRset refers to.
 pub struct Additional {
+    /// The type of the RRset that refers to the name.
+    rtype: u16,
     /// The name, lowercased: a task answering there hides these records.
     pub name: Box<[u8]>,
     /// Its A and AAAA records, each with the owner name written out.
@@ -71,86 +86,209 @@ pub struct Referral {
 
 impl Node {
     pub fn rrset(&self, rtype: u16) -> Option<&[u8]> {
-        self.rrset_of(rtype).map(|set| &set.records[..])
-    }
-
-    pub fn rrset_of(&self, rtype: u16) -> Option<&RrSet> {
-        self.rrsets.iter().find(|set| set.rtype == rtype)
+        let (start, end) = rrset_span(&self.records, rtype)?;
+        Some(&self.records[start..end])
     }
 
     /// The RRset an ANY query gets (RFC 8482: one RRset is a complete answer).
-    pub fn first_rrset(&self) -> Option<&RrSet> {
-        self.rrsets.first()
+    pub fn first_rrset(&self) -> Option<&[u8]> {
+        self.rrset(self.first_type()?)
+    }
+
+    pub fn first_type(&self) -> Option<u16> {
+        Some(u16::from_be_bytes([
+            *self.records.first()?,
+            *self.records.get(1)?,
+        ]))
+    }
+
+    /// The additional data that goes with this node's RRset of `rtype`.
+    pub fn additional(&self, rtype: u16) -> impl Iterator<Item = &Additional> {
+        self.additional
+            .iter()
+            .flat_map(|a| a.0.iter())
+            .filter(move |a| a.rtype == rtype)
+    }
+}
+
+/// Where the records of type `rtype` start and end in `records` ([`Records`] form,
+/// RRsets contiguous).
+fn rrset_span(records: &[u8], rtype: u16) -> Option<(usize, usize)> {
+    let (mut at, mut start) = (0, None);
+    while at + 10 <= records.len() {
+        let this = u16::from_be_bytes([records[at], records[at + 1]]);
+        let next = at + 10 + usize::from(u16::from_be_bytes([records[at + 8], records[at + 9]]));
+        match (this == rtype, start) {
+            (true, None) => start = Some(at),
+            (false, Some(start)) => return Some((start, at)),
+            _ => {}
+        }
+        at = next;
+    }
+    start.map(|start| (start, at))
+}
+
+/// A zone being compiled, fed one record at a time as the zone file is read, so the
+/// records are never held twice (a parsed copy and an encoded one).
+pub struct ZoneBuilder {
+    origin: Name,
+    path: PathBuf,
+    apex: Box<[u8]>,
+    apex_labels: usize,
+    nodes: NameMap<Node>,
+    cuts: Vec<Box<[u8]>>,
+    /// The owner of the previous record, known to be in `nodes`, its type and where its
+    /// RRset ends: the next record of that RRset goes there with no search.
+    last_owner: Vec<u8>,
+    last: Option<(u16, usize)>,
+}
+
+/// The records already at a name, for rules that look at a name's other data.
+pub struct Rrsets<'a>(&'a [u8]);
+
+impl Rrsets<'_> {
+    /// Each record's type and RDATA, RRsets in zone order.
+    pub fn records(&self) -> impl Iterator<Item = (u16, &[u8])> + '_ {
+        Records(self.0).map(|record| (u16::from_be_bytes([record[0], record[1]]), &record[10..]))
+    }
+}
+
+impl ZoneBuilder {
+    pub fn new(origin: &Name, path: PathBuf) -> Self {
+        let apex = lowercase_wire(origin);
+        let mut nodes = NameMap::default();
+        nodes.insert(apex.clone(), Node::default());
+        Self {
+            origin: origin.to_lowercase(),
+            path,
+            apex,
+            apex_labels: label_count(origin),
+            nodes,
+            cuts: Vec::new(),
+            last_owner: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// The origin's lowercased wire bytes.
+    pub fn apex(&self) -> &[u8] {
+        &self.apex
+    }
+
+    /// Adds a record at `owner` (lowercased wire form, at or below the apex) after `rule`
+    /// accepts the data already there.
+    pub fn add<E>(
+        &mut self,
+        owner: &[u8],
+        (rtype, class, ttl): (u16, u16, u32),
+        rdata: &[u8],
+        rule: impl FnOnce(Rrsets) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // Zone files group a name's records, so an owner other than the previous one is
+        // most often a new name: one hash to find or insert it, not a miss and an insert.
+        let node = if *owner == *self.last_owner {
+            self.nodes
+                .get_mut(owner)
+                .expect("the previous owner is a node")
+        } else {
+            self.last_owner.clear();
+            self.last_owner.extend_from_slice(owner);
+            self.last = None;
+            add_ancestors(&mut self.nodes, owner, self.apex_labels);
+            self.nodes.entry(owner.into()).or_default()
+        };
+        rule(Rrsets(&node.records))?;
+        let at = match self.last {
+            Some((last, end)) if last == rtype => end,
+            _ => match rrset_span(&node.records, rtype) {
+                Some((_, end)) => end,
+                None => {
+                    if rtype == rtype::NS && *owner != *self.apex {
+                        self.cuts.push(owner.into());
+                    }
+                    node.records.len()
+                }
+            },
+        };
+        let rdlen = u16::try_from(rdata.len()).expect("the reader bounds RDATA to 65535 bytes");
+        let mut header = [0u8; 10];
+        header[0..2].copy_from_slice(&rtype.to_be_bytes());
+        header[2..4].copy_from_slice(&class.to_be_bytes());
+        header[4..8].copy_from_slice(&ttl.to_be_bytes());
+        header[8..10].copy_from_slice(&rdlen.to_be_bytes());
+        node.records
+            .splice(at..at, header.iter().chain(rdata).copied());
+        self.last = Some((rtype, at + 10 + rdata.len()));
+        Ok(())
+    }
+
+    /// Finishes the zone, whose apex must hold an SOA record.
+    pub fn finish(self) -> ZoneData {
+        let soa = self.nodes[&self.apex]
+            .rrset(rtype::SOA)
+            .and_then(|records| Records(records).next())
+            .expect("a checked zone has an SOA at its apex");
+        // Negative answers carry TTL = min(SOA TTL, MINIMUM) (RFC 2308 §5).
+        let mut negative_soa: Box<[u8]> = soa.into();
+        let ttl = u32::from_be_bytes(negative_soa[4..8].try_into().expect("4 bytes"));
+        let minimum = u32::from_be_bytes(
+            negative_soa[negative_soa.len() - 4..]
+                .try_into()
+                .expect("4 bytes"),
+        );
+        negative_soa[4..8].copy_from_slice(&ttl.min(minimum).to_be_bytes());
+        let mut nodes = self.nodes;
+        for node in nodes.values_mut() {
+            drop_duplicates(&mut node.records);
+            node.records.shrink_to_fit();
+        }
+        let mut cuts = self.cuts;
+        cuts.sort();
+        cuts.dedup();
+        for cut in &cuts {
+            let referral = referral(&nodes, cut, &self.apex, self.apex_labels);
+            nodes.get_mut(cut).expect("a cut is a node").referral = Some(Box::new(referral));
+        }
+        let mut zone = ZoneData {
+            origin: self.origin,
+            path: self.path,
+            apex: self.apex,
+            apex_labels: self.apex_labels,
+            nodes,
+            negative_soa,
+            has_cuts: !cuts.is_empty(),
+        };
+        zone.add_additional_data();
+        zone.nodes.shrink_to_fit();
+        zone
     }
 }
 
 impl ZoneData {
-    /// Compiles a parsed zone; the parsed records can be dropped afterwards.
-    pub fn compile(zone: &Zone) -> Self {
-        let apex = lowercase_wire(&zone.origin);
-        let apex_labels = label_count(&zone.origin);
-        let mut building: NameMap<Vec<(u16, Vec<u8>)>> = NameMap::default();
-        building.entry(apex.clone()).or_default();
-        let mut cuts = Vec::new();
-        for record in &zone.records {
-            let owner = lowercase_wire(&record.name);
-            let rtype = u16::from(record.record_type());
-            if rtype == rtype::NS && owner != apex {
-                cuts.push(owner.clone());
-            }
-            add_ancestors(&mut building, &owner, apex_labels);
-            let rrsets = building.entry(owner).or_default();
-            let bytes = encode(record);
-            match rrsets.iter_mut().find(|(t, _)| *t == rtype) {
-                Some((_, records)) => records.extend_from_slice(&bytes),
-                None => rrsets.push((rtype, bytes)),
-            }
-        }
-        let soa = zone.soa();
-        let mut negative = soa.clone();
-        if let RData::SOA(data) = &soa.data {
-            negative.ttl = soa.ttl.min(data.minimum);
-        }
-        let mut nodes: NameMap<Node> = building
-            .iter()
-            .map(|(name, rrsets)| {
-                let node = Node {
-                    rrsets: rrsets
-                        .iter()
-                        .map(|(rtype, records)| RrSet {
-                            rtype: *rtype,
-                            records: records.as_slice().into(),
-                            additional: Box::default(),
-                        })
-                        .collect(),
-                    referral: None,
-                };
-                (name.clone(), node)
-            })
-            .collect();
-        drop(building);
-        cuts.sort();
-        cuts.dedup();
-        for cut in &cuts {
-            let referral = referral(&nodes, cut, &apex, apex_labels);
-            nodes.get_mut(cut).expect("a cut is a node").referral = Some(Box::new(referral));
-        }
-        let mut data = Self {
-            origin: zone.origin.clone(),
-            path: zone.path.clone(),
-            apex,
-            apex_labels,
-            nodes,
-            negative_soa: encode(&negative).into(),
-            has_cuts: !cuts.is_empty(),
-        };
-        data.add_additional_data();
-        data.nodes.shrink_to_fit();
-        data
+    pub fn node(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes.get(name)
     }
 
-    /// Fills in each NS, MX and SRV RRset's additional data: the A/AAAA records of the
-    /// names it refers to that this zone answers for (not below a cut: that is glue,
+    /// The apex SOA record (type..RDATA), as a zone transfer starts and ends with it.
+    pub fn soa(&self) -> &[u8] {
+        let apex = self.node(&self.apex).expect("the apex is a node");
+        let soa = apex.rrset(rtype::SOA).expect("a checked zone has an SOA");
+        Records(soa).next().expect("an RRset has a record")
+    }
+
+    /// Every record of the zone file but the apex SOA, each with its owner (lowercased
+    /// wire bytes): what a zone transfer carries between its two SOA records.
+    pub fn records(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.nodes.iter().flat_map(move |(owner, node)| {
+            let at_apex = **owner == *self.apex;
+            Records(&node.records)
+                .filter(move |r| !(at_apex && r[..2] == rtype::SOA.to_be_bytes()))
+                .map(move |r| (&owner[..], r))
+        })
+    }
+
+    /// Fills in the additional data of every NS, MX and SRV RRset: the A/AAAA records of
+    /// the names it refers to that this zone answers for (not below a cut: that is glue,
     /// which referrals carry).
     fn add_additional_data(&mut self) {
         let mut found = Vec::new();
@@ -158,28 +296,29 @@ impl ZoneData {
             if node.referral.is_some() {
                 continue;
             }
-            for (index, set) in node.rrsets.iter().enumerate() {
-                let additional = self.additional_for(set);
-                if !additional.is_empty() {
-                    found.push((owner.clone(), index, additional));
+            let mut additional = Vec::new();
+            for rtype in [rtype::NS, rtype::MX, rtype::SRV] {
+                if let Some(rrset) = node.rrset(rtype) {
+                    self.additional_for(rtype, rrset, &mut additional);
                 }
             }
+            if !additional.is_empty() {
+                found.push((owner.clone(), additional));
+            }
         }
-        for (owner, index, additional) in found {
+        for (owner, additional) in found {
             let node = self.nodes.get_mut(&owner).expect("found above");
-            node.rrsets[index].additional = additional.into();
+            node.additional = Some(Box::new(Additionals(additional)));
         }
     }
 
-    fn additional_for(&self, set: &RrSet) -> Vec<Additional> {
-        let target_at = match set.rtype {
+    fn additional_for(&self, rtype: u16, rrset: &[u8], additional: &mut Vec<Additional>) {
+        let target_at = match rtype {
             rtype::NS => 0,
             rtype::MX => 2,
-            rtype::SRV => 6,
-            _ => return Vec::new(),
+            _ => 6,
         };
-        let mut additional: Vec<Additional> = Vec::new();
-        for record in Records(&set.records) {
+        for record in Records(rrset) {
             let Some(written) = record.get(10 + target_at..) else {
                 continue;
             };
@@ -188,7 +327,9 @@ impl ZoneData {
             };
             if !target.is_at_or_below(&self.apex, self.apex_labels)
                 || self.cut_at_or_above(&target).is_some()
-                || additional.iter().any(|a| *a.name == *target.as_bytes())
+                || additional
+                    .iter()
+                    .any(|a| a.rtype == rtype && *a.name == *target.as_bytes())
             {
                 continue;
             }
@@ -206,36 +347,13 @@ impl ZoneData {
             }
             if count > 0 {
                 additional.push(Additional {
+                    rtype,
                     name: target.as_bytes().into(),
                     records: records.into(),
                     count,
                 });
             }
         }
-        additional
-    }
-
-    pub fn node(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.get(name)
-    }
-
-    /// The apex SOA record (type..RDATA), as a zone transfer starts and ends with it.
-    pub fn soa(&self) -> &[u8] {
-        let apex = self.node(&self.apex).expect("the apex is a node");
-        let soa = apex.rrset(rtype::SOA).expect("a checked zone has an SOA");
-        Records(soa).next().expect("an RRset has a record")
-    }
-
-    /// Every record of the zone file but the apex SOA, each with its owner (lowercased
-    /// wire bytes): what a zone transfer carries between its two SOA records.
-    pub fn records(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.nodes.iter().flat_map(move |(owner, node)| {
-            let at_apex = **owner == *self.apex;
-            node.rrsets
-                .iter()
-                .filter(move |set| !(at_apex && set.rtype == rtype::SOA))
-                .flat_map(move |set| Records(&set.records).map(move |r| (&owner[..], r)))
-        })
     }
 
     /// The zone cut at or above `name`, as its label count, when `name` is delegated.
@@ -279,15 +397,44 @@ fn referral(nodes: &NameMap<Node>, cut: &[u8], apex: &[u8], apex_labels: usize) 
     }
 }
 
+/// Drops each record equal in type and RDATA to an earlier one (RFC 2181 §5: an RRset
+/// has no duplicates), keeping zone order. Small nodes are compared pairwise, large ones
+/// through a set, so an RRset of thousands of records costs linear time.
+fn drop_duplicates(records: &mut Vec<u8>) {
+    fn key(record: &[u8]) -> (u16, &[u8]) {
+        (u16::from_be_bytes([record[0], record[1]]), &record[10..])
+    }
+    let count = Records(records).take(33).count();
+    if count < 2 {
+        return;
+    }
+    if count <= 32 {
+        let mut earlier = Records(records).enumerate();
+        let any =
+            earlier.any(|(i, record)| Records(records).take(i).any(|e| key(e) == key(record)));
+        if !any {
+            return;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(records.len());
+    for record in Records(records) {
+        if seen.insert(key(record)) {
+            kept.extend_from_slice(record);
+        }
+    }
+    *records = kept;
+}
+
 /// Creates every missing ancestor of `owner` below the apex (empty non-terminals).
-fn add_ancestors(nodes: &mut NameMap<Vec<(u16, Vec<u8>)>>, owner: &[u8], apex_labels: usize) {
+fn add_ancestors(nodes: &mut NameMap<Node>, owner: &[u8], apex_labels: usize) {
     let Some(name) = WireName::from_lowercase(owner) else {
         return;
     };
     for n in apex_labels + 1..name.labels() {
         let ancestor = name.suffix(n);
         if !nodes.contains_key(ancestor) {
-            nodes.insert(ancestor.into(), Vec::new());
+            nodes.insert(ancestor.into(), Node::default());
         }
     }
 }

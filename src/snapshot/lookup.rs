@@ -5,7 +5,7 @@
 
 use rand::Rng;
 
-use super::data::{Node, RrSet};
+use super::data::Node;
 use super::tasks::{CompiledTask, Tasks};
 use super::{CompiledZone, Resolution};
 use crate::dns::wire::{Owner, Records, Response, Section, WireName, rtype, wildcard_of};
@@ -178,9 +178,11 @@ fn answer_task<'z, R: Rng + ?Sized>(
             rtype::CNAME => return None,
             // Other types come from the zone, but never its CNAME, which stays hidden.
             _ => {
-                if let Some(set) = data.and_then(|node| node.rrset_of(qtype)) {
-                    out.rrset(owner, &set.records);
-                    add_additional(set, tasks, out);
+                if let Some(node) = data
+                    && let Some(rrset) = node.rrset(qtype)
+                {
+                    out.rrset(owner, rrset);
+                    add_additional(node, qtype, tasks, out);
                 }
                 return None;
             }
@@ -233,26 +235,29 @@ fn answer_data<'z>(
             }),
         };
     }
-    let rrset = match qtype {
-        rtype::ANY => node.first_rrset(),
-        _ => node.rrset_of(qtype),
+    let rtype = match qtype {
+        rtype::ANY => node.first_type(),
+        _ => Some(qtype),
     };
-    if let Some(set) = rrset {
-        out.rrset(owner, &set.records);
-        add_additional(set, tasks, out);
+    if let Some(rtype) = rtype
+        && let Some(rrset) = node.rrset(rtype)
+    {
+        out.rrset(owner, rrset);
+        add_additional(node, rtype, tasks, out);
     }
     None
 }
 
-/// The additional data of an RRset just answered: addresses of the names it refers to,
+/// The additional data of the RRset of `rtype` just answered: addresses of the names it refers to,
 /// as far as they fit (RFC 2181 §9: leaving them out does not truncate). A name a task
 /// answers is left out: its address is chosen per query, never a static copy.
-fn add_additional(set: &RrSet, tasks: &Tasks, out: &mut Response<'_>) {
-    if set.additional.is_empty() {
+fn add_additional(node: &Node, rtype: u16, tasks: &Tasks, out: &mut Response<'_>) {
+    let mut additional = node.additional(rtype).peekable();
+    if additional.peek().is_none() {
         return;
     }
     out.section(Section::Additional);
-    for extra in &set.additional {
+    for extra in additional {
         if tasks.at(&extra.name).is_some_and(|task| task.is_some()) {
             continue;
         }

@@ -27,7 +27,7 @@ use crate::health::Health;
 use crate::select::Client;
 use crate::site::Site;
 use data::NameMap;
-pub use data::ZoneData;
+pub use data::{Rrsets, ZoneBuilder, ZoneData};
 use lookup::{Ctx, QUESTION_AT};
 use tasks::Tasks;
 

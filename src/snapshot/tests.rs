@@ -24,13 +24,7 @@ fn snapshot(lb: &str) -> Snapshot {
     let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
     let spec = site::parse(lb).unwrap();
     let site = site::validate(&origin(), &spec).unwrap();
-    Snapshot::compile(
-        &[ZoneData::compile(&zone).into()],
-        &[&site],
-        None,
-        &Health::default(),
-    )
-    .unwrap()
+    Snapshot::compile(&[zone.into()], &[&site], None, &Health::default()).unwrap()
 }
 
 fn ask(s: &Snapshot, name: &str, rtype: RecordType) -> Answer {
@@ -97,13 +91,7 @@ fn a_wildcard_directly_under_the_apex_answers() {
     // As zone data.
     let zone = format!("{ZONE}* 60 A 192.0.2.1\n");
     let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
-    let s = Snapshot::compile(
-        &[ZoneData::compile(&zone).into()],
-        &[],
-        None,
-        &Health::default(),
-    )
-    .unwrap();
+    let s = Snapshot::compile(&[zone.into()], &[], None, &Health::default()).unwrap();
     assert_eq!(
         data(&ask(&s, "x.y.example.com.", RecordType::A)),
         ["x.y.example.com. 60 192.0.2.1"]
@@ -190,13 +178,7 @@ fn a_cname_into_a_delegation_is_followed_by_the_referral() {
     // authoritative.
     let zone = format!("{ZONE}to-sub CNAME host.sub.example.com.\n");
     let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
-    let s = Snapshot::compile(
-        &[ZoneData::compile(&zone).into()],
-        &[],
-        None,
-        &Health::default(),
-    )
-    .unwrap();
+    let s = Snapshot::compile(&[zone.into()], &[], None, &Health::default()).unwrap();
     let a = ask(&s, "to-sub.example.com.", RecordType::A);
     assert!(a.authoritative);
     assert_eq!(a.rcode, ResponseCode::NoError);
@@ -221,13 +203,7 @@ fn task_below_a_cut_is_rejected() {
     let zone = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
     let lb = TASK.replace("www.example.com", "x.sub.example.com");
     let site = site::validate(&origin(), &site::parse(&lb).unwrap()).unwrap();
-    let errors = Snapshot::compile(
-        &[ZoneData::compile(&zone).into()],
-        &[&site],
-        None,
-        &Health::default(),
-    )
-    .unwrap_err();
+    let errors = Snapshot::compile(&[zone.into()], &[&site], None, &Health::default()).unwrap_err();
     assert!(
         errors[0].message.contains("zone cut sub.example.com."),
         "{}",
@@ -245,13 +221,7 @@ fn snapshot_of(zone: &str, lb: &str) -> Snapshot {
     let zone = crate::zone::parse(zone, Path::new("t.zone"), &origin()).unwrap();
     let spec = site::parse(lb).unwrap();
     let site = site::validate(&origin(), &spec).unwrap();
-    Snapshot::compile(
-        &[ZoneData::compile(&zone).into()],
-        &[&site],
-        None,
-        &Health::default(),
-    )
-    .unwrap()
+    Snapshot::compile(&[zone.into()], &[&site], None, &Health::default()).unwrap()
 }
 
 /// Groups of each kind: IPv4, IPv6, a name outside the zone, a name inside it.
@@ -398,10 +368,7 @@ fn ds_at_a_served_child_apex_is_answered_by_the_parent() {
         )
         .unwrap();
     let s = Snapshot::compile(
-        &[
-            ZoneData::compile(&parent).into(),
-            ZoneData::compile(&child).into(),
-        ],
+        &[parent.into(), child.into()],
         &[],
         None,
         &Health::default(),
@@ -491,11 +458,12 @@ fn ns_mx_and_srv_answers_carry_the_addresses_of_in_zone_targets() {
         "{ZONE}@ MX 10 www\n@ MX 20 mail.example.net.\n@ MX 30 ns.sub\n\
          _sip._tcp SRV 0 5 5060 ns1\n"
     );
-    let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
     let compile = |lb: &str| {
         let spec = site::parse(lb).unwrap();
         let site = site::validate(&origin(), &spec).unwrap();
-        let data = ZoneData::compile(&zone).into();
+        let data = crate::zone::parse(&zone, Path::new("t.zone"), &origin())
+            .unwrap()
+            .into();
         Snapshot::compile(&[data], &[&site], None, &Health::default()).unwrap()
     };
     let additional = |a: &Answer| -> Vec<String> {
@@ -525,4 +493,31 @@ fn ns_mx_and_srv_answers_carry_the_addresses_of_in_zone_targets() {
             .additional
             .is_empty()
     );
+}
+
+#[test]
+fn a_ds_at_a_cut_is_answered_by_the_parent_and_unknown_types_are_served() {
+    let zone = format!(
+        "{ZONE}sub DS 60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118\n\
+         sub RRSIG DS 5 3 3600 20300101000000 20200101000000 2642 example.com. AwEAAQ==\n\
+         opaque TYPE65280 \\# 4 0a000001\n"
+    );
+    let zone = crate::zone::parse(&zone, Path::new("t.zone"), &origin()).unwrap();
+    let s = Snapshot::compile(&[zone.into()], &[], None, &Health::default()).unwrap();
+    // RFC 4035 §3.1.4.1: the parent side of the cut is authoritative for DS.
+    let ds = ask(&s, "sub.example.com.", RecordType::DS);
+    assert!(ds.authoritative);
+    assert_eq!(
+        ds.answers
+            .iter()
+            .map(Record::record_type)
+            .collect::<Vec<_>>(),
+        [RecordType::DS]
+    );
+    // Below the cut, or any other type at it, is still a referral.
+    let a = ask(&s, "sub.example.com.", RecordType::A);
+    assert!(!a.authoritative);
+    let unknown = ask(&s, "opaque.example.com.", RecordType::Unknown(65280));
+    assert_eq!(unknown.answers.len(), 1);
+    assert_eq!(unknown.answers[0].record_type(), RecordType::Unknown(65280));
 }
