@@ -1882,7 +1882,14 @@ fn ipv6_listeners_answer_over_udp_and_tcp() {
     let mut server = site.serve_with(&["--listen", &listen]);
     for transport in ["+notcp", "+tcp"] {
         let output = std::process::Command::new("dig")
-            .args(["@::1", "-p", &v6.port().to_string(), "+norec", "+time=2", "+tries=1"])
+            .args([
+                "@::1",
+                "-p",
+                &v6.port().to_string(),
+                "+norec",
+                "+time=2",
+                "+tries=1",
+            ])
             .args([transport, "+short", "www.example.com.", "A"])
             .output()
             .expect("dig is installed (apt-get install dnsutils)");
