@@ -235,7 +235,11 @@ impl Case {
             _ => return Err(format!("query {text:?}: want NAME TYPE [CLASS]")),
         };
         let name = Name::from_ascii(name).map_err(|e| format!("query name {name:?}: {e}"))?;
-        let rtype = RecordType::from_str(rtype).map_err(|e| format!("query type: {e}"))?;
+        // TYPEnnn (RFC 3597 §5) for the types hickory has no name for (IXFR).
+        let rtype = match rtype.strip_prefix("TYPE").map(str::parse::<u16>) {
+            Some(Ok(code)) => RecordType::from(code),
+            _ => RecordType::from_str(rtype).map_err(|e| format!("query type: {e}"))?,
+        };
         let class = DNSClass::from_str(class).map_err(|e| format!("query class: {e}"))?;
         let mut query = Query::query(name, rtype);
         query.set_query_class(class);
@@ -718,7 +722,12 @@ fn run_file(path: &Path, report: &mut Report) {
         let line = line_of(&text, case.span().start);
         let case = case.get_ref();
         let at = format!("{shown}:{line}: {}", case.name);
-        match (run_case(&snapshot, case), &case.known_bug) {
+        // Problems come as indented lines; a case that cannot run says so on its own line.
+        let result = run_case(&snapshot, case).map_err(|e| match e.starts_with([' ', '\n']) {
+            true => e,
+            false => format!("\n  {e}"),
+        });
+        match (result, &case.known_bug) {
             (Ok(()), None) => report.passed += 1,
             (Err(e), None) => report.failures.push(format!("{at}{e}")),
             (Err(e), Some(bug)) => report
