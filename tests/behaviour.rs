@@ -189,7 +189,7 @@ const DEFAULT_SOURCE: &str = "192.0.2.1";
 
 fn hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits in {text:?}"));
     }
     digits
@@ -633,7 +633,7 @@ fn run_case(snapshot: &Snapshot, case: &Case) -> Result<(), String> {
             .as_ref()
             .and_then(|e| e.option(EdnsCode::Subnet))
             .map(|o| match o {
-                EdnsOption::Subnet(s) => Ok(s.clone()),
+                EdnsOption::Subnet(s) => Ok(*s),
                 other => Err(format!("{other:?}")),
             });
         let want_ecs = match (&query_ecs, case.no_ecs) {
