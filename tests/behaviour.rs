@@ -21,7 +21,7 @@ use hickory_proto::serialize::txt::Parser;
 use lbdns::dns::{Transport, respond};
 use lbdns::geoip::GeoIp;
 use lbdns::health::Health;
-use lbdns::snapshot::{Snapshot, ZoneData};
+use lbdns::snapshot::Snapshot;
 use lbdns::{site, zone};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -151,7 +151,7 @@ fn snapshot_of(file: &CaseFile, path: &Path) -> Result<Snapshot, String> {
     for spec in &file.zone {
         let origin = Name::from_ascii(&spec.origin).map_err(|e| format!("origin: {e}"))?;
         let parsed = zone::parse(&spec.text, path, &origin).map_err(|e| e.to_string())?;
-        zones.push(Arc::new(ZoneData::compile(&parsed)));
+        zones.push(Arc::new(parsed));
         let site_spec =
             site::parse(&spec.site).map_err(|(line, e)| format!("site line {line}: {e}"))?;
         let site = site::validate(&origin, &site_spec).map_err(|problems| {

@@ -43,6 +43,29 @@ enum Found<'z> {
     NxDomain,
 }
 
+/// The names a CNAME chain went through, newest first: a list on the stack, one link per
+/// level of [`CompiledZone::resolve`].
+pub struct Chain<'a> {
+    /// A name answered with a CNAME, lowercased.
+    name: &'a [u8],
+    up: Option<&'a Chain<'a>>,
+    /// Links up to and including this one.
+    len: usize,
+}
+
+impl Chain<'_> {
+    fn contains(&self, name: &[u8]) -> bool {
+        let mut link = Some(self);
+        while let Some(l) = link {
+            if l.name == name {
+                return true;
+            }
+            link = l.up;
+        }
+        false
+    }
+}
+
 /// A CNAME written into the answer: its target as written (to follow, and to write as
 /// the next owner) and where its RDATA is in the message (to point to instead).
 struct CnameTarget<'z> {
@@ -99,8 +122,9 @@ impl CompiledZone {
         qtype: u16,
         ctx: &mut Ctx<'_, R>,
         out: &mut Response<'_>,
-        depth: usize,
+        chain: Option<&Chain<'_>>,
     ) {
+        let depth = chain.map_or(0, |c| c.len);
         let (data, task) = match self.find(name, qtype) {
             Found::Node { data, task } => (data, task),
             Found::NxDomain => {
@@ -133,12 +157,19 @@ impl CompiledZone {
             None => data.and_then(|node| answer_data(node, &self.tasks, owner, qtype, out)),
         };
         if let Some(target) = cname {
+            let here = Chain {
+                name: name.as_bytes(),
+                up: chain,
+                len: depth + 1,
+            };
             if depth + 1 < MAX_CNAME_CHAIN
                 && let Some(next) = WireName::from_lowercase(target.name)
                 && next.is_at_or_below(&self.data.apex, self.data.apex_labels)
+                // A loop ends where it closes: each CNAME once (RFC 2181 §5).
+                && !here.contains(next.as_bytes())
             {
                 let owner = Owner::at_or(target.at, target.name);
-                self.resolve(&next, owner, qtype, ctx, out, depth + 1);
+                self.resolve(&next, owner, qtype, ctx, out, Some(&here));
             }
             return;
         }

@@ -206,7 +206,7 @@ impl Snapshot {
             qtype,
             &mut ctx,
             out,
-            0,
+            None,
         );
         ctx.resolution
     }
