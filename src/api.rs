@@ -157,6 +157,10 @@ pub fn router(store: Arc<Store>, token: Option<String>, bound: SocketAddr) -> Ro
             "/v1/sites/{site}/origin-groups/{name}",
             axum::routing::put(put_group).delete(delete_group),
         )
+        .route(
+            "/v1/sites/{site}/secondaries",
+            get(get_secondaries).put(put_secondaries),
+        )
         .route("/v1/sites/{site}/tasks", get(list_tasks).post(create_task))
         .route(
             "/v1/sites/{site}/tasks/{id}",
@@ -170,7 +174,7 @@ pub fn router(store: Arc<Store>, token: Option<String>, bound: SocketAddr) -> Ro
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /healthz and /metrics",
+                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /v1/sites/{site}/secondaries, /healthz and /metrics",
             )
         })
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
@@ -493,6 +497,32 @@ async fn delete_group(
 ) -> Result<StatusCode, ApiError> {
     api.store.delete_group(&site, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of `PUT /v1/sites/{site}/secondaries`, and its reply.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Secondaries {
+    secondaries: Vec<String>,
+}
+
+async fn get_secondaries(
+    State(api): State<Api>,
+    Path(site): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let secondaries = found(api.store.secondaries(&site))?;
+    Ok(Json(json!({"secondaries": secondaries})))
+}
+
+async fn put_secondaries(
+    State(api): State<Api>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Secondaries { secondaries } = parse(&headers, body)?;
+    let secondaries = api.store.put_secondaries(&site, secondaries).await?;
+    Ok(Json(json!({"secondaries": secondaries})))
 }
 
 async fn list_tasks(

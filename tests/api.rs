@@ -2372,3 +2372,78 @@ fn a_wildcard_task_under_the_apex_is_served_from_file_api_and_reload() {
     let health = lab.api.get("/healthz").json();
     assert_eq!(health["config"]["valid"], json!(true), "{health}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Secondaries (SPEC §3): who may transfer the zone
+// ---------------------------------------------------------------------------------------
+
+const SECONDARIES: &str = "/v1/sites/example.com/secondaries";
+
+/// Whether an AXFR of example.com from 127.0.0.1 succeeds.
+fn axfr_allowed(server: &Server) -> bool {
+    let output = std::process::Command::new("dig")
+        .args(["-b", "127.0.0.1", &format!("@{}", server.addr.ip())])
+        .args([
+            "-p",
+            &server.addr.port().to_string(),
+            "example.com.",
+            "AXFR",
+        ])
+        .args(["+time=2", "+tries=1"])
+        .output()
+        .expect("dig is installed");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.contains("XFR size")
+}
+
+#[test]
+fn secondaries_are_read_and_replaced_through_the_api() {
+    let lab = Lab::start();
+    let reply = lab.api.get(SECONDARIES);
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(reply.json(), json!({"secondaries": []}));
+    assert!(!axfr_allowed(&lab.server), "nobody may transfer at first");
+
+    let list = json!({"secondaries": ["127.0.0.1", "2001:db8::/64"]});
+    let reply = lab.api.put(SECONDARIES, &list);
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(reply.json(), list);
+    assert_eq!(lab.api.get(SECONDARIES).json(), list);
+    assert_eq!(
+        parse_yaml(&lab.file_text())["secondaries"],
+        json!(["127.0.0.1", "2001:db8::/64"])
+    );
+    lab.assert_file_checks();
+    assert!(axfr_allowed(&lab.server), "127.0.0.1 is listed now");
+
+    // An entry that is not an address, a prefix or address:port: 422 naming it, and
+    // nothing changes.
+    let before = lab.observe();
+    let reply = lab
+        .api
+        .put(SECONDARIES, &json!({"secondaries": ["ns1.example.net"]}));
+    assert_error(
+        &reply,
+        422,
+        "invalid",
+        &["secondaries[0]", "ns1.example.net"],
+    );
+    let reply = lab
+        .api
+        .put(SECONDARIES, &json!({"secondaries": "127.0.0.1"}));
+    assert_eq!(reply.status, 422, "{reply}");
+    let reply = lab.api.put(SECONDARIES, &json!({"servers": []}));
+    assert_eq!(reply.status, 422, "{reply}");
+    assert_eq!(lab.observe(), before);
+
+    // Emptied: transfers are refused again.
+    let reply = lab.api.put(SECONDARIES, &json!({"secondaries": []}));
+    assert_eq!(reply.status, 200, "{reply}");
+    assert!(!axfr_allowed(&lab.server));
+    assert!(
+        !lab.file_text().contains("secondaries"),
+        "{}",
+        lab.file_text()
+    );
+    assert_eq!(lab.api.get("/v1/sites/example.org/secondaries").status, 404);
+}

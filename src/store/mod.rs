@@ -340,6 +340,32 @@ impl Store {
             .collect())
     }
 
+    /// The servers allowed to transfer the site's zone, as the site file lists them.
+    pub fn secondaries(&self, site: &str) -> Result<Vec<String>, ChangeError> {
+        let committed = self.shared.committed.load();
+        let loaded = find_site(&committed.config.sites, site)?;
+        Ok(loaded
+            .spec
+            .secondaries
+            .iter()
+            .map(|s| s.value.clone())
+            .collect())
+    }
+
+    /// Replaces the servers allowed to transfer the site's zone (SPEC §3).
+    pub async fn put_secondaries(
+        &self,
+        site: &str,
+        secondaries: Vec<String>,
+    ) -> Result<Vec<String>, ChangeError> {
+        self.change(site, move |loaded| {
+            loaded.spec.secondaries = secondaries.into_iter().map(Lined::new).collect();
+            Ok(Edited::new(Show::Nothing, String::new()))
+        })
+        .await?;
+        self.secondaries(site)
+    }
+
     /// Counts tasks by status into the metrics, for a scrape.
     pub fn refresh_task_metrics(&self) {
         let committed = self.shared.committed.load();
