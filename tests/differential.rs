@@ -47,6 +47,7 @@ const OWNERS: &[&str] = &[
     "unk",
     "generic",
     "mid",
+    "big",
     "sec",
     "alias",
     "signedalias",
@@ -154,6 +155,10 @@ enum Edns0 {
     With,
     /// OPT with DO set.
     Dnssec,
+    /// OPT with a 512-byte payload, the least a server honours (RFC 6891 §6.2.5).
+    Small,
+    /// OPT of EDNS version 1, which neither server knows (RFC 6891 §6.1.3: BADVERS).
+    Version1,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +174,8 @@ struct Ask {
     rtype: RecordType,
     edns: Edns0,
     transport: Transport,
+    /// Recursion desired: a stub's query; the servers echo it and offer no recursion.
+    rd: bool,
 }
 
 /// What of a reply is compared.
@@ -177,6 +184,7 @@ struct Reply {
     rcode: String,
     aa: bool,
     tc: bool,
+    rd: bool,
     ra: bool,
     question: Vec<String>,
     /// (payload, DO) of the OPT record.
@@ -192,6 +200,7 @@ impl Reply {
             rcode: format!("{:?}", message.metadata.response_code),
             aa: message.metadata.authoritative,
             tc: message.metadata.truncation,
+            rd: message.metadata.recursion_desired,
             ra: message.metadata.recursion_available,
             question: message
                 .queries
@@ -371,6 +380,7 @@ impl Knot {
                 rtype: RecordType::SOA,
                 edns: Edns0::Without,
                 transport: Transport::Udp,
+                rd: false,
             };
             loop {
                 if let Ok(reply) = exchange(self.listen, &probe, Duration::from_millis(200))
@@ -423,14 +433,16 @@ fn name(text: &str) -> Name {
     name
 }
 
-/// The query message for `ask` (RD clear, as a resolver asks an authoritative server).
+/// The query message for `ask`.
 fn message(ask: &Ask, id: u16) -> Message {
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = ask.rd;
     message.add_query(Query::query(ask.name.clone(), ask.rtype));
     if ask.edns != Edns0::Without {
         let mut edns = Edns::new();
-        edns.set_max_payload(1232);
+        edns.set_max_payload(if ask.edns == Edns0::Small { 512 } else { 1232 });
         edns.set_dnssec_ok(ask.edns == Edns0::Dnssec);
+        edns.set_version(u8::from(ask.edns == Edns0::Version1));
         message.edns = Some(edns);
     }
     message
@@ -481,7 +493,8 @@ fn exchange(server: SocketAddr, ask: &Ask, wait: Duration) -> Result<Message, St
 }
 
 /// Every query of the suite: each owner name with every type, the other names with a few,
-/// rotating through no EDNS, EDNS and EDNS with DO; every fifth query also over TCP.
+/// rotating through no EDNS, EDNS and EDNS with DO; every fifth query also over TCP, every
+/// seventh with RD set, every thirty-first with EDNS version 1.
 fn asks() -> Vec<Ask> {
     let in_zone = |relative: &str| -> Name {
         let text = if relative.is_empty() {
@@ -503,12 +516,16 @@ fn asks() -> Vec<Ask> {
     }
     let mut asks = Vec::new();
     for (i, (name, rtype)) in pairs.into_iter().enumerate() {
-        let edns = [Edns0::Without, Edns0::With, Edns0::Dnssec][i % 3];
+        let edns = match i {
+            _ if i % 31 == 0 => Edns0::Version1,
+            _ => [Edns0::Without, Edns0::With, Edns0::Dnssec][i % 3],
+        };
         let ask = Ask {
             name,
             rtype,
             edns,
             transport: Transport::Udp,
+            rd: i % 7 == 0,
         };
         if i % 5 == 0 {
             asks.push(Ask {
@@ -518,15 +535,19 @@ fn asks() -> Vec<Ask> {
         }
         asks.push(ask);
     }
-    // The middle-sized RRset: too big for 512 bytes, small enough for 1232.
-    for edns in [Edns0::Without, Edns0::With] {
-        for transport in [Transport::Udp, Transport::Tcp] {
-            asks.push(Ask {
-                name: in_zone("mid"),
-                rtype: RecordType::TXT,
-                edns,
-                transport,
-            });
+    // The middle-sized RRset: too big for 512 bytes, small enough for 1232; the big one
+    // too big for 1232. Without EDNS, with a 512-byte and with a 1232-byte payload.
+    for owner in ["mid", "big"] {
+        for edns in [Edns0::Without, Edns0::Small, Edns0::With] {
+            for transport in [Transport::Udp, Transport::Tcp] {
+                asks.push(Ask {
+                    name: in_zone(owner),
+                    rtype: RecordType::TXT,
+                    edns,
+                    transport,
+                    rd: false,
+                });
+            }
         }
     }
     asks
@@ -537,8 +558,8 @@ fn describe(reply: &Result<Reply, String>) -> String {
         Err(e) => format!("    {e}\n"),
         Ok(r) => {
             let mut text = format!(
-                "    {} aa={} tc={} ra={} opt={:?} question={:?}\n",
-                r.rcode, r.aa, r.tc, r.ra, r.opt, r.question
+                "    {} aa={} tc={} rd={} ra={} opt={:?} question={:?}\n",
+                r.rcode, r.aa, r.tc, r.rd, r.ra, r.opt, r.question
             );
             for (label, records) in [
                 ("answer", &r.answer),
@@ -627,6 +648,15 @@ fn lbdns_answers_as_knot_does_but_for_the_deliberate_differences() {
         );
     }
     assert!(pairs.len() >= 300, "only {} name/type pairs", pairs.len());
+    let stale: Vec<&str> = DELIBERATE
+        .iter()
+        .filter(|d| !used.contains_key(d.what))
+        .map(|d| d.what)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "entries of DELIBERATE that no difference needs any more (remove them): {stale:?}"
+    );
     assert!(
         undocumented.is_empty(),
         "{} of {} queries differ from Knot DNS without an entry in DELIBERATE:\n\n{}",
