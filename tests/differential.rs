@@ -1,6 +1,6 @@
 //! Differential test against Knot DNS: lbdns and `knotd` (as a primary) serve the same zone
 //! files (tests/data/differential/), every query below goes to both, and the replies must
-//! agree on the RCODE, the AA, TC and RA flags, the question, the OPT (present, payload,
+//! agree on the RCODE, the AA, TC, RD and RA flags, the question, the OPT (present, payload,
 //! DO) and each section as a multiset of records (owner lowercased, TTL, class, type,
 //! RDATA), order within a section and name compression ignored.
 //!
