@@ -245,7 +245,9 @@ fn answer_task<'z, R: Rng + ?Sized>(
     }
 }
 
-/// Answers from zone data at a node; returns a CNAME to follow.
+/// Answers from zone data at a node; returns a CNAME to follow. RRSIG and NSEC, the
+/// types a CNAME's name also holds in a signed zone (RFC 4035 §2.5), are answered from the
+/// name itself, like CNAME: following the CNAME would answer another name's and hide these.
 fn answer_data<'z>(
     node: &'z Node,
     tasks: &Tasks,
@@ -253,7 +255,7 @@ fn answer_data<'z>(
     qtype: u16,
     out: &mut Response<'_>,
 ) -> Option<CnameTarget<'z>> {
-    if qtype != rtype::CNAME
+    if !matches!(qtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC)
         && let Some(cname) = node.rrset(rtype::CNAME)
     {
         let at = out.rrset(owner, cname);

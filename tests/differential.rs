@@ -1,0 +1,667 @@
+//! Differential test against Knot DNS: lbdns and `knotd` (as a primary) serve the same zone
+//! files (tests/data/differential/), every query below goes to both, and the replies must
+//! agree on the RCODE, the AA, TC, RD and RA flags, the question, the OPT (present, payload,
+//! DO) and each section as a multiset of records (owner lowercased, TTL, class, type,
+//! RDATA), order within a section and name compression ignored.
+//!
+//! A difference fails the test unless an entry of [`DELIBERATE`] covers it; each entry says
+//! why lbdns answers otherwise (RFC or SPEC.md). All uncovered differences are printed at
+//! once, with the query and both replies.
+//!
+//! Needs `knotd` (Debian package `knot`); the test fails, it does not skip, without it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, Record, RecordType};
+
+use common::{Site, free_port, require_tool};
+
+/// The zone files, as both servers read them.
+const ZONES: [&str; 2] = ["example.com.zone", "child.example.com.zone"];
+
+/// Owner names of example.com. (relative; "" is the apex) and of child.example.com.
+const OWNERS: &[&str] = &[
+    "",
+    "ns1",
+    "mail",
+    "www",
+    "_443._tcp.www",
+    "_sip._udp",
+    "sip",
+    "_xmpp._tcp",
+    "naptr",
+    "hw",
+    "ptr",
+    "odd\\032name",
+    "dot\\.name",
+    "\\065bc",
+    "unk",
+    "generic",
+    "mid",
+    "big",
+    "sec",
+    "alias",
+    "signedalias",
+    "chain1",
+    "chain2",
+    "outside",
+    "todeleg",
+    "tocut",
+    "towild",
+    "tonothing",
+    "toent",
+    "tochild",
+    "*.wild",
+    "x.y.ent",
+    "*.y.ent",
+    "*.w",
+    "sub.*.w",
+    "host1.w",
+    "_ssh._tcp.host1.w",
+    "_ssh._tcp.host2.w",
+    "subdel.w",
+    "dev",
+    "ns1.dev",
+    "ext",
+    "sib",
+    "child",
+    "ns1.child",
+    "www.child",
+    "back.child",
+];
+
+/// Names with no records of their own: missing, matched by a wildcard, empty non-terminals,
+/// below cuts, in the child zone, asked in another case.
+const OTHER_NAMES: &[&str] = &[
+    "nope",
+    "a.wild",
+    "b.c.wild",
+    "ent",
+    "y.ent",
+    "z.y.ent",
+    "q.z.y.ent",
+    "host3.w",
+    "foo.bar.w",
+    "_telnet._tcp.host1.w",
+    "host.subdel.w",
+    "ghost.*.w",
+    "_tcp.host2.w",
+    "host2.w",
+    "_ssh._tcp.host3.w",
+    "host.dev",
+    "a.b.dev",
+    "x.ext",
+    "x.sib",
+    "nope.child",
+    "a.b.child",
+    "WWW",
+    "aBC",
+    "ODD\\032Name",
+];
+
+/// Names outside both zones (absolute).
+const OUT_OF_ZONE: &[&str] = &["example.net.", "www.example.org.", "com.", ".", "example."];
+
+/// Every type asked at every owner.
+const TYPES: &[RecordType] = &[
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::CNAME,
+    RecordType::DS,
+    RecordType::DNSKEY,
+    RecordType::RRSIG,
+    RecordType::NSEC,
+    RecordType::SRV,
+    RecordType::CAA,
+    RecordType::ANY,
+    RecordType::Unknown(65280),
+    RecordType::PTR,
+    RecordType::SSHFP,
+    RecordType::TLSA,
+    RecordType::NAPTR,
+    RecordType::HINFO,
+];
+
+/// Types asked at names without records and outside the zones.
+const FEW_TYPES: &[RecordType] = &[
+    RecordType::A,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::NS,
+    RecordType::DS,
+    RecordType::SOA,
+    RecordType::ANY,
+    RecordType::Unknown(65280),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Edns0 {
+    /// No OPT record.
+    Without,
+    /// OPT with a 1232-byte payload.
+    With,
+    /// OPT with DO set.
+    Dnssec,
+    /// OPT with a 512-byte payload, the least a server honours (RFC 6891 §6.2.5).
+    Small,
+    /// OPT of EDNS version 1, which neither server knows (RFC 6891 §6.1.3: BADVERS).
+    Version1,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// One query, asked of both servers.
+#[derive(Clone, Debug)]
+struct Ask {
+    name: Name,
+    rtype: RecordType,
+    edns: Edns0,
+    transport: Transport,
+    /// Recursion desired: a stub's query; the servers echo it and offer no recursion.
+    rd: bool,
+}
+
+/// What of a reply is compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reply {
+    rcode: String,
+    aa: bool,
+    tc: bool,
+    rd: bool,
+    ra: bool,
+    question: Vec<String>,
+    /// (payload, DO) of the OPT record.
+    opt: Option<(u16, bool)>,
+    answer: Vec<String>,
+    authority: Vec<String>,
+    additional: Vec<String>,
+}
+
+impl Reply {
+    fn of(message: &Message) -> Self {
+        Self {
+            rcode: format!("{:?}", message.metadata.response_code),
+            aa: message.metadata.authoritative,
+            tc: message.metadata.truncation,
+            rd: message.metadata.recursion_desired,
+            ra: message.metadata.recursion_available,
+            question: message
+                .queries
+                .iter()
+                .map(|q| format!("{} {} {}", q.name(), q.query_class(), q.query_type()))
+                .collect(),
+            opt: message
+                .edns
+                .as_ref()
+                .map(|e| (e.max_payload(), e.flags().dnssec_ok)),
+            answer: section(&message.answers),
+            authority: section(&message.authorities),
+            additional: section(&message.additionals),
+        }
+    }
+
+    /// The RRsets (owner and type) of the answer section.
+    fn answer_rrsets(&self) -> Vec<String> {
+        let mut sets: Vec<String> = self
+            .answer
+            .iter()
+            .map(|r| {
+                let mut fields = r.split(' ');
+                let owner = fields.next().unwrap_or_default();
+                let rtype = fields.nth(2).unwrap_or_default();
+                format!("{owner} {rtype}")
+            })
+            .collect();
+        sets.dedup();
+        sets
+    }
+
+    /// This reply with empty sections: what is left is the header, question and OPT.
+    fn header(&self) -> Self {
+        Self {
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// What kind of reply this is, for the coverage count.
+    fn kind(&self) -> &'static str {
+        match (self.rcode.as_str(), self.aa, self.tc) {
+            (_, _, true) => "truncated",
+            ("NoError", false, _) => "referral",
+            ("NoError", true, _) if self.answer.is_empty() => "NODATA",
+            ("NoError", true, _) => "answer",
+            ("NXDomain", _, _) => "NXDOMAIN",
+            ("Refused", _, _) => "REFUSED",
+            _ => "other",
+        }
+    }
+}
+
+/// A section as sorted `owner TTL CLASS TYPE RDATA` lines.
+fn section(records: &[Record]) -> Vec<String> {
+    let mut lines: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                r.name.to_lowercase(),
+                r.ttl,
+                r.dns_class,
+                r.record_type(),
+                r.data
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// A difference lbdns keeps on purpose. `covers` says whether it explains how the replies
+/// to `ask` differ (Knot's, lbdns's); it may ask Knot more with `knot`.
+struct Deliberate {
+    what: &'static str,
+    why: &'static str,
+    covers: fn(ask: &Ask, knot: &Reply, lbdns: &Reply, ask_knot: AskKnot) -> bool,
+}
+
+/// Asks Knot one more query (for a [`Deliberate`] entry that needs to know more).
+type AskKnot<'a> = &'a dyn Fn(&Ask) -> Reply;
+
+/// The table of deliberate differences. Each entry is as narrow as the reason it gives.
+const DELIBERATE: &[Deliberate] = &[Deliberate {
+    what: "ANY: another RRset of the name than Knot's",
+    why: "RFC 8482 §4.1 lets the server pick which one RRset of the name answers ANY; \
+          lbdns takes the name's first in zone order, Knot its own choice (NS at a cut or \
+          apex, MX before TXT at a wildcard). Covered only if both answer exactly one \
+          RRset of the name and lbdns's whole reply (answer, authority, additional) is \
+          Knot's reply to a query for that RRset's type",
+    covers: any_picks_another_rrset,
+}];
+
+fn any_picks_another_rrset(ask: &Ask, knot: &Reply, lbdns: &Reply, ask_knot: AskKnot) -> bool {
+    let owner = ask.name.to_lowercase().to_string();
+    let one_rrset_of_the_name = |reply: &Reply| -> Option<RecordType> {
+        match reply.answer_rrsets().as_slice() {
+            [set] => {
+                let (name, rtype) = set.split_once(' ')?;
+                (name == owner).then(|| rtype.parse().ok())?
+            }
+            _ => None,
+        }
+    };
+    if ask.rtype != RecordType::ANY
+        || knot.header() != lbdns.header()
+        || one_rrset_of_the_name(knot).is_none()
+    {
+        return false;
+    }
+    let Some(picked) = one_rrset_of_the_name(lbdns) else {
+        return false;
+    };
+    let for_that_type = ask_knot(&Ask {
+        rtype: picked,
+        ..ask.clone()
+    });
+    for_that_type.rcode == lbdns.rcode
+        && for_that_type.answer == lbdns.answer
+        && for_that_type.authority == lbdns.authority
+        && for_that_type.additional == lbdns.additional
+}
+
+/// knotd as a primary for the zone files in `zones`, listening on `listen`.
+struct Knot {
+    child: Child,
+    listen: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Knot {
+    fn start(zones: &Path, listen: SocketAddr) -> Self {
+        let knotd = require_tool(&["knotd", "/usr/sbin/knotd"], "knot");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let conf = format!(
+            "server:\n    rundir: \"{d}\"\n    listen: {ip}@{port}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             database:\n    storage: \"{d}\"\n\
+             template:\n  - id: default\n    storage: \"{zones}\"\n    zonefile-load: whole\n\
+             \x20   zonefile-sync: -1\n    journal-content: none\n    semantic-checks: off\n\
+             zone:\n  - domain: example.com\n  - domain: child.example.com\n",
+            ip = listen.ip(),
+            port = listen.port(),
+            zones = zones.display(),
+        );
+        let path = dir.path().join("knot.conf");
+        std::fs::write(&path, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
+        let child = Command::new(knotd)
+            .arg("-c")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start knotd");
+        let knot = Self { child, listen, dir };
+        knot.wait_loaded();
+        knot
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default()
+    }
+
+    /// Waits until both zones answer their SOA authoritatively.
+    fn wait_loaded(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for zone in ["example.com.", "child.example.com."] {
+            let probe = Ask {
+                name: zone.parse().unwrap(),
+                rtype: RecordType::SOA,
+                edns: Edns0::Without,
+                transport: Transport::Udp,
+                rd: false,
+            };
+            loop {
+                if let Ok(reply) = exchange(self.listen, &probe, Duration::from_millis(200))
+                    && reply.metadata.authoritative
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "knotd did not serve {zone} within 20 s:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A name in presentation format, `\DDD` and `\X` escapes included (hickory's
+/// `Name::from_ascii` takes host names only).
+fn name(text: &str) -> Name {
+    let mut labels: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut chars = text.bytes();
+    while let Some(c) = chars.next() {
+        match c {
+            b'.' => labels.push(Vec::new()),
+            b'\\' => {
+                let first = chars.next().expect("escape");
+                let byte = if first.is_ascii_digit() {
+                    let digits = [first, chars.next().unwrap(), chars.next().unwrap()];
+                    std::str::from_utf8(&digits).unwrap().parse().unwrap()
+                } else {
+                    first
+                };
+                labels.last_mut().unwrap().push(byte);
+            }
+            _ => labels.last_mut().unwrap().push(c),
+        }
+    }
+    labels.retain(|l| !l.is_empty());
+    let mut name = Name::from_labels(labels).unwrap_or_else(|e| panic!("{text}: {e}"));
+    name.set_fqdn(true);
+    name
+}
+
+/// The query message for `ask`.
+fn message(ask: &Ask, id: u16) -> Message {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = ask.rd;
+    message.add_query(Query::query(ask.name.clone(), ask.rtype));
+    if ask.edns != Edns0::Without {
+        let mut edns = Edns::new();
+        edns.set_max_payload(if ask.edns == Edns0::Small { 512 } else { 1232 });
+        edns.set_dnssec_ok(ask.edns == Edns0::Dnssec);
+        edns.set_version(u8::from(ask.edns == Edns0::Version1));
+        message.edns = Some(edns);
+    }
+    message
+}
+
+/// Asks `server`, within `wait`.
+fn exchange(server: SocketAddr, ask: &Ask, wait: Duration) -> Result<Message, String> {
+    static NEXT_ID: AtomicU16 = AtomicU16::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let query = message(ask, id).to_vec().map_err(|e| e.to_string())?;
+    let bytes = match ask.transport {
+        Transport::Udp => {
+            let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            socket
+                .set_read_timeout(Some(wait))
+                .map_err(|e| e.to_string())?;
+            socket.send_to(&query, server).map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; 65535];
+            let (n, _) = socket
+                .recv_from(&mut buf)
+                .map_err(|e| format!("no UDP reply: {e}"))?;
+            buf.truncate(n);
+            buf
+        }
+        Transport::Tcp => {
+            let mut stream =
+                TcpStream::connect_timeout(&server, wait).map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(wait))
+                .map_err(|e| e.to_string())?;
+            let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&query);
+            stream.write_all(&framed).map_err(|e| e.to_string())?;
+            let mut len = [0u8; 2];
+            stream
+                .read_exact(&mut len)
+                .map_err(|e| format!("no TCP reply: {e}"))?;
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            stream.read_exact(&mut buf).map_err(|e| e.to_string())?;
+            buf
+        }
+    };
+    let reply = Message::from_vec(&bytes).map_err(|e| format!("undecodable reply: {e}"))?;
+    if reply.metadata.id != id {
+        return Err(format!("reply ID {} to query ID {id}", reply.metadata.id));
+    }
+    Ok(reply)
+}
+
+/// Every query of the suite: each owner name with every type, the other names with a few,
+/// rotating through no EDNS, EDNS and EDNS with DO; every fifth query also over TCP, every
+/// seventh with RD set, every thirty-first with EDNS version 1.
+fn asks() -> Vec<Ask> {
+    let in_zone = |relative: &str| -> Name {
+        let text = if relative.is_empty() {
+            "example.com.".to_owned()
+        } else {
+            format!("{relative}.example.com.")
+        };
+        name(&text)
+    };
+    let mut pairs: Vec<(Name, RecordType)> = Vec::new();
+    for owner in OWNERS {
+        pairs.extend(TYPES.iter().map(|t| (in_zone(owner), *t)));
+    }
+    for name in OTHER_NAMES {
+        pairs.extend(FEW_TYPES.iter().map(|t| (in_zone(name), *t)));
+    }
+    for name in OUT_OF_ZONE {
+        pairs.extend(FEW_TYPES.iter().map(|t| (self::name(name), *t)));
+    }
+    let mut asks = Vec::new();
+    for (i, (name, rtype)) in pairs.into_iter().enumerate() {
+        let edns = match i {
+            _ if i % 31 == 0 => Edns0::Version1,
+            _ => [Edns0::Without, Edns0::With, Edns0::Dnssec][i % 3],
+        };
+        let ask = Ask {
+            name,
+            rtype,
+            edns,
+            transport: Transport::Udp,
+            rd: i % 7 == 0,
+        };
+        if i % 5 == 0 {
+            asks.push(Ask {
+                transport: Transport::Tcp,
+                ..ask.clone()
+            });
+        }
+        asks.push(ask);
+    }
+    // The middle-sized RRset: too big for 512 bytes, small enough for 1232; the big one
+    // too big for 1232. Without EDNS, with a 512-byte and with a 1232-byte payload.
+    for owner in ["mid", "big"] {
+        for edns in [Edns0::Without, Edns0::Small, Edns0::With] {
+            for transport in [Transport::Udp, Transport::Tcp] {
+                asks.push(Ask {
+                    name: in_zone(owner),
+                    rtype: RecordType::TXT,
+                    edns,
+                    transport,
+                    rd: false,
+                });
+            }
+        }
+    }
+    asks
+}
+
+fn describe(reply: &Result<Reply, String>) -> String {
+    match reply {
+        Err(e) => format!("    {e}\n"),
+        Ok(r) => {
+            let mut text = format!(
+                "    {} aa={} tc={} rd={} ra={} opt={:?} question={:?}\n",
+                r.rcode, r.aa, r.tc, r.rd, r.ra, r.opt, r.question
+            );
+            for (label, records) in [
+                ("answer", &r.answer),
+                ("authority", &r.authority),
+                ("additional", &r.additional),
+            ] {
+                for record in records.iter() {
+                    text.push_str(&format!("    {label:10} {record}\n"));
+                }
+            }
+            text
+        }
+    }
+}
+
+#[test]
+fn lbdns_answers_as_knot_does_but_for_the_deliberate_differences() {
+    let source = common::repo().join("tests/data/differential");
+    let files: Vec<(&str, String)> = ZONES
+        .iter()
+        .map(|f| (*f, common::read(&source.join(f))))
+        .collect();
+    let site = Site::new(
+        &files
+            .iter()
+            .map(|(f, t)| (*f, t.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let lbdns = site.serve();
+    let knot = Knot::start(&site.path().join("zones"), free_port());
+
+    let asks = asks();
+    let started = Instant::now();
+    let mut undocumented = Vec::new();
+    let mut used: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut pairs = std::collections::BTreeSet::new();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for ask in &asks {
+        pairs.insert((ask.name.to_ascii(), ask.rtype));
+        let wait = Duration::from_secs(2);
+        let from_knot = exchange(knot.listen, ask, wait).map(|m| Reply::of(&m));
+        let from_lbdns = exchange(lbdns.addr, ask, wait).map(|m| Reply::of(&m));
+        if let Ok(reply) = &from_knot {
+            *kinds.entry(reply.kind()).or_default() += 1;
+        }
+        if from_knot == from_lbdns {
+            continue;
+        }
+        let covered = match (&from_knot, &from_lbdns) {
+            (Ok(k), Ok(l)) => {
+                let ask_knot = |ask: &Ask| {
+                    exchange(knot.listen, ask, wait)
+                        .map(|m| Reply::of(&m))
+                        .unwrap_or_else(|e| panic!("knotd, {} {}: {e}", ask.name, ask.rtype))
+                };
+                DELIBERATE.iter().find(|d| (d.covers)(ask, k, l, &ask_knot))
+            }
+            _ => None,
+        };
+        match covered {
+            Some(d) => *used.entry(d.what).or_default() += 1,
+            None => undocumented.push(format!(
+                "{} {} {:?} {:?}\n  knot:\n{}  lbdns:\n{}",
+                ask.name,
+                ask.rtype,
+                ask.edns,
+                ask.transport,
+                describe(&from_knot),
+                describe(&from_lbdns)
+            )),
+        }
+    }
+    eprintln!(
+        "{} queries ({} name/type pairs) asked of both servers in {:?}",
+        asks.len(),
+        pairs.len(),
+        started.elapsed()
+    );
+    eprintln!("Knot's replies by kind: {kinds:?}");
+    for d in DELIBERATE {
+        eprintln!(
+            "deliberate difference seen {} times: {} ({})",
+            used.get(d.what).copied().unwrap_or(0),
+            d.what,
+            d.why
+        );
+    }
+    assert!(pairs.len() >= 300, "only {} name/type pairs", pairs.len());
+    let stale: Vec<&str> = DELIBERATE
+        .iter()
+        .filter(|d| !used.contains_key(d.what))
+        .map(|d| d.what)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "entries of DELIBERATE that no difference needs any more (remove them): {stale:?}"
+    );
+    assert!(
+        undocumented.is_empty(),
+        "{} of {} queries differ from Knot DNS without an entry in DELIBERATE:\n\n{}",
+        undocumented.len(),
+        asks.len(),
+        undocumented.join("\n")
+    );
+}
