@@ -14,19 +14,24 @@ use super::wire::{CLASS_IN, rtype};
 const WAIT: Duration = Duration::from_secs(1);
 const TRIES: usize = 3;
 
-/// Notifies `targets` that `origin` changed, on a thread of its own: the caller (the
-/// store's writer) never waits on the network.
-pub fn spawn(origin: Name, targets: Vec<SocketAddr>) {
-    if targets.is_empty() {
+/// Notifies each zone's `targets` that it changed, on one thread for the whole batch: the
+/// caller (the store's writer) never waits on the network, and a reload that changes
+/// thousands of zones starts one thread, not thousands.
+pub fn spawn(changed: Vec<(Name, Vec<SocketAddr>)>) {
+    if changed.iter().all(|(_, targets)| targets.is_empty()) {
         return;
     }
     let spawned = std::thread::Builder::new()
         .name("lbdns-notify".into())
         .spawn(move || {
-            for target in targets {
-                match notify(&origin, target) {
-                    Ok(()) => info!(zone = %origin, %target, "NOTIFY acknowledged"),
-                    Err(why) => warn!(zone = %origin, %target, "NOTIFY not acknowledged: {why}"),
+            for (origin, targets) in changed {
+                for target in targets {
+                    match notify(&origin, target) {
+                        Ok(()) => info!(zone = %origin, %target, "NOTIFY acknowledged"),
+                        Err(why) => {
+                            warn!(zone = %origin, %target, "NOTIFY not acknowledged: {why}")
+                        }
+                    }
                 }
             }
         });

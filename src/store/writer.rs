@@ -505,16 +505,19 @@ fn notify_changed(before: &[(Name, u32)], snapshot: &Snapshot, config: &load::Co
         .iter()
         .map(|s| (&s.site.origin, &**s))
         .collect();
-    for (origin, serial) in snapshot.serials() {
-        if before.get(&origin) == Some(&serial) {
-            continue;
-        }
-        let targets = sites
-            .get(&origin)
-            .map(|s| s.site.secondaries.iter().filter_map(|x| x.notify).collect())
-            .unwrap_or_default();
-        crate::dns::notify::spawn(origin, targets);
-    }
+    let changed = snapshot
+        .serials()
+        .into_iter()
+        .filter(|(origin, serial)| before.get(origin) != Some(serial))
+        .map(|(origin, _)| {
+            let targets = sites
+                .get(&origin)
+                .map(|s| s.site.secondaries.iter().filter_map(|x| x.notify).collect())
+                .unwrap_or_default();
+            (origin, targets)
+        })
+        .collect();
+    crate::dns::notify::spawn(changed);
 }
 
 /// Task generations after a reload: unchanged tasks keep theirs.
