@@ -144,12 +144,13 @@ fn knot_transfers_the_zone_file_and_follows_notify() {
 
     // A new serial and record, a reload: NOTIFY, and knotd has it long before its
     // refresh timer (7200 s) would have asked.
+    // Written whole and renamed into place: the file watcher must not load a half-written
+    // file whose serial is already 2 (a secondary would then never ask again).
     let reloaded = server.reload_after(|| {
-        std::fs::write(
-            site.path().join("zones/example.com.zone"),
-            zone(2, "new A 192.0.2.99\n"),
-        )
-        .unwrap()
+        let path = site.path().join("zones/example.com.zone");
+        let partial = path.with_extension("zone.new");
+        std::fs::write(&partial, zone(2, "new A 192.0.2.99\n")).unwrap();
+        std::fs::rename(&partial, &path).unwrap();
     });
     assert_eq!(reloaded, Reloaded::Accepted);
     let took = knot.wait_for(
