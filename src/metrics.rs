@@ -167,6 +167,12 @@ pub struct Metrics {
     /// Responses response rate limiting dropped, and sent truncated instead.
     pub rrl_dropped: Counter,
     pub rrl_slipped: Counter,
+    /// Zone transfers sent, and refused (not a listed secondary, or not a served apex).
+    pub transfers_sent: Counter,
+    pub transfers_refused: Counter,
+    /// NOTIFY messages a secondary acknowledged, and those it did not.
+    pub notify_acknowledged: Counter,
+    pub notify_unacknowledged: Counter,
     /// Throttles log lines a client can cause per packet or per connection.
     pub warnings: Throttle,
 }
@@ -329,6 +335,22 @@ impl Metrics {
             "UDP responses over the rate limit (--rrl-rate): dropped, or sent truncated (--rrl-slip)",
             rrl,
         );
+        let transfers = Family::<Labels, Counter>::default();
+        let [transfers_sent, transfers_refused] =
+            members(&transfers, "result", ["sent", "refused"]);
+        registry.register(
+            "zone_transfers",
+            "Zone transfers (AXFR, IXFR in full) asked for over TCP",
+            transfers,
+        );
+        let notifies = Family::<Labels, Counter>::default();
+        let [notify_acknowledged, notify_unacknowledged] =
+            members(&notifies, "result", ["acknowledged", "unacknowledged"]);
+        registry.register(
+            "notify",
+            "NOTIFY messages sent to secondaries after a reload changed a serial",
+            notifies,
+        );
         let suppressed = Counter::default();
         registry.register(
             "log_lines_suppressed",
@@ -362,6 +384,10 @@ impl Metrics {
             udp_send_errors,
             rrl_dropped,
             rrl_slipped,
+            transfers_sent,
+            transfers_refused,
+            notify_acknowledged,
+            notify_unacknowledged,
             warnings: Throttle::new(LINES_PER_SECOND, suppressed),
         }
     }

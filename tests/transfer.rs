@@ -166,6 +166,11 @@ fn knot_transfers_the_zone_file_and_follows_notify() {
         server.log()
     );
     assert!(knot.log().contains("notify, incoming"), "{}", knot.log());
+    assert!(server.metric("lbdns_zone_transfers_total{result=\"sent\"}") >= 2.0);
+    assert_eq!(
+        server.metric("lbdns_notify_total{result=\"acknowledged\"}"),
+        1.0
+    );
 }
 
 #[test]
@@ -198,4 +203,12 @@ fn transfers_are_refused_to_unlisted_sources_and_for_unknown_zones() {
     assert!(axfr("127.0.0.1", "example.org.").contains("Transfer failed"));
     // Not a zone's apex: no transfer either.
     assert!(axfr("127.0.0.1", "www.example.com.").contains("Transfer failed"));
+    assert_eq!(
+        server.metric("lbdns_zone_transfers_total{result=\"sent\"}"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("lbdns_zone_transfers_total{result=\"refused\"}"),
+        3.0
+    );
 }

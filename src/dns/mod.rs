@@ -113,9 +113,13 @@ impl Handler {
                 .response(<ResponseCode as From<u16>>::from(rcode));
         }
         if outcome.rcode == Some(0) {
+            self.metrics.transfers_sent.inc();
             info!(%src, "zone transferred");
-        } else if self.metrics.warnings.allow() {
-            warn!(%src, rcode = outcome.rcode, "zone transfer refused");
+        } else {
+            self.metrics.transfers_refused.inc();
+            if self.metrics.warnings.allow() {
+                warn!(%src, rcode = outcome.rcode, "zone transfer refused");
+            }
         }
         true
     }

@@ -2,12 +2,14 @@
 //! they transfer at once instead of at their next refresh.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
 use tracing::{info, warn};
 
 use super::wire::{CLASS_IN, rtype};
+use crate::metrics::Metrics;
 
 /// How long to wait for each acknowledgement, and how often to send (RFC 1996 §3.6
 /// retransmits; secondaries also poll on their own, so a few tries are enough).
@@ -17,7 +19,7 @@ const TRIES: usize = 3;
 /// Notifies each zone's `targets` that it changed, on one thread for the whole batch: the
 /// caller (the store's writer) never waits on the network, and a reload that changes
 /// thousands of zones starts one thread, not thousands.
-pub fn spawn(changed: Vec<(Name, Vec<SocketAddr>)>) {
+pub fn spawn(changed: Vec<(Name, Vec<SocketAddr>)>, metrics: Arc<Metrics>) {
     if changed.iter().all(|(_, targets)| targets.is_empty()) {
         return;
     }
@@ -27,9 +29,13 @@ pub fn spawn(changed: Vec<(Name, Vec<SocketAddr>)>) {
             for (origin, targets) in changed {
                 for target in targets {
                     match notify(&origin, target) {
-                        Ok(()) => info!(zone = %origin, %target, "NOTIFY acknowledged"),
+                        Ok(()) => {
+                            metrics.notify_acknowledged.inc();
+                            info!(zone = %origin, %target, "NOTIFY acknowledged");
+                        }
                         Err(why) => {
-                            warn!(zone = %origin, %target, "NOTIFY not acknowledged: {why}")
+                            metrics.notify_unacknowledged.inc();
+                            warn!(zone = %origin, %target, "NOTIFY not acknowledged: {why}");
                         }
                     }
                 }

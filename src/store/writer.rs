@@ -327,7 +327,7 @@ impl Writer {
                 self.served_files = fingerprint.clone();
                 self.fingerprint = fingerprint;
                 let before = self.shared.serving.load().serials();
-                notify_changed(&before, &snapshot, &config);
+                notify_changed(&before, &snapshot, &config, &self.shared.metrics);
                 self.publish(generation, config, task_generations, Arc::new(snapshot));
                 metrics.reloads_ok.inc();
                 give_back_freed_memory();
@@ -498,7 +498,12 @@ fn task_changed(
 
 /// Sends NOTIFY for every zone whose SOA serial `snapshot` changes from `before`, to the
 /// secondaries its site lists by address.
-fn notify_changed(before: &[(Name, u32)], snapshot: &Snapshot, config: &load::Config) {
+fn notify_changed(
+    before: &[(Name, u32)],
+    snapshot: &Snapshot,
+    config: &load::Config,
+    metrics: &Arc<crate::metrics::Metrics>,
+) {
     let before: HashMap<&Name, u32> = before.iter().map(|(n, s)| (n, *s)).collect();
     let sites: HashMap<&Name, &LoadedSite> = config
         .sites
@@ -517,7 +522,7 @@ fn notify_changed(before: &[(Name, u32)], snapshot: &Snapshot, config: &load::Co
             (origin, targets)
         })
         .collect();
-    crate::dns::notify::spawn(changed);
+    crate::dns::notify::spawn(changed, metrics.clone());
 }
 
 /// Task generations after a reload: unchanged tasks keep theirs.
