@@ -75,6 +75,25 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Manage the servers allowed to transfer the zone (and notified when it changes).
+    Secondaries {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: SecondariesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecondariesCommand {
+    /// List them.
+    List,
+    /// Replace them: addresses (192.0.2.53), prefixes (2001:db8::/64) or address:port
+    /// for NOTIFY (192.0.2.53:5300); none at all refuses transfers to everyone.
+    Set {
+        #[arg(value_name = "ADDRESS|PREFIX|ADDRESS:PORT")]
+        secondaries: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -232,6 +251,7 @@ fn main() -> ExitCode {
         } => serve(dir, listen, api, api_token, limits, rrl).map_err(Failure::Error),
         Command::Task { api, command } => task(api, command),
         Command::Group { api, command } => group(api, command),
+        Command::Secondaries { api, command } => secondaries(api, command),
     };
     match result {
         Ok(()) | Err(Failure::ClosedOutput) => ExitCode::SUCCESS,
@@ -391,6 +411,32 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
         }
     };
     print(args.json, &reply.map_err(failed)?, one)
+}
+
+fn secondaries(args: ApiArgs, command: SecondariesCommand) -> Result<(), Failure> {
+    let client = Client::new(&args.api, args.api_token);
+    let site = client.site(args.site).map_err(failed)?;
+    let path = format!("/v1/sites/{site}/secondaries");
+    let v = match command {
+        SecondariesCommand::List => client.call("GET", &path, None),
+        SecondariesCommand::Set { secondaries } => {
+            let body = serde_json::json!({ "secondaries": secondaries });
+            client.call("PUT", &path, Some(&body))
+        }
+    }
+    .map_err(failed)?;
+    print(args.json, &v, |v| {
+        let list: Vec<&str> = v["secondaries"]
+            .as_array()
+            .map_or(&[][..], |a| a)
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        match list.is_empty() {
+            true => "no secondaries: zone transfers are refused to everyone\n".to_owned(),
+            false => list.iter().map(|s| format!("{s}\n")).collect(),
+        }
+    })
 }
 
 fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {

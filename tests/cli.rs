@@ -540,3 +540,48 @@ fn task_create_is_safe_to_retry() {
     assert_failed_with(&other, &["already exists", "--id"]);
     assert_eq!(read(&site.path().join("zones/example.com.lb.yaml")), file);
 }
+
+#[test]
+fn secondaries_are_listed_and_set_from_the_command_line() {
+    let site = Site::example();
+    let server = site.serve();
+    let api = server.api;
+    let out = cli(api, &["secondaries", "list"]);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "no secondaries: zone transfers are refused to everyone\n",
+        "{}",
+        describe(&out)
+    );
+    let out = cli(api, &["secondaries", "set", "192.0.2.53", "2001:db8::/64"]);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "192.0.2.53\n2001:db8::/64\n",
+        "{}",
+        describe(&out)
+    );
+    let out = cli(api, &["secondaries", "list", "--json"]);
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["secondaries"][1], "2001:db8::/64", "{}", describe(&out));
+    // A bad entry names itself; nothing changes.
+    let out = cli(api, &["secondaries", "set", "ns1.example.net"]);
+    assert_failed_with(&out, &["422", "secondaries[0]", "ns1.example.net"]);
+    let out = cli(api, &["secondaries", "list"]);
+    assert_eq!(
+        stdout(&out),
+        "192.0.2.53\n2001:db8::/64\n",
+        "{}",
+        describe(&out)
+    );
+    // None: transfers refused to everyone again.
+    let out = cli(api, &["secondaries", "set"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("no secondaries"),
+        "{}",
+        describe(&out)
+    );
+}
