@@ -29,6 +29,7 @@
 //! sees `deploying`: the state becomes visible when health checks hold a new task back
 //! until their first round (SPEC §6).
 
+mod files;
 mod writer;
 
 use std::collections::HashMap;
@@ -44,7 +45,6 @@ use tracing::{error, info, warn};
 use crate::health::{Health, HealthView, Key};
 use crate::load::{self, Config, LoadError, LoadedSite, Sources};
 use crate::metrics::Metrics;
-use crate::persist;
 use crate::site::spec::{GroupSpec, HealthCheckSpec, Lined, OriginSpec, Policy, TaskSpec};
 use crate::site::{self, Problem, site_name};
 use crate::snapshot::Snapshot;
@@ -132,6 +132,15 @@ pub enum ChangeError {
     Stopped,
 }
 
+impl From<files::StorageError> for ChangeError {
+    fn from(error: files::StorageError) -> Self {
+        match error.is_conflict() {
+            true => Self::Conflict(error.to_string()),
+            false => Self::Write(error.to_string()),
+        }
+    }
+}
+
 impl ChangeError {
     /// Names the fields of the item a request sent relative to its body (`ttl`, not
     /// `tasks[3].ttl`); problems elsewhere in the site keep their full path.
@@ -188,8 +197,7 @@ pub struct Store {
 impl Store {
     /// Loads `sources`, publishes the first snapshot and starts the writer.
     pub fn open(sources: Sources, metrics: Arc<Metrics>) -> Result<Arc<Self>, LoadError> {
-        persist::remove_stale_temp_files(&sources.zones_dir());
-        let fingerprint = writer::Fingerprint::read(&sources);
+        let files = files::Files::open(sources.clone());
         let health = Health::new(metrics.clone());
         let (config, snapshot) = load::load(&sources, &health, None)?;
         let (tasks, enabled) = config.task_counts();
@@ -230,7 +238,7 @@ impl Store {
         shared.metrics.config_valid.set(1);
         writer::give_back_freed_memory();
         shared.metrics.config_generation.set(1);
-        let queue = writer::spawn(shared.clone(), fingerprint);
+        let queue = writer::spawn(shared.clone(), files);
         Ok(Arc::new(Self { shared, queue }))
     }
 

@@ -7,13 +7,13 @@
 //! so files and API changes are never applied by two writers at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
+use super::files::{Backend, Files};
 use super::{
     ChangeError, Committed, GroupView, Shared, TaskGenerations, TaskView, group_view, site_index,
     task_view,
@@ -21,9 +21,8 @@ use super::{
 use crate::geoip::GeoIp;
 use crate::health::{Health, Key};
 use crate::load::{self, LoadError, LoadedSite, Sources};
-use crate::persist;
 use crate::site::spec::TaskSpec;
-use crate::site::{self, SiteSpec, site_name};
+use crate::site::{self, site_name};
 use crate::snapshot::Snapshot;
 use hickory_proto::rr::Name;
 
@@ -93,11 +92,10 @@ pub enum Shown {
 }
 
 /// Starts the writer thread; it ends when the last sender is dropped.
-pub(super) fn spawn(shared: Arc<Shared>, fingerprint: Fingerprint) -> Queue {
+pub(super) fn spawn(shared: Arc<Shared>, files: Files) -> Queue {
     let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
     let mut writer = Writer {
-        served_files: fingerprint.clone(),
-        fingerprint,
+        backend: files,
         shared,
     };
     std::thread::Builder::new()
@@ -109,11 +107,8 @@ pub(super) fn spawn(shared: Arc<Shared>, fingerprint: Fingerprint) -> Queue {
 
 struct Writer {
     shared: Arc<Shared>,
-    /// What the files held when last read or written, to tell edits from our own writes.
-    fingerprint: Fingerprint,
-    /// What the files held for the configuration being served: a site file that differs
-    /// from this was edited by hand, and the API will not overwrite that edit.
-    served_files: Fingerprint,
+    /// Where the configuration is stored.
+    backend: Files,
 }
 
 impl Writer {
@@ -156,13 +151,12 @@ impl Writer {
         }
 
         let mut failed: BTreeMap<usize, String> = BTreeMap::new();
-        let mut written = Vec::new();
+        let mut written = 0;
         for &index in &batch.dirty {
-            let loaded = &batch.sites[index];
-            match write_site(loaded) {
-                Ok(text) => written.push((loaded.path.clone(), text)),
-                Err(message) => {
-                    failed.insert(index, message);
+            match self.backend.write_site(&batch.sites[index]) {
+                Ok(()) => written += 1,
+                Err(error) => {
+                    failed.insert(index, error.to_string());
                 }
             }
         }
@@ -184,7 +178,7 @@ impl Writer {
             }
         }
 
-        if !written.is_empty() {
+        if written > 0 {
             let generation = base.generation + 1;
             let mut task_generations = base.task_generations.clone();
             for &index in batch.dirty.iter().filter(|i| !failed.contains_key(i)) {
@@ -208,11 +202,6 @@ impl Writer {
                     })
                     .collect();
                 task_generations.insert(site, Arc::new(tasks));
-            }
-            for (path, text) in written {
-                let contents = Contents::of(text.as_ref(), stamp(&path));
-                self.fingerprint.files.insert(path.clone(), contents);
-                self.served_files.files.insert(path, contents);
             }
             let mut config = base.config.clone();
             config.sites = batch.sites;
@@ -250,7 +239,9 @@ impl Writer {
         let index = site_index(&batch.sites, site)?;
         let zone = &base.config.zones[index_of_zone(base, index)];
         if !batch.checked.contains(&index) {
-            self.check_files(&batch.sites[index], &zone.path)?;
+            self.backend
+                .guard(&batch.sites[index], &zone.path)
+                .map_err(ChangeError::from)?;
             batch.checked.insert(index);
         }
         let mut next = LoadedSite::clone(&batch.sites[index]);
@@ -280,52 +271,20 @@ impl Writer {
         Ok((Some(index), shown))
     }
 
-    /// Refuses to write a site whose files on disk are not the ones served: a hand
-    /// edit not loaded yet (or rejected) would be overwritten, and a missing or changed
-    /// zone file means the result might not start.
-    fn check_files(&self, loaded: &LoadedSite, zone_path: &Path) -> Result<(), ChangeError> {
-        let served = |path: &Path| self.served_files.files.get(path);
-        let site_unchanged = match served(&loaded.path) {
-            Some(contents) => contents.matches(&loaded.path).unwrap_or(false),
-            // A site file that could not be read when loaded must not be readable yet.
-            None => std::fs::read(&loaded.path).is_err(),
-        };
-        if !site_unchanged {
-            return Err(ChangeError::Conflict(format!(
-                "{} was edited on disk and is not loaded yet; retry once it is reloaded (or fix or revert the edit): lbdns will not overwrite a hand edit",
-                loaded.path.display()
-            )));
-        }
-        let zone_unchanged = served(zone_path).map(|contents| contents.matches(zone_path));
-        match zone_unchanged {
-            Some(Err(e)) => Err(ChangeError::Conflict(format!(
-                "cannot read the site's zone file {}: {e}; restore it before changing the site: lbdns does not change a configuration that would not start",
-                zone_path.display()
-            ))),
-            Some(Ok(true)) => Ok(()),
-            Some(Ok(false)) | None => Err(ChangeError::Conflict(format!(
-                "{} was edited on disk and is not loaded yet; retry once it is reloaded (or fix or revert the edit)",
-                zone_path.display()
-            ))),
-        }
-    }
-
     // ----------- Reload -------------------------------------------------------------
 
     fn reload(&mut self) -> Result<bool, LoadError> {
         let sources = &self.shared.sources;
-        let fingerprint = Fingerprint::read(sources);
-        if fingerprint == self.fingerprint {
+        let Some(revision) = self.backend.poll() else {
             return Ok(false);
-        }
+        };
         let base = self.shared.committed.load_full();
         let metrics = &self.shared.metrics;
         match load_guarded(sources, &self.shared.health, base.config.geoip.clone()) {
             Ok((config, snapshot)) => {
                 let generation = base.generation + 1;
                 let task_generations = carry_generations(&base, &config, generation);
-                self.served_files = fingerprint.clone();
-                self.fingerprint = fingerprint;
+                self.backend.served(revision);
                 let before = self.shared.serving.load().serials();
                 notify_changed(&before, &snapshot, &config, &self.shared.metrics);
                 self.publish(generation, config, task_generations, Arc::new(snapshot));
@@ -335,8 +294,8 @@ impl Writer {
                 Ok(true)
             }
             Err(errors) => {
-                // Remember the bad files so the same edit is not retried on every event.
-                self.fingerprint = fingerprint;
+                // The backend remembers the bad files: the same edit is not retried on
+                // every event.
                 self.shared.committed.store(Arc::new(Committed {
                     reload_error: Some(errors.to_string()),
                     ..Committed::clone(&base)
@@ -444,26 +403,6 @@ fn load_guarded(
 }
 
 /// Writes the site file; returns what was written.
-fn write_site(loaded: &LoadedSite) -> Result<Vec<u8>, String> {
-    let text = render(&loaded.spec)?;
-    persist::write_atomically(&loaded.path, text.as_bytes()).map_err(|e| {
-        format!(
-            "cannot write {}: {e}; nothing was changed",
-            loaded.path.display()
-        )
-    })?;
-    Ok(text.into_bytes())
-}
-
-/// The YAML written to a site file.
-pub(super) fn render(spec: &SiteSpec) -> Result<String, String> {
-    let body =
-        serde_saphyr::to_string(spec).map_err(|e| format!("cannot render the site file: {e}"))?;
-    Ok(format!(
-        "# lbdns site file: edit it by hand or through the API; an API change rewrites it in this form, without comments.\n{body}"
-    ))
-}
-
 /// A site's task specs by id, for comparing two versions of a site.
 struct TaskSpecs<'a>(HashMap<String, &'a TaskSpec>);
 
@@ -562,98 +501,4 @@ fn carry_generations(base: &Committed, config: &load::Config, next: u64) -> Task
         generations.insert(site, Arc::new(tasks));
     }
     generations
-}
-
-/// The contents of every file a reload reads, to tell an edit from our own write.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub(super) struct Fingerprint {
-    files: BTreeMap<PathBuf, Contents>,
-    /// The GeoIP file is large: its path, length and modification time stand for it.
-    geoip: Option<(PathBuf, u64, Option<std::time::SystemTime>)>,
-}
-
-/// A file's contents, as a SHA-256 digest: a zone file can be large, and keeping its
-/// bytes to compare doubled what a big zone costs in memory.
-#[derive(Clone, Copy, Debug)]
-struct Contents {
-    digest: [u8; 32],
-    /// Inode, length, modification and change times when read: a file whose metadata
-    /// is the same was not written since, so a check need not read it again.
-    stamp: Option<Stamp>,
-}
-
-type Stamp = (u64, u64, u64, i64, i64, i64, i64);
-
-/// The same contents, whatever the metadata says.
-impl PartialEq for Contents {
-    fn eq(&self, other: &Self) -> bool {
-        self.digest == other.digest
-    }
-}
-
-impl Eq for Contents {}
-
-impl Contents {
-    fn of(bytes: &[u8], stamp: Option<Stamp>) -> Self {
-        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-        Self {
-            digest: digest.as_ref().try_into().expect("SHA-256 is 32 bytes"),
-            stamp,
-        }
-    }
-
-    fn read(path: &Path) -> std::io::Result<Self> {
-        let stamp = stamp(path);
-        let bytes = std::fs::read(path)?;
-        Ok(Self::of(&bytes, stamp))
-    }
-
-    /// True when the file at `path` still holds these contents.
-    fn matches(&self, path: &Path) -> std::io::Result<bool> {
-        if self.stamp.is_some() && self.stamp == stamp(path) {
-            return Ok(true);
-        }
-        Ok(Self::read(path)?.digest == self.digest)
-    }
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.dev(),
-        m.ino(),
-        m.len(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    ))
-}
-
-impl Fingerprint {
-    pub(super) fn read(sources: &Sources) -> Self {
-        let mut files = BTreeMap::new();
-        if let Ok(entries) = std::fs::read_dir(sources.zones_dir()) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let name = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default();
-                if (name.ends_with(".zone") || name.ends_with(".lb.yaml"))
-                    && let Ok(contents) = Contents::read(&path)
-                {
-                    files.insert(path, contents);
-                }
-            }
-        }
-        let geoip = sources.geoip_path().map(|path| {
-            let meta = std::fs::metadata(&path).ok();
-            let len = meta.as_ref().map_or(0, |m| m.len());
-            let modified = meta.and_then(|m| m.modified().ok());
-            (path, len, modified)
-        });
-        Self { files, geoip }
-    }
 }

@@ -1,0 +1,258 @@
+//! Where the configuration is stored: the boundary between the store's writer and its
+//! storage. [`Backend`] is what the writer needs of any storage: whether something changed
+//! since it last looked, a guard against overwriting what it has not loaded, and writing
+//! one site. [`Files`] implements it for a served directory; an etcd backend (issue 10) is
+//! the next. Reading and checking what is stored (parsing, validation, compilation) is
+//! shared code in [`crate::load`], whatever the storage.
+//!
+//! Errors on this boundary are typed ([`StorageError`]) and say what to do in an
+//! operator's words; which HTTP status each becomes is the API layer's business.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::load::{LoadedSite, Sources};
+use crate::persist;
+use crate::site::SiteSpec;
+
+/// What the store's writer needs of the storage it commits to.
+pub(super) trait Backend: Send {
+    /// A view of everything stored, to compare with a later one.
+    type Revision: Clone + PartialEq + Send;
+
+    /// What is stored now, when it differs from what this backend last saw (it then
+    /// remembers it: an edit that does not load is not tried again until it changes).
+    fn poll(&mut self) -> Option<Self::Revision>;
+
+    /// Remembers `revision` as loaded and served: writes are guarded against it.
+    fn served(&mut self, revision: Self::Revision);
+
+    /// Refuses to change `site` while its stored form (or its zone's) is not the one
+    /// served: a hand edit not loaded yet would be overwritten, and a zone that changed
+    /// or went missing means the result might not start.
+    fn guard(&self, site: &LoadedSite, zone: &Path) -> Result<(), StorageError>;
+
+    /// Stores `site` in its canonical form.
+    fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError>;
+}
+
+/// Why the storage refused or failed a change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error(
+        "{} was edited on disk and is not loaded yet; retry once it is reloaded (or fix or revert the edit): lbdns will not overwrite a hand edit",
+        path.display()
+    )]
+    SiteEdited { path: PathBuf },
+    #[error(
+        "{} was edited on disk and is not loaded yet; retry once it is reloaded (or fix or revert the edit)",
+        path.display()
+    )]
+    ZoneEdited { path: PathBuf },
+    #[error(
+        "cannot read the site's zone file {}: {source}; restore it before changing the site: lbdns does not change a configuration that would not start",
+        path.display()
+    )]
+    ZoneUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}; nothing was changed", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot render the site file: {0}")]
+    Render(String),
+}
+
+impl StorageError {
+    /// True when the change conflicts with the stored state (rather than failing to write).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Self::SiteEdited { .. } | Self::ZoneEdited { .. } | Self::ZoneUnreadable { .. }
+        )
+    }
+}
+
+/// A served directory: `zones/*.zone` and `zones/*.lb.yaml`, written atomically.
+pub(super) struct Files {
+    sources: Sources,
+    /// What the files held when last read or written, to tell edits from our own writes.
+    seen: Fingerprint,
+    /// What the files held for the configuration being served: a site file that differs
+    /// from this was edited by hand, and the API will not overwrite that edit.
+    served: Fingerprint,
+}
+
+impl Files {
+    /// The directory of `sources`, as it is before the first load (which must follow).
+    pub fn open(sources: Sources) -> Self {
+        persist::remove_stale_temp_files(&sources.zones_dir());
+        let seen = Fingerprint::read(&sources);
+        Self {
+            sources,
+            served: seen.clone(),
+            seen,
+        }
+    }
+}
+
+impl Backend for Files {
+    type Revision = Fingerprint;
+
+    fn poll(&mut self) -> Option<Fingerprint> {
+        let now = Fingerprint::read(&self.sources);
+        if now == self.seen {
+            return None;
+        }
+        self.seen = now.clone();
+        Some(now)
+    }
+
+    fn served(&mut self, revision: Fingerprint) {
+        self.served = revision;
+    }
+
+    fn guard(&self, site: &LoadedSite, zone: &Path) -> Result<(), StorageError> {
+        let served = |path: &Path| self.served.files.get(path);
+        let site_unchanged = match served(&site.path) {
+            Some(contents) => contents.matches(&site.path).unwrap_or(false),
+            // A site file that could not be read when loaded must not be readable yet.
+            None => std::fs::read(&site.path).is_err(),
+        };
+        if !site_unchanged {
+            return Err(StorageError::SiteEdited {
+                path: site.path.clone(),
+            });
+        }
+        match served(zone).map(|contents| contents.matches(zone)) {
+            Some(Ok(true)) => Ok(()),
+            Some(Err(source)) => Err(StorageError::ZoneUnreadable {
+                path: zone.to_owned(),
+                source,
+            }),
+            Some(Ok(false)) | None => Err(StorageError::ZoneEdited {
+                path: zone.to_owned(),
+            }),
+        }
+    }
+
+    fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError> {
+        let text = render(&site.spec).map_err(StorageError::Render)?;
+        persist::write_atomically(&site.path, text.as_bytes()).map_err(|source| {
+            StorageError::Write {
+                path: site.path.clone(),
+                source,
+            }
+        })?;
+        let contents = Contents::of(text.as_bytes(), stamp(&site.path));
+        self.seen.files.insert(site.path.clone(), contents);
+        self.served.files.insert(site.path.clone(), contents);
+        Ok(())
+    }
+}
+
+/// The YAML written to a site file.
+pub(super) fn render(spec: &SiteSpec) -> Result<String, String> {
+    let body = serde_saphyr::to_string(spec).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "# lbdns site file: edit it by hand or through the API; an API change rewrites it in this form, without comments.\n{body}"
+    ))
+}
+
+/// The contents of every file a reload reads, to tell an edit from our own write.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    files: BTreeMap<PathBuf, Contents>,
+    /// The GeoIP file is large: its path, length and modification time stand for it.
+    geoip: Option<(PathBuf, u64, Option<std::time::SystemTime>)>,
+}
+
+/// A file's contents, as a SHA-256 digest: a zone file can be large, and keeping its
+/// bytes to compare doubled what a big zone costs in memory.
+#[derive(Clone, Copy, Debug)]
+struct Contents {
+    digest: [u8; 32],
+    /// Inode, length, modification and change times when read: a file whose metadata
+    /// is the same was not written since, so a check need not read it again.
+    stamp: Option<Stamp>,
+}
+
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+/// The same contents, whatever the metadata says.
+impl PartialEq for Contents {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl Eq for Contents {}
+
+impl Contents {
+    fn of(bytes: &[u8], stamp: Option<Stamp>) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        Self {
+            digest: digest.as_ref().try_into().expect("SHA-256 is 32 bytes"),
+            stamp,
+        }
+    }
+
+    fn read(path: &Path) -> std::io::Result<Self> {
+        let stamp = stamp(path);
+        let bytes = std::fs::read(path)?;
+        Ok(Self::of(&bytes, stamp))
+    }
+
+    /// True when the file at `path` still holds these contents.
+    fn matches(&self, path: &Path) -> std::io::Result<bool> {
+        if self.stamp.is_some() && self.stamp == stamp(path) {
+            return Ok(true);
+        }
+        Ok(Self::read(path)?.digest == self.digest)
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+impl Fingerprint {
+    fn read(sources: &Sources) -> Self {
+        let mut files = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(sources.zones_dir()) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                if (name.ends_with(".zone") || name.ends_with(".lb.yaml"))
+                    && let Ok(contents) = Contents::read(&path)
+                {
+                    files.insert(path, contents);
+                }
+            }
+        }
+        let geoip = sources.geoip_path().map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
+        });
+        Self { files, geoip }
+    }
+}
