@@ -131,8 +131,13 @@ fn a_write_burst_is_answered_in_time_and_reads_never_wait() {
         "burst of {CLIENTS} creates: {} created, {busy} busy (503), in {took:?}; worst /healthz or /v1/sites {worst_read:?} over {polls} reads",
         created.len()
     );
+    // Reads come from the committed state and never wait for the writer; what a poll
+    // measures beyond that is scheduling: on 2 CPUs the writer takes one, and the 1,000
+    // client threads of this process wake together. Typically 80-160 ms; 2 s leaves room
+    // for that noise (one full run in four went past 1 s) and still fails if reads queued
+    // behind the writes, whose burst takes over 10 s.
     assert!(
-        worst_read < Duration::from_secs(1),
+        worst_read < Duration::from_secs(2),
         "a read waited {worst_read:?} behind the writes"
     );
     assert!(!created.is_empty());
