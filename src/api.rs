@@ -606,6 +606,10 @@ async fn disable_task(
 /// Always 200 while the server runs; `config` says whether the files on disk are served.
 async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
     let error = api.store.reload_error();
+    let geoip = api
+        .store
+        .geoip()
+        .map(|(path, built)| json!({"path": path.display().to_string(), "build_epoch": built}));
     Json(json!({
         "status": if error.is_some() { "degraded" } else { "ok" },
         "generation": api.store.generation(),
@@ -613,6 +617,7 @@ async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
             Some(message) => json!({"valid": false, "error": message}),
             None => json!({"valid": true}),
         },
+        "geoip": geoip,
     }))
 }
 

@@ -192,6 +192,16 @@ impl GeoIp {
         self.path == path && self.identity.is_some() && self.identity == file_identity(path)
     }
 
+    /// When the database was built (its metadata's `build_epoch`, Unix seconds): nodes of
+    /// a fleet with different databases can answer the same client differently.
+    pub fn build_epoch(&self) -> u64 {
+        self.reader.metadata().build_epoch
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Looks up `addr`. A lookup error (a corrupt database) reads as "unknown location"
     /// with prefix length 0, so that an answer is still given and not cached narrowly.
     pub fn locate(&self, addr: IpAddr) -> Location {

@@ -2447,3 +2447,21 @@ fn secondaries_are_read_and_replaced_through_the_api() {
     );
     assert_eq!(lab.api.get("/v1/sites/example.org/secondaries").status, 404);
 }
+
+#[test]
+fn healthz_names_the_geoip_database_and_when_it_was_built() {
+    let lab = Lab::start();
+    let health = lab.api.get("/healthz").json();
+    let db = test_geoip();
+    let built = maxminddb::Reader::open_readfile(&db)
+        .unwrap()
+        .metadata()
+        .build_epoch;
+    assert!(built > 1_400_000_000, "a real build time: {built}");
+    assert_eq!(health["geoip"]["build_epoch"], json!(built), "{health}");
+    assert_eq!(
+        health["geoip"]["path"],
+        json!(db.display().to_string()),
+        "{health}"
+    );
+}

@@ -33,6 +33,7 @@ mod files;
 mod writer;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -296,6 +297,13 @@ impl Store {
     /// The error of the last rejected reload, if the files on disk are not what is served.
     pub fn reload_error(&self) -> Option<String> {
         self.shared.committed.load().reload_error.clone()
+    }
+
+    /// The GeoIP database in use: its file and build time (Unix seconds).
+    pub fn geoip(&self) -> Option<(PathBuf, u64)> {
+        let committed = self.shared.committed.load();
+        let db = committed.config.geoip.as_ref()?;
+        Some((db.path().to_owned(), db.build_epoch()))
     }
 
     pub fn generation(&self) -> u64 {
