@@ -39,4 +39,5 @@ pub mod tcp;
 pub mod throttle;
 pub mod udp;
 pub mod watch;
+pub mod wire;
 pub mod zone;

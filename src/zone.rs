@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use crate::dns::wire::rtype;
 use crate::snapshot::Rrsets;
 use crate::snapshot::ZoneBuilder;
 use crate::snapshot::ZoneData;
+use crate::wire::rtype;
 use reader::{Position, ReadError, Record};
 
 /// Errors loading a zone file.
@@ -186,7 +186,7 @@ fn display(wire: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::wire::Records;
+    use crate::wire::Records;
     use hickory_proto::serialize::binary::BinEncodable;
 
     fn origin() -> Name {

@@ -5,11 +5,9 @@
 //! Malformed queries are counted by reason in `lbdns_malformed_queries_total` and logged
 //! through the throttle, a few lines a second.
 
-mod ecs;
 pub mod notify;
 pub mod respond;
 pub mod transfer;
-pub mod wire;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -90,7 +88,7 @@ impl Handler {
                 Verdict::Send => outcome.len,
                 Verdict::Slip => {
                     self.metrics.rrl_slipped.inc();
-                    wire::truncate_reply(&mut out[..outcome.len])
+                    crate::wire::truncate_reply(&mut out[..outcome.len])
                 }
                 Verdict::Drop => {
                     self.metrics.rrl_dropped.inc();

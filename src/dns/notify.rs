@@ -8,8 +8,8 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use tracing::{info, warn};
 
-use super::wire::{CLASS_IN, rtype};
 use crate::metrics::Metrics;
+use crate::wire::{CLASS_IN, rtype};
 
 /// How long to wait for each acknowledgement, and how often to send (RFC 1996 §3.6
 /// retransmits; secondaries also poll on their own, so a few tries are enough).

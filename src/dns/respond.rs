@@ -13,11 +13,11 @@ use std::net::IpAddr;
 use rand::Rng;
 
 use super::MAX_UDP_PAYLOAD;
-use super::ecs::Ecs;
-use super::wire::{self, CLASS_IN, EcsReply, HEADER_LEN, Header, Query, Response, rtype};
 use crate::metrics::Malformed;
 use crate::select::Client;
 use crate::snapshot::Snapshot;
+use crate::wire::Ecs;
+use crate::wire::{self, CLASS_IN, EcsReply, HEADER_LEN, Header, Query, Response, rtype};
 
 /// How the query came: UDP replies are limited to what the client can take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

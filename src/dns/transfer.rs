@@ -6,9 +6,9 @@
 use std::net::IpAddr;
 
 use super::respond::Outcome;
-use super::wire::{CLASS_IN, EcsReply, HEADER_LEN, Header, Owner, Query, Response, Section, rtype};
 use super::{MAX_MESSAGE, MAX_UDP_PAYLOAD};
 use crate::snapshot::{Snapshot, Transferable, ZoneData};
+use crate::wire::{CLASS_IN, EcsReply, HEADER_LEN, Header, Owner, Query, Response, Section, rtype};
 
 /// Records go into messages of about this size: a secondary's reads stay small and a
 /// transfer starts flowing before the whole zone is encoded.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use crate::dns::wire::{Records, WireName, rtype};
+use crate::wire::{Records, WireName, rtype};
 
 /// A map keyed by lowercased wire names. foldhash: fast on short keys and seeded per
 /// process, so names chosen by clients cannot aim at collisions.

@@ -8,9 +8,9 @@ use rand::Rng;
 use super::data::Node;
 use super::tasks::{CompiledTask, Tasks};
 use super::{CompiledZone, Resolution};
-use crate::dns::wire::{Owner, Records, Response, Section, WireName, rtype, wildcard_of};
 use crate::geoip::GeoIp;
 use crate::select::{Client, Family, pick, route};
+use crate::wire::{Owner, Records, Response, Section, WireName, rtype, wildcard_of};
 
 /// Longest CNAME chain followed inside a zone.
 const MAX_CNAME_CHAIN: usize = 8;

@@ -21,11 +21,11 @@ use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 use rand::Rng;
 
-use crate::dns::wire::{self, Owner, Response, WireName};
 use crate::geoip::GeoIp;
 use crate::health::Health;
 use crate::select::Client;
 use crate::site::Site;
+use crate::wire::{self, Owner, Response, WireName};
 use data::NameMap;
 pub use data::{Rrsets, ZoneBuilder, ZoneData};
 use lookup::{Ctx, QUESTION_AT};

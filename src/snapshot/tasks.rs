@@ -13,10 +13,10 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::CompileError;
 use super::data::{NameMap, ZoneData, encode_data, lowercase_wire};
-use crate::dns::wire::WireName;
 use crate::health::{Health, Key, OriginHealth};
 use crate::select::CompiledGroup;
 use crate::site::{Site, Target, Task, site_name};
+use crate::wire::WireName;
 
 /// The tasks of one site.
 #[derive(Default)]

@@ -77,7 +77,7 @@ fn parse_subnet(data: &[u8]) -> Option<ClientSubnet> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::wire::Query;
+    use crate::wire::Query;
 
     const OPT: u16 = 41;
 

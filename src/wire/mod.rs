@@ -4,7 +4,9 @@
 //! Names are handled as lowercased wire bytes: that is what the compiled zones hash, and
 //! a parent name is a suffix of the same bytes, so walking up or down a name costs no copy.
 
-use super::ecs::{self, Ecs};
+pub mod ecs;
+
+pub use ecs::Ecs;
 
 pub const HEADER_LEN: usize = 12;
 /// The longest name on the wire, root label included (RFC 1035 §2.3.4).
