@@ -51,14 +51,16 @@ impl Knot {
         let path = dir.path().join("knot.conf");
         std::fs::write(&path, conf).unwrap();
         let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
-        let child = Command::new("knotd")
+        // /usr/sbin may not be on a CI runner's PATH.
+        let knotd = common::require_tool(&["knotd", "/usr/sbin/knotd"], "knot");
+        let child = Command::new(knotd)
             .arg("-c")
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("knotd is installed (apt-get install knot)");
+            .expect("start knotd");
         Self {
             child,
             listen,
