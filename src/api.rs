@@ -101,6 +101,9 @@ impl From<ChangeError> for ApiError {
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
             },
             ChangeError::Stopped => Self::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", message),
+            ChangeError::Unavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
         }
     }
 }

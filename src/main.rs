@@ -55,6 +55,30 @@ enum Command {
         limits: LimitArgs,
         #[command(flatten)]
         rrl: RrlArgs,
+        /// Serve the configuration a fleet shares in etcd instead of --dir, mirrored
+        /// into --cache-dir (which the node also starts from when etcd is down).
+        #[arg(
+            long,
+            value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
+            conflicts_with = "dir"
+        )]
+        store: Option<lbdns::etcd::EtcdUrl>,
+        /// This node's copy of the etcd configuration (with --store).
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "lbdns-cache",
+            requires = "store"
+        )]
+        cache_dir: PathBuf,
+    },
+    /// Copy a directory's zone and site files into etcd, for nodes started with --store.
+    Import {
+        /// The directory holding zones/.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")]
+        store: lbdns::etcd::EtcdUrl,
     },
     /// Validate a directory; print every problem as file:line: message.
     Check {
@@ -248,7 +272,20 @@ fn main() -> ExitCode {
             api_token,
             limits,
             rrl,
-        } => serve(dir, listen, api, api_token, limits, rrl).map_err(Failure::Error),
+            store,
+            cache_dir,
+        } => {
+            let origin = Origin {
+                dir,
+                store,
+                cache_dir,
+            };
+            serve(origin, listen, api, api_token, limits, rrl).map_err(Failure::Error)
+        }
+        Command::Import { dir, store } => match lbdns::etcd::import(&dir, &store) {
+            Ok(n) => out(&format!("imported {n} files into {}\n", store.prefix)),
+            Err(e) => Err(Failure::Error(format!("lbdns: {e}"))),
+        },
         Command::Task { api, command } => task(api, command),
         Command::Group { api, command } => group(api, command),
         Command::Secondaries { api, command } => secondaries(api, command),
@@ -286,8 +323,15 @@ fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-fn serve(
+/// Where `serve` reads its configuration: a directory, or etcd mirrored into one.
+struct Origin {
     dir: DirArgs,
+    store: Option<lbdns::etcd::EtcdUrl>,
+    cache_dir: PathBuf,
+}
+
+fn serve(
+    origin: Origin,
     listen: Vec<SocketAddr>,
     api_addr: SocketAddr,
     token: Option<String>,
@@ -297,8 +341,20 @@ fn serve(
     api::check_exposure(api_addr, token.as_deref()).map_err(|e| format!("lbdns: {e}"))?;
     let metrics = Arc::new(Metrics::new());
     let limits = limits.resolve(&metrics);
-    let store = Store::open(sources(dir), metrics)
-        .map_err(|e| format!("{e}\nlbdns: not starting: fix the errors above"))?;
+    let not_starting =
+        |e: lbdns::load::LoadError| format!("{e}\nlbdns: not starting: fix the errors above");
+    let store = match origin.store {
+        None => Store::open(sources(origin.dir), metrics).map_err(not_starting)?,
+        Some(url) => {
+            let mirror = lbdns::etcd::Mirror::start(url, &origin.cache_dir)
+                .map_err(|e| format!("lbdns: {e}"))?;
+            let sources = Sources {
+                dir: origin.cache_dir,
+                geoip: origin.dir.geoip,
+            };
+            Store::open_mirrored(sources, metrics, mirror).map_err(not_starting)?
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("lbdns: {e}"))?;
     runtime
         .block_on(async {

@@ -11,6 +11,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use crate::etcd::{EtcdError, Mirror};
 use crate::load::{LoadedSite, Sources};
 use crate::persist;
 use crate::site::SiteSpec;
@@ -65,6 +68,12 @@ pub enum StorageError {
     },
     #[error("cannot render the site file: {0}")]
     Render(String),
+    /// The shared store (etcd) has a newer version than the one the change was made on.
+    #[error("{0}")]
+    Stale(String),
+    /// The shared store (etcd) cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl StorageError {
@@ -72,7 +81,10 @@ impl StorageError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            Self::SiteEdited { .. } | Self::ZoneEdited { .. } | Self::ZoneUnreadable { .. }
+            Self::SiteEdited { .. }
+                | Self::ZoneEdited { .. }
+                | Self::ZoneUnreadable { .. }
+                | Self::Stale(_)
         )
     }
 }
@@ -85,9 +97,19 @@ pub(super) struct Files {
     /// What the files held for the configuration being served: a site file that differs
     /// from this was edited by hand, and the API will not overwrite that edit.
     served: Fingerprint,
+    /// When the directory mirrors etcd: where a change is committed first.
+    shared: Option<Arc<Mirror>>,
 }
 
 impl Files {
+    /// The mirror directory of a fleet node: changes go to etcd first (see [`Mirror`]).
+    pub fn mirroring(sources: Sources, mirror: Arc<Mirror>) -> Self {
+        Self {
+            shared: Some(mirror),
+            ..Self::open(sources)
+        }
+    }
+
     /// The directory of `sources`, as it is before the first load (which must follow).
     pub fn open(sources: Sources) -> Self {
         persist::remove_stale_temp_files(&sources.zones_dir());
@@ -96,6 +118,7 @@ impl Files {
             sources,
             served: seen.clone(),
             seen,
+            shared: None,
         }
     }
 }
@@ -142,6 +165,19 @@ impl Backend for Files {
 
     fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError> {
         let text = render(&site.spec).map_err(StorageError::Render)?;
+        if let Some(mirror) = &self.shared {
+            let name = site
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            let name = name.unwrap_or_default();
+            mirror
+                .put_guarded(&name, text.as_bytes())
+                .map_err(|error| match error {
+                    EtcdError::Stale { .. } => StorageError::Stale(error.to_string()),
+                    EtcdError::Unavailable(_) => StorageError::Unavailable(error.to_string()),
+                })?;
+        }
         persist::write_atomically(&site.path, text.as_bytes()).map_err(|source| {
             StorageError::Write {
                 path: site.path.clone(),

@@ -128,16 +128,20 @@ pub enum ChangeError {
         "{0} changes are already waiting to be written; nothing was changed, retry in a moment"
     )]
     Busy(usize),
+    /// The shared store (etcd) cannot be reached; nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
     /// The writer has stopped (the server is shutting down); nothing changed.
     #[error("the server is shutting down; nothing was changed")]
     Stopped,
 }
 
-impl From<files::StorageError> for ChangeError {
-    fn from(error: files::StorageError) -> Self {
-        match error.is_conflict() {
-            true => Self::Conflict(error.to_string()),
-            false => Self::Write(error.to_string()),
+impl From<&files::StorageError> for ChangeError {
+    fn from(error: &files::StorageError) -> Self {
+        match error {
+            files::StorageError::Unavailable(message) => Self::Unavailable(message.clone()),
+            error if error.is_conflict() => Self::Conflict(error.to_string()),
+            error => Self::Write(error.to_string()),
         }
     }
 }
@@ -199,6 +203,24 @@ impl Store {
     /// Loads `sources`, publishes the first snapshot and starts the writer.
     pub fn open(sources: Sources, metrics: Arc<Metrics>) -> Result<Arc<Self>, LoadError> {
         let files = files::Files::open(sources.clone());
+        Self::open_with(sources, metrics, files)
+    }
+
+    /// [`Store::open`] on a fleet node's mirror of etcd: changes are committed to etcd.
+    pub fn open_mirrored(
+        sources: Sources,
+        metrics: Arc<Metrics>,
+        mirror: Arc<crate::etcd::Mirror>,
+    ) -> Result<Arc<Self>, LoadError> {
+        let files = files::Files::mirroring(sources.clone(), mirror);
+        Self::open_with(sources, metrics, files)
+    }
+
+    fn open_with(
+        sources: Sources,
+        metrics: Arc<Metrics>,
+        files: files::Files,
+    ) -> Result<Arc<Self>, LoadError> {
         let health = Health::new(metrics.clone());
         let (config, snapshot) = load::load(&sources, &health, None)?;
         let (tasks, enabled) = config.task_counts();

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
-use super::files::{Backend, Files};
+use super::files::{Backend, Files, StorageError};
 use super::{
     ChangeError, Committed, GroupView, Shared, TaskGenerations, TaskView, group_view, site_index,
     task_view,
@@ -150,13 +150,13 @@ impl Writer {
             outcomes.push((reply, outcome));
         }
 
-        let mut failed: BTreeMap<usize, String> = BTreeMap::new();
+        let mut failed: BTreeMap<usize, StorageError> = BTreeMap::new();
         let mut written = 0;
         for &index in &batch.dirty {
             match self.backend.write_site(&batch.sites[index]) {
                 Ok(()) => written += 1,
                 Err(error) => {
-                    failed.insert(index, error.to_string());
+                    failed.insert(index, error);
                 }
             }
         }
@@ -212,7 +212,7 @@ impl Writer {
         for (reply, outcome) in outcomes {
             let outcome = match outcome {
                 Ok((Some(index), _)) if failed.contains_key(&index) => {
-                    Err(ChangeError::Write(failed[&index].clone()))
+                    Err(ChangeError::from(&failed[&index]))
                 }
                 Ok((_, shown)) => Ok(shown),
                 Err(error) => Err(error),
@@ -241,7 +241,7 @@ impl Writer {
         if !batch.checked.contains(&index) {
             self.backend
                 .guard(&batch.sites[index], &zone.path)
-                .map_err(ChangeError::from)?;
+                .map_err(|e| ChangeError::from(&e))?;
             batch.checked.insert(index);
         }
         let mut next = LoadedSite::clone(&batch.sites[index]);

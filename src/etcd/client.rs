@@ -1,0 +1,275 @@
+//! The etcd client side of a fleet node (built with the `etcd` feature).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions,
+};
+use tracing::{info, warn};
+
+use super::{EtcdError, EtcdUrl};
+use crate::persist;
+
+/// How long a node waits for etcd before it says etcd cannot be reached.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A node's link to etcd: its client, the mirror directory, and the revision of every
+/// key it has mirrored.
+pub struct Mirror {
+    url: EtcdUrl,
+    zones_dir: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    /// Mod revision of each mirrored key, by file name (`example.com.lb.yaml`).
+    revisions: Mutex<HashMap<String, i64>>,
+}
+
+impl Mirror {
+    /// Connects and mirrors everything under the prefix into `dir/zones/`, then keeps
+    /// watching on a thread of its own. When etcd cannot be reached and `dir` already
+    /// holds a mirror, the node starts from it (and keeps trying to reconnect).
+    pub fn start(url: EtcdUrl, dir: &Path) -> Result<Arc<Self>, String> {
+        let zones_dir = dir.join("zones");
+        std::fs::create_dir_all(&zones_dir)
+            .map_err(|e| format!("{}: cannot create the mirror: {e}", zones_dir.display()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mirror = Arc::new(Self {
+            url,
+            zones_dir,
+            runtime,
+            revisions: Mutex::new(HashMap::new()),
+        });
+        let synced = mirror.runtime.block_on(mirror.sync());
+        let start_revision = match synced {
+            Ok(revision) => Some(revision),
+            Err(error) => {
+                let cached = std::fs::read_dir(&mirror.zones_dir)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false);
+                if !cached {
+                    return Err(format!(
+                        "etcd at {} cannot be reached ({error}) and {} holds no copy to start from",
+                        mirror.url.endpoints.join(","),
+                        mirror.zones_dir.display()
+                    ));
+                }
+                warn!(%error, dir = %mirror.zones_dir.display(), "etcd cannot be reached; serving the copy from the last run");
+                None
+            }
+        };
+        let watching = mirror.clone();
+        std::thread::Builder::new()
+            .name("lbdns-etcd".into())
+            .spawn(move || watching.runtime.block_on(watching.follow(start_revision)))
+            .map_err(|e| e.to_string())?;
+        Ok(mirror)
+    }
+
+    async fn connect(&self) -> Result<Client, String> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(TIMEOUT)
+            .with_timeout(TIMEOUT);
+        Client::connect(&self.url.endpoints, Some(options))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn key_prefix(&self) -> String {
+        format!("{}/zones/", self.url.prefix)
+    }
+
+    /// Mirrors every key now; returns the revision the mirror is at.
+    async fn sync(&self) -> Result<i64, String> {
+        let mut client = self.connect().await?;
+        let prefix = self.key_prefix();
+        let got = client
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let revision = got.header().map_or(0, |h| h.revision());
+        let mut present = Vec::new();
+        for kv in got.kvs() {
+            let Some(name) = self.file_name(kv.key()) else {
+                continue;
+            };
+            self.mirror_file(&name, Some(kv.value()), kv.mod_revision());
+            present.push(name);
+        }
+        // Files etcd no longer has go from the mirror too.
+        if let Ok(entries) = std::fs::read_dir(&self.zones_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_served_file(&name) && !present.contains(&name) {
+                    self.mirror_file(&name, None, 0);
+                }
+            }
+        }
+        info!(
+            revision,
+            files = present.len(),
+            "mirrored the configuration from etcd"
+        );
+        Ok(revision)
+    }
+
+    /// Watches for changes from `revision` on, forever, syncing again after an outage.
+    async fn follow(&self, mut revision: Option<i64>) {
+        loop {
+            if revision.is_none() {
+                match self.sync().await {
+                    Ok(r) => revision = Some(r),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+            let from = revision.expect("synced above") + 1;
+            if let Err(error) = self.watch_from(from, &mut revision).await {
+                warn!(%error, "lost the etcd watch; serving the last copy until etcd is back");
+                revision = None;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    async fn watch_from(&self, from: i64, revision: &mut Option<i64>) -> Result<(), String> {
+        let mut client = self.connect().await?;
+        let options = WatchOptions::new().with_prefix().with_start_revision(from);
+        let mut stream = client
+            .watch(self.key_prefix().as_str(), Some(options))
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(response) = stream.message().await.map_err(|e| e.to_string())? {
+            if response.canceled() {
+                return Err("the watch was cancelled (compacted?)".into());
+            }
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                let Some(name) = self.file_name(kv.key()) else {
+                    continue;
+                };
+                let deleted = matches!(event.event_type(), etcd_client::EventType::Delete);
+                let value = (!deleted).then(|| kv.value());
+                self.mirror_file(&name, value, kv.mod_revision());
+                *revision = Some(kv.mod_revision().max(revision.unwrap_or(0)));
+            }
+        }
+        Err("the watch ended".into())
+    }
+
+    /// The file name a key mirrors to, when it is one lbdns serves.
+    fn file_name(&self, key: &[u8]) -> Option<String> {
+        let key = std::str::from_utf8(key).ok()?;
+        let name = key.strip_prefix(&self.key_prefix())?;
+        (is_served_file(name) && !name.contains('/')).then(|| name.to_owned())
+    }
+
+    /// Writes (or, for `None`, removes) one mirrored file, atomically.
+    fn mirror_file(&self, name: &str, value: Option<&[u8]>, mod_revision: i64) {
+        let path = self.zones_dir.join(name);
+        let result = match value {
+            Some(bytes) => {
+                let unchanged = std::fs::read(&path).is_ok_and(|old| old == bytes);
+                match unchanged {
+                    true => Ok(()),
+                    false => persist::write_atomically(&path, bytes),
+                }
+            }
+            None => std::fs::remove_file(&path).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }),
+        };
+        if let Err(error) = result {
+            warn!(%error, path = %path.display(), "cannot update the mirror");
+        }
+        let mut revisions = self.revisions.lock().expect("never poisoned");
+        match value {
+            Some(_) => revisions.insert(name.to_owned(), mod_revision),
+            None => revisions.remove(name),
+        };
+    }
+
+    /// Stores `bytes` as the file `name` in etcd if its key is still at the revision this
+    /// node last mirrored (or still absent, when it had none).
+    pub fn put_guarded(&self, name: &str, bytes: &[u8]) -> Result<(), EtcdError> {
+        let key = format!("{}{name}", self.key_prefix());
+        let seen = self
+            .revisions
+            .lock()
+            .expect("never poisoned")
+            .get(name)
+            .copied();
+        let guard = match seen {
+            Some(revision) => Compare::mod_revision(key.as_str(), CompareOp::Equal, revision),
+            None => Compare::version(key.as_str(), CompareOp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when([guard])
+            .and_then([TxnOp::put(key.as_str(), bytes, None)]);
+        let response = self.runtime.block_on(async {
+            let mut client = self.connect().await?;
+            client.txn(txn).await.map_err(|e| e.to_string())
+        });
+        match response {
+            Ok(r) if r.succeeded() => {
+                let revision = r.header().map_or(0, |h| h.revision());
+                self.revisions
+                    .lock()
+                    .expect("never poisoned")
+                    .insert(name.to_owned(), revision);
+                Ok(())
+            }
+            Ok(_) => Err(EtcdError::Stale { key }),
+            Err(error) => Err(EtcdError::Unavailable(error)),
+        }
+    }
+}
+
+fn is_served_file(name: &str) -> bool {
+    name.ends_with(".zone") || name.ends_with(".lb.yaml")
+}
+
+/// Copies `dir/zones/*.zone` and `*.lb.yaml` into etcd under `url`'s prefix, replacing
+/// what is there; returns how many files were stored.
+pub fn import(dir: &Path, url: &EtcdUrl) -> Result<usize, String> {
+    let zones = dir.join("zones");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&zones).map_err(|e| format!("{}: {e}", zones.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_served_file(&name) {
+            let bytes = std::fs::read(entry.path()).map_err(|e| format!("{name}: {e}"))?;
+            files.push((name, bytes));
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(TIMEOUT)
+            .with_timeout(TIMEOUT);
+        let mut client = Client::connect(&url.endpoints, Some(options))
+            .await
+            .map_err(|e| format!("etcd at {}: {e}", url.endpoints.join(",")))?;
+        let ops: Vec<TxnOp> = files
+            .iter()
+            .map(|(name, bytes)| {
+                TxnOp::put(format!("{}/zones/{name}", url.prefix), bytes.clone(), None)
+            })
+            .collect();
+        client
+            .txn(Txn::new().and_then(ops))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(files.len())
+    })
+}

@@ -1,0 +1,236 @@
+#![cfg(feature = "etcd")]
+//! Nodes sharing their configuration through etcd (issue 10, first part): a one-member
+//! etcd cluster on loopback, the shipped example imported into it, two lbdns nodes started
+//! with `--store`. A task created through one node is answered by the other; while etcd
+//! is down the nodes keep answering, a change is refused with 503, and a node restarted
+//! meanwhile serves its own copy; once etcd is back, changes flow again.
+//!
+//! Needs `etcd` (Debian package `etcd-server`); the test fails, it does not skip, without it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, repo, require_tool, test_geoip};
+
+/// A one-member etcd cluster on loopback.
+struct Etcd {
+    child: Child,
+}
+
+impl Etcd {
+    fn start(data: &Path, client: SocketAddr, peer: SocketAddr) -> Self {
+        let etcd = require_tool(&["etcd", "/usr/bin/etcd"], "etcd-server");
+        let url = |a: SocketAddr| format!("http://{a}");
+        let child = Command::new(etcd)
+            .args(["--name", "test", "--data-dir"])
+            .arg(data)
+            .args(["--listen-client-urls", &url(client)])
+            .args(["--advertise-client-urls", &url(client)])
+            .args(["--listen-peer-urls", &url(peer)])
+            .args(["--initial-advertise-peer-urls", &url(peer)])
+            .args(["--initial-cluster", &format!("test={}", url(peer))])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        Self { child }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An lbdns node serving `--store URL`, mirrored into `cache`.
+struct Node {
+    child: Child,
+    dns: SocketAddr,
+    api: SocketAddr,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(store: &str, cache: &Path, log: PathBuf) -> Self {
+        let (dns, api) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["serve", "--store", store, "--cache-dir"])
+            .arg(cache)
+            .arg("--geoip")
+            .arg(test_geoip())
+            .args(["--listen", &dns.to_string(), "--api", &api.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start lbdns");
+        let node = Self {
+            child,
+            dns,
+            api,
+            log,
+        };
+        node.wait_for(
+            "www.example.com.",
+            |a| !a.is_empty(),
+            Duration::from_secs(20),
+        );
+        node
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `dig +short NAME A` at this node.
+    fn short(&self, name: &str) -> String {
+        let out = Command::new("dig")
+            .args([
+                &format!("@{}", self.dns.ip()),
+                "-p",
+                &self.dns.port().to_string(),
+            ])
+            .args(["+short", "+time=1", "+tries=1", name, "A"])
+            .output()
+            .expect("dig is installed");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Waits until the answer for `name` satisfies `ok`; returns how long it took.
+    fn wait_for(&self, name: &str, ok: impl Fn(&str) -> bool, within: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let answer = self.short(name);
+            if ok(&answer) && !answer.starts_with(';') {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{name} at {}: {answer:?} after {within:?}\n{}",
+                self.dns,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// PUTs a task through this node's API; returns the status and body.
+    fn put_task(&self, id: &str) -> (u16, String) {
+        let body =
+            format!(r#"{{"hostname": "{id}.example.com", "origin_group": "web", "ttl": 30}}"#);
+        let reply = ureq::put(format!(
+            "http://{}/v1/sites/example.com/tasks/{id}",
+            self.api
+        ))
+        .header("Content-Type", "application/json")
+        .config()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .send(body);
+        let mut reply = reply.expect("the API answers");
+        let status = reply.status().as_u16();
+        (
+            status,
+            reply.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn nodes_share_changes_through_etcd_and_ride_out_its_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let data = dir.path().join("etcd");
+    let etcd = Etcd::start(&data, client, peer);
+    let store = format!("etcd://{client}/lbdns");
+
+    // The shipped example, imported (etcd may take a moment to start).
+    let start = Instant::now();
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["import", "--dir"])
+            .arg(repo())
+            .args(["--store", &store])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "imported 2 files into lbdns\n"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let cache = |n: &str| dir.path().join(n);
+    let log = |n: &str| dir.path().join(format!("{n}.log"));
+    let a = Node::start(&store, &cache("a"), log("a"));
+    let b = Node::start(&store, &cache("b"), log("b"));
+
+    // A change through A is answered by B.
+    assert_eq!(a.put_task("shared").0, 201);
+    let took = b.wait_for(
+        "shared.example.com.",
+        |a| !a.is_empty(),
+        Duration::from_secs(5),
+    );
+    eprintln!("a task created through node A was answered by node B after {took:?}");
+
+    // etcd down: both keep answering; a change is refused (503) and changes nothing.
+    drop(etcd);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!a.short("shared.example.com.").is_empty());
+    let (status, body) = a.put_task("during");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("etcd cannot be reached"), "{body}");
+    assert!(a.short("during.example.com.").is_empty());
+
+    // A node restarted during the outage starts from its own copy.
+    drop(b);
+    let b = Node::start(&store, &cache("b"), log("b2"));
+    assert!(!b.short("shared.example.com.").is_empty());
+    assert!(
+        b.log().contains("serving the copy from the last run"),
+        "{}",
+        b.log()
+    );
+
+    // etcd back: changes flow again, both ways.
+    let _etcd = Etcd::start(&data, client, peer);
+    let start = Instant::now();
+    let (mut status, mut body) = (0, String::new());
+    while start.elapsed() < Duration::from_secs(20) {
+        (status, body) = b.put_task("after");
+        if status == 201 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(status, 201, "{body}");
+    a.wait_for(
+        "after.example.com.",
+        |a| !a.is_empty(),
+        Duration::from_secs(10),
+    );
+}
