@@ -234,3 +234,75 @@ fn nodes_share_changes_through_etcd_and_ride_out_its_outage() {
         Duration::from_secs(10),
     );
 }
+
+#[test]
+fn concurrent_changes_on_two_nodes_never_lose_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let _etcd = Etcd::start(&dir.path().join("etcd"), client, peer);
+    let store = format!("etcd://{client}/lbdns");
+    let start = Instant::now();
+    while !Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["import", "--dir"])
+        .arg(repo())
+        .args(["--store", &store])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "etcd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let a = Node::start(&store, &dir.path().join("a"), dir.path().join("a.log"));
+    let b = Node::start(&store, &dir.path().join("b"), dir.path().join("b.log"));
+
+    // Each round, both nodes change the same site at once. A change made on a copy the
+    // other node's change has already replaced must be refused (409), never written over
+    // it: every task acknowledged with 201 must survive.
+    let mut acknowledged = Vec::new();
+    let mut conflicts = 0;
+    for round in 0..10 {
+        let barrier = std::sync::Barrier::new(2);
+        let (ra, rb) = std::thread::scope(|s| {
+            let ra = s.spawn(|| {
+                barrier.wait();
+                a.put_task(&format!("ra{round}"))
+            });
+            let rb = s.spawn(|| {
+                barrier.wait();
+                b.put_task(&format!("rb{round}"))
+            });
+            (ra.join().unwrap(), rb.join().unwrap())
+        });
+        for ((status, body), id) in [(ra, format!("ra{round}")), (rb, format!("rb{round}"))] {
+            match status {
+                201 => acknowledged.push(id),
+                409 => {
+                    assert!(body.contains("changed in etcd"), "{body}");
+                    conflicts += 1;
+                }
+                other => panic!("{id}: {other} {body}"),
+            }
+        }
+        // Let both copies catch up before the next round.
+        for id in &acknowledged {
+            for node in [&a, &b] {
+                node.wait_for(
+                    &format!("{id}.example.com."),
+                    |x| !x.is_empty(),
+                    Duration::from_secs(5),
+                );
+            }
+        }
+    }
+    eprintln!(
+        "20 changes in 10 simultaneous pairs: {} acknowledged, {conflicts} refused as stale",
+        acknowledged.len()
+    );
+    assert_eq!(acknowledged.len() + conflicts, 20);
+    assert!(!acknowledged.is_empty());
+}
