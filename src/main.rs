@@ -80,6 +80,14 @@ enum Command {
         #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")]
         store: lbdns::etcd::EtcdUrl,
     },
+    /// Copy the zone and site files kept in etcd into a directory's zones/.
+    Export {
+        #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")]
+        store: lbdns::etcd::EtcdUrl,
+        /// The directory to write zones/ into.
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Validate a directory; print every problem as file:line: message.
     Check {
         #[command(flatten)]
@@ -284,6 +292,13 @@ fn main() -> ExitCode {
         }
         Command::Import { dir, store } => match lbdns::etcd::import(&dir, &store) {
             Ok(n) => out(&format!("imported {n} files into {}\n", store.prefix)),
+            Err(e) => Err(Failure::Error(format!("lbdns: {e}"))),
+        },
+        Command::Export { store, dir } => match lbdns::etcd::export(&store, &dir) {
+            Ok(n) => out(&format!(
+                "exported {n} files into {}\n",
+                dir.join("zones").display()
+            )),
             Err(e) => Err(Failure::Error(format!("lbdns: {e}"))),
         },
         Command::Task { api, command } => task(api, command),

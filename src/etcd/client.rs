@@ -273,3 +273,44 @@ pub fn import(dir: &Path, url: &EtcdUrl) -> Result<usize, String> {
         Ok(files.len())
     })
 }
+
+/// Writes every zone and site file under `url`'s prefix into `dir/zones/` (created if
+/// missing, each file replaced atomically); returns how many files were written.
+pub fn export(url: &EtcdUrl, dir: &Path) -> Result<usize, String> {
+    let zones = dir.join("zones");
+    std::fs::create_dir_all(&zones).map_err(|e| format!("{}: {e}", zones.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let prefix = format!("{}/zones/", url.prefix);
+    let got = runtime.block_on(async {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(TIMEOUT)
+            .with_timeout(TIMEOUT);
+        let mut client = Client::connect(&url.endpoints, Some(options))
+            .await
+            .map_err(|e| format!("etcd at {}: {e}", url.endpoints.join(",")))?;
+        client
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    let mut written = 0;
+    for kv in got.kvs() {
+        let Ok(key) = std::str::from_utf8(kv.key()) else {
+            continue;
+        };
+        let Some(name) = key.strip_prefix(&prefix) else {
+            continue;
+        };
+        if !is_served_file(name) || name.contains('/') {
+            continue;
+        }
+        let path = zones.join(name);
+        persist::write_atomically(&path, kv.value())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        written += 1;
+    }
+    Ok(written)
+}

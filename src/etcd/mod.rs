@@ -11,7 +11,7 @@
 #[cfg(feature = "etcd")]
 mod client;
 #[cfg(feature = "etcd")]
-pub use client::{Mirror, import};
+pub use client::{Mirror, export, import};
 
 /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +81,13 @@ mod disabled {
     pub fn import(_dir: &Path, _url: &EtcdUrl) -> Result<usize, String> {
         Err(NOT_BUILT.to_owned())
     }
+
+    pub fn export(_url: &EtcdUrl, _dir: &Path) -> Result<usize, String> {
+        Err(NOT_BUILT.to_owned())
+    }
 }
 #[cfg(not(feature = "etcd"))]
-pub use disabled::{Mirror, import};
+pub use disabled::{Mirror, export, import};
 
 #[cfg(test)]
 mod tests {
