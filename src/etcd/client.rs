@@ -34,10 +34,7 @@ impl Mirror {
         let zones_dir = dir.join("zones");
         std::fs::create_dir_all(&zones_dir)
             .map_err(|e| format!("{}: cannot create the mirror: {e}", zones_dir.display()))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+        let runtime = runtime()?;
         let mirror = Arc::new(Self {
             url,
             zones_dir,
@@ -71,12 +68,7 @@ impl Mirror {
     }
 
     async fn connect(&self) -> Result<Client, String> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(TIMEOUT)
-            .with_timeout(TIMEOUT);
-        Client::connect(&self.url.endpoints, Some(options))
-            .await
-            .map_err(|e| e.to_string())
+        connect(&self.url).await
     }
 
     fn key_prefix(&self) -> String {
@@ -232,6 +224,24 @@ impl Mirror {
     }
 }
 
+/// A client of the cluster at `url`, or why there is none.
+async fn connect(url: &EtcdUrl) -> Result<Client, String> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(TIMEOUT)
+        .with_timeout(TIMEOUT);
+    Client::connect(&url.endpoints, Some(options))
+        .await
+        .map_err(|e| format!("etcd at {}: {e}", url.endpoints.join(",")))
+}
+
+/// A runtime for the etcd client's async calls, driven by the thread that blocks on it.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 fn is_served_file(name: &str) -> bool {
     name.ends_with(".zone") || name.ends_with(".lb.yaml")
 }
@@ -249,17 +259,8 @@ pub fn import(dir: &Path, url: &EtcdUrl) -> Result<usize, String> {
             files.push((name, bytes));
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(TIMEOUT)
-            .with_timeout(TIMEOUT);
-        let mut client = Client::connect(&url.endpoints, Some(options))
-            .await
-            .map_err(|e| format!("etcd at {}: {e}", url.endpoints.join(",")))?;
+    runtime()?.block_on(async {
+        let mut client = connect(url).await?;
         let ops: Vec<TxnOp> = files
             .iter()
             .map(|(name, bytes)| {
@@ -279,18 +280,9 @@ pub fn import(dir: &Path, url: &EtcdUrl) -> Result<usize, String> {
 pub fn export(url: &EtcdUrl, dir: &Path) -> Result<usize, String> {
     let zones = dir.join("zones");
     std::fs::create_dir_all(&zones).map_err(|e| format!("{}: {e}", zones.display()))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     let prefix = format!("{}/zones/", url.prefix);
-    let got = runtime.block_on(async {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(TIMEOUT)
-            .with_timeout(TIMEOUT);
-        let mut client = Client::connect(&url.endpoints, Some(options))
-            .await
-            .map_err(|e| format!("etcd at {}: {e}", url.endpoints.join(",")))?;
+    let got = runtime()?.block_on(async {
+        let mut client = connect(url).await?;
         client
             .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await
