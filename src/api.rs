@@ -171,13 +171,14 @@ pub fn router(store: Arc<Store>, token: Option<String>, bound: SocketAddr) -> Ro
         )
         .route("/v1/sites/{site}/tasks/{id}/enable", post(enable_task))
         .route("/v1/sites/{site}/tasks/{id}/disable", post(disable_task))
+        .route("/v1/nodes", get(list_nodes))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /v1/sites/{site}/secondaries, /healthz and /metrics",
+                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /v1/sites/{site}/secondaries, /v1/nodes, /healthz and /metrics",
             )
         })
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
@@ -470,6 +471,20 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
 /// 404 as an API error.
 fn found<T>(result: Result<T, ChangeError>) -> Result<T, ApiError> {
     result.map_err(ApiError::from)
+}
+
+/// The fleet as this node sees it; a node serving files alone is a fleet of one.
+async fn list_nodes(State(api): State<Api>) -> Json<serde_json::Value> {
+    match api.store.nodes() {
+        Some((this, nodes)) => Json(json!({
+            "node": this,
+            "nodes": nodes
+                .into_iter()
+                .map(|(id, files)| json!({"id": id, "files": files}))
+                .collect::<Vec<_>>(),
+        })),
+        None => Json(json!({"node": null, "nodes": []})),
+    }
 }
 
 async fn list_sites(State(api): State<Api>) -> Json<serde_json::Value> {

@@ -71,6 +71,9 @@ enum Command {
             requires = "store"
         )]
         cache_dir: PathBuf,
+        /// This node's name in the fleet [default: HOSTNAME-APIPORT].
+        #[arg(long, value_name = "ID", requires = "store")]
+        node_id: Option<String>,
     },
     /// Copy a directory's zone and site files into etcd, for nodes started with --store.
     Import {
@@ -106,6 +109,11 @@ enum Command {
         api: ApiArgs,
         #[command(subcommand)]
         command: GroupCommand,
+    },
+    /// List the fleet: the nodes sharing this node's etcd configuration (with --store).
+    Nodes {
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Manage the servers allowed to transfer the zone (and notified when it changes).
     Secondaries {
@@ -282,11 +290,13 @@ fn main() -> ExitCode {
             rrl,
             store,
             cache_dir,
+            node_id,
         } => {
             let origin = Origin {
                 dir,
                 store,
                 cache_dir,
+                node_id,
             };
             serve(origin, listen, api, api_token, limits, rrl).map_err(Failure::Error)
         }
@@ -304,6 +314,7 @@ fn main() -> ExitCode {
         Command::Task { api, command } => task(api, command),
         Command::Group { api, command } => group(api, command),
         Command::Secondaries { api, command } => secondaries(api, command),
+        Command::Nodes { api } => nodes(api),
     };
     match result {
         Ok(()) | Err(Failure::ClosedOutput) => ExitCode::SUCCESS,
@@ -343,6 +354,7 @@ struct Origin {
     dir: DirArgs,
     store: Option<lbdns::etcd::EtcdUrl>,
     cache_dir: PathBuf,
+    node_id: Option<String>,
 }
 
 fn serve(
@@ -361,7 +373,13 @@ fn serve(
     let store = match origin.store {
         None => Store::open(sources(origin.dir), metrics).map_err(not_starting)?,
         Some(url) => {
-            let mirror = lbdns::etcd::Mirror::start(url, &origin.cache_dir)
+            let node_id = origin.node_id.unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| "lbdns".to_owned());
+                format!("{host}-{}", api_addr.port())
+            });
+            let mirror = lbdns::etcd::Mirror::start(url, &origin.cache_dir, node_id)
                 .map_err(|e| format!("lbdns: {e}"))?;
             let sources = Sources {
                 dir: origin.cache_dir,
@@ -482,6 +500,24 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
         }
     };
     print(args.json, &reply.map_err(failed)?, one)
+}
+
+fn nodes(args: ApiArgs) -> Result<(), Failure> {
+    let client = Client::new(&args.api, args.api_token);
+    let v = client.call("GET", "/v1/nodes", None).map_err(failed)?;
+    print(args.json, &v, |v| {
+        let this = v["node"].as_str();
+        let Some(nodes) = v["nodes"].as_array().filter(|n| !n.is_empty()) else {
+            return "no fleet: this server serves its own files (--dir)\n".to_owned();
+        };
+        let mut table = String::from("NODE\tFILES\n");
+        for node in nodes {
+            let id = node["id"].as_str().unwrap_or("?");
+            let mark = if Some(id) == this { " (this one)" } else { "" };
+            table.push_str(&format!("{id}{mark}\t{}\n", node["files"]));
+        }
+        table
+    })
 }
 
 fn secondaries(args: ApiArgs, command: SecondariesCommand) -> Result<(), Failure> {

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, repo, require_tool, test_geoip};
+use serde_json::json;
 
 /// A one-member etcd cluster on loopback.
 struct Etcd {
@@ -59,10 +60,19 @@ struct Node {
 
 impl Node {
     fn start(store: &str, cache: &Path, log: PathBuf) -> Self {
+        Self::start_as(store, cache, log, None)
+    }
+
+    fn start_as(store: &str, cache: &Path, log: PathBuf, id: Option<&str>) -> Self {
         let (dns, api) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
+        command
             .args(["serve", "--store", store, "--cache-dir"])
-            .arg(cache)
+            .arg(cache);
+        if let Some(id) = id {
+            command.args(["--node-id", id]);
+        }
+        let child = command
             .arg("--geoip")
             .arg(test_geoip())
             .args(["--listen", &dns.to_string(), "--api", &api.to_string()])
@@ -119,6 +129,36 @@ impl Node {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// GETs `path` from this node's API as JSON.
+    fn get(&self, path: &str) -> serde_json::Value {
+        ureq::get(format!("http://{}{path}", self.api))
+            .call()
+            .expect("the API answers")
+            .body_mut()
+            .read_json()
+            .expect("JSON")
+    }
+
+    /// The ids of the live nodes this node sees.
+    fn fleet(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.get("/v1/nodes")["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// PUTs a task through this node's API; returns the status and body.
@@ -305,4 +345,100 @@ fn concurrent_changes_on_two_nodes_never_lose_one() {
     );
     assert_eq!(acknowledged.len() + conflicts, 20);
     assert!(!acknowledged.is_empty());
+}
+
+/// Waits until `check` holds, polling; panics with `what` after `within`.
+fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn a_task_is_effective_once_every_live_node_serves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let _etcd = Etcd::start(&dir.path().join("etcd"), client, peer);
+    let store = format!("etcd://{client}/lbdns");
+    eventually("etcd to take the import", Duration::from_secs(20), || {
+        Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["import", "--dir"])
+            .arg(repo())
+            .args(["--store", &store])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    let a = Node::start_as(
+        &store,
+        &dir.path().join("a"),
+        dir.path().join("a.log"),
+        Some("a"),
+    );
+    let b = Node::start_as(
+        &store,
+        &dir.path().join("b"),
+        dir.path().join("b.log"),
+        Some("b"),
+    );
+    eventually("both nodes in the fleet", Duration::from_secs(10), || {
+        a.fleet() == ["a", "b"]
+    });
+    let listing = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["nodes", "--api", &a.api.to_string()])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("a (this one)") && listing.contains("\nb\t"),
+        "{listing}"
+    );
+
+    // A change while node B cannot apply it (stopped): deploying, B not applied.
+    b.signal("-STOP");
+    assert_eq!(a.put_task("late").0, 201);
+    let task = a.get("/v1/sites/example.com/tasks/late");
+    assert_eq!(task["status"], "deploying", "{task}");
+    let b_progress = task["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "b")
+        .cloned();
+    assert_eq!(
+        b_progress.map(|n| n["applied"].clone()),
+        Some(json!(false)),
+        "{task}"
+    );
+    // B's lease expires: it drops out, and the task is effective on the live fleet.
+    let gone = eventually(
+        "the stopped node to drop out",
+        Duration::from_secs(10),
+        || a.fleet() == ["a"],
+    );
+    eprintln!("a stopped node left the fleet {gone:?} after the change");
+    assert_eq!(
+        a.get("/v1/sites/example.com/tasks/late")["status"],
+        "effective"
+    );
+
+    // B resumes: it rejoins, catches up, and the task stays effective everywhere.
+    b.signal("-CONT");
+    eventually(
+        "the resumed node to rejoin",
+        Duration::from_secs(15),
+        || a.fleet() == ["a", "b"],
+    );
+    b.wait_for(
+        "late.example.com.",
+        |x| !x.is_empty(),
+        Duration::from_secs(10),
+    );
+    eventually("effective with both nodes", Duration::from_secs(10), || {
+        a.get("/v1/sites/example.com/tasks/late")["status"] == "effective"
+    });
 }

@@ -1,6 +1,6 @@
 //! The etcd client side of a fleet node (built with the `etcd` feature).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,13 +24,30 @@ pub struct Mirror {
     runtime: tokio::runtime::Runtime,
     /// Mod revision of each mirrored key, by file name (`example.com.lb.yaml`).
     revisions: Mutex<HashMap<String, i64>>,
+    /// This node's name in the fleet (`PREFIX/nodes/{id}`).
+    node_id: String,
+    /// The revision of each file this node serves (never newer than what it loaded).
+    loaded: Mutex<HashMap<String, i64>>,
+    /// The live nodes and what each serves, as their keys say.
+    fleet: Mutex<BTreeMap<String, HashMap<String, i64>>>,
 }
+
+/// A node's entry under `PREFIX/nodes/`, kept under a lease.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Presence {
+    /// The revision of each zone and site file the node serves.
+    files: HashMap<String, i64>,
+}
+
+/// How long a node stays in the fleet after its last keep-alive: a stopped node drops out
+/// this long after it stopped.
+const LEASE_SECONDS: i64 = 4;
 
 impl Mirror {
     /// Connects and mirrors everything under the prefix into `dir/zones/`, then keeps
     /// watching on a thread of its own. When etcd cannot be reached and `dir` already
     /// holds a mirror, the node starts from it (and keeps trying to reconnect).
-    pub fn start(url: EtcdUrl, dir: &Path) -> Result<Arc<Self>, String> {
+    pub fn start(url: EtcdUrl, dir: &Path, node_id: String) -> Result<Arc<Self>, String> {
         let zones_dir = dir.join("zones");
         std::fs::create_dir_all(&zones_dir)
             .map_err(|e| format!("{}: cannot create the mirror: {e}", zones_dir.display()))?;
@@ -40,6 +57,9 @@ impl Mirror {
             zones_dir,
             runtime,
             revisions: Mutex::new(HashMap::new()),
+            node_id,
+            loaded: Mutex::new(HashMap::new()),
+            fleet: Mutex::new(BTreeMap::new()),
         });
         let synced = mirror.runtime.block_on(mirror.sync());
         let start_revision = match synced {
@@ -64,7 +84,126 @@ impl Mirror {
             .name("lbdns-etcd".into())
             .spawn(move || watching.runtime.block_on(watching.follow(start_revision)))
             .map_err(|e| e.to_string())?;
+        let present = mirror.clone();
+        std::thread::Builder::new()
+            .name("lbdns-presence".into())
+            .spawn(move || present.runtime.block_on(present.stay_present()))
+            .map_err(|e| e.to_string())?;
         Ok(mirror)
+    }
+
+    /// The mod revision of each mirrored file now: what a reload that starts now loads
+    /// at least.
+    pub fn mirrored(&self) -> HashMap<String, i64> {
+        self.revisions.lock().expect("never poisoned").clone()
+    }
+
+    /// Records what this node serves after a reload (see [`Mirror::mirrored`]).
+    pub fn set_loaded(&self, files: HashMap<String, i64>) {
+        *self.loaded.lock().expect("never poisoned") = files;
+    }
+
+    /// Records that this node serves `name` at `revision` (its own write, published).
+    pub fn mark_loaded(&self, name: &str, revision: i64) {
+        let mut loaded = self.loaded.lock().expect("never poisoned");
+        let entry = loaded.entry(name.to_owned()).or_default();
+        *entry = (*entry).max(revision);
+    }
+
+    /// The revision of `name` this node knows to be the newest.
+    pub fn revision_of(&self, name: &str) -> Option<i64> {
+        self.revisions
+            .lock()
+            .expect("never poisoned")
+            .get(name)
+            .copied()
+    }
+
+    /// The live nodes, and the revision of `name` each serves (0: not at all).
+    pub fn fleet_serving(&self, name: &str) -> Vec<(String, i64)> {
+        self.fleet
+            .lock()
+            .expect("never poisoned")
+            .iter()
+            .map(|(id, files)| (id.clone(), files.get(name).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Every live node and how many files it serves.
+    pub fn fleet(&self) -> Vec<(String, HashMap<String, i64>)> {
+        let fleet = self.fleet.lock().expect("never poisoned");
+        fleet
+            .iter()
+            .map(|(id, f)| (id.clone(), f.clone()))
+            .collect()
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Keeps `PREFIX/nodes/{id}` under a lease saying what this node serves, and reads
+    /// the other nodes' keys; reconnects after an outage.
+    async fn stay_present(&self) {
+        loop {
+            if let Err(error) = self.present_once().await {
+                tracing::debug!(%error, "fleet presence lost; retrying");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn present_once(&self) -> Result<(), String> {
+        let mut client = self.connect().await?;
+        let lease = client
+            .lease_grant(LEASE_SECONDS, None)
+            .await
+            .map_err(|e| e.to_string())?
+            .id();
+        let (mut keeper, mut acks) = client
+            .lease_keep_alive(lease)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = format!("{}/nodes/{}", self.url.prefix, self.node_id);
+        let nodes = format!("{}/nodes/", self.url.prefix);
+        let mut said: Option<HashMap<String, i64>> = None;
+        let mut beat = tokio::time::interval(Duration::from_millis(250));
+        let mut ticks = 0u32;
+        loop {
+            beat.tick().await;
+            ticks += 1;
+            if ticks.is_multiple_of(4) {
+                keeper.keep_alive().await.map_err(|e| e.to_string())?;
+                acks.message().await.map_err(|e| e.to_string())?;
+            }
+            let loaded = self.loaded.lock().expect("never poisoned").clone();
+            if said.as_ref() != Some(&loaded) {
+                let value = serde_json::to_vec(&Presence {
+                    files: loaded.clone(),
+                })
+                .map_err(|e| e.to_string())?;
+                let options = etcd_client::PutOptions::new().with_lease(lease);
+                client
+                    .put(key.as_str(), value, Some(options))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                said = Some(loaded);
+            }
+            let got = client
+                .get(nodes.as_str(), Some(GetOptions::new().with_prefix()))
+                .await
+                .map_err(|e| e.to_string())?;
+            let fleet = got
+                .kvs()
+                .iter()
+                .filter_map(|kv| {
+                    let id = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&nodes)?;
+                    let presence: Presence = serde_json::from_slice(kv.value()).ok()?;
+                    Some((id.to_owned(), presence.files))
+                })
+                .collect();
+            *self.fleet.lock().expect("never poisoned") = fleet;
+        }
     }
 
     async fn connect(&self) -> Result<Client, String> {
@@ -190,7 +329,7 @@ impl Mirror {
 
     /// Stores `bytes` as the file `name` in etcd if its key is still at the revision this
     /// node last mirrored (or still absent, when it had none).
-    pub fn put_guarded(&self, name: &str, bytes: &[u8]) -> Result<(), EtcdError> {
+    pub fn put_guarded(&self, name: &str, bytes: &[u8]) -> Result<i64, EtcdError> {
         let key = format!("{}{name}", self.key_prefix());
         let seen = self
             .revisions
@@ -216,7 +355,7 @@ impl Mirror {
                     .lock()
                     .expect("never poisoned")
                     .insert(name.to_owned(), revision);
-                Ok(())
+                Ok(revision)
             }
             Ok(_) => Err(EtcdError::Stale { key }),
             Err(error) => Err(EtcdError::Unavailable(error)),

@@ -58,6 +58,7 @@ pub enum EtcdError {
 /// Without the `etcd` feature: `--store` and `import` say how to get it.
 #[cfg(not(feature = "etcd"))]
 mod disabled {
+    use std::collections::HashMap;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -69,11 +70,39 @@ mod disabled {
     pub enum Mirror {}
 
     impl Mirror {
-        pub fn start(_url: EtcdUrl, _dir: &Path) -> Result<Arc<Self>, String> {
+        pub fn start(_url: EtcdUrl, _dir: &Path, _node_id: String) -> Result<Arc<Self>, String> {
             Err(NOT_BUILT.to_owned())
         }
 
-        pub fn put_guarded(&self, _name: &str, _bytes: &[u8]) -> Result<(), EtcdError> {
+        pub fn put_guarded(&self, _name: &str, _bytes: &[u8]) -> Result<i64, EtcdError> {
+            match *self {}
+        }
+
+        pub fn mirrored(&self) -> HashMap<String, i64> {
+            match *self {}
+        }
+
+        pub fn set_loaded(&self, _files: HashMap<String, i64>) {
+            match *self {}
+        }
+
+        pub fn mark_loaded(&self, _name: &str, _revision: i64) {
+            match *self {}
+        }
+
+        pub fn revision_of(&self, _name: &str) -> Option<i64> {
+            match *self {}
+        }
+
+        pub fn fleet_serving(&self, _name: &str) -> Vec<(String, i64)> {
+            match *self {}
+        }
+
+        pub fn fleet(&self) -> Vec<(String, HashMap<String, i64>)> {
+            match *self {}
+        }
+
+        pub fn node_id(&self) -> &str {
             match *self {}
         }
     }

@@ -99,13 +99,19 @@ pub(super) struct Files {
     served: Fingerprint,
     /// When the directory mirrors etcd: where a change is committed first.
     shared: Option<Arc<Mirror>>,
+    /// The revision of each mirrored file when the last poll read the directory: what a
+    /// reload of that read serves at least.
+    polled: std::collections::HashMap<String, i64>,
 }
 
 impl Files {
     /// The mirror directory of a fleet node: changes go to etcd first (see [`Mirror`]).
     pub fn mirroring(sources: Sources, mirror: Arc<Mirror>) -> Self {
+        // The first load reads the directory after the mirror's first sync.
+        let polled = mirror.mirrored();
         Self {
             shared: Some(mirror),
+            polled,
             ..Self::open(sources)
         }
     }
@@ -119,6 +125,7 @@ impl Files {
             served: seen.clone(),
             seen,
             shared: None,
+            polled: std::collections::HashMap::new(),
         }
     }
 }
@@ -127,6 +134,10 @@ impl Backend for Files {
     type Revision = Fingerprint;
 
     fn poll(&mut self) -> Option<Fingerprint> {
+        // Taken before the files are read: what they hold is at least this new.
+        if let Some(mirror) = &self.shared {
+            self.polled = mirror.mirrored();
+        }
         let now = Fingerprint::read(&self.sources);
         if now == self.seen {
             return None;
@@ -137,6 +148,9 @@ impl Backend for Files {
 
     fn served(&mut self, revision: Fingerprint) {
         self.served = revision;
+        if let Some(mirror) = &self.shared {
+            mirror.set_loaded(self.polled.clone());
+        }
     }
 
     fn guard(&self, site: &LoadedSite, zone: &Path) -> Result<(), StorageError> {
@@ -165,18 +179,21 @@ impl Backend for Files {
 
     fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError> {
         let text = render(&site.spec).map_err(StorageError::Render)?;
+        let mut committed = None;
         if let Some(mirror) = &self.shared {
             let name = site
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned());
             let name = name.unwrap_or_default();
-            mirror
-                .put_guarded(&name, text.as_bytes())
-                .map_err(|error| match error {
-                    EtcdError::Stale { .. } => StorageError::Stale(error.to_string()),
-                    EtcdError::Unavailable(_) => StorageError::Unavailable(error.to_string()),
-                })?;
+            let revision =
+                mirror
+                    .put_guarded(&name, text.as_bytes())
+                    .map_err(|error| match error {
+                        EtcdError::Stale { .. } => StorageError::Stale(error.to_string()),
+                        EtcdError::Unavailable(_) => StorageError::Unavailable(error.to_string()),
+                    })?;
+            committed = Some((mirror.clone(), name, revision));
         }
         persist::write_atomically(&site.path, text.as_bytes()).map_err(|source| {
             StorageError::Write {
@@ -187,6 +204,10 @@ impl Backend for Files {
         let contents = Contents::of(text.as_bytes(), stamp(&site.path));
         self.seen.files.insert(site.path.clone(), contents);
         self.served.files.insert(site.path.clone(), contents);
+        // The writer publishes this batch right after writing it.
+        if let Some((mirror, name, revision)) = committed {
+            mirror.mark_loaded(&name, revision);
+        }
         Ok(())
     }
 }

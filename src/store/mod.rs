@@ -68,6 +68,17 @@ pub struct TaskView {
     #[serde(flatten)]
     pub spec: TaskSpec,
     pub status: Status,
+    /// On a fleet node: whether each live node serves the task's site as changed last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeProgress>>,
+}
+
+/// One node's progress on a change (SPEC §6 across a fleet).
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeProgress {
+    pub node: String,
+    /// True when the node serves the site at (or after) this node's newest revision.
+    pub applied: bool,
 }
 
 /// An origin group as the API shows it, with why a DNS-only task cannot use it.
@@ -197,6 +208,9 @@ struct Shared {
 pub struct Store {
     shared: Arc<Shared>,
     queue: writer::Queue,
+    /// On a fleet node, its link to etcd: a task is effective once every live node
+    /// serves it.
+    fleet: Option<Arc<crate::etcd::Mirror>>,
 }
 
 impl Store {
@@ -212,8 +226,10 @@ impl Store {
         metrics: Arc<Metrics>,
         mirror: Arc<crate::etcd::Mirror>,
     ) -> Result<Arc<Self>, LoadError> {
-        let files = files::Files::mirroring(sources.clone(), mirror);
-        Self::open_with(sources, metrics, files)
+        let files = files::Files::mirroring(sources.clone(), mirror.clone());
+        let mut store = Self::open_with(sources, metrics, files)?;
+        Arc::get_mut(&mut store).expect("not shared yet").fleet = Some(mirror);
+        Ok(store)
     }
 
     fn open_with(
@@ -262,7 +278,11 @@ impl Store {
         writer::give_back_freed_memory();
         shared.metrics.config_generation.set(1);
         let queue = writer::spawn(shared.clone(), files);
-        Ok(Arc::new(Self { shared, queue }))
+        Ok(Arc::new(Self {
+            shared,
+            queue,
+            fleet: None,
+        }))
     }
 
     /// The snapshot the DNS handler reads.
@@ -430,12 +450,49 @@ impl Store {
             .and_then(|tasks| tasks.get(id))
             .copied()
             .unwrap_or(0);
-        status(loaded, id, &self.shared.health, changed, self.generation())
+        let here = status(loaded, id, &self.shared.health, changed, self.generation());
+        let everywhere = self
+            .fleet_progress(loaded)
+            .is_none_or(|nodes| nodes.iter().all(|n| n.applied));
+        match (here, everywhere) {
+            (Status::Effective, false) => Status::Deploying,
+            (status, _) => status,
+        }
+    }
+
+    /// On a fleet node: whether each live node serves `loaded`'s site file at the newest
+    /// revision this node knows of it.
+    fn fleet_progress(&self, loaded: &LoadedSite) -> Option<Vec<NodeProgress>> {
+        let mirror = self.fleet.as_ref()?;
+        let name = loaded.path.file_name()?.to_string_lossy().into_owned();
+        let newest = mirror.revision_of(&name).unwrap_or(0);
+        Some(
+            mirror
+                .fleet_serving(&name)
+                .into_iter()
+                .map(|(node, serving)| NodeProgress {
+                    node,
+                    applied: serving >= newest,
+                })
+                .collect(),
+        )
+    }
+
+    /// On a fleet node: this node's id, and every live node with the files it serves.
+    pub fn nodes(&self) -> Option<(String, Vec<(String, usize)>)> {
+        let mirror = self.fleet.as_ref()?;
+        let nodes = mirror
+            .fleet()
+            .into_iter()
+            .map(|(id, files)| (id, files.len()))
+            .collect();
+        Some((mirror.node_id().to_owned(), nodes))
     }
 
     fn task_view(&self, committed: &Committed, loaded: &LoadedSite, id: &str) -> Option<TaskView> {
         let mut view = task_view(loaded, id, &self.shared.health)?;
         view.status = self.status(committed, loaded, id);
+        view.nodes = self.fleet_progress(loaded);
         Some(view)
     }
 
@@ -676,6 +733,7 @@ fn task_view(loaded: &LoadedSite, id: &str, health: &Health) -> Option<TaskView>
             id: None,
             ..spec.clone()
         },
+        nodes: None,
     })
 }
 
