@@ -24,16 +24,27 @@ struct Etcd {
 
 impl Etcd {
     fn start(data: &Path, client: SocketAddr, peer: SocketAddr) -> Self {
+        Self::member("test", data, client, peer, &format!("test=http://{peer}"))
+    }
+
+    /// One member of the cluster `initial` (`name=http://peer,...`).
+    fn member(
+        name: &str,
+        data: &Path,
+        client: SocketAddr,
+        peer: SocketAddr,
+        initial: &str,
+    ) -> Self {
         let etcd = require_tool(&["etcd", "/usr/bin/etcd"], "etcd-server");
         let url = |a: SocketAddr| format!("http://{a}");
         let child = Command::new(etcd)
-            .args(["--name", "test", "--data-dir"])
+            .args(["--name", name, "--data-dir"])
             .arg(data)
             .args(["--listen-client-urls", &url(client)])
             .args(["--advertise-client-urls", &url(client)])
             .args(["--listen-peer-urls", &url(peer)])
             .args(["--initial-advertise-peer-urls", &url(peer)])
-            .args(["--initial-cluster", &format!("test={}", url(peer))])
+            .args(["--initial-cluster", initial])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -388,6 +399,12 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
     eventually("both nodes in the fleet", Duration::from_secs(10), || {
         a.fleet() == ["a", "b"]
     });
+    // Tasks loaded at start are effective with no change made: each node serves them.
+    eventually(
+        "the shipped tasks effective fleet-wide",
+        Duration::from_secs(10),
+        || a.get("/v1/sites/example.com/tasks/www")["status"] == "effective",
+    );
     let listing = Command::new(env!("CARGO_BIN_EXE_lbdns"))
         .args(["nodes", "--api", &a.api.to_string()])
         .output()
@@ -441,4 +458,133 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
     eventually("effective with both nodes", Duration::from_secs(10), || {
         a.get("/v1/sites/example.com/tasks/late")["status"] == "effective"
     });
+}
+
+/// A three-member etcd cluster, three nodes: time to effective across the fleet, and a
+/// query load that loses nothing while the whole cluster is down and back.
+#[test]
+fn three_nodes_on_a_three_member_cluster_lose_no_query_in_an_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let members: Vec<(String, SocketAddr, SocketAddr)> = (0..3)
+        .map(|i| (format!("m{i}"), free_port(), free_port()))
+        .collect();
+    let initial = members
+        .iter()
+        .map(|(n, _, p)| format!("{n}=http://{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let start_cluster = || -> Vec<Etcd> {
+        members
+            .iter()
+            .map(|(n, c, p)| Etcd::member(n, &dir.path().join(n), *c, *p, &initial))
+            .collect()
+    };
+    let cluster = start_cluster();
+    let endpoints: Vec<String> = members.iter().map(|(_, c, _)| c.to_string()).collect();
+    let store = format!("etcd://{}/lbdns", endpoints.join(","));
+    eventually(
+        "the cluster to take the import",
+        Duration::from_secs(30),
+        || {
+            Command::new(env!("CARGO_BIN_EXE_lbdns"))
+                .args(["import", "--dir"])
+                .arg(repo())
+                .args(["--store", &store])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        },
+    );
+    let nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            Node::start_as(
+                &store,
+                &dir.path().join(id),
+                dir.path().join(format!("{id}.log")),
+                Some(id),
+            )
+        })
+        .collect();
+    eventually("three nodes in the fleet", Duration::from_secs(10), || {
+        nodes[0].fleet() == ["a", "b", "c"]
+    });
+
+    // Time to effective: from the API's reply on A to every node serving the change.
+    let asked = Instant::now();
+    assert_eq!(nodes[0].put_task("three").0, 201);
+    eventually(
+        "effective on the three nodes",
+        Duration::from_secs(10),
+        || nodes[0].get("/v1/sites/example.com/tasks/three")["status"] == "effective",
+    );
+    let took = asked.elapsed();
+    for node in &nodes {
+        assert!(!node.short("three.example.com.").is_empty());
+    }
+    eprintln!("time to effective across three nodes: {took:?}");
+
+    // A bounded query load on the three nodes while the whole cluster stops and starts.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, lost) = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(1)))
+                .unwrap();
+            let query = {
+                let mut q = hickory_proto::op::Message::new(
+                    0,
+                    hickory_proto::op::MessageType::Query,
+                    hickory_proto::op::OpCode::Query,
+                );
+                q.add_query(hickory_proto::op::Query::query(
+                    hickory_proto::rr::Name::from_ascii("three.example.com.").unwrap(),
+                    hickory_proto::rr::RecordType::A,
+                ));
+                q.to_vec().unwrap()
+            };
+            let (mut sent, mut lost) = (0u32, 0u32);
+            let mut buf = [0u8; 1500];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 20_000 {
+                let node = &nodes[sent as usize % 3];
+                let mut q = query.clone();
+                q[..2].copy_from_slice(&(sent as u16).to_be_bytes());
+                socket.send_to(&q, node.dns).unwrap();
+                match socket.recv_from(&mut buf) {
+                    Ok((n, _))
+                        if n > 12
+                            && buf[..2] == q[..2]
+                            && u16::from_be_bytes([buf[6], buf[7]]) == 1 => {}
+                    _ => lost += 1,
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (sent, lost)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        drop(cluster);
+        // During the outage: a change is refused, the answers go on.
+        let (status, body) = nodes[1].put_task("outage");
+        assert_eq!(status, 503, "{body}");
+        std::thread::sleep(Duration::from_secs(2));
+        let _cluster = start_cluster();
+        eventually(
+            "a change accepted after the outage",
+            Duration::from_secs(30),
+            || nodes[2].put_task("after").0 == 201,
+        );
+        eventually("the change everywhere", Duration::from_secs(10), || {
+            nodes
+                .iter()
+                .all(|n| !n.short("after.example.com.").is_empty())
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    eprintln!("{sent} queries across three nodes during the outage and recovery, {lost} lost");
+    assert!(sent > 500, "{sent}");
+    assert_eq!(lost, 0);
 }

@@ -226,8 +226,11 @@ impl Store {
         metrics: Arc<Metrics>,
         mirror: Arc<crate::etcd::Mirror>,
     ) -> Result<Arc<Self>, LoadError> {
+        // Taken before the first load reads the mirror: it serves at least these.
+        let mirrored = mirror.mirrored();
         let files = files::Files::mirroring(sources.clone(), mirror.clone());
         let mut store = Self::open_with(sources, metrics, files)?;
+        mirror.set_loaded(mirrored);
         Arc::get_mut(&mut store).expect("not shared yet").fleet = Some(mirror);
         Ok(store)
     }
