@@ -21,7 +21,11 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Mirror {
     url: EtcdUrl,
     zones_dir: PathBuf,
+    /// Drives the watch. Commits (from the store's writer) and the presence loop run on
+    /// runtimes of their own: a commit holds `files` while it waits on etcd, and the watch
+    /// may then be blocked on that lock, so the two must never share a driver.
     runtime: tokio::runtime::Runtime,
+    commits: tokio::runtime::Runtime,
     /// Mod revision of each mirrored key, by file name (`example.com.lb.yaml`).
     revisions: Mutex<HashMap<String, i64>>,
     /// This node's name in the fleet (`PREFIX/nodes/{id}`).
@@ -30,6 +34,10 @@ pub struct Mirror {
     loaded: Mutex<HashMap<String, i64>>,
     /// The live nodes and what each serves, as their keys say.
     fleet: Mutex<BTreeMap<String, HashMap<String, i64>>>,
+    /// Held while a mirrored file changes, by the watch or by this node's own commit:
+    /// a commit checks that what it was validated on is still on disk, commits, and
+    /// writes its file, with no watch event in between.
+    files: Mutex<()>,
 }
 
 /// A node's entry under `PREFIX/nodes/`, kept under a lease.
@@ -56,10 +64,12 @@ impl Mirror {
             url,
             zones_dir,
             runtime,
+            commits: self::runtime()?,
             revisions: Mutex::new(HashMap::new()),
             node_id,
             loaded: Mutex::new(HashMap::new()),
             fleet: Mutex::new(BTreeMap::new()),
+            files: Mutex::new(()),
         });
         let synced = mirror.runtime.block_on(mirror.sync());
         let start_revision = match synced {
@@ -85,9 +95,10 @@ impl Mirror {
             .spawn(move || watching.runtime.block_on(watching.follow(start_revision)))
             .map_err(|e| e.to_string())?;
         let present = mirror.clone();
+        let presence_runtime = self::runtime()?;
         std::thread::Builder::new()
             .name("lbdns-presence".into())
-            .spawn(move || present.runtime.block_on(present.stay_present()))
+            .spawn(move || presence_runtime.block_on(present.stay_present()))
             .map_err(|e| e.to_string())?;
         Ok(mirror)
     }
@@ -303,6 +314,7 @@ impl Mirror {
 
     /// Writes (or, for `None`, removes) one mirrored file, atomically.
     fn mirror_file(&self, name: &str, value: Option<&[u8]>, mod_revision: i64) {
+        let _files = self.files.lock().expect("never poisoned");
         let path = self.zones_dir.join(name);
         let result = match value {
             Some(bytes) => {
@@ -327,10 +339,23 @@ impl Mirror {
         };
     }
 
-    /// Stores `bytes` as the file `name` in etcd if its key is still at the revision this
-    /// node last mirrored (or still absent, when it had none).
-    pub fn put_guarded(&self, name: &str, bytes: &[u8]) -> Result<i64, EtcdError> {
+    /// Commits `bytes` as the file `name`: in etcd, if its key is still at the revision
+    /// this node mirrored last (or still absent, when it had none), then in the mirror.
+    /// `still_valid` runs first, with no mirror update possible until the commit is done:
+    /// it checks that the file on disk is still the one the change was made on, since a
+    /// newer version mirrored but not yet loaded must make the change stale (409), not be
+    /// overwritten by it. Returns the revision committed.
+    pub fn commit(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        still_valid: impl FnOnce() -> bool,
+    ) -> Result<i64, EtcdError> {
         let key = format!("{}{name}", self.key_prefix());
+        let _files = self.files.lock().expect("never poisoned");
+        if !still_valid() {
+            return Err(EtcdError::Stale { key });
+        }
         let seen = self
             .revisions
             .lock()
@@ -344,13 +369,18 @@ impl Mirror {
         let txn = Txn::new()
             .when([guard])
             .and_then([TxnOp::put(key.as_str(), bytes, None)]);
-        let response = self.runtime.block_on(async {
+        let response = self.commits.block_on(async {
             let mut client = self.connect().await?;
             client.txn(txn).await.map_err(|e| e.to_string())
         });
         match response {
             Ok(r) if r.succeeded() => {
                 let revision = r.header().map_or(0, |h| h.revision());
+                let path = self.zones_dir.join(name);
+                if let Err(error) = persist::write_atomically(&path, bytes) {
+                    // Committed all the same: the watch writes it again when it comes.
+                    warn!(%error, path = %path.display(), "cannot update the mirror");
+                }
                 self.revisions
                     .lock()
                     .expect("never poisoned")

@@ -74,7 +74,12 @@ mod disabled {
             Err(NOT_BUILT.to_owned())
         }
 
-        pub fn put_guarded(&self, _name: &str, _bytes: &[u8]) -> Result<i64, EtcdError> {
+        pub fn commit(
+            &self,
+            _name: &str,
+            _bytes: &[u8],
+            _still_valid: impl FnOnce() -> bool,
+        ) -> Result<i64, EtcdError> {
             match *self {}
         }
 

@@ -179,35 +179,38 @@ impl Backend for Files {
 
     fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError> {
         let text = render(&site.spec).map_err(StorageError::Render)?;
-        let mut committed = None;
-        if let Some(mirror) = &self.shared {
-            let name = site
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned());
-            let name = name.unwrap_or_default();
-            let revision =
-                mirror
-                    .put_guarded(&name, text.as_bytes())
-                    .map_err(|error| match error {
+        match &self.shared {
+            // A fleet node: etcd first, then the mirror, as one step (see Mirror::commit).
+            Some(mirror) => {
+                let name = site
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                let name = name.unwrap_or_default();
+                let served = self.served.files.get(&site.path);
+                let still_valid = || match served {
+                    Some(contents) => contents.matches(&site.path).unwrap_or(false),
+                    None => std::fs::read(&site.path).is_err(),
+                };
+                let revision = mirror.commit(&name, text.as_bytes(), still_valid).map_err(
+                    |error| match error {
                         EtcdError::Stale { .. } => StorageError::Stale(error.to_string()),
                         EtcdError::Unavailable(_) => StorageError::Unavailable(error.to_string()),
-                    })?;
-            committed = Some((mirror.clone(), name, revision));
-        }
-        persist::write_atomically(&site.path, text.as_bytes()).map_err(|source| {
-            StorageError::Write {
-                path: site.path.clone(),
-                source,
+                    },
+                )?;
+                // The writer publishes this batch right after writing it.
+                mirror.mark_loaded(&name, revision);
             }
-        })?;
+            None => persist::write_atomically(&site.path, text.as_bytes()).map_err(|source| {
+                StorageError::Write {
+                    path: site.path.clone(),
+                    source,
+                }
+            })?,
+        }
         let contents = Contents::of(text.as_bytes(), stamp(&site.path));
         self.seen.files.insert(site.path.clone(), contents);
         self.served.files.insert(site.path.clone(), contents);
-        // The writer publishes this batch right after writing it.
-        if let Some((mirror, name, revision)) = committed {
-            mirror.mark_loaded(&name, revision);
-        }
         Ok(())
     }
 }
