@@ -480,7 +480,12 @@ async fn list_nodes(State(api): State<Api>) -> Json<serde_json::Value> {
             "node": this,
             "nodes": nodes
                 .into_iter()
-                .map(|(id, files)| json!({"id": id, "files": files}))
+                .map(|(id, p)| json!({
+                    "id": id,
+                    "files": p.files.len(),
+                    "geoip_build_epoch": p.geoip_build_epoch,
+                    "health_ready": p.health_ready,
+                }))
                 .collect::<Vec<_>>(),
         })),
         None => Json(json!({"node": null, "nodes": []})),

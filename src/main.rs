@@ -510,11 +510,21 @@ fn nodes(args: ApiArgs) -> Result<(), Failure> {
         let Some(nodes) = v["nodes"].as_array().filter(|n| !n.is_empty()) else {
             return "no fleet: this server serves its own files (--dir)\n".to_owned();
         };
-        let mut table = String::from("NODE\tFILES\n");
+        let mut table = String::from("NODE\tFILES\tHEALTH\tGEOIP BUILT\n");
         for node in nodes {
             let id = node["id"].as_str().unwrap_or("?");
             let mark = if Some(id) == this { " (this one)" } else { "" };
-            table.push_str(&format!("{id}{mark}\t{}\n", node["files"]));
+            let health = match node["health_ready"].as_bool() {
+                Some(true) => "ready",
+                _ => "checking",
+            };
+            let geoip = node["geoip_build_epoch"]
+                .as_u64()
+                .map_or("-".to_owned(), |e| e.to_string());
+            table.push_str(&format!(
+                "{id}{mark}\t{}\t{health}\t{geoip}\n",
+                node["files"]
+            ));
         }
         table
     })

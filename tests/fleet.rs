@@ -399,6 +399,21 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
     eventually("both nodes in the fleet", Duration::from_secs(10), || {
         a.fleet() == ["a", "b"]
     });
+    // Each node says which GeoIP database it answers from, and that its health checks
+    // have their first results (the example checks none).
+    let built = maxminddb::Reader::open_readfile(test_geoip())
+        .unwrap()
+        .metadata()
+        .build_epoch;
+    eventually("every node reporting", Duration::from_secs(5), || {
+        a.get("/v1/nodes")["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|node| {
+                node["geoip_build_epoch"] == json!(built) && node["health_ready"] == json!(true)
+            })
+    });
     // Tasks loaded at start are effective with no change made: each node serves them.
     eventually(
         "the shipped tasks effective fleet-wide",

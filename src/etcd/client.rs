@@ -33,7 +33,9 @@ pub struct Mirror {
     /// The revision of each file this node serves (never newer than what it loaded).
     loaded: Mutex<HashMap<String, i64>>,
     /// The live nodes and what each serves, as their keys say.
-    fleet: Mutex<BTreeMap<String, HashMap<String, i64>>>,
+    fleet: Mutex<BTreeMap<String, Presence>>,
+    /// Set by the store once it is open.
+    probes: Mutex<Option<Probes>>,
     /// Held while a mirrored file changes, by the watch or by this node's own commit:
     /// a commit checks that what it was validated on is still on disk, commits, and
     /// writes its file, with no watch event in between.
@@ -41,10 +43,23 @@ pub struct Mirror {
 }
 
 /// A node's entry under `PREFIX/nodes/`, kept under a lease.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Presence {
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Presence {
     /// The revision of each zone and site file the node serves.
-    files: HashMap<String, i64>,
+    pub files: HashMap<String, i64>,
+    /// The build time of the node's GeoIP database: nodes with different databases can
+    /// answer the same client differently.
+    #[serde(default)]
+    pub geoip_build_epoch: Option<u64>,
+    /// True once every origin the node checks has a first result (SPEC §6).
+    #[serde(default)]
+    pub health_ready: bool,
+}
+
+/// What the store tells the presence loop, asked at each beat.
+pub struct Probes {
+    pub geoip_build_epoch: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    pub health_ready: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// How long a node stays in the fleet after its last keep-alive: a stopped node drops out
@@ -69,6 +84,7 @@ impl Mirror {
             node_id,
             loaded: Mutex::new(HashMap::new()),
             fleet: Mutex::new(BTreeMap::new()),
+            probes: Mutex::new(None),
             files: Mutex::new(()),
         });
         let synced = mirror.runtime.block_on(mirror.sync());
@@ -130,23 +146,32 @@ impl Mirror {
             .copied()
     }
 
-    /// The live nodes, and the revision of `name` each serves (0: not at all).
-    pub fn fleet_serving(&self, name: &str) -> Vec<(String, i64)> {
+    /// The live nodes, the revision of `name` each serves (0: not at all), and whether
+    /// each has a first health result for every origin it checks.
+    pub fn fleet_serving(&self, name: &str) -> Vec<(String, i64, bool)> {
         self.fleet
             .lock()
             .expect("never poisoned")
             .iter()
-            .map(|(id, files)| (id.clone(), files.get(name).copied().unwrap_or(0)))
+            .map(|(id, p)| {
+                let revision = p.files.get(name).copied().unwrap_or(0);
+                (id.clone(), revision, p.health_ready)
+            })
             .collect()
     }
 
-    /// Every live node and how many files it serves.
-    pub fn fleet(&self) -> Vec<(String, HashMap<String, i64>)> {
+    /// Every live node, as its key says.
+    pub fn fleet(&self) -> Vec<(String, Presence)> {
         let fleet = self.fleet.lock().expect("never poisoned");
         fleet
             .iter()
-            .map(|(id, f)| (id.clone(), f.clone()))
+            .map(|(id, p)| (id.clone(), p.clone()))
             .collect()
+    }
+
+    /// What the presence loop asks the store.
+    pub fn set_probes(&self, probes: Probes) {
+        *self.probes.lock().expect("never poisoned") = Some(probes);
     }
 
     pub fn node_id(&self) -> &str {
@@ -156,6 +181,10 @@ impl Mirror {
     /// Keeps `PREFIX/nodes/{id}` under a lease saying what this node serves, and reads
     /// the other nodes' keys; reconnects after an outage.
     async fn stay_present(&self) {
+        // A node joins the fleet once it serves: when the store, opened, sets the probes.
+        while self.probes.lock().expect("never poisoned").is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         loop {
             if let Err(error) = self.present_once().await {
                 tracing::debug!(%error, "fleet presence lost; retrying");
@@ -177,7 +206,7 @@ impl Mirror {
             .map_err(|e| e.to_string())?;
         let key = format!("{}/nodes/{}", self.url.prefix, self.node_id);
         let nodes = format!("{}/nodes/", self.url.prefix);
-        let mut said: Option<HashMap<String, i64>> = None;
+        let mut said: Option<Presence> = None;
         let mut beat = tokio::time::interval(Duration::from_millis(250));
         let mut ticks = 0u32;
         loop {
@@ -187,18 +216,22 @@ impl Mirror {
                 keeper.keep_alive().await.map_err(|e| e.to_string())?;
                 acks.message().await.map_err(|e| e.to_string())?;
             }
-            let loaded = self.loaded.lock().expect("never poisoned").clone();
-            if said.as_ref() != Some(&loaded) {
-                let value = serde_json::to_vec(&Presence {
-                    files: loaded.clone(),
-                })
-                .map_err(|e| e.to_string())?;
+            let presence = {
+                let probes = self.probes.lock().expect("never poisoned");
+                Presence {
+                    files: self.loaded.lock().expect("never poisoned").clone(),
+                    geoip_build_epoch: probes.as_ref().and_then(|p| (p.geoip_build_epoch)()),
+                    health_ready: probes.as_ref().is_some_and(|p| (p.health_ready)()),
+                }
+            };
+            if said.as_ref() != Some(&presence) {
+                let value = serde_json::to_vec(&presence).map_err(|e| e.to_string())?;
                 let options = etcd_client::PutOptions::new().with_lease(lease);
                 client
                     .put(key.as_str(), value, Some(options))
                     .await
                     .map_err(|e| e.to_string())?;
-                said = Some(loaded);
+                said = Some(presence);
             }
             let got = client
                 .get(nodes.as_str(), Some(GetOptions::new().with_prefix()))
@@ -210,7 +243,7 @@ impl Mirror {
                 .filter_map(|kv| {
                     let id = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&nodes)?;
                     let presence: Presence = serde_json::from_slice(kv.value()).ok()?;
-                    Some((id.to_owned(), presence.files))
+                    Some((id.to_owned(), presence))
                 })
                 .collect();
             *self.fleet.lock().expect("never poisoned") = fleet;

@@ -11,7 +11,7 @@
 #[cfg(feature = "etcd")]
 mod client;
 #[cfg(feature = "etcd")]
-pub use client::{Mirror, export, import};
+pub use client::{Mirror, Presence, Probes, export, import};
 
 /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +64,19 @@ mod disabled {
 
     use super::{EtcdError, EtcdUrl};
 
+    /// A node's entry in the fleet (see the `etcd` feature's `client::Presence`).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct Presence {
+        pub files: HashMap<String, i64>,
+        pub geoip_build_epoch: Option<u64>,
+        pub health_ready: bool,
+    }
+
+    pub struct Probes {
+        pub geoip_build_epoch: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+        pub health_ready: Box<dyn Fn() -> bool + Send + Sync>,
+    }
+
     const NOT_BUILT: &str = "this lbdns was built without etcd support; build it with `cargo build --release --features etcd` (needs protoc: apt-get install protobuf-compiler)";
 
     /// Never made: [`Mirror::start`] refuses.
@@ -99,11 +112,15 @@ mod disabled {
             match *self {}
         }
 
-        pub fn fleet_serving(&self, _name: &str) -> Vec<(String, i64)> {
+        pub fn fleet_serving(&self, _name: &str) -> Vec<(String, i64, bool)> {
             match *self {}
         }
 
-        pub fn fleet(&self) -> Vec<(String, HashMap<String, i64>)> {
+        pub fn fleet(&self) -> Vec<(String, Presence)> {
+            match *self {}
+        }
+
+        pub fn set_probes(&self, _probes: Probes) {
             match *self {}
         }
 
@@ -121,7 +138,7 @@ mod disabled {
     }
 }
 #[cfg(not(feature = "etcd"))]
-pub use disabled::{Mirror, export, import};
+pub use disabled::{Mirror, Presence, Probes, export, import};
 
 #[cfg(test)]
 mod tests {

@@ -77,7 +77,8 @@ pub struct TaskView {
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeProgress {
     pub node: String,
-    /// True when the node serves the site at (or after) this node's newest revision.
+    /// True when the node serves the site at (or after) this node's newest revision, and
+    /// has a first health result for every origin it checks.
     pub applied: bool,
 }
 
@@ -231,6 +232,22 @@ impl Store {
         let files = files::Files::mirroring(sources.clone(), mirror.clone());
         let mut store = Self::open_with(sources, metrics, files)?;
         mirror.set_loaded(mirrored);
+        let (geoip, ready) = (store.shared.clone(), store.shared.clone());
+        mirror.set_probes(crate::etcd::Probes {
+            geoip_build_epoch: Box::new(move || {
+                let committed = geoip.committed.load();
+                committed.config.geoip.as_ref().map(|db| db.build_epoch())
+            }),
+            health_ready: Box::new(move || {
+                let committed = ready.committed.load();
+                committed.config.sites.iter().all(|loaded| {
+                    loaded.site.groups.iter().all(|group| {
+                        group.health_check.is_none()
+                            || ready.health.all_checked(Key::of_group(&loaded.site, group))
+                    })
+                })
+            }),
+        });
         Arc::get_mut(&mut store).expect("not shared yet").fleet = Some(mirror);
         Ok(store)
     }
@@ -473,23 +490,18 @@ impl Store {
             mirror
                 .fleet_serving(&name)
                 .into_iter()
-                .map(|(node, serving)| NodeProgress {
+                .map(|(node, serving, health_ready)| NodeProgress {
                     node,
-                    applied: serving >= newest,
+                    applied: serving >= newest && health_ready,
                 })
                 .collect(),
         )
     }
 
-    /// On a fleet node: this node's id, and every live node with the files it serves.
-    pub fn nodes(&self) -> Option<(String, Vec<(String, usize)>)> {
+    /// On a fleet node: this node's id, and every live node as its key says.
+    pub fn nodes(&self) -> Option<(String, Vec<(String, crate::etcd::Presence)>)> {
         let mirror = self.fleet.as_ref()?;
-        let nodes = mirror
-            .fleet()
-            .into_iter()
-            .map(|(id, files)| (id, files.len()))
-            .collect();
-        Some((mirror.node_id().to_owned(), nodes))
+        Some((mirror.node_id().to_owned(), mirror.fleet()))
     }
 
     fn task_view(&self, committed: &Committed, loaded: &LoadedSite, id: &str) -> Option<TaskView> {
