@@ -102,6 +102,9 @@ impl Handler {
     /// When `packet` asks for a zone transfer (TCP only), appends the framed response
     /// messages to `out` and returns true; false for any other query.
     pub fn transfer(&self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+        if !transfer::may_ask_for_transfer(packet) {
+            return false;
+        }
         let snapshot = self.snapshot.load();
         let Some(outcome) = transfer::transfer(&snapshot, packet, src.ip(), out) else {
             return false;

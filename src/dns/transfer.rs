@@ -17,6 +17,15 @@ const MESSAGE_TARGET: usize = 16 * 1024;
 const NOTAUTH: u16 = 9;
 const REFUSED: u16 = 5;
 
+/// True when `packet` may ask for a zone transfer: a look at its question's type only,
+/// so that every other TCP query is read once, by `respond`.
+pub fn may_ask_for_transfer(packet: &[u8]) -> bool {
+    matches!(
+        crate::wire::question_type(packet),
+        Some(rtype::AXFR | rtype::IXFR)
+    )
+}
+
 /// When `packet` asks for a zone transfer, appends the response messages to `out`, each
 /// framed for TCP (two-byte length), and says what was sent; `None` for any other query,
 /// which [`super::respond`] answers.
