@@ -210,29 +210,8 @@ fn nodes_share_changes_through_etcd_and_ride_out_its_outage() {
     let etcd = Etcd::start(&data, client, peer);
     let store = format!("etcd://{client}/lbdns");
 
-    // The shipped example, imported (etcd may take a moment to start).
-    let start = Instant::now();
-    loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
-            .args(["import", "--dir"])
-            .arg(repo())
-            .args(["--store", &store])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            assert_eq!(
-                String::from_utf8_lossy(&out.stdout),
-                "imported 2 files into lbdns\n"
-            );
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "import: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // The shipped example, imported.
+    assert_eq!(import_example(&store), "imported 2 files into lbdns\n");
 
     let cache = |n: &str| dir.path().join(n);
     let log = |n: &str| dir.path().join(format!("{n}.log"));
@@ -292,22 +271,7 @@ fn concurrent_changes_on_two_nodes_never_lose_one() {
     let (client, peer) = (free_port(), free_port());
     let _etcd = Etcd::start(&dir.path().join("etcd"), client, peer);
     let store = format!("etcd://{client}/lbdns");
-    let start = Instant::now();
-    while !Command::new(env!("CARGO_BIN_EXE_lbdns"))
-        .args(["import", "--dir"])
-        .arg(repo())
-        .args(["--store", &store])
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "etcd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    import_example(&store);
     let a = Node::start(&store, &dir.path().join("a"), dir.path().join("a.log"));
     let b = Node::start(&store, &dir.path().join("b"), dir.path().join("b.log"));
 
@@ -358,6 +322,29 @@ fn concurrent_changes_on_two_nodes_never_lose_one() {
     assert!(!acknowledged.is_empty());
 }
 
+/// `lbdns import` of the shipped example into `store`, retried while etcd starts;
+/// returns what it printed.
+fn import_example(store: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["import", "--dir"])
+            .arg(repo())
+            .args(["--store", store])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Waits until `check` holds, polling; panics with `what` after `within`.
 fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -374,16 +361,7 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
     let (client, peer) = (free_port(), free_port());
     let _etcd = Etcd::start(&dir.path().join("etcd"), client, peer);
     let store = format!("etcd://{client}/lbdns");
-    eventually("etcd to take the import", Duration::from_secs(20), || {
-        Command::new(env!("CARGO_BIN_EXE_lbdns"))
-            .args(["import", "--dir"])
-            .arg(repo())
-            .args(["--store", &store])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    });
+    import_example(&store);
     let a = Node::start_as(
         &store,
         &dir.path().join("a"),
@@ -497,20 +475,7 @@ fn three_nodes_on_a_three_member_cluster_lose_no_query_in_an_outage() {
     let cluster = start_cluster();
     let endpoints: Vec<String> = members.iter().map(|(_, c, _)| c.to_string()).collect();
     let store = format!("etcd://{}/lbdns", endpoints.join(","));
-    eventually(
-        "the cluster to take the import",
-        Duration::from_secs(30),
-        || {
-            Command::new(env!("CARGO_BIN_EXE_lbdns"))
-                .args(["import", "--dir"])
-                .arg(repo())
-                .args(["--store", &store])
-                .output()
-                .unwrap()
-                .status
-                .success()
-        },
-    );
+    import_example(&store);
     let nodes: Vec<Node> = ["a", "b", "c"]
         .iter()
         .map(|id| {

@@ -161,6 +161,13 @@ impl Backend for Files {
             None => std::fs::read(&site.path).is_err(),
         };
         if !site_unchanged {
+            // On a fleet node the newer file came from etcd, not from a hand edit.
+            if self.shared.is_some() {
+                let name = site.path.file_name().unwrap_or_default().to_string_lossy();
+                return Err(StorageError::Stale(format!(
+                    "{name} changed in etcd since this node last saw it; retry once the change has reached this node"
+                )));
+            }
             return Err(StorageError::SiteEdited {
                 path: site.path.clone(),
             });
