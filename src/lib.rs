@@ -22,6 +22,7 @@
 pub mod api;
 pub mod client;
 pub mod dns;
+pub mod dnssec;
 pub mod etcd;
 pub mod geoip;
 pub mod health;

@@ -8,6 +8,7 @@
 
 mod data;
 mod lookup;
+mod signed;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -171,11 +172,13 @@ impl Snapshot {
     }
 
     /// Answers `qname`/`qtype` for `client` into `out`, whose question is `qname` as
-    /// asked; REFUSED when no zone holds the name.
+    /// asked; REFUSED when no zone holds the name. With `dnssec_ok` (the query's DO bit),
+    /// a signed zone's answer carries its RRSIGs and denial records.
     pub fn resolve<R: Rng + ?Sized>(
         &self,
         qname: &WireName,
         qtype: u16,
+        dnssec_ok: bool,
         client: &Client,
         rng: &mut R,
         out: &mut Response<'_>,
@@ -188,18 +191,13 @@ impl Snapshot {
                 failed_open: false,
             };
         };
-        let mut ctx = Ctx {
+        let mut ctx = Ctx::new(
             client,
-            geoip: self.geoip.as_deref(),
+            self.geoip.as_deref(),
             rng,
-            apex_at: QUESTION_AT + qname.suffix_start(zone.data.apex_labels),
-            resolution: Resolution {
-                rcode: 0,
-                authoritative: true,
-                scope: 0,
-                failed_open: false,
-            },
-        };
+            QUESTION_AT + qname.suffix_start(zone.data.apex_labels),
+            dnssec_ok && zone.data.signed().is_some(),
+        );
         zone.resolve(
             qname,
             Owner::At(QUESTION_AT as u16),
@@ -208,6 +206,7 @@ impl Snapshot {
             out,
             None,
         );
+        zone.finish(&ctx, out);
         ctx.resolution
     }
 
@@ -277,7 +276,7 @@ impl Snapshot {
         let mut buf = vec![0; usize::from(u16::MAX)];
         let mut response = Response::new(&mut buf);
         response.question(&question);
-        let resolution = self.resolve(&name, u16::from(qtype), client, rng, &mut response);
+        let resolution = self.resolve(&name, u16::from(qtype), false, client, rng, &mut response);
         let len = response.finish(wire::Header {
             id: 0,
             query_flags: 0,
