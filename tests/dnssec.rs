@@ -1,0 +1,392 @@
+//! Serving a zone signed elsewhere (SPEC §11, issue 15 item 1), validated by independent
+//! validators: the zone of tests/data/dnssec is signed at test time by BIND's
+//! dnssec-signzone (tests/signing/), lbdns serves it, and BIND's `delv` and unbound as a
+//! validating resolver, each given the zone's KSK as trust anchor, must validate every
+//! kind of answer: data, NXDOMAIN, NODATA (also at an empty non-terminal and at a
+//! wildcard), wildcard expansion, CNAME chains, DNSKEY, DS at a cut, and the proof of
+//! no DS at an insecure delegation (whose child, served here unsigned, is then "unsigned
+//! answer"), for NSEC and NSEC3. What Knot serves for the same file is compared record
+//! by record in tests/differential.rs.
+//!
+//! Needs delv and dig (bind9-dnsutils), dnssec-signzone (bind9-utils) and unbound: the
+//! tests fail, they do not skip, without them.
+
+mod common;
+mod signing;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use signing::{Denial, Signed};
+
+/// A signed example.com (and its unsigned child) served by lbdns.
+struct Served {
+    signed: Signed,
+    /// The keys and the trust anchor files.
+    keys: tempfile::TempDir,
+    site: Site,
+    server: Server,
+}
+
+fn serve_signed(denial: Denial) -> Served {
+    let keys = tempfile::tempdir().unwrap();
+    let signed = signing::sign(
+        keys.path(),
+        "example.com",
+        &signing::source("example.com.zone"),
+        denial,
+    );
+    let site = Site::new(&[
+        ("example.com.zone", &signed.text),
+        (
+            "child.example.com.zone",
+            &signing::source("child.example.com.zone"),
+        ),
+    ]);
+    let server = site.serve();
+    Served {
+        signed,
+        keys,
+        site,
+        server,
+    }
+}
+
+/// What a validator must conclude.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// A positive answer, validated from the trust anchor.
+    Secure,
+    /// NXDOMAIN or NODATA, its denial validated.
+    SecureDenial,
+    /// An answer proven insecure (below a delegation proven to have no DS).
+    Insecure,
+}
+
+/// Every kind of answer, with what validating it concludes.
+const CASES: &[(&str, RecordType, Expect)] = &[
+    ("www.example.com.", RecordType::A, Expect::Secure),
+    ("example.com.", RecordType::MX, Expect::Secure),
+    ("example.com.", RecordType::DNSKEY, Expect::Secure),
+    ("_sip._udp.example.com.", RecordType::SRV, Expect::Secure),
+    ("nope.example.com.", RecordType::A, Expect::SecureDenial),
+    (
+        "a.b.nope.example.com.",
+        RecordType::AAAA,
+        Expect::SecureDenial,
+    ),
+    ("www.example.com.", RecordType::MX, Expect::SecureDenial),
+    // An empty non-terminal.
+    ("ent.example.com.", RecordType::A, Expect::SecureDenial),
+    // Wildcard expansion, and NODATA at a wildcard.
+    ("x.wild.example.com.", RecordType::A, Expect::Secure),
+    ("host3.w.example.com.", RecordType::MX, Expect::Secure),
+    ("z.y.ent.example.com.", RecordType::A, Expect::SecureDenial),
+    // CNAMEs: a chain, into a wildcard, to a name that does not exist.
+    ("chain1.example.com.", RecordType::A, Expect::Secure),
+    ("towild.example.com.", RecordType::A, Expect::Secure),
+    (
+        "tonothing.example.com.",
+        RecordType::A,
+        Expect::SecureDenial,
+    ),
+    // DS at a cut, from the parent side; no DS at an insecure delegation.
+    ("dev.example.com.", RecordType::DS, Expect::Secure),
+    ("ext.example.com.", RecordType::DS, Expect::SecureDenial),
+    ("child.example.com.", RecordType::DS, Expect::SecureDenial),
+    // The unsigned child below that insecure delegation.
+    ("www.child.example.com.", RecordType::A, Expect::Insecure),
+];
+
+fn delv(served: &Served, name: &str, rtype: RecordType) -> String {
+    let delv = require_tool(&["delv"], "bind9-dnsutils");
+    let anchor = served.keys.path().join("delv.anchor");
+    std::fs::write(&anchor, served.signed.delv_anchor()).unwrap();
+    let out = Command::new(delv)
+        .arg(format!("@{}", served.server.addr.ip()))
+        .args(["-p", &served.server.addr.port().to_string(), "-a"])
+        .arg(&anchor)
+        .args(["+root=example.com", name, &rtype.to_string()])
+        .output()
+        .expect("run delv");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn delv_validates_every_kind_of_answer_nsec_and_nsec3() {
+    for denial in [Denial::Nsec, Denial::Nsec3] {
+        let served = serve_signed(denial);
+        let mut wrong = Vec::new();
+        for &(name, rtype, expect) in CASES {
+            let out = delv(&served, name, rtype);
+            let ok = match expect {
+                Expect::Secure => {
+                    out.contains("; fully validated") && !out.contains("resolution failed")
+                }
+                Expect::SecureDenial => {
+                    out.contains("fully validated") && out.contains("resolution failed: ncache")
+                }
+                Expect::Insecure => out.contains("; unsigned answer"),
+            };
+            if !ok || out.contains("broken trust chain") || out.contains("bogus") {
+                wrong.push(format!(
+                    "{denial:?} {name} {rtype}, expected {expect:?}:\n{out}"
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}
+
+/// unbound as a validating resolver in front of lbdns.
+struct Unbound {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn validating_unbound(served: &Served) -> Unbound {
+    let unbound_bin = require_tool(&["unbound", "/usr/sbin/unbound"], "unbound");
+    require_tool(&["dig"], "bind9-dnsutils");
+    let dir = tempfile::tempdir().unwrap();
+    let anchor: PathBuf = dir.path().join("example.com.anchor");
+    std::fs::write(&anchor, served.signed.unbound_anchor()).unwrap();
+    let port = free_port().port();
+    let lbdns = served.server.addr.port();
+    let conf = format!(
+        r#"server:
+    interface: 127.0.0.1
+    port: {port}
+    do-daemonize: no
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    username: ""
+    chroot: ""
+    directory: "{dir}"
+    pidfile: ""
+    do-ip6: no
+    num-threads: 1
+    so-reuseport: no
+    outgoing-range: 64
+    do-not-query-localhost: no
+    access-control: 127.0.0.0/8 allow
+    module-config: "validator iterator"
+    trust-anchor-file: "{anchor}"
+    qname-minimisation: no
+stub-zone:
+    name: "example.com"
+    stub-addr: 127.0.0.1@{lbdns}
+stub-zone:
+    name: "child.example.com"
+    stub-addr: 127.0.0.1@{lbdns}
+"#,
+        dir = dir.path().display(),
+        anchor = anchor.display(),
+    );
+    let conf_path = dir.path().join("unbound.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new(&unbound_bin)
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start unbound");
+    let unbound = Unbound {
+        child,
+        port,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if dig_via(&unbound, &["www.example.com", "A", "+short"]).contains("192.0.2.80") {
+            return unbound;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("unbound did not start answering through lbdns within 10 s");
+}
+
+fn dig_via(unbound: &Unbound, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &unbound.port.to_string(),
+            "+time=3",
+            "+tries=1",
+        ])
+        .args(args)
+        .output()
+        .expect("dig is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The header flags of dig's output (`;; flags: qr rd ra ad;`) and its status.
+fn flags_and_status(out: &str) -> (Vec<String>, String) {
+    let flags = out
+        .lines()
+        .find_map(|l| l.strip_prefix(";; flags: "))
+        .and_then(|l| l.split(';').next())
+        .map(|f| f.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let status = out
+        .split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or_default()
+        .to_owned();
+    (flags, status)
+}
+
+#[test]
+fn unbound_validates_every_kind_of_answer_nsec_and_nsec3() {
+    for denial in [Denial::Nsec, Denial::Nsec3] {
+        let served = serve_signed(denial);
+        let unbound = validating_unbound(&served);
+        let mut wrong = Vec::new();
+        for &(name, rtype, expect) in CASES {
+            let out = dig_via(&unbound, &[name, &rtype.to_string(), "+dnssec"]);
+            let (flags, status) = flags_and_status(&out);
+            let ad = flags.iter().any(|f| f == "ad");
+            let ok = match expect {
+                Expect::Secure => ad && status == "NOERROR",
+                Expect::SecureDenial => ad && (status == "NXDOMAIN" || status == "NOERROR"),
+                Expect::Insecure => !ad && status == "NOERROR" && out.contains("192.0.2.67"),
+            };
+            if !ok {
+                wrong.push(format!(
+                    "{denial:?} {name} {rtype}, expected {expect:?}:\n{out}"
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}
+
+fn query(name: &str, rtype: RecordType, dnssec_ok: Option<u16>) -> Message {
+    let mut message = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    if let Some(payload) = dnssec_ok {
+        let mut edns = Edns::new();
+        edns.set_max_payload(payload);
+        edns.set_dnssec_ok(true);
+        message.edns = Some(edns);
+    }
+    message
+}
+
+fn count(reply: &Message, rtype: RecordType) -> usize {
+    reply
+        .answers
+        .iter()
+        .chain(&reply.authorities)
+        .chain(&reply.additionals)
+        .filter(|r| r.record_type() == rtype)
+        .count()
+}
+
+/// Without DO nothing DNSSEC is added (RFC 4035 §3.1), but DNSSEC types asked for are
+/// answered; with DO an answer that does not fit is truncated whole (RFC 4035 §3.1.1),
+/// and comes whole over TCP.
+#[test]
+fn dnssec_records_only_with_do_and_truncation_of_signed_answers() {
+    let served = serve_signed(Denial::Nsec3);
+    let server = &served.server;
+    let plain = server.udp(&query("nope.example.com.", RecordType::A, None));
+    assert_eq!(plain.authorities.len(), 1, "the SOA alone: {plain:?}");
+    assert_eq!(count(&plain, RecordType::RRSIG), 0);
+    let plain = server.udp(&query("x.wild.example.com.", RecordType::A, None));
+    assert_eq!(count(&plain, RecordType::RRSIG), 0, "{plain:?}");
+    assert!(plain.authorities.is_empty(), "{plain:?}");
+    let dnskey = server.udp(&query("example.com.", RecordType::DNSKEY, None));
+    assert_eq!(count(&dnskey, RecordType::DNSKEY), 2, "{dnskey:?}");
+    assert_eq!(count(&dnskey, RecordType::RRSIG), 0, "{dnskey:?}");
+    let rrsig = server.udp(&query("www.example.com.", RecordType::RRSIG, None));
+    assert!(
+        !rrsig.answers.is_empty()
+            && rrsig
+                .answers
+                .iter()
+                .all(|r| r.record_type() == RecordType::RRSIG),
+        "{rrsig:?}"
+    );
+
+    let signed = server.udp(&query("nope.example.com.", RecordType::A, Some(1232)));
+    // SOA and its RRSIG, then the closest encloser, next closer and wildcard NSEC3s
+    // (here two of them may be one record) with theirs.
+    assert!(count(&signed, RecordType::NSEC3) >= 2, "{signed:?}");
+    assert!(count(&signed, RecordType::RRSIG) >= 3, "{signed:?}");
+    // 512 bytes cannot hold that: TC, nothing but the question and the OPT.
+    let small = server.udp(&query("nope.example.com.", RecordType::A, Some(512)));
+    assert!(small.metadata.truncation, "{small:?}");
+    assert!(small.authorities.is_empty(), "{small:?}");
+    let tcp = server.tcp(&query("nope.example.com.", RecordType::A, Some(512)));
+    assert!(!tcp.metadata.truncation);
+    assert_eq!(tcp.authorities.len(), signed.authorities.len(), "{tcp:?}");
+}
+
+/// A task in a zone signed elsewhere would answer unsigned: `lbdns check` and the API
+/// refuse it and say why (SPEC §11).
+#[test]
+fn a_task_in_a_zone_signed_elsewhere_is_refused_by_check_and_the_api() {
+    let served = serve_signed(Denial::Nsec);
+    let site_file = "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.10\n";
+    let with_task = format!(
+        "{site_file}tasks:\n  - {{ hostname: lb.example.com, origin_group: web, ttl: 30 }}\n"
+    );
+    let why = "zone example.com is signed elsewhere: a task there would answer unsigned; \
+               import its ZSK with `lbdns keys import` (not yet supported)";
+
+    // check: the same directory with a task in the site file.
+    let checked = Site::new(&[
+        ("example.com.zone", &served.signed.text),
+        ("example.com.lb.yaml", &with_task),
+    ]);
+    let out = checked.check();
+    assert!(!out.status.success(), "check accepted the task");
+    assert!(stderr(&out).contains(why), "{}", stderr(&out));
+    // Without the task, the signed zone and its groups check.
+    checked.write("example.com.lb.yaml", site_file);
+    let out = checked.check();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The API: a group is fine, a task is refused with the reason, nothing is served.
+    let api = served.server.http(
+        "PUT",
+        "/v1/sites/example.com/origin-groups/web",
+        Some(r#"{"origins": [{"address": "192.0.2.10"}]}"#),
+    );
+    assert!(matches!(api, Some((200..=299, _))), "{api:?}");
+    let refused = served.server.http(
+        "POST",
+        "/v1/sites/example.com/tasks",
+        Some(r#"{"hostname": "lb.example.com", "origin_group": "web", "ttl": 30}"#),
+    );
+    let (status, body) = refused.expect("the API answers");
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(body.contains(why), "{body}");
+    let reply = served
+        .server
+        .udp(&query("lb.example.com.", RecordType::A, Some(1232)));
+    assert!(reply.answers.is_empty(), "{reply:?}");
+    let _ = &served.site;
+}
