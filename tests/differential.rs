@@ -159,6 +159,8 @@ enum Edns0 {
     Dnssec,
     /// OPT with a 512-byte payload, the least a server honours (RFC 6891 §6.2.5).
     Small,
+    /// OPT with DO set and a 512-byte payload: signed answers that do not fit.
+    SmallDnssec,
     /// OPT of EDNS version 1, which neither server knows (RFC 6891 §6.1.3: BADVERS).
     Version1,
 }
@@ -305,13 +307,80 @@ struct Deliberate {
     what: &'static str,
     why: &'static str,
     covers: fn(ask: &Ask, knot: &Reply, lbdns: &Reply, ask_knot: AskKnot) -> bool,
+    /// True for an entry a coming change may leave unused (said in `why`): no failure
+    /// when no difference needs it.
+    may_go_unused: bool,
 }
 
 /// Asks Knot one more query (for a [`Deliberate`] entry that needs to know more).
 type AskKnot<'a> = &'a dyn Fn(&Ask) -> Reply;
 
 /// The deliberate differences of signed zones queried with DO.
-const DELIBERATE_SIGNED: &[Deliberate] = &[ANY_PICKS_ANOTHER_RRSET];
+const DELIBERATE_SIGNED: &[Deliberate] = &[
+    ANY_PICKS_ANOTHER_RRSET,
+    Deliberate {
+        what: "TC: lbdns's truncated reply holds no record",
+        why: "RFC 2181 §9 and RFC 4035 §3.1.1 let a server truncate; lbdns sends the \
+              header, question and OPT only (src/dns/respond.rs: the client retries over \
+              TCP), Knot the records that fit before the first that did not. Covered only \
+              if both set TC, agree on all but the sections, and lbdns's are empty",
+        covers: truncated_whole,
+        may_go_unused: false,
+    },
+    Deliberate {
+        what: "DO in 512 bytes: lbdns's reply is longer than Knot's",
+        why: "Knot compresses every name it may (SOA RDATA, every owner); lbdns points \
+              only owners within the question's name and writes other names out, so a \
+              signed answer near 512 bytes can be TC in lbdns, or lack the optional \
+              RRSIGs of its additional section (RFC 4035 §3.1.1), where Knot's fits. \
+              Covered only for DO with a 512-byte payload over UDP, when Knot's reply is \
+              its whole answer (as over TCP, where both are compared too) and lbdns's is TC \
+              with empty sections or Knot's less RRSIGs of the additional section. Unused \
+              once responses compress names (the fidelity work)",
+        covers: longer_than_knots,
+        may_go_unused: true,
+    },
+];
+
+fn truncated_whole(_: &Ask, knot: &Reply, lbdns: &Reply, _: AskKnot) -> bool {
+    knot.tc
+        && lbdns.tc
+        && knot.header() == lbdns.header()
+        && lbdns.answer.is_empty()
+        && lbdns.authority.is_empty()
+        && lbdns.additional.is_empty()
+}
+
+fn longer_than_knots(ask: &Ask, knot: &Reply, lbdns: &Reply, ask_knot: AskKnot) -> bool {
+    if ask.edns != Edns0::SmallDnssec || ask.transport != Transport::Udp || knot.tc {
+        return false;
+    }
+    let whole = ask_knot(&Ask {
+        transport: Transport::Tcp,
+        ..ask.clone()
+    });
+    if whole != *knot {
+        return false;
+    }
+    let truncated = lbdns.tc
+        && lbdns.answer.is_empty()
+        && lbdns.authority.is_empty()
+        && lbdns.additional.is_empty();
+    let without_rrsigs: Vec<String> = knot
+        .additional
+        .iter()
+        .filter(|r| !lbdns.additional.contains(r))
+        .cloned()
+        .collect();
+    let fewer_rrsigs = !lbdns.tc
+        && lbdns.answer == knot.answer
+        && lbdns.authority == knot.authority
+        && lbdns.additional.iter().all(|r| knot.additional.contains(r))
+        && without_rrsigs
+            .iter()
+            .all(|r| r.split(' ').nth(3) == Some("RRSIG"));
+    truncated || fewer_rrsigs
+}
 
 /// The table of deliberate differences. Each entry is as narrow as the reason it gives.
 const DELIBERATE: &[Deliberate] = &[ANY_PICKS_ANOTHER_RRSET];
@@ -324,6 +393,7 @@ const ANY_PICKS_ANOTHER_RRSET: Deliberate = Deliberate {
           RRset of the name and lbdns's whole reply (answer, authority, additional) is \
           Knot's reply to a query for that RRset's type",
     covers: any_picks_another_rrset,
+    may_go_unused: false,
 };
 
 fn any_picks_another_rrset(ask: &Ask, knot: &Reply, lbdns: &Reply, ask_knot: AskKnot) -> bool {
@@ -468,8 +538,9 @@ fn message(ask: &Ask, id: u16) -> Message {
     message.add_query(Query::query(ask.name.clone(), ask.rtype));
     if ask.edns != Edns0::Without {
         let mut edns = Edns::new();
-        edns.set_max_payload(if ask.edns == Edns0::Small { 512 } else { 1232 });
-        edns.set_dnssec_ok(ask.edns == Edns0::Dnssec);
+        let small = matches!(ask.edns, Edns0::Small | Edns0::SmallDnssec);
+        edns.set_max_payload(if small { 512 } else { 1232 });
+        edns.set_dnssec_ok(matches!(ask.edns, Edns0::Dnssec | Edns0::SmallDnssec));
         edns.set_version(u8::from(ask.edns == Edns0::Version1));
         message.edns = Some(edns);
     }
@@ -670,6 +741,40 @@ fn signed_asks() -> Vec<Ask> {
             });
         }
     }
+    // Signed answers of each kind in 512 bytes, which some do not fit (RFC 4035 §3.1.1):
+    // both servers must set TC for the same ones, and answer them whole over TCP.
+    for (owner, rtype) in [
+        ("www", RecordType::A),
+        ("", RecordType::MX),
+        ("", RecordType::NS),
+        ("", RecordType::DNSKEY),
+        ("nope", RecordType::A),
+        ("a.b.nope", RecordType::A),
+        ("ent", RecordType::A),
+        ("x.wild", RecordType::A),
+        ("z.y.ent", RecordType::A),
+        ("host3.w", RecordType::MX),
+        ("towild", RecordType::A),
+        ("tonothing", RecordType::A),
+        ("host.dev", RecordType::A),
+        ("x.ext", RecordType::A),
+        ("host.subdel.w", RecordType::A),
+        ("mid", RecordType::TXT),
+    ] {
+        let text = match owner {
+            "" => "example.com.".to_owned(),
+            _ => format!("{owner}.example.com."),
+        };
+        for transport in [Transport::Udp, Transport::Tcp] {
+            asks.push(Ask {
+                name: name(&text),
+                rtype,
+                edns: Edns0::SmallDnssec,
+                transport,
+                rd: false,
+            });
+        }
+    }
     asks
 }
 
@@ -747,7 +852,7 @@ fn compare(files: &[(&str, String)], asks: &[Ask], deliberate: &[Deliberate], mi
     );
     let stale: Vec<&str> = deliberate
         .iter()
-        .filter(|d| !used.contains_key(d.what))
+        .filter(|d| !used.contains_key(d.what) && !d.may_go_unused)
         .map(|d| d.what)
         .collect();
     assert!(
