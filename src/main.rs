@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use lbdns::client::{self, Client, ClientError};
 use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
@@ -121,6 +121,18 @@ enum Command {
         api: ApiArgs,
         #[command(subcommand)]
         command: SecondariesCommand,
+    },
+    /// Print a shell completion script (e.g. `lbdns completions bash > /etc/bash_completion.d/lbdns`).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page lbdns(1) in roff (`lbdns man | man -l -`), or write it and one
+    /// page per subcommand (lbdns-serve(1), ...) into a directory.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -315,6 +327,28 @@ fn main() -> ExitCode {
         Command::Group { api, command } => group(api, command),
         Command::Secondaries { api, command } => secondaries(api, command),
         Command::Nodes { api } => nodes(api),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lbdns", &mut script);
+            out(&String::from_utf8_lossy(&script))
+        }
+        Command::Man { out: None } => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => out(&String::from_utf8_lossy(&page)),
+                Err(e) => Err(Failure::Error(format!(
+                    "lbdns: cannot render the manual page: {e}"
+                ))),
+            }
+        }
+        Command::Man { out: Some(dir) } => {
+            clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
+                Failure::Error(format!(
+                    "lbdns: cannot write the manual pages into {}: {e}",
+                    dir.display()
+                ))
+            })
+        }
     };
     match result {
         Ok(()) | Err(Failure::ClosedOutput) => ExitCode::SUCCESS,
