@@ -347,3 +347,124 @@ fn every_metric_the_rules_and_dashboard_use_is_exported() {
         assert!(used.contains(must), "nothing uses {must}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// lbdns status
+// ---------------------------------------------------------------------------------------
+
+/// `lbdns status --api API [extra]`.
+fn status(server: &Server, extra: &[&str]) -> Output {
+    let mut args = vec!["status", "--api"];
+    let api = server.api.to_string();
+    args.push(&api);
+    args.extend_from_slice(extra);
+    Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(&args)
+        .env_remove("LBDNS_API_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn status_shows_zones_tasks_and_down_origins_and_exits_by_health() {
+    // One checked origin that answers, one group whose only origin we will stop.
+    let up = TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (up_port, down_port) = (
+        up.local_addr().unwrap().port(),
+        down.local_addr().unwrap().port(),
+    );
+    let sites = format!(
+        "origin_groups:\n\
+         \x20 live:\n    health_check: {{type: tcp, port: {up_port}, interval: 0.5, fall: 1, rise: 1}}\n    origins: [{{address: 127.0.0.1}}]\n\
+         \x20 dying:\n    health_check: {{type: tcp, port: {down_port}, interval: 0.5, fall: 1, rise: 1}}\n    origins: [{{address: 127.0.0.1}}]\n\
+         tasks:\n\
+         \x20 - {{hostname: www.example.com, origin_group: live}}\n\
+         \x20 - {{hostname: old.example.com, origin_group: live, enabled: false}}\n\
+         \x20 - {{hostname: shop.example.com, origin_group: dying}}\n"
+    );
+    let zone = ZONE.replace(" 1 7200 ", " 2026120401 7200 ");
+    let site = Site::new(&[("example.com.zone", &zone), ("example.com.lb.yaml", &sites)]);
+    let server = site.serve();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let healthy = loop {
+        let out = status(&server, &[]);
+        if out.status.success() {
+            break stdout(&out);
+        }
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            Instant::now() < deadline,
+            "never healthy:\n{}",
+            stdout(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        healthy.contains("example.com.  serial 2026120401  from file"),
+        "{healthy}"
+    );
+    assert!(
+        healthy.contains("tasks: 2 effective, 0 deploying, 1 ineffective"),
+        "{healthy}"
+    );
+    assert!(healthy.contains("origins down: none"), "{healthy}");
+    assert!(healthy.ends_with("status: ok\n"), "{healthy}");
+
+    // The dying group's only origin stops listening: connection refused, down at once.
+    drop(down);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sick = loop {
+        let out = status(&server, &["--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if !report["origins_down"].as_array().unwrap().is_empty() {
+            assert_eq!(out.status.code(), Some(1), "{report}");
+            break report;
+        }
+        assert!(Instant::now() < deadline, "never down: {report}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(sick["origins_down"][0]["group"], "dying", "{sick}");
+    assert_eq!(sick["origins_down"][0]["origin"], "127.0.0.1", "{sick}");
+    let problems = sick["problems"].to_string();
+    assert!(
+        problems.contains("every origin of group dying"),
+        "{problems}"
+    );
+    let text = stdout(&status(&server, &[]));
+    assert!(
+        text.contains("origins down:\n  127.0.0.1 example.com/dying since "),
+        "{text}"
+    );
+
+    // A bad edit on disk: the old configuration serves, and status says the files do not load.
+    let before = server.reload_counts();
+    site.write("example.com.zone", "this is not a zone\n");
+    server.sighup();
+    assert_eq!(server.wait_reload(before), Reloaded::Rejected);
+    let out = status(&server, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("the files on disk DO NOT LOAD"), "{text}");
+    assert!(
+        text.contains("example.com.zone:1"),
+        "names the file and line: {text}"
+    );
+    drop(up);
+}
+
+#[test]
+fn status_without_a_server_says_so_and_exits_2() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["status", "--api", &format!("127.0.0.1:{port}")])
+        .env_remove("LBDNS_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lbdns serve"), "{}", stderr(&out));
+}
