@@ -269,6 +269,18 @@ impl Snapshot {
         client: &Client,
         rng: &mut R,
     ) -> Answer {
+        self.answer_with(qname, qtype, false, client, rng)
+    }
+
+    /// [`Snapshot::answer`] with the DO bit `dnssec_ok`.
+    pub fn answer_with<R: Rng + ?Sized>(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        client: &Client,
+        rng: &mut R,
+    ) -> Answer {
         let mut question = qname.to_bytes().expect("a name encodes");
         question.extend_from_slice(&u16::from(qtype).to_be_bytes());
         question.extend_from_slice(&wire::CLASS_IN.to_be_bytes());
@@ -276,7 +288,14 @@ impl Snapshot {
         let mut buf = vec![0; usize::from(u16::MAX)];
         let mut response = Response::new(&mut buf);
         response.question(&question);
-        let resolution = self.resolve(&name, u16::from(qtype), false, client, rng, &mut response);
+        let resolution = self.resolve(
+            &name,
+            u16::from(qtype),
+            dnssec_ok,
+            client,
+            rng,
+            &mut response,
+        );
         let len = response.finish(wire::Header {
             id: 0,
             query_flags: 0,
