@@ -5,8 +5,9 @@
 //! kind of answer: data, NXDOMAIN, NODATA (also at an empty non-terminal and at a
 //! wildcard), wildcard expansion, CNAME chains, DNSKEY, DS at a cut, and the proof of
 //! no DS at an insecure delegation (whose child, served here unsigned, is then "unsigned
-//! answer"), for NSEC and NSEC3. What Knot serves for the same file is compared record
-//! by record in tests/differential.rs.
+//! answer"), for NSEC and NSEC3. A zone transfer of it carries it whole (NSEC3 records
+//! included). What Knot serves for the same file is compared record by record in
+//! tests/differential.rs.
 //!
 //! Needs delv and dig (bind9-dnsutils), dnssec-signzone (bind9-utils) and unbound: the
 //! tests fail, they do not skip, without them.
@@ -389,4 +390,52 @@ fn a_task_in_a_zone_signed_elsewhere_is_refused_by_check_and_the_api() {
         .udp(&query("lb.example.com.", RecordType::A, Some(1232)));
     assert!(reply.answers.is_empty(), "{reply:?}");
     let _ = &served.site;
+}
+
+/// Records by type in presentation lines (`owner TTL class TYPE rdata`).
+fn types(lines: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut types = std::collections::BTreeMap::new();
+    for line in lines
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+    {
+        if let Some(rtype) = line.split_whitespace().nth(3) {
+            *types.entry(rtype.to_owned()).or_default() += 1;
+        }
+    }
+    types
+}
+
+/// A zone transfer of a signed zone carries all of it, the NSEC3 records (kept apart
+/// from the zone's names) and every RRSIG included.
+#[test]
+fn a_zone_transfer_carries_the_signed_zone_whole() {
+    let keys = tempfile::tempdir().unwrap();
+    let signed = signing::sign(
+        keys.path(),
+        "example.com",
+        &signing::source("example.com.zone"),
+        Denial::Nsec3,
+    );
+    let site = Site::new(&[
+        ("example.com.zone", &signed.text),
+        ("example.com.lb.yaml", "secondaries: [127.0.0.1]\n"),
+    ]);
+    let server = site.serve();
+    let axfr = server.dig(&["example.com", "AXFR", "+nocomments", "+nostats"]);
+    let compile = require_tool(&["named-compilezone"], "bind9-utils");
+    let file = site.path().join("zones/example.com.zone");
+    let out = Command::new(compile)
+        .args(["-q", "-k", "ignore", "-i", "none", "-o", "-", "example.com"])
+        .arg(&file)
+        .output()
+        .expect("run named-compilezone");
+    let mut want = types(&String::from_utf8_lossy(&out.stdout));
+    // A transfer starts and ends with the SOA.
+    *want.get_mut("SOA").unwrap() += 1;
+    assert!(
+        want["NSEC3"] > 10 && want["RRSIG"] > want["NSEC3"],
+        "{want:?}"
+    );
+    assert_eq!(types(&axfr), want, "{axfr}");
 }
