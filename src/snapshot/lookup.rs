@@ -311,7 +311,7 @@ impl CompiledZone {
         }
         if signed.is_some() {
             out.section(Section::Authority);
-            ctx.proofs.write(&self.data, out);
+            ctx.proofs.write(&self.data, ctx.apex_at, out);
         }
         match ctx.end {
             End::Referral { node, .. } => {

@@ -102,25 +102,28 @@ impl<'z> Proofs<'z> {
         self.len += 1;
     }
 
-    /// Writes every proof with its RRSIGs into the current section.
-    pub fn write(&self, zone: &ZoneData, out: &mut Response<'_>) {
+    /// Writes every proof with its RRSIGs into the current section, each owner as its
+    /// labels below the apex and a pointer to the apex at `apex_at` in the message.
+    pub fn write(&self, zone: &ZoneData, apex_at: usize, out: &mut Response<'_>) {
+        let mut buf = [0u8; MAX_NAME_LEN + 2];
         for proof in self.items[..self.len].iter().flatten() {
-            match *proof {
+            let (owner, records, node) = match *proof {
                 Proof::Nsec(owner) => {
                     let Some(node) = zone.node(owner) else {
                         continue;
                     };
-                    out.rrset(
-                        Owner::Name(owner),
+                    (
+                        owner,
                         node.rrset(rtype::NSEC).unwrap_or_default(),
-                    );
-                    for signature in node.signatures(rtype::NSEC) {
-                        out.record(Owner::Name(owner), signature);
-                    }
+                        Some(node),
+                    )
                 }
-                Proof::Nsec3(entry) => {
-                    out.rrset(Owner::Name(&entry.owner), &entry.records);
-                }
+                Proof::Nsec3(entry) => (&entry.owner[..], &entry.records[..], None),
+            };
+            let written = compressed(owner, zone.apex.len(), apex_at, &mut buf);
+            out.rrset(written, records);
+            if let Some(node) = node {
+                write_signatures(node, rtype::NSEC, written, out);
             }
         }
     }
@@ -129,6 +132,27 @@ impl<'z> Proofs<'z> {
 impl Default for Proofs<'_> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// `owner` (a name of the zone, whose apex is `apex_len` bytes long) written as its labels
+/// below the apex then a pointer to the apex at `apex_at`, into `buf`; the name itself
+/// when no pointer reaches there.
+fn compressed<'b>(
+    owner: &'b [u8],
+    apex_len: usize,
+    apex_at: usize,
+    buf: &'b mut [u8; MAX_NAME_LEN + 2],
+) -> Owner<'b> {
+    let below = owner.len().saturating_sub(apex_len);
+    match u16::try_from(apex_at) {
+        Ok(at) if at < 0x4000 && below > 0 => {
+            buf[..below].copy_from_slice(&owner[..below]);
+            buf[below..below + 2].copy_from_slice(&(0xC000 | at).to_be_bytes());
+            Owner::Name(&buf[..below + 2])
+        }
+        Ok(at) if at < 0x4000 => Owner::At(at),
+        _ => Owner::Name(owner),
     }
 }
 
