@@ -3,6 +3,7 @@
 //! it installs passes `systemd-analyze verify`, `shellcheck` reads the maintainer scripts,
 //! and the scripts run against stand-ins for `adduser`, `chown` and systemd's helpers that
 //! record what they were asked (so the test needs no root and changes nothing on the host).
+//! A real `dpkg -i` and `dpkg --purge` is in the README's install section, done by hand.
 
 mod common;
 use common::*;
@@ -68,8 +69,8 @@ fn the_package_holds_the_binary_unit_pages_completions_and_served_directory() {
         "usr/bin/lbdns",
         "lib/systemd/system/lbdns.service",
         "etc/default/lbdns",
-        "etc/lbdns/zones/example.com.zone",
-        "etc/lbdns/zones/example.com.lb.yaml",
+        "usr/share/lbdns/example/zones/example.com.zone",
+        "usr/share/lbdns/example/zones/example.com.lb.yaml",
         "usr/share/lbdns/geo-whois-asn-country.mmdb",
         "usr/share/man/man1/lbdns.1.gz",
         "usr/share/man/man1/lbdns-serve.1.gz",
@@ -80,18 +81,11 @@ fn the_package_holds_the_binary_unit_pages_completions_and_served_directory() {
     ] {
         assert!(tree.join(path).is_file(), "the package has no /{path}");
     }
-    // Everything under /etc is the operator's: kept across upgrades (conffiles).
+    // /etc/default/lbdns is a conffile (kept across upgrades); the zones are the
+    // operator's data, which dpkg must not own (a purge would delete them).
     let conffiles = read(&tree.join("DEBIAN/conffiles"));
-    for path in [
-        "/etc/default/lbdns",
-        "/etc/lbdns/zones/example.com.zone",
-        "/etc/lbdns/zones/example.com.lb.yaml",
-    ] {
-        assert!(
-            conffiles.lines().any(|l| l == path),
-            "{path} not in\n{conffiles}"
-        );
-    }
+    assert_eq!(conffiles, "/etc/default/lbdns\n");
+    assert!(!tree.join("etc/lbdns/zones").exists());
 
     // The packaged binary runs, and the served directory it ships loads with the database
     // the default flags name.
@@ -105,7 +99,7 @@ fn the_package_holds_the_binary_unit_pages_completions_and_served_directory() {
         .expect("the default flags name the GeoIP database");
     let check = Command::new(&binary)
         .args(["check", "--dir"])
-        .arg(tree.join("etc/lbdns"))
+        .arg(tree.join("usr/share/lbdns/example"))
         .arg("--geoip")
         .arg(tree.join(&geoip))
         .output()
@@ -182,6 +176,8 @@ fn run_script(script: &str, args: &[&str], user_exists: bool) -> String {
     };
     stand_in("getent", if user_exists { 0 } else { 2 });
     for name in [
+        "mkdir",
+        "cp",
         "adduser",
         "deluser",
         "chown",
@@ -224,6 +220,12 @@ fn postinst_adds_the_system_user_once_and_gives_it_the_served_directory() {
         assert!(adduser.contains(flag), "{adduser}");
     }
     assert!(fresh.contains("chown -R lbdns:lbdns /etc/lbdns"), "{fresh}");
+    // The example site goes in unless the host already has a served directory.
+    assert_eq!(
+        fresh.contains("mkdir -p /etc/lbdns/zones\ncp /usr/share/lbdns/example/zones/"),
+        !Path::new("/etc/lbdns/zones").exists(),
+        "{fresh}"
+    );
     assert!(fresh.contains("chmod 0750 /etc/lbdns"), "{fresh}");
     assert_eq!(
         fresh.contains("deb-systemd-invoke start lbdns.service"),
