@@ -172,8 +172,12 @@ pub fn index(zone: &ZoneData, nsec3: Vec<(Box<[u8]>, Vec<u8>)>) -> Option<Box<Si
     let mut negative_soa_signatures = Vec::new();
     for signature in apex.signatures(rtype::SOA) {
         let mut signature = signature.to_vec();
-        // RDATA: type covered (2), algorithm, labels, then the original TTL.
-        let original = u32::from_be_bytes(signature[14..18].try_into().expect("4 bytes"));
+        // RDATA: type covered (2), algorithm, labels, then the original TTL (an RRSIG
+        // written in RFC 3597's generic form may be too short to have one).
+        let Some(original) = signature.get(14..18) else {
+            continue;
+        };
+        let original = u32::from_be_bytes(original.try_into().expect("4 bytes"));
         signature[4..8].copy_from_slice(&original.min(minimum).to_be_bytes());
         negative_soa_signatures.extend_from_slice(&signature);
     }

@@ -711,3 +711,14 @@ fn a_task_in_a_signed_zone_is_refused() {
     let zone = crate::zone::parse(&unsigned, Path::new("t.zone"), &origin()).unwrap();
     assert!(Snapshot::compile(&[zone.into()], &[&site], None, &Health::default()).is_ok());
 }
+
+/// An RRSIG over the SOA too short to be one (RFC 3597's generic form takes any RDATA)
+/// does not stop the zone from loading.
+#[test]
+fn a_malformed_rrsig_over_the_soa_is_served_as_is() {
+    let text = format!("{ZONE}@ RRSIG \\# 2 0006\n");
+    let zone = crate::zone::parse(&text, Path::new("t.zone"), &origin()).unwrap();
+    let s = Snapshot::compile(&[zone.into()], &[], None, &Health::default()).unwrap();
+    let nx = ask_do(&s, "nope.example.com.", RecordType::A, true);
+    assert_eq!(nx.rcode, ResponseCode::NXDomain);
+}
