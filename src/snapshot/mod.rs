@@ -4,7 +4,9 @@
 //! A zone is compiled once per zone file ([`data`]) and shared by every snapshot after
 //! it; a site change recompiles only that site's overlay ([`tasks`]), so a task change
 //! costs the same whatever the size of its zone. Answering ([`lookup`]) writes records
-//! into the response, already encoded.
+//! into the response, already encoded. A zone file signed elsewhere keeps its RRSIGs
+//! beside the RRsets they cover, and [`signed`] indexes its NSEC or NSEC3 chain, so that
+//! answers with DO carry signatures and denial copied from the file.
 
 mod data;
 mod lookup;
