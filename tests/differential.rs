@@ -709,17 +709,27 @@ fn signed_zones_answer_as_knot_does_with_do_set() {
     }
 }
 
-/// The queries of [`asks`], each with DO set (over TCP too every fifth), with the
-/// DNSSEC types added at every owner.
+/// The queries of [`asks`], each with DO set (over TCP too every fifth), every other
+/// one also without DO (with EDNS or without: nothing DNSSEC is added, RFC 4035 §3.1),
+/// with the DNSSEC types added at every owner.
 fn signed_asks() -> Vec<Ask> {
-    let mut asks: Vec<Ask> = asks()
+    let mut asks = Vec::new();
+    for (i, ask) in self::asks()
         .into_iter()
         .filter(|a| a.edns != Edns0::Version1)
-        .map(|a| Ask {
+        .enumerate()
+    {
+        if i % 2 == 0 {
+            asks.push(Ask {
+                edns: [Edns0::Without, Edns0::With][i % 4 / 2],
+                ..ask.clone()
+            });
+        }
+        asks.push(Ask {
             edns: Edns0::Dnssec,
-            ..a
-        })
-        .collect();
+            ..ask
+        });
+    }
     for owner in [
         "", "www", "ent", "x.wild", "*.wild", "dev", "ext", "child", "nope",
     ] {
