@@ -5,9 +5,9 @@
 //! kind of answer: data, NXDOMAIN, NODATA (also at an empty non-terminal and at a
 //! wildcard), wildcard expansion, CNAME chains, DNSKEY, DS at a cut, and the proof of
 //! no DS at an insecure delegation (whose child, served here unsigned, is then "unsigned
-//! answer"), for NSEC and NSEC3. A zone transfer of it carries it whole (NSEC3 records
-//! included). What Knot serves for the same file is compared record by record in
-//! tests/differential.rs.
+//! answer"), for NSEC and NSEC3 (ECDSA P-256; Ed25519 too for delv). A zone transfer of
+//! it carries it whole (NSEC3 records included). What Knot serves for the same file is
+//! compared record by record in tests/differential.rs.
 //!
 //! Needs delv and dig (bind9-dnsutils), dnssec-signzone (bind9-utils) and unbound: the
 //! tests fail, they do not skip, without them.
@@ -34,12 +34,17 @@ struct Served {
 }
 
 fn serve_signed(denial: Denial) -> Served {
+    serve_signed_with(denial, "ECDSAP256SHA256")
+}
+
+fn serve_signed_with(denial: Denial, algorithm: &str) -> Served {
     let keys = tempfile::tempdir().unwrap();
-    let signed = signing::sign(
+    let signed = signing::sign_with(
         keys.path(),
         "example.com",
         &signing::source("example.com.zone"),
         denial,
+        algorithm,
     );
     let site = Site::new(&[
         ("example.com.zone", &signed.text),
@@ -123,8 +128,12 @@ fn delv(served: &Served, name: &str, rtype: RecordType) -> String {
 
 #[test]
 fn delv_validates_every_kind_of_answer_nsec_and_nsec3() {
-    for denial in [Denial::Nsec, Denial::Nsec3] {
-        let served = serve_signed(denial);
+    for (denial, algorithm) in [
+        (Denial::Nsec, "ECDSAP256SHA256"),
+        (Denial::Nsec3, "ECDSAP256SHA256"),
+        (Denial::Nsec3, "ED25519"),
+    ] {
+        let served = serve_signed_with(denial, algorithm);
         let mut wrong = Vec::new();
         for &(name, rtype, expect) in CASES {
             let out = delv(&served, name, rtype);
@@ -139,7 +148,7 @@ fn delv_validates_every_kind_of_answer_nsec_and_nsec3() {
             };
             if !ok || out.contains("broken trust chain") || out.contains("bogus") {
                 wrong.push(format!(
-                    "{denial:?} {name} {rtype}, expected {expect:?}:\n{out}"
+                    "{denial:?} {algorithm} {name} {rtype}, expected {expect:?}:\n{out}"
                 ));
             }
         }

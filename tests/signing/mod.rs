@@ -66,13 +66,22 @@ fn run(command: &mut Command) -> String {
 /// Signs `unsigned` (a zone file for `origin`, without DNSKEY) with a fresh ECDSA P-256
 /// KSK and ZSK in `dir`.
 pub fn sign(dir: &Path, origin: &str, unsigned: &str, denial: Denial) -> Signed {
+    sign_with(dir, origin, unsigned, denial, "ECDSAP256SHA256")
+}
+
+/// [`sign`] with keys of `algorithm` (dnssec-keygen's name: ECDSAP256SHA256, ED25519).
+pub fn sign_with(
+    dir: &Path,
+    origin: &str,
+    unsigned: &str,
+    denial: Denial,
+    algorithm: &str,
+) -> Signed {
     let keygen = require_tool(&["dnssec-keygen"], "bind9-utils");
     let signzone = require_tool(&["dnssec-signzone"], "bind9-utils");
     let key = |ksk: bool| {
         let mut command = Command::new(&keygen);
-        command
-            .current_dir(dir)
-            .args(["-q", "-a", "ECDSAP256SHA256"]);
+        command.current_dir(dir).args(["-q", "-a", algorithm]);
         if ksk {
             command.args(["-f", "KSK"]);
         }
