@@ -12,6 +12,7 @@ pub mod transfer;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
@@ -23,6 +24,7 @@ use crate::metrics::{Malformed, Metrics};
 use crate::rrl::{RateLimiter, Verdict};
 use crate::snapshot::Snapshot;
 pub use respond::{Outcome, Transport, respond};
+pub use transfer::Transfer;
 
 /// The UDP payload size lbdns offers and honours (the DNS Flag Day 2020 value).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -99,30 +101,49 @@ impl Handler {
         }
     }
 
-    /// When `packet` asks for a zone transfer (TCP only), appends the framed response
-    /// messages to `out` and returns true; false for any other query.
-    pub fn transfer(&self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+    /// The snapshot being served, held for as long as a zone transfer takes.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// When `packet` asks for a zone transfer (TCP only), what it gets from `snapshot`
+    /// (see [`transfer::transfer`]); `None` for any other query. A refusal is counted here,
+    /// a transfer when it ends ([`Handler::transfer_ended`]).
+    pub fn transfer<'a>(
+        &self,
+        snapshot: &'a Snapshot,
+        packet: &'a [u8],
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Option<Transfer<'a>> {
         if !transfer::may_ask_for_transfer(packet) {
-            return false;
+            return None;
         }
-        let snapshot = self.snapshot.load();
-        let Some(outcome) = transfer::transfer(&snapshot, packet, src.ip(), out) else {
-            return false;
-        };
-        if let Some(rcode) = outcome.rcode {
-            self.metrics
-                .response(<ResponseCode as From<u16>>::from(rcode));
-        }
-        if outcome.rcode == Some(0) {
-            self.metrics.transfers_sent.inc();
-            info!(%src, "zone transferred");
-        } else {
-            self.metrics.transfers_refused.inc();
-            if self.metrics.warnings.allow() {
-                warn!(%src, rcode = outcome.rcode, "zone transfer refused");
+        let transfer = transfer::transfer(snapshot, packet, src.ip(), buf)?;
+        match transfer {
+            Transfer::Refused { rcode, .. } => {
+                self.metrics
+                    .response(<ResponseCode as From<u16>>::from(rcode));
+                self.metrics.transfers_refused.inc();
+                if self.metrics.warnings.allow() {
+                    warn!(%src, rcode, "zone transfer refused");
+                }
             }
+            Transfer::Zone(_) => self.metrics.response(ResponseCode::NoError),
         }
-        true
+        Some(transfer)
+    }
+
+    /// Counts a zone transfer that ended: sent when its closing SOA was written, aborted
+    /// when the connection was cut (or timed out) before.
+    pub fn transfer_ended(&self, src: SocketAddr, complete: bool, bytes: u64, took: Duration) {
+        if complete {
+            self.metrics.transfers_sent.inc();
+            info!(%src, bytes, ?took, "zone transferred");
+        } else {
+            self.metrics.transfers_aborted.inc();
+            warn!(%src, bytes, ?took, "zone transfer cut before its end");
+        }
     }
 
     /// Counts a malformed query and logs it, at most a few lines a second.
