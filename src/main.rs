@@ -44,6 +44,10 @@ enum Command {
         /// Address to answer DNS on, over UDP and TCP (repeatable).
         #[arg(long = "listen", value_name = "ADDR:PORT", default_values = ["127.0.0.1:5353"])]
         listen: Vec<SocketAddr>,
+        /// Address NOTIFY messages to secondaries leave from, one per family (repeatable)
+        /// [default: the first --listen address of the secondary's family].
+        #[arg(long, value_name = "ADDR")]
+        notify_source: Vec<std::net::IpAddr>,
         /// Address of the management API.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8053")]
         api: SocketAddr,
@@ -284,6 +288,7 @@ fn main() -> ExitCode {
         Command::Serve {
             dir,
             listen,
+            notify_source,
             api,
             api_token,
             limits,
@@ -292,6 +297,10 @@ fn main() -> ExitCode {
             cache_dir,
             node_id,
         } => {
+            lbdns::dns::notify::set_sources(lbdns::dns::notify::Sources::new(
+                &notify_source,
+                &listen,
+            ));
             let origin = Origin {
                 dir,
                 store,
