@@ -48,6 +48,10 @@ enum Command {
         /// [default: the first --listen address of the secondary's family].
         #[arg(long, value_name = "ADDR")]
         notify_source: Vec<std::net::IpAddr>,
+        /// This server's identifier in replies to queries that ask for it (NSID, RFC 5001):
+        /// text, or hex:0A1B... for any bytes; in a fleet, which node answered.
+        #[arg(long, value_name = "STRING")]
+        nsid: Option<lbdns::dns::Nsid>,
         /// Address of the management API.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8053")]
         api: SocketAddr,
@@ -307,6 +311,7 @@ fn main() -> ExitCode {
             dir,
             listen,
             notify_source,
+            nsid,
             api,
             api_token,
             limits,
@@ -315,6 +320,9 @@ fn main() -> ExitCode {
             cache_dir,
             node_id,
         } => {
+            if let Some(nsid) = nsid {
+                lbdns::dns::set_nsid(nsid);
+            }
             lbdns::dns::notify::set_sources(lbdns::dns::notify::Sources::new(
                 &notify_source,
                 &listen,

@@ -5,9 +5,11 @@
 
 use std::net::IpAddr;
 
-use super::{MAX_MESSAGE, MAX_UDP_PAYLOAD};
+use super::{MAX_MESSAGE, MAX_UDP_PAYLOAD, ede};
 use crate::snapshot::{Snapshot, Transferable, ZoneData};
-use crate::wire::{CLASS_IN, EcsReply, HEADER_LEN, Header, Owner, Query, Response, Section, rtype};
+use crate::wire::{
+    CLASS_IN, EcsReply, HEADER_LEN, Header, Owner, Query, Response, Section, option, rtype,
+};
 
 /// Records go into messages of about this size: a secondary's reads stay small and a
 /// transfer starts flowing before the whole zone is encoded.
@@ -197,6 +199,15 @@ fn refuse<'a>(query: &Query<'_>, rcode: u16, buf: &mut [u8]) -> Transfer<'a> {
     response.question(query.question);
     if let Some(edns) = query.edns {
         response.opt(MAX_UDP_PAYLOAD, 0, edns.dnssec_ok, None);
+        if let Some(id) = super::nsid().filter(|_| edns.nsid) {
+            response.opt_option(option::NSID, id, MAX_MESSAGE);
+        }
+        // RFC 8914 §4.19 and §4.21: not a listed secondary; no zone with that apex.
+        let extended = match rcode {
+            REFUSED => ede::PROHIBITED,
+            _ => ede::NOT_AUTHORITATIVE,
+        };
+        response.opt_option(option::EDE, &extended.to_be_bytes(), MAX_MESSAGE);
     }
     let len = response.finish(Header {
         id: query.id,
