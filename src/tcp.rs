@@ -13,6 +13,7 @@
 //! buffers back. A connection must complete its next query within the idle timeout, so a
 //! client trickling bytes is closed too.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,11 +34,17 @@ const SHRINK_ABOVE: usize = 8 * 1024;
 
 /// Replies a connection answers ahead of writing them: once this much is queued it is
 /// written before another query is answered or read. A client that pipelines queries
-/// and does not read the replies then holds at most this plus one largest reply in
-/// lbdns (the rest waits in its own socket buffers, then it is closed), not every reply.
+/// and does not read the replies then holds at most this plus one reply in lbdns (the
+/// rest waits in its own socket buffers, then it is closed), not every reply.
 const OUTPUT_HIGH: usize = 16 * 1024;
-/// The output buffer: the queued replies and room for one more, each with its prefix.
-const OUTPUT_SIZE: usize = OUTPUT_HIGH + 2 + MAX_MESSAGE;
+/// A zone transfer's buffer: one message with its prefix.
+const TRANSFER_BUF: usize = 2 + MAX_MESSAGE;
+
+thread_local! {
+    /// Room for the largest answer, one per runtime thread rather than per connection:
+    /// answering does not wait, and the reply is copied out at once.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_MESSAGE].into());
+}
 
 /// Accepts DNS TCP connections on `listener` forever (the caller aborts the task).
 pub async fn serve(
@@ -109,17 +116,19 @@ async fn exchange(
                     None => {}
                 }
             }
-            if output.len() < OUTPUT_SIZE {
-                output.resize(OUTPUT_SIZE, 0);
-            }
             let started = std::time::Instant::now();
-            let reply = &mut output[queued + 2..queued + 2 + MAX_MESSAGE];
-            let reply_len = handler.answer(query, src, Transport::Tcp, reply);
+            SCRATCH.with_borrow_mut(|reply| {
+                output.truncate(queued);
+                // Grown past this by a large reply only, to what it needs.
+                output.reserve(OUTPUT_HIGH.saturating_sub(queued));
+                let reply_len = handler.answer(query, src, Transport::Tcp, reply);
+                if reply_len > 0 {
+                    output.extend_from_slice(&(reply_len as u16).to_be_bytes());
+                    output.extend_from_slice(&reply[..reply_len]);
+                }
+            });
+            queued = output.len();
             handler.metrics().query_seconds.observe(started.elapsed());
-            if reply_len > 0 {
-                output[queued..queued + 2].copy_from_slice(&(reply_len as u16).to_be_bytes());
-                queued += 2 + reply_len;
-            }
         }
         if at > 0 {
             input.drain(..at);
@@ -183,8 +192,8 @@ async fn send_transfer(
     idle: Duration,
 ) -> Option<Result<(), Close>> {
     let snapshot = handler.snapshot();
-    if buf.len() < OUTPUT_SIZE {
-        buf.resize(OUTPUT_SIZE, 0);
+    if buf.len() < TRANSFER_BUF {
+        buf.resize(TRANSFER_BUF, 0);
     }
     let mut messages = match handler.transfer(&snapshot, query, src, buf)? {
         Transfer::Refused { len, .. } => return Some(send(stream, conn, &buf[..len], idle).await),
