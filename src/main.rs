@@ -323,17 +323,17 @@ fn main() -> ExitCode {
             if let Some(nsid) = nsid {
                 lbdns::dns::set_nsid(nsid);
             }
-            lbdns::dns::notify::set_sources(lbdns::dns::notify::Sources::new(
-                &notify_source,
-                &listen,
-            ));
             let origin = Origin {
                 dir,
                 store,
                 cache_dir,
                 node_id,
             };
-            serve(origin, listen, api, api_token, limits, rrl).map_err(Failure::Error)
+            lbdns::dns::notify::Sources::given(&notify_source, &listen)
+                .map(lbdns::dns::notify::set_sources)
+                .map_err(|e| format!("lbdns: {e}"))
+                .and_then(|()| serve(origin, listen, api, api_token, limits, rrl))
+                .map_err(Failure::Error)
         }
         Command::Import { dir, store } => match lbdns::etcd::import(&dir, &store) {
             Ok(n) => out(&format!("imported {n} files into {}\n", store.prefix)),

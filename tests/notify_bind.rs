@@ -213,3 +213,22 @@ fn notify_leaves_from_the_notify_source_when_given() {
         &["--notify-source", "127.0.0.4"],
     );
 }
+
+#[test]
+fn a_notify_source_that_is_not_an_address_of_this_host_is_refused_at_start() {
+    let site = Site::new(&[("example.com.zone", &zone(1, ""))]);
+    let output = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["serve", "--dir"])
+        .arg(site.path())
+        .args(["--listen", &free_port().to_string()])
+        .args(["--api", &free_port().to_string()])
+        .args(["--notify-source", "203.0.113.9"])
+        .output()
+        .expect("run lbdns");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--notify-source 203.0.113.9: cannot send from it"),
+        "{stderr}"
+    );
+}

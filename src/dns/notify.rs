@@ -50,6 +50,16 @@ impl Sources {
         sources
     }
 
+    /// [`Sources::new`], once each of `given` is checked to be an address of this host
+    /// (one a socket can be bound to), so a typo is told at start, not at the next NOTIFY.
+    pub fn given(given: &[IpAddr], listen: &[SocketAddr]) -> Result<Self, String> {
+        for ip in given {
+            UdpSocket::bind((*ip, 0))
+                .map_err(|e| format!("--notify-source {ip}: cannot send from it: {e}"))?;
+        }
+        Ok(Self::new(given, listen))
+    }
+
     /// The local address to send to `target` from (port 0: any free port).
     fn for_target(&self, target: SocketAddr) -> SocketAddr {
         match target {
@@ -197,6 +207,12 @@ mod tests {
         let given = Sources::new(&["203.0.113.9".parse().unwrap()], &listen);
         assert_eq!(given.for_target(v4), "203.0.113.9:0".parse().unwrap());
         assert_eq!(given.for_target(v6), "[2001:db8::1]:0".parse().unwrap());
+        assert!(Sources::given(&["127.0.0.1".parse().unwrap()], &listen).is_ok());
+        let error = Sources::given(&["203.0.113.9".parse().unwrap()], &listen).unwrap_err();
+        assert!(
+            error.starts_with("--notify-source 203.0.113.9: cannot send from it"),
+            "{error}"
+        );
         // Only wildcard addresses: the kernel picks.
         let wildcard = Sources::new(&[], &["[::]:53".parse().unwrap()]);
         assert_eq!(wildcard.for_target(v4), "0.0.0.0:0".parse().unwrap());
