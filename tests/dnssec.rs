@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use signing::{Denial, Signed};
 
@@ -447,4 +447,105 @@ fn a_zone_transfer_carries_the_signed_zone_whole() {
         "{want:?}"
     );
     assert_eq!(types(&axfr), want, "{axfr}");
+}
+
+/// A query with DO for `labels` (raw label bytes) under example.com., type `rtype`.
+fn raw_query(labels: &[Vec<u8>], rtype: u16) -> Vec<u8> {
+    let mut packet = vec![0x42, 0x42, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    for label in labels {
+        packet.push(label.len() as u8);
+        packet.extend_from_slice(label);
+    }
+    packet.extend_from_slice(b"\x07example\x03com\x00");
+    packet.extend_from_slice(&rtype.to_be_bytes());
+    packet.extend_from_slice(&[0, 1]);
+    // OPT: root owner, payload 1232, DO set.
+    packet.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+    packet
+}
+
+/// Random names of the signed zone, most of which do not exist, asked with DO in-process:
+/// every reply decodes, and every NXDOMAIN, NODATA and referral without DS carries NSEC or
+/// NSEC3 records with RRSIGs (never a denial left unproven), for NSEC and NSEC3 opt-out.
+#[test]
+fn random_names_always_get_their_proofs() {
+    use lbdns::dns::{Transport, respond};
+    use lbdns::health::Health;
+    use lbdns::load::{self, Sources};
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
+
+    const KNOWN: &[&str] = &[
+        "www", "ent", "y", "x", "wild", "*", "w", "host1", "_tcp", "_ssh", "dev", "ns1", "ext",
+        "child", "sub", "subdel", "mail", "zz", "WwW", "a",
+    ];
+    const TYPES: &[u16] = &[
+        1, 2, 5, 6, 15, 16, 28, 33, 43, 46, 47, 48, 50, 51, 255, 65280,
+    ];
+    for denial in [Denial::Nsec, Denial::Nsec3OptOut] {
+        let keys = tempfile::tempdir().unwrap();
+        let signed = signing::sign(
+            keys.path(),
+            "example.com",
+            &signing::source("example.com.zone"),
+            denial,
+        );
+        let site = Site::new(&[("example.com.zone", &signed.text)]);
+        let sources = Sources {
+            dir: site.path().to_owned(),
+            geoip: None,
+        };
+        let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
+        let mut rng = SmallRng::seed_from_u64(15);
+        let mut answer_rng = SmallRng::seed_from_u64(16);
+        let mut out = vec![0u8; 65535];
+        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+        for _ in 0..20_000 {
+            let depth = rng.random_range(1..=4);
+            let labels: Vec<Vec<u8>> = (0..depth)
+                .map(|_| match rng.random_range(0..3) {
+                    0 => (0..rng.random_range(1..=12))
+                        .map(|_| rng.random::<u8>())
+                        .collect(),
+                    _ => KNOWN[rng.random_range(0..KNOWN.len())].as_bytes().to_vec(),
+                })
+                .collect();
+            let rtype = TYPES[rng.random_range(0..TYPES.len())];
+            let packet = raw_query(&labels, rtype);
+            let source = "192.0.2.1".parse().unwrap();
+            let len = respond(
+                &snapshot,
+                &packet,
+                source,
+                Transport::Tcp,
+                &mut answer_rng,
+                &mut out,
+            )
+            .len;
+            let reply = Message::from_vec(&out[..len])
+                .unwrap_or_else(|e| panic!("{labels:?} {rtype}: undecodable reply: {e}"));
+            let has =
+                |rtype: RecordType| reply.authorities.iter().any(|r| r.record_type() == rtype);
+            let proven =
+                (has(RecordType::NSEC) || has(RecordType::NSEC3)) && has(RecordType::RRSIG);
+            let code = reply.metadata.response_code;
+            let kind = match (code, reply.metadata.authoritative) {
+                (ResponseCode::NXDomain, _) => "NXDOMAIN",
+                (ResponseCode::NoError, false) if has(RecordType::DS) => "referral with DS",
+                (ResponseCode::NoError, false) => "referral without DS",
+                (ResponseCode::NoError, true) if reply.answers.is_empty() => "NODATA",
+                (ResponseCode::NoError, true) => "answer",
+                _ => panic!("{labels:?} {rtype}: {reply:?}"),
+            };
+            *seen.entry(kind).or_default() += 1;
+            if matches!(kind, "NXDOMAIN" | "NODATA" | "referral without DS") {
+                assert!(
+                    proven,
+                    "{denial:?} {labels:?} {rtype}: {kind} without proof: {reply:?}"
+                );
+            }
+        }
+        eprintln!("{denial:?}: {seen:?}");
+        assert!(seen.len() == 5, "every kind of reply is reached: {seen:?}");
+    }
 }
