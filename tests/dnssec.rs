@@ -323,6 +323,15 @@ fn unbound_validates_every_kind_of_answer_nsec_and_nsec3() {
                 ));
             }
         }
+        for (name, rtype) in random_names(10 + denial as u64, 12) {
+            let out = dig_via(&unbound, &[&name, &rtype.to_string(), "+dnssec"]);
+            let (flags, status) = flags_and_status(&out);
+            if !flags.iter().any(|f| f == "ad")
+                || !matches!(status.as_str(), "NOERROR" | "NXDOMAIN")
+            {
+                wrong.push(format!("{denial:?} {name} {rtype}:\n{out}"));
+            }
+        }
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 }
