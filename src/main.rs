@@ -429,6 +429,17 @@ fn serve(
     let limits = limits.resolve(&metrics);
     let not_starting =
         |e: lbdns::load::LoadError| format!("{e}\nlbdns: not starting: fix the errors above");
+    // Before anything reads or tidies the directory; held until serve returns.
+    let locked_dir = match origin.store {
+        None => origin.dir.dir.clone(),
+        Some(_) => {
+            std::fs::create_dir_all(&origin.cache_dir)
+                .map_err(|e| format!("lbdns: {}: {e}", origin.cache_dir.display()))?;
+            origin.cache_dir.clone()
+        }
+    };
+    let _lock = lbdns::store::lock::DirLock::acquire(&locked_dir)
+        .map_err(|e| format!("lbdns: {e}\nlbdns: not starting"))?;
     let store = match origin.store {
         None => Store::open(sources(origin.dir), metrics).map_err(not_starting)?,
         Some(url) => {

@@ -30,6 +30,7 @@
 //! until their first round (SPEC §6).
 
 mod files;
+pub mod lock;
 mod writer;
 
 use std::collections::HashMap;
