@@ -93,6 +93,7 @@ impl From<ChangeError> for ApiError {
             ChangeError::Unservable(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unservable", message)
             }
+            ChangeError::Limit(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "limit", message),
             ChangeError::Write(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message)
             }

@@ -136,6 +136,10 @@ pub enum ChangeError {
     /// The site file could not be written; nothing changed.
     #[error("{0}")]
     Write(String),
+    /// The change would take the site file past a limit of what lbdns loads; nothing
+    /// changed.
+    #[error("{0}")]
+    Limit(String),
     /// The write queue is full; nothing changed, the change can be sent again.
     #[error(
         "{0} changes are already waiting to be written; nothing was changed, retry in a moment"
@@ -153,6 +157,7 @@ impl From<&files::StorageError> for ChangeError {
     fn from(error: &files::StorageError) -> Self {
         match error {
             files::StorageError::Unavailable(message) => Self::Unavailable(message.clone()),
+            files::StorageError::TooLarge(_) => Self::Limit(error.to_string()),
             error if error.is_conflict() => Self::Conflict(error.to_string()),
             error => Self::Write(error.to_string()),
         }
@@ -220,6 +225,14 @@ impl Store {
     pub fn open(sources: Sources, metrics: Arc<Metrics>) -> Result<Arc<Self>, LoadError> {
         let files = files::Files::open(sources.clone());
         Self::open_with(sources, metrics, files)
+    }
+
+    /// [`Store::open`] with site files written within `limits` rather than the loader's.
+    #[cfg(test)]
+    fn open_within(sources: Sources, limits: site::Limits) -> Result<Arc<Self>, LoadError> {
+        let mut files = files::Files::open(sources.clone());
+        files.limits = limits;
+        Self::open_with(sources, Arc::new(Metrics::new()), files)
     }
 
     /// [`Store::open`] on a fleet node's mirror of etcd: changes are committed to etcd.
