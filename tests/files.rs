@@ -473,3 +473,54 @@ fn an_error_quotes_at_most_100_characters_of_a_huge_token() {
     let stderr = check_bounded(&site);
     assert!(stderr.len() < 600, "{} bytes", stderr.len());
 }
+
+// ---------------------------------------------------------------------------------------
+// A slow writer (issue 19 item 9)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_zone_rewritten_in_place_by_a_slow_writer_is_loaded_once_complete() {
+    use std::io::Write;
+    // www is the last record, so the first half of the new file is a valid zone without it.
+    let filler: String = (0..200)
+        .map(|i| format!("h{i} A 192.0.2.{}\n", i % 250 + 1))
+        .collect();
+    let zone = |serial: u32, www: &str| {
+        format!(
+            "$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns1 hostmaster {serial} 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n{filler}www A {www}\n"
+        )
+    };
+    let site = Site::new(&[("example.com.zone", &zone(1, "192.0.2.80"))]);
+    let server = site.serve();
+    let before = server.reload_counts();
+    let new = zone(2, "192.0.2.81");
+    let cut = new.find("h100 ").unwrap();
+    // Rewritten in place (truncated, not replaced by rename): half, a pause, the rest.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(site.path().join("zones/example.com.zone"))
+        .unwrap();
+    file.write_all(&new.as_bytes()[..cut]).unwrap();
+    let pause = Instant::now();
+    let mut asked = 0;
+    while pause.elapsed() < Duration::from_millis(1200) {
+        let got = server.dig(&["+short", "www.example.com", "A"]);
+        assert_eq!(
+            got.trim(),
+            "192.0.2.80",
+            "query {asked}, {:?} into the writer's pause:\n{}",
+            pause.elapsed(),
+            server.log()
+        );
+        asked += 1;
+    }
+    file.write_all(&new.as_bytes()[cut..]).unwrap();
+    drop(file);
+    assert_eq!(server.wait_reload(before), Reloaded::Accepted);
+    assert_eq!(
+        server.dig(&["+short", "www.example.com", "A"]).trim(),
+        "192.0.2.81"
+    );
+    eprintln!("{asked} queries during the writer's 1.2 s pause: all answered from the old zone");
+}
