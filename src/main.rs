@@ -90,6 +90,10 @@ enum Command {
         dir: PathBuf,
         #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")]
         store: lbdns::etcd::EtcdUrl,
+        /// Replace a configuration the prefix already holds (without it, import lists
+        /// what would change and writes nothing).
+        #[arg(long)]
+        force: bool,
     },
     /// Copy the zone and site files kept in etcd into a directory's zones/.
     Export {
@@ -335,8 +339,8 @@ fn main() -> ExitCode {
                 .and_then(|()| serve(origin, listen, api, api_token, limits, rrl))
                 .map_err(Failure::Error)
         }
-        Command::Import { dir, store } => match lbdns::etcd::import(&dir, &store) {
-            Ok(n) => out(&format!("imported {n} files into {}\n", store.prefix)),
+        Command::Import { dir, store, force } => match lbdns::etcd::import(&dir, &store, force) {
+            Ok(done) => out(&format!("{done}\n")),
             Err(e) => Err(Failure::Error(format!("lbdns: {e}"))),
         },
         Command::Export { store, dir } => match lbdns::etcd::export(&store, &dir) {

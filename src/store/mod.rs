@@ -512,6 +512,12 @@ impl Store {
         )
     }
 
+    /// On a fleet node: its etcd endpoints, and why the last exchange with them failed
+    /// (`None` while etcd answers).
+    pub fn etcd_link(&self) -> Option<(String, Option<String>)> {
+        Some(self.fleet.as_ref()?.link())
+    }
+
     /// On a fleet node: this node's id, and every live node as its key says.
     pub fn nodes(&self) -> Option<(String, Vec<(String, crate::etcd::Presence)>)> {
         let mirror = self.fleet.as_ref()?;
@@ -700,6 +706,11 @@ impl Store {
         edit: impl FnOnce(&mut LoadedSite) -> Result<Edited, ChangeError> + Send + 'static,
     ) -> Result<(TaskView, bool), ChangeError> {
         match self.change(site, edit).await? {
+            // On a fleet node the change is effective once every live node serves it:
+            // the reply says so as GET does, not what this node alone would.
+            Shown::Task { view, created } if self.fleet.is_some() => {
+                Ok((self.task(site, &view.id).unwrap_or(view), created))
+            }
             Shown::Task { view, created } => Ok((view, created)),
             _ => Err(ChangeError::Stopped),
         }
