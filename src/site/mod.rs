@@ -345,6 +345,16 @@ pub fn from_text_within(
     origin: &Name,
     limits: Limits,
 ) -> Result<(SiteSpec, Site), SiteError> {
+    let spec = parse_within(path, text, limits)?;
+    let site = validate(origin, &spec).map_err(|problems| SiteError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })?;
+    Ok((spec, site))
+}
+
+/// Parses `text` as the site file `path` within `limits`, without validating it.
+pub fn parse_within(path: &Path, text: &str, limits: Limits) -> Result<SiteSpec, SiteError> {
     if text.len() as u64 > limits.file_bytes {
         return Err(SiteError::TooLarge {
             path: path.to_owned(),
@@ -352,7 +362,7 @@ pub fn from_text_within(
             limit: limits.file_bytes,
         });
     }
-    let spec = parse_yaml(text, limits).map_err(|e| match e.limit {
+    parse_yaml(text, limits).map_err(|e| match e.limit {
         false => SiteError::Syntax {
             path: path.to_owned(),
             line: e.line,
@@ -363,12 +373,7 @@ pub fn from_text_within(
             line: e.line,
             message: e.message,
         },
-    })?;
-    let site = validate(origin, &spec).map_err(|problems| SiteError::Invalid {
-        path: path.to_owned(),
-        problems,
-    })?;
-    Ok((spec, site))
+    })
 }
 
 impl SiteError {
