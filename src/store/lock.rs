@@ -33,7 +33,10 @@ impl DirLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| format!("cannot open {}: {e} ({why})", path.display()))?;
+            .map_err(|e| match dir.is_dir() {
+                false => format!("{}: no such directory to serve", dir.display()),
+                true => format!("cannot open {}: {e} ({why})", path.display()),
+            })?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -84,5 +87,11 @@ mod tests {
         assert!(error.contains(&dir.path().display().to_string()), "{error}");
         drop(held);
         DirLock::acquire(dir.path()).expect("free again once the holder is gone");
+        let missing = dir.path().join("missing");
+        let error = DirLock::acquire(&missing).unwrap_err();
+        assert!(
+            error.ends_with("missing: no such directory to serve"),
+            "{error}"
+        );
     }
 }
