@@ -88,12 +88,18 @@ fn a_failed_write_changes_nothing() {
 }
 
 /// Creates tasks `t0`, `t1`, ... until one is refused; returns how many were created and
-/// the refusal.
-fn create_until_refused(store: &Store) -> (usize, ChangeError) {
+/// the refusal, having checked that the refused change left the site file (`path`) byte
+/// for byte as it was.
+fn create_until_refused(store: &Store, path: &std::path::Path) -> (usize, ChangeError) {
     for i in 0..200 {
+        let before = std::fs::read(path).unwrap();
         let json =
             format!(r#"{{"id": "t{i}", "hostname": "t{i}.example.com", "origin_group": "web"}}"#);
         if let Err(error) = block_on(store.create_task("example.com", task(&json))) {
+            assert!(
+                std::fs::read(path).unwrap() == before,
+                "the refused change wrote"
+            );
             return (i, error);
         }
     }
@@ -128,7 +134,7 @@ fn a_change_past_a_limit_of_the_loader_is_refused_and_nothing_is_written() {
         let store = Store::open_within(sources, limits).unwrap();
         block_on(store.put_group("example.com", "web", group(GROUP))).unwrap();
         let path = dir.path().join("zones/example.com.lb.yaml");
-        let (created, error) = create_until_refused(&store);
+        let (created, error) = create_until_refused(&store, &path);
         assert!(created > 5, "{created} tasks before the limit");
         assert!(matches!(error, ChangeError::Limit(_)), "{error:?}");
         let message = error.to_string();
