@@ -317,9 +317,16 @@ pub fn read_bounded(path: &Path, limit: u64, what: &str) -> std::io::Result<Vec<
             file_kind(&meta)
         )));
     }
+    let advice = match what {
+        "a site file" => "; remove the tasks and origin groups the site no longer needs",
+        "a zone file" => {
+            "; split the zone into files joined by $INCLUDE, each read up to that size"
+        }
+        _ => "",
+    };
     let too_large = |size: u64| {
         refuse(format!(
-            "{} is {size} bytes, over the {} MiB lbdns reads from {what}",
+            "{} is {size} bytes, over the {} MiB lbdns reads from {what}{advice}",
             path.display(),
             limit >> 20
         ))

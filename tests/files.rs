@@ -424,14 +424,14 @@ fn zone_and_site_files_past_their_caps_are_refused_naming_the_cap() {
     let stderr = check_bounded(&site);
     assert!(
         stderr.contains(&format!(
-            "big.test.zone is {} bytes, over the 512 MiB lbdns reads from a zone file",
+            "big.test.zone is {} bytes, over the 512 MiB lbdns reads from a zone file; split the zone",
             (512u64 << 20) + 1
         )),
         "{stderr}"
     );
     assert!(
         stderr.contains(&format!(
-            "example.com.lb.yaml is {} bytes, over the 32 MiB lbdns reads from a site file",
+            "example.com.lb.yaml is {} bytes, over the 32 MiB lbdns reads from a site file; remove the tasks",
             (32u64 << 20) + 1
         )),
         "{stderr}"

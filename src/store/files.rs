@@ -168,7 +168,7 @@ impl Backend for Files {
             Some(contents) => contents.matches(&site.path).unwrap_or(false),
             // A site file that could not be read when loaded must not be readable yet.
             None => {
-                crate::load::read_bounded(&site.path, crate::zone::MAX_FILE_BYTES, "a site file")
+                crate::load::read_bounded(&site.path, crate::site::MAX_FILE_BYTES, "a site file")
                     .is_err()
             }
         };
@@ -212,7 +212,7 @@ impl Backend for Files {
                     Some(contents) => contents.matches(&site.path).unwrap_or(false),
                     None => crate::load::read_bounded(
                         &site.path,
-                        crate::zone::MAX_FILE_BYTES,
+                        crate::site::MAX_FILE_BYTES,
                         "a site file",
                     )
                     .is_err(),
