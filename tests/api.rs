@@ -411,8 +411,9 @@ impl Lab {
     /// Kills the server and starts a new one on the same directory.
     fn restart(&mut self) {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        let old = std::mem::replace(&mut self.server, serve(&self.site, &extra));
-        drop(old);
+        // One server per directory: the old one is gone before the new one starts.
+        self.server.crash();
+        self.server = serve(&self.site, &extra);
         self.api = Api::with_auth(self.server.api, self.auth.as_deref());
     }
 
