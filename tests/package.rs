@@ -1,9 +1,10 @@
 //! The Debian package (SPEC §14), built by `scripts/deb` around the binary under test and
 //! judged by Debian's own tools: `dpkg-deb` reads its control data and contents, the unit
-//! it installs is the one `systemd-analyze verify` passes (tests/operations.rs), `shellcheck` reads the maintainer scripts,
-//! and the scripts run against stand-ins for `adduser`, `chown` and systemd's helpers that
-//! record what they were asked (so the test needs no root and changes nothing on the host).
-//! A real `dpkg -i` and `dpkg --purge` is in the README's install section, done by hand.
+//! it installs is the one `systemd-analyze verify` passes (tests/operations.rs),
+//! `shellcheck` reads the maintainer scripts, and the scripts run against stand-ins for
+//! `adduser`, `chown` and systemd's helpers that record what they were asked (so the test
+//! needs no root and changes nothing on the host). A real `dpkg -i`, an edit and
+//! `dpkg --purge` were done by hand (the purge keeps /etc/lbdns/zones).
 
 mod common;
 use common::*;
