@@ -866,6 +866,28 @@ mod tests {
         assert_eq!(served(&zone, "www.sub.example.com.", 1).len(), 1);
         assert_eq!(served(&zone, "example.com.", 16).len(), 1);
 
+        // $TTL, the last owner and the origin of an included file end with it (as Knot).
+        std::fs::write(
+            dir.path().join("parts/ttl"),
+            "$TTL 60\n$ORIGIN sub.example.com.\ni A 192.0.2.7\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &main,
+            format!("{HEAD}$INCLUDE parts/ttl\n TXT blank-owner\nafter A 192.0.2.8\n"),
+        )
+        .unwrap();
+        let zone = load(&main, &origin()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            served(&zone, "i.sub.example.com.", 1),
+            [wire(1, 60, &[192, 0, 2, 7])]
+        );
+        assert_eq!(served(&zone, "ns1.example.com.", 16).len(), 1);
+        assert_eq!(
+            served(&zone, "after.example.com.", 1),
+            [wire(1, 300, &[192, 0, 2, 8])]
+        );
+
         std::fs::write(&main, format!("{HEAD}$INCLUDE parts/more\n")).unwrap();
         let err = load(&main, &origin()).unwrap_err();
         assert!(

@@ -1,7 +1,7 @@
 //! Answering a name from a compiled zone, RFC 1034 §4.3.2 with RFC 4592 wildcards: walk
-//! down from the apex, stop at a zone cut (referral), answer the exact node, else the
-//! wildcard at the closest encloser, else NXDOMAIN. Records are written straight into
-//! the response.
+//! down from the apex, stop at a zone cut (referral) or a DNAME above the name (RFC 6672
+//! §3.2: the DNAME and a CNAME made from it), answer the exact node, else the wildcard at
+//! the closest encloser, else NXDOMAIN. Records are written straight into the response.
 
 use rand::Rng;
 
@@ -10,10 +10,13 @@ use super::tasks::{CompiledTask, Tasks};
 use super::{CompiledZone, Resolution};
 use crate::geoip::GeoIp;
 use crate::select::{Client, Family, pick, route};
-use crate::wire::{Owner, Records, Response, Section, WireName, rtype, wildcard_of};
+use crate::wire::{MAX_NAME_LEN, Owner, Records, Response, Section, WireName, rtype, wildcard_of};
 
 /// Longest CNAME chain followed inside a zone.
 const MAX_CNAME_CHAIN: usize = 8;
+
+/// The RCODE of a DNAME substitution that makes a name too long (RFC 6672 §2.2).
+const YXDOMAIN: u8 = 6;
 
 /// Where the question's name starts in every message.
 pub const QUESTION_AT: usize = 12;
@@ -37,6 +40,11 @@ enum Found<'z> {
     },
     /// A zone cut at the name's ancestor of `labels` labels (or the name itself).
     Cut {
+        labels: usize,
+        node: &'z Node,
+    },
+    /// A DNAME at the name's ancestor of `labels` labels.
+    Dname {
         labels: usize,
         node: &'z Node,
     },
@@ -87,14 +95,26 @@ impl CompiledZone {
     }
 
     fn find(&self, name: &WireName, qtype: u16) -> Found<'_> {
-        if !self.data.has_cuts {
+        let dnames = self.data.has_dnames;
+        if !self.data.has_cuts && !dnames {
             // Without cuts, a name that exists answers, and its ancestors all exist.
             if let Some(found) = self.exact(name.as_bytes()) {
                 return found;
             }
         }
         let labels = name.labels();
-        for n in self.data.apex_labels + 1..=labels {
+        let apex_labels = self.data.apex_labels;
+        if dnames
+            && labels > apex_labels
+            && let Some(node) = self.data.node(&self.data.apex)
+            && node.rrset(rtype::DNAME).is_some()
+        {
+            return Found::Dname {
+                labels: apex_labels,
+                node,
+            };
+        }
+        for n in apex_labels + 1..=labels {
             let suffix = name.suffix(n);
             let node = self.data.node(suffix);
             if let Some(node) = node
@@ -103,6 +123,14 @@ impl CompiledZone {
                 && !(n == labels && qtype == rtype::DS)
             {
                 return Found::Cut { labels: n, node };
+            }
+            // A DNAME redirects the names below its owner, not the owner (RFC 6672 §2.3).
+            if dnames
+                && n < labels
+                && let Some(node) = node
+                && node.rrset(rtype::DNAME).is_some()
+            {
+                return Found::Dname { labels: n, node };
             }
             if node.is_none() && self.tasks.at(suffix).is_none() {
                 let mut buf = [0; 257];
@@ -150,6 +178,10 @@ impl CompiledZone {
                 refer(node, cut, out);
                 return;
             }
+            Found::Dname { labels, node } => {
+                self.substitute(name, owner, labels, node, qtype, ctx, out, chain);
+                return;
+            }
         };
         let answers_before = out.count(Section::Answer);
         let cname = match task {
@@ -176,6 +208,61 @@ impl CompiledZone {
         if out.count(Section::Answer) == answers_before {
             // NODATA: the name exists, the type does not.
             self.negative(ctx, out);
+        }
+    }
+
+    /// Answers `name` from the DNAME at its ancestor of `labels` labels (RFC 6672 §3.2):
+    /// the DNAME, a CNAME from `name` to `name` with the DNAME's owner replaced by its
+    /// target (the DNAME's TTL, §3.4), then what that CNAME leads to in this zone.
+    #[allow(clippy::too_many_arguments)]
+    fn substitute<R: Rng + ?Sized>(
+        &self,
+        name: &WireName,
+        owner: Owner<'_>,
+        labels: usize,
+        node: &Node,
+        qtype: u16,
+        ctx: &mut Ctx<'_, R>,
+        out: &mut Response<'_>,
+        chain: Option<&Chain<'_>>,
+    ) {
+        let dname = node.rrset(rtype::DNAME).expect("found by its DNAME");
+        let record = Records(dname).next().expect("an RRset has a record");
+        let split = name.suffix_start(labels);
+        let dname_owner = match owner {
+            Owner::At(at) => Owner::at_or(usize::from(at) + split, name.suffix(labels)),
+            Owner::Name(written) => Owner::Name(&written[split..]),
+        };
+        out.rrset(dname_owner, dname);
+        let (prefix, target) = (&name.as_bytes()[..split], &record[10..]);
+        if prefix.len() + target.len() > MAX_NAME_LEN {
+            // The name made would be longer than a name can be (RFC 6672 §2.2).
+            ctx.resolution.rcode = YXDOMAIN;
+            return;
+        }
+        let ttl = record[4..8].try_into().expect("4 bytes");
+        let at = out.record_of_parts(owner, rtype::CNAME, ttl, [prefix, target]);
+        if qtype == rtype::CNAME {
+            return;
+        }
+        let mut made = [0u8; MAX_NAME_LEN];
+        made[..prefix.len()].copy_from_slice(prefix);
+        for (to, from) in made[prefix.len()..].iter_mut().zip(target) {
+            *to = from.to_ascii_lowercase();
+        }
+        let depth = chain.map_or(0, |c| c.len);
+        let here = Chain {
+            name: name.as_bytes(),
+            up: chain,
+            len: depth + 1,
+        };
+        let made = &made[..prefix.len() + target.len()];
+        if depth + 1 < MAX_CNAME_CHAIN
+            && let Some(next) = WireName::from_lowercase(made)
+            && next.is_at_or_below(&self.data.apex, self.data.apex_labels)
+            && !here.contains(next.as_bytes())
+        {
+            self.resolve(&next, Owner::at_or(at, made), qtype, ctx, out, Some(&here));
         }
     }
 

@@ -361,6 +361,36 @@ impl<'b> Response<'b> {
         self.len - data.len() + 10
     }
 
+    /// Writes one record of class IN whose RDATA is `rdata`'s parts one after the other
+    /// (a CNAME made from a DNAME); returns where its RDATA starts in the message.
+    pub fn record_of_parts(
+        &mut self,
+        owner: Owner<'_>,
+        rtype: u16,
+        ttl: [u8; 4],
+        rdata: [&[u8]; 2],
+    ) -> usize {
+        let rdlen = rdata[0].len() + rdata[1].len();
+        let mut header = [0u8; 10];
+        header[0..2].copy_from_slice(&rtype.to_be_bytes());
+        header[2..4].copy_from_slice(&CLASS_IN.to_be_bytes());
+        header[4..8].copy_from_slice(&ttl);
+        header[8..10].copy_from_slice(&(rdlen as u16).to_be_bytes());
+        let start = self.len;
+        let written = match owner {
+            Owner::At(offset) => self.put(&(0xC000 | offset).to_be_bytes()),
+            Owner::Name(name) => self.put(name),
+        } && self.put(&header)
+            && self.put(rdata[0])
+            && self.put(rdata[1]);
+        if !written {
+            self.len = start;
+            return 0;
+        }
+        self.counts[self.section as usize] += 1;
+        self.len - rdlen
+    }
+
     /// Writes every record of `rrset` (see [`Records`]) with `owner`; returns where the
     /// RDATA of the first record starts.
     pub fn rrset(&mut self, owner: Owner<'_>, rrset: &[u8]) -> usize {
