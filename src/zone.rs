@@ -77,7 +77,7 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
         owner.clear();
         owner.extend(record.owner.iter().map(u8::to_ascii_lowercase));
         let is_apex = owner == apex;
-        // Both are ignored with a warning, as Knot does: neither can be asked of an IN zone.
+        // Ignored with a warning, as Knot does: no query for it reaches this zone.
         if !is_apex && !is_below(&owner, &apex) {
             warn(format!(
                 "{} {} is outside the zone {}: ignored",
@@ -87,9 +87,10 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
             ));
             return Ok(());
         }
+        // Knot and NSD refuse the zone too.
         if record.class != CLASS_IN {
-            warn(format!(
-                "{} {} is of class {}, not IN: ignored",
+            return Err(invalid(format!(
+                "{} {} is of class {}: a zone holds class IN only",
                 display(&owner),
                 rdata::type_name(record.rtype),
                 match record.class {
@@ -97,8 +98,7 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
                     4 => "HS".to_owned(),
                     other => format!("CLASS{other}"),
                 }
-            ));
-            return Ok(());
+            )));
         }
         match record.rtype {
             rtype::SOA if !is_apex => {
@@ -400,6 +400,11 @@ mod tests {
             ("w TXT x\nw CNAME y", "CNAME and other data"),
             ("sub NS *.example.net.", "wildcard"),
             ("d DNAME a.\nd DNAME b.", "more than one DNAME"),
+            (
+                "v CH TXT \"1\"",
+                "is of class CH: a zone holds class IN only",
+            ),
+            ("v HS TXT \"1\"", "is of class HS"),
             ("@ SOA a b 2 1 1 1 1", "more than one SOA"),
             ("w SOA a b 2 1 1 1 1", "must be at the apex"),
         ];
@@ -689,25 +694,19 @@ mod tests {
         assert_eq!(served(&zone, "big.example.com.", 16).len(), 1);
     }
 
-    /// Knot's leniencies: out-of-zone data and other classes are ignored with a warning,
+    /// Knot's leniencies: out-of-zone data is ignored with a warning,
     /// an RRset's TTLs made one (the last given, as Knot), each with its file and line.
     #[test]
     fn ignored_and_normalised_data_is_warned_about() {
         let zone = zone(concat!(
             "www.example.net. A 192.0.2.1\n",
             "x.example.com.evil. A 192.0.2.1\n",
-            "ch CH TXT \"chaos\"\n",
-            "after A 192.0.2.2\n",
+            "after CLASS1 A 192.0.2.2\n",
             "m 100 A 192.0.2.1\n",
             "m 50 A 192.0.2.2\n",
             "m 200 A 192.0.2.3\n",
         ));
         assert!(zone.node(b"\x07example\x03net\x00").is_none());
-        assert!(
-            zone.node(&[b"\x02ch".as_slice(), EXAMPLE_COM].concat())
-                .is_none()
-        );
-        // A class applies to its own record: the next is IN again (as Knot).
         assert_eq!(served(&zone, "after.example.com.", 1).len(), 1);
         assert_eq!(
             served(&zone, "m.example.com.", 1),
@@ -719,12 +718,11 @@ mod tests {
         );
         let at = |line: usize| format!("zones/example.com.zone:{line}: ");
         let w = &zone.warnings;
-        assert_eq!(w.len(), 5, "{w:#?}");
+        assert_eq!(w.len(), 4, "{w:#?}");
         assert!(w[0].starts_with(&at(5)) && w[0].contains("www.example.net. A is outside"));
         assert!(w[1].starts_with(&at(6)) && w[1].contains("outside the zone"));
-        assert!(w[2].starts_with(&at(7)) && w[2].contains("class CH, not IN: ignored"));
-        assert!(w[3].starts_with(&at(10)) && w[3].contains("TTL 50 differs from the RRset's 100"));
-        assert!(w[4].starts_with(&at(11)) && w[4].contains("TTL 200 differs from the RRset's 50"));
+        assert!(w[2].starts_with(&at(9)) && w[2].contains("TTL 50 differs from the RRset's 100"));
+        assert!(w[3].starts_with(&at(10)) && w[3].contains("TTL 200 differs from the RRset's 50"));
     }
 
     /// The reader refuses what Knot refuses, naming the line.

@@ -4,8 +4,9 @@
 //!
 //! Names are keyed by their lowercased wire bytes. Records are stored as they go on the
 //! wire after the owner name (type, class, TTL, RDLENGTH, RDATA), with names in RDATA
-//! uncompressed, so answering copies bytes and never encodes. Zone records arrive in that
-//! form from the zone reader, one at a time, through [`ZoneBuilder`].
+//! uncompressed, so answering copies bytes and never encodes (the writer compresses the
+//! names RFC 3597 §4 allows as it copies them, see [`crate::wire::Response`]). Zone
+//! records arrive in that form from the zone reader, one at a time, through [`ZoneBuilder`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -166,8 +166,9 @@ impl CompiledZone {
                 // after the CNAME (RFC 1034 §4.3.2 step 3b), and the answer stays
                 // authoritative: its first record is this zone's data.
                 let cut = match owner {
+                    // The name there may be compressed: its labels are walked, not counted.
                     Owner::At(at) => Owner::at_or(
-                        usize::from(at) + name.suffix_start(labels),
+                        out.after_labels(usize::from(at), name.labels() - labels),
                         name.suffix(labels),
                     ),
                     Owner::Name(written) => Owner::Name(&written[name.suffix_start(labels)..]),
@@ -230,7 +231,10 @@ impl CompiledZone {
         let record = Records(dname).next().expect("an RRset has a record");
         let split = name.suffix_start(labels);
         let dname_owner = match owner {
-            Owner::At(at) => Owner::at_or(usize::from(at) + split, name.suffix(labels)),
+            Owner::At(at) => Owner::at_or(
+                out.after_labels(usize::from(at), name.labels() - labels),
+                name.suffix(labels),
+            ),
             Owner::Name(written) => Owner::Name(&written[split..]),
         };
         out.rrset(dname_owner, dname);
