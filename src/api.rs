@@ -172,13 +172,14 @@ pub fn router(store: Arc<Store>, token: Option<String>, bound: SocketAddr) -> Ro
         .route("/v1/sites/{site}/tasks/{id}/enable", post(enable_task))
         .route("/v1/sites/{site}/tasks/{id}/disable", post(disable_task))
         .route("/v1/nodes", get(list_nodes))
+        .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /v1/sites/{site}/secondaries, /v1/nodes, /healthz and /metrics",
+                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /v1/sites/{site}/secondaries, /v1/nodes, /v1/status, /healthz and /metrics",
             )
         })
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
@@ -490,6 +491,11 @@ async fn list_nodes(State(api): State<Api>) -> Json<serde_json::Value> {
         })),
         None => Json(json!({"node": null, "nodes": []})),
     }
+}
+
+/// `lbdns status`: everything an operator checks first (SPEC §14).
+async fn status(State(api): State<Api>) -> Json<crate::status::Report> {
+    Json(crate::status::Report::of(&api.store))
 }
 
 async fn list_sites(State(api): State<Api>) -> Json<serde_json::Value> {

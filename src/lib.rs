@@ -10,7 +10,7 @@
 //! The ones that build and change the state: [`load`] reads a served directory, [`zone`]
 //! the zone files, [`site`] the site files; [`store`] owns every change (API, SIGHUP,
 //! [`watch`]) and [`persist`] writes files crash-safely; [`api`] is the management API
-//! and [`client`] its command-line client; [`server`] binds sockets; [`metrics`] counts.
+//! and [`client`] its command-line client, [`status`] the report of `lbdns status`; [`server`] binds sockets; [`metrics`] counts.
 //!
 //! DNS arrives through [`udp`], worker threads answering batches of datagrams without a
 //! task or an allocation per query, and [`tcp`].
@@ -35,6 +35,7 @@ pub mod select;
 pub mod server;
 pub mod site;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod tcp;
 pub mod throttle;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use lbdns::client::{self, Client, ClientError};
 use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
@@ -121,6 +121,24 @@ enum Command {
         api: ApiArgs,
         #[command(subcommand)]
         command: SecondariesCommand,
+    },
+    /// Show what the server serves and whether it is all as configured: zones and serials,
+    /// tasks by state, origins down, fleet nodes; exit 1 when anything is not.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print a shell completion script (e.g. `lbdns completions bash > /etc/bash_completion.d/lbdns`).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page lbdns(1) in roff (`lbdns man | man -l -`), or write it and one
+    /// page per subcommand (lbdns-serve(1), ...) into a directory.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -315,6 +333,29 @@ fn main() -> ExitCode {
         Command::Group { api, command } => group(api, command),
         Command::Secondaries { api, command } => secondaries(api, command),
         Command::Nodes { api } => nodes(api),
+        Command::Status { api } => return status(api),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lbdns", &mut script);
+            out(&String::from_utf8_lossy(&script))
+        }
+        Command::Man { out: None } => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => out(&String::from_utf8_lossy(&page)),
+                Err(e) => Err(Failure::Error(format!(
+                    "lbdns: cannot render the manual page: {e}"
+                ))),
+            }
+        }
+        Command::Man { out: Some(dir) } => {
+            clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
+                Failure::Error(format!(
+                    "lbdns: cannot write the manual pages into {}: {e}",
+                    dir.display()
+                ))
+            })
+        }
     };
     match result {
         Ok(()) | Err(Failure::ClosedOutput) => ExitCode::SUCCESS,
@@ -369,6 +410,7 @@ fn serve(
     rrl: RrlArgs,
 ) -> Result<(), String> {
     api::check_exposure(api_addr, token.as_deref()).map_err(|e| format!("lbdns: {e}"))?;
+    lbdns::status::mark_start();
     let metrics = Arc::new(Metrics::new());
     let limits = limits.resolve(&metrics);
     let not_starting =
@@ -531,6 +573,36 @@ fn nodes(args: ApiArgs) -> Result<(), Failure> {
         }
         table
     })
+}
+
+/// `lbdns status`: exit 0 when everything is served as configured, 1 when not, 2 when
+/// the server cannot be asked.
+fn status(args: ApiArgs) -> ExitCode {
+    let client = Client::new(&args.api, args.api_token);
+    let report = match client.call("GET", "/v1/status", None) {
+        Ok(value) => value,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "lbdns: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shown = match serde_json::from_value::<lbdns::status::Report>(report.clone()) {
+        Ok(parsed) => {
+            let healthy = parsed.healthy();
+            print(args.json, &report, |_| parsed.to_string()).map(|()| healthy)
+        }
+        Err(e) => Err(Failure::Error(format!(
+            "lbdns: the server's status is not in the form this lbdns reads ({e}); are both the same version?"
+        ))),
+    };
+    match shown {
+        Ok(true) | Err(Failure::ClosedOutput) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(Failure::Error(message)) => {
+            let _ = writeln!(std::io::stderr(), "{message}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn secondaries(args: ApiArgs, command: SecondariesCommand) -> Result<(), Failure> {

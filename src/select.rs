@@ -293,7 +293,12 @@ pub fn pick<R: Rng + ?Sized>(
                 selection.picked[selection.len] = i;
                 selection.len += 1;
             }
-            break 'passes;
+            // Health cells change under a query: the origin seen up a moment ago may be
+            // down by the draw. Nothing drawn goes on to the next level or pass (the last
+            // ignores health, so some origin always answers) rather than answer empty.
+            if selection.len > 0 {
+                break 'passes;
+            }
         }
     }
     selection.scope = route.scope();
@@ -580,6 +585,35 @@ mod tests {
             &mut rng,
         );
         assert!(!s.failed_open);
+    }
+
+    #[test]
+    fn an_origin_going_down_during_a_query_never_leaves_the_answer_empty() {
+        use std::cell::Cell;
+        let g = group(
+            Policy::Weight,
+            vec![origin("192.0.2.1", 1), origin("192.0.2.2", 1)],
+        );
+        // Every origin is up for the first health reads of a query, then down: as when
+        // the first check round lands on every origin while the query is being answered.
+        for up_reads in 0..8 {
+            let reads = Cell::new(0);
+            let is_up = |_: u16| {
+                reads.set(reads.get() + 1);
+                reads.get() <= up_reads
+            };
+            let mut rng = SmallRng::seed_from_u64(5);
+            let s = select(
+                &g,
+                Family::V4,
+                &client("192.0.2.9"),
+                None,
+                is_up,
+                1,
+                &mut rng,
+            );
+            assert_eq!(s.origins().len(), 1, "after {up_reads} up reads");
+        }
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! UDP goes through lbdns's own [`crate::udp`] worker threads, TCP through its own
 //! [`crate::tcp`] loop, which bounds connections (see [`crate::limits`]). Both answer with
 //! the same [`Handler`].
+//!
+//! Under systemd (`Type=notify`, `contrib/systemd/lbdns.service`) the service manager hears
+//! `READY=1` once every listener answers, `RELOADING=1` and `READY=1` around a SIGHUP reload,
+//! and `STOPPING=1` at shutdown; without `NOTIFY_SOCKET` nothing is sent.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -85,8 +89,12 @@ pub async fn run(
     }
     tasks.push(tokio::spawn(report_suppressed(metrics)));
     tasks.push(tokio::spawn(reload_on_sighup(store)));
+    // The snapshot was loaded before the listeners were bound, and every listener now
+    // has its worker: every zone answers.
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
     shutdown.await;
     info!("shutting down");
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
     for task in tasks {
         task.abort();
     }
@@ -120,6 +128,19 @@ async fn reload_on_sighup(store: Arc<Store>) {
         return;
     };
     while hangups.recv().await.is_some() {
+        // systemd wants the monotonic time with RELOADING=1 (Type=notify-reload requires it).
+        match sd_notify::NotifyState::monotonic_usec_now() {
+            Ok(now) => notify_systemd(&[sd_notify::NotifyState::Reloading, now]),
+            Err(_) => notify_systemd(&[sd_notify::NotifyState::Reloading]),
+        }
         store.reload_logged("SIGHUP").await;
+        notify_systemd(&[sd_notify::NotifyState::Ready]);
+    }
+}
+
+/// Tells the service manager of a state change (sd_notify(3)); a no-op outside systemd.
+fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
     }
 }
