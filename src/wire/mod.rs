@@ -298,6 +298,9 @@ pub struct Response<'b> {
     /// Where each label written out (a name's suffix) starts, in message order.
     names: [u16; NAME_SLOTS],
     named: usize,
+    /// Where the question's name is, until its labels are put in `names`: only a reply
+    /// that compresses a name pays for that (most answer A records with pointers only).
+    question_at: Option<usize>,
 }
 
 impl<'b> Response<'b> {
@@ -312,6 +315,7 @@ impl<'b> Response<'b> {
             overflowed: false,
             names: [0; NAME_SLOTS],
             named: 0,
+            question_at: None,
         }
     }
 
@@ -353,11 +357,22 @@ impl<'b> Response<'b> {
     pub fn question(&mut self, question: &[u8]) {
         let at = self.len;
         if self.put(question) {
-            let mut label = 0;
-            while let Some(&len) = question.get(label).filter(|&&l| l != 0 && l <= 63) {
-                self.remember(at + label);
-                label += 1 + usize::from(len);
-            }
+            self.question_at = Some(at);
+        }
+    }
+
+    /// Puts the question's labels among the names to compress to, once.
+    fn remember_question(&mut self) {
+        let Some(at) = self.question_at.take() else {
+            return;
+        };
+        let mut label = at;
+        while let Some(&len) = self.buf[..self.len]
+            .get(label)
+            .filter(|&&l| l != 0 && l <= 63)
+        {
+            self.remember(label);
+            label += 1 + usize::from(len);
         }
     }
 
@@ -437,6 +452,7 @@ impl<'b> Response<'b> {
     /// the caller writes the bytes as they are).
     fn put_name(&mut self, bytes: &[u8]) -> Option<usize> {
         let len = name_len(bytes)?;
+        self.remember_question();
         let mut label = 0;
         while bytes[label] != 0 {
             if let Some(at) = self.find(&bytes[label..len]) {
@@ -583,6 +599,9 @@ impl<'b> Response<'b> {
 
     /// Drops every record: a truncated reply keeps the header and question only.
     pub fn truncate_to(&mut self, len: usize) {
+        if self.question_at.is_some_and(|at| at >= len) {
+            self.question_at = None;
+        }
         self.len = len;
         self.counts = [0; 3];
         self.overflowed = false;
