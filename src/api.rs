@@ -173,16 +173,20 @@ pub fn router(store: Arc<Store>, token: Option<String>, bound: SocketAddr) -> Ro
         .route("/v1/sites/{site}/tasks/{id}/disable", post(disable_task))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/status", get(status))
+        .route("/v1/sites/{site}/answer", get(answer))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /v1/sites/{site}/secondaries, /v1/nodes, /v1/status, /healthz and /metrics",
+                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /v1/sites/{site}/secondaries, /v1/sites/{site}/answer, /v1/nodes, /v1/status, /healthz and /metrics, and the console at /",
             )
         })
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        // The console's page and assets hold no data: they load without the token, and
+        // the page asks for it (SPEC §15). The browser checks below still apply.
+        .merge(crate::console::router())
         .layer(middleware::from_fn_with_state(api.clone(), refuse_browsers))
         .layer(middleware::from_fn(limit_uri))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -491,6 +495,19 @@ async fn list_nodes(State(api): State<Api>) -> Json<serde_json::Value> {
         })),
         None => Json(json!({"node": null, "nodes": []})),
     }
+}
+
+/// The answer a client would get, asked through the query path itself (the console's panel).
+async fn answer(
+    State(api): State<Api>,
+    Path(site): Path<String>,
+    axum::extract::Query(question): axum::extract::Query<crate::dig::Question>,
+) -> Result<Json<crate::dig::Answers>, ApiError> {
+    // The site must exist, so a typo says so instead of answering REFUSED.
+    api.store.groups(&site)?;
+    crate::dig::ask(&api.store.serving().load(), &question)
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))
 }
 
 /// `lbdns status`: everything an operator checks first (SPEC §14).

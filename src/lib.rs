@@ -21,6 +21,8 @@
 
 pub mod api;
 pub mod client;
+pub mod console;
+pub mod dig;
 pub mod dns;
 pub mod etcd;
 pub mod geoip;

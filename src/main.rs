@@ -44,6 +44,14 @@ enum Command {
         /// Address to answer DNS on, over UDP and TCP (repeatable).
         #[arg(long = "listen", value_name = "ADDR:PORT", default_values = ["127.0.0.1:5353"])]
         listen: Vec<SocketAddr>,
+        /// Address NOTIFY messages to secondaries leave from, one per family (repeatable)
+        /// [default: the first --listen address of the secondary's family].
+        #[arg(long, value_name = "ADDR")]
+        notify_source: Vec<std::net::IpAddr>,
+        /// This server's identifier in replies to queries that ask for it (NSID, RFC 5001):
+        /// text, or hex:0A1B... for any bytes; in a fleet, which node answered.
+        #[arg(long, value_name = "STRING")]
+        nsid: Option<lbdns::dns::Nsid>,
         /// Address of the management API.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8053")]
         api: SocketAddr,
@@ -302,6 +310,8 @@ fn main() -> ExitCode {
         Command::Serve {
             dir,
             listen,
+            notify_source,
+            nsid,
             api,
             api_token,
             limits,
@@ -310,13 +320,20 @@ fn main() -> ExitCode {
             cache_dir,
             node_id,
         } => {
+            if let Some(nsid) = nsid {
+                lbdns::dns::set_nsid(nsid);
+            }
             let origin = Origin {
                 dir,
                 store,
                 cache_dir,
                 node_id,
             };
-            serve(origin, listen, api, api_token, limits, rrl).map_err(Failure::Error)
+            lbdns::dns::notify::Sources::given(&notify_source, &listen)
+                .map(lbdns::dns::notify::set_sources)
+                .map_err(|e| format!("lbdns: {e}"))
+                .and_then(|()| serve(origin, listen, api, api_token, limits, rrl))
+                .map_err(Failure::Error)
         }
         Command::Import { dir, store } => match lbdns::etcd::import(&dir, &store) {
             Ok(n) => out(&format!("imported {n} files into {}\n", store.prefix)),

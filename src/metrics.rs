@@ -167,9 +167,11 @@ pub struct Metrics {
     /// Responses response rate limiting dropped, and sent truncated instead.
     pub rrl_dropped: Counter,
     pub rrl_slipped: Counter,
-    /// Zone transfers sent, and refused (not a listed secondary, or not a served apex).
+    /// Zone transfers sent to their end, refused (not a listed secondary, or not a served
+    /// apex), and aborted (the connection was cut or stalled before the closing SOA).
     pub transfers_sent: Counter,
     pub transfers_refused: Counter,
+    pub transfers_aborted: Counter,
     /// NOTIFY messages a secondary acknowledged, and those it did not.
     pub notify_acknowledged: Counter,
     pub notify_unacknowledged: Counter,
@@ -336,8 +338,8 @@ impl Metrics {
             rrl,
         );
         let transfers = Family::<Labels, Counter>::default();
-        let [transfers_sent, transfers_refused] =
-            members(&transfers, "result", ["sent", "refused"]);
+        let [transfers_sent, transfers_refused, transfers_aborted] =
+            members(&transfers, "result", ["sent", "refused", "aborted"]);
         registry.register(
             "zone_transfers",
             "Zone transfers (AXFR, IXFR in full) asked for over TCP",
@@ -386,6 +388,7 @@ impl Metrics {
             rrl_slipped,
             transfers_sent,
             transfers_refused,
+            transfers_aborted,
             notify_acknowledged,
             notify_unacknowledged,
             warnings: Throttle::new(LINES_PER_SECOND, suppressed),

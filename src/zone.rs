@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use hickory_proto::rr::Name;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
+use crate::dns::transfer::MAX_RECORD;
 use crate::snapshot::Rrsets;
 use crate::snapshot::ZoneBuilder;
 use crate::snapshot::ZoneData;
@@ -129,6 +130,18 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
                 )));
             }
             _ => {}
+        }
+        // A transfer carries each record whole in one message (RFC 5936 §2.2): a record
+        // that cannot be sent would end every transfer of the zone there.
+        let len = owner.len() + 10 + record.rdata.len();
+        if len > MAX_RECORD {
+            return Err(invalid(format!(
+                "{} {}: the record is {len} bytes with its owner name, more than the {MAX_RECORD} \
+                 a zone transfer message holds: shorten its RDATA by {} bytes",
+                display(&owner),
+                rdata::type_name(record.rtype),
+                len - MAX_RECORD
+            )));
         }
         let class_ttl = (record.rtype, record.class, record.ttl);
         let ttl_before = zone.add(&owner, class_ttl, record.rdata, |there| {

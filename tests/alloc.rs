@@ -81,6 +81,19 @@ fn query(name: &str, rtype: RecordType, edns: Option<(u16, Option<&str>)>) -> Ve
     message.to_vec().unwrap()
 }
 
+/// `query` (with EDNS and no option) asking for the server's NSID (RFC 5001 §2.1).
+fn with_nsid(mut query: Vec<u8>) -> Vec<u8> {
+    let end = query.len();
+    assert_eq!(
+        &query[end - 2..],
+        [0, 0],
+        "an OPT record without options, last"
+    );
+    query[end - 2..].copy_from_slice(&4u16.to_be_bytes());
+    query.extend_from_slice(&[0, 3, 0, 0]);
+    query
+}
+
 #[test]
 fn answering_allocates_nothing() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -157,7 +170,23 @@ fn answering_allocates_nothing() {
             q[2] |= 0x80;
             q
         }),
+        (
+            "NSID",
+            with_nsid(query("www.example.com.", RecordType::A, Some((1232, None)))),
+        ),
+        (
+            "refused, with NSID and an extended error",
+            with_nsid(query("example.net.", RecordType::A, Some((1232, None)))),
+        ),
+        ("class ANY", {
+            let mut q = query("mail.example.com.", RecordType::A, None);
+            let end = q.len();
+            q[end - 2..].copy_from_slice(&255u16.to_be_bytes());
+            q
+        }),
     ];
+    // The NSID replies carry when asked (`serve --nsid`).
+    lbdns::dns::set_nsid("lbdns-alloc-test".parse().unwrap());
     let sources: [IpAddr; 2] = ["81.2.69.160".parse().unwrap(), "::1".parse().unwrap()];
     let mut rng = SmallRng::seed_from_u64(7);
     let mut out = vec![0u8; 65535];

@@ -214,3 +214,54 @@ fn transfers_are_refused_to_unlisted_sources_and_for_unknown_zones() {
         3.0
     );
 }
+
+#[test]
+fn knot_transfers_a_zone_of_many_messages() {
+    // About 1.6 MB with owner names compressed: some 99 messages of about 16 KB, each
+    // encoded as the previous one is written.
+    const RECORDS: usize = 20_000;
+    let mut text = zone(1, "");
+    for i in 0..RECORDS {
+        text.push_str(&format!("h{i:05} TXT \"{i:05}{}\"\n", "t".repeat(55)));
+    }
+    let knot_addr = free_port();
+    let hold = UdpSocket::bind(knot_addr).unwrap();
+    let site = Site::new(&[
+        ("example.com.zone", &text),
+        ("example.com.lb.yaml", &site_file(knot_addr)),
+    ]);
+    let server = site.serve();
+    drop(hold);
+    let knot = Knot::start(server.addr, knot_addr);
+    // The first record, the last one (hash order: whichever), and the closing SOA, or
+    // knotd would not have the zone at all.
+    for i in [0, RECORDS / 2, RECORDS - 1] {
+        let want = format!("\"{i:05}{}\"", "t".repeat(55));
+        knot.wait_for(
+            &format!("h{i:05}.example.com."),
+            "TXT",
+            &want,
+            Duration::from_secs(30),
+        );
+    }
+    // knotd logs "AXFR, incoming, ..., finished, S seconds, N messages, B bytes".
+    let log = knot.log();
+    let messages: usize = log
+        .lines()
+        .filter(|line| line.contains("AXFR, incoming") && line.contains("finished"))
+        .find_map(|line| {
+            line.split(" messages")
+                .next()?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no finished AXFR in knotd's log:\n{log}"));
+    eprintln!("knotd took the zone in {messages} messages");
+    assert!(messages > 90, "{log}");
+    assert_eq!(
+        server.metric("lbdns_zone_transfers_total{result=\"sent\"}"),
+        1.0
+    );
+}

@@ -11,7 +11,8 @@ pub mod transfer;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
@@ -23,12 +24,63 @@ use crate::metrics::{Malformed, Metrics};
 use crate::rrl::{RateLimiter, Verdict};
 use crate::snapshot::Snapshot;
 pub use respond::{Outcome, Transport, respond};
+pub use transfer::Transfer;
 
 /// The UDP payload size lbdns offers and honours (the DNS Flag Day 2020 value).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// The largest DNS message (a TCP reply): the size of a buffer every answer fits.
 pub const MAX_MESSAGE: usize = u16::MAX as usize;
+
+/// Extended DNS Error INFO-CODEs lbdns sends (RFC 8914 §4).
+pub mod ede {
+    /// A zone transfer to a source that is not a listed secondary.
+    pub const PROHIBITED: u16 = 18;
+    /// A query for a name in no zone served here, or a transfer of one.
+    pub const NOT_AUTHORITATIVE: u16 = 20;
+}
+
+/// The server's identifier for NSID (RFC 5001), set once at start (`serve --nsid`): an
+/// anycast fleet's nodes say which one answered. Process-wide so that [`respond`] keeps
+/// its signature and reads it without a lock.
+static NSID: OnceLock<Nsid> = OnceLock::new();
+
+/// An NSID payload: `serve --nsid STRING`, or `--nsid hex:0A1B...` for any bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nsid(pub Box<[u8]>);
+
+/// The longest NSID lbdns sends: it takes room in every reply that asks for it.
+const NSID_MAX: usize = 128;
+
+impl std::str::FromStr for Nsid {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bytes = match text.strip_prefix("hex:") {
+            Some(hex) => data_encoding::HEXLOWER_PERMISSIVE
+                .decode(hex.as_bytes())
+                .map_err(|e| format!("--nsid hex:{hex}: not hexadecimal bytes ({e})"))?,
+            None => text.as_bytes().to_vec(),
+        };
+        if bytes.is_empty() || bytes.len() > NSID_MAX {
+            return Err(format!(
+                "--nsid: {} bytes; give 1 to {NSID_MAX}",
+                bytes.len()
+            ));
+        }
+        Ok(Self(bytes.into()))
+    }
+}
+
+/// Sets the NSID replies carry when a query asks for it; the first call wins.
+pub fn set_nsid(nsid: Nsid) {
+    let _ = NSID.set(nsid);
+}
+
+/// The NSID set with [`set_nsid`], if any.
+pub fn nsid() -> Option<&'static [u8]> {
+    NSID.get().map(|nsid| &*nsid.0)
+}
 
 thread_local! {
     /// Per-thread randomness for weighted draws: no lock, no shared state.
@@ -99,30 +151,49 @@ impl Handler {
         }
     }
 
-    /// When `packet` asks for a zone transfer (TCP only), appends the framed response
-    /// messages to `out` and returns true; false for any other query.
-    pub fn transfer(&self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+    /// The snapshot being served, held for as long as a zone transfer takes.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// When `packet` asks for a zone transfer (TCP only), what it gets from `snapshot`
+    /// (see [`transfer::transfer`]); `None` for any other query. A refusal is counted here,
+    /// a transfer when it ends ([`Handler::transfer_ended`]).
+    pub fn transfer<'a>(
+        &self,
+        snapshot: &'a Snapshot,
+        packet: &'a [u8],
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Option<Transfer<'a>> {
         if !transfer::may_ask_for_transfer(packet) {
-            return false;
+            return None;
         }
-        let snapshot = self.snapshot.load();
-        let Some(outcome) = transfer::transfer(&snapshot, packet, src.ip(), out) else {
-            return false;
-        };
-        if let Some(rcode) = outcome.rcode {
-            self.metrics
-                .response(<ResponseCode as From<u16>>::from(rcode));
-        }
-        if outcome.rcode == Some(0) {
-            self.metrics.transfers_sent.inc();
-            info!(%src, "zone transferred");
-        } else {
-            self.metrics.transfers_refused.inc();
-            if self.metrics.warnings.allow() {
-                warn!(%src, rcode = outcome.rcode, "zone transfer refused");
+        let transfer = transfer::transfer(snapshot, packet, src.ip(), buf)?;
+        match transfer {
+            Transfer::Refused { rcode, .. } => {
+                self.metrics
+                    .response(<ResponseCode as From<u16>>::from(rcode));
+                self.metrics.transfers_refused.inc();
+                if self.metrics.warnings.allow() {
+                    warn!(%src, rcode, "zone transfer refused");
+                }
             }
+            Transfer::Zone(_) => self.metrics.response(ResponseCode::NoError),
         }
-        true
+        Some(transfer)
+    }
+
+    /// Counts a zone transfer that ended: sent when its closing SOA was written, aborted
+    /// when the connection was cut (or timed out) before.
+    pub fn transfer_ended(&self, src: SocketAddr, complete: bool, bytes: u64, took: Duration) {
+        if complete {
+            self.metrics.transfers_sent.inc();
+            info!(%src, bytes, ?took, "zone transferred");
+        } else {
+            self.metrics.transfers_aborted.inc();
+            warn!(%src, bytes, ?took, "zone transfer cut before its end");
+        }
     }
 
     /// Counts a malformed query and logs it, at most a few lines a second.
@@ -131,5 +202,24 @@ impl Handler {
         if self.metrics.warnings.allow() {
             warn!(%src, reason = why.label(), "malformed query");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nsid_is_text_or_hex_bytes() {
+        assert_eq!("node-1".parse(), Ok(Nsid(b"node-1".to_vec().into())));
+        assert_eq!("hex:00fF10".parse(), Ok(Nsid(vec![0, 0xff, 0x10].into())));
+        assert!(
+            "hex:0g"
+                .parse::<Nsid>()
+                .unwrap_err()
+                .contains("not hexadecimal")
+        );
+        assert!("".parse::<Nsid>().is_err());
+        assert!("x".repeat(129).parse::<Nsid>().is_err());
     }
 }

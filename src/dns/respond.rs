@@ -44,6 +44,9 @@ const NOTIMP: u16 = 4;
 const REFUSED: u16 = 5;
 const BADVERS: u16 = 16;
 
+/// Class ANY in a question: answered as IN, as Knot does (lbdns serves IN only).
+const CLASS_ANY: u16 = 255;
+
 /// Answers the query `packet` from `source` into `out` (at least 512 bytes; 65535 lets
 /// every TCP answer through), drawing weighted choices from `rng`.
 pub fn respond<R: Rng + ?Sized>(
@@ -90,10 +93,15 @@ pub fn respond<R: Rng + ?Sized>(
         Some(Ecs::Present(subnet)) => Some(subnet),
         _ => None,
     };
+    // NSID only when the query asks for it (RFC 5001 §2.1) and one is set.
+    let nsid = query.edns.filter(|e| e.nsid).and_then(|_| super::nsid());
     // The OPT record's room is kept from the start: its size is known (the ECS option
     // echoes the query's source prefix; only the scope byte is decided later).
     let opt_len = match query.edns {
-        Some(_) => EcsReply::opt_len(ecs.map(|subnet| echo(&subnet, 0)).as_ref()),
+        Some(_) => {
+            EcsReply::opt_len(ecs.map(|subnet| echo(&subnet, 0)).as_ref())
+                + nsid.map_or(0, |id| 4 + id.len())
+        }
         None => 0,
     };
     let mut response = Response::new(out);
@@ -114,6 +122,7 @@ pub fn respond<R: Rng + ?Sized>(
     let mut malformed = None;
     let mut ecs_malformed = false;
     let mut ecs_reply = None;
+    let mut extended_error = None;
     let rcode = if query.opcode() != 0 {
         NOTIMP
     } else if query.edns.is_some_and(|e| e.version > 0) {
@@ -128,10 +137,13 @@ pub fn respond<R: Rng + ?Sized>(
     } else if query.qtype == rtype::OPT || (128..=250).contains(&query.qtype) {
         // Meta-TYPEs cannot be asked for (RFC 6895 §3.1, RFC 9824 §3.5).
         FORMERR
-    } else if matches!(query.qtype, rtype::MAILB | rtype::MAILA) {
-        // Obsolete QTYPEs (RFC 883's mail queries), as other servers answer them.
+    } else if matches!(query.qtype, rtype::MAILB | rtype::MAILA | 0) {
+        // Obsolete QTYPEs (RFC 883's mail queries) and the reserved type 0, as other
+        // servers (Knot) answer them.
         NOTIMP
-    } else if query.qclass != CLASS_IN || matches!(query.qtype, rtype::AXFR | rtype::IXFR) {
+    } else if !matches!(query.qclass, CLASS_IN | CLASS_ANY)
+        || matches!(query.qtype, rtype::AXFR | rtype::IXFR)
+    {
         // Zone transfer needs a list of secondaries, which this server does not have yet.
         REFUSED
     } else {
@@ -141,7 +153,12 @@ pub fn respond<R: Rng + ?Sized>(
         if let Some(subnet) = ecs {
             ecs_reply = Some(echo(&subnet, resolution.scope.min(client.source_prefix)));
         }
-        u16::from(resolution.rcode)
+        let rcode = u16::from(resolution.rcode);
+        if rcode == REFUSED {
+            // A name in no zone served here (RFC 8914 §4.21).
+            extended_error = Some(super::ede::NOT_AUTHORITATIVE);
+        }
+        rcode
     };
     header.rcode = (rcode & 0xF) as u8;
     if response.overflowed() {
@@ -151,6 +168,12 @@ pub fn respond<R: Rng + ?Sized>(
     if let Some(edns) = query.edns {
         let extended = (rcode >> 4) as u8;
         response.opt(MAX_UDP_PAYLOAD, extended, edns.dnssec_ok, ecs_reply);
+        if let Some(id) = nsid {
+            response.opt_option(wire::option::NSID, id, limit);
+        }
+        if let Some(code) = extended_error {
+            response.opt_option(wire::option::EDE, &code.to_be_bytes(), limit);
+        }
     }
     Outcome {
         len: response.finish(header),

@@ -5,14 +5,23 @@
 
 use std::net::IpAddr;
 
-use super::respond::Outcome;
-use super::{MAX_MESSAGE, MAX_UDP_PAYLOAD};
+use super::{MAX_MESSAGE, MAX_UDP_PAYLOAD, ede};
 use crate::snapshot::{Snapshot, Transferable, ZoneData};
-use crate::wire::{CLASS_IN, EcsReply, HEADER_LEN, Header, Owner, Query, Response, Section, rtype};
+use crate::wire::{
+    CLASS_IN, EcsReply, HEADER_LEN, Header, Owner, Query, Response, Section, option, rtype,
+};
 
 /// Records go into messages of about this size: a secondary's reads stay small and a
 /// transfer starts flowing before the whole zone is encoded.
 const MESSAGE_TARGET: usize = 16 * 1024;
+
+/// The most bytes one record (owner name, type, class, TTL, RDLENGTH and RDATA) may take
+/// to go into a transfer message, which holds at least one whole record (RFC 5936 §2.2):
+/// a message of 65535 bytes less its header and an OPT record. Zones with a larger record
+/// are refused at load (`crate::zone`), so every zone served can be transferred.
+pub const MAX_RECORD: usize = MAX_MESSAGE - HEADER_LEN - OPT_LEN;
+/// An OPT record without options.
+const OPT_LEN: usize = 11;
 
 const NOTAUTH: u16 = 9;
 const REFUSED: u16 = 5;
@@ -26,15 +35,24 @@ pub fn may_ask_for_transfer(packet: &[u8]) -> bool {
     )
 }
 
-/// When `packet` asks for a zone transfer, appends the response messages to `out`, each
-/// framed for TCP (two-byte length), and says what was sent; `None` for any other query,
-/// which [`super::respond`] answers.
-pub fn transfer(
-    snapshot: &Snapshot,
-    packet: &[u8],
+/// What a query asking for a zone transfer gets.
+pub enum Transfer<'a> {
+    /// One message with this RCODE (REFUSED or NOTAUTH), framed at the start of the buffer
+    /// given to [`transfer`], `len` bytes with its prefix.
+    Refused { rcode: u16, len: usize },
+    /// The zone, to be sent message by message.
+    Zone(Box<ZoneMessages<'a>>),
+}
+
+/// When `packet` asks for a zone transfer, what it gets; `None` for any other query, which
+/// [`super::respond`] answers. A refusal is written, framed for TCP (two-byte length), into
+/// `buf`, which holds at least `2 + MAX_MESSAGE` bytes.
+pub fn transfer<'a>(
+    snapshot: &'a Snapshot,
+    packet: &'a [u8],
     source: IpAddr,
-    out: &mut Vec<u8>,
-) -> Option<Outcome> {
+    buf: &mut [u8],
+) -> Option<Transfer<'a>> {
     if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
         return None;
     }
@@ -47,39 +65,77 @@ pub fn transfer(
     if !is_transfer {
         return None;
     }
-    let mut buf = vec![0u8; MAX_MESSAGE];
     let zone = match snapshot.transferable(&query.qname, source) {
         Transferable::Zone(zone) => zone,
-        Transferable::Refused => return Some(refuse(&query, REFUSED, &mut buf, out)),
+        Transferable::Refused => return Some(refuse(&query, REFUSED, buf)),
         // RFC 5936 §2.2.1: not authoritative for the zone asked for.
-        Transferable::NotAuthoritative => {
-            return Some(refuse(&query, NOTAUTH, &mut buf, out));
-        }
+        Transferable::NotAuthoritative => return Some(refuse(&query, NOTAUTH, buf)),
     };
-    send_zone(&query, zone, &mut buf, out);
-    Some(Outcome {
-        len: out.len(),
-        rcode: Some(0),
-        ..Outcome::default()
-    })
+    Some(Transfer::Zone(Box::new(ZoneMessages::new(query, zone))))
 }
 
-/// The SOA, every other record, the SOA again (RFC 5936 §2.2), in as many messages as
-/// they need. The first message carries the question; every one carries the OPT record
-/// when the query had EDNS.
-fn send_zone(query: &Query<'_>, zone: &ZoneData, buf: &mut [u8], out: &mut Vec<u8>) {
-    let soa = zone.soa();
-    let apex = &zone.apex[..];
-    let mut message = Message::start(query, buf, true);
-    message.record(apex, soa);
-    for (owner, data) in zone.records().chain([(apex, soa)]) {
-        if !message.fits(owner, data) {
-            message.finish_into(out);
-            message = Message::start(query, message.into_buf(), false);
+/// A record, as its owner's wire bytes and its type, class, TTL, RDLENGTH and RDATA.
+type Record<'a> = (&'a [u8], &'a [u8]);
+
+/// The messages of one zone transfer, encoded one at a time as the connection takes them,
+/// so a transfer holds one message in memory whatever the zone's size: the SOA, every
+/// other record, the SOA again (RFC 5936 §2.2). The first message carries the question;
+/// every one carries the OPT record when the query had EDNS.
+pub struct ZoneMessages<'a> {
+    query: Query<'a>,
+    records: Box<dyn Iterator<Item = Record<'a>> + Send + 'a>,
+    /// The record that did not fit the previous message: the first of the next one.
+    carried: Option<Record<'a>>,
+    first: bool,
+}
+
+/// A record larger than a message can hold: the transfer cannot be completed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecordTooLarge {
+    pub owner: String,
+    pub len: usize,
+}
+
+impl<'a> ZoneMessages<'a> {
+    fn new(query: Query<'a>, zone: &'a ZoneData) -> Self {
+        let soa = (&zone.apex[..], zone.soa());
+        let records = std::iter::once(soa)
+            .chain(zone.records())
+            .chain(std::iter::once(soa));
+        Self {
+            query,
+            records: Box::new(records),
+            carried: None,
+            first: true,
         }
-        message.record(owner, data);
     }
-    message.finish_into(out);
+
+    /// Writes the next message, framed for TCP, at the start of `buf` (at least
+    /// `2 + MAX_MESSAGE` bytes) and returns its length with the prefix; 0 once the closing
+    /// SOA has been written.
+    pub fn next_message(&mut self, buf: &mut [u8]) -> Result<usize, RecordTooLarge> {
+        let Some(first) = self.carried.take().or_else(|| self.records.next()) else {
+            return Ok(0);
+        };
+        let (prefix, body) = buf.split_at_mut(2);
+        let mut message = Message::start(&self.query, &mut body[..MAX_MESSAGE], self.first);
+        if !message.record(first) {
+            return Err(RecordTooLarge {
+                owner: display(first.0),
+                len: first.0.len() + first.1.len(),
+            });
+        }
+        for record in self.records.by_ref() {
+            if !message.fits(record) || !message.record(record) {
+                self.carried = Some(record);
+                break;
+            }
+        }
+        let len = message.finish();
+        prefix.copy_from_slice(&u16::try_from(len).expect("a message fits").to_be_bytes());
+        self.first = false;
+        Ok(2 + len)
+    }
 }
 
 /// One message of a transfer being filled.
@@ -92,6 +148,10 @@ struct Message<'q, 'b> {
 impl<'q, 'b> Message<'q, 'b> {
     fn start(query: &'q Query<'q>, buf: &'b mut [u8], with_question: bool) -> Self {
         let mut response = Response::new(buf);
+        // Room for the OPT record at the end.
+        if query.edns.is_some() {
+            response.limit_records_to(MAX_MESSAGE - EcsReply::opt_len(None));
+        }
         if with_question {
             response.question(query.question);
         }
@@ -103,43 +163,51 @@ impl<'q, 'b> Message<'q, 'b> {
         }
     }
 
-    /// True when a record fits this message (always true for its first record).
-    fn fits(&self, owner: &[u8], data: &[u8]) -> bool {
+    /// True when a record fits this message's target size (always true for its first).
+    fn fits(&self, (owner, data): Record<'_>) -> bool {
         let opt = self.query.edns.map_or(0, |_| EcsReply::opt_len(None));
         self.response.count(Section::Answer) == 0
             || self.response.written() + owner.len() + data.len() + opt <= MESSAGE_TARGET
     }
 
-    fn record(&mut self, owner: &[u8], data: &[u8]) {
+    /// Adds a record; false when it does not fit the buffer.
+    fn record(&mut self, (owner, data): Record<'_>) -> bool {
         self.response.record(Owner::Name(owner), data);
+        !self.response.overflowed()
     }
 
-    fn finish_into(&mut self, out: &mut Vec<u8>) {
+    /// Writes the OPT record and the header; returns the message's length.
+    fn finish(&mut self) -> usize {
         if let Some(edns) = self.query.edns {
             self.response.opt(MAX_UDP_PAYLOAD, 0, edns.dnssec_ok, None);
         }
-        let len = self.response.finish(Header {
+        self.response.finish(Header {
             id: self.query.id,
             query_flags: self.query.flags,
             authoritative: true,
             truncated: false,
             rcode: 0,
             questions: u16::from(self.with_question),
-        });
-        frame(&self.response.bytes()[..len], out);
-    }
-
-    fn into_buf(self) -> &'b mut [u8] {
-        self.response.into_buf()
+        })
     }
 }
 
-/// A single message with `rcode`, the question and nothing else.
-fn refuse(query: &Query<'_>, rcode: u16, buf: &mut [u8], out: &mut Vec<u8>) -> Outcome {
-    let mut response = Response::new(buf);
+/// A single message with `rcode`, the question and nothing else, framed into `buf`.
+fn refuse<'a>(query: &Query<'_>, rcode: u16, buf: &mut [u8]) -> Transfer<'a> {
+    let (prefix, body) = buf.split_at_mut(2);
+    let mut response = Response::new(&mut body[..MAX_MESSAGE]);
     response.question(query.question);
     if let Some(edns) = query.edns {
         response.opt(MAX_UDP_PAYLOAD, 0, edns.dnssec_ok, None);
+        if let Some(id) = super::nsid().filter(|_| edns.nsid) {
+            response.opt_option(option::NSID, id, MAX_MESSAGE);
+        }
+        // RFC 8914 §4.19 and §4.21: not a listed secondary; no zone with that apex.
+        let extended = match rcode {
+            REFUSED => ede::PROHIBITED,
+            _ => ede::NOT_AUTHORITATIVE,
+        };
+        response.opt_option(option::EDE, &extended.to_be_bytes(), MAX_MESSAGE);
     }
     let len = response.finish(Header {
         id: query.id,
@@ -149,16 +217,15 @@ fn refuse(query: &Query<'_>, rcode: u16, buf: &mut [u8], out: &mut Vec<u8>) -> O
         rcode: rcode as u8,
         questions: 1,
     });
-    frame(&buf[..len], out);
-    Outcome {
-        len,
-        rcode: Some(rcode),
-        ..Outcome::default()
+    prefix.copy_from_slice(&(len as u16).to_be_bytes());
+    Transfer::Refused {
+        rcode,
+        len: 2 + len,
     }
 }
 
-fn frame(message: &[u8], out: &mut Vec<u8>) {
-    let len = u16::try_from(message.len()).expect("a message fits 65535 bytes");
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(message);
+/// An owner name's wire bytes as text, for a log line.
+fn display(wire: &[u8]) -> String {
+    use hickory_proto::serialize::binary::BinDecodable;
+    hickory_proto::rr::Name::from_bytes(wire).map_or_else(|_| "?".into(), |name| name.to_string())
 }

@@ -286,8 +286,10 @@ impl Writer {
                 let task_generations = carry_generations(&base, &config, generation);
                 self.backend.served(revision);
                 let before = self.shared.serving.load().serials();
-                notify_changed(&before, &snapshot, &config, &self.shared.metrics);
+                let changed = notify_changed(&before, &snapshot, &config);
                 self.publish(generation, config, task_generations, Arc::new(snapshot));
+                // Once published: a secondary asks for the SOA as soon as it is notified.
+                crate::dns::notify::spawn(changed, metrics.clone());
                 metrics.reloads_ok.inc();
                 give_back_freed_memory();
                 metrics.config_valid.set(1);
@@ -435,21 +437,20 @@ fn task_changed(
     before != after || group_before != group_after
 }
 
-/// Sends NOTIFY for every zone whose SOA serial `snapshot` changes from `before`, to the
-/// secondaries its site lists by address.
+/// Every zone whose SOA serial `snapshot` changes from `before`, with the secondaries its
+/// site lists by address: who to send NOTIFY to.
 fn notify_changed(
     before: &[(Name, u32)],
     snapshot: &Snapshot,
     config: &load::Config,
-    metrics: &Arc<crate::metrics::Metrics>,
-) {
+) -> Vec<(Name, Vec<std::net::SocketAddr>)> {
     let before: HashMap<&Name, u32> = before.iter().map(|(n, s)| (n, *s)).collect();
     let sites: HashMap<&Name, &LoadedSite> = config
         .sites
         .iter()
         .map(|s| (&s.site.origin, &**s))
         .collect();
-    let changed = snapshot
+    snapshot
         .serials()
         .into_iter()
         .filter(|(origin, serial)| before.get(origin) != Some(serial))
@@ -460,8 +461,7 @@ fn notify_changed(
                 .unwrap_or_default();
             (origin, targets)
         })
-        .collect();
-    crate::dns::notify::spawn(changed, metrics.clone());
+        .collect()
 }
 
 /// Task generations after a reload: unchanged tasks keep theirs.

@@ -130,6 +130,8 @@ pub struct Edns {
     pub version: u8,
     pub dnssec_ok: bool,
     pub ecs: Ecs,
+    /// True when the query carries an NSID option (RFC 5001 §2.1).
+    pub nsid: bool,
 }
 
 /// A query read in place.
@@ -215,6 +217,7 @@ impl<'a> Query<'a> {
                     version,
                     dnssec_ok: flags & 0x80 != 0,
                     ecs: ecs::from_options(rdata),
+                    nsid: has_option(rdata, option::NSID),
                 });
             }
             at += 10 + rdlen;
@@ -225,6 +228,28 @@ impl<'a> Query<'a> {
     pub fn opcode(&self) -> u8 {
         ((self.flags >> 11) & 0xF) as u8
     }
+}
+
+/// EDNS option codes lbdns writes or looks for.
+pub mod option {
+    /// Name Server Identifier (RFC 5001).
+    pub const NSID: u16 = 3;
+    /// Extended DNS Error (RFC 8914).
+    pub const EDE: u16 = 15;
+}
+
+/// True when the OPT RDATA `options` holds an option `code` (well-formed up to it).
+fn has_option(mut options: &[u8], code: u16) -> bool {
+    while let [c0, c1, l0, l1, rest @ ..] = options {
+        if u16::from_be_bytes([*c0, *c1]) == code {
+            return true;
+        }
+        let Some(next) = rest.get(usize::from(u16::from_be_bytes([*l0, *l1]))..) else {
+            return false;
+        };
+        options = next;
+    }
+    false
 }
 
 /// The type the first question asks for, read without reading the rest of the message:
@@ -301,6 +326,8 @@ pub struct Response<'b> {
     /// Where the question's name is, until its labels are put in `names`: only a reply
     /// that compresses a name pays for that (most answer A records with pointers only).
     question_at: Option<usize>,
+    /// Where the OPT record starts, once written.
+    opt_at: Option<usize>,
 }
 
 impl<'b> Response<'b> {
@@ -316,6 +343,7 @@ impl<'b> Response<'b> {
             names: [0; NAME_SLOTS],
             named: 0,
             question_at: None,
+            opt_at: None,
         }
     }
 
@@ -641,9 +669,28 @@ impl<'b> Response<'b> {
         // The OPT record is the last one of every reply, in the room kept for it.
         self.section = Section::Additional;
         self.room = self.buf.len();
+        let at = self.len;
         if self.put(&opt[..len]) {
             self.counts[Section::Additional as usize] += 1;
+            self.opt_at = Some(at);
         }
+    }
+
+    /// Appends the option `code` with `data` to the OPT record, the last one written;
+    /// nothing when there is none, or when the message would pass `limit` bytes.
+    pub fn opt_option(&mut self, code: u16, data: &[u8], limit: usize) {
+        let Some(at) = self.opt_at else { return };
+        let end = self.len + 4 + data.len();
+        if end > limit.min(self.buf.len()) {
+            return;
+        }
+        self.buf[self.len..self.len + 2].copy_from_slice(&code.to_be_bytes());
+        self.buf[self.len + 2..self.len + 4].copy_from_slice(&(data.len() as u16).to_be_bytes());
+        self.buf[self.len + 4..end].copy_from_slice(data);
+        self.len = end;
+        // The OPT record's RDLENGTH: everything after its fixed 11 bytes.
+        let rdlen = (end - at - 11) as u16;
+        self.buf[at + 9..at + 11].copy_from_slice(&rdlen.to_be_bytes());
     }
 
     /// The message as written so far.
