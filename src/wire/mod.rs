@@ -879,6 +879,71 @@ mod tests {
         assert_eq!(records[1][13], 2);
     }
 
+    /// RFC 1035 §4.1.4: NS and SOA names point to the longest suffix already written, in
+    /// any case; an SRV target (RFC 2782) and a DNAME target (RFC 6672 §2.5) do not; a
+    /// glue owner points into the NS RDATA; a dropped record's names are not pointed to.
+    #[test]
+    fn names_are_compressed_where_rfc_3597_allows() {
+        let mut buf = [0u8; 512];
+        let mut r = Response::new(&mut buf);
+        // The question: www.Example.COM. A IN, at 12; "example.com." starts at 16.
+        r.question(b"\x03www\x07Example\x03COM\x00\x00\x01\x00\x01");
+        let header = |rtype: u16, rdata: &[u8]| {
+            let mut data = rtype.to_be_bytes().to_vec();
+            data.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            data.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            data.extend_from_slice(rdata);
+            data
+        };
+        let ns = header(rtype::NS, b"\x03ns1\x07example\x03com\x00");
+        let at = r.record(Owner::At(12), &ns);
+        assert_eq!(&r.bytes()[at - 2..], b"\x00\x06\x03ns1\xc0\x10");
+        let srv = header(
+            rtype::SRV,
+            b"\x00\x01\x00\x02\x00\x03\x03ns1\x07example\x03com\x00",
+        );
+        let at = r.record(Owner::At(12), &srv);
+        assert_eq!(&r.bytes()[at..], &srv[10..]);
+        let dname = header(rtype::DNAME, b"\x07example\x03com\x00");
+        let at = r.record(Owner::At(12), &dname);
+        assert_eq!(&r.bytes()[at..], &dname[10..]);
+        // Glue: its owner is the NS target, already written after the first record's owner.
+        let glue = [
+            b"\x03ns1\x07example\x03com\x00".as_slice(),
+            &header(rtype::A, &[192, 0, 2, 1]),
+        ]
+        .concat();
+        let before = r.written();
+        r.whole_records(&glue, 1);
+        assert_eq!(
+            &r.bytes()[before..before + 2],
+            &(0xC000u16 | 45).to_be_bytes()
+        );
+        // SOA: both names compressed, the numbers after them copied.
+        let soa = header(
+            rtype::SOA,
+            &[
+                b"\x03ns2\x07example\x03com\x00".as_slice(),
+                b"\x02hm\x03ns2\x07example\x03com\x00",
+                &[7; 20],
+            ]
+            .concat(),
+        );
+        let at = r.record(Owner::At(16), &soa);
+        let mut want = b"\x03ns2\xc0\x10\x02hm".to_vec();
+        want.extend_from_slice(&(0xC000u16 | at as u16).to_be_bytes());
+        want.extend_from_slice(&[7; 20]);
+        assert_eq!(&r.bytes()[at..], &want[..]);
+        assert_eq!(
+            u16::from_be_bytes([r.bytes()[at - 2], r.bytes()[at - 1]]) as usize,
+            want.len()
+        );
+        // Truncated back to the question, nothing after it is pointed to.
+        r.truncate_to(33);
+        let at = r.record(Owner::At(12), &ns);
+        assert_eq!(&r.bytes()[at..], b"\x03ns1\xc0\x10");
+    }
+
     #[test]
     fn a_record_that_does_not_fit_is_left_out_whole() {
         let mut buf = [0u8; 30];
