@@ -535,6 +535,15 @@ impl<'b> Response<'b> {
     pub fn record(&mut self, owner: Owner<'_>, data: &[u8]) -> usize {
         let (start, named) = (self.len, self.named);
         let rtype = u16::from_be_bytes([data[0], data[1]]);
+        if !compressible(rtype) {
+            // Most answers (A, AAAA, TXT): copied in one piece.
+            if !(self.put_owner(owner) && self.put(data)) {
+                (self.len, self.named) = (start, named);
+                return 0;
+            }
+            self.counts[self.section as usize] += 1;
+            return self.len - data.len() + 10;
+        }
         let written = self.put_owner(owner) && self.put(&data[..10]);
         let rdata_at = self.len;
         if !(written && self.put_rdata(rtype, &data[10..])) {
@@ -779,6 +788,12 @@ pub struct Header {
     /// The low four bits of the RCODE; the rest goes in the OPT record.
     pub rcode: u8,
     pub questions: u16,
+}
+
+/// Whether RDATA of `rtype` has names a reply may compress (RFC 3597 §4): NS, MD, MF,
+/// CNAME, SOA, MB, MG, MR, PTR, MINFO and MX.
+fn compressible(rtype: u16) -> bool {
+    matches!(rtype, 2..=9 | 12 | 14 | 15)
 }
 
 /// The length of the uncompressed wire name at the start of `bytes`, if there is one.
