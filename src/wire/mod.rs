@@ -435,10 +435,10 @@ impl<'b> Response<'b> {
 
     /// Where the name `name` (uncompressed wire form, valid) is already in the message.
     fn find(&self, name: &[u8]) -> Option<u16> {
-        self.names[..self.named]
-            .iter()
-            .copied()
-            .find(|&at| self.same_name(usize::from(at), name))
+        // Every entry starts with a label's length: most are told apart by that byte.
+        self.names[..self.named].iter().copied().find(|&at| {
+            self.buf[usize::from(at)] == name[0] && self.same_name(usize::from(at), name)
+        })
     }
 
     /// True when the name at `at` in the message, pointers followed, is `name`, ASCII
