@@ -587,10 +587,17 @@ mod tests {
             "01 01 000c 04 aabbccdd 14 174eb2409fe28bcb4887a1836f957f0a8425e27b
              0007 2201 0000 0002 90",
         );
-        assert_eq!(
-            served(&zone, "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.example.com.", 50),
-            [wire(50, 300, &nsec3)]
-        );
+        // NSEC3 owners are not names of the zone (RFC 5155 §7.2.8): the record is kept
+        // apart, for denial and transfers.
+        let hashed = Name::from_ascii("0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.example.com.").unwrap();
+        let hashed = hashed.to_bytes().unwrap();
+        assert!(zone.node(&hashed).is_none());
+        let transferred: Vec<&[u8]> = zone
+            .records()
+            .filter(|(owner, _)| *owner == &hashed[..])
+            .map(|(_, record)| record)
+            .collect();
+        assert_eq!(transferred, [&wire(50, 300, &nsec3)[..]]);
         assert_eq!(
             served(&zone, "example.com.", 51),
             [wire(51, 300, &hex("01 00 000c 04 aabbccdd"))]
@@ -727,7 +734,15 @@ mod tests {
             "m 100 A 192.0.2.1\n",
             "m 50 A 192.0.2.2\n",
             "m 200 A 192.0.2.3\n",
+            "m 100 RRSIG A 13 3 100 20300101000000 20200101000000 1 example.com. AAAA\n",
+            "m 300 RRSIG TXT 13 3 300 20300101000000 20200101000000 1 example.com. AAAA\n",
         ));
+        // RRSIGs keep their own TTLs: each is its covered RRset's (RFC 4034 §3).
+        let ttls: Vec<u32> = served(&zone, "m.example.com.", 46)
+            .iter()
+            .map(|r| u32::from_be_bytes(r[4..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(ttls, [100, 300]);
         assert!(zone.node(b"\x07example\x03net\x00").is_none());
         assert_eq!(served(&zone, "after.example.com.", 1).len(), 1);
         assert_eq!(
