@@ -14,7 +14,8 @@ use common::{QueryExt, Server, Site, read};
 use hickory_proto::op::Message;
 use hickory_proto::rr::{RData, RecordType};
 
-/// Records of the large zone: about 6.5 MB in transfer messages, as in the issue.
+/// Records of the large zone: about 6.5 MB of records as in the issue, 5.8 MB in transfer
+/// messages once owner names are compressed.
 const RECORDS: usize = 72_000;
 
 /// A zone of `RECORDS` TXT records besides its SOA, NS and glue (3 records).
@@ -143,7 +144,7 @@ fn a_slow_secondary_completes_a_large_transfer() {
     );
     assert!(received.complete, "transfer cut: {received:?}");
     assert_eq!(received.records, RECORDS + 3 + 1);
-    assert!(received.bytes > 6_000_000, "{received:?}");
+    assert!(received.bytes > 5_500_000, "{received:?}");
     assert_eq!(sent(&server, "sent"), 1.0);
 }
 
@@ -214,7 +215,7 @@ fn pipelined_transfers_on_many_connections_hold_bounded_memory() {
          in {took:?}: VmHWM +{grew_mb} MB; a TCP query meanwhile took {latency:?}"
     );
     // A transfer holds one message (at most 64 KB) at a time. Encoding each zone whole
-    // first holds 6.5 MB a connection at least, 130 MB with every pipelined one.
+    // first holds 5.8 MB a connection at least, 115 MB with every pipelined one.
     assert!(grew_mb < 24, "VmHWM grew by {grew_mb} MB");
     assert_eq!(sent(&server, "sent"), transfers as f64);
 }
