@@ -8,8 +8,9 @@
 //! - [`pick`]: walk the route's levels to the first with usable origins and draw
 //!   `answers` distinct origins by weight, with health as an input.
 //!
-//! [`select`] is the two in one. Nothing here knows DNS wire types, takes a lock or
-//! allocates.
+//! [`select`] is the two in one. [`serving`] comes before both: which group of a task's
+//! fallback chain answers (SPEC §12), the first with `min_up` usable origins. Nothing
+//! here knows DNS wire types, takes a lock or allocates.
 //!
 //! The fallback order, applied in passes until one yields an origin:
 //! 1. usable (up) origins with a positive weight, level by level;
@@ -66,6 +67,8 @@ impl Candidates {
 #[derive(Debug)]
 pub struct CompiledGroup {
     policy: Policy,
+    /// Usable origins of a family below which the group hands over to its fallback.
+    min_up: u32,
     weights: Vec<u32>,
     v4: Candidates,
     v6: Candidates,
@@ -77,6 +80,7 @@ impl CompiledGroup {
     pub fn new(group: &OriginGroup) -> Self {
         let mut compiled = Self {
             policy: group.policy,
+            min_up: group.fallback.min_up,
             weights: group.origins.iter().map(|o| o.weight).collect(),
             v4: Candidates::default(),
             v6: Candidates::default(),
@@ -130,6 +134,19 @@ impl CompiledGroup {
     /// True when the group has origins that can answer `family`.
     pub fn serves(&self, family: Family) -> bool {
         !self.candidates(family).all.is_empty()
+    }
+
+    /// True when at least `min_up` origins of `family` are usable: the group answers
+    /// rather than its fallback (SPEC §12). Drained origins count: they are usable.
+    pub fn has_enough_up(&self, family: Family, is_up: impl Fn(u16) -> bool) -> bool {
+        let mut up = 0;
+        for &i in &self.candidates(family).all {
+            up += u32::from(is_up(i));
+            if up >= self.min_up {
+                return true;
+            }
+        }
+        false
     }
 
     fn candidates(&self, family: Family) -> &Candidates {
@@ -303,6 +320,46 @@ pub fn pick<R: Rng + ?Sized>(
     }
     selection.scope = route.scope();
     selection
+}
+
+/// Where a query is answered along a fallback chain (SPEC §12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// The group at this index of the chain (0: the task's own).
+    Group(usize),
+    /// Some group serves the family, but none has `min_up` usable origins.
+    AllDown,
+    /// No group of the chain has origins of the family: the task's own group answers
+    /// (with no records, NODATA).
+    NotServed,
+}
+
+/// The first group of `chain` with enough usable origins of `family`; groups with no
+/// origins of the family are passed over.
+///
+/// # Arguments
+///
+/// * `chain` - the task's group, then each fallback in turn.
+/// * `is_up` - health of origin `i` of the chain's group `g`, as `is_up(g, i)`.
+pub fn serving<'a>(
+    chain: impl IntoIterator<Item = &'a CompiledGroup>,
+    family: Family,
+    is_up: impl Fn(usize, u16) -> bool,
+) -> Serving {
+    let mut served = false;
+    for (g, group) in chain.into_iter().enumerate() {
+        if !group.serves(family) {
+            continue;
+        }
+        served = true;
+        if group.has_enough_up(family, |i| is_up(g, i)) {
+            return Serving::Group(g);
+        }
+    }
+    match served {
+        true => Serving::AllDown,
+        false => Serving::NotServed,
+    }
 }
 
 /// [`route`] then [`pick`]: up to `answers` distinct origins of `family` for `client`.
@@ -494,6 +551,7 @@ mod tests {
             policy,
             origins,
             health_check: None,
+            fallback: Default::default(),
         })
     }
 
@@ -891,6 +949,51 @@ mod tests {
         let g = group(Policy::Region, vec![cn]);
         let db = geoip();
         assert_eq!(origin_and_scope(&g, client("216.160.83.56"), &db).0, 0);
+    }
+
+    #[test]
+    fn the_first_group_with_min_up_usable_origins_serves() {
+        let with_min_up = |origins: Vec<Origin>, min_up| {
+            CompiledGroup::new(&OriginGroup {
+                name: "g".into(),
+                policy: Policy::Weight,
+                origins,
+                health_check: None,
+                fallback: crate::site::Fallback {
+                    min_up,
+                    ..Default::default()
+                },
+            })
+        };
+        // Two of three v4 origins needed; the backup has one v4 and one v6 origin; the
+        // last has v6 only.
+        let chain = [
+            with_min_up(
+                vec![
+                    origin("192.0.2.1", 1),
+                    origin("192.0.2.2", 0),
+                    origin("192.0.2.3", 1),
+                ],
+                2,
+            ),
+            with_min_up(vec![origin("192.0.2.9", 1), origin("2001:db8::9", 1)], 1),
+            with_min_up(vec![origin("2001:db8::1", 1)], 1),
+        ];
+        let down = |list: &'static [(usize, u16)]| move |g, i| !list.contains(&(g, i));
+        let v4 = |up| serving(&chain, Family::V4, up);
+        assert_eq!(v4(down(&[])), Serving::Group(0));
+        // A drained origin up counts as usable.
+        assert_eq!(v4(down(&[(0, 0)])), Serving::Group(0));
+        assert_eq!(v4(down(&[(0, 0), (0, 1)])), Serving::Group(1));
+        // The last group has no v4 origin: it is passed over, the chain is down.
+        assert_eq!(v4(down(&[(0, 0), (0, 1), (1, 0)])), Serving::AllDown);
+        // v6 is counted on its own: the head has none, so the backup serves AAAA.
+        assert_eq!(serving(&chain, Family::V6, down(&[])), Serving::Group(1));
+        assert_eq!(
+            serving(&chain, Family::V6, down(&[(1, 1)])),
+            Serving::Group(2)
+        );
+        assert_eq!(serving(&chain, Family::Name, down(&[])), Serving::NotServed);
     }
 
     #[test]
