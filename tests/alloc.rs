@@ -227,7 +227,8 @@ fn answering_allocates_nothing() {
 }
 
 /// A group whose origins are down hands over to its fallback, or answers SERVFAIL or
-/// NODATA when the whole chain is down (SPEC §12), without allocating either.
+/// NODATA when the whole chain is down (SPEC §12), and a sticky task hashes its client,
+/// without allocating.
 #[test]
 fn fallback_chains_allocate_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,7 +236,7 @@ fn fallback_chains_allocate_nothing() {
     let zone = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n";
     let check = "    health_check: {type: tcp, port: 9}\n";
     let site = format!(
-        "origin_groups:\n  p:\n{check}    fallback: b\n    origins:\n    - address: 192.0.2.1\n  s:\n{check}    when_all_down: servfail\n    origins:\n    - address: 192.0.2.2\n  n:\n{check}    when_all_down: nodata\n    origins:\n    - address: 192.0.2.3\n  b:\n    origins:\n    - address: 192.0.2.9\ntasks:\n- hostname: fb.example.com\n  origin_group: p\n- hostname: sf.example.com\n  origin_group: s\n- hostname: nd.example.com\n  origin_group: n\n"
+        "origin_groups:\n  p:\n{check}    fallback: b\n    origins:\n    - address: 192.0.2.1\n  s:\n{check}    when_all_down: servfail\n    origins:\n    - address: 192.0.2.2\n  n:\n{check}    when_all_down: nodata\n    origins:\n    - address: 192.0.2.3\n  b:\n    origins:\n    - address: 192.0.2.9\ntasks:\n- hostname: fb.example.com\n  origin_group: p\n- hostname: sf.example.com\n  origin_group: s\n- hostname: nd.example.com\n  origin_group: n\n- hostname: st.example.com\n  origin_group: b\n  stickiness: client_subnet\n"
     );
     std::fs::write(dir.path().join("zones/example.com.zone"), zone).unwrap();
     std::fs::write(dir.path().join("zones/example.com.lb.yaml"), &site).unwrap();
@@ -258,6 +259,7 @@ fn fallback_chains_allocate_nothing() {
         ("fb.example.com.", 0, Some("192.0.2.9")),
         ("sf.example.com.", 2, None),
         ("nd.example.com.", 0, None),
+        ("st.example.com.", 0, Some("192.0.2.9")),
     ] {
         let packet = query(name, RecordType::A, None);
         let mut len = respond(

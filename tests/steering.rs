@@ -315,3 +315,55 @@ fn check_refuses_cycles_unknown_groups_and_mixed_chains_naming_the_chain() {
     let out = site.check();
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+#[test]
+fn a_sticky_task_gives_a_client_prefix_the_same_origin_with_its_prefix_as_scope() {
+    require_tool(&["dig"], "dnsutils");
+    let origins: String = (1..=8)
+        .map(|i| format!("    - address: 192.0.2.{i}\n"))
+        .collect();
+    let yaml = format!(
+        "origin_groups:\n  web:\n    origins:\n{origins}tasks:\n- hostname: www.example.com\n  origin_group: web\n  stickiness: client_subnet\n"
+    );
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", &yaml)]);
+    let server = site.serve();
+    let answer = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("www.example.com.") && l.contains("\tA\t"))
+            .unwrap_or_else(|| panic!("no A record: {out}"))
+            .to_owned()
+    };
+    let first = server.dig(&["+subnet=198.51.100.77/32", "www.example.com", "A"]);
+    assert!(
+        first.contains("; CLIENT-SUBNET: 198.51.100.77/32/24"),
+        "{first}"
+    );
+    // The same /24 from another address, twice: the same origin, scope /24.
+    for _ in 0..2 {
+        let again = server.dig(&["+subnet=198.51.100.0/24", "www.example.com", "A"]);
+        assert!(
+            again.contains("; CLIENT-SUBNET: 198.51.100.0/24/24"),
+            "{again}"
+        );
+        assert_eq!(answer(&again), answer(&first));
+    }
+    // Many prefixes: each keeps its origin, and they do not all get one.
+    let mut seen = BTreeSet::new();
+    for n in 0..64 {
+        let ecs = format!("10.{n}.0.0/24");
+        let ask = || {
+            let reply = server.udp(&query_edns(
+                "www.example.com.",
+                RecordType::A,
+                1232,
+                Some(&ecs),
+            ));
+            assert_eq!(ecs_of(&reply).map(|e| e.2), Some(24), "{reply}");
+            answers(&reply)
+        };
+        let one = ask();
+        assert_eq!(one, ask(), "{ecs}");
+        seen.extend(one);
+    }
+    assert!(seen.len() > 4, "64 prefixes over 8 equal origins: {seen:?}");
+}

@@ -286,6 +286,8 @@ pub struct Task {
     pub ttl: u32,
     pub answers: u32,
     pub enabled: bool,
+    /// Picks by rendezvous hashing of the client's prefix (`stickiness: client_subnet`).
+    pub sticky: bool,
     /// Line of the task in its site file, for later errors (e.g. below a zone cut).
     pub line: Option<u64>,
 }
@@ -1215,6 +1217,7 @@ fn validate_task(
         ttl: *spec.ttl,
         answers: *spec.answers,
         enabled: *spec.enabled,
+        sticky: spec.stickiness.is_some(),
         line: spec.line,
     })
 }

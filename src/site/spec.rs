@@ -273,6 +273,18 @@ pub struct TaskSpec {
     /// A disabled task leaves the zone's own records answering.
     #[serde(default = "default_enabled")]
     pub enabled: Lined<bool>,
+    /// How weighted picks follow a client (SPEC §12); absent, each query draws anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<Lined<Stickiness>>,
+}
+
+/// How a task's weighted picks follow a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stickiness {
+    /// Rendezvous hashing of the client's prefix (/24 IPv4, /56 IPv6, or the ECS source
+    /// prefix when shorter): a client keeps its origin.
+    ClientSubnet,
 }
 
 fn default_ttl() -> Lined<u32> {

@@ -9,7 +9,7 @@ use super::data::Node;
 use super::tasks::{CompiledTask, Tasks};
 use super::{CompiledZone, Resolution};
 use crate::geoip::GeoIp;
-use crate::select::{Client, Family, Serving, pick, route, serving};
+use crate::select::{Client, Family, Serving, pick, pick_sticky, route, serving};
 use crate::site::WhenAllDown;
 use crate::wire::{Owner, Records, Response, Section, WireName, rtype, wildcard_of};
 
@@ -243,7 +243,10 @@ fn answer_task<'z, R: Rng + ?Sized>(
         }
     };
     let mut route = route(&link.group, family, ctx.client, ctx.geoip);
-    let selection = pick(&mut route, |i| link.is_up(i), task.answers, ctx.rng);
+    let selection = match task.sticky {
+        true => pick_sticky(&mut route, |i| link.is_up(i), task.answers),
+        false => pick(&mut route, |i| link.is_up(i), task.answers, ctx.rng),
+    };
     let resolution = &mut ctx.resolution;
     resolution.scope = resolution.scope.max(selection.scope);
     if selection.failed_open {

@@ -31,6 +31,8 @@ pub struct Tasks {
 pub struct CompiledTask {
     pub answers: u32,
     pub cname: bool,
+    /// Picks by rendezvous hashing of the client's prefix (SPEC §12 stickiness).
+    pub sticky: bool,
     /// The task's group, then each group of its fallback chain (SPEC §12).
     pub chain: Box<[Link]>,
     /// What the task answers when no group of the chain has enough usable origins.
@@ -137,6 +139,7 @@ impl Tasks {
         self.tasks.push(CompiledTask {
             answers: task.answers,
             cname: group.is_cname(),
+            sticky: task.sticky,
             chain,
             when_all_down,
             all_down: health.fallback_counter(&site_name, &group.name, "all_down", all_down_to),
