@@ -367,3 +367,49 @@ fn a_sticky_task_gives_a_client_prefix_the_same_origin_with_its_prefix_as_scope(
     }
     assert!(seen.len() > 4, "64 prefixes over 8 equal origins: {seen:?}");
 }
+
+#[test]
+fn the_api_refuses_a_fallback_cycle_naming_the_chain_and_shows_the_keys() {
+    let site = chain_site();
+    let server = site.serve();
+    let put = |name: &str, body: &str| {
+        server
+            .http("PUT", &format!("{GROUPS}/{name}"), Some(body))
+            .expect("the API answers")
+    };
+    let (status, body) = put(
+        "b",
+        r#"{"fallback": "c", "min_up": 1, "when_all_down": "nodata", "origins": [{"address": "192.0.2.2"}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    // c -> a -> ... a does not fall back yet: fine. Closing the loop through a is refused.
+    let (status, body) = put(
+        "a",
+        r#"{"fallback": "b", "origins": [{"address": "192.0.2.1"}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put(
+        "c",
+        r#"{"fallback": "a", "origins": [{"address": "192.0.2.3"}]}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("a -> b -> c -> a is a cycle"), "{body}");
+    let b = group(&server, "b");
+    assert_eq!(
+        (
+            &b["fallback"],
+            &b["min_up"],
+            &b["when_all_down"],
+            &b["serving"]
+        ),
+        (
+            &Value::from("c"),
+            &Value::from(1),
+            &Value::from("nodata"),
+            &Value::from("b")
+        ),
+        "{b}"
+    );
+    // The refused change left c as it was.
+    assert_eq!(group(&server, "c")["fallback"], Value::Null);
+}
