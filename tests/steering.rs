@@ -413,3 +413,28 @@ fn the_api_refuses_a_fallback_cycle_naming_the_chain_and_shows_the_keys() {
     // The refused change left c as it was.
     assert_eq!(group(&server, "c")["fallback"], Value::Null);
 }
+
+#[test]
+fn a_fallback_routing_by_country_needs_a_geoip_database_like_the_tasks_group() {
+    let site = chain_site();
+    let text = read(&site.path().join("zones/example.com.lb.yaml"))
+        .replace("  a:\n    origins:", "  a:\n    fallback: b\n    origins:")
+        .replace(
+            "  b:\n    origins:\n    - address: 192.0.2.2\n",
+            "  b:\n    policy: region\n    origins:\n    - address: 192.0.2.2\n      countries: [CN]\n",
+        );
+    site.write("example.com.lb.yaml", &text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["check", "--dir"])
+        .arg(site.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("needs a GeoIP database"),
+        "{}",
+        describe(&out)
+    );
+    // With one, it loads.
+    assert!(site.check().status.success(), "{}", describe(&site.check()));
+}
