@@ -162,7 +162,12 @@ pub fn load(
     for (origin, path) in &zone_files {
         // Each zone is compiled as it is read; no parsed copy of its records is kept.
         match zone::load(path, origin) {
-            Ok(zone) => zones.push(Arc::new(zone)),
+            Ok(zone) => {
+                for warning in &zone.warnings {
+                    tracing::warn!("{warning}");
+                }
+                zones.push(Arc::new(zone));
+            }
             Err(e) => errors.push(e.to_string()),
         }
     }
