@@ -262,10 +262,13 @@ pub fn site_path(zones_dir: &Path, origin: &Name) -> PathBuf {
 }
 
 fn uses_geoip(site: &Site, task: &site::Task) -> bool {
+    // A fallback group routes by region as much as the task's own.
     site.group(&task.origin_group).is_some_and(|g| {
-        g.origins
-            .iter()
-            .any(|o| !o.countries.is_empty() || !o.continents.is_empty())
+        site.chain(g).iter().any(|g| {
+            g.origins
+                .iter()
+                .any(|o| !o.countries.is_empty() || !o.continents.is_empty())
+        })
     })
 }
 

@@ -153,6 +153,9 @@ pub struct Metrics {
     health_checks: Family<OriginResult, Counter>,
     health_transitions: Family<OriginResult, Counter>,
     failed_open_by_group: Family<SiteGroup, Counter>,
+    /// Answers not from a task's own group (SPEC §12): `to` is the fallback group that
+    /// answered, or `servfail`, `nodata`, `fail_open` when the whole chain was down.
+    fallback_by_group: Family<Fallback, Counter>,
     /// DNS over TCP connections.
     pub dns_conns: ConnMetrics,
     /// Management API connections.
@@ -182,6 +185,9 @@ pub struct Metrics {
 type Origin = [(&'static str, String); 3];
 type OriginResult = [(&'static str, String); 4];
 type SiteGroup = [(&'static str, String); 2];
+/// Site, group, kind (`group` or `all_down`) and where the answer came from: bounded by
+/// the site's groups and chains of at most 8.
+type Fallback = [(&'static str, String); 4];
 
 /// The metrics of one checked origin, held by its checker.
 #[derive(Clone, Default)]
@@ -305,6 +311,12 @@ impl Metrics {
             "Answers drawn from a group none of whose origins was up (fail open), by site and group",
             failed_open_by_group.clone(),
         );
+        let fallback_by_group = Family::<Fallback, Counter>::default();
+        registry.register(
+            "fallback",
+            "Answers not from a task's own group, by site, group, kind (group: a fallback group answered; all_down: the whole chain was down) and to (the group, or servfail, nodata, fail_open)",
+            fallback_by_group.clone(),
+        );
         let (dns_conns, api_conns) = conn_metrics(&mut registry);
         let malformed_family = Family::<Labels, Counter>::default();
         let malformed = members(
@@ -378,6 +390,7 @@ impl Metrics {
             health_checks,
             health_transitions,
             failed_open_by_group,
+            fallback_by_group,
             dns_conns,
             api_conns,
             malformed,
@@ -452,6 +465,19 @@ impl Metrics {
     pub fn failed_open_for(&self, site: &str, group: &str) -> Counter {
         self.failed_open_by_group
             .get_or_create(&[("site", site.to_owned()), ("group", group.to_owned())])
+            .clone()
+    }
+
+    /// The counter of answers of `group`'s tasks that came from `to` (SPEC §12), created
+    /// now; the query path increments it.
+    pub fn fallback_for(&self, site: &str, group: &str, kind: &str, to: &str) -> Counter {
+        self.fallback_by_group
+            .get_or_create(&[
+                ("site", site.to_owned()),
+                ("group", group.to_owned()),
+                ("kind", kind.to_owned()),
+                ("to", to.to_owned()),
+            ])
             .clone()
     }
 

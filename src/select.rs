@@ -8,8 +8,9 @@
 //! - [`pick`]: walk the route's levels to the first with usable origins and draw
 //!   `answers` distinct origins by weight, with health as an input.
 //!
-//! [`select`] is the two in one. Nothing here knows DNS wire types, takes a lock or
-//! allocates.
+//! [`select`] is the two in one. [`serving`] comes before both: which group of a task's
+//! fallback chain answers (SPEC §12), the first with `min_up` usable origins. Nothing
+//! here knows DNS wire types, takes a lock or allocates.
 //!
 //! The fallback order, applied in passes until one yields an origin:
 //! 1. usable (up) origins with a positive weight, level by level;
@@ -66,7 +67,12 @@ impl Candidates {
 #[derive(Debug)]
 pub struct CompiledGroup {
     policy: Policy,
+    /// Usable origins of a family below which the group hands over to its fallback.
+    min_up: u32,
     weights: Vec<u32>,
+    /// A stable hash of each origin's address: its identity for rendezvous hashing, so
+    /// reordering the origins moves no client.
+    ids: Vec<u64>,
     v4: Candidates,
     v6: Candidates,
     names: Candidates,
@@ -77,7 +83,13 @@ impl CompiledGroup {
     pub fn new(group: &OriginGroup) -> Self {
         let mut compiled = Self {
             policy: group.policy,
+            min_up: group.fallback.min_up,
             weights: group.origins.iter().map(|o| o.weight).collect(),
+            ids: group
+                .origins
+                .iter()
+                .map(|o| fnv1a(o.target.to_string().as_bytes()))
+                .collect(),
             v4: Candidates::default(),
             v6: Candidates::default(),
             names: Candidates::default(),
@@ -130,6 +142,19 @@ impl CompiledGroup {
     /// True when the group has origins that can answer `family`.
     pub fn serves(&self, family: Family) -> bool {
         !self.candidates(family).all.is_empty()
+    }
+
+    /// True when at least `min_up` origins of `family` are usable: the group answers
+    /// rather than its fallback (SPEC §12). Drained origins count: they are usable.
+    pub fn has_enough_up(&self, family: Family, is_up: impl Fn(u16) -> bool) -> bool {
+        let mut up = 0;
+        for &i in &self.candidates(family).all {
+            up += u32::from(is_up(i));
+            if up >= self.min_up {
+                return true;
+            }
+        }
+        false
     }
 
     fn candidates(&self, family: Family) -> &Candidates {
@@ -268,6 +293,100 @@ pub fn pick<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Selection {
     let weights = &route.group.weights;
+    let selection = pick_with(route, is_up, answers, |members, eligible| {
+        draw(members, weights, eligible, rng)
+    });
+    Selection {
+        scope: route.scope(),
+        ..selection
+    }
+}
+
+/// Most bits of a client's address that [`pick_sticky`] hashes: a /24 or a /56, the
+/// networks one site or customer usually holds.
+pub const STICKY_V4: u8 = 24;
+pub const STICKY_V6: u8 = 56;
+
+/// [`pick`] by rendezvous (highest random weight) hashing of the client's prefix
+/// instead of a random draw (SPEC §12 `stickiness: client_subnet`): each origin scores
+/// `weight / -ln(u)`, `u` uniform in (0, 1) from a hash of the prefix and the origin,
+/// and the highest scores answer. An origin wins a share of prefixes proportional to its
+/// weight, and a weight change moves only the prefixes it must. The scope is the prefix
+/// length hashed, or the route's when that is longer.
+pub fn pick_sticky(route: &mut Route<'_>, is_up: impl Fn(u16) -> bool, answers: u32) -> Selection {
+    let (key, len) = sticky_key(&route.client);
+    let group = route.group;
+    let selection = pick_with(route, is_up, answers, |members, eligible| {
+        let uniform = !members
+            .iter()
+            .any(|&i| eligible(i) && group.weights[usize::from(i)] > 0);
+        let mut best: Option<(f64, u16)> = None;
+        for &i in members.iter().filter(|&&i| eligible(i)) {
+            let weight = match uniform {
+                true => 1.0,
+                false => f64::from(group.weights[usize::from(i)]),
+            };
+            let hash = mix(key ^ mix(group.ids[usize::from(i)]));
+            // 53 bits, shifted off 0: ln is finite and negative.
+            let u = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let score = weight / -u.ln();
+            if best.is_none_or(|(b, _)| score > b) {
+                best = Some((score, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    });
+    Selection {
+        scope: route.scope().max(len).min(route.client.source_prefix),
+        ..selection
+    }
+}
+
+/// The prefix of `client` that sticky picks hash, as one number, and its length: the
+/// ECS source prefix capped at /24 (IPv4) or /56 (IPv6), else the source address's /24
+/// or /56 (a query with ECS source prefix 0 is answered from its source address).
+fn sticky_key(client: &Client) -> (u64, u8) {
+    let cap = match client.addr {
+        IpAddr::V4(_) => STICKY_V4,
+        IpAddr::V6(_) => STICKY_V6,
+    };
+    let len = match client.source_prefix {
+        0 => cap,
+        n => n.min(cap),
+    };
+    let bits = match client.addr {
+        IpAddr::V4(a) => u64::from(u32::from(a)) << 32,
+        IpAddr::V6(a) => (u128::from(a) >> 64) as u64,
+    };
+    let masked = bits.checked_shr(64 - u32::from(len)).unwrap_or(0);
+    let family = u64::from(client.addr.is_ipv6());
+    (mix(masked ^ mix(u64::from(len) | family << 8)), len)
+}
+
+/// SplitMix64's finalizer: a stable, well-spread 64-bit mix.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a: a stable hash of an origin's address, the same in every build and node.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The passes of [`pick`], with `choose` picking one origin among a level's members
+/// that pass the given filter.
+fn pick_with(
+    route: &mut Route<'_>,
+    is_up: impl Fn(u16) -> bool,
+    answers: u32,
+    mut choose: impl FnMut(&[u16], &dyn Fn(u16) -> bool) -> Option<u16>,
+) -> Selection {
+    let weights = &route.group.weights;
     let mut selection = Selection {
         picked: [0; MAX_ANSWERS as usize],
         len: 0,
@@ -286,8 +405,9 @@ pub fn pick<R: Rng + ?Sized>(
             }
             selection.failed_open = !need_up;
             while selection.len < want {
-                let fresh = |i: u16| eligible(i) && !selection.origins().contains(&i);
-                let Some(i) = draw(members, weights, fresh, rng) else {
+                let picked = &selection.picked[..selection.len];
+                let fresh = |i: u16| eligible(i) && !picked.contains(&i);
+                let Some(i) = choose(members, &fresh) else {
                     break;
                 };
                 selection.picked[selection.len] = i;
@@ -301,8 +421,47 @@ pub fn pick<R: Rng + ?Sized>(
             }
         }
     }
-    selection.scope = route.scope();
     selection
+}
+
+/// Where a query is answered along a fallback chain (SPEC §12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// The group at this index of the chain (0: the task's own).
+    Group(usize),
+    /// Some group serves the family, but none has `min_up` usable origins.
+    AllDown,
+    /// No group of the chain has origins of the family: the task's own group answers
+    /// (with no records, NODATA).
+    NotServed,
+}
+
+/// The first group of `chain` with enough usable origins of `family`; groups with no
+/// origins of the family are passed over.
+///
+/// # Arguments
+///
+/// * `chain` - the task's group, then each fallback in turn.
+/// * `is_up` - health of origin `i` of the chain's group `g`, as `is_up(g, i)`.
+pub fn serving<'a>(
+    chain: impl IntoIterator<Item = &'a CompiledGroup>,
+    family: Family,
+    is_up: impl Fn(usize, u16) -> bool,
+) -> Serving {
+    let mut served = false;
+    for (g, group) in chain.into_iter().enumerate() {
+        if !group.serves(family) {
+            continue;
+        }
+        served = true;
+        if group.has_enough_up(family, |i| is_up(g, i)) {
+            return Serving::Group(g);
+        }
+    }
+    match served {
+        true => Serving::AllDown,
+        false => Serving::NotServed,
+    }
 }
 
 /// [`route`] then [`pick`]: up to `answers` distinct origins of `family` for `client`.
@@ -494,6 +653,7 @@ mod tests {
             policy,
             origins,
             health_check: None,
+            fallback: Default::default(),
         })
     }
 
@@ -891,6 +1051,156 @@ mod tests {
         let g = group(Policy::Region, vec![cn]);
         let db = geoip();
         assert_eq!(origin_and_scope(&g, client("216.160.83.56"), &db).0, 0);
+    }
+
+    #[test]
+    fn the_first_group_with_min_up_usable_origins_serves() {
+        let with_min_up = |origins: Vec<Origin>, min_up| {
+            CompiledGroup::new(&OriginGroup {
+                name: "g".into(),
+                policy: Policy::Weight,
+                origins,
+                health_check: None,
+                fallback: crate::site::Fallback {
+                    min_up,
+                    ..Default::default()
+                },
+            })
+        };
+        // Two of three v4 origins needed; the backup has one v4 and one v6 origin; the
+        // last has v6 only.
+        let chain = [
+            with_min_up(
+                vec![
+                    origin("192.0.2.1", 1),
+                    origin("192.0.2.2", 0),
+                    origin("192.0.2.3", 1),
+                ],
+                2,
+            ),
+            with_min_up(vec![origin("192.0.2.9", 1), origin("2001:db8::9", 1)], 1),
+            with_min_up(vec![origin("2001:db8::1", 1)], 1),
+        ];
+        let down = |list: &'static [(usize, u16)]| move |g, i| !list.contains(&(g, i));
+        let v4 = |up| serving(&chain, Family::V4, up);
+        assert_eq!(v4(down(&[])), Serving::Group(0));
+        // A drained origin up counts as usable.
+        assert_eq!(v4(down(&[(0, 0)])), Serving::Group(0));
+        assert_eq!(v4(down(&[(0, 0), (0, 1)])), Serving::Group(1));
+        // The last group has no v4 origin: it is passed over, the chain is down.
+        assert_eq!(v4(down(&[(0, 0), (0, 1), (1, 0)])), Serving::AllDown);
+        // v6 is counted on its own: the head has none, so the backup serves AAAA.
+        assert_eq!(serving(&chain, Family::V6, down(&[])), Serving::Group(1));
+        assert_eq!(
+            serving(&chain, Family::V6, down(&[(1, 1)])),
+            Serving::Group(2)
+        );
+        assert_eq!(serving(&chain, Family::Name, down(&[])), Serving::NotServed);
+    }
+
+    /// The origin a sticky pick gives `client` in `g`.
+    fn sticky(g: &CompiledGroup, c: &Client) -> (u16, u8) {
+        let s = pick_sticky(&mut route(g, Family::V4, c, None), |_| true, 1);
+        (s.origins()[0], s.scope)
+    }
+
+    /// 10,000 distinct /24s: 10.0.0.0/24, 10.0.1.0/24, ...
+    fn prefixes() -> impl Iterator<Item = Client> {
+        (0u32..10_000).map(|n| Client {
+            addr: IpAddr::V4((0x0a00_0000 + (n << 8)).into()),
+            source_prefix: 24,
+        })
+    }
+
+    #[test]
+    fn sticky_shares_match_the_weights_and_a_weight_change_moves_only_what_it_must() {
+        let weights = [1, 2, 3, 4];
+        let origins = |w: &[u32]| {
+            w.iter()
+                .enumerate()
+                .map(|(i, &w)| origin(&format!("192.0.2.{}", i + 1), w))
+                .collect::<Vec<_>>()
+        };
+        let before = group(Policy::Weight, origins(&weights));
+        let mut counts = [0usize; 4];
+        let picks: Vec<u16> = prefixes().map(|c| sticky(&before, &c).0).collect();
+        for &p in &picks {
+            counts[usize::from(p)] += 1;
+        }
+        // 3 degrees of freedom: P(chi2 > 30.66) = 1e-6 (computed from the closed form of
+        // the chi-square survival function for 3 degrees, not from this code).
+        assert!(chi_square(&counts, &weights) < 30.66, "{counts:?}");
+
+        // Origin 0 goes from weight 1 to 3: its share from 1/10 to 3/12. With rendezvous
+        // hashing the only prefixes that move are those it now wins: 0.25 - 0.10 = 15 %
+        // of them, none between other origins. Binomial(10,000, 0.15) has a standard
+        // deviation of 35.7; the bound is 6 of them (p < 1e-8).
+        let after = group(Policy::Weight, origins(&[3, 2, 3, 4]));
+        let mut moved = 0;
+        for (c, &was) in prefixes().zip(&picks) {
+            let now = sticky(&after, &c).0;
+            if now != was {
+                assert_eq!(now, 0, "a client moved between two unchanged origins");
+                moved += 1;
+            }
+        }
+        assert!((moved as f64 - 1500.0).abs() < 6.0 * 35.7, "{moved} moved");
+        eprintln!(
+            "sticky: chi-square {:.2} for {counts:?}; {moved} of 10,000 prefixes moved (ideal 1,500)",
+            chi_square(&counts, &weights)
+        );
+    }
+
+    #[test]
+    fn a_sticky_client_keeps_its_origin_across_its_prefix_and_gets_its_scope() {
+        let g = group(
+            Policy::Weight,
+            (1..=8)
+                .map(|i| origin(&format!("192.0.2.{i}"), 1))
+                .collect(),
+        );
+        for c in prefixes().take(200) {
+            let IpAddr::V4(base) = c.addr else {
+                unreachable!()
+            };
+            let (origin, scope) = sticky(&g, &c);
+            assert_eq!(scope, 24);
+            // Another address of the /24, without ECS (source prefix 32): the same.
+            for host in [1, 77, 255] {
+                let other = Client {
+                    addr: IpAddr::V4((u32::from(base) + host).into()),
+                    source_prefix: 32,
+                };
+                assert_eq!(sticky(&g, &other), (origin, 24));
+            }
+        }
+        // A shorter ECS prefix is hashed as sent, and is the scope.
+        let wide = Client {
+            addr: "10.0.0.0".parse().unwrap(),
+            source_prefix: 16,
+        };
+        assert_eq!(sticky(&g, &wide).1, 16);
+        // IPv6: the /56.
+        let v6 = group(
+            Policy::Weight,
+            vec![origin("2001:db8::1", 1), origin("2001:db8::2", 1)],
+        );
+        let at = |addr: &str| {
+            let s = pick_sticky(
+                &mut route(&v6, Family::V6, &client(addr), None),
+                |_| true,
+                1,
+            );
+            (s.origins()[0], s.scope)
+        };
+        assert_eq!(at("2001:db8:0:ff00::1").1, 56);
+        assert_eq!(at("2001:db8:0:ff00::1"), at("2001:db8:0:ffff::2"));
+        // Its origin down, a client moves; back up, it returns.
+        let c = prefixes().next().unwrap();
+        let (home, _) = sticky(&g, &c);
+        let s = pick_sticky(&mut route(&g, Family::V4, &c, None), |i| i != home, 1);
+        assert_ne!(s.origins()[0], home);
+        assert_eq!(sticky(&g, &c).0, home);
     }
 
     #[test]

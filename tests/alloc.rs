@@ -1,7 +1,7 @@
 //! The query path allocates nothing: `respond` is called on the shipped example for every
 //! kind of answer (weighted, region by GeoIP and by ECS, CNAME chains, wildcards,
-//! referrals, NXDOMAIN, NODATA, errors, truncation) under an allocator that counts this
-//! thread's allocations.
+//! referrals, NXDOMAIN, NODATA, errors, truncation), and on a site of fallback chains
+//! with origins down, under an allocator that counts this thread's allocations.
 //!
 //! A test binary of its own, because the counting allocator is process-wide.
 
@@ -237,6 +237,72 @@ fn answering_allocates_nothing() {
     assert_eq!(answered, (cases.len() - 1) * 4);
     // And the counter counts: building a query allocates.
     assert!(allocations_in(|| drop(query("www.example.com.", RecordType::A, None))) > 0);
+}
+
+/// A group whose origins are down hands over to its fallback, or answers SERVFAIL or
+/// NODATA when the whole chain is down (SPEC §12), and a sticky task hashes its client,
+/// without allocating.
+#[test]
+fn fallback_chains_allocate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    let zone = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n";
+    let check = "    health_check: {type: tcp, port: 9}\n";
+    let site = format!(
+        "origin_groups:\n  p:\n{check}    fallback: b\n    origins:\n    - address: 192.0.2.1\n  s:\n{check}    when_all_down: servfail\n    origins:\n    - address: 192.0.2.2\n  n:\n{check}    when_all_down: nodata\n    origins:\n    - address: 192.0.2.3\n  b:\n    origins:\n    - address: 192.0.2.9\ntasks:\n- hostname: fb.example.com\n  origin_group: p\n- hostname: sf.example.com\n  origin_group: s\n- hostname: nd.example.com\n  origin_group: n\n- hostname: st.example.com\n  origin_group: b\n  stickiness: client_subnet\n"
+    );
+    std::fs::write(dir.path().join("zones/example.com.zone"), zone).unwrap();
+    std::fs::write(dir.path().join("zones/example.com.lb.yaml"), &site).unwrap();
+    let sources = Sources {
+        dir: dir.path().to_owned(),
+        geoip: None,
+    };
+    let health = Health::default();
+    let (_config, snapshot) = load::load(&sources, &health, None).expect("loads");
+    // Every checked origin (those of p, s and n) down, as after failed checks.
+    let origin: Name = "example.com.".parse().unwrap();
+    let (_, checked) = lbdns::site::from_text(dir.path(), &site, &origin).unwrap();
+    for key in lbdns::health::Key::of_site(&checked) {
+        health.cell(key).record(Err("refused".to_owned()), 1, 1);
+    }
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mut out = vec![0u8; 65535];
+    let source: IpAddr = "192.0.2.100".parse().unwrap();
+    for (name, rcode, answer) in [
+        ("fb.example.com.", 0, Some("192.0.2.9")),
+        ("sf.example.com.", 2, None),
+        ("nd.example.com.", 0, None),
+        ("st.example.com.", 0, Some("192.0.2.9")),
+    ] {
+        let packet = query(name, RecordType::A, None);
+        let mut len = respond(
+            &snapshot,
+            &packet,
+            source,
+            Transport::Udp,
+            &mut rng,
+            &mut out,
+        )
+        .len;
+        let count = allocations_in(|| {
+            for _ in 0..50 {
+                len = respond(
+                    &snapshot,
+                    &packet,
+                    source,
+                    Transport::Udp,
+                    &mut rng,
+                    &mut out,
+                )
+                .len;
+            }
+        });
+        assert_eq!(count, 0, "{name} allocated");
+        let reply = Message::from_vec(&out[..len]).unwrap();
+        assert_eq!(u16::from(reply.metadata.response_code), rcode, "{reply}");
+        let answers: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+        assert_eq!(answers, answer.into_iter().collect::<Vec<_>>(), "{name}");
+    }
 }
 
 /// The same with DO set, on a zone signed by dnssec-signzone (tests/signing/): the RRSIGs

@@ -42,6 +42,7 @@ fn region_group() -> CompiledGroup {
             origin("198.51.100.10", 1),
         ],
         health_check: None,
+        fallback: Default::default(),
     })
 }
 

@@ -289,6 +289,17 @@ impl Health {
         self.inner.metrics.failed_open_for(site, group)
     }
 
+    /// A fallback counter of a group (see [`crate::metrics::Metrics::fallback_for`]).
+    pub fn fallback_counter(
+        &self,
+        site: &str,
+        group: &str,
+        kind: &str,
+        to: &str,
+    ) -> prometheus_client::metrics::counter::Counter {
+        self.inner.metrics.fallback_for(site, group, kind, to)
+    }
+
     /// The health of `key` if it is checked.
     pub fn view(&self, key: &Key) -> Option<HealthView> {
         self.checked().get(key).map(|c| c.cell.view())

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use crate::geoip::{Continent, Country, continent_of};
 pub use spec::SiteSpec;
-pub use spec::{CheckKind, Mode, Policy};
+pub use spec::{CheckKind, Mode, Policy, WhenAllDown};
 use spec::{GroupSpec, HealthCheckSpec, Lined, OriginSpec, TaskSpec};
 
 /// Most records one answer may carry: a weighted draw without replacement stays a short
@@ -25,6 +25,9 @@ use spec::{GroupSpec, HealthCheckSpec, Lined, OriginSpec, TaskSpec};
 pub const MAX_ANSWERS: u32 = 16;
 /// Largest origin weight.
 pub const MAX_WEIGHT: u32 = 100;
+/// Most groups a fallback chain may hold, the task's own included: each is walked on
+/// every query while the ones before it are down.
+pub const MAX_CHAIN: usize = 8;
 /// Allowed task TTLs, in seconds.
 pub const TTL_RANGE: std::ops::RangeInclusive<u32> = 1..=86400;
 
@@ -114,6 +117,21 @@ impl Site {
     pub fn group(&self, name: &str) -> Option<&OriginGroup> {
         self.groups.iter().find(|g| g.name == name)
     }
+
+    /// The fallback chain of `group`: the group itself, then each fallback in turn.
+    /// Validation refuses cycles, unknown groups and chains over [`MAX_CHAIN`]; on an
+    /// unchecked site the walk stops there too.
+    pub fn chain<'a>(&'a self, group: &'a OriginGroup) -> Vec<&'a OriginGroup> {
+        let mut chain = vec![group];
+        while let Some(next) = chain[chain.len() - 1].fallback.group.as_deref()
+            && chain.len() < MAX_CHAIN
+            && let Some(next) = self.group(next)
+            && !chain.iter().any(|g| g.name == next.name)
+        {
+            chain.push(next);
+        }
+        chain
+    }
 }
 
 /// A checked origin group. It may be unusable for DNS-only as long as no task uses it.
@@ -123,6 +141,28 @@ pub struct OriginGroup {
     pub policy: Policy,
     pub origins: Vec<Origin>,
     pub health_check: Option<HealthCheck>,
+    pub fallback: Fallback,
+}
+
+/// Where a group's answers go when its origins are down (SPEC §12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fallback {
+    /// The next group of the chain.
+    pub group: Option<String>,
+    /// Usable origins (of the query's family) below which the next group answers.
+    pub min_up: u32,
+    /// What a task on this group answers when its whole chain is down.
+    pub when_all_down: WhenAllDown,
+}
+
+impl Default for Fallback {
+    fn default() -> Self {
+        Self {
+            group: None,
+            min_up: 1,
+            when_all_down: WhenAllDown::FailOpen,
+        }
+    }
 }
 
 /// A checked health check (SPEC §10), defaults applied.
@@ -246,6 +286,8 @@ pub struct Task {
     pub ttl: u32,
     pub answers: u32,
     pub enabled: bool,
+    /// Picks by rendezvous hashing of the client's prefix (`stickiness: client_subnet`).
+    pub sticky: bool,
     /// Line of the task in its site file, for later errors (e.g. below a zone cut).
     pub line: Option<u64>,
 }
@@ -523,6 +565,7 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
         tasks: Vec::new(),
         secondaries,
     };
+    validate_chains(&site_groups, spec, &broken_groups, &mut problems);
     let mut tasks: Vec<Task> = Vec::new();
     // Indexes into `tasks` by hostname and by id: a site may have thousands of tasks.
     let mut by_hostname: HashMap<Name, usize> = HashMap::new();
@@ -639,12 +682,122 @@ fn validate_group(
         let field = format!("{field}.health_check");
         validate_check(check, check.line.or(spec.line), &field, report.problems)
     });
+    let min_up = spec.min_up.as_ref().map_or(1, |m| **m);
+    let most = spec.origins.len().max(1) as i64;
+    if !(1..=most).contains(&min_up) {
+        report.at(
+            "min_up",
+            spec.min_up.as_ref().and_then(|m| m.line),
+            format!(
+                "min_up {min_up} is out of range 1..{most} (the group's origins): the group could never answer"
+            ),
+        );
+    }
+    let fallback = Fallback {
+        group: spec.fallback.as_ref().map(|f| f.value.clone()),
+        min_up: min_up.clamp(1, most) as u32,
+        when_all_down: spec
+            .when_all_down
+            .as_ref()
+            .map_or_else(Default::default, |w| **w),
+    };
     report.clean().then(|| OriginGroup {
         name: name.to_owned(),
         policy: *spec.policy,
         origins,
         health_check,
+        fallback,
     })
+}
+
+/// Refuses fallbacks to unknown groups, cycles and chains longer than [`MAX_CHAIN`],
+/// naming the chain, and fallbacks a DNS-only task could not answer from.
+fn validate_chains(site: &Site, spec: &SiteSpec, broken: &[&str], problems: &mut Vec<Problem>) {
+    for group in &site.groups {
+        let Some(first) = &group.fallback.group else {
+            continue;
+        };
+        let written = spec.origin_groups.get(&group.name);
+        let line = written
+            .and_then(|g| g.fallback.as_ref())
+            .and_then(|f| f.line)
+            .or(written.and_then(|g| g.line));
+        let field = format!("origin_groups.{}.fallback", group.name);
+        let mut report = Reporter::new(problems, &field, line);
+        let mut names = vec![group.name.as_str()];
+        let mut next = Some(first.as_str());
+        while let Some(name) = next {
+            let walked = |names: &[&str], last: &str| format!("{} -> {last}", names.join(" -> "));
+            if names.contains(&name) {
+                report.at(
+                    "",
+                    None,
+                    format!(
+                        "the fallback chain {} is a cycle; end it with a group that has no fallback",
+                        walked(&names, name)
+                    ),
+                );
+                break;
+            }
+            if names.len() == MAX_CHAIN {
+                report.at(
+                    "",
+                    None,
+                    format!(
+                        "the fallback chain {} is longer than {MAX_CHAIN} groups; shorten it",
+                        walked(&names, name)
+                    ),
+                );
+                break;
+            }
+            let Some(g) = site.group(name) else {
+                if !broken.contains(&name) {
+                    let known: Vec<&str> = site.groups.iter().map(|g| g.name.as_str()).collect();
+                    report.at(
+                        "",
+                        None,
+                        format!(
+                            "the fallback chain {} names no origin group of this site (groups: {})",
+                            walked(&names, name),
+                            known.join(", ")
+                        ),
+                    );
+                }
+                break;
+            };
+            names.push(name);
+            next = g.fallback.group.as_deref();
+        }
+    }
+}
+
+/// Why a task on `group` cannot fall back along its chain: every fallback must be
+/// usable for DNS-only and answer the same way (addresses or CNAME) as the task's group.
+fn chain_problems(site: &Site, group: &OriginGroup) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for fallback in site.chain(group).into_iter().skip(1) {
+        let problems = fallback.dns_only_problems();
+        if !problems.is_empty() {
+            reasons.push(format!(
+                "its fallback {} cannot be used by a DNS-only task: {}",
+                fallback.name,
+                problems.join("; ")
+            ));
+        } else if fallback.is_cname() != group.is_cname() {
+            let kind = |g: &OriginGroup| match g.is_cname() {
+                true => "domain names (CNAME)",
+                false => "addresses",
+            };
+            reasons.push(format!(
+                "its fallback {} answers {} but {} answers {}",
+                fallback.name,
+                kind(fallback),
+                group.name,
+                kind(group)
+            ));
+        }
+    }
+    reasons
 }
 
 fn validate_check(
@@ -980,7 +1133,10 @@ fn validate_task(
             );
         }
         Some(group) => {
-            let reasons = group.dns_only_problems();
+            let mut reasons = group.dns_only_problems();
+            if reasons.is_empty() {
+                reasons = chain_problems(site, group);
+            }
             if !reasons.is_empty() {
                 report.at(
                     "origin_group",
@@ -1061,6 +1217,7 @@ fn validate_task(
         ttl: *spec.ttl,
         answers: *spec.answers,
         enabled: *spec.enabled,
+        sticky: spec.stickiness.is_some(),
         line: spec.line,
     })
 }
@@ -1125,6 +1282,51 @@ mod tests {
 
     fn first_problem(yaml: &str) -> Problem {
         check(yaml).expect_err("should be invalid").remove(0)
+    }
+
+    #[test]
+    fn fallback_chains_are_capped_and_named() {
+        let mut yaml = String::from("origin_groups:\n");
+        for i in 0..=MAX_CHAIN {
+            yaml.push_str(&format!(
+                "  g{i}:\n    fallback: g{}\n    origins:\n    - address: 192.0.2.{i}\n",
+                i + 1
+            ));
+        }
+        yaml.push_str("  g9:\n    origins:\n    - address: 192.0.2.99\n");
+        let problem = first_problem(&yaml);
+        assert_eq!(problem.field, "origin_groups.g0.fallback");
+        assert!(
+            problem
+                .message
+                .contains("g0 -> g1 -> g2 -> g3 -> g4 -> g5 -> g6 -> g7 -> g8 is longer than 8"),
+            "{problem}"
+        );
+        assert_eq!(problem.line, Some(3));
+        // Eight groups are allowed, and the chain is walked in order.
+        let yaml = yaml.replace("    fallback: g8\n", "");
+        let site = check(&yaml).unwrap();
+        let chain: Vec<&str> = site
+            .chain(site.group("g0").unwrap())
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        assert_eq!(chain, ["g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7"]);
+    }
+
+    #[test]
+    fn when_all_down_and_min_up_defaults() {
+        let site = check(
+            "origin_groups:\n  a:\n    when_all_down: nodata\n    min_up: 2\n    origins:\n    - address: 192.0.2.1\n    - address: 192.0.2.2\n  b:\n    origins:\n    - address: 192.0.2.3\n",
+        )
+        .unwrap();
+        let a = &site.group("a").unwrap().fallback;
+        assert_eq!((a.min_up, a.when_all_down), (2, WhenAllDown::Nodata));
+        assert_eq!(site.group("b").unwrap().fallback, Fallback::default());
+        let problem = first_problem(
+            "origin_groups:\n  a:\n    when_all_down: sometimes\n    origins:\n    - address: 192.0.2.1\n",
+        );
+        assert!(problem.message.contains("when_all_down"), "{problem}");
     }
 
     #[test]

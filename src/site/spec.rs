@@ -141,6 +141,30 @@ pub struct GroupSpec {
     /// How the origins are checked (SPEC §10); without one they always count as up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<Lined<HealthCheckSpec>>,
+    /// The group that answers while fewer than `min_up` origins of this one are usable
+    /// (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Lined<String>>,
+    /// Usable origins below which the fallback answers, default 1; read wide so an
+    /// out-of-range value gets a range message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_up: Option<Lined<i64>>,
+    /// What a task answers when its whole fallback chain is down, default fail open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_all_down: Option<Lined<WhenAllDown>>,
+}
+
+/// What a task answers when no group of its fallback chain has enough usable origins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenAllDown {
+    /// Answer from the task's own group as if its origins were up (SPEC §4).
+    #[default]
+    FailOpen,
+    /// SERVFAIL: resolvers try again later or elsewhere.
+    Servfail,
+    /// NOERROR with no records and the SOA: a negative answer cached for the SOA minimum.
+    Nodata,
 }
 
 /// A group's health check as written (SPEC §10). Numbers are read wide so that an
@@ -249,6 +273,18 @@ pub struct TaskSpec {
     /// A disabled task leaves the zone's own records answering.
     #[serde(default = "default_enabled")]
     pub enabled: Lined<bool>,
+    /// How weighted picks follow a client (SPEC §12); absent, each query draws anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<Lined<Stickiness>>,
+}
+
+/// How a task's weighted picks follow a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stickiness {
+    /// Rendezvous hashing of the client's prefix (/24 IPv4, /56 IPv6, or the ECS source
+    /// prefix when shorter): a client keeps its origin.
+    ClientSubnet,
 }
 
 fn default_ttl() -> Lined<u32> {

@@ -17,7 +17,8 @@ use super::tasks::{CompiledTask, Tasks};
 use super::{CompiledZone, Resolution};
 use crate::dnssec;
 use crate::geoip::GeoIp;
-use crate::select::{Client, Family, pick, route};
+use crate::select::{Client, Family, Serving, pick, pick_sticky, route, serving};
+use crate::site::WhenAllDown;
 use crate::wire::{MAX_NAME_LEN, Owner, Records, Response, Section, WireName, rtype, wildcard_of};
 
 /// Longest CNAME chain followed inside a zone.
@@ -300,7 +301,7 @@ impl CompiledZone {
             }
             return;
         }
-        if !answered {
+        if !answered && ctx.resolution.rcode != 2 {
             // NODATA: the name exists, the type does not.
             ctx.end = End::Negative;
             if let Some(signed) = self.signed(ctx)
@@ -444,7 +445,7 @@ fn answer_task<'z, R: Rng + ?Sized>(
         match qtype {
             rtype::A => Family::V4,
             rtype::AAAA => Family::V6,
-            rtype::ANY if task.group.serves(Family::V4) => Family::V4,
+            rtype::ANY if task.head().group.serves(Family::V4) => Family::V4,
             rtype::ANY => Family::V6,
             // The zone's CNAME is hidden while the task is effective.
             rtype::CNAME => return None,
@@ -463,8 +464,33 @@ fn answer_task<'z, R: Rng + ?Sized>(
             }
         }
     };
-    let mut route = route(&task.group, family, ctx.client, ctx.geoip);
-    let selection = pick(&mut route, |i| task.is_up(i), task.answers, ctx.rng);
+    // The first group of the chain with enough usable origins answers (SPEC §12).
+    let link = match serving(task.chain.iter().map(|l| &l.group), family, |g, i| {
+        task.chain[g].is_up(i)
+    }) {
+        Serving::Group(0) | Serving::NotServed => task.head(),
+        Serving::Group(g) => {
+            task.chain[g].used.inc();
+            &task.chain[g]
+        }
+        Serving::AllDown => {
+            task.all_down.inc();
+            match task.when_all_down {
+                WhenAllDown::FailOpen => task.head(),
+                WhenAllDown::Servfail => {
+                    ctx.resolution.rcode = 2;
+                    return None;
+                }
+                // No records: the caller answers NODATA with the SOA.
+                WhenAllDown::Nodata => return None,
+            }
+        }
+    };
+    let mut route = route(&link.group, family, ctx.client, ctx.geoip);
+    let selection = match task.sticky {
+        true => pick_sticky(&mut route, |i| link.is_up(i), task.answers),
+        false => pick(&mut route, |i| link.is_up(i), task.answers, ctx.rng),
+    };
     let resolution = &mut ctx.resolution;
     resolution.scope = resolution.scope.max(selection.scope);
     if selection.failed_open {
@@ -473,7 +499,7 @@ fn answer_task<'z, R: Rng + ?Sized>(
     }
     let mut target = None;
     for &i in selection.origins() {
-        if let Some(record) = &task.records[usize::from(i)] {
+        if let Some(record) = &link.records[usize::from(i)] {
             let at = out.record(owner, record);
             if task.cname {
                 target = Some(CnameTarget {

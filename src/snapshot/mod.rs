@@ -94,7 +94,8 @@ pub enum Transferable<'s> {
 /// What answering decided, besides the records written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resolution {
-    /// NOERROR, NXDOMAIN or REFUSED.
+    /// NOERROR, NXDOMAIN, REFUSED, or SERVFAIL when a task's whole fallback chain is down
+    /// and its group says `when_all_down: servfail`.
     pub rcode: u8,
     pub authoritative: bool,
     /// ECS scope prefix length: the most specific prefix any selection depended on.

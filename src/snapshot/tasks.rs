@@ -15,7 +15,7 @@ use super::CompileError;
 use super::data::{NameMap, ZoneData, encode_data, lowercase_wire};
 use crate::health::{Health, Key, OriginHealth};
 use crate::select::CompiledGroup;
-use crate::site::{Site, Target, Task, site_name};
+use crate::site::{OriginGroup, Site, Target, Task, WhenAllDown, site_name};
 use crate::wire::WireName;
 
 /// The tasks of one site.
@@ -30,22 +30,44 @@ pub struct Tasks {
 /// An effective task compiled for the query path.
 pub struct CompiledTask {
     pub answers: u32,
-    pub group: CompiledGroup,
-    /// Each origin's record after the owner name (the task's TTL included); `None` for
-    /// origins that can never answer.
-    pub records: Vec<Option<Box<[u8]>>>,
     pub cname: bool,
-    /// Health by origin index, written by the checkers; `None` counts as up.
-    pub health: Vec<Option<Arc<OriginHealth>>>,
+    /// Picks by rendezvous hashing of the client's prefix (SPEC §12 stickiness).
+    pub sticky: bool,
+    /// The task's group, then each group of its fallback chain (SPEC §12).
+    pub chain: Box<[Link]>,
+    /// What the task answers when no group of the chain has enough usable origins.
+    pub when_all_down: WhenAllDown,
+    /// Answers given by `when_all_down` (`lbdns_fallback_total{kind="all_down"}`).
+    pub all_down: Counter,
     /// Fail-open answers of the task's group (SPEC §10 `lbdns_failed_open_total`).
     pub failed_open: Counter,
 }
 
-impl CompiledTask {
+/// One group of a task's chain, compiled with the task's TTL.
+pub struct Link {
+    pub group: CompiledGroup,
+    /// Each origin's record after the owner name (the task's TTL included); `None` for
+    /// origins that can never answer.
+    pub records: Vec<Option<Box<[u8]>>>,
+    /// Health by origin index, written by the checkers; `None` counts as up.
+    pub health: Vec<Option<Arc<OriginHealth>>>,
+    /// Answers this group gave as a fallback (`lbdns_fallback_total{kind="group"}`);
+    /// unused on the task's own group.
+    pub used: Counter,
+}
+
+impl Link {
     pub fn is_up(&self, origin: u16) -> bool {
         self.health[usize::from(origin)]
             .as_ref()
             .is_none_or(|cell| cell.is_up())
+    }
+}
+
+impl CompiledTask {
+    /// The task's own group.
+    pub fn head(&self) -> &Link {
+        &self.chain[0]
     }
 }
 
@@ -102,32 +124,26 @@ impl Tasks {
         let group = site
             .group(&task.origin_group)
             .ok_or_else(|| format!("task {}: no origin group {}", task.id, task.origin_group))?;
-        let records = group
-            .origins
-            .iter()
-            .map(|o| {
-                let data = match &o.target {
-                    Target::Ip(std::net::IpAddr::V4(ip)) => RData::A(A(*ip)),
-                    Target::Ip(std::net::IpAddr::V6(ip)) => RData::AAAA(AAAA(*ip)),
-                    Target::Name(name) => RData::CNAME(CNAME(name.clone())),
-                    Target::WithPort(_) => return None,
-                };
-                Some(encode_data(data.record_type(), task.ttl, &data).into())
-            })
+        let site_name = site_name(&site.origin);
+        let chain = site
+            .chain(group)
+            .into_iter()
+            .map(|g| link(site, &site_name, group, g, task.ttl, health))
             .collect();
-        // Health cells by origin index; origins without a check have none and count as up.
-        let cells = group
-            .origins
-            .iter()
-            .map(|o| Key::of_origin(site, group, o).map(|key| health.cell(key)))
-            .collect();
+        let when_all_down = group.fallback.when_all_down;
+        let all_down_to = match when_all_down {
+            WhenAllDown::FailOpen => "fail_open",
+            WhenAllDown::Servfail => "servfail",
+            WhenAllDown::Nodata => "nodata",
+        };
         self.tasks.push(CompiledTask {
             answers: task.answers,
-            group: CompiledGroup::new(group),
-            records,
             cname: group.is_cname(),
-            health: cells,
-            failed_open: health.failed_open_counter(&site_name(&site.origin), &group.name),
+            sticky: task.sticky,
+            chain,
+            when_all_down,
+            all_down: health.fallback_counter(&site_name, &group.name, "all_down", all_down_to),
+            failed_open: health.failed_open_counter(&site_name, &group.name),
         });
         let index = u32::try_from(self.tasks.len() - 1).expect("fewer than 2^32 tasks");
         let hostname = lowercase_wire(&task.hostname);
@@ -138,6 +154,46 @@ impl Tasks {
         }
         self.names.insert(hostname, Some(index));
         Ok(())
+    }
+}
+
+/// Compiles `group`, one group of the chain of a task on `head`, with the task's `ttl`.
+fn link(
+    site: &Site,
+    site_name: &str,
+    head: &OriginGroup,
+    group: &OriginGroup,
+    ttl: u32,
+    health: &Health,
+) -> Link {
+    let records = group
+        .origins
+        .iter()
+        .map(|o| {
+            let data = match &o.target {
+                Target::Ip(std::net::IpAddr::V4(ip)) => RData::A(A(*ip)),
+                Target::Ip(std::net::IpAddr::V6(ip)) => RData::AAAA(AAAA(*ip)),
+                Target::Name(name) => RData::CNAME(CNAME(name.clone())),
+                Target::WithPort(_) => return None,
+            };
+            Some(encode_data(data.record_type(), ttl, &data).into())
+        })
+        .collect();
+    // Health cells by origin index; origins without a check have none and count as up.
+    let cells = group
+        .origins
+        .iter()
+        .map(|o| Key::of_origin(site, group, o).map(|key| health.cell(key)))
+        .collect();
+    Link {
+        group: CompiledGroup::new(group),
+        records,
+        health: cells,
+        // The task's own group is no fallback: no series for it.
+        used: match group.name == head.name {
+            true => Counter::default(),
+            false => health.fallback_counter(site_name, &head.name, "group", &group.name),
+        },
     }
 }
 

@@ -94,6 +94,17 @@ pub struct GroupView {
     pub dns_only: Usability,
     /// Ids of the tasks that use the group.
     pub used_by: Vec<String>,
+    /// The fallback keys as written (SPEC §12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_up: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when_all_down: Option<crate::site::WhenAllDown>,
+    /// For a group with a fallback: the group of its chain that answers now (the first
+    /// with `min_up` usable origins), or `null` while the whole chain is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving: Option<Option<String>>,
 }
 
 /// An origin as the API shows it: as written, with its health when the group is checked.
@@ -810,7 +821,34 @@ fn group_view(loaded: &LoadedSite, name: &str, health: &Health) -> Option<GroupV
             .filter(|t| t.origin_group == name)
             .map(|t| t.id.clone())
             .collect(),
+        fallback: spec.fallback.as_ref().map(|f| f.value.clone()),
+        min_up: spec.min_up.as_ref().map(|m| m.value),
+        when_all_down: spec.when_all_down.as_ref().map(|w| w.value),
+        serving: group
+            .filter(|g| g.fallback.group.is_some())
+            .map(|g| serving_group(&loaded.site, g, health)),
     })
+}
+
+/// The group of `group`'s chain that answers now: the first with `min_up` origins up
+/// or not yet checked (of any family: the API has no query to take one from).
+fn serving_group(site: &site::Site, group: &site::OriginGroup, health: &Health) -> Option<String> {
+    site.chain(group)
+        .into_iter()
+        .find(|g| {
+            let up = g
+                .origins
+                .iter()
+                .filter(|o| !matches!(o.target, site::Target::WithPort(_)))
+                .filter(|o| {
+                    Key::of_origin(site, g, o)
+                        .and_then(|key| health.view(&key))
+                        .is_none_or(|view| view.state != crate::health::State::Down)
+                })
+                .count();
+            up >= g.fallback.min_up as usize
+        })
+        .map(|g| g.name.clone())
 }
 
 fn site_index(sites: &[Arc<LoadedSite>], site: &str) -> Result<usize, ChangeError> {

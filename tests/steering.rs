@@ -1,0 +1,440 @@
+//! Traffic steering beyond weight and region (SPEC §12) with the real `lbdns` binary:
+//! fallback chains and `when_all_down` against real TCP origins on 127.0.0.x that the
+//! test stops and starts, and `lbdns check` refusing broken chains.
+//!
+//! Expectations come from the site file the test writes (which addresses each group
+//! holds, the task's TTL), never from lbdns's code. All traffic stays on 127.0.0.0/8;
+//! every wait is bounded.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use serde_json::Value;
+
+const ZONE: &str = "\
+$ORIGIN example.com.
+$TTL 300
+@   IN SOA ns1 hostmaster 1 7200 900 1209600 300
+@   NS  ns1
+ns1 A   192.0.2.53
+";
+
+const GROUPS: &str = "/v1/sites/example.com/origin-groups";
+
+/// A loopback TCP origin: accepts and closes connections until stopped, then refuses
+/// them (a `tcp` check fails).
+struct Origin {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Origin {
+    fn start(addr: SocketAddr) -> Self {
+        let mut origin = Self {
+            addr,
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+        };
+        origin.resume();
+        origin
+    }
+
+    fn resume(&mut self) {
+        assert!(self.thread.is_none());
+        let listener =
+            TcpListener::bind(self.addr).unwrap_or_else(|e| panic!("bind {}: {e}", self.addr));
+        listener.set_nonblocking(true).unwrap();
+        self.stop = Arc::new(AtomicBool::new(false));
+        let stop = self.stop.clone();
+        self.thread = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => drop(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }));
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port free on 127.0.0.1, used on every 127.0.0.x of the test.
+fn shared_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The origin groups of `name` from the API.
+fn group(server: &Server, name: &str) -> Value {
+    let (status, body) = server.http("GET", GROUPS, None).expect("the API answers");
+    assert_eq!(status, 200, "{body}");
+    let groups: Value = serde_json::from_str(&body).unwrap();
+    groups["origin_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("no group {name}: {body}"))
+        .clone()
+}
+
+/// Waits until every origin of every group in `groups` is in state `want`.
+#[track_caller]
+fn wait_states(server: &Server, groups: &[&str], origin: &str, want: &str) {
+    let start = Instant::now();
+    for name in groups {
+        loop {
+            let g = group(server, name);
+            let state = g["origins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["address"] == origin)
+                .map(|o| o["health"]["state"].as_str().unwrap_or("none").to_owned());
+            if state.as_deref() == Some(want) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{origin} of {name} is {state:?}, not {want}: {g}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The addresses `name` A answers over `n` queries, each answer's TTL checked.
+#[track_caller]
+fn answered(server: &Server, name: &str, n: usize, ttl: u32) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..n {
+        let reply = server.ask(name, RecordType::A);
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NoError,
+            "{reply}"
+        );
+        assert!(reply.answers.iter().all(|r| r.ttl == ttl), "{reply}");
+        seen.extend(answers(&reply));
+    }
+    seen
+}
+
+fn set(addresses: &[&str]) -> BTreeSet<String> {
+    addresses.iter().map(|a| a.to_string()).collect()
+}
+
+fn fallback_metric(server: &Server, group: &str, kind: &str, to: &str) -> f64 {
+    server
+        .metric_sample(&format!(
+            "lbdns_fallback_total{{site=\"example.com\",group=\"{group}\",kind=\"{kind}\",to=\"{to}\"}}"
+        ))
+        .unwrap_or(0.0)
+}
+
+/// Interval 0.3 s, fall 2, rise 2: an origin leaves within about 0.6 s.
+const CHECK: &str = "{type: tcp, port: PORT, interval: 0.3, timeout: 0.2, fall: 2, rise: 2}";
+
+#[test]
+fn a_group_going_down_hands_over_along_its_chain_then_to_when_all_down_and_back() {
+    let port = shared_port();
+    let at = |host: &str| -> SocketAddr { format!("{host}:{port}").parse().unwrap() };
+    let (a1, a2, b, c) = ("127.0.0.21", "127.0.0.22", "127.0.0.31", "127.0.0.41");
+    let mut origins: Vec<Origin> = [a1, a2, b, c]
+        .iter()
+        .map(|h| Origin::start(at(h)))
+        .collect();
+    let check = CHECK.replace("PORT", &port.to_string());
+    // Three heads on the same two origins, each needing both up, that differ only in
+    // what they answer when the whole chain (head, backup, last) is down.
+    let head = |when: &str| {
+        format!(
+            "    health_check: {check}\n    min_up: 2\n    fallback: backup\n{when}    origins:\n    - address: {a1}\n    - address: {a2}\n"
+        )
+    };
+    let yaml = format!(
+        "origin_groups:\n  sf:\n{}  nd:\n{}  fo:\n{}  backup:\n    health_check: {check}\n    fallback: last\n    origins:\n    - address: {b}\n  last:\n    health_check: {check}\n    origins:\n    - address: {c}\ntasks:\n- hostname: sf.example.com\n  origin_group: sf\n  ttl: 7\n- hostname: nd.example.com\n  origin_group: nd\n  ttl: 7\n- hostname: fo.example.com\n  origin_group: fo\n  ttl: 7\n",
+        head("    when_all_down: servfail\n"),
+        head("    when_all_down: nodata\n"),
+        head(""),
+    );
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", &yaml)]);
+    let check_out = site.check();
+    assert!(check_out.status.success(), "{}", describe(&check_out));
+    let server = site.serve();
+    let heads = ["sf", "nd", "fo"];
+    for origin in [a1, a2] {
+        wait_states(&server, &heads, origin, "up");
+    }
+    wait_states(&server, &["backup"], b, "up");
+    wait_states(&server, &["last"], c, "up");
+    for name in ["sf", "nd", "fo"] {
+        let host = format!("{name}.example.com");
+        assert_eq!(answered(&server, &host, 60, 7), set(&[a1, a2]), "{host}");
+        assert_eq!(group(&server, name)["serving"], name);
+    }
+
+    // One origin of two down: fewer than min_up, the backup answers, with the task's TTL.
+    origins[1].stop();
+    wait_states(&server, &heads, a2, "down");
+    for name in heads {
+        let host = format!("{name}.example.com");
+        assert_eq!(answered(&server, &host, 20, 7), set(&[b]), "{host}");
+        assert_eq!(group(&server, name)["serving"], "backup");
+        assert!(fallback_metric(&server, name, "group", "backup") >= 20.0);
+    }
+
+    // The backup down too: the next group of the chain.
+    origins[2].stop();
+    wait_states(&server, &["backup"], b, "down");
+    for name in heads {
+        let host = format!("{name}.example.com");
+        assert_eq!(answered(&server, &host, 20, 7), set(&[c]), "{host}");
+        assert_eq!(group(&server, name)["serving"], "last");
+        assert!(fallback_metric(&server, name, "group", "last") >= 20.0);
+    }
+
+    // The whole chain down: each head's when_all_down.
+    origins[3].stop();
+    wait_states(&server, &["last"], c, "down");
+    let reply = server.ask("sf.example.com", RecordType::A);
+    assert_eq!(
+        reply.metadata.response_code,
+        ResponseCode::ServFail,
+        "{reply}"
+    );
+    assert!(reply.answers.is_empty(), "{reply}");
+    let reply = server.ask("nd.example.com", RecordType::A);
+    assert_eq!(
+        reply.metadata.response_code,
+        ResponseCode::NoError,
+        "{reply}"
+    );
+    assert!(reply.answers.is_empty(), "{reply}");
+    assert_eq!(reply.authorities.len(), 1, "{reply}");
+    assert_eq!(reply.authorities[0].record_type(), RecordType::SOA);
+    // Fail open answers from the head, preferring its origin still up.
+    assert_eq!(answered(&server, "fo.example.com", 20, 7), set(&[a1]));
+    for name in heads {
+        assert_eq!(group(&server, name)["serving"], Value::Null, "{name}");
+    }
+    assert_eq!(fallback_metric(&server, "sf", "all_down", "servfail"), 1.0);
+    assert_eq!(fallback_metric(&server, "nd", "all_down", "nodata"), 1.0);
+    assert_eq!(
+        fallback_metric(&server, "fo", "all_down", "fail_open"),
+        20.0
+    );
+
+    // The head recovers: it answers again, whatever the rest of the chain.
+    origins[1].resume();
+    wait_states(&server, &heads, a2, "up");
+    for name in heads {
+        let host = format!("{name}.example.com");
+        assert_eq!(answered(&server, &host, 60, 7), set(&[a1, a2]), "{host}");
+        assert_eq!(group(&server, name)["serving"], name);
+    }
+}
+
+/// A site with the address groups `a`, `b`, `c`, the CNAME group `n` and a task on `a`;
+/// tests add fallback keys to the groups.
+fn chain_site() -> Site {
+    let yaml = "origin_groups:\n  a:\n    origins:\n    - address: 192.0.2.1\n  b:\n    origins:\n    - address: 192.0.2.2\n  c:\n    origins:\n    - address: 192.0.2.3\n  n:\n    origins:\n    - address: origin.example.net\ntasks:\n- hostname: www.example.com\n  origin_group: a\n";
+    Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", yaml)])
+}
+
+#[test]
+fn check_refuses_cycles_unknown_groups_and_mixed_chains_naming_the_chain() {
+    for (keys, want) in [
+        (
+            &[
+                ("a", "fallback: b"),
+                ("b", "fallback: c"),
+                ("c", "fallback: a"),
+            ][..],
+            "origin_groups.a.fallback: the fallback chain a -> b -> c -> a is a cycle",
+        ),
+        (
+            &[("a", "fallback: b"), ("b", "fallback: nowhere")][..],
+            "origin_groups.b.fallback: the fallback chain b -> nowhere names no origin group",
+        ),
+        (
+            &[("a", "fallback: n")][..],
+            "its fallback n answers domain names (CNAME) but a answers addresses",
+        ),
+        (&[("a", "min_up: 2")][..], "min_up 2 is out of range 1..1"),
+    ] {
+        let site = chain_site();
+        let mut text = read(&site.path().join("zones/example.com.lb.yaml"));
+        for (group, key) in keys {
+            text = text.replace(
+                &format!("  {group}:\n    origins:"),
+                &format!("  {group}:\n    {key}\n    origins:"),
+            );
+        }
+        site.write("example.com.lb.yaml", &text);
+        let out = site.check();
+        assert!(!out.status.success(), "{keys:?} accepted:\n{text}");
+        let err = stderr(&out);
+        assert!(err.contains(want), "{keys:?}: want {want:?} in:\n{err}");
+        assert!(
+            err.contains("example.com.lb.yaml:"),
+            "names the file: {err}"
+        );
+    }
+    // A chain that ends is fine.
+    let site = chain_site();
+    let text = read(&site.path().join("zones/example.com.lb.yaml"))
+        .replace("  a:\n    origins:", "  a:\n    fallback: b\n    origins:")
+        .replace("  b:\n    origins:", "  b:\n    fallback: c\n    origins:");
+    site.write("example.com.lb.yaml", &text);
+    let out = site.check();
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn a_sticky_task_gives_a_client_prefix_the_same_origin_with_its_prefix_as_scope() {
+    require_tool(&["dig"], "dnsutils");
+    let origins: String = (1..=8)
+        .map(|i| format!("    - address: 192.0.2.{i}\n"))
+        .collect();
+    let yaml = format!(
+        "origin_groups:\n  web:\n    origins:\n{origins}tasks:\n- hostname: www.example.com\n  origin_group: web\n  stickiness: client_subnet\n"
+    );
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", &yaml)]);
+    let server = site.serve();
+    let answer = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("www.example.com.") && l.contains("\tA\t"))
+            .unwrap_or_else(|| panic!("no A record: {out}"))
+            .to_owned()
+    };
+    let first = server.dig(&["+subnet=198.51.100.77/32", "www.example.com", "A"]);
+    assert!(
+        first.contains("; CLIENT-SUBNET: 198.51.100.77/32/24"),
+        "{first}"
+    );
+    // The same /24 from another address, twice: the same origin, scope /24.
+    for _ in 0..2 {
+        let again = server.dig(&["+subnet=198.51.100.0/24", "www.example.com", "A"]);
+        assert!(
+            again.contains("; CLIENT-SUBNET: 198.51.100.0/24/24"),
+            "{again}"
+        );
+        assert_eq!(answer(&again), answer(&first));
+    }
+    // Many prefixes: each keeps its origin, and they do not all get one.
+    let mut seen = BTreeSet::new();
+    for n in 0..64 {
+        let ecs = format!("10.{n}.0.0/24");
+        let ask = || {
+            let reply = server.udp(&query_edns(
+                "www.example.com.",
+                RecordType::A,
+                1232,
+                Some(&ecs),
+            ));
+            assert_eq!(ecs_of(&reply).map(|e| e.2), Some(24), "{reply}");
+            answers(&reply)
+        };
+        let one = ask();
+        assert_eq!(one, ask(), "{ecs}");
+        seen.extend(one);
+    }
+    assert!(seen.len() > 4, "64 prefixes over 8 equal origins: {seen:?}");
+}
+
+#[test]
+fn the_api_refuses_a_fallback_cycle_naming_the_chain_and_shows_the_keys() {
+    let site = chain_site();
+    let server = site.serve();
+    let put = |name: &str, body: &str| {
+        server
+            .http("PUT", &format!("{GROUPS}/{name}"), Some(body))
+            .expect("the API answers")
+    };
+    let (status, body) = put(
+        "b",
+        r#"{"fallback": "c", "min_up": 1, "when_all_down": "nodata", "origins": [{"address": "192.0.2.2"}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    // c -> a -> ... a does not fall back yet: fine. Closing the loop through a is refused.
+    let (status, body) = put(
+        "a",
+        r#"{"fallback": "b", "origins": [{"address": "192.0.2.1"}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put(
+        "c",
+        r#"{"fallback": "a", "origins": [{"address": "192.0.2.3"}]}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("a -> b -> c -> a is a cycle"), "{body}");
+    let b = group(&server, "b");
+    assert_eq!(
+        (
+            &b["fallback"],
+            &b["min_up"],
+            &b["when_all_down"],
+            &b["serving"]
+        ),
+        (
+            &Value::from("c"),
+            &Value::from(1),
+            &Value::from("nodata"),
+            &Value::from("b")
+        ),
+        "{b}"
+    );
+    // The refused change left c as it was.
+    assert_eq!(group(&server, "c")["fallback"], Value::Null);
+}
+
+#[test]
+fn a_fallback_routing_by_country_needs_a_geoip_database_like_the_tasks_group() {
+    let site = chain_site();
+    let text = read(&site.path().join("zones/example.com.lb.yaml"))
+        .replace("  a:\n    origins:", "  a:\n    fallback: b\n    origins:")
+        .replace(
+            "  b:\n    origins:\n    - address: 192.0.2.2\n",
+            "  b:\n    policy: region\n    origins:\n    - address: 192.0.2.2\n      countries: [CN]\n",
+        );
+    site.write("example.com.lb.yaml", &text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["check", "--dir"])
+        .arg(site.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("needs a GeoIP database"),
+        "{}",
+        describe(&out)
+    );
+    // With one, it loads.
+    assert!(site.check().status.success(), "{}", describe(&site.check()));
+}
