@@ -664,6 +664,7 @@ async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
             None => json!({"valid": true}),
         },
         "geoip": geoip,
+        "secondary_zones": crate::secondary::status(),
     }))
 }
 

@@ -33,6 +33,7 @@ pub mod load;
 pub mod metrics;
 pub mod persist;
 pub mod rrl;
+pub mod secondary;
 pub mod select;
 pub mod server;
 pub mod site;

@@ -3,6 +3,7 @@
 //! ```text
 //! zones/<origin>.zone       a zone file per site
 //! zones/<origin>.lb.yaml    the site's origin groups and tasks (optional)
+//! secondary/<origin>.zone   the transferred copy of a zone whose site has `primary:`
 //! geoip/*.mmdb              the GeoIP database (or --geoip FILE)
 //! ```
 //!
@@ -16,6 +17,7 @@ use hickory_proto::rr::Name;
 
 use crate::geoip::GeoIp;
 use crate::health::Health;
+use crate::site::spec::PrimarySpec;
 use crate::site::{self, Site, SiteSpec};
 use crate::snapshot::{Snapshot, ZoneData};
 use crate::zone;
@@ -61,6 +63,8 @@ pub struct Config {
     pub sites: Vec<Arc<LoadedSite>>,
     pub geoip: Option<Arc<GeoIp>>,
     pub geoip_path: Option<PathBuf>,
+    /// Every site with `primary:`, served or still waiting for its first transfer.
+    pub primaries: Vec<(Name, PrimarySpec)>,
 }
 
 impl Config {
@@ -114,7 +118,38 @@ pub fn load(
         Ok(files) => files,
         Err(e) => return Err(LoadError(vec![e])),
     };
-    if zone_files.is_empty() {
+    // Site files first: one with `primary:` takes its zone from the transferred copy in
+    // secondary/ (SPEC §13), not from zones/.
+    let mut loaded_sites = std::collections::HashMap::new();
+    let mut primaries = Vec::new();
+    for (origin, path) in &site_files {
+        match site::load(path, origin) {
+            Ok((spec, site)) => {
+                if let Some(primary) = &spec.primary {
+                    primaries.push((origin.clone(), primary.clone()));
+                }
+                loaded_sites.insert(origin.clone(), (spec, site));
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let mut zone_files = zone_files;
+    for (origin, primary) in &primaries {
+        if let Some((_, zone)) = zone_files.iter().find(|(o, _)| o == origin) {
+            errors.push(format!(
+                "{}: this site has primary: {:?}, and there is a zone file {} too: remove one of them",
+                site_path(&zones_dir, origin).display(),
+                primary.addresses,
+                zone.display()
+            ));
+            continue;
+        }
+        let copy = secondary_path(&sources.dir, origin);
+        if copy.exists() {
+            zone_files.push((origin.clone(), copy));
+        }
+    }
+    if zone_files.is_empty() && primaries.is_empty() {
         errors.push(format!(
             "{}: no zone files (*.zone) to serve",
             zones_dir.display()
@@ -134,7 +169,8 @@ pub fn load(
     let site_paths: std::collections::HashMap<&Name, &PathBuf> =
         site_files.iter().map(|(o, p)| (o, p)).collect();
     for (origin, path) in &site_files {
-        if !zone_origins.contains(origin) {
+        let is_secondary = primaries.iter().any(|(o, _)| o == origin);
+        if !zone_origins.contains(origin) && !is_secondary {
             errors.push(format!(
                 "{}: there is no zone file {}.zone for this site",
                 path.display(),
@@ -143,6 +179,7 @@ pub fn load(
         }
     }
     let mut sites = Vec::new();
+    // A secondary zone with no copy yet is not served until its first transfer.
     for (origin, _) in &zone_files {
         let Some(path) = site_paths.get(origin) else {
             sites.push(Arc::new(LoadedSite {
@@ -157,13 +194,12 @@ pub fn load(
             }));
             continue;
         };
-        match site::load(path, origin) {
-            Ok((spec, site)) => sites.push(Arc::new(LoadedSite {
+        if let Some((spec, site)) = loaded_sites.remove(origin) {
+            sites.push(Arc::new(LoadedSite {
                 path: (*path).clone(),
                 spec,
                 site,
-            })),
-            Err(e) => errors.push(e.to_string()),
+            }));
         }
     }
     let geoip_path = sources.geoip_path();
@@ -198,6 +234,7 @@ pub fn load(
     };
     let config = Config {
         zones: Arc::new(zones),
+        primaries,
         sites,
         geoip,
         geoip_path,
@@ -211,6 +248,13 @@ pub fn load(
             Err(LoadError(errors))
         }
     }
+}
+
+/// The kept copy of the secondary zone `origin`: in `secondary/`, not `zones/`, so that
+/// a transfer never overwrites an operator's file and `zones/` holds only what they edit.
+pub fn secondary_path(dir: &Path, origin: &Name) -> PathBuf {
+    dir.join("secondary")
+        .join(format!("{}.zone", site::site_name(origin)))
 }
 
 /// The site file of the zone `origin`.
