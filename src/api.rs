@@ -93,6 +93,7 @@ impl From<ChangeError> for ApiError {
             ChangeError::Unservable(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unservable", message)
             }
+            ChangeError::Limit(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "limit", message),
             ChangeError::Write(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message)
             }
@@ -656,8 +657,11 @@ async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
         .store
         .geoip()
         .map(|(path, built)| json!({"path": path.display().to_string(), "build_epoch": built}));
-    Json(json!({
-        "status": if error.is_some() { "degraded" } else { "ok" },
+    // A fleet node cut off from etcd serves its copy but cannot take changes.
+    let etcd = api.store.etcd_link();
+    let cut_off = etcd.as_ref().is_some_and(|(_, e)| e.is_some());
+    let mut health = json!({
+        "status": if error.is_some() || cut_off { "degraded" } else { "ok" },
         "generation": api.store.generation(),
         "config": match error {
             Some(message) => json!({"valid": false, "error": message}),
@@ -665,7 +669,14 @@ async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
         },
         "geoip": geoip,
         "secondary_zones": crate::secondary::status(),
-    }))
+    });
+    if let Some((endpoints, error)) = etcd {
+        health["etcd"] = match error {
+            None => json!({"endpoints": endpoints, "connected": true}),
+            Some(error) => json!({"endpoints": endpoints, "connected": false, "error": error}),
+        };
+    }
+    Json(health)
 }
 
 async fn metrics(State(api): State<Api>) -> impl IntoResponse {

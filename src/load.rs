@@ -100,9 +100,47 @@ impl Config {
 }
 
 /// Everything wrong with a directory, one `file:line: message` (or `file: message`) each.
+/// Shown with every quoted token cut to [`MAX_QUOTE`] characters: a 50 MB token in a zone
+/// file is not copied whole into the log and `/healthz`.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("\n"))]
+#[error("{}", .0.iter().map(|line| shorten_tokens(line)).collect::<Vec<_>>().join("\n"))]
 pub struct LoadError(pub Vec<String>);
+
+/// The most characters of one token an error message quotes.
+pub const MAX_QUOTE: usize = 100;
+
+/// `line` with each whitespace-separated word after the first (the `file:line:` it starts
+/// with) longer than [`MAX_QUOTE`] characters cut to that many, saying how long it was.
+pub fn shorten_tokens(line: &str) -> std::borrow::Cow<'_, str> {
+    let long = |word: &&str| word.chars().nth(MAX_QUOTE).is_some();
+    if !line.split_whitespace().skip(1).any(|w| long(&w)) {
+        return line.into();
+    }
+    let mut out = String::new();
+    let mut rest = line;
+    let mut first = true;
+    while !rest.is_empty() {
+        let space = rest.len() - rest.trim_start().len();
+        out.push_str(&rest[..space]);
+        rest = &rest[space..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        match (first, long(&word)) {
+            (false, true) => {
+                let cut = word
+                    .char_indices()
+                    .nth(MAX_QUOTE)
+                    .map_or(word.len(), |(i, _)| i);
+                out.push_str(&word[..cut]);
+                out.push_str(&format!("[… {} bytes in all]", word.len()));
+            }
+            _ => out.push_str(word),
+        }
+        first = first && word.is_empty();
+        rest = &rest[end..];
+    }
+    out.into()
+}
 
 /// Reads and checks everything under `sources`, and compiles what it serves.
 /// Health cells for checked origins come from `health`, so a reload keeps their state.
@@ -302,6 +340,72 @@ fn list_zone_dir(dir: &Path) -> Result<(Files, Files), String> {
     Ok((zones, sites))
 }
 
+/// Reads a configuration file whole, refusing what is not a regular file (a FIFO would
+/// block, `/dev/zero` never ends) and what is larger than `limit` bytes (`what` names the
+/// kind of file in the message). Refusals are errors of kind `InvalidData` whose message
+/// says why and what to do.
+pub fn read_bounded(path: &Path, limit: u64, what: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so opening a FIFO with no writer returns at once (no effect on files).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let refuse = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+    if !meta.is_file() {
+        return Err(refuse(format!(
+            "{} is {}, not a regular file; {what} must be a plain file (or a symlink to one)",
+            path.display(),
+            file_kind(&meta)
+        )));
+    }
+    let advice = match what {
+        "a site file" => "; remove the tasks and origin groups the site no longer needs",
+        "a zone file" => {
+            "; split the zone into files joined by $INCLUDE, each read up to that size"
+        }
+        _ => "",
+    };
+    let too_large = |size: u64| {
+        refuse(format!(
+            "{} is {size} bytes, over the {} MiB lbdns reads from {what}{advice}",
+            path.display(),
+            limit >> 20
+        ))
+    };
+    if meta.len() > limit {
+        return Err(too_large(meta.len()));
+    }
+    // Bounded even when the file grows while it is read.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// What a file that is not a regular file is, in an operator's words.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
 /// The first `*.mmdb` in `dir` by name, if any.
 fn first_mmdb(dir: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -312,4 +416,21 @@ fn first_mmdb(dir: &Path) -> Option<PathBuf> {
         .collect();
     found.sort();
     found.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_tokens_are_cut_and_the_location_is_kept() {
+        let token = "x".repeat(5_000_000);
+        let line = format!("zones/a.zone:3: bad address \"{token}\": not an IP");
+        let shown = LoadError(vec![line, "zones/b.zone:1: short".into()]).to_string();
+        let want = format!(
+            "zones/a.zone:3: bad address \"{}[… 5000003 bytes in all] not an IP\nzones/b.zone:1: short",
+            "x".repeat(99)
+        );
+        assert_eq!(shown, want);
+    }
 }

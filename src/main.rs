@@ -90,6 +90,10 @@ enum Command {
         dir: PathBuf,
         #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")]
         store: lbdns::etcd::EtcdUrl,
+        /// Replace a configuration the prefix already holds (without it, import lists
+        /// what would change and writes nothing).
+        #[arg(long)]
+        force: bool,
     },
     /// Copy the zone and site files kept in etcd into a directory's zones/.
     Export {
@@ -335,8 +339,8 @@ fn main() -> ExitCode {
                 .and_then(|()| serve(origin, listen, api, api_token, limits, rrl))
                 .map_err(Failure::Error)
         }
-        Command::Import { dir, store } => match lbdns::etcd::import(&dir, &store) {
-            Ok(n) => out(&format!("imported {n} files into {}\n", store.prefix)),
+        Command::Import { dir, store, force } => match lbdns::etcd::import(&dir, &store, force) {
+            Ok(done) => out(&format!("{done}\n")),
             Err(e) => Err(Failure::Error(format!("lbdns: {e}"))),
         },
         Command::Export { store, dir } => match lbdns::etcd::export(&store, &dir) {
@@ -429,6 +433,17 @@ fn serve(
     let limits = limits.resolve(&metrics);
     let not_starting =
         |e: lbdns::load::LoadError| format!("{e}\nlbdns: not starting: fix the errors above");
+    // Before anything reads or tidies the directory; held until serve returns.
+    let locked_dir = match origin.store {
+        None => origin.dir.dir.clone(),
+        Some(_) => {
+            std::fs::create_dir_all(&origin.cache_dir)
+                .map_err(|e| format!("lbdns: {}: {e}", origin.cache_dir.display()))?;
+            origin.cache_dir.clone()
+        }
+    };
+    let _lock = lbdns::store::lock::DirLock::acquire(&locked_dir)
+        .map_err(|e| format!("lbdns: {e}\nlbdns: not starting"))?;
     let store = match origin.store {
         None => Store::open(sources(origin.dir), metrics).map_err(not_starting)?,
         Some(url) => {

@@ -1,7 +1,10 @@
 //! Reload on file change (SPEC §8): a notify watcher on `zones/` and the GeoIP file's
-//! directory. Only writes, creations, removals and renames of configuration files count
-//! (a reload reads the files, and reads must not trigger reloads), and a burst of them,
-//! such as an editor's save, becomes one reload once the files are quiet.
+//! directory. A file counts as changed when it is complete: closed after writing
+//! (inotify's IN_CLOSE_WRITE), renamed into or out of place, removed, or created whole (a
+//! symbolic or hard link). Writes themselves do not count: a slow writer rewriting a zone
+//! in place would otherwise have its half-written file loaded and served. Reads do not
+//! count either (a reload reads the files), and a burst of events, such as an editor's
+//! save, becomes one reload once the files are quiet.
 //!
 //! A configuration file may be a symlink (a site file kept in a repository checkout, a
 //! GeoIP database that `geoipupdate` replaces in `/var/lib/GeoIP`). An edit then happens
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -49,7 +53,7 @@ pub fn spawn(store: Arc<Store>) -> anyhow::Result<RecommendedWatcher> {
         let linked = linked.clone();
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event)
-                if is_edit(&event.kind)
+                if is_edit(&event)
                     && event
                         .paths
                         .iter()
@@ -105,8 +109,7 @@ impl Targets {
         let watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
                 Ok(event)
-                    if is_edit(&event.kind)
-                        && event.paths.iter().any(|p| is_linked(&events, p)) =>
+                    if is_edit(&event) && event.paths.iter().any(|p| is_linked(&events, p)) =>
                 {
                     if let Some(tx) = tx.upgrade() {
                         let _ = tx.send(());
@@ -196,11 +199,21 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
 }
 
-fn is_edit(kind: &EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
-    )
+/// True when `event` leaves a file complete: closed after writing, renamed, removed, or
+/// created whole. A file created by `open` is empty until its writer closes it, which is
+/// an event of its own; a link (symbolic, or a second hard link) is whole at once.
+fn is_edit(event: &notify::Event) -> bool {
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Name(_))
+        | EventKind::Remove(_) => true,
+        EventKind::Create(_) => event.paths.iter().any(|path| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::symlink_metadata(path)
+                .is_ok_and(|m| m.file_type().is_symlink() || m.nlink() > 1)
+        }),
+        _ => false,
+    }
 }
 
 /// Zone files, site files and GeoIP databases; not our own temp files.

@@ -335,3 +335,192 @@ fn the_shipped_example_is_in_the_form_the_api_writes() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Bounded inputs (issue 19 item 10)
+// ---------------------------------------------------------------------------------------
+
+const ZONE: &str = "$ORIGIN example.com.\n$TTL 3600\n\
+@ IN SOA ns1 hostmaster 1 7200 900 1209600 300\n\
+@ NS ns1\n\
+ns1 A 192.0.2.53\n";
+
+/// Runs `lbdns check` on `site`, failing the test if it has not finished within 20 s
+/// (reading a FIFO or /dev/zero would never end); its stderr.
+fn check_bounded(site: &Site) -> String {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["check", "--dir"])
+        .arg(site.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let stderr = read(log.path());
+            assert!(!status.success(), "check accepted it:\n{stderr}");
+            return stderr;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lbdns check still reading after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn files_that_are_not_regular_files_are_refused() {
+    // $INCLUDE of a device that never ends.
+    let site = Site::new(&[("example.com.zone", &format!("{ZONE}$INCLUDE /dev/zero\n"))]);
+    let stderr = check_bounded(&site);
+    assert!(
+        stderr.contains("/dev/zero is a character device, not a regular file"),
+        "{stderr}"
+    );
+    // A FIFO as a zone file, as a site file, and $INCLUDEd.
+    let site = Site::new(&[("example.com.zone", ZONE)]);
+    mkfifo(&site.path().join("zones/fifo.test.zone"));
+    mkfifo(&site.path().join("zones/example.com.lb.yaml"));
+    let stderr = check_bounded(&site);
+    assert!(
+        stderr.contains("fifo.test.zone is a FIFO, not a regular file"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("example.com.lb.yaml is a FIFO, not a regular file"),
+        "{stderr}"
+    );
+    let site = Site::new(&[("example.com.zone", &format!("{ZONE}$INCLUDE part\n"))]);
+    mkfifo(&site.path().join("zones/part"));
+    let stderr = check_bounded(&site);
+    assert!(
+        stderr.contains("part is a FIFO, not a regular file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn zone_and_site_files_past_their_caps_are_refused_naming_the_cap() {
+    // Sparse files: their size is on record, their bytes take no disk.
+    let site = Site::new(&[("example.com.zone", ZONE)]);
+    let grow = |name: &str, size: u64| {
+        let file = std::fs::File::create(site.path().join("zones").join(name)).unwrap();
+        file.set_len(size).unwrap();
+    };
+    grow("big.test.zone", (512 << 20) + 1);
+    grow("example.com.lb.yaml", (32 << 20) + 1);
+    let stderr = check_bounded(&site);
+    assert!(
+        stderr.contains(&format!(
+            "big.test.zone is {} bytes, over the 512 MiB lbdns reads from a zone file; split the zone",
+            (512u64 << 20) + 1
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "example.com.lb.yaml is {} bytes, over the 32 MiB lbdns reads from a site file; remove the tasks",
+            (32u64 << 20) + 1
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_error_quotes_at_most_100_characters_of_a_huge_token() {
+    let token = "q".repeat(4 << 20);
+    let site = Site::new(&[("example.com.zone", ZONE)]);
+    let server = site.serve();
+    let bad = format!("{ZONE}www A {token}\n");
+    assert_eq!(
+        server.reload_after(|| site.write("example.com.zone", &bad)),
+        Reloaded::Rejected
+    );
+    let (_, health) = server
+        .http_get("/healthz", Duration::from_secs(5))
+        .expect("/healthz answers");
+    let health: Value = serde_json::from_str(&health).unwrap();
+    let error = health["config"]["error"].as_str().unwrap();
+    assert!(error.contains(&"q".repeat(100)), "{error}");
+    assert!(
+        !error.contains(&"q".repeat(101)),
+        "{}",
+        &error[..300.min(error.len())]
+    );
+    assert!(
+        error.len() < 400,
+        "{} bytes: {}",
+        error.len(),
+        &error[..400]
+    );
+    let log = server.log();
+    assert!(
+        !log.contains(&"q".repeat(101)),
+        "the log quotes the token whole"
+    );
+    let stderr = check_bounded(&site);
+    assert!(stderr.len() < 600, "{} bytes", stderr.len());
+}
+
+// ---------------------------------------------------------------------------------------
+// A slow writer (issue 19 item 9)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_zone_rewritten_in_place_by_a_slow_writer_is_loaded_once_complete() {
+    use std::io::Write;
+    // www is the last record, so the first half of the new file is a valid zone without it.
+    let filler: String = (0..200)
+        .map(|i| format!("h{i} A 192.0.2.{}\n", i % 250 + 1))
+        .collect();
+    let zone = |serial: u32, www: &str| {
+        format!(
+            "$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns1 hostmaster {serial} 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n{filler}www A {www}\n"
+        )
+    };
+    let site = Site::new(&[("example.com.zone", &zone(1, "192.0.2.80"))]);
+    let server = site.serve();
+    let before = server.reload_counts();
+    let new = zone(2, "192.0.2.81");
+    let cut = new.find("h100 ").unwrap();
+    // Rewritten in place (truncated, not replaced by rename): half, a pause, the rest.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(site.path().join("zones/example.com.zone"))
+        .unwrap();
+    file.write_all(&new.as_bytes()[..cut]).unwrap();
+    let pause = Instant::now();
+    let mut asked = 0;
+    while pause.elapsed() < Duration::from_millis(1200) {
+        let got = server.dig(&["+short", "www.example.com", "A"]);
+        assert_eq!(
+            got.trim(),
+            "192.0.2.80",
+            "query {asked}, {:?} into the writer's pause:\n{}",
+            pause.elapsed(),
+            server.log()
+        );
+        asked += 1;
+    }
+    file.write_all(&new.as_bytes()[cut..]).unwrap();
+    drop(file);
+    assert_eq!(server.wait_reload(before), Reloaded::Accepted);
+    assert_eq!(
+        server.dig(&["+short", "www.example.com", "A"]).trim(),
+        "192.0.2.81"
+    );
+    eprintln!("{asked} queries during the writer's 1.2 s pause: all answered from the old zone");
+}

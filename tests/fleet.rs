@@ -227,14 +227,45 @@ fn nodes_share_changes_through_etcd_and_ride_out_its_outage() {
     );
     eprintln!("a task created through node A was answered by node B after {took:?}");
 
+    // A node's cache directory is its own: a second node on it refuses to start.
+    let refusal = refused_start(&store, &cache("a"));
+    assert!(
+        refusal.contains(&format!("pid {}", a.child.id())),
+        "{refusal}"
+    );
+    assert_eq!(a.get("/healthz")["etcd"]["connected"], json!(true));
+
     // etcd down: both keep answering; a change is refused (503) and changes nothing.
     drop(etcd);
     std::thread::sleep(Duration::from_millis(300));
     assert!(!a.short("shared.example.com.").is_empty());
     let (status, body) = a.put_task("during");
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("etcd cannot be reached"), "{body}");
+    // A JSON error like every other, with a one-line message, not the gRPC status dump.
+    let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "unavailable", "{body}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("etcd cannot be reached"), "{message}");
+    // No debug dump of the client's error chain (`source: tonic::transport::Error(...)`).
+    assert!(
+        !message.contains('\n')
+            && message.len() < 400
+            && !message.contains("tonic")
+            && !message.contains("Os {"),
+        "{message}"
+    );
+    eprintln!("a change during the outage: 503 {message}");
     assert!(a.short("during.example.com.").is_empty());
+    // /healthz says etcd cannot be reached, in one line.
+    eventually(
+        "/healthz to show etcd down",
+        Duration::from_secs(10),
+        || a.get("/healthz")["etcd"]["connected"] == json!(false),
+    );
+    let health = a.get("/healthz");
+    assert_eq!(health["status"], "degraded", "{health}");
+    let why = health["etcd"]["error"].as_str().unwrap_or_default();
+    assert!(!why.is_empty() && !why.contains('\n'), "{health}");
 
     // A node restarted during the outage starts from its own copy.
     drop(b);
@@ -263,6 +294,43 @@ fn nodes_share_changes_through_etcd_and_ride_out_its_outage() {
         |a| !a.is_empty(),
         Duration::from_secs(10),
     );
+    eventually(
+        "/healthz to show etcd back",
+        Duration::from_secs(10),
+        || a.get("/healthz")["etcd"]["connected"] == json!(true),
+    );
+}
+
+/// Starts a node on `cache` that must refuse to start; what it said.
+fn refused_start(store: &str, cache: &Path) -> String {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["serve", "--store", store, "--cache-dir"])
+        .arg(cache)
+        .arg("--geoip")
+        .arg(test_geoip())
+        .args(["--listen", &free_port().to_string()])
+        .args(["--api", &free_port().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a second node on the same cache directory still runs after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let said = std::fs::read_to_string(log.path()).unwrap();
+    assert!(!status.success(), "{said}");
+    said
 }
 
 #[test]
@@ -408,9 +476,18 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
         "{listing}"
     );
 
-    // A change while node B cannot apply it (stopped): deploying, B not applied.
+    // A change while node B cannot apply it (stopped): deploying, B not applied, and the
+    // change's own reply says so (not what node A alone serves).
     b.signal("-STOP");
-    assert_eq!(a.put_task("late").0, 201);
+    let (status, reply) = a.put_task("late");
+    assert_eq!(status, 201, "{reply}");
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["status"], "deploying", "{reply}");
+    let b_in_reply = reply["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["node"] == "b"))
+        .map(|n| n["applied"].clone());
+    assert_eq!(b_in_reply, Some(json!(false)), "{reply}");
     let task = a.get("/v1/sites/example.com/tasks/late");
     assert_eq!(task["status"], "deploying", "{task}");
     let b_progress = task["nodes"]
@@ -567,4 +644,123 @@ fn three_nodes_on_a_three_member_cluster_lose_no_query_in_an_outage() {
     eprintln!("{sent} queries across three nodes during the outage and recovery, {lost} lost");
     assert!(sent > 500, "{sent}");
     assert_eq!(lost, 0);
+}
+
+/// Runs `lbdns ARGS`; (success, stdout, stderr).
+fn lbdns(args: &[&str], dir: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The zone and site files of `dir/zones`, by name.
+fn files_of(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(dir.join("zones"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(e.path()).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn import_into_a_live_prefix_refuses_and_shows_what_would_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let _etcd = Etcd::start(&dir.path().join("etcd"), client, peer);
+    let store = format!("etcd://{client}/lbdns");
+    let zone = |origin: &str| {
+        format!(
+            "$ORIGIN {origin}.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n"
+        )
+    };
+    let site = |tasks: usize| {
+        let mut text = String::from(
+            "origin_groups:\n  web:\n    origins:\n    - address: 192.0.2.10\ntasks:\n",
+        );
+        for i in 0..tasks {
+            text.push_str(&format!(
+                "- hostname: t{i}.example.com\n  origin_group: web\n"
+            ));
+        }
+        text
+    };
+    let write = |name: &str, files: &[(&str, String)]| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.join("zones")).unwrap();
+        for (file, text) in files {
+            std::fs::write(path.join("zones").join(file), text).unwrap();
+        }
+        path
+    };
+    // The fleet's configuration: 12 tasks, and a zone the new directory lacks.
+    let live = write(
+        "live",
+        &[
+            ("example.com.zone", zone("example.com")),
+            ("example.com.lb.yaml", site(12)),
+            ("gone.test.zone", zone("gone.test")),
+        ],
+    );
+    // A directory with 6 tasks and another new zone.
+    let other = write(
+        "other",
+        &[
+            ("example.com.zone", zone("example.com")),
+            ("example.com.lb.yaml", site(6)),
+            ("new.test.zone", zone("new.test")),
+        ],
+    );
+    let start = Instant::now();
+    let first = loop {
+        let (ok, out, err) = lbdns(&["import", "--store", &store], &live);
+        if ok {
+            break out;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "import: {err}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(first, "imported 3 files into lbdns\n");
+
+    // Again, the same files: nothing to do.
+    let (ok, out, err) = lbdns(&["import", "--store", &store], &live);
+    assert!(
+        ok && out.contains("already holds these 3 files"),
+        "{out}{err}"
+    );
+
+    // Another directory: refused, with every difference, and etcd left as it was.
+    let (ok, out, err) = lbdns(&["import", "--store", &store], &other);
+    assert!(!ok, "{out}");
+    for line in [
+        "change  example.com.lb.yaml (12 tasks -> 6 tasks)",
+        "add     new.test.zone",
+        "remove  gone.test.zone",
+        "--force",
+    ] {
+        assert!(err.contains(line), "{line:?} in:\n{err}");
+    }
+    let saved = dir.path().join("saved");
+    let (ok, _, err) = lbdns(&["export", "--store", &store], &saved);
+    assert!(ok, "{err}");
+    assert_eq!(files_of(&saved), files_of(&live));
+
+    // With --force, etcd holds exactly the new directory's files.
+    let (ok, out, err) = lbdns(&["import", "--force", "--store", &store], &other);
+    assert!(ok, "{err}");
+    assert!(out.contains("replaced"), "{out}");
+    let replaced = dir.path().join("replaced");
+    let (ok, _, err) = lbdns(&["export", "--store", &store], &replaced);
+    assert!(ok, "{err}");
+    assert_eq!(files_of(&replaced), files_of(&other));
 }

@@ -36,6 +36,8 @@ pub struct Mirror {
     fleet: Mutex<BTreeMap<String, Presence>>,
     /// Set by the store once it is open.
     probes: Mutex<Option<Probes>>,
+    /// Why the last exchange with etcd failed; `None` while etcd answers (`/healthz`).
+    link_error: Mutex<Option<String>>,
     /// Held while a mirrored file changes, by the watch or by this node's own commit:
     /// a commit checks that what it was validated on is still on disk, commits, and
     /// writes its file, with no watch event in between.
@@ -85,6 +87,7 @@ impl Mirror {
             loaded: Mutex::new(HashMap::new()),
             fleet: Mutex::new(BTreeMap::new()),
             probes: Mutex::new(None),
+            link_error: Mutex::new(None),
             files: Mutex::new(()),
         });
         let synced = mirror.runtime.block_on(mirror.sync());
@@ -178,6 +181,17 @@ impl Mirror {
         &self.node_id
     }
 
+    /// The etcd endpoints, and why the last exchange with them failed (`None`: it did not).
+    pub fn link(&self) -> (String, Option<String>) {
+        let error = self.link_error.lock().expect("never poisoned").clone();
+        (self.url.endpoints.join(","), error)
+    }
+
+    /// Records how the last exchange with etcd went.
+    fn note<T>(&self, result: &Result<T, String>) {
+        *self.link_error.lock().expect("never poisoned") = result.as_ref().err().cloned();
+    }
+
     /// Keeps `PREFIX/nodes/{id}` under a lease saying what this node serves, and reads
     /// the other nodes' keys; reconnects after an outage.
     async fn stay_present(&self) {
@@ -186,7 +200,9 @@ impl Mirror {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         loop {
-            if let Err(error) = self.present_once().await {
+            let result = self.present_once().await;
+            self.note(&result);
+            if let Err(error) = result {
                 tracing::debug!(%error, "fleet presence lost; retrying");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -198,12 +214,12 @@ impl Mirror {
         let lease = client
             .lease_grant(LEASE_SECONDS, None)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| describe(&e))?
             .id();
         let (mut keeper, mut acks) = client
             .lease_keep_alive(lease)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
         let key = format!("{}/nodes/{}", self.url.prefix, self.node_id);
         let nodes = format!("{}/nodes/", self.url.prefix);
         let mut said: Option<Presence> = None;
@@ -213,8 +229,8 @@ impl Mirror {
             beat.tick().await;
             ticks += 1;
             if ticks.is_multiple_of(4) {
-                keeper.keep_alive().await.map_err(|e| e.to_string())?;
-                acks.message().await.map_err(|e| e.to_string())?;
+                keeper.keep_alive().await.map_err(|e| describe(&e))?;
+                acks.message().await.map_err(|e| describe(&e))?;
             }
             let presence = {
                 let probes = self.probes.lock().expect("never poisoned");
@@ -230,13 +246,13 @@ impl Mirror {
                 client
                     .put(key.as_str(), value, Some(options))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| describe(&e))?;
                 said = Some(presence);
             }
             let got = client
                 .get(nodes.as_str(), Some(GetOptions::new().with_prefix()))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| describe(&e))?;
             let fleet = got
                 .kvs()
                 .iter()
@@ -247,6 +263,7 @@ impl Mirror {
                 })
                 .collect();
             *self.fleet.lock().expect("never poisoned") = fleet;
+            self.note(&Ok(()));
         }
     }
 
@@ -265,7 +282,7 @@ impl Mirror {
         let got = client
             .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
         let revision = got.header().map_or(0, |h| h.revision());
         let mut present = Vec::new();
         for kv in got.kvs() {
@@ -319,8 +336,8 @@ impl Mirror {
         let mut stream = client
             .watch(self.key_prefix().as_str(), Some(options))
             .await
-            .map_err(|e| e.to_string())?;
-        while let Some(response) = stream.message().await.map_err(|e| e.to_string())? {
+            .map_err(|e| describe(&e))?;
+        while let Some(response) = stream.message().await.map_err(|e| describe(&e))? {
             if response.canceled() {
                 return Err("the watch was cancelled (compacted?)".into());
             }
@@ -404,8 +421,9 @@ impl Mirror {
             .and_then([TxnOp::put(key.as_str(), bytes, None)]);
         let response = self.commits.block_on(async {
             let mut client = self.connect().await?;
-            client.txn(txn).await.map_err(|e| e.to_string())
+            client.txn(txn).await.map_err(|e| describe(&e))
         });
+        self.note(&response);
         match response {
             Ok(r) if r.succeeded() => {
                 let revision = r.header().map_or(0, |h| h.revision());
@@ -433,7 +451,45 @@ async fn connect(url: &EtcdUrl) -> Result<Client, String> {
         .with_timeout(TIMEOUT);
     Client::connect(&url.endpoints, Some(options))
         .await
-        .map_err(|e| format!("etcd at {}: {e}", url.endpoints.join(",")))
+        .map_err(|e| format!("etcd at {}: {}", url.endpoints.join(","), describe(&e)))
+}
+
+/// An etcd client error in one line an operator can read: a gRPC status by its code's
+/// description and its message, then the root cause in its own words ("Connection
+/// refused (os error 111)"), not the status's debug dump of its source.
+fn describe(error: &etcd_client::Error) -> String {
+    use std::error::Error;
+    let (mut text, cause): (String, Option<&(dyn Error + 'static)>) = match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let text = match status.message() {
+                "" => status.code().description().to_owned(),
+                message => format!("{}: {message}", status.code().description()),
+            };
+            (text, status.source())
+        }
+        etcd_client::Error::TransportError(e) => (error.to_string(), e.source()),
+        other => (other.to_string(), None),
+    };
+    if let Some(mut root) = cause {
+        while let Some(next) = root.source() {
+            root = next;
+        }
+        let root = root.to_string();
+        if !text.contains(&root) {
+            text = format!("{text}: {root}");
+        }
+    }
+    one_line(&text)
+}
+
+/// `text` on one line, at most 200 characters.
+fn one_line(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let line = words.join(" ");
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
 }
 
 /// A runtime for the etcd client's async calls, driven by the thread that blocks on it.
@@ -448,33 +504,141 @@ fn is_served_file(name: &str) -> bool {
     name.ends_with(".zone") || name.ends_with(".lb.yaml")
 }
 
-/// Copies `dir/zones/*.zone` and `*.lb.yaml` into etcd under `url`'s prefix, replacing
-/// what is there; returns how many files were stored.
-pub fn import(dir: &Path, url: &EtcdUrl) -> Result<usize, String> {
+/// Copies `dir/zones/*.zone` and `*.lb.yaml` into etcd under `url`'s prefix; returns what
+/// it did, in a line. A prefix that already holds files is a live fleet's configuration:
+/// without `force` nothing is written and the error lists what would change (files added,
+/// changed, removed); with `force` the prefix is made to hold exactly the directory's
+/// files, in one transaction that fails if etcd changed since it was compared.
+pub fn import(dir: &Path, url: &EtcdUrl, force: bool) -> Result<String, String> {
     let zones = dir.join("zones");
-    let mut files = Vec::new();
+    let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(&zones).map_err(|e| format!("{}: {e}", zones.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if is_served_file(&name) {
-            let bytes = std::fs::read(entry.path()).map_err(|e| format!("{name}: {e}"))?;
-            files.push((name, bytes));
+            let bytes = crate::load::read_bounded(
+                &entry.path(),
+                crate::zone::MAX_FILE_BYTES,
+                "a zone file",
+            )
+            .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            files.insert(name, bytes);
         }
     }
+    let prefix = format!("{}/zones/", url.prefix);
     runtime()?.block_on(async {
         let mut client = connect(url).await?;
-        let ops: Vec<TxnOp> = files
+        let got = client
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| describe(&e))?;
+        // What etcd holds now: name -> (contents, mod revision).
+        let held: BTreeMap<String, (Vec<u8>, i64)> = got
+            .kvs()
             .iter()
-            .map(|(name, bytes)| {
-                TxnOp::put(format!("{}/zones/{name}", url.prefix), bytes.clone(), None)
+            .filter_map(|kv| {
+                let name = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&prefix)?;
+                Some((name.to_owned(), (kv.value().to_vec(), kv.mod_revision())))
             })
             .collect();
-        client
-            .txn(Txn::new().and_then(ops))
+        let changes = differences(&held, &files);
+        if changes.is_empty() && !held.is_empty() {
+            return Ok(format!(
+                "{} already holds these {} files; nothing to import",
+                url.prefix,
+                files.len()
+            ));
+        }
+        if !held.is_empty() && !force {
+            return Err(format!(
+                "{} already holds a fleet's configuration ({} files); importing {} would:\n{}\nnothing was imported: run again with --force to replace what etcd holds with these files (lbdns export saves it first)",
+                url.prefix,
+                held.len(),
+                zones.display(),
+                changes.join("\n")
+            ));
+        }
+        // Guarded: nothing changed in etcd since it was compared.
+        let mut guards = Vec::new();
+        let mut ops = Vec::new();
+        for (name, (_, revision)) in &held {
+            let key = format!("{prefix}{name}");
+            guards.push(Compare::mod_revision(key.as_str(), CompareOp::Equal, *revision));
+            if !files.contains_key(name) {
+                ops.push(TxnOp::delete(key, None));
+            }
+        }
+        for (name, bytes) in &files {
+            let key = format!("{prefix}{name}");
+            if !held.contains_key(name) {
+                guards.push(Compare::version(key.as_str(), CompareOp::Equal, 0));
+            }
+            if held.get(name).is_none_or(|(old, _)| old != bytes) {
+                ops.push(TxnOp::put(key, bytes.clone(), None));
+            }
+        }
+        let done = client
+            .txn(Txn::new().when(guards).and_then(ops))
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(files.len())
+            .map_err(|e| describe(&e))?;
+        if !done.succeeded() {
+            return Err("the configuration in etcd changed while it was compared; nothing was imported: run again to see the new differences".to_owned());
+        }
+        Ok(match held.is_empty() {
+            true => format!("imported {} files into {}", files.len(), url.prefix),
+            false => format!(
+                "replaced the configuration in {} with {} files:\n{}",
+                url.prefix,
+                files.len(),
+                changes.join("\n")
+            ),
+        })
     })
+}
+
+/// What importing `files` over `held` changes, one line a file: added, changed (with the
+/// tasks of a site file before and after) or removed.
+fn differences(
+    held: &BTreeMap<String, (Vec<u8>, i64)>,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Vec<String> {
+    let tasks = |name: &str, bytes: &[u8]| -> String {
+        if !name.ends_with(".lb.yaml") {
+            return String::new();
+        }
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| crate::site::parse(text).ok())
+            .map_or_else(
+                || " (does not parse)".to_owned(),
+                |spec| format!(" ({} tasks)", spec.tasks.len()),
+            )
+    };
+    let mut lines = Vec::new();
+    for (name, bytes) in files {
+        match held.get(name) {
+            None => lines.push(format!("  add     {name}{}", tasks(name, bytes))),
+            Some((old, _)) if old != bytes => {
+                let (before, after) = (tasks(name, old), tasks(name, bytes));
+                let counts = match before.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        " ({} -> {})",
+                        before.trim().trim_matches(['(', ')']),
+                        after.trim().trim_matches(['(', ')'])
+                    ),
+                };
+                lines.push(format!("  change  {name}{counts}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, (old, _)) in held {
+        if !files.contains_key(name) {
+            lines.push(format!("  remove  {name}{}", tasks(name, old)));
+        }
+    }
+    lines
 }
 
 /// Writes every zone and site file under `url`'s prefix into `dir/zones/` (created if
@@ -488,7 +652,7 @@ pub fn export(url: &EtcdUrl, dir: &Path) -> Result<usize, String> {
         client
             .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| describe(&e))
     })?;
     let mut written = 0;
     for kv in got.kvs() {

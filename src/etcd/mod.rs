@@ -127,9 +127,13 @@ mod disabled {
         pub fn node_id(&self) -> &str {
             match *self {}
         }
+
+        pub fn link(&self) -> (String, Option<String>) {
+            match *self {}
+        }
     }
 
-    pub fn import(_dir: &Path, _url: &EtcdUrl) -> Result<usize, String> {
+    pub fn import(_dir: &Path, _url: &EtcdUrl, _force: bool) -> Result<String, String> {
         Err(NOT_BUILT.to_owned())
     }
 

@@ -28,6 +28,41 @@ pub const MAX_WEIGHT: u32 = 100;
 /// Allowed task TTLs, in seconds.
 pub const TTL_RANGE: std::ops::RangeInclusive<u32> = 1..=86400;
 
+/// The largest site file lbdns reads, and so writes: room for about 250,000 tasks in the
+/// canonical form (some 130 bytes each), 2.5 times the scale goal of 100,000 tasks a site.
+pub const MAX_FILE_BYTES: u64 = 32 << 20;
+
+/// The most YAML nodes (keys, values, lists, maps) read from one site file, aliases
+/// expanded. The canonical form spends 8 bytes or more on a node (15 nodes a task), so any
+/// file under [`MAX_FILE_BYTES`] written plainly fits; what this stops is an anchor and
+/// alias "billion laughs" expanding a small file into gigabytes.
+pub const MAX_YAML_NODES: usize = (MAX_FILE_BYTES / 4) as usize;
+
+/// What lbdns reads from one site file at most: [`MAX_FILE_BYTES`] and [`MAX_YAML_NODES`]
+/// unless a test asks for less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub file_bytes: u64,
+    pub yaml_nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            file_bytes: MAX_FILE_BYTES,
+            yaml_nodes: MAX_YAML_NODES,
+        }
+    }
+}
+
+/// A size in operator's units: `32 MiB`, `4096 bytes`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b.is_multiple_of(1 << 20) => format!("{} MiB", b >> 20),
+        b => format!("{b} bytes"),
+    }
+}
+
 /// A checked site.
 #[derive(Clone, Debug)]
 pub struct Site {
@@ -240,8 +275,25 @@ pub enum SiteError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Larger than [`Limits::file_bytes`].
+    #[error(
+        "{path}: {size} bytes, over the {} lbdns reads from a site file (the limit of the file's size); remove the tasks and origin groups the site no longer needs",
+        self::size(*limit)
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("{path}:{line}: {message}")]
     Syntax {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    /// A limit of the YAML reader was reached (see [`MAX_YAML_NODES`]).
+    #[error("{path}:{line}: {message}")]
+    Limit {
         path: PathBuf,
         line: u64,
         message: String,
@@ -266,15 +318,34 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
 
 /// Reads and checks the site file at `path` for the zone `origin`.
 pub fn load(path: &Path, origin: &Name) -> Result<(SiteSpec, Site), SiteError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SiteError::Read {
+    let read = |source| SiteError::Read {
         path: path.to_owned(),
         source,
+    };
+    let bytes = crate::load::read_bounded(path, MAX_FILE_BYTES, "a site file").map_err(read)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to()),
+        ))
     })?;
-    let spec = parse(&text).map_err(|(line, message)| SiteError::Syntax {
-        path: path.to_owned(),
-        line,
-        message,
-    })?;
+    from_text(path, &text, origin)
+}
+
+/// Checks `text` as the site file `path` of the zone `origin` is checked when loaded:
+/// what the writer runs on the bytes it is about to store.
+pub fn from_text(path: &Path, text: &str, origin: &Name) -> Result<(SiteSpec, Site), SiteError> {
+    from_text_within(path, text, origin, Limits::default())
+}
+
+/// [`from_text`] within `limits`.
+pub fn from_text_within(
+    path: &Path,
+    text: &str,
+    origin: &Name,
+    limits: Limits,
+) -> Result<(SiteSpec, Site), SiteError> {
+    let spec = parse_within(path, text, limits)?;
     let site = validate(origin, &spec).map_err(|problems| SiteError::Invalid {
         path: path.to_owned(),
         problems,
@@ -282,22 +353,111 @@ pub fn load(path: &Path, origin: &Name) -> Result<(SiteSpec, Site), SiteError> {
     Ok((spec, site))
 }
 
+/// Parses `text` as the site file `path` within `limits`, without validating it.
+pub fn parse_within(path: &Path, text: &str, limits: Limits) -> Result<SiteSpec, SiteError> {
+    if text.len() as u64 > limits.file_bytes {
+        return Err(SiteError::TooLarge {
+            path: path.to_owned(),
+            size: text.len() as u64,
+            limit: limits.file_bytes,
+        });
+    }
+    parse_yaml(text, limits).map_err(|e| match e.limit {
+        false => SiteError::Syntax {
+            path: path.to_owned(),
+            line: e.line,
+            message: e.message,
+        },
+        true => SiteError::Limit {
+            path: path.to_owned(),
+            line: e.line,
+            message: e.message,
+        },
+    })
+}
+
+impl SiteError {
+    /// True when the file is refused for its size, not for what it says.
+    pub fn is_limit(&self) -> bool {
+        matches!(self, Self::TooLarge { .. } | Self::Limit { .. })
+    }
+}
+
 /// Parses site YAML; an error is `(line, message)`, the message naming the key
 /// (`tasks[1].ttl: invalid u32`).
 pub fn parse(text: &str) -> Result<SiteSpec, (u64, String)> {
+    parse_yaml(text, Limits::default()).map_err(|e| (e.line, e.message))
+}
+
+/// Why YAML did not parse: where, what, and whether a reader limit stopped it.
+struct YamlError {
+    line: u64,
+    message: String,
+    limit: bool,
+}
+
+fn parse_yaml(text: &str, limits: Limits) -> Result<SiteSpec, YamlError> {
     if text.trim().is_empty() {
         return Ok(SiteSpec::default());
     }
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: limits.yaml_nodes,
+            // Every node is one event, and a list or map one more for its end.
+            max_events: 2 * limits.yaml_nodes,
+            max_total_scalar_bytes: limits.file_bytes as usize,
+        },
+    };
     let mut path = String::new();
-    let result = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            path = spec::field_path(e.path());
-            e.into_inner()
-        })
-    });
+    let result =
+        serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
+            serde_path_to_error::deserialize(deserializer).map_err(|e| {
+                path = spec::field_path(e.path());
+                e.into_inner()
+            })
+        });
     result.map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(0);
-        (line, syntax_message(&e, &path))
+        match budget_message(&e, limits) {
+            Some(message) => YamlError {
+                line,
+                message,
+                limit: true,
+            },
+            None => YamlError {
+                line,
+                message: syntax_message(&e, &path),
+                limit: false,
+            },
+        }
+    })
+}
+
+/// The limit a budget breach hit, and what to do, in an operator's words.
+fn budget_message(error: &serde_saphyr::Error, limits: Limits) -> Option<String> {
+    use serde_saphyr::budget::BudgetBreach;
+    let mut error = error.without_snippet();
+    while let serde_saphyr::Error::AliasError { error: inner, .. } = error {
+        error = inner.without_snippet();
+    }
+    let serde_saphyr::Error::Budget { breach, .. } = error else {
+        return None;
+    };
+    Some(match breach {
+        BudgetBreach::Nodes { .. } | BudgetBreach::Events { .. } => format!(
+            "more than {} YAML nodes (keys, values, lists and maps, aliases expanded), the most lbdns reads from a site file; remove the tasks and origin groups the site no longer needs, and write repeated parts out instead of through aliases",
+            limits.yaml_nodes
+        ),
+        BudgetBreach::ScalarBytes { .. } => format!(
+            "more than {} of text in values, the most lbdns reads from a site file",
+            size(limits.file_bytes)
+        ),
+        BudgetBreach::Depth { .. } => {
+            "nested too deeply for a site file (lists and maps more than 64 levels deep)".to_owned()
+        }
+        other => format!(
+            "the YAML goes past a limit of lbdns's reader ({other:?}); write the file out plainly, without anchors, aliases or several documents"
+        ),
     })
 }
 

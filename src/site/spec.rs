@@ -101,7 +101,7 @@ pub fn field_path(path: &serde_path_to_error::Path) -> String {
 }
 
 /// A whole site file.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteSpec {
     /// Origin groups by name, in file order.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::etcd::{EtcdError, Mirror};
 use crate::load::{LoadedSite, Sources};
 use crate::persist;
-use crate::site::SiteSpec;
+use crate::site::{Limits, SiteSpec};
 
 /// What the store's writer needs of the storage it commits to.
 pub(super) trait Backend: Send {
@@ -68,6 +68,12 @@ pub enum StorageError {
     },
     #[error("cannot render the site file: {0}")]
     Render(String),
+    /// The file the change would write is past a limit of what lbdns loads.
+    #[error("nothing was changed: the site file would not load after this change: {0}")]
+    TooLarge(String),
+    /// The file the change would write does not load back as the change meant it.
+    #[error("nothing was changed: the site file as written would not load back: {0}")]
+    ReadBack(String),
     /// The shared store (etcd) has a newer version than the one the change was made on.
     #[error("{0}")]
     Stale(String),
@@ -102,6 +108,8 @@ pub(super) struct Files {
     /// The revision of each mirrored file when the last poll read the directory: what a
     /// reload of that read serves at least.
     polled: std::collections::HashMap<String, i64>,
+    /// What a written site file must load within: the loader's own limits.
+    pub(super) limits: Limits,
 }
 
 impl Files {
@@ -126,6 +134,7 @@ impl Files {
             seen,
             shared: None,
             polled: std::collections::HashMap::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -158,7 +167,10 @@ impl Backend for Files {
         let site_unchanged = match served(&site.path) {
             Some(contents) => contents.matches(&site.path).unwrap_or(false),
             // A site file that could not be read when loaded must not be readable yet.
-            None => std::fs::read(&site.path).is_err(),
+            None => {
+                crate::load::read_bounded(&site.path, crate::site::MAX_FILE_BYTES, "a site file")
+                    .is_err()
+            }
         };
         if !site_unchanged {
             // On a fleet node the newer file came from etcd, not from a hand edit.
@@ -186,6 +198,7 @@ impl Backend for Files {
 
     fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError> {
         let text = render(&site.spec).map_err(StorageError::Render)?;
+        read_back(&text, site, self.limits)?;
         match &self.shared {
             // A fleet node: etcd first, then the mirror, as one step (see Mirror::commit).
             Some(mirror) => {
@@ -197,7 +210,12 @@ impl Backend for Files {
                 let served = self.served.files.get(&site.path);
                 let still_valid = || match served {
                     Some(contents) => contents.matches(&site.path).unwrap_or(false),
-                    None => std::fs::read(&site.path).is_err(),
+                    None => crate::load::read_bounded(
+                        &site.path,
+                        crate::site::MAX_FILE_BYTES,
+                        "a site file",
+                    )
+                    .is_err(),
                 };
                 let revision = mirror.commit(&name, text.as_bytes(), still_valid).map_err(
                     |error| match error {
@@ -219,6 +237,23 @@ impl Backend for Files {
         self.seen.files.insert(site.path.clone(), contents);
         self.served.files.insert(site.path.clone(), contents);
         Ok(())
+    }
+}
+
+/// Checks that `text`, about to be stored for `site`, reads back as `site` within the
+/// loader's own limits: a write is acknowledged only if the server could start from it.
+/// Parsing back to the very spec the change validated stands for validating it again
+/// (validation depends on the spec alone), which would double the cost of a write to a
+/// site of 100,000 tasks.
+fn read_back(text: &str, site: &LoadedSite, limits: Limits) -> Result<(), StorageError> {
+    match crate::site::parse_within(&site.path, text, limits) {
+        Ok(spec) if spec == site.spec => Ok(()),
+        Ok(_) => Err(StorageError::ReadBack(format!(
+            "{} would read back different from the change (a bug in lbdns's writer: please report it)",
+            site.path.display()
+        ))),
+        Err(error) if error.is_limit() => Err(StorageError::TooLarge(error.to_string())),
+        Err(error) => Err(StorageError::ReadBack(error.to_string())),
     }
 }
 
@@ -270,7 +305,8 @@ impl Contents {
 
     fn read(path: &Path) -> std::io::Result<Self> {
         let stamp = stamp(path);
-        let bytes = std::fs::read(path)?;
+        // Not a FIFO or /dev/zero: the load that follows refuses those with a message.
+        let bytes = crate::load::read_bounded(path, crate::zone::MAX_FILE_BYTES, "a zone file")?;
         Ok(Self::of(&bytes, stamp))
     }
 

@@ -30,6 +30,7 @@
 //! until their first round (SPEC §6).
 
 mod files;
+pub mod lock;
 mod writer;
 
 use std::collections::HashMap;
@@ -135,6 +136,10 @@ pub enum ChangeError {
     /// The site file could not be written; nothing changed.
     #[error("{0}")]
     Write(String),
+    /// The change would take the site file past a limit of what lbdns loads; nothing
+    /// changed.
+    #[error("{0}")]
+    Limit(String),
     /// The write queue is full; nothing changed, the change can be sent again.
     #[error(
         "{0} changes are already waiting to be written; nothing was changed, retry in a moment"
@@ -152,6 +157,7 @@ impl From<&files::StorageError> for ChangeError {
     fn from(error: &files::StorageError) -> Self {
         match error {
             files::StorageError::Unavailable(message) => Self::Unavailable(message.clone()),
+            files::StorageError::TooLarge(_) => Self::Limit(error.to_string()),
             error if error.is_conflict() => Self::Conflict(error.to_string()),
             error => Self::Write(error.to_string()),
         }
@@ -219,6 +225,14 @@ impl Store {
     pub fn open(sources: Sources, metrics: Arc<Metrics>) -> Result<Arc<Self>, LoadError> {
         let files = files::Files::open(sources.clone());
         Self::open_with(sources, metrics, files)
+    }
+
+    /// [`Store::open`] with site files written within `limits` rather than the loader's.
+    #[cfg(test)]
+    fn open_within(sources: Sources, limits: site::Limits) -> Result<Arc<Self>, LoadError> {
+        let mut files = files::Files::open(sources.clone());
+        files.limits = limits;
+        Self::open_with(sources, Arc::new(Metrics::new()), files)
     }
 
     /// [`Store::open`] on a fleet node's mirror of etcd: changes are committed to etcd.
@@ -503,6 +517,12 @@ impl Store {
         )
     }
 
+    /// On a fleet node: its etcd endpoints, and why the last exchange with them failed
+    /// (`None` while etcd answers).
+    pub fn etcd_link(&self) -> Option<(String, Option<String>)> {
+        Some(self.fleet.as_ref()?.link())
+    }
+
     /// On a fleet node: this node's id, and every live node as its key says.
     pub fn nodes(&self) -> Option<(String, Vec<(String, crate::etcd::Presence)>)> {
         let mirror = self.fleet.as_ref()?;
@@ -691,6 +711,11 @@ impl Store {
         edit: impl FnOnce(&mut LoadedSite) -> Result<Edited, ChangeError> + Send + 'static,
     ) -> Result<(TaskView, bool), ChangeError> {
         match self.change(site, edit).await? {
+            // On a fleet node the change is effective once every live node serves it:
+            // the reply says so as GET does, not what this node alone would.
+            Shown::Task { view, created } if self.fleet.is_some() => {
+                Ok((self.task(site, &view.id).unwrap_or(view), created))
+            }
             Shown::Task { view, created } => Ok((view, created)),
             _ => Err(ChangeError::Stopped),
         }

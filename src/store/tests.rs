@@ -86,3 +86,70 @@ fn a_failed_write_changes_nothing() {
         "the zone file and the blocker, no temp file left"
     );
 }
+
+/// Creates tasks `t0`, `t1`, ... until one is refused; returns how many were created and
+/// the refusal, having checked that the refused change left the site file (`path`) byte
+/// for byte as it was.
+fn create_until_refused(store: &Store, path: &std::path::Path) -> (usize, ChangeError) {
+    for i in 0..200 {
+        let before = std::fs::read(path).unwrap();
+        let json =
+            format!(r#"{{"id": "t{i}", "hostname": "t{i}.example.com", "origin_group": "web"}}"#);
+        if let Err(error) = block_on(store.create_task("example.com", task(&json))) {
+            assert!(
+                std::fs::read(path).unwrap() == before,
+                "the refused change wrote"
+            );
+            return (i, error);
+        }
+    }
+    panic!("no limit was reached");
+}
+
+#[test]
+fn a_change_past_a_limit_of_the_loader_is_refused_and_nothing_is_written() {
+    for (limits, named) in [
+        (
+            site::Limits {
+                file_bytes: 4096,
+                yaml_nodes: 1_000_000,
+            },
+            "4096 bytes",
+        ),
+        (
+            site::Limits {
+                file_bytes: 1 << 20,
+                yaml_nodes: 300,
+            },
+            "more than 300 YAML nodes",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("zones")).unwrap();
+        std::fs::write(dir.path().join("zones/example.com.zone"), ZONE).unwrap();
+        let sources = Sources {
+            dir: dir.path().to_owned(),
+            geoip: None,
+        };
+        let store = Store::open_within(sources, limits).unwrap();
+        block_on(store.put_group("example.com", "web", group(GROUP))).unwrap();
+        let path = dir.path().join("zones/example.com.lb.yaml");
+        let (created, error) = create_until_refused(&store, &path);
+        assert!(created > 5, "{created} tasks before the limit");
+        assert!(matches!(error, ChangeError::Limit(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains(named), "{message}");
+        assert!(message.contains("nothing was changed"), "{message}");
+        // The file holds every acknowledged task and nothing else, and loads within the
+        // limits; the refused task is not served.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let (spec, _) = site::from_text_within(&path, &text, &origin, limits).unwrap();
+        assert_eq!(spec.tasks.len(), created);
+        assert_eq!(
+            rcode(&store, &format!("t{created}.example.com.")),
+            ResponseCode::NXDomain
+        );
+        assert_eq!(rcode(&store, "t0.example.com."), ResponseCode::NoError);
+    }
+}

@@ -306,7 +306,7 @@ fn directive<E>(
             .map_err(|_| syntax("the $INCLUDE file name is not UTF-8".into()))?;
         // As hickory did: relative to the including file's directory, or absolute.
         let included = path.parent().unwrap_or(Path::new(".")).join(name);
-        let bytes = std::fs::read(&included).map_err(|source| {
+        let bytes = super::read_file(&included).map_err(|source| {
             Directive::Nested(ReadError::Include {
                 path: included.clone(),
                 source,
