@@ -6,8 +6,9 @@
 //! failure) and on a NOTIFY from a listed primary, and a new AXFR when the primary's serial
 //! is newer (RFC 1982). The transfer is written with [`persist::write_atomically`] to
 //! `secondary/<origin>.zone` ([`load::secondary_path`]) and applied through the store's
-//! reload job ([`Store::reload`]): the writer loads the directory and publishes one new
-//! snapshot, so no query is dropped and tasks layer over the transferred records exactly
+//! reload job ([`Store::reload`]): the writer loads the directory, where only changed zone
+//! files are compiled again ([`load::load`]), and publishes one new snapshot, so no query
+//! is dropped and tasks layer over the transferred records exactly
 //! as over a zone file. A restart serves the kept copy before the primary answers.
 //!
 //! Expiry: the kept copy's modification time is the last successful refresh (touched when
