@@ -42,6 +42,7 @@ pub mod status;
 pub mod store;
 pub mod tcp;
 pub mod throttle;
+pub mod tsig;
 pub mod udp;
 pub mod watch;
 pub mod wire;

@@ -164,6 +164,11 @@ pub fn load(
         match site::load(path, origin) {
             Ok((spec, site)) => {
                 if let Some(primary) = &spec.primary {
+                    if let Some(name) = &primary.tsig
+                        && let Err(e) = crate::tsig::Key::load(&sources.dir, name)
+                    {
+                        errors.push(format!("{}: primary.tsig: {e}", path.display()));
+                    }
                     primaries.push((origin.clone(), primary.clone()));
                 }
                 loaded_sites.insert(origin.clone(), (spec, site));

@@ -37,15 +37,33 @@ struct Knot {
 
 impl Knot {
     fn start(listen: SocketAddr, notify: SocketAddr, zone_text: &str) -> Self {
+        Self::start_with_key(listen, notify, zone_text, None)
+    }
+
+    /// With `key` (name, base64 secret), knotd transfers the zone only to requests it signs.
+    fn start_with_key(
+        listen: SocketAddr,
+        notify: SocketAddr,
+        zone_text: &str,
+        key: Option<(&str, &str)>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let (keys, acl_key) = match key {
+            Some((name, secret)) => (
+                format!("key:\n  - id: {name}\n    algorithm: hmac-sha256\n    secret: {secret}\n"),
+                format!("    key: {name}\n"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let d = dir.path().display();
         std::fs::write(dir.path().join("example.com.zone"), zone_text).unwrap();
         let conf = format!(
             "server:\n    rundir: \"{d}\"\n    listen: {ip}@{port}\n\
              log:\n  - target: stderr\n    any: info\n\
              database:\n    storage: \"{d}\"\n\
+             {keys}\
              remote:\n  - id: lbdns\n    address: {nip}@{nport}\n\
-             acl:\n  - id: transfer\n    address: 127.0.0.1\n    action: transfer\n\
+             acl:\n  - id: transfer\n    address: 127.0.0.1\n{acl_key}    action: transfer\n\
              template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    journal-content: none\n\
              zone:\n  - domain: example.com\n    file: example.com.zone\n    notify: lbdns\n    acl: transfer\n",
             ip = listen.ip(),
@@ -295,6 +313,18 @@ fn a_site_with_primary_and_a_zone_file_is_refused() {
         errors.contains("primary.addresses: \"192.0.2.300\" is not IP or IP:PORT"),
         "{errors}"
     );
+    site.write(
+        "example.com.lb.yaml",
+        "primary:\n  addresses: [\"192.0.2.1\"]\n  tsig: absent-key\n",
+    );
+    let output = site.check();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        errors.contains("example.com.lb.yaml: primary.tsig: ")
+            && errors.contains("keys/tsig/absent-key.yaml: cannot read the TSIG key"),
+        "{errors}"
+    );
     // Only primary: is a valid site waiting for its first transfer.
     site.write(
         "example.com.lb.yaml",
@@ -306,4 +336,64 @@ fn a_site_with_primary_and_a_zone_file_is_refused() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A base64 secret both sides are given (a test key, nothing else uses it).
+const SECRET: &str = "bGJkbnMgdHNpZyB0ZXN0IGtleSwgMzIgYnl0ZXMhIQ==";
+
+fn write_key(site: &Site, secret: &str) {
+    let dir = site.path().join("keys/tsig");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("transfer-key.yaml"),
+        format!("algorithm: hmac-sha256\nsecret: {secret}\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
+    let knot_addr = free_port();
+    let knot = Knot::start_with_key(
+        knot_addr,
+        free_port(),
+        &zone(1, "192.0.2.80", SLOW_TIMERS),
+        Some(("transfer-key", SECRET)),
+    );
+    let site_text = site_file(knot_addr).replace(
+        "primary:\n  addresses:",
+        "primary:\n  tsig: transfer-key\n  addresses:",
+    );
+    let site = Site::new(&[("example.com.lb.yaml", &site_text)]);
+    write_key(&site, SECRET);
+    let server = site.serve();
+    wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.80",
+        Duration::from_secs(20),
+    );
+    assert!(
+        knot.log().contains("AXFR, outgoing") && knot.log().contains("finished"),
+        "{}",
+        knot.log()
+    );
+
+    // Another secret: knotd refuses the transfer, and lbdns serves nothing for the zone.
+    let wrong = Site::new(&[("example.com.lb.yaml", &site_text)]);
+    write_key(&wrong, "b3RoZXIgc2VjcmV0IG9mIHRoaXJ0eS10d28gYnl0ZXM=");
+    let server = wrong.serve();
+    let start = Instant::now();
+    while !server.log().contains("secondary zone not refreshed") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log();
+    assert!(log.contains("answered NOTAUTH"), "{log}");
+    assert_eq!(status_of(&server, "www.example.com"), "REFUSED");
 }

@@ -35,6 +35,7 @@ use tracing::{info, warn};
 use crate::load;
 use crate::persist;
 use crate::store::Store;
+use crate::tsig;
 
 /// How long one exchange with a primary (connect, query, each message) may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,6 +89,17 @@ pub fn start(store: &Arc<Store>) {
         let Ok(addresses) = spec.socket_addrs() else {
             continue;
         };
+        // Checked when the site loaded; a key removed since stops only this zone.
+        let key = match &spec.tsig {
+            Some(name) => match tsig::Key::load(&store.sources().dir, name) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    warn!(zone = %origin, "secondary zone not transferred: {e}");
+                    continue;
+                }
+            },
+            None => None,
+        };
         let (wake, woken) = mpsc::channel(1);
         zones.push((
             origin.clone(),
@@ -95,6 +107,7 @@ pub fn start(store: &Arc<Store>) {
             wake,
         ));
         let zone = Zone {
+            key,
             path: load::secondary_path(&store.sources().dir, &origin),
             origin,
             addresses,
@@ -109,6 +122,8 @@ pub fn start(store: &Arc<Store>) {
 struct Zone {
     origin: Name,
     addresses: Vec<SocketAddr>,
+    /// The `primary.tsig` key transfers are signed with.
+    key: Option<tsig::Key>,
     path: PathBuf,
     store: Arc<Store>,
 }
@@ -220,7 +235,7 @@ impl Zone {
         let mut errors = Vec::new();
         for &primary in &self.addresses {
             let theirs = match serial {
-                Some(_) => match soa_query(primary, &self.origin).await {
+                Some(_) => match soa_query(primary, &self.origin, self.key.as_ref()).await {
                     Ok(soa) => Some(soa.serial),
                     Err(e) => {
                         errors.push(format!("{primary}: {e}"));
@@ -246,7 +261,7 @@ impl Zone {
     /// AXFR from `primary`, written to the kept copy and applied.
     async fn transfer(&self, primary: SocketAddr) -> Result<Timers, String> {
         let started = std::time::Instant::now();
-        let records = axfr(primary, &self.origin).await?;
+        let records = axfr(primary, &self.origin, self.key.as_ref()).await?;
         let Some(RData::SOA(soa)) = records.first().map(|r| &r.data) else {
             return Err("the transfer does not start with the SOA".to_owned());
         };
@@ -474,6 +489,7 @@ pub fn notified(packet: &[u8], src: IpAddr, out: &mut [u8]) -> Option<usize> {
 async fn exchange(
     primary: SocketAddr,
     query: &Message,
+    key: Option<&tsig::Key>,
     mut done: impl FnMut(&Message) -> Result<bool, String>,
 ) -> Result<(), String> {
     let timed = |what: &'static str| move |_| format!("{what}: no answer in {TIMEOUT:?}");
@@ -481,7 +497,11 @@ async fn exchange(
         .await
         .map_err(timed("connect"))?
         .map_err(|e| format!("connect: {e}"))?;
-    let bytes = query.to_vec().map_err(|e| e.to_string())?;
+    let mut bytes = query.to_vec().map_err(|e| e.to_string())?;
+    let mut verifier = key.map(|key| {
+        let mac = key.sign(&mut bytes, unix_now());
+        tsig::Verifier::new(key.clone(), mac)
+    });
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&bytes);
     stream
@@ -507,12 +527,31 @@ async fn exchange(
             return Err("an answer that is not to the query".to_owned());
         }
         if message.metadata.response_code != ResponseCode::NoError {
-            return Err(format!("answered {}", message.metadata.response_code));
+            let tsig = message
+                .signature
+                .as_ref()
+                .map(|s| format!(" (TSIG error {:?})", s.data.error))
+                .unwrap_or_default();
+            if message.metadata.response_code == ResponseCode::NotAuth && key.is_some() {
+                return Err(format!(
+                    "answered NOTAUTH{tsig}: the primary does not accept the TSIG signature; is the secret in keys/tsig/ the primary's?"
+                ));
+            }
+            return Err(format!("answered {}{tsig}", message.metadata.response_code));
+        }
+        if let Some(verifier) = &mut verifier {
+            verifier.verify(&buf, unix_now())?;
         }
         if done(&message)? {
             return Ok(());
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn query(origin: &Name, rtype: RecordType) -> Message {
@@ -526,9 +565,10 @@ fn query(origin: &Name, rtype: RecordType) -> Message {
 async fn soa_query(
     primary: SocketAddr,
     origin: &Name,
+    key: Option<&tsig::Key>,
 ) -> Result<hickory_proto::rr::rdata::SOA, String> {
     let mut soa = None;
-    exchange(primary, &query(origin, RecordType::SOA), |m| {
+    exchange(primary, &query(origin, RecordType::SOA), key, |m| {
         soa = m.answers.iter().find_map(|r| match &r.data {
             RData::SOA(soa) if r.name.to_lowercase() == *origin => Some(soa.clone()),
             _ => None,
@@ -540,9 +580,13 @@ async fn soa_query(
 }
 
 /// The zone's records by AXFR, the SOA first and once (the closing SOA is dropped).
-async fn axfr(primary: SocketAddr, origin: &Name) -> Result<Vec<Record>, String> {
+async fn axfr(
+    primary: SocketAddr,
+    origin: &Name,
+    key: Option<&tsig::Key>,
+) -> Result<Vec<Record>, String> {
     let mut records: Vec<Record> = Vec::new();
-    exchange(primary, &query(origin, RecordType::AXFR), |m| {
+    exchange(primary, &query(origin, RecordType::AXFR), key, |m| {
         for record in &m.answers {
             let is_soa = matches!(record.data, RData::SOA(_));
             if records.is_empty() {
