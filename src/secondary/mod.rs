@@ -275,7 +275,9 @@ impl Zone {
         }
         let path = self.path.clone();
         let store = self.store.clone();
+        let origin = self.origin.clone();
         tokio::task::spawn_blocking(move || {
+            check_copy(&text, &path, &origin)?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -314,6 +316,14 @@ impl Zone {
             all.insert(self.origin.to_string(), status);
         }
     }
+}
+
+/// Loads the copy's text as the next reload (or start) will: a copy that would not load
+/// is never written, since at the next start it would keep the server from starting.
+fn check_copy(text: &str, path: &std::path::Path, origin: &Name) -> Result<(), String> {
+    crate::zone::parse(text, path, origin)
+        .map(drop)
+        .map_err(|e| format!("the transferred zone does not load, the previous copy stays: {e}"))
 }
 
 /// A record as a line of the kept copy: the usual text for the types whose hickory
@@ -607,6 +617,21 @@ async fn axfr(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transferred_zone_that_would_not_load_is_not_kept() {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let path = std::path::Path::new("secondary/example.com.zone");
+        let soa =
+            "example.com. 3600 IN SOA ns1.example.com. hm.example.com. 1 3600 600 86400 300\n";
+        assert_eq!(check_copy(soa, path, &origin), Ok(()));
+        let outside = format!("{soa}www.example.net. 300 IN A 192.0.2.1\n");
+        let error = check_copy(&outside, path, &origin).unwrap_err();
+        assert!(
+            error.starts_with("the transferred zone does not load"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn serials_compare_as_rfc_1982_says() {
