@@ -397,3 +397,25 @@ fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
     assert!(log.contains("answered NOTAUTH"), "{log}");
     assert_eq!(status_of(&server, "www.example.com"), "REFUSED");
 }
+
+#[test]
+fn a_primary_added_while_serving_is_followed() {
+    let knot_addr = free_port();
+    let _knot = Knot::start(knot_addr, free_port(), &zone(1, "192.0.2.80", SLOW_TIMERS));
+    let other =
+        "$ORIGIN other.test.\n@ 3600 IN SOA ns hm 1 3600 600 86400 300\n@ NS ns\nns A 192.0.2.1\n";
+    let site = Site::new(&[("other.test.zone", other)]);
+    let server = site.serve();
+    assert_eq!(status_of(&server, "www.example.com"), "REFUSED");
+    site.write("example.com.lb.yaml", &site_file(knot_addr));
+    server.sighup();
+    let took = wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.80",
+        Duration::from_secs(20),
+    );
+    eprintln!("a primary: added while serving answered {took:?} after SIGHUP");
+    assert!(site.path().join("secondary/example.com.zone").exists());
+}

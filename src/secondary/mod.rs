@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -34,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::load;
 use crate::persist;
+use crate::site::spec::PrimarySpec;
 use crate::store::Store;
 use crate::tsig;
 
@@ -45,16 +46,12 @@ const FIRST_RETRY: Duration = Duration::from_secs(5);
 /// Expired zones, as lowercased wire names: read by every query while any zone is expired.
 static EXPIRED: LazyLock<ArcSwap<Vec<Box<[u8]>>>> =
     LazyLock::new(|| ArcSwap::from_pointee(Vec::new()));
-/// Where a NOTIFY for a secondary zone goes: set once the zones' tasks run.
-static NOTIFIED: OnceLock<Notified> = OnceLock::new();
+/// Where a NOTIFY for a secondary zone goes, by origin: the zones whose tasks run.
+static NOTIFIED: LazyLock<ArcSwap<Vec<(Name, Watched)>>> =
+    LazyLock::new(|| ArcSwap::from_pointee(Vec::new()));
 /// What `/healthz` shows, by zone.
 static STATUS: LazyLock<Mutex<BTreeMap<String, ZoneStatus>>> =
     LazyLock::new(|| Mutex::new(BTreeMap::new()));
-
-struct Notified {
-    /// By origin: the primaries' addresses and the zone task's wake-up.
-    zones: Vec<(Name, Vec<IpAddr>, mpsc::Sender<()>)>,
-}
 
 /// A secondary zone as `/healthz` shows it.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -76,46 +73,94 @@ pub fn status() -> BTreeMap<String, ZoneStatus> {
     STATUS.lock().map(|s| s.clone()).unwrap_or_default()
 }
 
-/// Starts a task per secondary zone of the store's configuration (read at start: a
-/// `primary:` added later is served from the next start).
+/// Starts a task per secondary zone of the store's configuration, and follows it: after
+/// a reload that adds, changes or removes a site's `primary:`, the zone's task is started,
+/// restarted or stopped (the configuration's generation is looked at every second).
 pub fn start(store: &Arc<Store>) {
-    let primaries = store.primaries();
-    if primaries.is_empty() {
-        return;
-    }
-    let mut zones = Vec::new();
-    for (origin, spec) in primaries {
-        // Checked when the site loaded.
-        let Ok(addresses) = spec.socket_addrs() else {
-            continue;
-        };
-        // Checked when the site loaded; a key removed since stops only this zone.
-        let key = match &spec.tsig {
-            Some(name) => match tsig::Key::load(&store.sources().dir, name) {
-                Ok(key) => Some(key),
-                Err(e) => {
-                    warn!(zone = %origin, "secondary zone not transferred: {e}");
+    tokio::spawn(follow(store.clone()));
+}
+
+/// How often the configuration's generation is compared with the one last followed.
+const FOLLOW: Duration = Duration::from_secs(1);
+
+async fn follow(store: Arc<Store>) {
+    let mut running: BTreeMap<Name, (PrimarySpec, tokio::task::JoinHandle<()>, Watched)> =
+        BTreeMap::new();
+    let mut followed = None;
+    loop {
+        let generation = store.generation();
+        if followed != Some(generation) {
+            followed = Some(generation);
+            let wanted = store.primaries();
+            running.retain(|origin, (spec, task, _)| {
+                let keep = wanted.iter().any(|(o, s)| o == origin && s == spec);
+                if !keep {
+                    info!(zone = %origin, "primary: changed or removed: the zone's transfers stop");
+                    task.abort();
+                    set_expired(origin, false);
+                    if let Ok(mut all) = STATUS.lock() {
+                        all.remove(&origin.to_string());
+                    }
+                }
+                keep
+            });
+            for (origin, spec) in wanted {
+                if running.contains_key(&origin) {
                     continue;
                 }
-            },
-            None => None,
-        };
-        let (wake, woken) = mpsc::channel(1);
-        zones.push((
-            origin.clone(),
-            addresses.iter().map(SocketAddr::ip).collect(),
-            wake,
-        ));
-        let zone = Zone {
-            key,
-            path: load::secondary_path(&store.sources().dir, &origin),
-            origin,
-            addresses,
-            store: store.clone(),
-        };
-        tokio::spawn(zone.run(woken));
+                if let Some((task, watched)) = start_zone(&store, &origin, &spec) {
+                    running.insert(origin, (spec, task, watched));
+                }
+            }
+            NOTIFIED.store(Arc::new(
+                running
+                    .iter()
+                    .map(|(origin, (_, _, watched))| (origin.clone(), watched.clone()))
+                    .collect(),
+            ));
+        }
+        tokio::time::sleep(FOLLOW).await;
     }
-    let _ = NOTIFIED.set(Notified { zones });
+}
+
+/// A zone's primaries, and its task's wake-up for a NOTIFY from one of them.
+#[derive(Clone)]
+struct Watched {
+    primaries: Vec<IpAddr>,
+    wake: mpsc::Sender<()>,
+}
+
+fn start_zone(
+    store: &Arc<Store>,
+    origin: &Name,
+    spec: &PrimarySpec,
+) -> Option<(tokio::task::JoinHandle<()>, Watched)> {
+    // Checked when the site loaded.
+    let addresses = spec.socket_addrs().ok()?;
+    // Checked when the site loaded; a key removed since stops only this zone.
+    let key = match &spec.tsig {
+        Some(name) => match tsig::Key::load(&store.sources().dir, name) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                warn!(zone = %origin, "secondary zone not transferred: {e}");
+                return None;
+            }
+        },
+        None => None,
+    };
+    let (wake, woken) = mpsc::channel(1);
+    let watched = Watched {
+        primaries: addresses.iter().map(SocketAddr::ip).collect(),
+        wake,
+    };
+    let zone = Zone {
+        key,
+        path: load::secondary_path(&store.sources().dir, origin),
+        origin: origin.clone(),
+        addresses,
+        store: store.clone(),
+    };
+    Some((tokio::spawn(zone.run(woken)), watched))
 }
 
 /// One secondary zone and where it comes from.
@@ -473,14 +518,17 @@ pub fn notified(packet: &[u8], src: IpAddr, out: &mut [u8]) -> Option<usize> {
     if packet.len() < 12 || (packet[2] >> 3) & 0xF != 4 || packet[2] & 0x80 != 0 {
         return None;
     }
-    let notified = NOTIFIED.get()?;
+    let notified = NOTIFIED.load();
+    if notified.is_empty() {
+        return None;
+    }
     let message = Message::from_vec(packet).ok()?;
     let query = message.queries.first()?;
     let name = query.name().to_lowercase();
-    let (_, primaries, wake) = notified.zones.iter().find(|(o, _, _)| *o == name)?;
-    let code = if primaries.contains(&src) {
+    let (_, watched) = notified.iter().find(|(o, _)| *o == name)?;
+    let code = if watched.primaries.contains(&src) {
         // A NOTIFY while a check is pending adds nothing.
-        let _ = wake.try_send(());
+        let _ = watched.wake.try_send(());
         ResponseCode::NoError
     } else {
         warn!(zone = %name, %src, "NOTIFY from an address that is not a primary of the zone: refused");
