@@ -24,6 +24,7 @@ pub mod client;
 pub mod console;
 pub mod dig;
 pub mod dns;
+pub mod dnssec;
 pub mod etcd;
 pub mod geoip;
 pub mod health;

@@ -5,6 +5,9 @@
 //!
 //! A test binary of its own, because the counting allocator is process-wide.
 
+mod common;
+mod signing;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -63,11 +66,21 @@ fn allocations_in(f: impl FnOnce()) -> usize {
 }
 
 fn query(name: &str, rtype: RecordType, edns: Option<(u16, Option<&str>)>) -> Vec<u8> {
+    query_with(name, rtype, edns, false)
+}
+
+fn query_with(
+    name: &str,
+    rtype: RecordType,
+    edns: Option<(u16, Option<&str>)>,
+    dnssec_ok: bool,
+) -> Vec<u8> {
     let mut message = Message::new(0x4242, MessageType::Query, OpCode::Query);
     message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     if let Some((payload, subnet)) = edns {
         let mut e = Edns::new();
         e.set_max_payload(payload);
+        e.set_dnssec_ok(dnssec_ok);
         if let Some(subnet) = subnet {
             let (addr, prefix) = subnet.split_once('/').unwrap();
             e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
@@ -224,4 +237,127 @@ fn answering_allocates_nothing() {
     assert_eq!(answered, (cases.len() - 1) * 4);
     // And the counter counts: building a query allocates.
     assert!(allocations_in(|| drop(query("www.example.com.", RecordType::A, None))) > 0);
+}
+
+/// The same with DO set, on a zone signed by dnssec-signzone (tests/signing/): the RRSIGs
+/// and denial records of every kind of answer are copied, never built per query.
+#[test]
+fn signed_answers_allocate_nothing() {
+    for denial in [signing::Denial::Nsec, signing::Denial::Nsec3] {
+        let keys = tempfile::tempdir().unwrap();
+        let signed = signing::sign(
+            keys.path(),
+            "example.com",
+            &signing::source("example.com.zone"),
+            denial,
+        );
+        let site = common::Site::new(&[("example.com.zone", &signed.text)]);
+        let sources = Sources {
+            dir: site.path().to_owned(),
+            geoip: None,
+        };
+        let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
+        let dnssec = |name, rtype, payload| query_with(name, rtype, Some((payload, None)), true);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("data", dnssec("www.example.com.", RecordType::A, 1232)),
+            (
+                "MX, signed additional data",
+                dnssec("example.com.", RecordType::MX, 1232),
+            ),
+            ("DNSKEY", dnssec("example.com.", RecordType::DNSKEY, 1232)),
+            ("RRSIG", dnssec("www.example.com.", RecordType::RRSIG, 1232)),
+            (
+                "NXDOMAIN",
+                dnssec("a.b.nope.example.com.", RecordType::A, 1232),
+            ),
+            ("NODATA", dnssec("www.example.com.", RecordType::MX, 1232)),
+            (
+                "NODATA, empty non-terminal",
+                dnssec("ent.example.com.", RecordType::A, 1232),
+            ),
+            (
+                "wildcard",
+                dnssec("x.wild.example.com.", RecordType::A, 1232),
+            ),
+            (
+                "wildcard NODATA",
+                dnssec("z.y.ent.example.com.", RecordType::A, 1232),
+            ),
+            (
+                "CNAME chain",
+                dnssec("chain1.example.com.", RecordType::A, 1232),
+            ),
+            (
+                "CNAME to NXDOMAIN",
+                dnssec("tonothing.example.com.", RecordType::A, 1232),
+            ),
+            (
+                "referral with DS",
+                dnssec("host.dev.example.com.", RecordType::A, 1232),
+            ),
+            (
+                "referral without DS",
+                dnssec("x.ext.example.com.", RecordType::A, 1232),
+            ),
+            (
+                "DS at a cut",
+                dnssec("dev.example.com.", RecordType::DS, 1232),
+            ),
+            (
+                "truncated",
+                dnssec("a.b.nope.example.com.", RecordType::A, 512),
+            ),
+        ];
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut out = vec![0u8; 65535];
+        let source: IpAddr = "192.0.2.1".parse().unwrap();
+        for (what, packet) in &cases {
+            respond(
+                &snapshot,
+                packet,
+                source,
+                Transport::Udp,
+                &mut rng,
+                &mut out,
+            );
+            // The answer is signed (or, over UDP, truncated for being so): the work
+            // measured is the signed path.
+            let len = respond(
+                &snapshot,
+                packet,
+                source,
+                Transport::Tcp,
+                &mut rng,
+                &mut out,
+            )
+            .len;
+            let reply = Message::from_vec(&out[..len]).unwrap();
+            let signatures = reply
+                .answers
+                .iter()
+                .chain(&reply.authorities)
+                .filter(|r| r.record_type() == RecordType::RRSIG)
+                .count();
+            assert!(signatures > 0, "{denial:?} {what}: no RRSIG in {reply:?}");
+            let len = respond(
+                &snapshot,
+                packet,
+                source,
+                Transport::Udp,
+                &mut rng,
+                &mut out,
+            )
+            .len;
+            let over_udp = Message::from_vec(&out[..len]).unwrap();
+            assert_eq!(over_udp.metadata.truncation, *what == "truncated", "{what}");
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let count = allocations_in(|| {
+                    for _ in 0..50 {
+                        respond(&snapshot, packet, source, transport, &mut rng, &mut out);
+                    }
+                });
+                assert_eq!(count, 0, "{denial:?} {what} over {transport:?} allocated");
+            }
+        }
+    }
 }

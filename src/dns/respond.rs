@@ -148,7 +148,15 @@ pub fn respond<R: Rng + ?Sized>(
         REFUSED
     } else {
         let client = client_of(source, ecs.as_ref());
-        let resolution = snapshot.resolve(&query.qname, query.qtype, &client, rng, &mut response);
+        let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
+        let resolution = snapshot.resolve(
+            &query.qname,
+            query.qtype,
+            dnssec_ok,
+            &client,
+            rng,
+            &mut response,
+        );
         header.authoritative = resolution.authoritative;
         if let Some(subnet) = ecs {
             ecs_reply = Some(echo(&subnet, resolution.scope.min(client.source_prefix)));

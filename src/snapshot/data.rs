@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
+use super::signed::{self, Signed};
+use crate::dnssec;
 use crate::wire::{Records, WireName, rtype};
 
 /// A map keyed by lowercased wire names. foldhash: fast on short keys and seeded per
@@ -32,6 +34,9 @@ pub struct ZoneData {
     pub negative_soa: Box<[u8]>,
     /// True when the zone delegates any name: lookups must then watch for cuts.
     pub has_cuts: bool,
+    /// The DNSSEC material of a zone file signed elsewhere (an RRSIG covers the apex
+    /// SOA, as Knot decides): what answers with DO carry beside the data.
+    pub signed: Option<Box<Signed>>,
 }
 
 /// The zone, not its data: a zone of millions of names is no use in a message.
@@ -74,6 +79,9 @@ pub struct Additional {
     /// Its A and AAAA records, each with the owner name written out.
     pub records: Box<[u8]>,
     pub count: u16,
+    /// The RRSIGs of those records in a signed zone, each with the owner written out.
+    pub signatures: Box<[u8]>,
+    pub signature_count: u16,
 }
 
 /// What a referral to a cut carries: its NS RRset and the glue this zone holds.
@@ -82,6 +90,10 @@ pub struct Referral {
     /// Address records of in-zone name servers, each with its owner name written out.
     pub glue: Box<[u8]>,
     pub glue_count: u16,
+    /// The RRSIGs of glue that is this zone's authoritative data (an in-zone server not
+    /// below a cut), each with its owner written out.
+    pub glue_signatures: Box<[u8]>,
+    pub glue_signature_count: u16,
 }
 
 impl Node {
@@ -95,11 +107,17 @@ impl Node {
         self.rrset(self.first_type()?)
     }
 
+    /// The type of the name's first RRset in zone order, DNSSEC's RRSIG and NSEC skipped
+    /// when the name has other data: ANY is asked for data.
     pub fn first_type(&self) -> Option<u16> {
-        Some(u16::from_be_bytes([
-            *self.records.first()?,
-            *self.records.get(1)?,
-        ]))
+        let first = u16::from_be_bytes([*self.records.first()?, *self.records.get(1)?]);
+        if !matches!(first, rtype::RRSIG | rtype::NSEC) {
+            return Some(first);
+        }
+        Records(&self.records)
+            .map(|r| u16::from_be_bytes([r[0], r[1]]))
+            .find(|t| !matches!(*t, rtype::RRSIG | rtype::NSEC))
+            .or(Some(first))
     }
 
     /// The additional data that goes with this node's RRset of `rtype`.
@@ -108,6 +126,23 @@ impl Node {
             .iter()
             .flat_map(|a| a.0.iter())
             .filter(move |a| a.rtype == rtype)
+    }
+
+    /// The RRSIG records here that cover the RRset of `rtype` (type..RDATA each).
+    pub fn signatures(&self, rtype: u16) -> impl Iterator<Item = &[u8]> {
+        Records(self.rrset(rtype::RRSIG).unwrap_or_default())
+            .filter(move |r| dnssec::covered(r) == rtype)
+    }
+
+    /// Every RRSIG record here, whatever it covers.
+    pub fn signatures_any(&self) -> Records<'_> {
+        Records(self.rrset(rtype::RRSIG).unwrap_or_default())
+    }
+
+    /// True for an empty non-terminal: a name with no records that exists because names
+    /// below it do.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
     }
 }
 
@@ -141,6 +176,9 @@ pub struct ZoneBuilder {
     /// RRset ends: the next record of that RRset goes there with no search.
     last_owner: Vec<u8>,
     last: Option<(u16, usize)>,
+    /// NSEC3 records and their RRSIGs, by owner: kept apart from the names of the zone,
+    /// which their hashed owners are not (RFC 5155 §7.2.8).
+    nsec3: Vec<(Box<[u8]>, Vec<u8>)>,
 }
 
 /// The records already at a name, for rules that look at a name's other data.
@@ -167,6 +205,7 @@ impl ZoneBuilder {
             cuts: Vec::new(),
             last_owner: Vec::new(),
             last: None,
+            nsec3: Vec::new(),
         }
     }
 
@@ -184,6 +223,13 @@ impl ZoneBuilder {
         rdata: &[u8],
         rule: impl FnOnce(Rrsets) -> Result<(), E>,
     ) -> Result<(), E> {
+        let is_nsec3 = rtype == dnssec::rtype::NSEC3
+            || (rtype == rtype::RRSIG
+                && rdata.get(..2) == Some(&dnssec::rtype::NSEC3.to_be_bytes()[..]));
+        if is_nsec3 {
+            self.add_nsec3(owner, (rtype, class, ttl), rdata);
+            return Ok(());
+        }
         // Zone files group a name's records, so an owner other than the previous one is
         // most often a new name: one hash to find or insert it, not a miss and an insert.
         let node = if *owner == *self.last_owner {
@@ -222,6 +268,19 @@ impl ZoneBuilder {
         Ok(())
     }
 
+    fn add_nsec3(&mut self, owner: &[u8], (rtype, class, ttl): (u16, u16, u32), rdata: &[u8]) {
+        if self.nsec3.last().is_none_or(|(last, _)| **last != *owner) {
+            self.nsec3.push((owner.into(), Vec::new()));
+        }
+        let records = &mut self.nsec3.last_mut().expect("pushed above").1;
+        let rdlen = u16::try_from(rdata.len()).expect("the reader bounds RDATA to 65535 bytes");
+        records.extend_from_slice(&rtype.to_be_bytes());
+        records.extend_from_slice(&class.to_be_bytes());
+        records.extend_from_slice(&ttl.to_be_bytes());
+        records.extend_from_slice(&rdlen.to_be_bytes());
+        records.extend_from_slice(rdata);
+    }
+
     /// Finishes the zone, whose apex must hold an SOA record.
     pub fn finish(self) -> ZoneData {
         let soa = self.nodes[&self.apex]
@@ -257,9 +316,11 @@ impl ZoneBuilder {
             nodes,
             negative_soa,
             has_cuts: !cuts.is_empty(),
+            signed: None,
         };
         zone.add_additional_data();
         zone.nodes.shrink_to_fit();
+        zone.signed = signed::index(&zone, self.nsec3);
         zone
     }
 }
@@ -267,6 +328,16 @@ impl ZoneBuilder {
 impl ZoneData {
     pub fn node(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.get(name)
+    }
+
+    /// `name` as this zone keys it, when it is one of its names.
+    pub fn name_of(&self, name: &[u8]) -> Option<&[u8]> {
+        self.nodes.get_key_value(name).map(|(key, _)| &key[..])
+    }
+
+    /// The zone's DNSSEC material when it is served signed (an RRSIG covers its SOA).
+    pub fn signed(&self) -> Option<&Signed> {
+        self.signed.as_deref().filter(|s| s.serves)
     }
 
     /// The apex SOA record (type..RDATA), as a zone transfer starts and ends with it.
@@ -279,12 +350,21 @@ impl ZoneData {
     /// Every record of the zone file but the apex SOA, each with its owner (lowercased
     /// wire bytes): what a zone transfer carries between its two SOA records.
     pub fn records(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.nodes.iter().flat_map(move |(owner, node)| {
-            let at_apex = **owner == *self.apex;
-            Records(&node.records)
-                .filter(move |r| !(at_apex && r[..2] == rtype::SOA.to_be_bytes()))
-                .map(move |r| (&owner[..], r))
-        })
+        let nsec3 = self.signed.iter().flat_map(|s| s.nsec3_records());
+        self.nodes
+            .iter()
+            .flat_map(move |(owner, node)| {
+                let at_apex = **owner == *self.apex;
+                Records(&node.records)
+                    .filter(move |r| !(at_apex && r[..2] == rtype::SOA.to_be_bytes()))
+                    .map(move |r| (&owner[..], r))
+            })
+            .chain(nsec3)
+    }
+
+    /// Every name of the zone, with its node.
+    pub fn nodes(&self) -> impl Iterator<Item = (&[u8], &Node)> {
+        self.nodes.iter().map(|(name, node)| (&name[..], node))
     }
 
     /// Fills in the additional data of every NS, MX and SRV RRset: the A/AAAA records of
@@ -338,11 +418,17 @@ impl ZoneData {
             };
             let name_as_written = &written[..target.as_bytes().len()];
             let (mut records, mut count) = (Vec::new(), 0);
+            let (mut signatures, mut signature_count) = (Vec::new(), 0);
             for address in [rtype::A, rtype::AAAA] {
                 for data in Records(node.rrset(address).unwrap_or_default()) {
                     records.extend_from_slice(name_as_written);
                     records.extend_from_slice(data);
                     count += 1;
+                }
+                for data in node.signatures(address) {
+                    signatures.extend_from_slice(name_as_written);
+                    signatures.extend_from_slice(data);
+                    signature_count += 1;
                 }
             }
             if count > 0 {
@@ -351,6 +437,8 @@ impl ZoneData {
                     name: target.as_bytes().into(),
                     records: records.into(),
                     count,
+                    signatures: signatures.into(),
+                    signature_count,
                 });
             }
         }
@@ -371,6 +459,7 @@ fn referral(nodes: &NameMap<Node>, cut: &[u8], apex: &[u8], apex_labels: usize) 
     let ns = node.rrset(rtype::NS).unwrap_or_default();
     let mut glue = Vec::new();
     let mut glue_count = 0;
+    let (mut glue_signatures, mut glue_signature_count) = (Vec::new(), 0);
     for record in Records(ns) {
         let target_as_written = &record[10..];
         let Some(target) = WireName::from_lowercase(target_as_written) else {
@@ -388,12 +477,19 @@ fn referral(nodes: &NameMap<Node>, cut: &[u8], apex: &[u8], apex_labels: usize) 
                 glue.extend_from_slice(data);
                 glue_count += 1;
             }
+            for data in server.signatures(address) {
+                glue_signatures.extend_from_slice(target_as_written);
+                glue_signatures.extend_from_slice(data);
+                glue_signature_count += 1;
+            }
         }
     }
     Referral {
         ns: ns.into(),
         glue: glue.into(),
         glue_count,
+        glue_signatures: glue_signatures.into(),
+        glue_signature_count,
     }
 }
 

@@ -2,12 +2,20 @@
 //! down from the apex, stop at a zone cut (referral), answer the exact node, else the
 //! wildcard at the closest encloser, else NXDOMAIN. Records are written straight into
 //! the response.
+//!
+//! The answer section is written as the walk goes; what follows it (the SOA of a
+//! negative answer, a referral's NS and glue, DNSSEC denial, additional data) is noted in
+//! [`Ctx`] and written once the walk is done by [`CompiledZone::finish`], so that a CNAME
+//! chain's records all precede the authority section. With DO set in a signed zone
+//! ([`super::signed`]) each RRset comes with its RRSIGs and each denial with its proofs.
 
 use rand::Rng;
 
 use super::data::Node;
+use super::signed::{Proofs, Signed, write_signatures};
 use super::tasks::{CompiledTask, Tasks};
 use super::{CompiledZone, Resolution};
+use crate::dnssec;
 use crate::geoip::GeoIp;
 use crate::select::{Client, Family, pick, route};
 use crate::wire::{Owner, Records, Response, Section, WireName, rtype, wildcard_of};
@@ -26,6 +34,51 @@ pub struct Ctx<'a, R: ?Sized> {
     /// Where the zone's apex is in the question (negative answers point their SOA there).
     pub apex_at: usize,
     pub resolution: Resolution,
+    /// The zone is signed and the query set DO: RRSIGs and denial go with the answer.
+    pub dnssec: bool,
+    /// How the answer ends: what goes in the authority section.
+    pub end: End<'a>,
+    /// The RRset answered whose additional data goes in the additional section.
+    pub additional: Option<(&'a Node, u16)>,
+    /// Denial records for the authority section (DNSSEC only).
+    pub proofs: Proofs<'a>,
+}
+
+impl<'a, R: ?Sized> Ctx<'a, R> {
+    pub fn new(
+        client: &'a Client,
+        geoip: Option<&'a GeoIp>,
+        rng: &'a mut R,
+        apex_at: usize,
+        dnssec: bool,
+    ) -> Self {
+        Self {
+            client,
+            geoip,
+            rng,
+            apex_at,
+            resolution: Resolution {
+                rcode: 0,
+                authoritative: true,
+                scope: 0,
+                failed_open: false,
+            },
+            dnssec,
+            end: End::Answer,
+            additional: None,
+            proofs: Proofs::new(),
+        }
+    }
+}
+
+/// What the authority section holds.
+pub enum End<'a> {
+    /// Nothing (but DNSSEC proofs of a wildcard answer).
+    Answer,
+    /// The zone's SOA: NXDOMAIN or NODATA.
+    Negative,
+    /// A referral to the cut at `node`, whose name is written as `cut`.
+    Referral { node: &'a Node, cut: Owner<'a> },
 }
 
 /// Where a name leads in a zone.
@@ -34,13 +87,13 @@ enum Found<'z> {
     Node {
         data: Option<&'z Node>,
         task: Option<&'z CompiledTask>,
+        /// For a wildcard match, the label count of the closest encloser.
+        wildcard: Option<usize>,
     },
     /// A zone cut at the name's ancestor of `labels` labels (or the name itself).
-    Cut {
-        labels: usize,
-        node: &'z Node,
-    },
-    NxDomain,
+    Cut { labels: usize, node: &'z Node },
+    /// No such name; its closest encloser has `encloser` labels.
+    NxDomain { encloser: usize },
 }
 
 /// The names a CNAME chain went through, newest first: a list on the stack, one link per
@@ -83,7 +136,16 @@ impl CompiledZone {
         Some(Found::Node {
             data,
             task: task.flatten(),
+            wildcard: None,
         })
+    }
+
+    /// The zone's DNSSEC material when this answer carries DNSSEC.
+    fn signed<R: ?Sized>(&self, ctx: &Ctx<'_, R>) -> Option<&Signed> {
+        match ctx.dnssec {
+            true => self.data.signed(),
+            false => None,
+        }
     }
 
     fn find(&self, name: &WireName, qtype: u16) -> Found<'_> {
@@ -107,29 +169,45 @@ impl CompiledZone {
             if node.is_none() && self.tasks.at(suffix).is_none() {
                 let mut buf = [0; 257];
                 let wildcard = wildcard_of(name.suffix(n - 1), &mut buf);
-                return self.exact(wildcard).unwrap_or(Found::NxDomain);
+                return match self.exact(wildcard) {
+                    Some(Found::Node { data, task, .. }) => Found::Node {
+                        data,
+                        task,
+                        wildcard: Some(n - 1),
+                    },
+                    _ => Found::NxDomain { encloser: n - 1 },
+                };
             }
         }
-        self.exact(name.as_bytes()).unwrap_or(Found::NxDomain)
+        self.exact(name.as_bytes())
+            .unwrap_or(Found::NxDomain { encloser: labels })
     }
 
     /// Answers `name`/`qtype` into `out`, following in-zone CNAMEs. `owner` is how the
     /// records' owner is written: a pointer to the question or to the CNAME before.
-    pub fn resolve<R: Rng + ?Sized>(
-        &self,
+    pub fn resolve<'z, R: Rng + ?Sized>(
+        &'z self,
         name: &WireName,
-        owner: Owner<'_>,
+        owner: Owner<'z>,
         qtype: u16,
-        ctx: &mut Ctx<'_, R>,
+        ctx: &mut Ctx<'z, R>,
         out: &mut Response<'_>,
         chain: Option<&Chain<'_>>,
     ) {
         let depth = chain.map_or(0, |c| c.len);
-        let (data, task) = match self.find(name, qtype) {
-            Found::Node { data, task } => (data, task),
-            Found::NxDomain => {
+        let apex_labels = self.data.apex_labels;
+        let (data, task, wildcard) = match self.find(name, qtype) {
+            Found::Node {
+                data,
+                task,
+                wildcard,
+            } => (data, task, wildcard),
+            Found::NxDomain { encloser } => {
                 ctx.resolution.rcode = 3;
-                self.negative(ctx, out);
+                ctx.end = End::Negative;
+                if let Some(signed) = self.signed(ctx) {
+                    signed.nxdomain(name, encloser, apex_labels, &mut ctx.proofs);
+                }
                 return;
             }
             Found::Cut { labels, node } => {
@@ -138,24 +216,42 @@ impl CompiledZone {
                 // after the CNAME (RFC 1034 §4.3.2 step 3b), and the answer stays
                 // authoritative: its first record is this zone's data.
                 let cut = match owner {
-                    Owner::At(at) => Owner::at_or(
-                        usize::from(at) + name.suffix_start(labels),
-                        name.suffix(labels),
-                    ),
+                    Owner::At(at) => {
+                        match u16::try_from(usize::from(at) + name.suffix_start(labels)) {
+                            Ok(offset) if offset < 0x4000 => Owner::At(offset),
+                            // Past a pointer's reach: the cut's name as the zone holds it.
+                            _ => Owner::Name(
+                                self.data.name_of(name.suffix(labels)).unwrap_or_default(),
+                            ),
+                        }
+                    }
                     Owner::Name(written) => Owner::Name(&written[name.suffix_start(labels)..]),
                 };
                 if depth == 0 {
                     ctx.resolution.authoritative = false;
                 }
-                refer(node, cut, out);
+                ctx.end = End::Referral { node, cut };
+                // No DS at the cut: the proof that there is none (RFC 4035 §3.1.4).
+                if let Some(signed) = self.signed(ctx)
+                    && node.rrset(rtype::DS).is_none()
+                {
+                    signed.nodata(name, labels, None, apex_labels, &mut ctx.proofs);
+                }
                 return;
             }
         };
         let answers_before = out.count(Section::Answer);
         let cname = match task {
-            Some(task) => answer_task(task, data, &self.tasks, owner, qtype, ctx, out),
-            None => data.and_then(|node| answer_data(node, &self.tasks, owner, qtype, out)),
+            Some(task) => answer_task(task, data, owner, qtype, ctx, out),
+            None => data.and_then(|node| answer_data(node, owner, qtype, ctx, out)),
         };
+        let answered = out.count(Section::Answer) != answers_before;
+        if let Some(signed) = self.signed(ctx)
+            && let Some(encloser) = wildcard
+            && answered
+        {
+            signed.wildcard_answer(name, encloser, apex_labels, &mut ctx.proofs);
+        }
         if let Some(target) = cname {
             let here = Chain {
                 name: name.as_bytes(),
@@ -173,17 +269,68 @@ impl CompiledZone {
             }
             return;
         }
-        if out.count(Section::Answer) == answers_before {
+        if !answered {
             // NODATA: the name exists, the type does not.
-            self.negative(ctx, out);
+            ctx.end = End::Negative;
+            if let Some(signed) = self.signed(ctx)
+                && data.is_some()
+            {
+                signed.nodata(name, name.labels(), wildcard, apex_labels, &mut ctx.proofs);
+            }
         }
     }
 
-    /// The SOA of a negative answer, its owner pointing at the apex in the question.
-    fn negative<R: ?Sized>(&self, ctx: &Ctx<'_, R>, out: &mut Response<'_>) {
-        out.section(Section::Authority);
-        let apex = Owner::at_or(ctx.apex_at, &self.data.apex);
-        out.rrset(apex, &self.data.negative_soa);
+    /// Writes what follows the answer section: the authority section (a negative
+    /// answer's SOA, its owner pointing at the apex in the question, or a referral's NS,
+    /// with DNSSEC proofs), then the additional section.
+    pub fn finish<R: ?Sized>(&self, ctx: &Ctx<'_, R>, out: &mut Response<'_>) {
+        let signed = self.signed(ctx);
+        match ctx.end {
+            End::Answer => {}
+            End::Negative => {
+                out.section(Section::Authority);
+                let apex = Owner::at_or(ctx.apex_at, &self.data.apex);
+                out.rrset(apex, &self.data.negative_soa);
+                if let Some(signed) = signed {
+                    out.rrset(apex, &signed.negative_soa_signatures);
+                }
+            }
+            End::Referral { node, cut } => {
+                let Some(referral) = &node.referral else {
+                    return;
+                };
+                out.section(Section::Authority);
+                out.rrset(cut, &referral.ns);
+                if signed.is_some()
+                    && let Some(ds) = node.rrset(rtype::DS)
+                {
+                    out.rrset(cut, ds);
+                    write_signatures(node, rtype::DS, cut, out);
+                }
+            }
+        }
+        if signed.is_some() {
+            out.section(Section::Authority);
+            ctx.proofs.write(&self.data, ctx.apex_at, out);
+        }
+        match ctx.end {
+            End::Referral { node, .. } => {
+                let Some(referral) = &node.referral else {
+                    return;
+                };
+                out.section(Section::Additional);
+                out.whole_records(&referral.glue, referral.glue_count);
+                if signed.is_some() {
+                    // RRSIGs in the additional section are optional (RFC 4035 §3.1.1).
+                    out.optional_records(&referral.glue_signatures, referral.glue_signature_count);
+                }
+            }
+            _ => {
+                if let Some((node, rtype)) = ctx.additional {
+                    add_additional(node, rtype, &self.tasks, signed.is_some(), out);
+                }
+            }
+        }
     }
 }
 
@@ -191,10 +338,9 @@ impl CompiledZone {
 fn answer_task<'z, R: Rng + ?Sized>(
     task: &'z CompiledTask,
     data: Option<&'z Node>,
-    tasks: &Tasks,
     owner: Owner<'_>,
     qtype: u16,
-    ctx: &mut Ctx<'_, R>,
+    ctx: &mut Ctx<'z, R>,
     out: &mut Response<'_>,
 ) -> Option<CnameTarget<'z>> {
     let family = if task.cname {
@@ -213,7 +359,10 @@ fn answer_task<'z, R: Rng + ?Sized>(
                     && let Some(rrset) = node.rrset(qtype)
                 {
                     out.rrset(owner, rrset);
-                    add_additional(node, qtype, tasks, out);
+                    if ctx.dnssec {
+                        write_signatures(node, qtype, owner, out);
+                    }
+                    ctx.additional = Some((node, qtype));
                 }
                 return None;
             }
@@ -248,17 +397,29 @@ fn answer_task<'z, R: Rng + ?Sized>(
 /// Answers from zone data at a node; returns a CNAME to follow. RRSIG and NSEC, the
 /// types a CNAME's name also holds in a signed zone (RFC 4035 §2.5), are answered from the
 /// name itself, like CNAME: following the CNAME would answer another name's and hide these.
-fn answer_data<'z>(
+fn answer_data<'z, R: ?Sized>(
     node: &'z Node,
-    tasks: &Tasks,
     owner: Owner<'_>,
     qtype: u16,
+    ctx: &mut Ctx<'z, R>,
     out: &mut Response<'_>,
 ) -> Option<CnameTarget<'z>> {
-    if !matches!(qtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC)
+    if qtype == rtype::RRSIG {
+        // As Knot answers: the RRSIGs of one RRset, the type covered first in canonical
+        // order, not every RRSIG of the name (which may not fit a message).
+        let first = node.signatures_any().map(dnssec::covered).min();
+        if let Some(covered) = first {
+            write_signatures(node, covered, owner, out);
+        }
+        return None;
+    }
+    if !matches!(qtype, rtype::CNAME | rtype::NSEC)
         && let Some(cname) = node.rrset(rtype::CNAME)
     {
         let at = out.rrset(owner, cname);
+        if ctx.dnssec {
+            write_signatures(node, rtype::CNAME, owner, out);
+        }
         let first = Records(cname).next().expect("an RRset has a record");
         return match qtype {
             rtype::ANY => None,
@@ -276,15 +437,19 @@ fn answer_data<'z>(
         && let Some(rrset) = node.rrset(rtype)
     {
         out.rrset(owner, rrset);
-        add_additional(node, rtype, tasks, out);
+        if ctx.dnssec {
+            write_signatures(node, rtype, owner, out);
+        }
+        ctx.additional = Some((node, rtype));
     }
     None
 }
 
-/// The additional data of the RRset of `rtype` just answered: addresses of the names it refers to,
-/// as far as they fit (RFC 2181 §9: leaving them out does not truncate). A name a task
-/// answers is left out: its address is chosen per query, never a static copy.
-fn add_additional(node: &Node, rtype: u16, tasks: &Tasks, out: &mut Response<'_>) {
+/// The additional data of the RRset of `rtype` answered: addresses of the names it refers to,
+/// as far as they fit (RFC 2181 §9: leaving them out does not truncate), with their
+/// RRSIGs when `signed` and they fit too (RFC 4035 §3.1.1). A name a task answers is left
+/// out: its address is chosen per query, never a static copy.
+fn add_additional(node: &Node, rtype: u16, tasks: &Tasks, signed: bool, out: &mut Response<'_>) {
     let mut additional = node.additional(rtype).peekable();
     if additional.peek().is_none() {
         return;
@@ -294,17 +459,10 @@ fn add_additional(node: &Node, rtype: u16, tasks: &Tasks, out: &mut Response<'_>
         if tasks.at(&extra.name).is_some_and(|task| task.is_some()) {
             continue;
         }
+        let before = out.count(Section::Additional);
         out.optional_records(&extra.records, extra.count);
+        if signed && out.count(Section::Additional) != before {
+            out.optional_records(&extra.signatures, extra.signature_count);
+        }
     }
-}
-
-/// A referral to the servers of the cut named `cut`, with the glue this zone holds.
-fn refer(node: &Node, cut: Owner<'_>, out: &mut Response<'_>) {
-    let Some(referral) = &node.referral else {
-        return;
-    };
-    out.section(Section::Authority);
-    out.rrset(cut, &referral.ns);
-    out.section(Section::Additional);
-    out.whole_records(&referral.glue, referral.glue_count);
 }

@@ -4,10 +4,13 @@
 //! A zone is compiled once per zone file ([`data`]) and shared by every snapshot after
 //! it; a site change recompiles only that site's overlay ([`tasks`]), so a task change
 //! costs the same whatever the size of its zone. Answering ([`lookup`]) writes records
-//! into the response, already encoded.
+//! into the response, already encoded. A zone file signed elsewhere keeps its RRSIGs
+//! beside the RRsets they cover, and [`signed`] indexes its NSEC or NSEC3 chain, so that
+//! answers with DO carry signatures and denial copied from the file.
 
 mod data;
 mod lookup;
+mod signed;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -171,11 +174,13 @@ impl Snapshot {
     }
 
     /// Answers `qname`/`qtype` for `client` into `out`, whose question is `qname` as
-    /// asked; REFUSED when no zone holds the name.
+    /// asked; REFUSED when no zone holds the name. With `dnssec_ok` (the query's DO bit),
+    /// a signed zone's answer carries its RRSIGs and denial records.
     pub fn resolve<R: Rng + ?Sized>(
         &self,
         qname: &WireName,
         qtype: u16,
+        dnssec_ok: bool,
         client: &Client,
         rng: &mut R,
         out: &mut Response<'_>,
@@ -188,18 +193,13 @@ impl Snapshot {
                 failed_open: false,
             };
         };
-        let mut ctx = Ctx {
+        let mut ctx = Ctx::new(
             client,
-            geoip: self.geoip.as_deref(),
+            self.geoip.as_deref(),
             rng,
-            apex_at: QUESTION_AT + qname.suffix_start(zone.data.apex_labels),
-            resolution: Resolution {
-                rcode: 0,
-                authoritative: true,
-                scope: 0,
-                failed_open: false,
-            },
-        };
+            QUESTION_AT + qname.suffix_start(zone.data.apex_labels),
+            dnssec_ok && zone.data.signed().is_some(),
+        );
         zone.resolve(
             qname,
             Owner::At(QUESTION_AT as u16),
@@ -208,6 +208,7 @@ impl Snapshot {
             out,
             None,
         );
+        zone.finish(&ctx, out);
         ctx.resolution
     }
 
@@ -270,6 +271,18 @@ impl Snapshot {
         client: &Client,
         rng: &mut R,
     ) -> Answer {
+        self.answer_with(qname, qtype, false, client, rng)
+    }
+
+    /// [`Snapshot::answer`] with the DO bit `dnssec_ok`.
+    pub fn answer_with<R: Rng + ?Sized>(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        client: &Client,
+        rng: &mut R,
+    ) -> Answer {
         let mut question = qname.to_bytes().expect("a name encodes");
         question.extend_from_slice(&u16::from(qtype).to_be_bytes());
         question.extend_from_slice(&wire::CLASS_IN.to_be_bytes());
@@ -277,7 +290,14 @@ impl Snapshot {
         let mut buf = vec![0; usize::from(u16::MAX)];
         let mut response = Response::new(&mut buf);
         response.question(&question);
-        let resolution = self.resolve(&name, u16::from(qtype), client, rng, &mut response);
+        let resolution = self.resolve(
+            &name,
+            u16::from(qtype),
+            dnssec_ok,
+            client,
+            rng,
+            &mut response,
+        );
         let len = response.finish(wire::Header {
             id: 0,
             query_flags: 0,

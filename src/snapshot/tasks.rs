@@ -141,8 +141,18 @@ impl Tasks {
     }
 }
 
-/// Refuses a task at or below a zone cut: that name is answered by other servers.
+/// Refuses a task at or below a zone cut: that name is answered by other servers; and a
+/// task in a zone signed elsewhere: lbdns cannot sign its answers yet, and a signed zone
+/// never answers unsigned (SPEC §11).
 fn servable(zone: &ZoneData, task: &Task) -> Result<(), String> {
+    if zone.signed().is_some() {
+        return Err(format!(
+            "task {}: zone {} is signed elsewhere: a task there would answer unsigned; \
+             import its ZSK with `lbdns keys import` (not yet supported)",
+            task.id,
+            site_name(&zone.origin)
+        ));
+    }
     let hostname = lowercase_wire(&task.hostname);
     let name = WireName::from_lowercase(&hostname).expect("a hostname is a valid name");
     match zone.cut_at_or_above(&name) {

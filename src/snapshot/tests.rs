@@ -524,3 +524,201 @@ fn a_ds_at_a_cut_is_answered_by_the_parent_and_unknown_types_are_served() {
     assert_eq!(unknown.answers.len(), 1);
     assert_eq!(unknown.answers[0].record_type(), RecordType::Unknown(65280));
 }
+
+/// A zone signed elsewhere, by hand (the signatures are not real: nothing here checks
+/// them). Canonical order: example.com, a, ns1, sub, *.w; w is an empty non-terminal.
+const SIGNED: &str = "$TTL 3600\n\
+    @ SOA ns1 hostmaster 1 7200 900 1209600 300\n\
+    @ RRSIG SOA 13 2 3600 20300101000000 20200101000000 1 example.com. AAAA\n\
+    @ NS ns1\n\
+    @ RRSIG NS 13 2 3600 20300101000000 20200101000000 1 example.com. AAAA\n\
+    @ 300 NSEC a.example.com. NS SOA RRSIG NSEC\n\
+    @ 300 RRSIG NSEC 13 2 300 20300101000000 20200101000000 1 example.com. AAAA\n\
+    a A 192.0.2.1\n\
+    a RRSIG A 13 3 3600 20300101000000 20200101000000 1 example.com. AAAA\n\
+    a 300 NSEC ns1.example.com. A RRSIG NSEC\n\
+    a 300 RRSIG NSEC 13 3 300 20300101000000 20200101000000 1 example.com. AAAA\n\
+    ns1 A 192.0.2.53\n\
+    ns1 RRSIG A 13 3 3600 20300101000000 20200101000000 1 example.com. AAAA\n\
+    ns1 300 NSEC sub.example.com. A RRSIG NSEC\n\
+    ns1 300 RRSIG NSEC 13 3 300 20300101000000 20200101000000 1 example.com. AAAA\n\
+    sub NS ns.example.net.\n\
+    sub 300 NSEC *.w.example.com. NS RRSIG NSEC\n\
+    sub 300 RRSIG NSEC 13 3 300 20300101000000 20200101000000 1 example.com. AAAA\n\
+    *.w TXT \"wild\"\n\
+    *.w RRSIG TXT 13 3 3600 20300101000000 20200101000000 1 example.com. AAAA\n\
+    *.w 300 NSEC example.com. TXT RRSIG NSEC\n\
+    *.w 300 RRSIG NSEC 13 4 300 20300101000000 20200101000000 1 example.com. AAAA\n";
+
+fn signed_snapshot() -> Snapshot {
+    let zone = crate::zone::parse(SIGNED, Path::new("t.zone"), &origin()).unwrap();
+    Snapshot::compile(&[zone.into()], &[], None, &Health::default()).unwrap()
+}
+
+fn ask_do(s: &Snapshot, name: &str, rtype: RecordType, dnssec_ok: bool) -> Answer {
+    let client = Client {
+        addr: "192.0.2.1".parse().unwrap(),
+        source_prefix: 32,
+    };
+    s.answer_with(
+        &Name::from_ascii(name).unwrap(),
+        rtype,
+        dnssec_ok,
+        &client,
+        &mut SmallRng::seed_from_u64(1),
+    )
+}
+
+/// Each record as `owner TYPE`, an RRSIG as `owner RRSIG covered`, sorted.
+fn kinds(records: &[Record]) -> Vec<String> {
+    let mut kinds: Vec<String> = records
+        .iter()
+        .map(|r| match r.record_type() {
+            RecordType::RRSIG => {
+                // hickory decodes RRSIG as opaque RDATA here: the type covered leads it.
+                let rdata = r.data.to_bytes().expect("RDATA encodes");
+                let covered = RecordType::from(u16::from_be_bytes([rdata[0], rdata[1]]));
+                format!("{} RRSIG {covered}", r.name)
+            }
+            other => format!("{} {other}", r.name),
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// The proofs RFC 4035 §3.1.3 asks for, worked out by hand on the chain of SIGNED.
+#[test]
+fn signed_zone_answers_carry_signatures_and_nsec_proofs_with_do() {
+    let s = signed_snapshot();
+    // NXDOMAIN: the NSEC covering the name (a, then ns1) and the one covering the
+    // wildcard at the closest encloser, *.example.com (the apex's, up to a).
+    let nx = ask_do(&s, "b.example.com.", RecordType::A, true);
+    assert_eq!(nx.rcode, ResponseCode::NXDomain);
+    assert_eq!(
+        kinds(&nx.authority),
+        [
+            "a.example.com. NSEC",
+            "a.example.com. RRSIG NSEC",
+            "example.com. NSEC",
+            "example.com. RRSIG NSEC",
+            "example.com. RRSIG SOA",
+            "example.com. SOA",
+        ]
+    );
+    // The SOA's RRSIG has the SOA's negative TTL (RFC 2308 §5), not its own 3600.
+    assert!(nx.authority.iter().all(|r| r.ttl == 300), "{nx:?}");
+    // Without DO, nothing of that.
+    let plain = ask_do(&s, "b.example.com.", RecordType::A, false);
+    assert_eq!(kinds(&plain.authority), ["example.com. SOA"]);
+
+    // NODATA: the name's own NSEC; at an empty non-terminal, the NSEC covering it.
+    let nodata = ask_do(&s, "a.example.com.", RecordType::MX, true);
+    assert_eq!(
+        kinds(&nodata.authority),
+        [
+            "a.example.com. NSEC",
+            "a.example.com. RRSIG NSEC",
+            "example.com. RRSIG SOA",
+            "example.com. SOA",
+        ]
+    );
+    let ent = ask_do(&s, "w.example.com.", RecordType::A, true);
+    assert_eq!(ent.rcode, ResponseCode::NoError);
+    assert_eq!(
+        kinds(&ent.authority),
+        [
+            "example.com. RRSIG SOA",
+            "example.com. SOA",
+            "sub.example.com. NSEC",
+            "sub.example.com. RRSIG NSEC",
+        ]
+    );
+
+    // A wildcard answer: the RRset and its RRSIG under the name asked, and the NSEC
+    // proving that no closer name exists (the wildcard's own covers x.w).
+    let wild = ask_do(&s, "x.w.example.com.", RecordType::TXT, true);
+    assert_eq!(
+        kinds(&wild.answers),
+        ["x.w.example.com. RRSIG TXT", "x.w.example.com. TXT"]
+    );
+    assert_eq!(
+        kinds(&wild.authority),
+        ["*.w.example.com. NSEC", "*.w.example.com. RRSIG NSEC"]
+    );
+    // NODATA at a wildcard: the wildcard's NSEC and the one covering the name.
+    let wild_nodata = ask_do(&s, "x.w.example.com.", RecordType::A, true);
+    assert_eq!(
+        kinds(&wild_nodata.authority),
+        [
+            "*.w.example.com. NSEC",
+            "*.w.example.com. RRSIG NSEC",
+            "example.com. RRSIG SOA",
+            "example.com. SOA",
+        ]
+    );
+
+    // A referral without DS: the NS, and the cut's NSEC proving there is none.
+    let referral = ask_do(&s, "x.sub.example.com.", RecordType::A, true);
+    assert!(!referral.authoritative);
+    assert_eq!(
+        kinds(&referral.authority),
+        [
+            "sub.example.com. NS",
+            "sub.example.com. NSEC",
+            "sub.example.com. RRSIG NSEC",
+        ]
+    );
+
+    // Additional data comes with its RRSIGs.
+    let ns = ask_do(&s, "example.com.", RecordType::NS, true);
+    assert_eq!(
+        kinds(&ns.answers),
+        ["example.com. NS", "example.com. RRSIG NS"]
+    );
+    assert_eq!(
+        kinds(&ns.additional),
+        ["ns1.example.com. A", "ns1.example.com. RRSIG A"]
+    );
+
+    // A query for RRSIG gets those of one RRset, the type covered first (A before
+    // NSEC), with or without DO, as Knot answers it.
+    for dnssec_ok in [false, true] {
+        let rrsig = ask_do(&s, "a.example.com.", RecordType::RRSIG, dnssec_ok);
+        assert_eq!(kinds(&rrsig.answers), ["a.example.com. RRSIG A"]);
+    }
+}
+
+#[test]
+fn a_task_in_a_signed_zone_is_refused() {
+    let zone = crate::zone::parse(SIGNED, Path::new("t.zone"), &origin()).unwrap();
+    let lb = TASK.replace("www.example.com", "lb.example.com");
+    let site = site::validate(&origin(), &site::parse(&lb).unwrap()).unwrap();
+    let errors = Snapshot::compile(&[zone.into()], &[&site], None, &Health::default()).unwrap_err();
+    assert!(
+        errors[0]
+            .message
+            .contains("zone example.com is signed elsewhere: a task there would answer unsigned"),
+        "{}",
+        errors[0].message
+    );
+    // The same zone unsigned (no RRSIG over its SOA) takes the task.
+    let unsigned: String = SIGNED
+        .lines()
+        .filter(|l| !l.contains("RRSIG SOA"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let zone = crate::zone::parse(&unsigned, Path::new("t.zone"), &origin()).unwrap();
+    assert!(Snapshot::compile(&[zone.into()], &[&site], None, &Health::default()).is_ok());
+}
+
+/// An RRSIG over the SOA too short to be one (RFC 3597's generic form takes any RDATA)
+/// does not stop the zone from loading.
+#[test]
+fn a_malformed_rrsig_over_the_soa_is_served_as_is() {
+    let text = format!("{ZONE}@ RRSIG \\# 2 0006\n");
+    let zone = crate::zone::parse(&text, Path::new("t.zone"), &origin()).unwrap();
+    let s = Snapshot::compile(&[zone.into()], &[], None, &Health::default()).unwrap();
+    let nx = ask_do(&s, "nope.example.com.", RecordType::A, true);
+    assert_eq!(nx.rcode, ResponseCode::NXDomain);
+}
