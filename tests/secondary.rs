@@ -168,6 +168,18 @@ fn wait_for(server: &Server, name: &str, rtype: &str, want: &str, within: Durati
     }
 }
 
+/// `lbdns status --api API`: its exit code and what it printed.
+fn lbdns_status(server: &Server) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["status", "--api", &server.api.to_string()])
+        .env_remove("LBDNS_API_TOKEN")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
 fn status_of(server: &Server, name: &str) -> String {
     let out = server.dig(&[name, "A"]);
     out.lines()
@@ -235,6 +247,15 @@ fn lbdns_transfers_from_knot_follows_notify_and_keeps_the_copy() {
         "{health}"
     );
 
+    let (code, text) = lbdns_status(&server);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("serial 2")
+            && text.contains("from primary, refreshed")
+            && text.contains("expires in"),
+        "{text}"
+    );
+
     // A restart with knotd down serves the kept copy at once.
     drop(server);
     drop(knot);
@@ -276,6 +297,12 @@ fn a_secondary_zone_goes_servfail_once_expired() {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("SERVFAIL {:?} after knotd stopped", start.elapsed());
+    let (code, text) = lbdns_status(&server);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("EXPIRED") && text.contains("secondary zone example.com. expired"),
+        "{text}"
+    );
     assert_eq!(status_of(&server, "example.com"), "SERVFAIL");
     // Other zones are served as before.
     assert_eq!(short(&server, "ns.other.test", "A"), "192.0.2.1");

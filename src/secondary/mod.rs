@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -54,7 +54,7 @@ static STATUS: LazyLock<Mutex<BTreeMap<String, ZoneStatus>>> =
     LazyLock::new(|| Mutex::new(BTreeMap::new()));
 
 /// A secondary zone as `/healthz` shows it.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ZoneStatus {
     /// The serial served; absent before the first transfer.
     pub serial: Option<u32>,
@@ -64,7 +64,7 @@ pub struct ZoneStatus {
     pub expires: Option<u64>,
     pub expired: bool,
     /// The last failure to refresh, if the last attempt failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
