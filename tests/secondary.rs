@@ -7,8 +7,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Server, Site, free_port};
@@ -180,6 +182,40 @@ fn lbdns_status(server: &Server) -> (i32, String) {
     (output.status.code().unwrap_or(-1), text)
 }
 
+/// Asks www.example.com A over UDP, one query after another, until `stop`: how many got
+/// an answer (NOERROR, one record) and how many did not within 2 s.
+fn ask_until(stop: &AtomicBool, addr: SocketAddr) -> (u32, u32) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let (mut answered, mut failed) = (0, 0);
+    let mut buf = [0u8; 512];
+    let mut id = 0u16;
+    while !stop.load(Ordering::Relaxed) {
+        id = id.wrapping_add(1);
+        let mut query = id.to_be_bytes().to_vec();
+        query.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        query.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        socket.send_to(&query, addr).unwrap();
+        let ok = loop {
+            match socket.recv_from(&mut buf) {
+                Ok((n, _)) if n >= 12 && buf[..2] == id.to_be_bytes() => {
+                    break buf[3] & 0xF == 0 && buf[6..8] == [0, 1];
+                }
+                Ok(_) => {}
+                Err(_) => break false,
+            }
+        };
+        if ok {
+            answered += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    (answered, failed)
+}
+
 fn status_of(server: &Server, name: &str) -> String {
     let out = server.dig(&[name, "A"]);
     out.lines()
@@ -220,7 +256,13 @@ fn lbdns_transfers_from_knot_follows_notify_and_keeps_the_copy() {
     assert!(copy.exists(), "the kept copy is in secondary/");
     assert!(!site.path().join("zones/example.com.zone").exists());
 
-    // A change on knotd: its NOTIFY, not the hour-long refresh, brings it.
+    // A change on knotd: its NOTIFY, not the hour-long refresh, brings it, while a client
+    // asks without pause: no query goes unanswered or fails while the new copy lands.
+    let stop = Arc::new(AtomicBool::new(false));
+    let asker = std::thread::spawn({
+        let (stop, addr) = (stop.clone(), server.addr);
+        move || ask_until(&stop, addr)
+    });
     knot.change(&zone(2, "192.0.2.81", SLOW_TIMERS));
     let took = wait_for(
         &server,
@@ -230,6 +272,11 @@ fn lbdns_transfers_from_knot_follows_notify_and_keeps_the_copy() {
         Duration::from_secs(20),
     );
     eprintln!("the change reached lbdns's answers {took:?} after knotd's reload");
+    stop.store(true, Ordering::Relaxed);
+    let (answered, failed) = asker.join().unwrap();
+    eprintln!("during the transfer: {answered} queries answered, {failed} not");
+    assert!(answered > 0);
+    assert_eq!(failed, 0);
     assert!(
         server.log().contains("NOTIFY from a primary"),
         "{}",
