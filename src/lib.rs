@@ -9,7 +9,8 @@
 //!
 //! The ones that build and change the state: [`load`] reads a served directory, [`zone`]
 //! the zone files, [`site`] the site files; [`store`] owns every change (API, SIGHUP,
-//! [`watch`]) and [`persist`] writes files crash-safely; [`api`] is the management API
+//! [`watch`]) and [`persist`] writes files crash-safely; [`secondary`] takes zones from a
+//! primary by zone transfer, signed with [`tsig`]; [`api`] is the management API
 //! and [`client`] its command-line client, [`status`] the report of `lbdns status`; [`server`] binds sockets; [`metrics`] counts.
 //!
 //! DNS arrives through [`udp`], worker threads answering batches of datagrams without a
