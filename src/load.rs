@@ -208,6 +208,10 @@ pub fn load(
         let stamp = file_stamp(path);
         match zone::load(path, origin) {
             Ok(zone) => {
+                // Logged once, when compiled: a reused zone is not read again.
+                for warning in &zone.warnings {
+                    tracing::warn!("{warning}");
+                }
                 let zone = Arc::new(zone);
                 remember(path, stamp, &zone);
                 zones.push(zone);

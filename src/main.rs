@@ -399,6 +399,9 @@ fn check(dir: DirArgs) -> Result<(), Failure> {
     let (config, _) = load::load(&sources(dir), &lbdns::health::Health::default(), None)
         .map_err(|e| e.to_string())?;
     let (tasks, enabled) = config.task_counts();
+    for warning in config.zones.iter().flat_map(|z| &z.warnings) {
+        eprintln!("warning: {warning}");
+    }
     out(&format!(
         "ok: {}, {} ({enabled} enabled)\n",
         count(config.zones.len(), "zone"),

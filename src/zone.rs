@@ -10,14 +10,14 @@ pub mod reader;
 
 use std::path::{Path, PathBuf};
 
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::Name;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::dns::transfer::MAX_RECORD;
 use crate::snapshot::Rrsets;
 use crate::snapshot::ZoneBuilder;
 use crate::snapshot::ZoneData;
-use crate::wire::rtype;
+use crate::wire::{CLASS_IN, rtype};
 use reader::{Position, ReadError, Record};
 
 /// Errors loading a zone file.
@@ -72,23 +72,42 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
     let apex = zone.apex().to_vec();
     let mut owner = Vec::new();
     let mut has_soa = false;
+    let mut warnings = Warnings::default();
     let mut add = |record: &Record, at: Position| {
         let invalid = |message: String| ZoneError::Invalid {
             path: at.path.to_owned(),
             line: Some(at.line),
             message,
         };
+        let mut warn = |message: String| {
+            warnings.push(format!("{}:{}: {message}", at.path.display(), at.line));
+        };
         // Owners are kept lowercased: lookups compare lowercased names. Length bytes
         // (at most 63) are never ASCII letters, so the whole wire form can be mapped.
         owner.clear();
         owner.extend(record.owner.iter().map(u8::to_ascii_lowercase));
         let is_apex = owner == apex;
+        // Ignored with a warning, as Knot does: no query for it reaches this zone.
         if !is_apex && !is_below(&owner, &apex) {
-            return Err(invalid(format!(
-                "{} {} is outside the zone {}",
+            warn(format!(
+                "{} {} is outside the zone {}: ignored",
                 display(&owner),
-                RecordType::from(record.rtype),
+                rdata::type_name(record.rtype),
                 display(&apex)
+            ));
+            return Ok(());
+        }
+        // Knot and NSD refuse the zone too.
+        if record.class != CLASS_IN {
+            return Err(invalid(format!(
+                "{} {} is of class {}: a zone holds class IN only",
+                display(&owner),
+                rdata::type_name(record.rtype),
+                match record.class {
+                    3 => "CH".to_owned(),
+                    4 => "HS".to_owned(),
+                    other => format!("CLASS{other}"),
+                }
             )));
         }
         match record.rtype {
@@ -129,15 +148,26 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
                 "{} {}: the record is {len} bytes with its owner name, more than the {MAX_RECORD} \
                  a zone transfer message holds: shorten its RDATA by {} bytes",
                 display(&owner),
-                RecordType::from(record.rtype),
+                rdata::type_name(record.rtype),
                 len - MAX_RECORD
             )));
         }
         let class_ttl = (record.rtype, record.class, record.ttl);
-        zone.add(&owner, class_ttl, record.rdata, |there| {
+        let ttl_before = zone.add(&owner, class_ttl, record.rdata, |there| {
             cname_rule(record.rtype, record.rdata, &there)
+                .and_then(|()| dname_rule(record.rtype, record.rdata, &there))
                 .map_err(|why| invalid(format!("{} {why}", display(&owner))))
         })?;
+        if let Some(before) = ttl_before {
+            warn(format!(
+                "{} {}: TTL {} differs from the RRset's {before}; the RRset takes {} \
+                 (RFC 2181 §5.2: one TTL per RRset; the last one given, as Knot)",
+                display(&owner),
+                rdata::type_name(record.rtype),
+                record.ttl,
+                record.ttl
+            ));
+        }
         Ok(())
     };
     reader::read(text, path, &apex, &mut add).map_err(|e| match e {
@@ -160,7 +190,48 @@ fn read(text: &[u8], path: &Path, origin: &Name) -> Result<ZoneData, ZoneError> 
             message: format!("the zone {} has no SOA record", display(&apex)),
         });
     }
-    Ok(zone.finish())
+    if let Some((name, dname)) = zone.below_dname() {
+        return Err(ZoneError::Invalid {
+            path: path.to_owned(),
+            line: None,
+            message: format!(
+                "{} has data below the DNAME at {}, which no query reaches (RFC 6672 §2.3): \
+                 remove it or the DNAME",
+                display(name),
+                display(dname)
+            ),
+        });
+    }
+    let mut data = zone.finish();
+    data.warnings = warnings.finish();
+    Ok(data)
+}
+
+/// The warnings of one zone file: the first [`Warnings::SHOWN`] in full, then a count.
+#[derive(Default)]
+struct Warnings {
+    shown: Vec<String>,
+    more: usize,
+}
+
+impl Warnings {
+    const SHOWN: usize = 20;
+
+    fn push(&mut self, warning: String) {
+        if self.shown.len() < Self::SHOWN {
+            self.shown.push(warning);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.shown
+                .push(format!("... and {} more warnings", self.more));
+        }
+        self.shown
+    }
 }
 
 /// A CNAME is alone at its name (RFC 1034 §3.6.2, RFC 2181 §10.1), DNSSEC's RRSIG and
@@ -181,6 +252,20 @@ fn cname_rule(adding: u16, rdata: &[u8], there: &Rrsets) -> Result<(), &'static 
         Some((rtype::CNAME, _)) if adding == rtype::CNAME => Ok(()),
         Some((rtype::CNAME, _)) => Err(CNAME_AND_OTHER),
         Some(_) if adding == rtype::CNAME => Err(CNAME_AND_OTHER),
+        _ => Ok(()),
+    }
+}
+
+/// A name has at most one DNAME (RFC 6672 §2.4).
+fn dname_rule(adding: u16, rdata: &[u8], there: &Rrsets) -> Result<(), &'static str> {
+    match adding {
+        rtype::DNAME
+            if there
+                .records()
+                .any(|(t, r)| t == rtype::DNAME && r != rdata) =>
+        {
+            Err("has more than one DNAME record")
+        }
         _ => Ok(()),
     }
 }
@@ -304,10 +389,10 @@ mod tests {
         assert_eq!(syntax_line(text).0, 5);
         let (line, message) = syntax_line(&format!("{HEAD}t TXT (\n \"a\"\n  \"b\"\n"));
         assert_eq!((line, message.as_str()), (5, "'(' without ')'"));
-        // Newlines in quotes, escaped or not, still count.
-        let text = format!("{HEAD}t TXT \"two\nlines\\\n\" x\\\ny\nbad A 1\n");
-        assert_eq!(syntax_line(&text).0, 9);
-        let (line, message) = syntax_line(&format!("{HEAD}\nt TXT \"open\n\n"));
+        // An escaped newline in a word still counts.
+        let text = format!("{HEAD}t TXT x\\\ny\nbad A 1\n");
+        assert_eq!(syntax_line(&text).0, 7);
+        let (line, message) = syntax_line(&format!("{HEAD}\nt TXT \"open"));
         assert_eq!((line, message.as_str()), (6, "unterminated quoted string"));
     }
 
@@ -324,14 +409,24 @@ mod tests {
             err.to_string().starts_with("zones/example.com.zone:7: "),
             "{err}"
         );
-        let err = parse_text(&format!("{HEAD}www.example.net. A 192.0.2.1\n")).unwrap_err();
-        assert!(err.to_string().contains("outside the zone"), "{err}");
-        let err = parse_text(&format!("{HEAD}x.example.com.evil. A 192.0.2.1\n")).unwrap_err();
-        assert!(err.to_string().contains("outside the zone"), "{err}");
+        let dname =
+            parse_text(&format!("{HEAD}d DNAME x.example.net.\na.d A 192.0.2.1\n")).unwrap_err();
+        assert!(
+            dname
+                .to_string()
+                .contains("a.d.example.com. has data below the DNAME at d.example.com."),
+            "{dname}"
+        );
         let rules = [
             ("@ CNAME www", "apex"),
             ("w TXT x\nw CNAME y", "CNAME and other data"),
             ("sub NS *.example.net.", "wildcard"),
+            ("d DNAME a.\nd DNAME b.", "more than one DNAME"),
+            (
+                "v CH TXT \"1\"",
+                "is of class CH: a zone holds class IN only",
+            ),
+            ("v HS TXT \"1\"", "is of class HS"),
             ("@ SOA a b 2 1 1 1 1", "more than one SOA"),
             ("w SOA a b 2 1 1 1 1", "must be at the apex"),
         ];
@@ -628,6 +723,161 @@ mod tests {
         assert_eq!(served(&zone, "big.example.com.", 16).len(), 1);
     }
 
+    /// Knot's leniencies: out-of-zone data is ignored with a warning,
+    /// an RRset's TTLs made one (the last given, as Knot), each with its file and line.
+    #[test]
+    fn ignored_and_normalised_data_is_warned_about() {
+        let zone = zone(concat!(
+            "www.example.net. A 192.0.2.1\n",
+            "x.example.com.evil. A 192.0.2.1\n",
+            "after CLASS1 A 192.0.2.2\n",
+            "m 100 A 192.0.2.1\n",
+            "m 50 A 192.0.2.2\n",
+            "m 200 A 192.0.2.3\n",
+            "m 100 RRSIG A 13 3 100 20300101000000 20200101000000 1 example.com. AAAA\n",
+            "m 300 RRSIG TXT 13 3 300 20300101000000 20200101000000 1 example.com. AAAA\n",
+        ));
+        // RRSIGs keep their own TTLs: each is its covered RRset's (RFC 4034 §3).
+        let ttls: Vec<u32> = served(&zone, "m.example.com.", 46)
+            .iter()
+            .map(|r| u32::from_be_bytes(r[4..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(ttls, [100, 300]);
+        assert!(zone.node(b"\x07example\x03net\x00").is_none());
+        assert_eq!(served(&zone, "after.example.com.", 1).len(), 1);
+        assert_eq!(
+            served(&zone, "m.example.com.", 1),
+            [
+                wire(1, 200, &[192, 0, 2, 1]),
+                wire(1, 200, &[192, 0, 2, 2]),
+                wire(1, 200, &[192, 0, 2, 3])
+            ]
+        );
+        let at = |line: usize| format!("zones/example.com.zone:{line}: ");
+        let w = &zone.warnings;
+        assert_eq!(w.len(), 4, "{w:#?}");
+        assert!(w[0].starts_with(&at(5)) && w[0].contains("www.example.net. A is outside"));
+        assert!(w[1].starts_with(&at(6)) && w[1].contains("outside the zone"));
+        assert!(w[2].starts_with(&at(9)) && w[2].contains("TTL 50 differs from the RRset's 100"));
+        assert!(w[3].starts_with(&at(10)) && w[3].contains("TTL 200 differs from the RRset's 50"));
+    }
+
+    /// The reader refuses what Knot refuses, naming the line.
+    #[test]
+    fn reader_refuses_what_knot_refuses() {
+        for (records, message) in [
+            ("t TXT \"two\nlines\"", "does not end on its line"),
+            ("t TXT \"two\\\nlines\"", "does not end on its line"),
+            ("t TXT \"a\"b", "followed by a blank"),
+            ("t TXT \"a\"\"b\"", "followed by a blank"),
+            ("t TXT a\"b\"", "quote in the middle of a word"),
+            ("t TXT ( \"a\" ( \"b\" ) )", "nested '('"),
+            ("t TYPE65280 \\# +4 0a000001", "bad RDATA length +4"),
+            ("t MX +10 mail", "bad preference +10"),
+            ("t NS \\# 4 0a000001", "not valid NS RDATA"),
+            ("t CNAME \\# 6 03777777c00c", "compressed"),
+            ("t A \\# 3 c00002", "not valid A RDATA"),
+            ("t MX \\# 2 000a", "not valid MX RDATA"),
+            ("t TXT \\# 3 056869", "cut short"),
+        ] {
+            let (line, got) = syntax_line(&format!("{HEAD}{records}\n"));
+            assert_eq!(line, 5, "{records}: {got}");
+            assert!(got.contains(message), "{records}: {got}");
+        }
+        let bom = parse_text(&format!("\u{feff}{HEAD}")).unwrap_err();
+        assert!(
+            bom.to_string()
+                .contains(":1: the file starts with a UTF-8 byte order mark"),
+            "{bom}"
+        );
+        // Still accepted: a quoted string right before ')' or ';', and a valid `\#` NS.
+        let zone =
+            zone("t TXT (\"a\")\nu TXT \"b\";c\nn NS \\# 17 036e7331076578616d706c6503636f6d00\n");
+        assert_eq!(
+            served(&zone, "t.example.com.", 16),
+            [wire(16, 300, b"\x01a")]
+        );
+        assert_eq!(
+            served(&zone, "n.example.com.", 2),
+            [wire(2, 300, &[b"\x03ns1".as_slice(), EXAMPLE_COM].concat())]
+        );
+    }
+
+    /// The standard types Knot reads, in presentation form; bytes from each RFC's layout.
+    #[test]
+    fn knots_types_in_presentation_form() {
+        let zone = zone(concat!(
+            "spf SPF \"v=spf1 -all\"\n",
+            "afsdb AFSDB 1 db\n",
+            "rp RP mbox.example.com. txt\n",
+            "uri URI 10 1 \"https://example.com/\"\n",
+            "eui EUI48 00-00-5e-00-53-2a\n",
+            "eui EUI64 00-00-5e-ef-10-00-00-2a\n",
+            "kx KX 10 kx\n",
+            "ipsec IPSECKEY 10 1 2 192.0.2.38 AQID\n",
+            "@ ZONEMD 2018031500 1 1 ( FEBE3D4CE2EC2FFA )\n",
+            "loc LOC 52 22 23.000 N 4 53 32.000 E -2.00m 0.00m 10000m 10m\n",
+            "d DNAME example.net.\n",
+            "l32 L32 10 10.1.2.0\n",
+            "nid NID 10 0014:4fff:ff20:ee64\n",
+            "mr MINFO a b\n",
+        ));
+        let name = |label: &[u8]| [&[label.len() as u8], label, EXAMPLE_COM].concat();
+        let at = |owner: &str, rtype| served(&zone, &format!("{owner}.example.com."), rtype);
+        assert_eq!(at("spf", 99), [wire(99, 300, b"\x0bv=spf1 -all")]);
+        assert_eq!(
+            at("afsdb", 18),
+            [wire(18, 300, &[&[0, 1], name(b"db").as_slice()].concat())]
+        );
+        let rp = [b"\x04mbox".as_slice(), EXAMPLE_COM, &name(b"txt")].concat();
+        assert_eq!(at("rp", 17), [wire(17, 300, &rp)]);
+        assert_eq!(
+            at("uri", 256),
+            [wire(
+                256,
+                300,
+                &[&hex("000a 0001"), b"https://example.com/".as_slice()].concat()
+            )]
+        );
+        assert_eq!(at("eui", 108), [wire(108, 300, &hex("00005e00532a"))]);
+        assert_eq!(at("eui", 109), [wire(109, 300, &hex("00005eef1000002a"))]);
+        assert_eq!(
+            at("kx", 36),
+            [wire(36, 300, &[&[0, 10], name(b"kx").as_slice()].concat())]
+        );
+        // RFC 4025 §3.1's layout: precedence, gateway type 1, algorithm 2, IPv4, key.
+        assert_eq!(
+            at("ipsec", 45),
+            [wire(45, 300, &hex("0a 01 02 c0000226 010203"))]
+        );
+        assert_eq!(
+            served(&zone, "example.com.", 63),
+            [wire(63, 300, &hex("7848b78c 01 01 febe3d4ce2ec2ffa"))]
+        );
+        // RFC 1876 §2: 2^31 + thousandths of seconds of arc; altitude from 100,000 m below
+        // in centimetres; size 0 (0e0), precision 10 km (1e6 cm) and 10 m (1e3 cm).
+        let lat: u32 = (1 << 31) + (52 * 3600 + 22 * 60 + 23) * 1000;
+        let lon: u32 = (1 << 31) + (4 * 3600 + 53 * 60 + 32) * 1000;
+        let loc = [
+            &[0u8, 0x00, 0x16, 0x13][..],
+            &lat.to_be_bytes(),
+            &lon.to_be_bytes(),
+            &9_999_800u32.to_be_bytes(),
+        ]
+        .concat();
+        assert_eq!(at("loc", 29), [wire(29, 300, &loc)]);
+        assert_eq!(at("d", 39), [wire(39, 300, b"\x07example\x03net\x00")]);
+        assert_eq!(at("l32", 105), [wire(105, 300, &hex("000a 0a010200"))]);
+        assert_eq!(
+            at("nid", 104),
+            [wire(104, 300, &hex("000a 00144fffff20ee64"))]
+        );
+        assert_eq!(
+            at("mr", 14),
+            [wire(14, 300, &[name(b"a"), name(b"b")].concat())]
+        );
+    }
+
     #[test]
     fn includes_are_relative_to_the_including_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -650,6 +900,28 @@ mod tests {
         assert_eq!(served(&zone, "www.example.com.", 1).len(), 1);
         assert_eq!(served(&zone, "www.sub.example.com.", 1).len(), 1);
         assert_eq!(served(&zone, "example.com.", 16).len(), 1);
+
+        // $TTL, the last owner and the origin of an included file end with it (as Knot).
+        std::fs::write(
+            dir.path().join("parts/ttl"),
+            "$TTL 60\n$ORIGIN sub.example.com.\ni A 192.0.2.7\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &main,
+            format!("{HEAD}$INCLUDE parts/ttl\n TXT blank-owner\nafter A 192.0.2.8\n"),
+        )
+        .unwrap();
+        let zone = load(&main, &origin()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            served(&zone, "i.sub.example.com.", 1),
+            [wire(1, 60, &[192, 0, 2, 7])]
+        );
+        assert_eq!(served(&zone, "ns1.example.com.", 16).len(), 1);
+        assert_eq!(
+            served(&zone, "after.example.com.", 1),
+            [wire(1, 300, &[192, 0, 2, 8])]
+        );
 
         std::fs::write(&main, format!("{HEAD}$INCLUDE parts/more\n")).unwrap();
         let err = load(&main, &origin()).unwrap_err();

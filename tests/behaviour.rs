@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, Restrict};
 use hickory_proto::serialize::txt::Parser;
 use lbdns::dns::{Transport, respond};
 use lbdns::geoip::GeoIp;
@@ -41,6 +42,21 @@ struct CaseFile {
     zone: Vec<ZoneSpec>,
     #[serde(default)]
     case: Vec<Spanned<Case>>,
+    /// Zone files that must not load, each with what the error says.
+    #[serde(default)]
+    refused: Vec<Spanned<Refused>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Refused {
+    /// What the zone file is wrong about.
+    name: String,
+    /// The zone's origin, `example.com.` by default.
+    origin: Option<String>,
+    text: String,
+    /// Words the error message holds: `LINE: message`, the line in `text` counted from 1.
+    error: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +69,9 @@ struct ZoneSpec {
     /// The site file's text (SPEC §3 YAML); none means no tasks.
     #[serde(default)]
     site: String,
+    /// The warnings the zone file gets, in order: each is words of one `LINE: message`.
+    #[serde(default)]
+    warnings: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -151,6 +170,23 @@ fn snapshot_of(file: &CaseFile, path: &Path) -> Result<Snapshot, String> {
     for spec in &file.zone {
         let origin = Name::from_ascii(&spec.origin).map_err(|e| format!("origin: {e}"))?;
         let parsed = zone::parse(&spec.text, path, &origin).map_err(|e| e.to_string())?;
+        let prefix = format!("{}:", path.display());
+        let warned: Vec<&str> = parsed
+            .warnings
+            .iter()
+            .map(|w| w.strip_prefix(&prefix).unwrap_or(w))
+            .collect();
+        if warned.len() != spec.warnings.len()
+            || warned
+                .iter()
+                .zip(&spec.warnings)
+                .any(|(got, want)| !got.contains(want.as_str()))
+        {
+            return Err(format!(
+                "{}: warnings: want {:#?}, got {warned:#?}",
+                spec.origin, spec.warnings
+            ));
+        }
         zones.push(Arc::new(parsed));
         let site_spec =
             site::parse(&spec.site).map_err(|(line, e)| format!("site line {line}: {e}"))?;
@@ -288,6 +324,7 @@ fn rcode_named(name: &str) -> Result<u16, String> {
         "NXDOMAIN" => 3,
         "NOTIMP" => 4,
         "REFUSED" => 5,
+        "YXDOMAIN" => 6,
         "BADVERS" => 16,
         _ => return Err(format!("unknown rcode {name:?}")),
     })
@@ -358,6 +395,36 @@ fn record(text: &str) -> Result<Rr, String> {
     let owner = text.split_whitespace().next().unwrap_or_default();
     if !owner.ends_with('.') {
         return Err(format!("record {text:?}: the owner must end with a dot"));
+    }
+    // hickory's text parser has neither DNAME (RFC 6672) nor the RFC 3597 form
+    // (`TYPEnnn \# LENGTH HEX`): their RDATA is decoded from wire bytes, as in a reply.
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let wire = match fields.get(3..) {
+        Some([rtype, target]) if rtype.eq_ignore_ascii_case("DNAME") => {
+            let target = Name::from_ascii(target).map_err(|e| format!("record {text:?}: {e}"))?;
+            Some((39, target.to_bytes().map_err(|e| e.to_string())?))
+        }
+        Some([rtype, generic, _length, hex_words @ ..]) if *generic == "\\#" => {
+            let code = rtype
+                .strip_prefix("TYPE")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("record {text:?}: \\# needs TYPEnnn"))?;
+            Some((code, hex(&hex_words.concat())?))
+        }
+        _ => None,
+    };
+    if let (Some((code, wire)), [_, ttl, "IN", ..]) = (wire, &fields[..]) {
+        let ttl = ttl
+            .parse()
+            .map_err(|e| format!("record {text:?}: TTL: {e}"))?;
+        let length = Restrict::new(wire.len() as u16);
+        let data = RData::read(&mut BinDecoder::new(&wire), RecordType::from(code), length)
+            .map_err(|e| format!("record {text:?}: {e}"))?;
+        let name = Name::from_ascii(owner).map_err(|e| format!("record {text:?}: {e}"))?;
+        return Ok(Rr {
+            owner: owner.to_owned(),
+            record: Record::from_rdata(name, ttl, data),
+        });
     }
     let parsed = Parser::new(text, None, Some(Name::root()))
         .parse()
@@ -711,8 +778,39 @@ fn run_file(path: &Path, report: &mut Report) {
                 .push(format!("{shown}:{line}: {}", e.message()));
         }
     };
-    if file.case.is_empty() {
+    if file.case.is_empty() && file.refused.is_empty() {
         return report.failures.push(format!("{shown}: no [[case]]"));
+    }
+    for refused in &file.refused {
+        let at = format!(
+            "{shown}:{}: {}",
+            line_of(&text, refused.span().start),
+            refused.get_ref().name
+        );
+        let refused = refused.get_ref();
+        let origin = Name::from_ascii(refused.origin.as_deref().unwrap_or("example.com."));
+        let result = origin
+            .map_err(|e| e.to_string())
+            .map(|origin| zone::parse(&refused.text, path, &origin));
+        let prefix = format!("{}:", path.display());
+        match result {
+            Ok(Err(e))
+                if e.to_string()
+                    .strip_prefix(&prefix)
+                    .is_some_and(|m| m.contains(&refused.error)) =>
+            {
+                report.passed += 1
+            }
+            Ok(Err(e)) => report.failures.push(format!(
+                "{at}\n  want an error with {:?}\n  got {e}",
+                refused.error
+            )),
+            Ok(Ok(_)) => report.failures.push(format!(
+                "{at}\n  the zone loads; want an error with {:?}",
+                refused.error
+            )),
+            Err(e) => report.failures.push(format!("{at}: origin: {e}")),
+        }
     }
     let snapshot = match snapshot_of(&file, path) {
         Ok(snapshot) => snapshot,

@@ -1342,18 +1342,37 @@ ns1 A 192.0.2.53
     );
 }
 
+/// Knot's leniencies pass `check` with a warning each on stderr, naming file and line: an
+/// out-of-zone record is ignored, an RRset's TTLs made one.
 #[test]
-fn zone_record_outside_the_zone() {
-    assert_zone_error(
-        "\
+fn ignored_zone_data_is_a_warning_at_check() {
+    let zone = "\
 $TTL 3600
 @ IN SOA ns1 hostmaster 1 7200 900 1209600 300
 @ NS ns1
 ns1 A 192.0.2.53
-www.example.net. A 192.0.2.1  ; <- error
-",
-        &["www.example.net", "outside"],
-    );
+www.example.net. A 192.0.2.1
+m 60 A 192.0.2.1
+m 30 A 192.0.2.2
+";
+    let site = zone_only(zone);
+    let output = site.check();
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    let path = site.path().join(ZONE_FILE).display().to_string();
+    for (line, words) in [
+        (
+            5,
+            "www.example.net. A is outside the zone example.com.: ignored",
+        ),
+        (7, "m.example.com. A: TTL 30 differs from the RRset's 60"),
+    ] {
+        let want = format!("warning: {path}:{line}: {words}");
+        assert!(
+            err.lines().any(|l| l.starts_with(&want)),
+            "no {want:?} in:\n{err}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

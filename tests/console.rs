@@ -131,6 +131,17 @@ async fn wait_for(browser: &Client, css: &str) -> fantoccini::elements::Element 
         .unwrap_or_else(|e| panic!("no {css} within 20 s: {e}"))
 }
 
+/// Clicks the element `css` names, which must be on the page.
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Waits (20 s at most) until `css`'s text contains `text`.
 async fn wait_for_text(browser: &Client, css: &str, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -193,23 +204,11 @@ async fn a_task_is_created_seen_effective_disabled_and_deleted_from_the_console(
     );
     snap(&browser, "3-create").await;
     hostname.send_keys("api.example.com").await.unwrap();
-    browser
-        .find(Locator::Css("#group-web"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#group-web").await;
     let ttl = browser.find(Locator::Css("#ttl")).await.unwrap();
     ttl.clear().await.unwrap();
     ttl.send_keys("20").await.unwrap();
-    browser
-        .find(Locator::Css("#save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#save").await;
 
     // Back on the site: the new task becomes Effective, and DNS answers it with its TTL.
     let api = "tr[data-task='api.example.com']";
@@ -280,13 +279,7 @@ async fn a_task_is_created_seen_effective_disabled_and_deleted_from_the_console(
         .send_keys("www.example.com")
         .await
         .unwrap();
-    browser
-        .find(Locator::Css("#ask"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#ask").await;
     wait_for_text(&browser, "#answer-result", "NOERROR").await;
     wait_for_text(&browser, "#answer-result", "192.0.2.10").await;
     browser
@@ -315,26 +308,14 @@ async fn with_a_token_the_console_asks_for_it_and_keeps_it_for_the_tab() {
     wait_for_text(&browser, "main", "This server needs its API token").await;
     snap(&browser, "7-token").await;
     input.send_keys("wrong-token").await.unwrap();
-    browser
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "form button[type=submit]").await;
     wait_for_text(&browser, "main", "That token was refused").await;
     wait_for(&browser, "#token")
         .await
         .send_keys(token)
         .await
         .unwrap();
-    browser
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "form button[type=submit]").await;
     wait_for(&browser, "a[href='#/site/example.com']").await;
     // Kept in sessionStorage (this tab), never in localStorage or a cookie.
     let stored = browser

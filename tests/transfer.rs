@@ -217,8 +217,8 @@ fn transfers_are_refused_to_unlisted_sources_and_for_unknown_zones() {
 
 #[test]
 fn knot_transfers_a_zone_of_many_messages() {
-    // About 1.8 MB: some 110 messages of about 16 KB, each encoded as the previous one is
-    // written.
+    // About 1.6 MB with owner names compressed: some 99 messages of about 16 KB, each
+    // encoded as the previous one is written.
     const RECORDS: usize = 20_000;
     let mut text = zone(1, "");
     for i in 0..RECORDS {
@@ -259,7 +259,7 @@ fn knot_transfers_a_zone_of_many_messages() {
         })
         .unwrap_or_else(|| panic!("no finished AXFR in knotd's log:\n{log}"));
     eprintln!("knotd took the zone in {messages} messages");
-    assert!(messages > 100, "{log}");
+    assert!(messages > 90, "{log}");
     assert_eq!(
         server.metric("lbdns_zone_transfers_total{result=\"sent\"}"),
         1.0

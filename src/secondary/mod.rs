@@ -673,8 +673,11 @@ mod tests {
         let soa =
             "example.com. 3600 IN SOA ns1.example.com. hm.example.com. 1 3600 600 86400 300\n";
         assert_eq!(check_copy(soa, path, &origin), Ok(()));
-        let outside = format!("{soa}www.example.net. 300 IN A 192.0.2.1\n");
-        let error = check_copy(&outside, path, &origin).unwrap_err();
+        // A CNAME beside other data at one name (RFC 1034 §3.6.2): the loader refuses it.
+        let cname = format!(
+            "{soa}www.example.com. 300 IN CNAME web.example.com.\nwww.example.com. 300 IN A 192.0.2.1\n"
+        );
+        let error = check_copy(&cname, path, &origin).unwrap_err();
         assert!(
             error.starts_with("the transferred zone does not load"),
             "{error}"

@@ -4,8 +4,9 @@
 //!
 //! Names are keyed by their lowercased wire bytes. Records are stored as they go on the
 //! wire after the owner name (type, class, TTL, RDLENGTH, RDATA), with names in RDATA
-//! uncompressed, so answering copies bytes and never encodes. Zone records arrive in that
-//! form from the zone reader, one at a time, through [`ZoneBuilder`].
+//! uncompressed, so answering copies bytes and never encodes (the writer compresses the
+//! names RFC 3597 §4 allows as it copies them, see [`crate::wire::Response`]). Zone
+//! records arrive in that form from the zone reader, one at a time, through [`ZoneBuilder`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +35,11 @@ pub struct ZoneData {
     pub negative_soa: Box<[u8]>,
     /// True when the zone delegates any name: lookups must then watch for cuts.
     pub has_cuts: bool,
+    /// True when the zone has a DNAME: lookups must then watch for one above the name.
+    pub has_dnames: bool,
+    /// What the zone file has that is served otherwise than written, or not at all
+    /// (`file:line: message`), for `lbdns check` and the log.
+    pub warnings: Vec<String>,
     /// The DNSSEC material of a zone file signed elsewhere (an RRSIG covers the apex
     /// SOA, as Knot decides): what answers with DO carry beside the data.
     pub signed: Option<Box<Signed>>,
@@ -172,10 +178,11 @@ pub struct ZoneBuilder {
     apex_labels: usize,
     nodes: NameMap<Node>,
     cuts: Vec<Box<[u8]>>,
+    has_dnames: bool,
     /// The owner of the previous record, known to be in `nodes`, its type and where its
-    /// RRset ends: the next record of that RRset goes there with no search.
+    /// RRset starts and ends: the next record of that RRset goes there with no search.
     last_owner: Vec<u8>,
-    last: Option<(u16, usize)>,
+    last: Option<(u16, usize, usize)>,
     /// NSEC3 records and their RRSIGs, by owner: kept apart from the names of the zone,
     /// which their hashed owners are not (RFC 5155 §7.2.8).
     nsec3: Vec<(Box<[u8]>, Vec<u8>)>,
@@ -203,6 +210,7 @@ impl ZoneBuilder {
             apex_labels: label_count(origin),
             nodes,
             cuts: Vec::new(),
+            has_dnames: false,
             last_owner: Vec::new(),
             last: None,
             nsec3: Vec::new(),
@@ -215,20 +223,22 @@ impl ZoneBuilder {
     }
 
     /// Adds a record at `owner` (lowercased wire form, at or below the apex) after `rule`
-    /// accepts the data already there.
+    /// accepts the data already there. A record whose TTL differs from its RRset's sets
+    /// the whole RRset's TTL, as Knot does (an RRset has one TTL, RFC 2181 §5.2); the
+    /// RRset's TTL before is then returned.
     pub fn add<E>(
         &mut self,
         owner: &[u8],
         (rtype, class, ttl): (u16, u16, u32),
         rdata: &[u8],
         rule: impl FnOnce(Rrsets) -> Result<(), E>,
-    ) -> Result<(), E> {
+    ) -> Result<Option<u32>, E> {
         let is_nsec3 = rtype == dnssec::rtype::NSEC3
             || (rtype == rtype::RRSIG
                 && rdata.get(..2) == Some(&dnssec::rtype::NSEC3.to_be_bytes()[..]));
         if is_nsec3 {
             self.add_nsec3(owner, (rtype, class, ttl), rdata);
-            return Ok(());
+            return Ok(None);
         }
         // Zone files group a name's records, so an owner other than the previous one is
         // most often a new name: one hash to find or insert it, not a miss and an insert.
@@ -244,18 +254,39 @@ impl ZoneBuilder {
             self.nodes.entry(owner.into()).or_default()
         };
         rule(Rrsets(&node.records))?;
-        let at = match self.last {
-            Some((last, end)) if last == rtype => end,
+        let (start, at) = match self.last {
+            Some((last, start, end)) if last == rtype => (start, end),
             _ => match rrset_span(&node.records, rtype) {
-                Some((_, end)) => end,
+                Some(span) => span,
                 None => {
                     if rtype == rtype::NS && *owner != *self.apex {
                         self.cuts.push(owner.into());
                     }
-                    node.records.len()
+                    self.has_dnames |= rtype == rtype::DNAME;
+                    (node.records.len(), node.records.len())
                 }
             },
         };
+        let mut ttl_before = None;
+        // RRSIGs are the exception: each has the TTL of the RRset it covers (RFC 4034 §3).
+        if rtype != rtype::RRSIG
+            && start < at
+            && node.records[start + 4..start + 8] != ttl.to_be_bytes()
+        {
+            let before = u32::from_be_bytes(
+                node.records[start + 4..start + 8]
+                    .try_into()
+                    .expect("4 bytes"),
+            );
+            ttl_before = Some(before);
+            let mut record = start;
+            while record < at {
+                node.records[record + 4..record + 8].copy_from_slice(&ttl.to_be_bytes());
+                let rdlen =
+                    u16::from_be_bytes([node.records[record + 8], node.records[record + 9]]);
+                record += 10 + usize::from(rdlen);
+            }
+        }
         let rdlen = u16::try_from(rdata.len()).expect("the reader bounds RDATA to 65535 bytes");
         let mut header = [0u8; 10];
         header[0..2].copy_from_slice(&rtype.to_be_bytes());
@@ -264,8 +295,28 @@ impl ZoneBuilder {
         header[8..10].copy_from_slice(&rdlen.to_be_bytes());
         node.records
             .splice(at..at, header.iter().chain(rdata).copied());
-        self.last = Some((rtype, at + 10 + rdata.len()));
-        Ok(())
+        self.last = Some((rtype, start, at + 10 + rdata.len()));
+        Ok(ttl_before)
+    }
+
+    /// A name with data below a DNAME, and that DNAME's owner: RFC 6672 §2.4 leaves no
+    /// data there, as no query can reach it.
+    pub fn below_dname(&self) -> Option<(&[u8], &[u8])> {
+        if !self.has_dnames {
+            return None;
+        }
+        self.nodes.iter().find_map(|(owner, node)| {
+            if node.records.is_empty() {
+                return None;
+            }
+            let name = WireName::from_lowercase(owner)?;
+            let dname = (self.apex_labels..name.labels()).find(|&n| {
+                self.nodes
+                    .get(name.suffix(n))
+                    .is_some_and(|above| above.rrset(rtype::DNAME).is_some())
+            })?;
+            Some((&owner[..], &owner[name.suffix_start(dname)..]))
+        })
     }
 
     fn add_nsec3(&mut self, owner: &[u8], (rtype, class, ttl): (u16, u16, u32), rdata: &[u8]) {
@@ -316,6 +367,8 @@ impl ZoneBuilder {
             nodes,
             negative_soa,
             has_cuts: !cuts.is_empty(),
+            has_dnames: self.has_dnames,
+            warnings: Vec::new(),
             signed: None,
         };
         zone.add_additional_data();

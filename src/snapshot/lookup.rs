@@ -1,7 +1,7 @@
 //! Answering a name from a compiled zone, RFC 1034 §4.3.2 with RFC 4592 wildcards: walk
-//! down from the apex, stop at a zone cut (referral), answer the exact node, else the
-//! wildcard at the closest encloser, else NXDOMAIN. Records are written straight into
-//! the response.
+//! down from the apex, stop at a zone cut (referral) or a DNAME above the name (RFC 6672
+//! §3.2: the DNAME and a CNAME made from it), answer the exact node, else the wildcard at
+//! the closest encloser, else NXDOMAIN. Records are written straight into the response.
 //!
 //! The answer section is written as the walk goes; what follows it (the SOA of a
 //! negative answer, a referral's NS and glue, DNSSEC denial, additional data) is noted in
@@ -18,10 +18,13 @@ use super::{CompiledZone, Resolution};
 use crate::dnssec;
 use crate::geoip::GeoIp;
 use crate::select::{Client, Family, pick, route};
-use crate::wire::{Owner, Records, Response, Section, WireName, rtype, wildcard_of};
+use crate::wire::{MAX_NAME_LEN, Owner, Records, Response, Section, WireName, rtype, wildcard_of};
 
 /// Longest CNAME chain followed inside a zone.
 const MAX_CNAME_CHAIN: usize = 8;
+
+/// The RCODE of a DNAME substitution that makes a name too long (RFC 6672 §2.2).
+const YXDOMAIN: u8 = 6;
 
 /// Where the question's name starts in every message.
 pub const QUESTION_AT: usize = 12;
@@ -92,6 +95,8 @@ enum Found<'z> {
     },
     /// A zone cut at the name's ancestor of `labels` labels (or the name itself).
     Cut { labels: usize, node: &'z Node },
+    /// A DNAME at the name's ancestor of `labels` labels.
+    Dname { labels: usize, node: &'z Node },
     /// No such name; its closest encloser has `encloser` labels.
     NxDomain { encloser: usize },
 }
@@ -149,14 +154,26 @@ impl CompiledZone {
     }
 
     fn find(&self, name: &WireName, qtype: u16) -> Found<'_> {
-        if !self.data.has_cuts {
+        let dnames = self.data.has_dnames;
+        if !self.data.has_cuts && !dnames {
             // Without cuts, a name that exists answers, and its ancestors all exist.
             if let Some(found) = self.exact(name.as_bytes()) {
                 return found;
             }
         }
         let labels = name.labels();
-        for n in self.data.apex_labels + 1..=labels {
+        let apex_labels = self.data.apex_labels;
+        if dnames
+            && labels > apex_labels
+            && let Some(node) = self.data.node(&self.data.apex)
+            && node.rrset(rtype::DNAME).is_some()
+        {
+            return Found::Dname {
+                labels: apex_labels,
+                node,
+            };
+        }
+        for n in apex_labels + 1..=labels {
             let suffix = name.suffix(n);
             let node = self.data.node(suffix);
             if let Some(node) = node
@@ -165,6 +182,14 @@ impl CompiledZone {
                 && !(n == labels && qtype == rtype::DS)
             {
                 return Found::Cut { labels: n, node };
+            }
+            // A DNAME redirects the names below its owner, not the owner (RFC 6672 §2.3).
+            if dnames
+                && n < labels
+                && let Some(node) = node
+                && node.rrset(rtype::DNAME).is_some()
+            {
+                return Found::Dname { labels: n, node };
             }
             if node.is_none() && self.tasks.at(suffix).is_none() {
                 let mut buf = [0; 257];
@@ -216,8 +241,10 @@ impl CompiledZone {
                 // after the CNAME (RFC 1034 §4.3.2 step 3b), and the answer stays
                 // authoritative: its first record is this zone's data.
                 let cut = match owner {
+                    // The name there may be compressed: its labels are walked, not counted.
                     Owner::At(at) => {
-                        match u16::try_from(usize::from(at) + name.suffix_start(labels)) {
+                        let skip = name.labels() - labels;
+                        match u16::try_from(out.after_labels(usize::from(at), skip)) {
                             Ok(offset) if offset < 0x4000 => Owner::At(offset),
                             // Past a pointer's reach: the cut's name as the zone holds it.
                             _ => Owner::Name(
@@ -237,6 +264,10 @@ impl CompiledZone {
                 {
                     signed.nodata(name, labels, None, apex_labels, &mut ctx.proofs);
                 }
+                return;
+            }
+            Found::Dname { labels, node } => {
+                self.substitute(name, owner, labels, node, qtype, ctx, out, chain);
                 return;
             }
         };
@@ -277,6 +308,70 @@ impl CompiledZone {
             {
                 signed.nodata(name, name.labels(), wildcard, apex_labels, &mut ctx.proofs);
             }
+        }
+    }
+
+    /// Answers `name` from the DNAME at its ancestor of `labels` labels (RFC 6672 §3.2):
+    /// the DNAME, a CNAME from `name` to `name` with the DNAME's owner replaced by its
+    /// target (the DNAME's TTL, §3.4), then what that CNAME leads to in this zone.
+    #[allow(clippy::too_many_arguments)]
+    fn substitute<'z, R: Rng + ?Sized>(
+        &'z self,
+        name: &WireName,
+        owner: Owner<'z>,
+        labels: usize,
+        node: &'z Node,
+        qtype: u16,
+        ctx: &mut Ctx<'z, R>,
+        out: &mut Response<'_>,
+        chain: Option<&Chain<'_>>,
+    ) {
+        let dname = node.rrset(rtype::DNAME).expect("found by its DNAME");
+        let record = Records(dname).next().expect("an RRset has a record");
+        let split = name.suffix_start(labels);
+        let dname_owner = match owner {
+            Owner::At(at) => Owner::at_or(
+                out.after_labels(usize::from(at), name.labels() - labels),
+                name.suffix(labels),
+            ),
+            Owner::Name(written) => Owner::Name(&written[split..]),
+        };
+        out.rrset(dname_owner, dname);
+        if ctx.dnssec {
+            write_signatures(node, rtype::DNAME, dname_owner, out);
+        }
+        let (prefix, target) = (&name.as_bytes()[..split], &record[10..]);
+        if prefix.len() + target.len() > MAX_NAME_LEN {
+            // The name made would be longer than a name can be (RFC 6672 §2.2).
+            ctx.resolution.rcode = YXDOMAIN;
+            return;
+        }
+        let ttl = record[4..8].try_into().expect("4 bytes");
+        let at = out.record_of_parts(owner, rtype::CNAME, ttl, [prefix, target]);
+        if qtype == rtype::CNAME {
+            return;
+        }
+        let mut made = [0u8; MAX_NAME_LEN];
+        made[..prefix.len()].copy_from_slice(prefix);
+        for (to, from) in made[prefix.len()..].iter_mut().zip(target) {
+            *to = from.to_ascii_lowercase();
+        }
+        let depth = chain.map_or(0, |c| c.len);
+        let here = Chain {
+            name: name.as_bytes(),
+            up: chain,
+            len: depth + 1,
+        };
+        let made = &made[..prefix.len() + target.len()];
+        // The name made is only in the message: followed when a pointer reaches it.
+        if depth + 1 < MAX_CNAME_CHAIN
+            && let Ok(at) = u16::try_from(at)
+            && at < 0x4000
+            && let Some(next) = WireName::from_lowercase(made)
+            && next.is_at_or_below(&self.data.apex, self.data.apex_labels)
+            && !here.contains(next.as_bytes())
+        {
+            self.resolve(&next, Owner::At(at), qtype, ctx, out, Some(&here));
         }
     }
 

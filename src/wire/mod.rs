@@ -24,6 +24,7 @@ pub mod rtype {
     pub const AAAA: u16 = 28;
     pub const SRV: u16 = 33;
     pub const OPT: u16 = 41;
+    pub const DNAME: u16 = 39;
     pub const DS: u16 = 43;
     pub const RRSIG: u16 = 46;
     pub const NSEC: u16 = 47;
@@ -298,8 +299,19 @@ impl Owner<'_> {
     }
 }
 
+/// How many names a response remembers for compression: every label of the question
+/// and of the names written out after it, as far as they go.
+const NAME_SLOTS: usize = 64;
+
 /// A response under construction in a caller's buffer. Records that do not fit set
 /// [`Response::overflowed`] and are left out; the caller then sends a truncated reply.
+///
+/// Names are compressed (RFC 1035 §4.1.4): owners written out (glue, additional data)
+/// and the names in the RDATA of the RFC 1035 types (NS, CNAME, PTR, MX, SOA, MINFO and
+/// the mailbox types: the ones RFC 3597 §4 lets a server compress) point to the longest
+/// suffix already in the message. Where those names are is known from the type alone (or,
+/// for SOA's second, from the first's length), so nothing is parsed; the suffixes in the
+/// message are a fixed table of offsets, so nothing is allocated.
 pub struct Response<'b> {
     buf: &'b mut [u8],
     len: usize,
@@ -308,6 +320,12 @@ pub struct Response<'b> {
     counts: [u16; 3],
     section: Section,
     overflowed: bool,
+    /// Where each label written out (a name's suffix) starts, in message order.
+    names: [u16; NAME_SLOTS],
+    named: usize,
+    /// Where the question's name is, until its labels are put in `names`: only a reply
+    /// that compresses a name pays for that (most answer A records with pointers only).
+    question_at: Option<usize>,
     /// Where the OPT record starts, once written.
     opt_at: Option<usize>,
 }
@@ -322,6 +340,9 @@ impl<'b> Response<'b> {
             counts: [0; 3],
             section: Section::Answer,
             overflowed: false,
+            names: [0; NAME_SLOTS],
+            named: 0,
+            question_at: None,
             opt_at: None,
         }
     }
@@ -362,7 +383,144 @@ impl<'b> Response<'b> {
 
     /// Copies the question as the query had it (the client's case is kept).
     pub fn question(&mut self, question: &[u8]) {
-        self.put(question);
+        let at = self.len;
+        if self.put(question) {
+            self.question_at = Some(at);
+        }
+    }
+
+    /// Puts the question's labels among the names to compress to, once.
+    fn remember_question(&mut self) {
+        let Some(at) = self.question_at.take() else {
+            return;
+        };
+        let mut label = at;
+        while let Some(&len) = self.buf[..self.len]
+            .get(label)
+            .filter(|&&l| l != 0 && l <= 63)
+        {
+            self.remember(label);
+            label += 1 + usize::from(len);
+        }
+    }
+
+    /// Where the name at `at` in the message goes on after its first `labels` labels
+    /// (pointers followed): the offset of that suffix, to point to.
+    pub fn after_labels(&self, mut at: usize, labels: usize) -> usize {
+        let mut left = labels;
+        // Pointers go back in a message this writer wrote: a bound, not a loop guard.
+        for _ in 0..MAX_NAME_LEN {
+            let Some(&len) = self.buf[..self.len].get(at) else {
+                break;
+            };
+            if len & 0xC0 == 0xC0 {
+                at = usize::from(u16::from_be_bytes([len, self.buf[at + 1]]) & 0x3FFF);
+            } else if left > 0 && len != 0 {
+                at += 1 + usize::from(len);
+                left -= 1;
+            } else {
+                break;
+            }
+        }
+        at
+    }
+
+    /// Keeps `at`, where a label written out starts, as a suffix later names may use.
+    fn remember(&mut self, at: usize) {
+        if self.named < NAME_SLOTS && at < 0x4000 {
+            self.names[self.named] = at as u16;
+            self.named += 1;
+        }
+    }
+
+    /// Where the name `name` (uncompressed wire form, valid) is already in the message.
+    fn find(&self, name: &[u8]) -> Option<u16> {
+        // Every entry starts with a label's length: most are told apart by that byte.
+        self.names[..self.named].iter().copied().find(|&at| {
+            self.buf[usize::from(at)] == name[0] && self.same_name(usize::from(at), name)
+        })
+    }
+
+    /// True when the name at `at` in the message, pointers followed, is `name`, ASCII
+    /// case aside.
+    fn same_name(&self, mut at: usize, name: &[u8]) -> bool {
+        let mut i = 0;
+        // Pointers go back in a message this writer wrote: a bound, not a loop guard.
+        for _ in 0..MAX_NAME_LEN {
+            let Some(&len) = self.buf[..self.len].get(at) else {
+                return false;
+            };
+            if len & 0xC0 == 0xC0 {
+                at = usize::from(u16::from_be_bytes([len, self.buf[at + 1]]) & 0x3FFF);
+                continue;
+            }
+            let len = usize::from(len);
+            if name.get(i) != Some(&(len as u8)) {
+                return false;
+            }
+            if len == 0 {
+                return true;
+            }
+            let (ours, theirs) = (
+                &name[i + 1..i + 1 + len],
+                self.buf.get(at + 1..at + 1 + len),
+            );
+            if theirs.is_none_or(|t| !t.eq_ignore_ascii_case(ours)) {
+                return false;
+            }
+            i += 1 + len;
+            at += 1 + len;
+        }
+        false
+    }
+
+    /// Writes the uncompressed name at the start of `bytes` compressed: its labels up to
+    /// the longest suffix already in the message, then a pointer there. Returns the
+    /// name's length in `bytes`; `None` when it does not fit (or is not a name: then
+    /// the caller writes the bytes as they are).
+    fn put_name(&mut self, bytes: &[u8]) -> Option<usize> {
+        let len = name_len(bytes)?;
+        self.remember_question();
+        let mut label = 0;
+        while bytes[label] != 0 {
+            if let Some(at) = self.find(&bytes[label..len]) {
+                return self.put(&(0xC000 | at).to_be_bytes()).then_some(len);
+            }
+            let at = self.len;
+            let end = label + 1 + usize::from(bytes[label]);
+            if !self.put(&bytes[label..end]) {
+                return None;
+            }
+            self.remember(at);
+            label = end;
+        }
+        self.put(&[0]).then_some(len)
+    }
+
+    /// Writes RDATA of type `rtype`, its compressible names compressed; false when it
+    /// does not fit.
+    fn put_rdata(&mut self, rtype: u16, rdata: &[u8]) -> bool {
+        // The names RFC 3597 §4 lets a server compress, by where they are in the RDATA.
+        let (first, names) = match rtype {
+            // NS, MD, MF, CNAME, MB, MG, MR, PTR.
+            2..=5 | 7..=9 | 12 => (0, 1),
+            rtype::MX => (2, 1),
+            // SOA and MINFO: two names.
+            rtype::SOA | 14 => (0, 2),
+            _ => return self.put(rdata),
+        };
+        if name_len(&rdata[first..]).is_none() || !self.put(&rdata[..first]) {
+            return self.put(rdata);
+        }
+        let mut at = first;
+        for _ in 0..names {
+            match self.put_name(&rdata[at..]) {
+                Some(len) => at += len,
+                None if name_len(&rdata[at..]).is_none() => return self.put(&rdata[at..]),
+                None => return false,
+            }
+        }
+        self.put(&rdata[at..])
     }
 
     /// Records from here on go into `section`, which is never one already passed.
@@ -375,17 +533,65 @@ impl<'b> Response<'b> {
     /// Writes one record: `owner`, then `data` (type, class, TTL, RDLENGTH, RDATA).
     /// Returns where its RDATA starts in the message.
     pub fn record(&mut self, owner: Owner<'_>, data: &[u8]) -> usize {
-        let start = self.len;
-        let written = match owner {
+        let (start, named) = (self.len, self.named);
+        let rtype = u16::from_be_bytes([data[0], data[1]]);
+        if !compressible(rtype) {
+            // Most answers (A, AAAA, TXT): copied in one piece.
+            if !(self.put_owner(owner) && self.put(data)) {
+                (self.len, self.named) = (start, named);
+                return 0;
+            }
+            self.counts[self.section as usize] += 1;
+            return self.len - data.len() + 10;
+        }
+        let written = self.put_owner(owner) && self.put(&data[..10]);
+        let rdata_at = self.len;
+        if !(written && self.put_rdata(rtype, &data[10..])) {
+            (self.len, self.named) = (start, named);
+            return 0;
+        }
+        // RDLENGTH as written, compressed.
+        let rdlen = (self.len - rdata_at) as u16;
+        self.buf[rdata_at - 2..rdata_at].copy_from_slice(&rdlen.to_be_bytes());
+        self.counts[self.section as usize] += 1;
+        rdata_at
+    }
+
+    /// Writes a record's owner: a pointer, or the name compressed.
+    fn put_owner(&mut self, owner: Owner<'_>) -> bool {
+        match owner {
             Owner::At(offset) => self.put(&(0xC000 | offset).to_be_bytes()),
-            Owner::Name(name) => self.put(name),
-        } && self.put(data);
+            Owner::Name(name) => match self.put_name(name) {
+                Some(_) => true,
+                None => !self.overflowed && self.put(name),
+            },
+        }
+    }
+
+    /// Writes one record of class IN whose RDATA is `rdata`'s parts one after the other
+    /// (a CNAME made from a DNAME); returns where its RDATA starts in the message.
+    pub fn record_of_parts(
+        &mut self,
+        owner: Owner<'_>,
+        rtype: u16,
+        ttl: [u8; 4],
+        rdata: [&[u8]; 2],
+    ) -> usize {
+        let rdlen = rdata[0].len() + rdata[1].len();
+        let mut header = [0u8; 10];
+        header[0..2].copy_from_slice(&rtype.to_be_bytes());
+        header[2..4].copy_from_slice(&CLASS_IN.to_be_bytes());
+        header[4..8].copy_from_slice(&ttl);
+        header[8..10].copy_from_slice(&(rdlen as u16).to_be_bytes());
+        let (start, named) = (self.len, self.named);
+        let written =
+            self.put_owner(owner) && self.put(&header) && self.put(rdata[0]) && self.put(rdata[1]);
         if !written {
-            self.len = start;
+            (self.len, self.named) = (start, named);
             return 0;
         }
         self.counts[self.section as usize] += 1;
-        self.len - data.len() + 10
+        self.len - rdlen
     }
 
     /// Writes every record of `rrset` (see [`Records`]) with `owner`; returns where the
@@ -399,26 +605,46 @@ impl<'b> Response<'b> {
         first.unwrap_or(self.len)
     }
 
-    /// Writes records that carry their own owner names (glue).
+    /// Writes `count` records that carry their own owner names (glue): each is the
+    /// owner, uncompressed, then type..RDATA.
     pub fn whole_records(&mut self, records: &[u8], count: u16) {
-        if self.put(records) {
-            self.counts[self.section as usize] += count;
+        let mut at = 0;
+        for _ in 0..count {
+            let Some(owner) = name_len(&records[at..]) else {
+                return;
+            };
+            let data = &records[at + owner..];
+            let end = 10 + usize::from(u16::from_be_bytes([data[8], data[9]]));
+            self.record(Owner::Name(&records[at..at + owner]), &data[..end]);
+            at += owner + end;
         }
     }
 
-    /// Writes records that may be left out when they do not fit, without truncating the
-    /// reply (additional data, RFC 2181 §9).
+    /// Writes records that may be left out when they do not fit, all or none, without
+    /// truncating the reply (additional data, RFC 2181 §9).
     pub fn optional_records(&mut self, records: &[u8], count: u16) {
-        if !self.overflowed && self.len + records.len() <= self.room {
-            self.whole_records(records, count);
+        if self.overflowed {
+            return;
+        }
+        let (len, counts, named) = (self.len, self.counts, self.named);
+        self.whole_records(records, count);
+        if self.overflowed {
+            (self.len, self.counts, self.named) = (len, counts, named);
+            self.overflowed = false;
         }
     }
 
     /// Drops every record: a truncated reply keeps the header and question only.
     pub fn truncate_to(&mut self, len: usize) {
+        if self.question_at.is_some_and(|at| at >= len) {
+            self.question_at = None;
+        }
         self.len = len;
         self.counts = [0; 3];
         self.overflowed = false;
+        while self.named > 0 && usize::from(self.names[self.named - 1]) >= len {
+            self.named -= 1;
+        }
     }
 
     /// Writes an OPT record (RFC 6891 §6.1.2) with `payload`, the upper bits of the
@@ -564,6 +790,25 @@ pub struct Header {
     pub questions: u16,
 }
 
+/// Whether RDATA of `rtype` has names a reply may compress (RFC 3597 §4): NS, MD, MF,
+/// CNAME, SOA, MB, MG, MR, PTR, MINFO and MX.
+fn compressible(rtype: u16) -> bool {
+    matches!(rtype, 2..=9 | 12 | 14 | 15)
+}
+
+/// The length of the uncompressed wire name at the start of `bytes`, if there is one.
+fn name_len(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < MAX_NAME_LEN {
+        match *bytes.get(at)? {
+            0 => return Some(at + 1),
+            len @ 1..=63 => at += 1 + usize::from(len),
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// The records of an encoded RRset: each is type, class, TTL, RDLENGTH and RDATA, with
 /// no owner name. Iterating yields each record's bytes.
 pub struct Records<'r>(pub &'r [u8]);
@@ -647,6 +892,71 @@ mod tests {
         let records: Vec<_> = Records(&rrset).collect();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1][13], 2);
+    }
+
+    /// RFC 1035 §4.1.4: NS and SOA names point to the longest suffix already written, in
+    /// any case; an SRV target (RFC 2782) and a DNAME target (RFC 6672 §2.5) do not; a
+    /// glue owner points into the NS RDATA; a dropped record's names are not pointed to.
+    #[test]
+    fn names_are_compressed_where_rfc_3597_allows() {
+        let mut buf = [0u8; 512];
+        let mut r = Response::new(&mut buf);
+        // The question: www.Example.COM. A IN, at 12; "example.com." starts at 16.
+        r.question(b"\x03www\x07Example\x03COM\x00\x00\x01\x00\x01");
+        let header = |rtype: u16, rdata: &[u8]| {
+            let mut data = rtype.to_be_bytes().to_vec();
+            data.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            data.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            data.extend_from_slice(rdata);
+            data
+        };
+        let ns = header(rtype::NS, b"\x03ns1\x07example\x03com\x00");
+        let at = r.record(Owner::At(12), &ns);
+        assert_eq!(&r.bytes()[at - 2..], b"\x00\x06\x03ns1\xc0\x10");
+        let srv = header(
+            rtype::SRV,
+            b"\x00\x01\x00\x02\x00\x03\x03ns1\x07example\x03com\x00",
+        );
+        let at = r.record(Owner::At(12), &srv);
+        assert_eq!(&r.bytes()[at..], &srv[10..]);
+        let dname = header(rtype::DNAME, b"\x07example\x03com\x00");
+        let at = r.record(Owner::At(12), &dname);
+        assert_eq!(&r.bytes()[at..], &dname[10..]);
+        // Glue: its owner is the NS target, already written after the first record's owner.
+        let glue = [
+            b"\x03ns1\x07example\x03com\x00".as_slice(),
+            &header(rtype::A, &[192, 0, 2, 1]),
+        ]
+        .concat();
+        let before = r.written();
+        r.whole_records(&glue, 1);
+        assert_eq!(
+            &r.bytes()[before..before + 2],
+            &(0xC000u16 | 45).to_be_bytes()
+        );
+        // SOA: both names compressed, the numbers after them copied.
+        let soa = header(
+            rtype::SOA,
+            &[
+                b"\x03ns2\x07example\x03com\x00".as_slice(),
+                b"\x02hm\x03ns2\x07example\x03com\x00",
+                &[7; 20],
+            ]
+            .concat(),
+        );
+        let at = r.record(Owner::At(16), &soa);
+        let mut want = b"\x03ns2\xc0\x10\x02hm".to_vec();
+        want.extend_from_slice(&(0xC000u16 | at as u16).to_be_bytes());
+        want.extend_from_slice(&[7; 20]);
+        assert_eq!(&r.bytes()[at..], &want[..]);
+        assert_eq!(
+            u16::from_be_bytes([r.bytes()[at - 2], r.bytes()[at - 1]]) as usize,
+            want.len()
+        );
+        // Truncated back to the question, nothing after it is pointed to.
+        r.truncate_to(33);
+        let at = r.record(Owner::At(12), &ns);
+        assert_eq!(&r.bytes()[at..], b"\x03ns1\xc0\x10");
     }
 
     #[test]

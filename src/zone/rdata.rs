@@ -165,24 +165,86 @@ fn numbered(raw: &[u8], prefix: &[u8]) -> Option<u16> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// The type mnemonics of the IANA registry that Knot DNS reads, with their codes.
+const TYPES: &[(&str, u16)] = &[
+    ("A", 1),
+    ("NS", 2),
+    ("MD", 3),
+    ("MF", 4),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("MB", 7),
+    ("MG", 8),
+    ("MR", 9),
+    ("NULL", 10),
+    ("WKS", 11),
+    ("PTR", 12),
+    ("HINFO", 13),
+    ("MINFO", 14),
+    ("MX", 15),
+    ("TXT", 16),
+    ("RP", 17),
+    ("AFSDB", 18),
+    ("X25", 19),
+    ("ISDN", 20),
+    ("RT", 21),
+    ("NSAP", 22),
+    ("SIG", 24),
+    ("KEY", 25),
+    ("PX", 26),
+    ("GPOS", 27),
+    ("AAAA", 28),
+    ("LOC", 29),
+    ("NXT", 30),
+    ("SRV", 33),
+    ("NAPTR", 35),
+    ("KX", 36),
+    ("CERT", 37),
+    ("A6", 38),
+    ("DNAME", 39),
+    ("APL", 42),
+    ("DS", 43),
+    ("SSHFP", 44),
+    ("IPSECKEY", 45),
+    ("RRSIG", 46),
+    ("NSEC", 47),
+    ("DNSKEY", 48),
+    ("DHCID", 49),
+    ("NSEC3", 50),
+    ("NSEC3PARAM", 51),
+    ("TLSA", 52),
+    ("SMIMEA", 53),
+    ("HIP", 55),
+    ("CDS", 59),
+    ("CDNSKEY", 60),
+    ("OPENPGPKEY", 61),
+    ("CSYNC", 62),
+    ("ZONEMD", 63),
+    ("SVCB", 64),
+    ("HTTPS", 65),
+    ("SPF", 99),
+    ("NID", 104),
+    ("L32", 105),
+    ("L64", 106),
+    ("LP", 107),
+    ("EUI48", 108),
+    ("EUI64", 109),
+    ("URI", 256),
+    ("CAA", 257),
+    ("TA", 32768),
+    ("DLV", 32769),
+];
+
 /// A type mnemonic or `TYPEnnn` (RFC 3597 §5) of data a zone may hold: not OPT nor a
 /// query type (RFC 6895 §3.1).
 pub fn type_code(raw: &[u8]) -> Result<u16, String> {
-    let unknown = || format!("unknown record type {}", String::from_utf8_lossy(raw));
     let code = match numbered(raw, b"TYPE") {
         Some(code) => code,
-        None => {
-            let mut upper = [0u8; 16];
-            let upper = upper.get_mut(..raw.len()).ok_or_else(unknown)?;
-            upper.copy_from_slice(raw);
-            upper.make_ascii_uppercase();
-            std::str::from_utf8(upper)
-                .ok()
-                .and_then(|s| RecordType::from_str(s).ok())
-                .filter(|t| !matches!(t, RecordType::Unknown(_)))
-                .map(u16::from)
-                .ok_or_else(unknown)?
-        }
+        None => TYPES
+            .iter()
+            .find(|(name, _)| raw.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|&(_, code)| code)
+            .ok_or_else(|| format!("unknown record type {}", String::from_utf8_lossy(raw)))?,
     };
     if code == 0 || code == 41 || (128..=255).contains(&code) {
         return Err(format!(
@@ -191,6 +253,14 @@ pub fn type_code(raw: &[u8]) -> Result<u16, String> {
         ));
     }
     Ok(code)
+}
+
+/// The mnemonic of `code`, or `TYPEnnn`, for messages.
+pub fn type_name(code: u16) -> String {
+    TYPES
+        .iter()
+        .find(|&&(_, c)| c == code)
+        .map_or_else(|| format!("TYPE{code}"), |(name, _)| (*name).to_owned())
 }
 
 /// The fields of one record's RDATA, taken in order.
@@ -208,6 +278,16 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| format!("missing {what}"))
     }
 
+    /// An unsigned integer written in decimal digits only (no sign, as Knot reads it).
+    fn digits<T: FromStr>(&mut self, what: &str) -> Result<T, String> {
+        let raw = self.next(what)?;
+        std::str::from_utf8(raw)
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad {what} {}", String::from_utf8_lossy(raw)))
+    }
+
     fn number<T: FromStr>(&mut self, what: &str) -> Result<T, String> {
         let raw = self.next(what)?;
         std::str::from_utf8(raw)
@@ -217,17 +297,17 @@ impl<'a> Fields<'a> {
     }
 
     fn u8(&mut self, what: &str, out: &mut Vec<u8>) -> Result<(), String> {
-        out.push(self.number::<u8>(what)?);
+        out.push(self.digits::<u8>(what)?);
         Ok(())
     }
 
     fn u16(&mut self, what: &str, out: &mut Vec<u8>) -> Result<(), String> {
-        out.extend_from_slice(&self.number::<u16>(what)?.to_be_bytes());
+        out.extend_from_slice(&self.digits::<u16>(what)?.to_be_bytes());
         Ok(())
     }
 
     fn u32(&mut self, what: &str, out: &mut Vec<u8>) -> Result<(), String> {
-        out.extend_from_slice(&self.number::<u32>(what)?.to_be_bytes());
+        out.extend_from_slice(&self.digits::<u32>(what)?.to_be_bytes());
         Ok(())
     }
 
@@ -283,21 +363,24 @@ pub fn rdata(
         .is_some_and(|t| !t.quoted && t.text(text) == b"\\#")
     {
         f.next("\\#")?;
-        return generic(&mut f, out, scratch);
+        let at = out.len();
+        generic(&mut f, out, scratch)?;
+        // A known type's data must be what that type holds (RFC 3597 §5): an NS of four
+        // bytes or a name with a compression pointer would go out as a malformed reply.
+        return check_wire(rtype, &out[at..]);
     }
-    match RecordType::from(rtype) {
-        RecordType::A => {
+    match rtype {
+        1 => {
             let address: Ipv4Addr = f.number("IPv4 address")?;
             out.extend_from_slice(&address.octets());
         }
-        RecordType::AAAA => {
+        28 => {
             let address: Ipv6Addr = f.number("IPv6 address")?;
             out.extend_from_slice(&address.octets());
         }
-        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::ANAME => {
-            f.name("name", out)?;
-        }
-        RecordType::SOA => {
+        // NS, MD, MF, CNAME, MB, MG, MR, PTR, DNAME.
+        2..=5 | 7..=9 | 12 | 39 => f.name("name", out)?,
+        6 => {
             f.name("MNAME", out)?;
             f.name("RNAME", out)?;
             f.u32("serial", out)?;
@@ -305,27 +388,34 @@ pub fn rdata(
                 f.ttl(what, out)?;
             }
         }
-        RecordType::MX => {
-            f.u16("preference", out)?;
-            f.name("exchange", out)?;
+        // MINFO and RP: two names.
+        14 | 17 => {
+            f.name("first name", out)?;
+            f.name("second name", out)?;
         }
-        RecordType::SRV => {
+        // MX, AFSDB, RT, KX, LP: a preference and a name.
+        15 | 18 | 21 | 36 | 107 => {
+            f.u16("preference", out)?;
+            f.name("name", out)?;
+        }
+        33 => {
             for what in ["priority", "weight", "port"] {
                 f.u16(what, out)?;
             }
             f.name("target", out)?;
         }
-        RecordType::TXT => {
+        // TXT and SPF (RFC 7208 §3.1: the same format).
+        16 | 99 => {
             f.string("text", out)?;
             while f.tokens.len() > 0 {
                 f.string("text", out)?;
             }
         }
-        RecordType::HINFO => {
+        13 => {
             f.string("CPU", out)?;
             f.string("OS", out)?;
         }
-        RecordType::NAPTR => {
+        35 => {
             f.u16("order", out)?;
             f.u16("preference", out)?;
             for what in ["flags", "services", "regexp"] {
@@ -333,7 +423,7 @@ pub fn rdata(
             }
             f.name("replacement", out)?;
         }
-        RecordType::CAA => {
+        257 => {
             f.u8("flags", out)?;
             let tag = f.next("tag")?;
             if tag.is_empty() || tag.len() > 255 || !tag.iter().all(u8::is_ascii_alphanumeric) {
@@ -344,31 +434,40 @@ pub fn rdata(
             // The value runs to the end of the RDATA, with no length byte (RFC 8659 §4.1).
             unescape(f.next("value")?, out)?;
         }
-        RecordType::SSHFP => {
+        // URI (RFC 7553 §4.5): the target runs to the end, with no length byte.
+        256 => {
+            f.u16("priority", out)?;
+            f.u16("weight", out)?;
+            let target = f.next("target")?;
+            unescape(target, out)?;
+        }
+        44 => {
             f.u8("algorithm", out)?;
             f.u8("fingerprint type", out)?;
             hex(f.rest(scratch), out)?;
         }
-        RecordType::TLSA | RecordType::SMIMEA => {
+        52 | 53 => {
             for what in ["usage", "selector", "matching type"] {
                 f.u8(what, out)?;
             }
             hex(f.rest(scratch), out)?;
         }
-        RecordType::OPENPGPKEY => base64(f.rest(scratch), out)?,
-        RecordType::DS | RecordType::CDS => {
+        // OPENPGPKEY, DHCID.
+        61 | 49 => base64(f.rest(scratch), out)?,
+        43 | 59 | 32768 | 32769 => {
             f.u16("key tag", out)?;
             f.u8("algorithm", out)?;
             f.u8("digest type", out)?;
             hex(f.rest(scratch), out)?;
         }
-        RecordType::DNSKEY | RecordType::CDNSKEY => {
+        // DNSKEY, CDNSKEY, KEY.
+        48 | 60 | 25 => {
             f.u16("flags", out)?;
             f.u8("protocol", out)?;
             f.u8("algorithm", out)?;
             base64(f.rest(scratch), out)?;
         }
-        RecordType::RRSIG => {
+        46 => {
             out.extend_from_slice(&type_code(f.next("type covered")?)?.to_be_bytes());
             f.u8("algorithm", out)?;
             f.u8("labels", out)?;
@@ -380,11 +479,11 @@ pub fn rdata(
             f.name("signer", out)?;
             base64(f.rest(scratch), out)?;
         }
-        RecordType::NSEC => {
+        47 => {
             f.name("next name", out)?;
             type_bitmap(&mut f, out)?;
         }
-        RecordType::NSEC3 => {
+        50 => {
             f.u8("hash algorithm", out)?;
             f.u8("flags", out)?;
             f.u16("iterations", out)?;
@@ -395,25 +494,61 @@ pub fn rdata(
             out[at] = u8::try_from(out.len() - at - 1).map_err(|_| "next hashed owner too long")?;
             type_bitmap(&mut f, out)?;
         }
-        RecordType::NSEC3PARAM => {
+        51 => {
             f.u8("hash algorithm", out)?;
             f.u8("flags", out)?;
             f.u16("iterations", out)?;
             salt(f.next("salt")?, out)?;
         }
-        RecordType::Unknown(_) => {
+        // CSYNC (RFC 7477 §2.1.1).
+        62 => {
+            f.u32("SOA serial", out)?;
+            f.u16("flags", out)?;
+            type_bitmap(&mut f, out)?;
+        }
+        // ZONEMD (RFC 8976 §2.3).
+        63 => {
+            f.u32("serial", out)?;
+            f.u8("scheme", out)?;
+            f.u8("hash algorithm", out)?;
+            hex(f.rest(scratch), out)?;
+        }
+        // EUI48 and EUI64 (RFC 7043 §3.2, §4.2): hex pairs joined by hyphens.
+        108 | 109 => eui(f.next("address")?, if rtype == 108 { 6 } else { 8 }, out)?,
+        // NID and L64 (RFC 6742 §2.3): a preference and four groups of four hex digits.
+        104 | 106 => {
+            f.u16("preference", out)?;
+            let raw = f.next("locator")?;
+            let groups: Vec<&[u8]> = raw.split(|&b| b == b':').collect();
+            if groups.len() != 4 || groups.iter().any(|g| g.len() != 4) {
+                return Err(format!("bad locator {}", String::from_utf8_lossy(raw)));
+            }
+            hex(&groups.concat(), out)?;
+        }
+        // L32: a preference and an IPv4 address.
+        105 => {
+            f.u16("preference", out)?;
+            let address: Ipv4Addr = f.number("locator")?;
+            out.extend_from_slice(&address.octets());
+        }
+        29 => loc(&mut f, out)?,
+        45 => ipseckey(&mut f, out, scratch)?,
+        // The rest of Knot's types through hickory's parser (SVCB, HTTPS, CERT, ...);
+        // others only in the RFC 3597 form.
+        64 | 65 | 37 => return hickory(RecordType::from(rtype), &mut f, out),
+        _ => {
             return Err(format!(
-                "TYPE{rtype} needs its data in the RFC 3597 form: \\# length hex"
+                "{} needs its data in the RFC 3597 form: \\# length hex",
+                type_name(rtype)
             ));
         }
-        other => return hickory(other, &mut f, out),
     }
     f.end()
 }
 
 /// RFC 3597 §5: `\# length hex...`.
 fn generic(f: &mut Fields, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<(), String> {
-    let length: usize = f.number("RDATA length")?;
+    let length: usize = f.digits("RDATA length")?;
     let at = out.len();
     hex(f.rest(scratch), out)?;
     let got = out.len() - at;
@@ -421,6 +556,226 @@ fn generic(f: &mut Fields, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<(
         return Err(format!(
             "\\# says {length} bytes of RDATA, the hex has {got}"
         ));
+    }
+    Ok(())
+}
+
+/// EUI-48 or EUI-64: `len` hex pairs joined by hyphens.
+fn eui(raw: &[u8], len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    let pairs: Vec<&[u8]> = raw.split(|&b| b == b'-').collect();
+    if pairs.len() != len || pairs.iter().any(|p| p.len() != 2) {
+        return Err(format!(
+            "bad address {}: {len} pairs of hex digits joined by '-'",
+            String::from_utf8_lossy(raw)
+        ));
+    }
+    hex(&pairs.concat(), out)
+}
+
+/// IPSECKEY (RFC 4025 §3.1): precedence, gateway type, algorithm, gateway, key.
+fn ipseckey(f: &mut Fields, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<(), String> {
+    f.u8("precedence", out)?;
+    let kind: u8 = f.digits("gateway type")?;
+    out.push(kind);
+    f.u8("algorithm", out)?;
+    match kind {
+        0 => {
+            if f.next("gateway")? != b"." {
+                return Err("gateway type 0 takes '.' as its gateway".into());
+            }
+        }
+        1 => out.extend_from_slice(&f.number::<Ipv4Addr>("IPv4 gateway")?.octets()),
+        2 => out.extend_from_slice(&f.number::<Ipv6Addr>("IPv6 gateway")?.octets()),
+        3 => f.name("gateway", out)?,
+        other => return Err(format!("bad gateway type {other}")),
+    }
+    base64(f.rest(scratch), out)
+}
+
+/// LOC (RFC 1876 §3): `d [m [s]] N|S d [m [s]] E|W alt[m] [size[m] [hp[m] [vp[m]]]]`.
+fn loc(f: &mut Fields, out: &mut Vec<u8>) -> Result<(), String> {
+    let mut words: Vec<&[u8]> = Vec::new();
+    while let Ok(word) = f.next("") {
+        words.push(word);
+    }
+    let bad =
+        || "bad LOC data: d [m [s]] N|S d [m [s]] E|W altitude[m] [size [hp [vp]]]".to_owned();
+    let mut i = 0;
+    let mut angle = |hemispheres: [&[u8]; 2], max: u64| -> Result<u32, String> {
+        let mut fields = [0f64; 3];
+        let mut n = 0;
+        while n < 3
+            && words
+                .get(i)
+                .is_some_and(|w| w.first().is_some_and(u8::is_ascii_digit))
+        {
+            fields[n] = std::str::from_utf8(words[i])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(bad)?;
+            n += 1;
+            i += 1;
+        }
+        let hemisphere = words.get(i).ok_or_else(bad)?;
+        i += 1;
+        let sign = if hemisphere.eq_ignore_ascii_case(hemispheres[0]) {
+            1i64
+        } else if hemisphere.eq_ignore_ascii_case(hemispheres[1]) {
+            -1
+        } else {
+            return Err(bad());
+        };
+        if n == 0 || fields[1] >= 60.0 || fields[2] >= 60.0 {
+            return Err(bad());
+        }
+        let thousandths =
+            ((fields[0] * 3600.0 + fields[1] * 60.0 + fields[2]) * 1000.0).round() as u64;
+        if thousandths > max * 3_600_000 {
+            return Err(bad());
+        }
+        Ok(((1i64 << 31) + sign * thousandths as i64) as u32)
+    };
+    let latitude = angle([b"N", b"S"], 90)?;
+    let longitude = angle([b"E", b"W"], 180)?;
+    let metres = |word: &[u8]| -> Result<f64, String> {
+        let word = word.strip_suffix(b"m").unwrap_or(word);
+        std::str::from_utf8(word)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .ok_or_else(bad)
+    };
+    let altitude = metres(words.get(i).ok_or_else(bad)?)?;
+    let altitude = (altitude * 100.0).round() as i64 + 10_000_000;
+    let altitude = u32::try_from(altitude).map_err(|_| bad())?;
+    // Size, horizontal and vertical precision, as mantissa and power of ten of centimetres.
+    let mut sizes = [0x12u8, 0x16, 0x13];
+    for (n, size) in sizes.iter_mut().enumerate() {
+        let Some(word) = words.get(i + 1 + n) else {
+            break;
+        };
+        let mut cm = (metres(word)? * 100.0).round() as u64;
+        if cm > 9_000_000_000 {
+            return Err(bad());
+        }
+        let mut exponent = 0u8;
+        while cm >= 10 {
+            cm /= 10;
+            exponent += 1;
+        }
+        *size = (cm as u8) << 4 | exponent;
+    }
+    if words.len() > i + 4 {
+        return Err(bad());
+    }
+    out.push(0);
+    out.extend_from_slice(&sizes);
+    out.extend_from_slice(&latitude.to_be_bytes());
+    out.extend_from_slice(&longitude.to_be_bytes());
+    out.extend_from_slice(&altitude.to_be_bytes());
+    Ok(())
+}
+
+/// What one field of a type's wire RDATA is, for checking RDATA given in the RFC 3597
+/// form and for finding the names a reply may compress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// A domain name, uncompressed; `true` when RFC 3597 §4 lets a reply compress it.
+    Name(bool),
+    /// A fixed number of bytes.
+    Fixed(usize),
+    /// One <character-string>.
+    String,
+    /// One or more <character-string>s, to the end.
+    Strings,
+    /// Anything, to the end.
+    Rest,
+}
+
+/// The wire layout of `rtype`'s RDATA, as far as the fields are known; unknown types
+/// are all [`Field::Rest`].
+pub fn layout(rtype: u16) -> &'static [Field] {
+    use Field::*;
+    match rtype {
+        1 => &[Fixed(4)],
+        28 => &[Fixed(16)],
+        // RFC 3597 §4: the names of the RFC 1035 types may be compressed.
+        2..=5 | 7..=9 | 12 => &[Name(true)],
+        6 => &[Name(true), Name(true), Fixed(20)],
+        14 => &[Name(true), Name(true)],
+        15 => &[Fixed(2), Name(true)],
+        // DNAME's target is never compressed (RFC 6672 §2.5), nor later types' names.
+        39 => &[Name(false)],
+        17 => &[Name(false), Name(false)],
+        18 | 21 | 36 | 107 => &[Fixed(2), Name(false)],
+        33 => &[Fixed(6), Name(false)],
+        35 => &[Fixed(4), String, String, String, Name(false)],
+        13 => &[String, String],
+        16 | 99 => &[Strings],
+        46 => &[Fixed(18), Name(false), Rest],
+        47 => &[Name(false), Rest],
+        64 | 65 => &[Fixed(2), Name(false), Rest],
+        108 => &[Fixed(6)],
+        109 => &[Fixed(8)],
+        105 => &[Fixed(6)],
+        104 | 106 => &[Fixed(10)],
+        29 => &[Fixed(16)],
+        _ => &[Rest],
+    }
+}
+
+/// The length of the uncompressed wire name at the start of `bytes`, if it is one.
+pub fn name_len(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let len = usize::from(*bytes.get(at)?);
+        if len == 0 {
+            return (at < 255).then_some(at + 1);
+        }
+        // A pointer (0xC0) or a reserved label type: not a name of RDATA in a zone.
+        if len > 63 {
+            return None;
+        }
+        at += 1 + len;
+    }
+}
+
+/// Checks that `rdata` is valid wire data for `rtype` (names uncompressed).
+fn check_wire(rtype: u16, rdata: &[u8]) -> Result<(), String> {
+    let bad = |why: &str| {
+        format!(
+            "the \\# data is not valid {} RDATA: {why}",
+            type_name(rtype)
+        )
+    };
+    let mut at = 0;
+    for field in layout(rtype) {
+        let rest = &rdata[at..];
+        at += match *field {
+            Field::Name(_) => name_len(rest).ok_or_else(|| {
+                bad("a name is cut short, too long or compressed (names in zone data are written out)")
+            })?,
+            Field::Fixed(n) if rest.len() >= n => n,
+            Field::Fixed(_) => return Err(bad("it is too short")),
+            Field::String => match rest.first() {
+                Some(&len) if rest.len() > usize::from(len) => 1 + usize::from(len),
+                _ => return Err(bad("a character-string is cut short")),
+            },
+            Field::Strings => {
+                let mut used = 0;
+                while used < rest.len() {
+                    used += 1 + usize::from(rest[used]);
+                }
+                if used != rest.len() || rest.is_empty() {
+                    return Err(bad("a character-string is cut short"));
+                }
+                used
+            }
+            Field::Rest => rest.len(),
+        };
+    }
+    if at != rdata.len() {
+        return Err(bad("it is too long"));
     }
     Ok(())
 }

@@ -8,7 +8,11 @@
 //! directory), `@`, relative names, a blank owner meaning the previous one, TTL and class
 //! in either order, TTL units (`1h30m`), parentheses, comments, quoted strings, `\X` and
 //! `\DDD` escapes in names and strings, `TYPEnnn`/`CLASSnnn` and the RFC 3597 generic
-//! RDATA `\# len hex` for any type.
+//! RDATA `\# len hex` for any type (checked against the layout of a known type).
+//!
+//! What Knot refuses is refused here too: a quoted string over two lines or glued to the
+//! next word, nested parentheses, a byte order mark, a sign before a number. An included
+//! file's `$ORIGIN`, `$TTL` and owner end with it, and a class applies to its own record.
 
 use std::path::{Path, PathBuf};
 
@@ -117,6 +121,13 @@ impl Lexer<'_> {
                     None
                 }
                 b'(' => {
+                    // As Knot and NSD: one level only, a '(' inside is a typo.
+                    if depth > 0 {
+                        return Err((
+                            line,
+                            "nested '(': a statement has one pair of parentheses".into(),
+                        ));
+                    }
                     depth += 1;
                     self.pos += 1;
                     None
@@ -134,8 +145,10 @@ impl Lexer<'_> {
                         if text[i] == b'\\' {
                             i += 1;
                         }
+                        // Knot refuses a quoted string over two lines, escaped or not: a
+                        // missing closing quote would otherwise swallow the next records.
                         if text.get(i) == Some(&b'\n') {
-                            self.line += 1;
+                            return Err((line, "a quoted string does not end on its line".into()));
                         }
                         i += 1;
                     }
@@ -143,6 +156,12 @@ impl Lexer<'_> {
                         return Err((line, "unterminated quoted string".into()));
                     }
                     self.pos = i + 1;
+                    // `"a"b` and `"a""b"` are one typo, not two strings (Knot refuses them).
+                    if text.get(self.pos).is_some_and(|c| {
+                        !matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')')
+                    }) {
+                        return Err((line, "a quoted string must be followed by a blank".into()));
+                    }
                     Some((start + 1, i, true))
                 }
                 _ => {
@@ -163,6 +182,9 @@ impl Lexer<'_> {
                         i += 1;
                     }
                     self.pos = i.min(text.len());
+                    if text.get(self.pos) == Some(&b'"') {
+                        return Err((line, "a quote in the middle of a word: put a blank before it, or escape it as \\\"".into()));
+                    }
                     Some((start, self.pos, false))
                 }
             };
@@ -193,8 +215,6 @@ struct Context {
     /// `$TTL`, and the last TTL given explicitly (RFC 2308 §4 and the older convention).
     default_ttl: Option<u32>,
     last_ttl: Option<u32>,
-    /// The class of the previous record, IN until one is given.
-    class: u16,
 }
 
 /// The sink records go to; an error it returns stops the reading.
@@ -213,7 +233,6 @@ pub fn read<E>(
         owner: Vec::new(),
         default_ttl: None,
         last_ttl: None,
-        class: 1,
     };
     read_file(text, path, &mut cx, sink, 0)
 }
@@ -230,6 +249,14 @@ fn read_file<E>(
         line,
         message,
     };
+    // Knot and NSD read a byte order mark as part of the first owner name: refuse it
+    // with the reason rather than serve a name nobody asks for.
+    if text.starts_with(b"\xEF\xBB\xBF") {
+        return Err(syntax(
+            1,
+            "the file starts with a UTF-8 byte order mark (EF BB BF): save it without one".into(),
+        ));
+    }
     let mut lexer = Lexer {
         text,
         pos: 0,
@@ -313,15 +340,21 @@ fn directive<E>(
             })
         })?;
         // The included file starts from the given origin, and the including file's
-        // origin is back in force after it (RFC 1035 §5.1).
-        let saved = cx.origin.clone();
+        // origin is back in force after it (RFC 1035 §5.1); so are its $TTL, last TTL
+        // and owner, as Knot reads an included file with a scanner of its own.
+        let saved = (
+            cx.origin.clone(),
+            cx.owner.clone(),
+            cx.default_ttl,
+            cx.last_ttl,
+        );
         if let Some(origin) = origin {
             let mut wire = Vec::new();
             rdata::name(origin.text(text), &cx.origin, &mut wire).map_err(syntax)?;
             cx.origin = wire;
         }
         let result = read_file(&bytes, &included, cx, sink, depth + 1);
-        cx.origin = saved;
+        (cx.origin, cx.owner, cx.default_ttl, cx.last_ttl) = saved;
         result.map_err(Directive::Nested)?;
     } else {
         return Err(syntax(format!(
@@ -371,9 +404,6 @@ fn statement_record<'c>(
             break rdata::type_code(word)?;
         }
     };
-    if let Some(class) = class {
-        cx.class = class;
-    }
     let ttl = match ttl {
         Some(ttl) => {
             cx.last_ttl = Some(ttl);
@@ -392,7 +422,8 @@ fn statement_record<'c>(
     Ok(Record {
         owner: &cx.owner,
         rtype,
-        class: cx.class,
+        // A class applies to its own record only: Knot takes IN for the next ones.
+        class: class.unwrap_or(1),
         ttl,
         rdata,
     })
