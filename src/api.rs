@@ -668,6 +668,7 @@ async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
             None => json!({"valid": true}),
         },
         "geoip": geoip,
+        "secondary_zones": crate::secondary::status(),
     });
     if let Some((endpoints, error)) = etcd {
         health["etcd"] = match error {

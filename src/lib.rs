@@ -9,7 +9,8 @@
 //!
 //! The ones that build and change the state: [`load`] reads a served directory, [`zone`]
 //! the zone files, [`site`] the site files; [`store`] owns every change (API, SIGHUP,
-//! [`watch`]) and [`persist`] writes files crash-safely; [`api`] is the management API
+//! [`watch`]) and [`persist`] writes files crash-safely; [`secondary`] takes zones from a
+//! primary by zone transfer, signed with [`tsig`]; [`api`] is the management API
 //! and [`client`] its command-line client, [`status`] the report of `lbdns status`; [`server`] binds sockets; [`metrics`] counts.
 //!
 //! DNS arrives through [`udp`], worker threads answering batches of datagrams without a
@@ -34,6 +35,7 @@ pub mod load;
 pub mod metrics;
 pub mod persist;
 pub mod rrl;
+pub mod secondary;
 pub mod select;
 pub mod server;
 pub mod site;
@@ -42,6 +44,7 @@ pub mod status;
 pub mod store;
 pub mod tcp;
 pub mod throttle;
+pub mod tsig;
 pub mod udp;
 pub mod watch;
 pub mod wire;

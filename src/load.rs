@@ -3,6 +3,7 @@
 //! ```text
 //! zones/<origin>.zone       a zone file per site
 //! zones/<origin>.lb.yaml    the site's origin groups and tasks (optional)
+//! secondary/<origin>.zone   the transferred copy of a zone whose site has `primary:`
 //! geoip/*.mmdb              the GeoIP database (or --geoip FILE)
 //! ```
 //!
@@ -16,6 +17,7 @@ use hickory_proto::rr::Name;
 
 use crate::geoip::GeoIp;
 use crate::health::Health;
+use crate::site::spec::PrimarySpec;
 use crate::site::{self, Site, SiteSpec};
 use crate::snapshot::{Snapshot, ZoneData};
 use crate::zone;
@@ -61,6 +63,8 @@ pub struct Config {
     pub sites: Vec<Arc<LoadedSite>>,
     pub geoip: Option<Arc<GeoIp>>,
     pub geoip_path: Option<PathBuf>,
+    /// Every site with `primary:`, served or still waiting for its first transfer.
+    pub primaries: Vec<(Name, PrimarySpec)>,
 }
 
 impl Config {
@@ -152,7 +156,43 @@ pub fn load(
         Ok(files) => files,
         Err(e) => return Err(LoadError(vec![e])),
     };
-    if zone_files.is_empty() {
+    // Site files first: one with `primary:` takes its zone from the transferred copy in
+    // secondary/ (SPEC §13), not from zones/.
+    let mut loaded_sites = std::collections::HashMap::new();
+    let mut primaries = Vec::new();
+    for (origin, path) in &site_files {
+        match site::load(path, origin) {
+            Ok((spec, site)) => {
+                if let Some(primary) = &spec.primary {
+                    if let Some(name) = &primary.tsig
+                        && let Err(e) = crate::tsig::Key::load(&sources.dir, name)
+                    {
+                        errors.push(format!("{}: primary.tsig: {e}", path.display()));
+                    }
+                    primaries.push((origin.clone(), primary.clone()));
+                }
+                loaded_sites.insert(origin.clone(), (spec, site));
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let mut zone_files = zone_files;
+    for (origin, primary) in &primaries {
+        if let Some((_, zone)) = zone_files.iter().find(|(o, _)| o == origin) {
+            errors.push(format!(
+                "{}: this site has primary: {:?}, and there is a zone file {} too: remove one of them",
+                site_path(&zones_dir, origin).display(),
+                primary.addresses,
+                zone.display()
+            ));
+            continue;
+        }
+        let copy = secondary_path(&sources.dir, origin);
+        if copy.exists() {
+            zone_files.push((origin.clone(), copy));
+        }
+    }
+    if zone_files.is_empty() && primaries.is_empty() {
         errors.push(format!(
             "{}: no zone files (*.zone) to serve",
             zones_dir.display()
@@ -160,13 +200,21 @@ pub fn load(
     }
     let mut zones = Vec::new();
     for (origin, path) in &zone_files {
+        if let Some(zone) = compiled_before(path, origin) {
+            zones.push(zone);
+            continue;
+        }
         // Each zone is compiled as it is read; no parsed copy of its records is kept.
+        let stamp = file_stamp(path);
         match zone::load(path, origin) {
             Ok(zone) => {
+                // Logged once, when compiled: a reused zone is not read again.
                 for warning in &zone.warnings {
                     tracing::warn!("{warning}");
                 }
-                zones.push(Arc::new(zone));
+                let zone = Arc::new(zone);
+                remember(path, stamp, &zone);
+                zones.push(zone);
             }
             Err(e) => errors.push(e.to_string()),
         }
@@ -177,7 +225,8 @@ pub fn load(
     let site_paths: std::collections::HashMap<&Name, &PathBuf> =
         site_files.iter().map(|(o, p)| (o, p)).collect();
     for (origin, path) in &site_files {
-        if !zone_origins.contains(origin) {
+        let is_secondary = primaries.iter().any(|(o, _)| o == origin);
+        if !zone_origins.contains(origin) && !is_secondary {
             errors.push(format!(
                 "{}: there is no zone file {}.zone for this site",
                 path.display(),
@@ -186,6 +235,7 @@ pub fn load(
         }
     }
     let mut sites = Vec::new();
+    // A secondary zone with no copy yet is not served until its first transfer.
     for (origin, _) in &zone_files {
         let Some(path) = site_paths.get(origin) else {
             sites.push(Arc::new(LoadedSite {
@@ -200,13 +250,12 @@ pub fn load(
             }));
             continue;
         };
-        match site::load(path, origin) {
-            Ok((spec, site)) => sites.push(Arc::new(LoadedSite {
+        if let Some((spec, site)) = loaded_sites.remove(origin) {
+            sites.push(Arc::new(LoadedSite {
                 path: (*path).clone(),
                 spec,
                 site,
-            })),
-            Err(e) => errors.push(e.to_string()),
+            }));
         }
     }
     let geoip_path = sources.geoip_path();
@@ -241,6 +290,7 @@ pub fn load(
     };
     let config = Config {
         zones: Arc::new(zones),
+        primaries,
         sites,
         geoip,
         geoip_path,
@@ -254,6 +304,79 @@ pub fn load(
             Err(LoadError(errors))
         }
     }
+}
+
+/// A file's device, inode, length, modification and change times: a file with the same
+/// stamp was not written since (every writer of zone files replaces or rewrites them).
+type FileStamp = (u64, u64, u64, i64, i64, i64, i64);
+
+/// Zones compiled by earlier loads, by file: a reload (a secondary zone's new transfer,
+/// SIGHUP, a file change) compiles only the zone files that changed and shares the others
+/// with the configuration it replaces. Weak, so a zone no configuration serves is freed.
+type Compiled = std::collections::HashMap<PathBuf, (FileStamp, std::sync::Weak<ZoneData>)>;
+static COMPILED: std::sync::LazyLock<std::sync::Mutex<Compiled>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+/// The zone compiled from `path` by an earlier load, when the file is unchanged since and
+/// the zone is still served. A file with `$INCLUDE` is always read again: the stamp does
+/// not tell whether an included file changed.
+fn compiled_before(path: &Path, origin: &Name) -> Option<Arc<ZoneData>> {
+    let stamp = file_stamp(path)?;
+    let zone = {
+        let compiled = COMPILED.lock().ok()?;
+        let (was, zone) = compiled.get(path)?;
+        if *was != stamp {
+            return None;
+        }
+        zone.upgrade()?
+    };
+    if zone.origin != *origin || has_include(path) {
+        return None;
+    }
+    Some(zone)
+}
+
+fn remember(path: &Path, stamp: Option<FileStamp>, zone: &Arc<ZoneData>) {
+    let (Some(stamp), Ok(mut compiled)) = (stamp, COMPILED.lock()) else {
+        return;
+    };
+    // Entries of zones no longer served go when the next zone is remembered.
+    compiled.retain(|_, (_, zone)| zone.strong_count() > 0);
+    compiled.insert(path.to_owned(), (stamp, Arc::downgrade(zone)));
+}
+
+/// True when the file at `path` holds a `$INCLUDE` directive (or cannot be read).
+fn has_include(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return true;
+    };
+    bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'$'
+            && bytes
+                .get(i + 1..i + 8)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"include"))
+    })
+}
+
+/// The kept copy of the secondary zone `origin`: in `secondary/`, not `zones/`, so that
+/// a transfer never overwrites an operator's file and `zones/` holds only what they edit.
+pub fn secondary_path(dir: &Path, origin: &Name) -> PathBuf {
+    dir.join("secondary")
+        .join(format!("{}.zone", site::site_name(origin)))
 }
 
 /// The site file of the zone `origin`.
@@ -396,5 +519,52 @@ mod tests {
             "x".repeat(99)
         );
         assert_eq!(shown, want);
+    }
+
+    fn zone(origin: &str, serial: u32, extra: &str) -> String {
+        format!(
+            "$ORIGIN {origin}.\n@ 3600 IN SOA ns hm {serial} 3600 600 86400 300\n@ NS ns\nns A 192.0.2.1\n{extra}"
+        )
+    }
+
+    #[test]
+    fn a_reload_compiles_only_the_zone_files_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let zones = dir.path().join("zones");
+        std::fs::create_dir(&zones).unwrap();
+        std::fs::write(zones.join("a.test.zone"), zone("a.test", 1, "")).unwrap();
+        std::fs::write(zones.join("b.test.zone"), zone("b.test", 1, "")).unwrap();
+        std::fs::write(zones.join("inc.txt"), "www A 192.0.2.2\n").unwrap();
+        let include = format!("$INCLUDE {}\n", zones.join("inc.txt").display());
+        std::fs::write(zones.join("c.test.zone"), zone("c.test", 1, &include)).unwrap();
+        let sources = Sources {
+            dir: dir.path().to_owned(),
+            geoip: None,
+        };
+        let health = Health::default();
+        let (first, _) = load(&sources, &health, None).unwrap();
+        let b = zone("b.test", 2, "");
+        crate::persist::write_atomically(&zones.join("b.test.zone"), b.as_bytes()).unwrap();
+        std::fs::write(zones.join("inc.txt"), "www A 192.0.2.3\n").unwrap();
+        let (second, _) = load(&sources, &health, None).unwrap();
+        let find = |config: &Config, name: &str| {
+            config
+                .zones
+                .iter()
+                .find(|z| z.origin == Name::from_ascii(name).unwrap())
+                .unwrap()
+                .clone()
+        };
+        let same = |name| Arc::ptr_eq(&find(&first, name), &find(&second, name));
+        assert!(
+            same("a.test."),
+            "an unchanged zone file is not compiled again"
+        );
+        assert!(!same("b.test."), "a changed zone file is");
+        assert!(!same("c.test."), "so is one with $INCLUDE");
+        // Nothing kept once no configuration serves the zones.
+        let a = Arc::downgrade(&find(&second, "a.test."));
+        drop((first, second));
+        assert!(a.upgrade().is_none());
     }
 }

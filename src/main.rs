@@ -480,6 +480,7 @@ fn serve(
                 store.metrics(),
             ));
             let _watcher = watch::spawn(store.clone())?;
+            lbdns::secondary::start(&store);
             store.health().start(
                 tokio::runtime::Handle::current(),
                 lbdns::health::Prober::new(),

@@ -48,8 +48,12 @@ pub struct Report {
 pub struct ZoneReport {
     pub zone: String,
     pub serial: u32,
-    /// `file` (zones/ of the served directory) or `etcd` (a fleet node's mirror).
+    /// `file` (zones/ of the served directory), `etcd` (a fleet node's mirror) or
+    /// `primary` (a secondary zone, SPEC §13).
     pub source: String,
+    /// A secondary zone's last refresh and expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<crate::secondary::ZoneStatus>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -100,14 +104,36 @@ impl Report {
         let source = if fleet.is_some() { "etcd" } else { "file" };
         let mut serials = store.serving().load().serials();
         serials.sort_by(|a, b| a.0.cmp(&b.0));
+        let secondaries = crate::secondary::status();
         report.zones = serials
             .into_iter()
-            .map(|(name, serial)| ZoneReport {
-                zone: name.to_string(),
-                serial,
-                source: source.to_owned(),
+            .map(|(name, serial)| {
+                let secondary = secondaries.get(&name.to_string()).cloned();
+                ZoneReport {
+                    zone: name.to_string(),
+                    serial,
+                    source: if secondary.is_some() {
+                        "primary"
+                    } else {
+                        source
+                    }
+                    .to_owned(),
+                    secondary,
+                }
             })
             .collect();
+        for (zone, secondary) in &secondaries {
+            let why = secondary.error.as_deref().unwrap_or("no answer yet");
+            if secondary.expired {
+                report.problems.push(format!(
+                    "secondary zone {zone} expired: SERVFAIL until a primary answers ({why})"
+                ));
+            } else if secondary.serial.is_none() {
+                report.problems.push(format!(
+                    "secondary zone {zone} is not transferred yet, so not served: {why}"
+                ));
+            }
+        }
 
         for site in store.sites() {
             for task in store.tasks(&site.name).unwrap_or_default() {
@@ -215,11 +241,29 @@ impl fmt::Display for Report {
         let width = self.zones.iter().map(|z| z.zone.len()).max().unwrap_or(0);
         writeln!(f, "zones:")?;
         for zone in &self.zones {
-            writeln!(
+            write!(
                 f,
                 "  {:width$}  serial {:<10}  from {}",
                 zone.zone, zone.serial, zone.source
             )?;
+            if let Some(secondary) = &zone.secondary {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                if let Some(at) = secondary.last_refresh {
+                    write!(
+                        f,
+                        ", refreshed {} ago",
+                        human(Duration::from_secs(now.saturating_sub(at)))
+                    )?;
+                }
+                match secondary.expires {
+                    Some(at) if secondary.expired || at <= now => write!(f, ", EXPIRED")?,
+                    Some(at) => write!(f, ", expires in {}", human(Duration::from_secs(at - now)))?,
+                    None => {}
+                }
+            }
+            writeln!(f)?;
         }
         writeln!(
             f,

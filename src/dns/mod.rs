@@ -122,6 +122,15 @@ impl Handler {
         transport: Transport,
         out: &mut [u8],
     ) -> usize {
+        // A NOTIFY for a secondary zone, and queries in an expired one (SPEC §13): both
+        // rare, and checked with a byte compare and an atomic load otherwise.
+        if let Some(len) = crate::secondary::notified(packet, src.ip(), out)
+            .or_else(|| crate::secondary::servfail_if_expired(packet, out))
+        {
+            self.metrics
+                .response(<ResponseCode as From<u16>>::from(u16::from(out[3] & 0xF)));
+            return len;
+        }
         let snapshot = self.snapshot.load();
         let outcome =
             RNG.with_borrow_mut(|rng| respond(&snapshot, packet, src.ip(), transport, rng, out));

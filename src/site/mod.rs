@@ -559,6 +559,15 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
             }),
         }
     }
+    if let Some(primary) = &spec.primary
+        && let Err(message) = primary.socket_addrs()
+    {
+        problems.push(Problem {
+            line: None,
+            field: "primary".to_owned(),
+            message,
+        });
+    }
     let site_groups = Site {
         origin: origin.to_lowercase(),
         groups,

@@ -117,6 +117,39 @@ pub struct SiteSpec {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub secondaries: Vec<Lined<String>>,
+    /// The primary the zone is transferred from, instead of a zone file (SPEC §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<PrimarySpec>,
+}
+
+/// `primary:` of a site file: where a secondary zone comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrimarySpec {
+    /// `IP` or `IP:PORT` (port 53 when absent), tried in order.
+    pub addresses: Vec<String>,
+    /// The TSIG key transfers are signed with: `keys/tsig/<name>.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsig: Option<String>,
+}
+
+impl PrimarySpec {
+    /// The primaries' socket addresses, or the one that is not an address.
+    pub fn socket_addrs(&self) -> Result<Vec<std::net::SocketAddr>, String> {
+        if self.addresses.is_empty() {
+            return Err("primary.addresses: list at least one primary".to_owned());
+        }
+        self.addresses
+            .iter()
+            .map(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .or_else(|_| a.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                    .map_err(|_| {
+                        format!("primary.addresses: {a:?} is not IP or IP:PORT (e.g. 192.0.2.1 or \"192.0.2.2:5300\")")
+                    })
+            })
+            .collect()
+    }
 }
 
 /// A key written with no value (`tasks:`) means "none", as an operator would expect.

@@ -336,7 +336,11 @@ fn stamp(path: &Path) -> Option<Stamp> {
 impl Fingerprint {
     fn read(sources: &Sources) -> Self {
         let mut files = BTreeMap::new();
-        if let Ok(entries) = std::fs::read_dir(sources.zones_dir()) {
+        // secondary/: the transferred copies of secondary zones (SPEC §13).
+        for dir in [sources.zones_dir(), sources.dir.join("secondary")] {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 let name = path

@@ -393,6 +393,11 @@ impl Store {
         Some((db.path().to_owned(), db.build_epoch()))
     }
 
+    /// Every site with `primary:` (SPEC §13), served yet or not.
+    pub fn primaries(&self) -> Vec<(Name, crate::site::spec::PrimarySpec)> {
+        self.shared.committed.load().config.primaries.clone()
+    }
+
     pub fn generation(&self) -> u64 {
         self.shared.served_generation.load(Ordering::Acquire)
     }

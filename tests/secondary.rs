@@ -1,0 +1,495 @@
+//! lbdns as a secondary of a real primary (SPEC §13): knotd serves a zone and lbdns,
+//! whose site file has `primary:`, transfers it at start (AXFR), follows a change when
+//! knotd sends NOTIFY, keeps the copy on disk for a restart with knotd down, and answers
+//! SERVFAIL for the zone once its SOA `expire` has passed without a refresh.
+//!
+//! Needs `knotd` (Debian package `knot`); the test fails, it does not skip, without it.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Server, Site, free_port};
+
+/// The primary's zone; `refresh` is long unless a test wants the timers to act.
+fn zone(serial: u32, www: &str, timers: &str) -> String {
+    format!(
+        "$ORIGIN example.com.\n$TTL 3600\n\
+         @    IN SOA ns1 hostmaster {serial} {timers} 300\n\
+         @    NS    ns1\n\
+         ns1  A     192.0.2.53\n\
+         www  A     {www}\n\
+         lb   A     192.0.2.99\n\
+         mail MX    10 ns1\n\
+         txt  TXT   \"v=spf1 -all\" \"two words\"\n"
+    )
+}
+
+const SLOW_TIMERS: &str = "3600 600 1209600";
+
+/// knotd as the primary of example.com on `listen`, notifying `notify` on changes.
+struct Knot {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Knot {
+    fn start(listen: SocketAddr, notify: SocketAddr, zone_text: &str) -> Self {
+        Self::start_with_key(listen, notify, zone_text, None)
+    }
+
+    /// With `key` (name, base64 secret), knotd transfers the zone only to requests it signs.
+    fn start_with_key(
+        listen: SocketAddr,
+        notify: SocketAddr,
+        zone_text: &str,
+        key: Option<(&str, &str)>,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, acl_key) = match key {
+            Some((name, secret)) => (
+                format!("key:\n  - id: {name}\n    algorithm: hmac-sha256\n    secret: {secret}\n"),
+                format!("    key: {name}\n"),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("example.com.zone"), zone_text).unwrap();
+        let conf = format!(
+            "server:\n    rundir: \"{d}\"\n    listen: {ip}@{port}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             database:\n    storage: \"{d}\"\n\
+             {keys}\
+             remote:\n  - id: lbdns\n    address: {nip}@{nport}\n\
+             acl:\n  - id: transfer\n    address: 127.0.0.1\n{acl_key}    action: transfer\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    journal-content: none\n\
+             zone:\n  - domain: example.com\n    file: example.com.zone\n    notify: lbdns\n    acl: transfer\n",
+            ip = listen.ip(),
+            port = listen.port(),
+            nip = notify.ip(),
+            nport = notify.port(),
+        );
+        let path = dir.path().join("knot.conf");
+        std::fs::write(&path, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
+        // /usr/sbin may not be on a CI runner's PATH.
+        let knotd = common::require_tool(&["knotd", "/usr/sbin/knotd"], "knot");
+        let child = Command::new(knotd)
+            .arg("-c")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start knotd");
+        let knot = Self { child, dir };
+        knot.wait_serving(listen);
+        knot
+    }
+
+    fn wait_serving(&self, listen: SocketAddr) {
+        let start = Instant::now();
+        loop {
+            let out = Command::new("dig")
+                .args(["@127.0.0.1", "-p", &listen.port().to_string()])
+                .args([
+                    "+norec",
+                    "+time=1",
+                    "+tries=1",
+                    "+short",
+                    "example.com",
+                    "SOA",
+                ])
+                .output()
+                .expect("dig is installed");
+            if !out.stdout.is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "knotd did not serve example.com:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default()
+    }
+
+    /// A new zone file, then SIGHUP: knotd loads it and notifies lbdns.
+    fn change(&self, zone_text: &str) {
+        std::fs::write(self.dir.path().join("example.com.zone"), zone_text).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The site file: the zone from knotd, and a task over one of its names.
+fn site_file(primary: SocketAddr) -> String {
+    format!(
+        "primary:\n  addresses: [\"{primary}\"]\n\
+         origin_groups:\n  web:\n    origins:\n      - address: 198.51.100.7\n\
+         tasks:\n  - hostname: lb.example.com\n    origin_group: web\n    ttl: 30\n"
+    )
+}
+
+fn short(server: &Server, name: &str, rtype: &str) -> String {
+    server.dig(&["+short", name, rtype]).trim().to_owned()
+}
+
+/// Waits until lbdns answers `name`/`rtype` with `want`; returns how long it took.
+fn wait_for(server: &Server, name: &str, rtype: &str, want: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let got = short(server, name, rtype);
+        if got == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "lbdns did not answer {name} {rtype} = {want} within {within:?} (it says {got:?}):\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `lbdns status --api API`: its exit code and what it printed.
+fn lbdns_status(server: &Server) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["status", "--api", &server.api.to_string()])
+        .env_remove("LBDNS_API_TOKEN")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// Asks www.example.com A over UDP, one query after another, until `stop`: how many got
+/// an answer (NOERROR, one record) and how many did not within 2 s.
+fn ask_until(stop: &AtomicBool, addr: SocketAddr) -> (u32, u32) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let (mut answered, mut failed) = (0, 0);
+    let mut buf = [0u8; 512];
+    let mut id = 0u16;
+    while !stop.load(Ordering::Relaxed) {
+        id = id.wrapping_add(1);
+        let mut query = id.to_be_bytes().to_vec();
+        query.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        query.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        socket.send_to(&query, addr).unwrap();
+        let ok = loop {
+            match socket.recv_from(&mut buf) {
+                Ok((n, _)) if n >= 12 && buf[..2] == id.to_be_bytes() => {
+                    break buf[3] & 0xF == 0 && buf[6..8] == [0, 1];
+                }
+                Ok(_) => {}
+                Err(_) => break false,
+            }
+        };
+        if ok {
+            answered += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    (answered, failed)
+}
+
+fn status_of(server: &Server, name: &str) -> String {
+    let out = server.dig(&[name, "A"]);
+    out.lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .map(|s| s.split(',').next().unwrap_or_default().to_owned())
+        .unwrap_or_else(|| panic!("no status in dig's output:\n{out}"))
+}
+
+#[test]
+fn lbdns_transfers_from_knot_follows_notify_and_keeps_the_copy() {
+    let knot_addr = free_port();
+    // A listen address of lbdns chosen here, for knotd to notify.
+    let notify_to = free_port();
+    let knot = Knot::start(knot_addr, notify_to, &zone(1, "192.0.2.80", SLOW_TIMERS));
+    let site = Site::new(&[("example.com.lb.yaml", &site_file(knot_addr))]);
+    let listen = notify_to.to_string();
+    let server = site.serve_with(&["--listen", &listen]);
+
+    // The initial AXFR: the primary's records, and the task over them.
+    let took = wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.80",
+        Duration::from_secs(20),
+    );
+    eprintln!("first answer from the transferred zone {took:?} after start");
+    assert_eq!(short(&server, "lb.example.com", "A"), "198.51.100.7");
+    assert_eq!(
+        short(&server, "txt.example.com", "TXT"),
+        "\"v=spf1 -all\" \"two words\""
+    );
+    assert_eq!(
+        short(&server, "mail.example.com", "MX"),
+        "10 ns1.example.com."
+    );
+    let copy = site.path().join("secondary/example.com.zone");
+    assert!(copy.exists(), "the kept copy is in secondary/");
+    assert!(!site.path().join("zones/example.com.zone").exists());
+
+    // A change on knotd: its NOTIFY, not the hour-long refresh, brings it, while a client
+    // asks without pause: no query goes unanswered or fails while the new copy lands.
+    let stop = Arc::new(AtomicBool::new(false));
+    let asker = std::thread::spawn({
+        let (stop, addr) = (stop.clone(), server.addr);
+        move || ask_until(&stop, addr)
+    });
+    knot.change(&zone(2, "192.0.2.81", SLOW_TIMERS));
+    let took = wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.81",
+        Duration::from_secs(20),
+    );
+    eprintln!("the change reached lbdns's answers {took:?} after knotd's reload");
+    stop.store(true, Ordering::Relaxed);
+    let (answered, failed) = asker.join().unwrap();
+    eprintln!("during the transfer: {answered} queries answered, {failed} not");
+    assert!(answered > 0);
+    assert_eq!(failed, 0);
+    assert!(
+        server.log().contains("NOTIFY from a primary"),
+        "{}",
+        server.log()
+    );
+    let (code, health) = server.http_get("/healthz", Duration::from_secs(5)).unwrap();
+    assert_eq!(code, 200);
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let zone_status = &health["secondary_zones"]["example.com."];
+    assert_eq!(zone_status["serial"], 2, "{health}");
+    assert_eq!(zone_status["expired"], false, "{health}");
+    assert!(zone_status["last_refresh"].as_u64().is_some(), "{health}");
+    assert!(
+        zone_status["expires"].as_u64().unwrap() > zone_status["last_refresh"].as_u64().unwrap(),
+        "{health}"
+    );
+
+    let (code, text) = lbdns_status(&server);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("serial 2")
+            && text.contains("from primary, refreshed")
+            && text.contains("expires in"),
+        "{text}"
+    );
+
+    // A restart with knotd down serves the kept copy at once.
+    drop(server);
+    drop(knot);
+    let server = site.serve();
+    assert_eq!(short(&server, "www.example.com", "A"), "192.0.2.81");
+    assert_eq!(short(&server, "lb.example.com", "A"), "198.51.100.7");
+}
+
+#[test]
+fn a_secondary_zone_goes_servfail_once_expired() {
+    let knot_addr = free_port();
+    let knot = Knot::start(knot_addr, free_port(), &zone(1, "192.0.2.80", "1 1 3"));
+    let site = Site::new(&[
+        ("example.com.lb.yaml", &site_file(knot_addr)),
+        (
+            "other.test.zone",
+            "$ORIGIN other.test.\n@ 3600 IN SOA ns hm 1 3600 600 86400 300\n@ NS ns\nns A 192.0.2.1\n",
+        ),
+    ]);
+    let server = site.serve();
+    wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.80",
+        Duration::from_secs(20),
+    );
+    // Refreshed every second while knotd answers: still served after the expire time.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(status_of(&server, "www.example.com"), "NOERROR");
+    drop(knot);
+    let start = Instant::now();
+    while status_of(&server, "www.example.com") != "SERVFAIL" {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "not SERVFAIL after expire:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("SERVFAIL {:?} after knotd stopped", start.elapsed());
+    let (code, text) = lbdns_status(&server);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("EXPIRED") && text.contains("secondary zone example.com. expired"),
+        "{text}"
+    );
+    assert_eq!(status_of(&server, "example.com"), "SERVFAIL");
+    // Other zones are served as before.
+    assert_eq!(short(&server, "ns.other.test", "A"), "192.0.2.1");
+}
+
+#[test]
+fn a_site_with_primary_and_a_zone_file_is_refused() {
+    let site = Site::new(&[
+        (
+            "example.com.lb.yaml",
+            "primary:\n  addresses: [\"192.0.2.1\", \"192.0.2.2:5300\"]\n",
+        ),
+        (
+            "example.com.zone",
+            "$ORIGIN example.com.\n@ 3600 IN SOA ns hm 1 3600 600 86400 300\n@ NS ns\nns A 192.0.2.1\n",
+        ),
+    ]);
+    let output = site.check();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        errors.contains("example.com.lb.yaml: this site has primary:")
+            && errors.contains("example.com.zone too: remove one of them"),
+        "{errors}"
+    );
+    site.write(
+        "example.com.lb.yaml",
+        "primary:\n  addresses: [\"192.0.2.300\"]\n",
+    );
+    std::fs::remove_file(site.path().join("zones/example.com.zone")).unwrap();
+    let output = site.check();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        errors.contains("primary.addresses: \"192.0.2.300\" is not IP or IP:PORT"),
+        "{errors}"
+    );
+    site.write(
+        "example.com.lb.yaml",
+        "primary:\n  addresses: [\"192.0.2.1\"]\n  tsig: absent-key\n",
+    );
+    let output = site.check();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        errors.contains("example.com.lb.yaml: primary.tsig: ")
+            && errors.contains("keys/tsig/absent-key.yaml: cannot read the TSIG key"),
+        "{errors}"
+    );
+    // Only primary: is a valid site waiting for its first transfer.
+    site.write(
+        "example.com.lb.yaml",
+        "primary:\n  addresses: [\"192.0.2.1\"]\n",
+    );
+    let output = site.check();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A base64 secret both sides are given (a test key, nothing else uses it).
+const SECRET: &str = "bGJkbnMgdHNpZyB0ZXN0IGtleSwgMzIgYnl0ZXMhIQ==";
+
+fn write_key(site: &Site, secret: &str) {
+    let dir = site.path().join("keys/tsig");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("transfer-key.yaml"),
+        format!("algorithm: hmac-sha256\nsecret: {secret}\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
+    let knot_addr = free_port();
+    let knot = Knot::start_with_key(
+        knot_addr,
+        free_port(),
+        &zone(1, "192.0.2.80", SLOW_TIMERS),
+        Some(("transfer-key", SECRET)),
+    );
+    let site_text = site_file(knot_addr).replace(
+        "primary:\n  addresses:",
+        "primary:\n  tsig: transfer-key\n  addresses:",
+    );
+    let site = Site::new(&[("example.com.lb.yaml", &site_text)]);
+    write_key(&site, SECRET);
+    let server = site.serve();
+    wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.80",
+        Duration::from_secs(20),
+    );
+    assert!(
+        knot.log().contains("AXFR, outgoing") && knot.log().contains("finished"),
+        "{}",
+        knot.log()
+    );
+
+    // Another secret: knotd refuses the transfer, and lbdns serves nothing for the zone.
+    let wrong = Site::new(&[("example.com.lb.yaml", &site_text)]);
+    write_key(&wrong, "b3RoZXIgc2VjcmV0IG9mIHRoaXJ0eS10d28gYnl0ZXM=");
+    let server = wrong.serve();
+    let start = Instant::now();
+    while !server.log().contains("secondary zone not refreshed") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log();
+    assert!(log.contains("answered NOTAUTH"), "{log}");
+    assert_eq!(status_of(&server, "www.example.com"), "REFUSED");
+}
+
+#[test]
+fn a_primary_added_while_serving_is_followed() {
+    let knot_addr = free_port();
+    let _knot = Knot::start(knot_addr, free_port(), &zone(1, "192.0.2.80", SLOW_TIMERS));
+    let other =
+        "$ORIGIN other.test.\n@ 3600 IN SOA ns hm 1 3600 600 86400 300\n@ NS ns\nns A 192.0.2.1\n";
+    let site = Site::new(&[("other.test.zone", other)]);
+    let server = site.serve();
+    assert_eq!(status_of(&server, "www.example.com"), "REFUSED");
+    site.write("example.com.lb.yaml", &site_file(knot_addr));
+    server.sighup();
+    let took = wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.80",
+        Duration::from_secs(20),
+    );
+    eprintln!("a primary: added while serving answered {took:?} after SIGHUP");
+    assert!(site.path().join("secondary/example.com.zone").exists());
+}
