@@ -848,7 +848,7 @@ mod tests {
     // CN, 216.160.83.56/29 US, 89.160.20.112/28 SE, 2a02:cfc0::/29 FR; no data in
     // 10.0.0.0/8, 81.2.64.0/22, 2001:db8::/32. Where the network would overlap a subnet
     // rule that answers differently, the scope is the largest block around the client
-    // that does not (README, "SPEC points decided here").
+    // that does not (README, "Points of the design decided here").
 
     #[test]
     fn region_levels_in_order_with_the_scope_of_the_deciding_network() {

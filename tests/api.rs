@@ -792,6 +792,28 @@ fn task_body(id: &str, hostname: &str, group: &str) -> Value {
     json!({"id": id, "hostname": hostname, "origin_group": group, "ttl": 50})
 }
 
+/// `POST .../tasks` as the README tells it: the id is the body's, or the hostname when the
+/// body has none, and a retry of the same create is refused (422: a second task on that
+/// hostname; 409 when the body names an id that now exists) and changes nothing.
+#[test]
+fn a_post_takes_its_id_from_the_hostname_and_a_retry_is_refused() {
+    let lab = Lab::start();
+    let body = json!({"hostname": "fresh.example.com", "origin_group": "pool"});
+    let created = lab.api.post(TASKS, &body);
+    assert_eq!(created.status, 201, "{created}");
+    assert_eq!(created.json()["id"], "fresh.example.com", "{created}");
+    assert_eq!(
+        created.header("location").as_deref(),
+        Some("/v1/sites/example.com/tasks/fresh.example.com"),
+        "{created}"
+    );
+    lab.refuse_json("POST", TASKS, &body, 422, "invalid", &["fresh.example.com"]);
+
+    let named = task_body("named", "named.example.com", "pool");
+    assert_eq!(lab.api.post(TASKS, &named).status, 201);
+    lab.refuse_json("POST", TASKS, &named, 409, "conflict", &["named"]);
+}
+
 #[test]
 fn unknown_sites_tasks_groups_and_routes_are_404() {
     let lab = Lab::start();

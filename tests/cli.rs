@@ -72,7 +72,7 @@ fn assert_failed_with(out: &Output, words: &[&str]) {
 
 /// The example zone with `n` more tasks, so a listing is larger than a pipe's buffer.
 fn site_with_many_tasks(n: usize) -> Site {
-    let mut yaml = read(&repo().join("zones/example.com.lb.yaml"));
+    let mut yaml = read(&example_dir().join("zones/example.com.lb.yaml"));
     for i in 0..n {
         yaml.push_str(&format!(
             "- id: bulk-{i}\n  hostname: bulk-{i}.example.com\n  origin_group: web\n"
@@ -81,7 +81,7 @@ fn site_with_many_tasks(n: usize) -> Site {
     Site::new(&[
         (
             "example.com.zone",
-            &read(&repo().join("zones/example.com.zone")),
+            &read(&example_dir().join("zones/example.com.zone")),
         ),
         ("example.com.lb.yaml", &yaml),
     ])
@@ -326,7 +326,9 @@ fn logs_to_a_file_have_no_colour_codes() {
 
 /// `lbdns serve` on a pseudo-terminal (util-linux `script`), with the API on a port that
 /// is taken so that it logs its start and exits at once; what the terminal showed.
-fn serve_on_a_terminal(no_color: Option<&str>) -> Option<String> {
+/// Fails (never skips) where `script` is missing.
+fn serve_on_a_terminal(no_color: Option<&str>) -> String {
+    let script_bin = require_tool(&["script"], "bsdutils");
     let site = Site::example();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let command = format!(
@@ -337,7 +339,7 @@ fn serve_on_a_terminal(no_color: Option<&str>) -> Option<String> {
         taken.local_addr().unwrap(),
         test_geoip().display()
     );
-    let mut script = Command::new("script");
+    let mut script = Command::new(script_bin);
     script
         .args(["-qec", &command, "/dev/null"])
         .env_remove("NO_COLOR")
@@ -346,28 +348,25 @@ fn serve_on_a_terminal(no_color: Option<&str>) -> Option<String> {
     if let Some(value) = no_color {
         script.env("NO_COLOR", value);
     }
-    let out = script.output().ok()?;
-    Some(stdout(&out))
+    let out = script.output().expect("run script");
+    stdout(&out)
 }
 
 /// On a terminal the log is coloured, unless `NO_COLOR` is set (and not empty).
 #[test]
 fn a_terminal_gets_colour_unless_no_color_is_set() {
-    let Some(shown) = serve_on_a_terminal(None) else {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    };
+    let shown = serve_on_a_terminal(None);
     assert!(shown.contains("configuration loaded"), "{shown:?}");
     assert!(
         shown.contains('\u{1b}'),
         "no colour on a terminal: {shown:?}"
     );
-    let shown = serve_on_a_terminal(Some("")).unwrap();
+    let shown = serve_on_a_terminal(Some(""));
     assert!(
         shown.contains('\u{1b}'),
         "NO_COLOR= (empty) is unset: {shown:?}"
     );
-    let shown = serve_on_a_terminal(Some("1")).unwrap();
+    let shown = serve_on_a_terminal(Some("1"));
     assert!(shown.contains("configuration loaded"), "{shown:?}");
     assert!(
         !shown.contains('\u{1b}'),

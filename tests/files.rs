@@ -113,7 +113,7 @@ fn example_with_linked_site_file() -> (Site, PathBuf, PathBuf) {
 }
 
 fn shipped_site_file() -> Vec<u8> {
-    std::fs::read(repo().join("zones/example.com.lb.yaml")).unwrap()
+    std::fs::read(example_dir().join("zones/example.com.lb.yaml")).unwrap()
 }
 
 #[test]
@@ -289,6 +289,29 @@ fn the_readme_walkthrough_leaves_the_shipped_example_byte_for_byte() {
 
     let (status, text) = call(server.api, "DELETE", &task, None);
     assert!(status == 200 || status == 204, "DELETE -> {status} {text}");
+
+    // The walkthrough's last two lines, through the CLI as written there.
+    let api = server.api.to_string();
+    for args in [
+        &[
+            "group",
+            "put",
+            "web2",
+            "--origin",
+            "192.0.2.40=3",
+            "--origin",
+            "192.0.2.41",
+        ][..],
+        &["group", "delete", "web2"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(args)
+            .args(["--api", &api])
+            .env_remove("LBDNS_API_TOKEN")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lbdns {args:?}: {}", describe(&out));
+    }
     let after = std::fs::read(&path).unwrap();
     assert!(
         after == shipped,
@@ -296,6 +319,30 @@ fn the_readme_walkthrough_leaves_the_shipped_example_byte_for_byte() {
         String::from_utf8_lossy(&shipped),
         String::from_utf8_lossy(&after)
     );
+}
+
+/// The tests' copy of the example (tests/data/example, which every test uses instead of
+/// the tracked `zones/`, as the README walkthrough edits those) is the example as
+/// committed: read from git's HEAD, so an edited working copy of `zones/` changes nothing.
+#[test]
+fn the_tests_copy_of_the_example_is_the_committed_one() {
+    for file in ["example.com.zone", "example.com.lb.yaml"] {
+        let out = std::process::Command::new("git")
+            .current_dir(repo())
+            .args(["show", &format!("HEAD:zones/{file}")])
+            .output()
+            .expect("git is installed (the suite runs in a git checkout)");
+        assert!(
+            out.status.success(),
+            "git show HEAD:zones/{file}: {}",
+            describe(&out)
+        );
+        let copy = std::fs::read(example_dir().join("zones").join(file)).unwrap();
+        assert!(
+            out.stdout == copy,
+            "tests/data/example/zones/{file} is not the committed zones/{file}: copy it again"
+        );
+    }
 }
 
 /// The shipped example must stay what the API writes: a comment added to it would be

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,10 @@ enum Behaviour {
     OnlyPath(&'static str),
     /// Accepts and never answers.
     Silent,
+    /// The n-th connection (from 0, over the origin's life) gets the n-th status of the
+    /// script, 200 once the script is done: one check's result each, as each check is one
+    /// connection.
+    Script(&'static [u16]),
 }
 
 /// TLS for an origin: the server side of the test certificate (tests/data/health-*).
@@ -74,6 +78,8 @@ struct Origin {
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Connections accepted so far, over the origin's life.
+    accepted: Arc<AtomicUsize>,
 }
 
 impl Origin {
@@ -92,6 +98,7 @@ impl Origin {
             tls,
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
+            accepted: Arc::new(AtomicUsize::new(0)),
         };
         origin.resume();
         origin
@@ -105,12 +112,20 @@ impl Origin {
         listener.set_nonblocking(true).unwrap();
         self.stop = Arc::new(AtomicBool::new(false));
         let (stop, behaviour, tls) = (self.stop.clone(), self.behaviour, self.tls.clone());
+        let accepted = self.accepted.clone();
         self.thread = Some(std::thread::spawn(move || {
             let mut held = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         stream.set_nonblocking(false).unwrap();
+                        let n = accepted.fetch_add(1, Ordering::SeqCst);
+                        let behaviour = match behaviour {
+                            Behaviour::Script(script) => {
+                                Behaviour::Status(script.get(n).copied().unwrap_or(200))
+                            }
+                            other => other,
+                        };
                         if let Some(stream) = serve(stream, behaviour, tls.clone()) {
                             held.push(stream);
                         }
@@ -119,6 +134,11 @@ impl Origin {
                 }
             }
         }));
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Stops listening: checks get "connection refused".
@@ -733,4 +753,173 @@ fn a_new_checked_group_no_task_uses_shows_its_origins_unchecked_then_checked() {
     );
     // Checked although no task uses the group, so the operator sees it before using it.
     wait_state(&server, "spare", "127.0.0.71", "up", Duration::from_secs(3));
+}
+
+/// The sum of `lbdns_health_checks_total` of `origin` in group `web` (both results).
+fn checks_of(server: &Server, origin: &str) -> f64 {
+    ["pass", "fail"]
+        .iter()
+        .map(|result| {
+            server
+                .metric_sample(&origin_metric(
+                    "lbdns_health_checks_total",
+                    origin,
+                    &format!(",result=\"{result}\""),
+                ))
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+/// `fall` and `rise` are each counted in a row, each for its own direction: a script of
+/// results (P pass, F fail) on an origin with fall 3 and rise 2 gives exactly the
+/// transitions worked out by hand below; with the two swapped (fall 2, rise 3) it would
+/// give up 3 and down 2 (down after check 2, up after 5, down after 7, up after 11).
+#[test]
+fn fall_and_rise_count_their_own_direction_with_exact_transitions() {
+    // P (first result: up), F F P (2 < fall 3: stays up), P P, F F F (down), P P (rise 2:
+    // up), then P for ever: up twice, down once.
+    const SCRIPT: &[u16] = &[200, 503, 503, 200, 200, 200, 503, 503, 503, 200, 200];
+    let port = shared_port();
+    let origin = Origin::start(at("127.0.0.81", port), Behaviour::Script(SCRIPT));
+    // A timeout far above what a loopback answer takes, so no scripted pass times out.
+    let check = "{type: http, port: PORT, interval: 0.3, timeout: 0.25, fall: 3, rise: 2}";
+    let site = site(
+        &["127.0.0.81"],
+        &check.replace("PORT", &port.to_string()),
+        1,
+    );
+    let server = site.serve();
+    let done = SCRIPT.len() + 3;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while checks_of(&server, "127.0.0.81") < done as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} checks after 20 s",
+            checks_of(&server, "127.0.0.81")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sample = |extra: &str| {
+        metric(
+            &server,
+            &origin_metric("lbdns_health_transitions_total", "127.0.0.81", extra),
+        )
+    };
+    let fails = metric(
+        &server,
+        &origin_metric(
+            "lbdns_health_checks_total",
+            "127.0.0.81",
+            ",result=\"fail\"",
+        ),
+    );
+    assert_eq!(
+        fails,
+        5.0,
+        "the five scripted failures, no other: {:?}",
+        health(&server, "web")
+    );
+    assert!(origin.connections() >= done, "one connection per check");
+    assert_eq!(
+        (sample(",to=\"up\""), sample(",to=\"down\"")),
+        (2.0, 1.0),
+        "transitions (up, down) for fall 3, rise 2"
+    );
+    assert_eq!(state(&server, "web", "127.0.0.81"), "up");
+}
+
+/// A checker waits its interval (±10 %) between checks: over a few seconds at 0.5 s the
+/// count is bounded from above, not only from below.
+#[test]
+fn a_checker_keeps_to_its_interval() {
+    let port = shared_port();
+    let _origin = Origin::start(at("127.0.0.82", port), Behaviour::Accept);
+    let check = "{type: tcp, port: PORT, interval: 0.5, timeout: 0.3, fall: 1, rise: 1}";
+    let site = site(
+        &["127.0.0.82"],
+        &check.replace("PORT", &port.to_string()),
+        1,
+    );
+    let server = site.serve();
+    wait_state(&server, "web", "127.0.0.82", "up", Duration::from_secs(5));
+    // The window is from before the first read to after the last, so it holds every
+    // check counted between them.
+    let start = Instant::now();
+    let before = checks_of(&server, "127.0.0.82");
+    std::thread::sleep(Duration::from_secs(3));
+    let after = checks_of(&server, "127.0.0.82");
+    let window = start.elapsed().as_secs_f64();
+    let counted = after - before;
+    // Check starts are at least 0.45 s apart (interval less 10 % jitter), except one
+    // started at once after a stall: at most window / 0.45 + 2, about 8 in 3 s.
+    let most = (window / 0.45).floor() + 2.0;
+    eprintln!("{counted} checks in {window:.2} s at interval 0.5 s (at most {most})");
+    assert!(
+        counted <= most,
+        "{counted} checks in {window:.2} s: more than {most}"
+    );
+    assert!(
+        counted >= 2.0,
+        "{counted} checks in {window:.2} s: the checker stopped"
+    );
+}
+
+/// A reload that removes an origin stops its checker (no connection reaches it after)
+/// and drops its series; an origin kept with the same check keeps its checker, its state
+/// and its series, which are not reset.
+#[test]
+fn a_removed_origin_is_no_longer_checked_and_a_kept_one_keeps_its_series() {
+    let port = shared_port();
+    let kept = Origin::start(at("127.0.0.83", port), Behaviour::Accept);
+    let removed = Origin::start(at("127.0.0.84", port), Behaviour::Accept);
+    let check = format!(
+        r#"{{"type": "tcp", "port": {port}, "interval": 0.3, "timeout": 0.2, "fall": 1, "rise": 1}}"#
+    );
+    let yaml_check = check.replace('"', "");
+    let site = site(&["127.0.0.83", "127.0.0.84"], &yaml_check, 1);
+    let server = site.serve();
+    for origin in ["127.0.0.83", "127.0.0.84"] {
+        wait_state(&server, "web", origin, "up", Duration::from_secs(5));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while checks_of(&server, "127.0.0.83") < 3.0 {
+        assert!(Instant::now() < deadline, "no third check of 127.0.0.83");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let since = health(&server, "web")["127.0.0.83"]["since"].clone();
+    let kept_before = checks_of(&server, "127.0.0.83");
+
+    let group = format!(r#"{{"health_check": {check}, "origins": [{{"address": "127.0.0.83"}}]}}"#);
+    let (status, body) = server
+        .http("PUT", &format!("{GROUPS}/web"), Some(&group))
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // A check already under way when the reply came may still connect: let it (its
+    // timeout is 0.2 s), then nothing more may come in five intervals.
+    std::thread::sleep(Duration::from_millis(400));
+    let settled = removed.connections();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        removed.connections(),
+        settled,
+        "the removed origin is still checked"
+    );
+    let text = server.metrics_text();
+    assert!(
+        !text.contains("origin=\"127.0.0.84\""),
+        "the removed origin's series are gone:\n{text}"
+    );
+    // The kept origin: same state since the same moment, its count carried on.
+    assert_eq!(health(&server, "web")["127.0.0.83"]["since"], since);
+    let kept_after = checks_of(&server, "127.0.0.83");
+    assert!(
+        kept_after > kept_before,
+        "the kept origin's checks went on from {kept_before}, now {kept_after}"
+    );
+    assert_eq!(
+        metric(&server, &origin_metric("lbdns_origin_up", "127.0.0.83", "")),
+        1.0
+    );
+    assert!(kept.connections() as f64 >= kept_after);
 }

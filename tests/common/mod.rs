@@ -19,6 +19,13 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The tests' copy of the shipped example directory (`zones/`), in `tests/data/example`:
+/// tests never read or change the tracked `zones/`, which the README's walkthrough edits.
+/// `tests/files.rs` checks that the copy is the committed example.
+pub fn example_dir() -> PathBuf {
+    repo().join("tests/data/example")
+}
+
 /// MaxMind's GeoIP2 Country test database (tests/data, MIT/Apache).
 pub fn test_geoip() -> PathBuf {
     repo().join("tests/data/GeoIP2-Country-Test.mmdb")
@@ -40,16 +47,16 @@ impl Site {
         site
     }
 
-    /// The shipped example directory's zones, copied.
+    /// The shipped example's zones, copied from the tests' copy ([`example_dir`]).
     pub fn example() -> Self {
         Self::new(&[
             (
                 "example.com.zone",
-                &read(&repo().join("zones/example.com.zone")),
+                &read(&example_dir().join("zones/example.com.zone")),
             ),
             (
                 "example.com.lb.yaml",
-                &read(&repo().join("zones/example.com.lb.yaml")),
+                &read(&example_dir().join("zones/example.com.lb.yaml")),
             ),
         ])
     }
@@ -103,56 +110,78 @@ impl Server {
 
     /// [`Server::start`] with environment variables set for the server.
     pub fn start_with_env(dir: &Path, extra: &[&std::ffi::OsStr], env: &[(&str, &Path)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
-        command.envs(env.iter().copied());
-        Self::launch(command, dir, free_port(), extra)
+        let command = || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
+            command.envs(env.iter().copied());
+            command
+        };
+        Self::launch(command, dir, None, extra)
     }
 
-    /// Runs `command` (lbdns, or a wrapper that execs it with the arguments it is given)
-    /// with `serve --dir DIR --listen <free port> --api API` and `extra`, its stderr kept as
-    /// the log, and waits until it answers.
+    /// Runs `command()` (lbdns, or a wrapper that execs it with the arguments it is given)
+    /// with `serve --dir DIR --listen <free port> --api API` (`api`, or a free port when
+    /// `None`) and `extra`, its stderr kept as the log, and waits until it answers.
+    ///
+    /// A free port can still be taken by another process between [`free_port`] and the
+    /// server's bind: when the server exits saying so, it is started again on other ports
+    /// (a few times at most), so a test never fails on that race.
     fn launch(
-        mut command: Command,
+        command: impl Fn() -> Command,
         dir: &Path,
-        api: SocketAddr,
+        api: Option<SocketAddr>,
         extra: &[&std::ffi::OsStr],
     ) -> Self {
-        let addr = free_port();
-        let log_dir = tempfile::tempdir().unwrap();
-        let log = log_dir.path().join("lbdns.log");
-        let child = command
-            .args(["serve", "--dir"])
-            .arg(dir)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--api")
-            .arg(api.to_string())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start lbdns");
-        let mut server = Self {
-            child,
-            addr,
-            api,
-            log,
-            _log_dir: log_dir,
-        };
-        server.wait_ready();
-        server
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            let addr = free_port();
+            let api = api.unwrap_or_else(free_port);
+            let log_dir = tempfile::tempdir().unwrap();
+            let log = log_dir.path().join("lbdns.log");
+            let child = command()
+                .args(["serve", "--dir"])
+                .arg(dir)
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--api")
+                .arg(api.to_string())
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start lbdns");
+            let mut server = Self {
+                child,
+                addr,
+                api,
+                log,
+                _log_dir: log_dir,
+            };
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(status) => {
+                    let log = server.log();
+                    if log.contains("Address already in use") && attempt < ATTEMPTS {
+                        eprintln!("port taken before lbdns bound it, starting again:\n{log}");
+                        continue;
+                    }
+                    panic!("lbdns exited with {status}:\n{log}");
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the server answers; the exit status if it exits first.
+    fn wait_ready(&mut self) -> Result<(), std::process::ExitStatus> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("lbdns exited with {status}:\n{}", self.log());
+                return Err(status);
             }
             let probe = Message::query_for(&Name::root(), RecordType::SOA);
             if udp_exchange(self.addr, &probe, Duration::from_millis(200)).is_some() {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -231,15 +260,49 @@ impl Drop for Server {
     }
 }
 
-/// A loopback port free for both UDP and TCP right now.
+/// A loopback port free for both UDP and TCP right now, never handed out before by this
+/// test process, and below the kernel's ephemeral range (where the ports of clients and of
+/// sockets bound to port 0 come from), so the clients of concurrent tests cannot take it
+/// before the server binds it. Another process still can: [`Server`] retries on that.
 pub fn free_port() -> SocketAddr {
+    free_port_on(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// [`free_port`] on `ip` (e.g. `::1`); panics when `ip` cannot be bound at all.
+pub fn free_port_on(ip: std::net::IpAddr) -> SocketAddr {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let (low, _) = ephemeral_range();
+    // Registered ports (1024..) below the ephemeral range, at least a few thousand.
+    let top = low.max(12_000);
+    if let Err(e) = UdpSocket::bind((ip, 0)) {
+        panic!("cannot bind {ip}: {e}");
+    }
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = udp.local_addr().unwrap();
-        if std::net::TcpListener::bind(addr).is_ok() {
+        let port = rand::random_range(10_000..top);
+        let mut given = GIVEN.lock().unwrap();
+        let given = given.get_or_insert_with(HashSet::new);
+        if given.contains(&port) {
+            continue;
+        }
+        let addr = SocketAddr::new(ip, port);
+        if UdpSocket::bind(addr).is_ok() && std::net::TcpListener::bind(addr).is_ok() {
+            given.insert(port);
             return addr;
         }
     }
+}
+
+/// The kernel's ephemeral port range (`/proc/sys/net/ipv4/ip_local_port_range`).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(|p| p.parse().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// Extension helpers for building queries.
@@ -306,6 +369,11 @@ fn udp_exchange(addr: SocketAddr, query: &Message, wait: Duration) -> Option<Mes
 
 /// Sends one length-prefixed message over TCP and reads one reply.
 pub fn tcp_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Message> {
+    Message::from_vec(&tcp_exchange_raw(addr, bytes)?).ok()
+}
+
+/// [`tcp_exchange`], the reply's bytes as they came.
+pub fn tcp_exchange_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
@@ -315,7 +383,7 @@ pub fn tcp_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Message> {
     stream.read_exact(&mut len).ok()?;
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
     stream.read_exact(&mut buf).ok()?;
-    Message::from_vec(&buf).ok()
+    Some(buf)
 }
 
 // ----- Helpers for tests/limits.rs: flags, an open-files limit, the API, metrics, CPU. -----
@@ -332,15 +400,18 @@ impl Site {
     /// Like [`Site::serve_with`], with the open-files limit (soft and hard) set to `nofile`
     /// by the shell that execs lbdns, so `pid()` is lbdns's own.
     pub fn serve_with_nofile(&self, extra: &[&str], nofile: u32) -> Server {
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_lbdns"));
         let geoip = test_geoip();
         let mut args: Vec<&std::ffi::OsStr> = vec!["--geoip".as_ref(), geoip.as_os_str()];
         args.extend(extra.iter().map(std::ffi::OsStr::new));
-        Server::launch(command, self.path(), free_port(), &args)
+        let command = || {
+            let mut command = Command::new("sh");
+            command
+                .arg("-c")
+                .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_lbdns"));
+            command
+        };
+        Server::launch(command, self.path(), None, &args)
     }
 }
 
@@ -519,9 +590,12 @@ impl Server {
 /// Starts `lbdns serve --dir DIR` with the API on `api` (which may be any address, e.g.
 /// a non-loopback one) and `extra` arguments; the returned server's `api` is `api`.
 pub fn start_with_api(dir: &Path, api: SocketAddr, extra: &[&std::ffi::OsStr]) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
-    command.env_remove("LBDNS_API_TOKEN");
-    Server::launch(command, dir, api, extra)
+    let command = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
+        command.env_remove("LBDNS_API_TOKEN");
+        command
+    };
+    Server::launch(command, dir, Some(api), extra)
 }
 
 /// A required external tool: its path, or a failed test naming the package to install.
@@ -561,8 +635,35 @@ pub fn chi_square(observed: &[usize], expected: &[f64]) -> f64 {
 }
 
 /// Upper 0.001 quantiles of the chi-square distribution by degrees of freedom (1..=5):
-/// a correct server fails a check at this bound once in a thousand runs.
+/// a correct server fails a check at this bound once in a thousand runs. Too loose for a
+/// test against the real binary, whose draws are not seeded: use [`CHI2_1E7`] there.
 pub const CHI2_999: [f64; 5] = [10.83, 13.82, 16.27, 18.47, 20.52];
+
+/// Upper 1e-7 quantiles of the chi-square distribution by degrees of freedom (1..=5),
+/// rounded up (Q(df/2, x/2) < 1e-7 at each, from the regularized upper incomplete gamma):
+/// a correct server fails one check at this bound less than once in ten million runs, so
+/// the suite's end-to-end share checks (7 in tests/balancing.rs) together fail by chance
+/// less than once in a million runs. A wrong weight still fails by far: 3,000 draws at
+/// 1:2 instead of 1:3 give chi2 ~ 110 against 28.38.
+pub const CHI2_1E7: [f64; 5] = [28.38, 32.24, 35.41, 38.24, 40.87];
+
+/// The answers of a `dig +short` run: its output's lines, each checked to be data and
+/// not one of dig's own messages (";; communications error ...", "connection refused"),
+/// which it also prints on standard output. Panics on those, naming them.
+#[track_caller]
+pub fn short_answers(out: &Output) -> Vec<String> {
+    let text = stdout(out);
+    assert!(out.status.success(), "dig failed: {}", describe(out));
+    let lines: Vec<String> = text.lines().map(|l| l.trim().to_owned()).collect();
+    for line in &lines {
+        assert!(
+            !line.is_empty() && !line.starts_with(';') && !line.contains("error"),
+            "dig printed a message, not an answer: {line:?}\n{}",
+            describe(out)
+        );
+    }
+    lines
+}
 
 /// A command's standard output, as text.
 pub fn stdout(out: &Output) -> String {
