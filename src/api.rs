@@ -11,6 +11,9 @@
 //! `application/json` (what HTML forms and `text/plain` fetches cannot send without a
 //! CORS preflight, which this API never grants).
 //!
+//! With `--api-token` every request needs it; `--read-token` is a second token that may
+//! only read (GET), for monitoring: anything else with it is 403.
+//!
 //! Reads come from the committed configuration and never wait on writes; writes go to
 //! the store's queue and are answered 503 with `Retry-After` when it is full.
 
@@ -43,6 +46,8 @@ const MAX_URI: usize = 8 * 1024;
 struct Api {
     store: Arc<Store>,
     token: Option<Arc<str>>,
+    /// `--read-token`: allowed to read (GET), refused (403) anything else.
+    read_token: Option<Arc<str>>,
     /// The address the API is bound to, an accepted `Host`.
     bound: SocketAddr,
 }
@@ -147,11 +152,45 @@ pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), Strin
     }
 }
 
+/// Refuses a `--read-token` without an `--api-token` (nothing could change the
+/// configuration, and a reader would hold the only token), one equal to it (it would
+/// grant writes), and a short one beyond loopback (as [`check_exposure`]).
+pub fn check_read_token(
+    addr: SocketAddr,
+    token: Option<&str>,
+    read_token: Option<&str>,
+) -> Result<(), String> {
+    let Some(read_token) = read_token.map(parse_token).transpose()? else {
+        return Ok(());
+    };
+    match token.map(str::trim) {
+        None => Err("--read-token (LBDNS_READ_TOKEN) needs --api-token (LBDNS_API_TOKEN) too: the read token may only read, so the changes need a token of their own".to_owned()),
+        Some(token) if token == read_token => Err("--read-token is the same as --api-token: give the readers a token of their own (`openssl rand -hex 32`)".to_owned()),
+        Some(_) if !addr.ip().is_loopback() && read_token.chars().count() < MIN_EXPOSED_TOKEN => Err(format!(
+            "refusing to serve the management API on {addr} with a {}-character --read-token: a token reachable from the network needs at least {MIN_EXPOSED_TOKEN} characters",
+            read_token.chars().count()
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// The API's routes, for an API bound to `bound`.
 pub fn router(store: Arc<Store>, token: Option<String>, bound: SocketAddr) -> Router {
+    router_with_read_token(store, token, None, bound)
+}
+
+/// [`router`] with a second token that may only read (`--read-token`, SPEC §7): every
+/// `GET`, `/healthz` and `/metrics` included; any other method with it is 403.
+pub fn router_with_read_token(
+    store: Arc<Store>,
+    token: Option<String>,
+    read_token: Option<String>,
+    bound: SocketAddr,
+) -> Router {
     let api = Api {
         store,
         token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        read_token: read_token.filter(|t| !t.is_empty()).map(Arc::from),
         bound,
     };
     Router::new()
@@ -312,7 +351,8 @@ fn split_host_port(host: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// Bearer-token check, in constant time.
+/// Bearer-token check, in constant time: the API token may do anything, the read token
+/// only read (`GET`, and `HEAD` which axum answers as a `GET`).
 async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
     if let Some(token) = &api.token {
         let given = request
@@ -323,7 +363,21 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
             // The scheme is case-insensitive (RFC 9110 §11.1).
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map_or("", |(_, token)| token.trim());
-        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        let admin = bool::from(given.as_bytes().ct_eq(token.as_bytes()));
+        let reader = api
+            .read_token
+            .as_ref()
+            .is_some_and(|read| bool::from(given.as_bytes().ct_eq(read.as_bytes())));
+        if reader && !admin {
+            let method = request.method();
+            if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+                return next.run(request).await;
+            }
+            return forbidden(format!(
+                "the read-only token (--read-token) may only read (GET, /healthz, /metrics); {method} needs the --api-token"
+            ));
+        }
+        if !admin {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -59,6 +59,10 @@ enum Command {
         /// (surrounding whitespace is ignored; beyond loopback, 16 characters or more).
         #[arg(long, env = "LBDNS_API_TOKEN", hide_env_values = true, value_parser = api::parse_token)]
         api_token: Option<String>,
+        /// A second token that may only read: GET requests, /healthz and /metrics, for
+        /// monitoring; anything else with it is refused (403). Needs --api-token.
+        #[arg(long, env = "LBDNS_READ_TOKEN", hide_env_values = true, value_parser = api::parse_token)]
+        read_token: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
         #[command(flatten)]
@@ -318,6 +322,7 @@ fn main() -> ExitCode {
             nsid,
             api,
             api_token,
+            read_token,
             limits,
             rrl,
             store,
@@ -333,10 +338,11 @@ fn main() -> ExitCode {
                 cache_dir,
                 node_id,
             };
+            let tokens = (api_token, read_token);
             lbdns::dns::notify::Sources::given(&notify_source, &listen)
                 .map(lbdns::dns::notify::set_sources)
                 .map_err(|e| format!("lbdns: {e}"))
-                .and_then(|()| serve(origin, listen, api, api_token, limits, rrl))
+                .and_then(|()| serve(origin, listen, api, tokens, limits, rrl))
                 .map_err(Failure::Error)
         }
         Command::Import { dir, store, force } => match lbdns::etcd::import(&dir, &store, force) {
@@ -426,11 +432,13 @@ fn serve(
     origin: Origin,
     listen: Vec<SocketAddr>,
     api_addr: SocketAddr,
-    token: Option<String>,
+    (token, read_token): (Option<String>, Option<String>),
     limits: LimitArgs,
     rrl: RrlArgs,
 ) -> Result<(), String> {
     api::check_exposure(api_addr, token.as_deref()).map_err(|e| format!("lbdns: {e}"))?;
+    api::check_read_token(api_addr, token.as_deref(), read_token.as_deref())
+        .map_err(|e| format!("lbdns: {e}"))?;
     lbdns::status::mark_start();
     let metrics = Arc::new(Metrics::new());
     let limits = limits.resolve(&metrics);
@@ -472,7 +480,8 @@ fn serve(
             let api_listener = lbdns::limits::tcp_listener(api_addr)
                 .map_err(|e| anyhow::anyhow!("cannot listen for the API on {api_addr}: {e}"))?;
             info!(addr = %api_addr, "management API listening");
-            let router = api::router(store.clone(), token, api_listener.local_addr()?);
+            let bound = api_listener.local_addr()?;
+            let router = api::router_with_read_token(store.clone(), token, read_token, bound);
             let api_task = tokio::spawn(http::serve(
                 api_listener,
                 router,

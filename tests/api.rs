@@ -1310,6 +1310,90 @@ fn with_a_token_every_request_needs_it() {
     assert!(stderr(&out).contains("401"), "{}", describe(&out));
 }
 
+/// `--read-token` (SPEC §7): a second token for monitoring that reads everything (every
+/// GET, /healthz, /metrics) and is refused (403, nothing changed) for anything else; the
+/// API token still does everything; no token, or a wrong one, is still 401.
+#[test]
+fn a_read_token_may_read_and_nothing_else() {
+    let lab = Lab::start_with(
+        &["--api-token", "secret", "--read-token", "reader"],
+        Some("Bearer secret"),
+    );
+    let reader = Api::with_auth(lab.server.api, Some("Bearer reader"));
+    for path in [
+        "/v1/sites".to_owned(),
+        TASKS.to_owned(),
+        task("keep"),
+        GROUPS.to_owned(),
+        "/v1/sites/example.com/secondaries".to_owned(),
+        "/healthz".to_owned(),
+        "/metrics".to_owned(),
+    ] {
+        let reply = reader.get(&path);
+        assert_eq!(reply.status, 200, "{reply}");
+    }
+    let before = lab.observe();
+    for reply in [
+        reader.post(TASKS, &task_body("t", "t.example.com", "pool")),
+        reader.put(&task("t"), &task_body("t", "t.example.com", "pool")),
+        reader.post_empty(&format!("{}/disable", task("keep"))),
+        reader.delete(&task("keep")),
+        reader.put(
+            &group("spare"),
+            &json!({"origins": [{"address": "192.0.2.40"}]}),
+        ),
+        reader.delete(&group("legacy")),
+        reader.put(
+            "/v1/sites/example.com/secondaries",
+            &json!({"secondaries": []}),
+        ),
+    ] {
+        assert_error(&reply, 403, "forbidden", &["--read-token", "--api-token"]);
+    }
+    assert_eq!(lab.observe(), before, "a refused change changed something");
+    for auth in [None, Some("Bearer readers"), Some("Bearer reade")] {
+        assert_unauthorized(&Api::with_auth(lab.server.api, auth).get("/metrics"));
+    }
+    let created = lab
+        .api
+        .post(TASKS, &task_body("t", "t.example.com", "pool"));
+    assert_eq!(created.status, 201, "the API token still writes: {created}");
+
+    // The CLI reads with it, and says why a change is refused.
+    let addr = lab.server.api.to_string();
+    let out = cli(&["task", "list", "--api", &addr, "--api-token", "reader"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(stdout(&out).contains("keep"), "{}", describe(&out));
+    let out = cli(&[
+        "task",
+        "disable",
+        "keep",
+        "--api",
+        &addr,
+        "--api-token",
+        "reader",
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(stderr(&out).contains("403"), "{}", describe(&out));
+}
+
+/// A read token alone (no token could change anything) or equal to the API token (it
+/// would grant writes) is refused at start, saying so; from the environment too.
+#[test]
+fn a_read_token_needs_an_api_token_of_its_own() {
+    let port = free_port().port();
+    let api = format!("127.0.0.1:{port}");
+    let (status, log) = serve_refusal(&api, &["--read-token", "reader"], None);
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("--read-token") && log.contains("--api-token"),
+        "{log}"
+    );
+    let (status, log) = serve_refusal(&api, &["--read-token", "same"], Some("same"));
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("the same as --api-token"), "{log}");
+}
+
 /// RFC 9110 §11.1: the authentication scheme is case-insensitive.
 #[test]
 fn the_bearer_scheme_is_case_insensitive() {
