@@ -231,7 +231,32 @@ pub fn router_with_read_token(
         .layer(middleware::from_fn(limit_uri))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::map_response(errors_as_json))
+        .layer(middleware::from_fn(audit))
         .with_state(api)
+}
+
+/// One log line for each request that asks for a change (any method but GET and HEAD):
+/// the method and path (which say the site, and the task or group), and the status it
+/// got, refusals included. Never a header or the body: they may hold a token.
+async fn audit(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_owned();
+    let site = path
+        .strip_prefix("/v1/sites/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("-")
+        .to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        tracing::info!(%method, %path, %site, status, "api change applied");
+    } else {
+        tracing::warn!(%method, %path, %site, status, "api change refused");
+    }
+    response
 }
 
 /// A 414 in the API's error shape for request targets no endpoint could need.

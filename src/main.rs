@@ -22,7 +22,7 @@ use lbdns::server::{self, Listeners};
 use lbdns::store::Store;
 use lbdns::{api, http, watch};
 use serde_json::Value;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -300,15 +300,44 @@ fn out(text: &str) -> Result<(), Failure> {
 /// (no-color.org: present and not empty).
 fn init_logging() {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    // hickory logs malformed packets one line each: lbdns counts and throttles them.
+    const DEFAULT: &str = "info,hickory_proto=error";
+    let (filter, refused) = match std::env::var("LBDNS_LOG") {
+        Err(std::env::VarError::NotPresent) => (DEFAULT.into(), None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            (DEFAULT.into(), Some("LBDNS_LOG is not UTF-8".to_owned()))
+        }
+        Ok(text) => match log_filter(&text) {
+            Ok(filter) => (filter, None),
+            Err(why) => (DEFAULT.into(), Some(format!("LBDNS_LOG={text:?}: {why}"))),
+        },
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LBDNS_LOG")
-                // hickory logs malformed packets one line each: lbdns counts and throttles them.
-                .unwrap_or_else(|_| "info,hickory_proto=error".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .init();
+    if let Some(why) = refused {
+        warn!("{why}; logging at the default level (info) instead");
+    }
+}
+
+/// `LBDNS_LOG` as a filter. A bare word that is not a level would be read as a target
+/// name and turn every other line off (`LBDNS_LOG=verbose` logged nothing): refused.
+fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains(['=', ':', '[']);
+        if bare && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directive:?} is not a level ({}) or TARGET=LEVEL (e.g. lbdns=debug)",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

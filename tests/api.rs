@@ -1394,6 +1394,46 @@ fn a_read_token_needs_an_api_token_of_its_own() {
     assert!(log.contains("the same as --api-token"), "{log}");
 }
 
+/// Each change request is one audit line (method, path with the site, status), refused
+/// ones too, reads none; and the file watcher seeing the API's own write adds no
+/// "reload: no change on disk" line.
+#[test]
+fn every_change_is_one_audit_line_and_the_api_write_no_reload_line() {
+    let lab = Lab::start();
+    let created = lab
+        .api
+        .post(TASKS, &task_body("t", "t.example.com", "pool"));
+    assert_eq!(created.status, 201, "{created}");
+    let refused = lab.api.delete(&task("keep"));
+    assert_eq!(refused.status, 409, "{refused}");
+    assert_eq!(lab.api.get(TASKS).status, 200);
+    // The watcher waits 200 ms of quiet after a write, then reloads: give it a second.
+    std::thread::sleep(Duration::from_secs(1));
+    let log = lab.server.log();
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains("api change")).collect();
+    assert_eq!(audit.len(), 2, "{log}");
+    for (line, want) in audit.iter().zip([
+        [
+            "applied",
+            "method=POST",
+            "path=/v1/sites/example.com/tasks",
+            "status=201",
+        ],
+        [
+            "refused",
+            "method=DELETE",
+            "path=/v1/sites/example.com/tasks/keep",
+            "status=409",
+        ],
+    ]) {
+        for word in want {
+            assert!(line.contains(word), "{word} not in {line}");
+        }
+        assert!(line.contains("site=example.com"), "{line}");
+    }
+    assert!(!log.contains("no change on disk"), "{log}");
+}
+
 /// RFC 9110 §11.1: the authentication scheme is case-insensitive.
 #[test]
 fn the_bearer_scheme_is_case_insensitive() {

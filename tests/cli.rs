@@ -310,6 +310,37 @@ fn serve_refuses_a_short_token_beyond_loopback() {
 // ---------------------------------------------------------------------------------------
 // Logs
 
+/// An `LBDNS_LOG` that is not a filter (a bare word would be read as a target name and
+/// silence everything else) is refused with a warning, and logging stays at info.
+#[test]
+fn an_invalid_lbdns_log_falls_back_to_info_with_a_warning() {
+    let site = Site::example();
+    for value in ["verbose", "debug,lots"] {
+        let server = Server::start_with_env(
+            site.path(),
+            &["--geoip".as_ref(), test_geoip().as_os_str()],
+            &[("LBDNS_LOG", std::path::Path::new(value))],
+        );
+        let log = server.log();
+        assert!(
+            log.contains("WARN") && log.contains("LBDNS_LOG") && log.contains("not a level"),
+            "LBDNS_LOG={value}: no warning:\n{log}"
+        );
+        assert!(
+            log.contains("configuration loaded"),
+            "LBDNS_LOG={value}: not logging at info:\n{log}"
+        );
+    }
+    // A good one still works: debug shows more than info.
+    let server = Server::start_with_env(
+        site.path(),
+        &["--geoip".as_ref(), test_geoip().as_os_str()],
+        &[("LBDNS_LOG", std::path::Path::new("warn"))],
+    );
+    let log = server.log();
+    assert!(!log.contains("INFO") && !log.contains("LBDNS_LOG"), "{log}");
+}
+
 #[test]
 fn logs_to_a_file_have_no_colour_codes() {
     let site = Site::example();

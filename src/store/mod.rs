@@ -42,7 +42,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 use serde::Serialize;
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::health::{Health, HealthView, Key};
 use crate::load::{self, Config, LoadError, LoadedSite, Sources};
@@ -371,7 +371,10 @@ impl Store {
                     trigger = why,
                     "reload: the files are unchanged since they were rejected, still serving the previous configuration:\n{errors}"
                 ),
-                None => info!(trigger = why, "reload: no change on disk"),
+                // The watcher also sees the API's own writes: only an operator's SIGHUP
+                // is worth an info line when nothing changed.
+                None if why == "SIGHUP" => info!(trigger = why, "reload: no change on disk"),
+                None => debug!(trigger = why, "reload: no change on disk"),
             },
             Ok(Err(errors)) => error!(
                 trigger = why,
