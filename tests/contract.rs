@@ -595,3 +595,35 @@ fn an_invalid_zone_edit_is_rejected_while_the_last_good_one_serves() {
         ["192.0.2.26"]
     );
 }
+
+/// A reload that moves a zone's SOA serial backwards (RFC 1982: secondaries then keep
+/// their copy) is served, and warned about naming the zone and both serials; forwards,
+/// and across the 2^32 wrap, it is not.
+#[test]
+fn a_serial_moving_backwards_is_warned_about() {
+    let site = site("");
+    let server = site.serve();
+    let serial = |n: u32| ZONE.replace("hostmaster 1 7200", &format!("hostmaster {n} 7200"));
+    for (n, warned) in [
+        (2_000_000_000, false),
+        (4_000_000_000, false),
+        (5, false),
+        (3, true),
+    ] {
+        assert_eq!(
+            server.reload_after(|| site.write("example.com.zone", &serial(n))),
+            Reloaded::Accepted
+        );
+        let log = server.log();
+        let warning = log
+            .lines()
+            .find(|l| l.contains("serial went backwards") && l.contains(&format!("after={n}")));
+        assert_eq!(warning.is_some(), warned, "serial {n}:\n{log}");
+        if let Some(line) = warning {
+            assert!(
+                line.contains("WARN") && line.contains("example.com") && line.contains("before=5"),
+                "{line}"
+            );
+        }
+    }
+}

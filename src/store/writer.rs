@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use tokio::sync::oneshot;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use super::files::{Backend, Files, StorageError};
 use super::{
@@ -454,6 +454,14 @@ fn notify_changed(
         .serials()
         .into_iter()
         .filter(|(origin, serial)| before.get(origin) != Some(serial))
+        .inspect(|(origin, serial)| {
+            // RFC 1982 serial arithmetic: a secondary ignores a serial "less" than its own.
+            if let Some(&old) = before.get(origin)
+                && (serial.wrapping_sub(old) as i32) < 0
+            {
+                warn!(zone = %origin, before = old, after = serial, "the zone's SOA serial went backwards: secondaries keep their copy until it passes {old} again (RFC 1982)");
+            }
+        })
         .map(|(origin, _)| {
             let targets = sites
                 .get(&origin)
