@@ -18,6 +18,31 @@ pub struct Client {
 #[error("{0}")]
 pub struct ClientError(String);
 
+/// `--api`: `HOST:PORT` or a URL. A bare host without a port is refused: the client would
+/// otherwise ask port 80, where the API is not (its default port is 8053).
+pub fn parse_api(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.contains("://") {
+        return Ok(text.to_owned());
+    }
+    let host = text.trim_end_matches('/');
+    let has_port = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .split_once("]:")
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok()),
+        None => host.rsplit_once(':').is_some_and(|(name, port)| {
+            !name.is_empty() && !name.contains(':') && port.parse::<u16>().is_ok()
+        }),
+    };
+    if has_port {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "expected HOST:PORT (e.g. 127.0.0.1:8053 or localhost:8053) or a URL (http://HOST:PORT), not {text:?}: without a port the client would ask port 80"
+        ))
+    }
+}
+
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Self {
         let base = if base.contains("://") {
@@ -366,6 +391,54 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// `lbdns nodes`: one aligned line per node of the fleet (`GET /v1/nodes`): its id, the
+/// revision of each file it serves (`name@revision`, by name), whether its first health
+/// round is done, and its GeoIP database's build time (RFC 3339, UTC).
+pub fn nodes_table(reply: &Value) -> String {
+    let this = reply["node"].as_str();
+    let Some(nodes) = reply["nodes"].as_array().filter(|n| !n.is_empty()) else {
+        return "no fleet: this server serves its own files (--dir)\n".to_owned();
+    };
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|node| {
+            let id = node["id"].as_str().unwrap_or("?");
+            let mark = if Some(id) == this { " (this one)" } else { "" };
+            let mut files: Vec<String> = node["files"]
+                .as_object()
+                .map(|files| {
+                    files
+                        .iter()
+                        .map(|(name, revision)| format!("{name}@{revision}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            let health = match node["health_ready"].as_bool() {
+                Some(true) => "ready",
+                _ => "checking",
+            };
+            let geoip = node["geoip_build_epoch"]
+                .as_u64()
+                .map_or("-".to_owned(), |e| {
+                    let built = std::time::UNIX_EPOCH + std::time::Duration::from_secs(e);
+                    humantime::format_rfc3339_seconds(built).to_string()
+                });
+            vec![
+                format!("{id}{mark}"),
+                health.to_owned(),
+                geoip,
+                if files.is_empty() {
+                    "-".to_owned()
+                } else {
+                    files.join(" ")
+                },
+            ]
+        })
+        .collect();
+    table(&["NODE", "HEALTH", "GEOIP BUILT", "FILES"], &rows)
+}
+
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
@@ -404,6 +477,63 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].find("HOSTNAME"), lines[1].find("www.example.com"));
         assert!(lines[1].ends_with("effective"));
+    }
+
+    #[test]
+    fn nodes_table_lines_up_with_times_and_file_revisions() {
+        let reply = json!({"node": "a", "nodes": [
+            {"id": "a", "files": {"example.com.zone": 7, "example.com.lb.yaml": 12},
+             "health_ready": true, "geoip_build_epoch": 1_795_883_671u64},
+            {"id": "node-b", "files": {}, "health_ready": false, "geoip_build_epoch": null},
+        ]});
+        let out = nodes_table(&reply);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(lines[0].find("HEALTH"), lines[1].find("ready"), "{out}");
+        assert_eq!(lines[0].find("HEALTH"), lines[2].find("checking"), "{out}");
+        assert_eq!(
+            lines[0].find("FILES"),
+            lines[1].find("example.com.lb.yaml@12"),
+            "{out}"
+        );
+        assert!(lines[1].starts_with("a (this one)"), "{out}");
+        assert!(lines[1].contains("2026-11-28T16:34:31Z"), "{out}");
+        assert!(
+            lines[1].ends_with("example.com.lb.yaml@12 example.com.zone@7"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("node-b ") && lines[2].ends_with('-'),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn api_addresses_need_a_port() {
+        for good in [
+            "127.0.0.1:8053",
+            "localhost:8053",
+            "[::1]:8053",
+            "http://localhost",
+            "https://api.example.com/",
+        ] {
+            assert_eq!(parse_api(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "localhost:",
+            ":8053",
+            "host:http",
+        ] {
+            let error = parse_api(bad).unwrap_err();
+            assert!(
+                error.contains("HOST:PORT") && error.contains("port 80"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

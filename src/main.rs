@@ -24,10 +24,28 @@ use lbdns::{api, http, watch};
 use serde_json::Value;
 use tracing::{info, warn};
 
+/// `lbdns --version`: the version, the commit it was built from and the features built in.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LBDNS_COMMIT"),
+    ", features: ",
+    env!("LBDNS_FEATURES"),
+    ")"
+);
+
+/// An address to listen on, with the form expected when it is not one.
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        "expected ADDR:PORT, e.g. 127.0.0.1:5353, 0.0.0.0:53 or [::1]:53 (an IP address, not a name)"
+            .to_owned()
+    })
+}
+
 #[derive(Parser)]
 #[command(
     name = "lbdns",
-    version,
+    version = VERSION,
     about = "Authoritative DNS with DNS-only load balancing"
 )]
 struct Cli {
@@ -42,7 +60,7 @@ enum Command {
         #[command(flatten)]
         dir: DirArgs,
         /// Address to answer DNS on, over UDP and TCP (repeatable).
-        #[arg(long = "listen", value_name = "ADDR:PORT", default_values = ["127.0.0.1:5353"])]
+        #[arg(long = "listen", value_name = "ADDR:PORT", default_values = ["127.0.0.1:5353"], value_parser = socket_addr)]
         listen: Vec<SocketAddr>,
         /// Address NOTIFY messages to secondaries leave from, one per family (repeatable)
         /// [default: the first --listen address of the secondary's family].
@@ -53,7 +71,7 @@ enum Command {
         #[arg(long, value_name = "STRING")]
         nsid: Option<lbdns::dns::Nsid>,
         /// Address of the management API.
-        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8053")]
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8053", value_parser = socket_addr)]
         api: SocketAddr,
         /// Token every API request must carry as `Authorization: Bearer TOKEN`
         /// (surrounding whitespace is ignored; beyond loopback, 16 characters or more).
@@ -165,6 +183,7 @@ enum SecondariesCommand {
     /// Replace them: addresses (192.0.2.53), prefixes (2001:db8::/64) or address:port
     /// for NOTIFY (192.0.2.53:5300); none at all refuses transfers to everyone.
     Set {
+        /// Each allowed secondary (none: nobody may transfer).
         #[arg(value_name = "ADDRESS|PREFIX|ADDRESS:PORT")]
         secondaries: Vec<String>,
     },
@@ -182,12 +201,14 @@ struct DirArgs {
 
 #[derive(Args)]
 struct ApiArgs {
-    /// The API to talk to.
+    /// The API to talk to: HOST:PORT, or a URL (http://HOST:PORT).
     #[arg(
         long,
         global = true,
         env = "LBDNS_API",
-        default_value = "127.0.0.1:8053"
+        hide_env_values = true,
+        default_value = "127.0.0.1:8053",
+        value_parser = lbdns::client::parse_api
     )]
     api: String,
     /// The API token, if the server has one (surrounding whitespace is ignored).
@@ -212,7 +233,10 @@ enum TaskCommand {
     /// List the site's tasks and their status.
     List,
     /// Show one task.
-    Get { id: String },
+    Get {
+        /// The task's id (`lbdns task list` shows them), or its hostname.
+        id: String,
+    },
     /// Create a task (DNS-only).
     Create {
         /// The answered name, inside the site.
@@ -235,11 +259,20 @@ enum TaskCommand {
         disabled: bool,
     },
     /// Enable a task: it overrides the zone's records again.
-    Enable { id: String },
+    Enable {
+        /// The task's id (`lbdns task list` shows them), or its hostname.
+        id: String,
+    },
     /// Disable a task: the zone's own records answer again.
-    Disable { id: String },
+    Disable {
+        /// The task's id (`lbdns task list` shows them), or its hostname.
+        id: String,
+    },
     /// Delete a disabled task.
-    Delete { id: String },
+    Delete {
+        /// The task's id (`lbdns task list` shows them), or its hostname.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +281,7 @@ enum GroupCommand {
     List,
     /// Create or replace a group.
     Put {
+        /// The group's name, as tasks' `origin_group` names it.
         name: String,
         /// weight or region.
         #[arg(long, default_value = "weight")]
@@ -267,7 +301,10 @@ enum GroupCommand {
         check_options: Vec<String>,
     },
     /// Delete a group no task uses.
-    Delete { name: String },
+    Delete {
+        /// The group's name.
+        name: String,
+    },
 }
 
 /// Why a command did not succeed.
@@ -621,29 +658,7 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
 fn nodes(args: ApiArgs) -> Result<(), Failure> {
     let client = Client::new(&args.api, args.api_token);
     let v = client.call("GET", "/v1/nodes", None).map_err(failed)?;
-    print(args.json, &v, |v| {
-        let this = v["node"].as_str();
-        let Some(nodes) = v["nodes"].as_array().filter(|n| !n.is_empty()) else {
-            return "no fleet: this server serves its own files (--dir)\n".to_owned();
-        };
-        let mut table = String::from("NODE\tFILES\tHEALTH\tGEOIP BUILT\n");
-        for node in nodes {
-            let id = node["id"].as_str().unwrap_or("?");
-            let mark = if Some(id) == this { " (this one)" } else { "" };
-            let health = match node["health_ready"].as_bool() {
-                Some(true) => "ready",
-                _ => "checking",
-            };
-            let geoip = node["geoip_build_epoch"]
-                .as_u64()
-                .map_or("-".to_owned(), |e| e.to_string());
-            table.push_str(&format!(
-                "{id}{mark}\t{}\t{health}\t{geoip}\n",
-                node["files"]
-            ));
-        }
-        table
-    })
+    print(args.json, &v, lbdns::client::nodes_table)
 }
 
 /// `lbdns status`: exit 0 when everything is served as configured, 1 when not, 2 when

@@ -18,7 +18,7 @@ use ipnet::IpNet;
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct RrlArgs {
     /// Responses a second allowed to one source prefix (IPv4 /24, IPv6 /56) over UDP;
-    /// 0 turns rate limiting off [default: 0].
+    /// 0 turns rate limiting off.
     #[arg(long, value_name = "N", default_value = "0")]
     pub rrl_rate: u32,
     /// Past the rate, every Nth response goes out truncated (TC) instead of dropped, so a

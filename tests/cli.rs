@@ -615,3 +615,108 @@ fn secondaries_are_listed_and_set_from_the_command_line() {
         describe(&out)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Version and help
+
+/// `--version` names the commit (as git tells it, `-dirty` with uncommitted changes)
+/// and the features built in.
+#[test]
+fn version_names_the_commit_and_the_features() {
+    let out = lbdns(&["--version"]).output().unwrap();
+    assert_ok(&out);
+    let git = Command::new("git")
+        .current_dir(repo())
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .expect("git is installed (the suite runs in a git checkout)");
+    let commit = stdout(&git).trim().to_owned();
+    let shown = stdout(&out);
+    assert!(
+        shown.starts_with(&format!(
+            "lbdns {} (commit {commit}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{shown}"
+    );
+    let features = if cfg!(feature = "etcd") {
+        "etcd"
+    } else {
+        "none"
+    };
+    assert!(shown.contains(&format!("features: {features})")), "{shown}");
+}
+
+/// Help text: every argument says what it is, no default is shown twice, and an unset
+/// environment variable is not shown as set to nothing (`[env: LBDNS_API=]`).
+#[test]
+fn help_describes_every_argument_once() {
+    let commands: &[&[&str]] = &[
+        &["serve"],
+        &["check"],
+        &["task", "list"],
+        &["task", "get"],
+        &["task", "create"],
+        &["task", "enable"],
+        &["task", "disable"],
+        &["task", "delete"],
+        &["group", "list"],
+        &["group", "put"],
+        &["group", "delete"],
+        &["secondaries", "list"],
+        &["secondaries", "set"],
+        &["nodes"],
+        &["status"],
+    ];
+    for command in commands {
+        let out = lbdns(command).arg("--help").output().unwrap();
+        assert_ok(&out);
+        let help = stdout(&out);
+        for line in help.lines() {
+            assert!(
+                line.matches("[default:").count() <= 1,
+                "{command:?}: {line}"
+            );
+        }
+        assert!(
+            !help.contains("=]"),
+            "{command:?}: an unset variable shown as empty:\n{help}"
+        );
+        let mut in_arguments = false;
+        for line in help.lines() {
+            if line.starts_with("Arguments:") {
+                in_arguments = true;
+            } else if !line.starts_with(' ') {
+                in_arguments = false;
+            } else if in_arguments {
+                let described = line
+                    .trim()
+                    .split_once("  ")
+                    .is_some_and(|(_, d)| !d.trim().is_empty());
+                assert!(
+                    described,
+                    "{command:?}: an argument without a description: {line:?}"
+                );
+            }
+        }
+    }
+}
+
+/// `--api localhost` (no port) is refused with the form expected, not sent to port 80;
+/// a `--listen` that is not ADDR:PORT says the form too.
+#[test]
+fn an_api_or_listen_address_without_a_port_is_refused_with_the_form() {
+    let out = lbdns(&["task", "list", "--api", "localhost"])
+        .output()
+        .unwrap();
+    assert_failed_with(&out, &["HOST:PORT", "localhost:8053", "port 80"]);
+    let out = lbdns(&["task", "list"])
+        .env("LBDNS_API", "127.0.0.1")
+        .output()
+        .unwrap();
+    assert_failed_with(&out, &["HOST:PORT"]);
+    let out = lbdns(&["serve", "--listen", "localhost:53"])
+        .output()
+        .unwrap();
+    assert_failed_with(&out, &["ADDR:PORT", "[::1]:53"]);
+}

@@ -543,7 +543,7 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(
-        listing.contains("a (this one)") && listing.contains("\nb\t"),
+        listing.contains("a (this one)") && listing.contains("\nb "),
         "{listing}"
     );
 
