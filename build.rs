@@ -1,6 +1,6 @@
 //! Build facts for `lbdns --version` (and the build-info metric): the git commit the
-//! binary is built from ("unknown" outside a git checkout, "-dirty" with uncommitted
-//! changes to tracked files) and the cargo features built in ("none" for the default).
+//! binary is built from ("unknown" outside a git checkout) and the cargo features built
+//! in ("none" for the default).
 
 use std::process::Command;
 
@@ -12,21 +12,12 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(commit) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{commit}-dirty")
-            } else {
-                commit
-            }
-        }
-        None => "unknown".to_owned(),
-    };
+    // The commit only: whether files were edited since is not known here, as this script
+    // runs again when HEAD moves, not on every edit.
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=LBDNS_COMMIT={commit}");
     // A new commit or checkout moves HEAD or the branch it names: look again then.
-    for path in ["HEAD", "index"] {
+    for path in ["HEAD"] {
         if let Some(path) = git(&["rev-parse", "--git-path", path]) {
             println!("cargo:rerun-if-changed={path}");
         }

@@ -619,8 +619,7 @@ fn secondaries_are_listed_and_set_from_the_command_line() {
 // ---------------------------------------------------------------------------------------
 // Version and help
 
-/// `--version` names the commit (as git tells it, `-dirty` with uncommitted changes)
-/// and the features built in.
+/// `--version` names the commit (as git tells it) and the features built in.
 #[test]
 fn version_names_the_commit_and_the_features() {
     let out = lbdns(&["--version"]).output().unwrap();
