@@ -27,6 +27,26 @@ const RCODES: [(ResponseCode, &str); 7] = [
     (ResponseCode::BADVERS, "BADVERS"),
 ];
 
+/// Query types counted one by one in `lbdns_queries_total`; anything else counts as
+/// "other", so the label set stays bounded whatever clients ask.
+const QTYPES: [(u16, &str); 15] = [
+    (1, "A"),
+    (28, "AAAA"),
+    (5, "CNAME"),
+    (15, "MX"),
+    (2, "NS"),
+    (6, "SOA"),
+    (16, "TXT"),
+    (33, "SRV"),
+    (257, "CAA"),
+    (12, "PTR"),
+    (43, "DS"),
+    (48, "DNSKEY"),
+    (64, "SVCB"),
+    (65, "HTTPS"),
+    (255, "ANY"),
+];
+
 /// Why a TCP connection (DNS or API) was closed: the `reason` label of
 /// `lbdns_tcp_connections_closed_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +153,8 @@ impl Malformed {
 pub struct Metrics {
     registry: Registry,
     responses: [Counter; RCODES.len() + 1],
+    /// Queries by transport (UDP, TCP) and query type (the [`QTYPES`], then "other").
+    queries: [[Counter; QTYPES.len() + 1]; 2],
     /// Queries answered FORMERR for a malformed ECS option.
     pub ecs_malformed: Counter,
     pub reloads_ok: Counter,
@@ -246,6 +268,46 @@ impl Metrics {
             "responses",
             "DNS responses sent, by response code",
             responses,
+        );
+        let queries_family = Family::<Labels, Counter>::default();
+        let mut qtypes = ["other"; QTYPES.len() + 1];
+        for (slot, (_, name)) in qtypes.iter_mut().zip(QTYPES) {
+            *slot = name;
+        }
+        let queries = ["udp", "tcp"].map(|transport| {
+            qtypes.map(|qtype| {
+                queries_family
+                    .get_or_create(&vec![("qtype", qtype), ("transport", transport)])
+                    .clone()
+            })
+        });
+        registry.register(
+            "queries",
+            "DNS queries answered, by query type (the common ones, then \"other\") and transport",
+            queries_family,
+        );
+        let build_info = Family::<Labels, Gauge>::default();
+        build_info
+            .get_or_create(&vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", env!("LBDNS_COMMIT")),
+                ("features", env!("LBDNS_FEATURES")),
+            ])
+            .set(1);
+        registry.register(
+            "build_info",
+            "The version, commit and features of this binary (value 1)",
+            build_info,
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time (user and system) the process has used",
+            ProcessCpu,
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Memory the process holds in RAM (resident set size)",
+            ProcessMemory,
         );
         let reloads = Family::<Labels, Counter>::default();
         let [reloads_ok, reloads_failed] = members(&reloads, "result", ["ok", "rejected"]);
@@ -374,6 +436,7 @@ impl Metrics {
         Self {
             registry,
             responses: responses_by_rcode,
+            queries,
             ecs_malformed,
             reloads_ok,
             reloads_failed,
@@ -486,6 +549,14 @@ impl Metrics {
         self.malformed[why as usize].inc();
     }
 
+    /// Counts one query of type `qtype` (`None`: no question read) over `tcp` or UDP.
+    pub fn query(&self, qtype: Option<u16>, tcp: bool) {
+        let i = qtype
+            .and_then(|t| QTYPES.iter().position(|(code, _)| *code == t))
+            .unwrap_or(QTYPES.len());
+        self.queries[usize::from(tcp)][i].inc();
+    }
+
     /// Counts one response.
     pub fn response(&self, rcode: ResponseCode) {
         let i = RCODES
@@ -570,6 +641,80 @@ impl EncodeMetric for LatencyHistogram {
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
     }
+}
+
+/// `lbdns_process_cpu_seconds_total`, read from `/proc/self/stat` when scraped.
+#[derive(Debug)]
+struct ProcessCpu;
+
+impl TypedMetric for ProcessCpu {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ProcessCpu {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&process_cpu_seconds(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// `lbdns_process_resident_memory_bytes`, read from `/proc/self/statm` when scraped.
+#[derive(Debug)]
+struct ProcessMemory;
+
+impl TypedMetric for ProcessMemory {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for ProcessMemory {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&process_resident_bytes())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
+/// User and system CPU seconds of this process (fields 14 and 15 of `/proc/self/stat`,
+/// in clock ticks); 0 where that cannot be read.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if per_second <= 0 {
+        return 0.0;
+    }
+    (ticks(11) + ticks(12)) / per_second as f64
+}
+
+/// Resident set size in bytes (field 2 of `/proc/self/statm`, in pages); 0 where that
+/// cannot be read.
+fn process_resident_bytes() -> i64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<i64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * i64::from(page.max(0) as i32)
 }
 
 /// Registers the TCP connection families and hands out the `dns` and `api` members.
@@ -657,6 +802,23 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+        metrics.query(Some(28), false);
+        metrics.query(Some(28), false);
+        metrics.query(Some(65280), true);
+        metrics.query(None, true);
+        let text = metrics.encode();
+        assert!(
+            text.contains("lbdns_queries_total{qtype=\"AAAA\",transport=\"udp\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lbdns_queries_total{qtype=\"other\",transport=\"tcp\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lbdns_queries_total{qtype=\"A\",transport=\"tcp\"} 0"),
+            "{text}"
+        );
         assert_eq!(
             text.matches("# TYPE lbdns_responses counter").count(),
             1,

@@ -114,7 +114,8 @@ fn with_nsid(mut query: Vec<u8>) -> Vec<u8> {
 fn answering_allocates_nothing() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let sources = Sources {
-        dir: root.clone(),
+        // The tests' copy of the shipped example, never the tracked zones/.
+        dir: root.join("tests/data/example"),
         geoip: Some(root.join("tests/data/GeoIP2-Country-Test.mmdb")),
     };
     let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
@@ -238,6 +239,36 @@ fn answering_allocates_nothing() {
     }
     // Every case but the response sent to us is answered: the loop above measured work.
     assert_eq!(answered, (cases.len() - 1) * 4);
+    // The handler the UDP and TCP loops call adds the metrics (query type, response
+    // code): still no allocation, and no lock to take.
+    let metrics = std::sync::Arc::new(lbdns::metrics::Metrics::new());
+    let handler = lbdns::dns::Handler::new(
+        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
+        metrics.clone(),
+    );
+    let from: std::net::SocketAddr = "81.2.69.160:5300".parse().unwrap();
+    for (_, packet) in &cases {
+        handler.answer(packet, from, Transport::Udp, &mut out);
+    }
+    for (what, packet) in &cases {
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let count = allocations_in(|| {
+                for _ in 0..50 {
+                    handler.answer(packet, from, transport, &mut out);
+                }
+            });
+            assert_eq!(
+                count, 0,
+                "the handler, {what} over {transport:?}, allocated"
+            );
+        }
+    }
+    let text = metrics.encode();
+    assert!(
+        text.contains("lbdns_queries_total{qtype=\"A\",transport=\"tcp\"} ")
+            && !text.contains("lbdns_queries_total{qtype=\"A\",transport=\"tcp\"} 0\n"),
+        "the handler counts queries:\n{text}"
+    );
     // And the counter counts: building a query allocates.
     assert!(allocations_in(|| drop(query("www.example.com.", RecordType::A, None))) > 0);
 }

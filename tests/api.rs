@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
@@ -1432,6 +1432,66 @@ fn every_change_is_one_audit_line_and_the_api_write_no_reload_line() {
         assert!(line.contains("site=example.com"), "{line}");
     }
     assert!(!log.contains("no change on disk"), "{log}");
+}
+
+/// `/metrics` counts queries by type (bounded: the common types, then "other") and
+/// transport, names the build (version, the commit git names, features), and shows the
+/// process's CPU time and resident memory as the kernel tells the test.
+#[test]
+fn metrics_count_queries_by_type_and_transport_and_show_the_build_and_the_process() {
+    let lab = Lab::start();
+    let server = &lab.server;
+    let series = |qtype: &str, transport: &str| {
+        format!("lbdns_queries_total{{qtype=\"{qtype}\",transport=\"{transport}\"}}")
+    };
+    let counts = || {
+        [("A", "udp"), ("AAAA", "tcp"), ("other", "udp")].map(|(q, t)| server.metric(&series(q, t)))
+    };
+    let before = counts();
+    for _ in 0..3 {
+        server.ask("www.example.com.", RecordType::A);
+    }
+    for _ in 0..2 {
+        let query = Message::query_for(&"www.example.com.".parse().unwrap(), RecordType::AAAA);
+        server.tcp(&query);
+    }
+    server.ask("www.example.com.", RecordType::Unknown(65280));
+    let after = counts();
+    let delta: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(delta, [3.0, 2.0, 1.0], "A/udp, AAAA/tcp, other/udp");
+
+    let git = std::process::Command::new("git")
+        .current_dir(repo())
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .expect("git is installed (the suite runs in a git checkout)");
+    let commit = stdout(&git).trim().to_owned();
+    let build = format!(
+        "lbdns_build_info{{version=\"{}\",commit=\"{commit}\",features=\"{}\"}}",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(feature = "etcd") {
+            "etcd"
+        } else {
+            "none"
+        }
+    );
+    assert_eq!(server.metric(&build), 1.0);
+
+    let cpu_before = server.cpu_time().as_secs_f64();
+    let cpu = server.metric("lbdns_process_cpu_seconds_total");
+    let cpu_after = server.cpu_time().as_secs_f64();
+    assert!(
+        cpu > 0.0 && cpu >= cpu_before - 0.02 && cpu <= cpu_after + 0.02,
+        "CPU {cpu} s, the kernel says {cpu_before}..{cpu_after} s"
+    );
+    let statm = read(Path::new(&format!("/proc/{}/statm", server.pid())));
+    let pages: f64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let memory = server.metric("lbdns_process_resident_memory_bytes");
+    let kernel = pages * 4096.0;
+    assert!(
+        memory > kernel / 2.0 && memory < kernel * 2.0,
+        "resident {memory} bytes, the kernel says about {kernel}"
+    );
 }
 
 /// RFC 9110 §11.1: the authentication scheme is case-insensitive.

@@ -134,6 +134,10 @@ impl Handler {
         let snapshot = self.snapshot.load();
         let outcome =
             RNG.with_borrow_mut(|rng| respond(&snapshot, packet, src.ip(), transport, rng, out));
+        if outcome.len > 0 {
+            let qtype = crate::wire::question_type(packet);
+            self.metrics.query(qtype, transport == Transport::Tcp);
+        }
         if outcome.ecs_malformed {
             self.metrics.ecs_malformed.inc();
         }
