@@ -81,6 +81,10 @@ enum Command {
         /// monitoring; anything else with it is refused (403). Needs --api-token.
         #[arg(long, env = "LBDNS_READ_TOKEN", hide_env_values = true, value_parser = api::parse_token)]
         read_token: Option<String>,
+        /// Started as root (to bind port 53), become USER once every port is bound: its
+        /// user and group, no other groups, no capabilities left.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
         #[command(flatten)]
@@ -389,6 +393,7 @@ fn main() -> ExitCode {
             api,
             api_token,
             read_token,
+            user,
             limits,
             rrl,
             store,
@@ -403,6 +408,7 @@ fn main() -> ExitCode {
                 store,
                 cache_dir,
                 node_id,
+                user,
             };
             let tokens = (api_token, read_token);
             lbdns::dns::notify::Sources::given(&notify_source, &listen)
@@ -492,6 +498,8 @@ struct Origin {
     store: Option<lbdns::etcd::EtcdUrl>,
     cache_dir: PathBuf,
     node_id: Option<String>,
+    /// `--user`: whom to become once the ports are bound.
+    user: Option<String>,
 }
 
 fn serve(
@@ -539,12 +547,16 @@ fn serve(
             Store::open_mirrored(sources, metrics, mirror).map_err(not_starting)?
         }
     };
+    let user = origin.user;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("lbdns: {e}"))?;
     runtime
         .block_on(async {
             let listeners = Listeners::bind(&listen).await?;
             let api_listener = lbdns::limits::tcp_listener(api_addr)
                 .map_err(|e| anyhow::anyhow!("cannot listen for the API on {api_addr}: {e}"))?;
+            if let Some(user) = &user {
+                drop_privileges(user)?;
+            }
             info!(addr = %api_addr, "management API listening");
             let bound = api_listener.local_addr()?;
             let router = api::router_with_read_token(store.clone(), token, read_token, bound);
@@ -568,7 +580,66 @@ fn serve(
             api_task.abort();
             anyhow::Ok(())
         })
-        .map_err(|e| format!("lbdns: {e:#}"))
+        .map_err(|e| {
+            let message = format!("lbdns: {e:#}");
+            if message.contains("Permission denied") && message.contains("cannot listen") {
+                format!(
+                    "{message}\nlbdns: ports below 1024 need root or the CAP_NET_BIND_SERVICE capability: start as root with --user USER (dropped to once the ports are bound), give the binary the capability (setcap cap_net_bind_service=+ep lbdns), or run the systemd unit (AmbientCapabilities=CAP_NET_BIND_SERVICE)"
+                )
+            } else {
+                message
+            }
+        })
+}
+
+/// Becomes `user` for good once the ports are bound: its user and primary group, no
+/// supplementary groups; as a user other than root, no capability is left. glibc applies
+/// each change to every thread of the process.
+fn drop_privileges(user: &str) -> anyhow::Result<()> {
+    let name = std::ffi::CString::new(user)?;
+    // SAFETY: getpwnam_r writes only into `entry` and `buf`, both ours and large enough
+    // (or it says ERANGE); `found` points at `entry` or is null.
+    let (uid, gid) = unsafe {
+        let mut entry: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut found = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            name.as_ptr(),
+            &mut entry,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        );
+        if rc != 0 || found.is_null() {
+            anyhow::bail!("--user {user}: no such user");
+        }
+        (entry.pw_uid, entry.pw_gid)
+    };
+    // SAFETY: these calls take plain values and change only this process's credentials.
+    unsafe {
+        if libc::geteuid() != 0 {
+            if libc::geteuid() == uid {
+                return Ok(());
+            }
+            anyhow::bail!(
+                "--user {user}: only root can become another user; start lbdns as root, or leave --user out"
+            );
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
+        {
+            anyhow::bail!(
+                "--user {user}: cannot drop privileges: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        if uid != 0 && libc::setuid(0) == 0 {
+            anyhow::bail!("--user {user}: root could be regained after dropping privileges");
+        }
+    }
+    info!(user, uid, gid, "privileges dropped");
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -719,3 +719,105 @@ fn an_api_or_listen_address_without_a_port_is_refused_with_the_form() {
         .unwrap();
     assert_failed_with(&out, &["ADDR:PORT", "[::1]:53"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Privileges
+
+/// Runs `id -u`: the tests below need root (CI runs as root), and say so when not.
+fn assert_root() {
+    let id = Command::new("id").arg("-u").output().expect("run id");
+    assert_eq!(
+        stdout(&id).trim(),
+        "0",
+        "this test starts lbdns as root to see it drop privileges: run the suite as root (as .ci/run does)"
+    );
+}
+
+/// A temp site that the user `nobody` may read (temp dirs are 0700).
+fn site_for_nobody() -> Site {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::example();
+    for dir in [site.path().to_owned(), site.path().join("zones")] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    site
+}
+
+/// The `Name:` line of /proc/PID/status, its fields.
+fn proc_status(pid: u32, name: &str) -> Vec<String> {
+    read(std::path::Path::new(&format!("/proc/{pid}/status")))
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}:")).map(str::to_owned))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `--user nobody`, started as root: once serving, every uid and gid is nobody's, no
+/// supplementary group and no capability is left, and it still answers.
+#[test]
+fn serve_as_root_with_user_drops_to_that_user_once_bound() {
+    assert_root();
+    let site = site_for_nobody();
+    let server = site.serve_with(&["--user", "nobody"]);
+    let pid = server.pid();
+    assert_eq!(proc_status(pid, "Uid"), ["65534"; 4], "{}", server.log());
+    assert_eq!(proc_status(pid, "Gid"), ["65534"; 4]);
+    assert!(proc_status(pid, "Groups").is_empty());
+    assert_eq!(proc_status(pid, "CapEff"), ["0000000000000000"]);
+    assert_eq!(proc_status(pid, "CapPrm"), ["0000000000000000"]);
+    let reply = server.ask("www.example.com.", hickory_proto::rr::RecordType::A);
+    assert_eq!(reply.answers.len(), 1, "{reply}");
+    assert!(
+        server.log().contains("privileges dropped"),
+        "{}",
+        server.log()
+    );
+    // An unknown user is refused before anything is served.
+    let out = lbdns(&["serve", "--user", "no-such-user-here", "--dir"])
+        .arg(site.path())
+        .arg("--geoip")
+        .arg(test_geoip())
+        .args([
+            "--listen",
+            &free_port().to_string(),
+            "--api",
+            &free_port().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_failed_with(&out, &["no-such-user-here", "no such user"]);
+}
+
+/// Without the right to bind a port below 1024, the error says how to get it.
+#[test]
+fn a_privileged_port_refused_says_how_to_get_the_right() {
+    assert_root();
+    let site = site_for_nobody();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["serve", "--dir"])
+        .arg(site.path())
+        .arg("--geoip")
+        .arg(test_geoip())
+        .args([
+            "--listen",
+            "127.0.0.1:53",
+            "--api",
+            &free_port().to_string(),
+        ])
+        .env_remove("LBDNS_API_TOKEN")
+        .output()
+        .expect("setpriv (util-linux) is installed");
+    assert_failed_with(
+        &out,
+        &[
+            "Permission denied",
+            "CAP_NET_BIND_SERVICE",
+            "--user USER",
+            "setcap",
+        ],
+    );
+}
