@@ -194,7 +194,7 @@ pub fn load(
     }
     if zone_files.is_empty() && primaries.is_empty() {
         errors.push(format!(
-            "{}: no zone files (*.zone) to serve",
+            "{}: no zone files (*.zone) to serve; {LAYOUT}",
             zones_dir.display()
         ));
     }
@@ -397,10 +397,13 @@ fn uses_geoip(site: &Site, task: &site::Task) -> bool {
 
 type Files = Vec<(Name, PathBuf)>;
 
+/// What a served directory holds, for the errors about one that does not.
+const LAYOUT: &str = "a served directory (--dir DIR) holds DIR/zones/<origin>.zone, an RFC 1035 zone file, and optionally DIR/zones/<origin>.lb.yaml, its origin groups and tasks";
+
 /// Zone files and site files in `dir`, each with the origin its file name gives.
 fn list_zone_dir(dir: &Path) -> Result<(Files, Files), String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: cannot read: {e}; {LAYOUT}", dir.display()))?;
     let (mut zones, mut sites) = (Vec::new(), Vec::new());
     for entry in entries.flatten() {
         let path = entry.path();
@@ -411,6 +414,12 @@ fn list_zone_dir(dir: &Path) -> Result<(Files, Files), String> {
             (stem, &mut sites)
         } else if let Some(stem) = file.strip_suffix(".zone") {
             (stem, &mut zones)
+        } else if let Some(stem) = file.strip_suffix(".lb.yml") {
+            // Not read, and not silently ignored either: the API writes `.lb.yaml`.
+            return Err(format!(
+                "{}: a site file is named {stem}.lb.yaml (with .yaml): rename it",
+                path.display()
+            ));
         } else {
             continue;
         };

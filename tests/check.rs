@@ -1704,3 +1704,39 @@ fn a_damaged_geoip_database_arriving_by_reload_is_rejected_and_the_old_one_serve
         "the last good database still answers"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Directories that are not laid out as lbdns expects
+
+/// `check` on a directory with no `zones/`, or with an empty one, says what layout it
+/// expects; a site file spelled `*.lb.yml` is named and refused, not silently ignored.
+#[test]
+fn a_wrong_directory_is_told_the_layout_it_needs() {
+    let empty = tempfile::tempdir().unwrap();
+    let site = Site::new(&[]);
+    for dir in [empty.path(), site.path()] {
+        let output = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["check", "--dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{}", describe(&output));
+        let err = stderr(&output);
+        assert!(
+            err.contains("zones/<origin>.zone") && err.contains("zones/<origin>.lb.yaml"),
+            "{}: the message says the layout: {err}",
+            dir.display()
+        );
+    }
+    let site = Site::new(&[
+        ("example.com.zone", ZONE),
+        ("example.com.lb.yml", "tasks: []\n"),
+    ]);
+    let output = site.check();
+    assert!(!output.status.success(), "{}", describe(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("zones/example.com.lb.yml") && err.contains("example.com.lb.yaml"),
+        "{err}"
+    );
+}
