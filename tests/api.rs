@@ -134,6 +134,10 @@ impl Api {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(20)))
+            // A connection per request: a kept one that the server closed just as the next
+            // request went out on it failed that request with "Peer disconnected" (1 run
+            // of .ci/run in 4, after a run of refused requests).
+            .max_idle_connections(0)
             .build()
             .into();
         Self {
