@@ -733,13 +733,17 @@ fn assert_root() {
     );
 }
 
-/// A temp site that the user `nobody` may read (temp dirs are 0700).
+/// A temp site that the user `nobody` may read, and lock (lbdns creates `.lbdns.lock` in
+/// the directory it serves; temp dirs are 0700).
 fn site_for_nobody() -> Site {
     use std::os::unix::fs::PermissionsExt;
     let site = Site::example();
-    for dir in [site.path().to_owned(), site.path().join("zones")] {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    std::fs::set_permissions(site.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        site.path().join("zones"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     site
 }
 
@@ -774,9 +778,11 @@ fn serve_as_root_with_user_drops_to_that_user_once_bound() {
         "{}",
         server.log()
     );
-    // An unknown user is refused before anything is served.
+    // An unknown user is refused before anything is served (another directory: this one
+    // is locked by the server above).
+    let other = Site::example();
     let out = lbdns(&["serve", "--user", "no-such-user-here", "--dir"])
-        .arg(site.path())
+        .arg(other.path())
         .arg("--geoip")
         .arg(test_geoip())
         .args([
