@@ -46,6 +46,11 @@ const FIRST_RETRY: Duration = Duration::from_secs(5);
 /// Expired zones, as lowercased wire names: read by every query while any zone is expired.
 static EXPIRED: LazyLock<ArcSwap<Vec<Box<[u8]>>>> =
     LazyLock::new(|| ArcSwap::from_pointee(Vec::new()));
+/// True while [`EXPIRED`] holds a zone: the one relaxed load every query pays (an
+/// `ArcSwap` load costs about 50 instructions, a sixth of an answer's).
+static ANY_EXPIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Serialises [`set_expired`], so [`ANY_EXPIRED`] is written from the list last stored.
+static SETTING_EXPIRED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Where a NOTIFY for a secondary zone goes, by origin: the zones whose tasks run.
 static NOTIFIED: LazyLock<ArcSwap<Vec<(Name, Watched)>>> =
     LazyLock::new(|| ArcSwap::from_pointee(Vec::new()));
@@ -449,6 +454,9 @@ fn is_expired(origin: &Name) -> bool {
 
 fn set_expired(origin: &Name, expired: bool) {
     let wire = wire(origin);
+    let _serial = SETTING_EXPIRED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     EXPIRED.rcu(|list| {
         let mut list: Vec<Box<[u8]>> = list.iter().filter(|e| **e != wire).cloned().collect();
         if expired {
@@ -456,12 +464,19 @@ fn set_expired(origin: &Name, expired: bool) {
         }
         list
     });
+    ANY_EXPIRED.store(
+        !EXPIRED.load().is_empty(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
 }
 
 /// When `packet` is a query for a name in an expired secondary zone: writes a SERVFAIL
 /// for it into `out` and returns its length. Allocates nothing; with no expired zone it
-/// costs one atomic load.
+/// costs one relaxed atomic load.
 pub fn servfail_if_expired(packet: &[u8], out: &mut [u8]) -> Option<usize> {
+    if !ANY_EXPIRED.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     let expired = EXPIRED.load();
     if expired.is_empty() || packet.len() < 12 || packet[2] & 0x80 != 0 {
         return None;
