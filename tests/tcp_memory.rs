@@ -6,10 +6,9 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{QueryExt, Server, Site, read};
+use common::{QueryExt, Server, Site, status_kb};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
@@ -29,16 +28,6 @@ fn zone() -> String {
         zone.push_str(&format!("big TXT \"{i:04}{}\"\n", "x".repeat(246)));
     }
     zone
-}
-
-/// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`).
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = read(Path::new(&format!("/proc/{pid}/status")));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"))
 }
 
 /// `count` framed queries for big.example.com TXT, back to back, after one query padded

@@ -7,10 +7,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{QueryExt, Server, Site, read};
+use common::{QueryExt, Server, Site, status_kb};
 use hickory_proto::op::Message;
 use hickory_proto::rr::{RData, RecordType};
 
@@ -35,16 +34,6 @@ fn large_zone() -> String {
 const SITE: &str = "origin_groups:\n  web:\n    origins:\n      - address: 198.51.100.7\n\
      tasks:\n  - hostname: www.example.com\n    origin_group: web\n    ttl: 30\n\
      secondaries: [\"127.0.0.0/8\"]\n";
-
-/// A field of `/proc/PID/status` in kB (`VmHWM`: the peak resident memory).
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = read(Path::new(&format!("/proc/{pid}/status")));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"))
-}
 
 /// An AXFR query for example.com, framed for TCP.
 fn axfr_query(id: u16) -> Vec<u8> {

@@ -684,3 +684,13 @@ pub fn describe(out: &Output) -> String {
         stderr(out)
     )
 }
+
+/// A field of `/proc/PID/status` in kB (`VmRSS`, or `VmHWM`: the peak resident memory).
+pub fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = read(Path::new(&format!("/proc/{pid}/status")));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"))
+}
