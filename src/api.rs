@@ -487,7 +487,8 @@ fn parse<T: DeserializeOwned>(
     serde_path_to_error::deserialize(value).map_err(|e| {
         let message = match e.path().to_string().as_str() {
             "" | "." => e.inner().to_string(),
-            path => format!("{path}: {}", e.inner()),
+            path => crate::site::spec::whole_number_message(path)
+                .unwrap_or_else(|| format!("{path}: {}", e.inner())),
         };
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     })

@@ -583,6 +583,95 @@ origin_groups:
     ]);
 }
 
+/// A number of the wrong form is worded as the field's rule, not as the parser's type
+/// (`invalid u32`, `expected string scalar`), from YAML and from the API alike.
+#[test]
+fn whole_numbers_are_worded_as_their_rule() {
+    let weight = |value: &str| {
+        format!(
+            "\
+origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+        weight: {value}  # <- error
+"
+        )
+    };
+    let ttl = |value: &str| {
+        format!(
+            "\
+origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+tasks:
+  - hostname: www.example.com
+    origin_group: web
+    ttl: {value}  # <- error
+"
+        )
+    };
+    let mut results = Vec::new();
+    for value in ["3.5", "-1", "heavy", "[1]", "99999999999"] {
+        results.push(site_error(
+            &weight(value),
+            &["weight must be a whole number 0..100"],
+        ));
+    }
+    for value in ["\"abc\"", "1.5", "-30"] {
+        results.push(site_error(
+            &ttl(value),
+            &["ttl must be a whole number of seconds 1..86400"],
+        ));
+    }
+    assert_all(results);
+}
+
+/// A key indented one step too far continues the value above it, and one indented too
+/// little leaves the block above it; YAML notices on the line before. The report names
+/// the line that is wrong, and says what is wrong with it.
+#[test]
+fn indentation_mistakes_point_at_the_misindented_line() {
+    assert_all([
+        site_error(
+            "\
+origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+tasks:
+  - hostname: www.example.com
+    origin_group: web
+    ttl: 30
+      answers: 1  # <- error
+",
+            &["indented deeper than `ttl`"],
+        ),
+        site_error(
+            "\
+origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+        weight: 1
+          countries: [CN]  # <- error
+",
+            &["indented deeper than `weight`"],
+        ),
+        site_error(
+            "\
+origin_groups:
+  web:
+    policy: weight
+    origins:
+   - address: 192.0.2.10  # <- error
+",
+            &["indented less than `origins:`"],
+        ),
+    ]);
+}
+
 // ---------------------------------------------------------------------------------------
 // The rules of SPEC §3. Each fixture puts the offending key first in its task or origin,
 // so these tests are about the rule and its message; which line a key on a later line of

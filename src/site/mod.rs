@@ -466,13 +466,78 @@ fn parse_yaml(text: &str, limits: Limits) -> Result<SiteSpec, YamlError> {
                 message,
                 limit: true,
             },
-            None => YamlError {
-                line,
-                message: syntax_message(&e, &path),
-                limit: false,
+            None => match misindented_line(text, line, is_wrong_type(&e)) {
+                Some((line, message)) => YamlError {
+                    line,
+                    message,
+                    limit: false,
+                },
+                None => YamlError {
+                    line,
+                    message: syntax_message(&e, &path),
+                    limit: false,
+                },
             },
         }
     })
+}
+
+/// The line an indentation mistake is really on, when YAML reported it on the line
+/// before. A line indented deeper than the `key: value` above it continues that value
+/// (YAML's multi-line plain scalar: `ttl: 30 answers: 1`), and a line indented less than
+/// the `key:` above it ends that key's block early; either way the parser complains about
+/// `line`, whose text is right: for a continued value, with a value of the wrong type
+/// (`wrong_type`). `line` counts from 1.
+fn misindented_line(text: &str, line: u64, wrong_type: bool) -> Option<(u64, String)> {
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .skip(usize::try_from(line).ok()?.checked_sub(1)?);
+    let (_, reported) = lines.next()?;
+    let key = reported
+        .trim_start()
+        .trim_start_matches("- ")
+        .split(':')
+        .next()?
+        .trim();
+    let (at, next) =
+        lines.find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    let next_line = at as u64 + 1;
+    let (above, below) = (indent(reported), indent(next));
+    let opens_block = reported.trim_end().ends_with(':');
+    if wrong_type && !opens_block && below > above && next.trim_start().contains(": ") {
+        return Some((
+            next_line,
+            format!(
+                "indented deeper than `{key}` on line {line}, so YAML reads it as part of that value; keys of one mapping line up"
+            ),
+        ));
+    }
+    if opens_block && below < above {
+        return Some((
+            next_line,
+            format!(
+                "indented less than `{key}:` on line {line}, so it does not belong to it; indent it under `{key}`"
+            ),
+        ));
+    }
+    None
+}
+
+/// True when YAML parsed but a value has the wrong type for its field.
+fn is_wrong_type(error: &serde_saphyr::Error) -> bool {
+    let mut error = error.without_snippet();
+    while let serde_saphyr::Error::AliasError { error: inner, .. } = error {
+        error = inner.without_snippet();
+    }
+    matches!(
+        error,
+        serde_saphyr::Error::InvalidScalar { .. }
+            | serde_saphyr::Error::Unexpected { .. }
+            | serde_saphyr::Error::SerdeInvalidType { .. }
+            | serde_saphyr::Error::SerdeInvalidValue { .. }
+    )
 }
 
 /// The limit a budget breach hit, and what to do, in an operator's words.
@@ -520,6 +585,12 @@ fn syntax_message(error: &serde_saphyr::Error, path: &str) -> String {
             "" => format!("duplicate {key}"),
             path => format!("duplicate {key} in {path}"),
         };
+    }
+    // A value of the wrong type for a whole-number field: the rule, not the parser's type.
+    if is_wrong_type(error)
+        && let Some(message) = spec::whole_number_message(path)
+    {
+        return message;
     }
     let message = error.to_string();
     // The plain message ends with " at line N column M"; the caller prints the line.

@@ -58,6 +58,24 @@ impl<T: Serialize> Serialize for Lined<T> {
     }
 }
 
+/// The operator's wording for a value of the wrong type at `path` (`tasks[0].ttl`), when
+/// the field is one of the whole numbers of a site file: serde says `invalid u32` or
+/// `expected string scalar`, which names the parser's type, not the rule. `None` for
+/// other fields, whose serde message is kept.
+pub fn whole_number_message(path: &str) -> Option<String> {
+    let field = path.rsplit('.').next()?;
+    let rule = match field {
+        "weight" => "a whole number 0..100",
+        "ttl" => "a whole number of seconds 1..86400",
+        "answers" => "a whole number 1..16",
+        "port" => "a whole number 1..65535",
+        "min_up" => "a whole number of origins, at least 1",
+        "fall" | "rise" => "a whole number of checks, at least 1",
+        _ => return None,
+    };
+    Some(format!("{path}: {field} must be {rule}"))
+}
+
 /// A deserialization path as an operator writes it: `tasks[5].frobnicate`.
 ///
 /// serde-saphyr hands every [`Lined`] value to serde as a map `{value, referenced,
@@ -355,6 +373,19 @@ mod tests {
         let de = &mut serde_json::Deserializer::from_slice(body);
         let err = serde_path_to_error::deserialize::<_, TaskSpec>(de).unwrap_err();
         assert_eq!(err.path().to_string(), "ttl", "{}", err.inner());
+    }
+
+    /// The API words a wrong-typed number by its path, as `check` does for a file.
+    #[test]
+    fn whole_numbers_are_worded_by_their_path() {
+        let body = serde_json::json!({"origins": [{"address": "192.0.2.1", "weight": 2.5}]});
+        let err = serde_path_to_error::deserialize::<_, GroupSpec>(body).unwrap_err();
+        assert_eq!(
+            whole_number_message(&err.path().to_string()).as_deref(),
+            Some("origins[0].weight: weight must be a whole number 0..100")
+        );
+        assert_eq!(whole_number_message("origins[0].address"), None);
+        assert_eq!(whole_number_message(""), None);
     }
 
     /// The API parses bodies through a `serde_json::Value`: its paths have no `value`.
