@@ -676,15 +676,23 @@ fn invalid_reload_keeps_the_last_good_configuration() {
     let reloaded = server.reload_after(|| {
         site.write(
             "example.com.lb.yaml",
-            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.10\n        weight: 500\n",
+            "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.10\n        weight: 500\n      - address: 192.0.2.11\n        weight: 700\n",
         )
     });
     assert_eq!(reloaded, Reloaded::Rejected);
     assert_eq!(server.metric("lbdns_config_valid"), 0.0);
-    // The logged error says where and what.
+    // The logged error says where and what, every problem on the one line of the
+    // rejection: a log line is the record journald and grep keep together.
     let log = server.log();
+    let rejection = log
+        .lines()
+        .find(|line| line.contains("reload rejected"))
+        .unwrap_or_else(|| panic!("no rejection logged:\n{log}"));
     assert!(
-        log.contains("example.com.lb.yaml") && log.contains("500"),
+        rejection.contains("example.com.lb.yaml:5")
+            && rejection.contains("500")
+            && rejection.contains("example.com.lb.yaml:7")
+            && rejection.contains("700"),
         "{log}"
     );
     assert!(server.is_running());

@@ -369,7 +369,8 @@ impl Store {
             Ok(Ok(false)) => match self.reload_error() {
                 Some(errors) => warn!(
                     trigger = why,
-                    "reload: the files are unchanged since they were rejected, still serving the previous configuration:\n{errors}"
+                    "reload: the files are unchanged since they were rejected, still serving the previous configuration: {}",
+                    one_line(&errors)
                 ),
                 // The watcher also sees the API's own writes: only an operator's SIGHUP
                 // is worth an info line when nothing changed.
@@ -378,7 +379,8 @@ impl Store {
             },
             Ok(Err(errors)) => error!(
                 trigger = why,
-                "reload rejected, still serving the previous configuration:\n{errors}"
+                "reload rejected, still serving the previous configuration: {}",
+                one_line(&errors.to_string())
             ),
             Err(e) => error!(%e, "reload failed"),
         }
@@ -925,6 +927,17 @@ fn fresh_id(loaded: &LoadedSite, hostname: &str) -> String {
         n += 1;
     }
     id
+}
+
+/// A report of one problem a line as one log line (`a; b`): a log line is a record that
+/// journald, grep and log shippers keep together.
+fn one_line(report: &str) -> String {
+    let problems: Vec<&str> = report
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    problems.join("; ")
 }
 
 #[cfg(test)]
