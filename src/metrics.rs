@@ -1,9 +1,13 @@
 //! Prometheus metrics (`GET /metrics`), with prometheus-client's text encoder.
 //!
 //! Labelled families take a lock to find a label set, so every label set is created once at
-//! start-up and its counter kept: the query path only increments an atomic.
+//! start-up and its counter kept: the query path only increments an atomic. Counters of what
+//! the configuration names (zones, tasks, origins) are made when a snapshot is compiled and
+//! held by it ([`ServedFamily`]): a series lives as long as a served snapshot uses it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -178,6 +182,12 @@ pub struct Metrics {
     /// Answers not from a task's own group (SPEC §12): `to` is the fallback group that
     /// answered, or `servfail`, `nodata`, `fail_open` when the whole chain was down.
     fallback_by_group: Family<Fallback, Counter>,
+    /// Queries answered from each zone, by zone.
+    zone_queries: ServedFamily<ZoneLabel>,
+    /// Answers given by each task, by site and hostname.
+    task_answers: ServedFamily<TaskLabels>,
+    /// Origins given in task answers, by site, hostname, group and origin.
+    origin_answers: ServedFamily<AnswerLabels>,
     /// DNS over TCP connections.
     pub dns_conns: ConnMetrics,
     /// Management API connections.
@@ -210,6 +220,10 @@ type SiteGroup = [(&'static str, String); 2];
 /// Site, group, kind (`group` or `all_down`) and where the answer came from: bounded by
 /// the site's groups and chains of at most 8.
 type Fallback = [(&'static str, String); 4];
+type ZoneLabel = [(&'static str, String); 1];
+type TaskLabels = [(&'static str, String); 2];
+/// Site, hostname, group (the task's own, or one of its fallback chain) and origin.
+type AnswerLabels = [(&'static str, String); 4];
 
 /// The metrics of one checked origin, held by its checker.
 #[derive(Clone, Default)]
@@ -379,6 +393,24 @@ impl Metrics {
             "Answers not from a task's own group, by site, group, kind (group: a fallback group answered; all_down: the whole chain was down) and to (the group, or servfail, nodata, fail_open)",
             fallback_by_group.clone(),
         );
+        let zone_queries = ServedFamily::default();
+        registry.register(
+            "zone_queries",
+            "Queries answered from each zone (by zone; REFUSED queries for no zone are not counted)",
+            zone_queries.clone(),
+        );
+        let task_answers = ServedFamily::default();
+        registry.register(
+            "task_answers",
+            "Answers a load-balancing task gave from its origin groups, by site and hostname",
+            task_answers.clone(),
+        );
+        let origin_answers = ServedFamily::default();
+        registry.register(
+            "origin_answers",
+            "Origins given in task answers, by site, hostname, group and origin (an answer of N origins counts each)",
+            origin_answers.clone(),
+        );
         let (dns_conns, api_conns) = conn_metrics(&mut registry);
         let malformed_family = Family::<Labels, Counter>::default();
         let malformed = members(
@@ -454,6 +486,9 @@ impl Metrics {
             health_transitions,
             failed_open_by_group,
             fallback_by_group,
+            zone_queries,
+            task_answers,
+            origin_answers,
             dns_conns,
             api_conns,
             malformed,
@@ -544,6 +579,33 @@ impl Metrics {
             .clone()
     }
 
+    /// The query counter of `zone` (its name without the final dot).
+    pub fn zone_queries_for(&self, zone: &str) -> ServedCounter {
+        self.zone_queries.counter([("zone", zone.to_owned())])
+    }
+
+    /// The answer counter of the task at `hostname`.
+    pub fn task_answers_for(&self, site: &str, hostname: &str) -> ServedCounter {
+        self.task_answers
+            .counter([("site", site.to_owned()), ("hostname", hostname.to_owned())])
+    }
+
+    /// The counter of `origin` of `group` given in answers of the task at `hostname`.
+    pub fn origin_answers_for(
+        &self,
+        site: &str,
+        hostname: &str,
+        group: &str,
+        origin: &str,
+    ) -> ServedCounter {
+        self.origin_answers.counter([
+            ("site", site.to_owned()),
+            ("hostname", hostname.to_owned()),
+            ("group", group.to_owned()),
+            ("origin", origin.to_owned()),
+        ])
+    }
+
     /// Counts one malformed query.
     pub fn malformed(&self, why: Malformed) {
         self.malformed[why as usize].inc();
@@ -581,6 +643,86 @@ fn origin_labels(site: &str, group: &str, origin: &str) -> Origin {
         ("group", group.to_owned()),
         ("origin", origin.to_owned()),
     ]
+}
+
+/// A counter family whose series are owned by the snapshots that count into them: the
+/// family keeps a weak reference, a recompiled snapshot that asks for the same labels gets
+/// the same counter (no reset), and a series no served snapshot holds any more (a deleted
+/// task, a removed origin or zone) is dropped at the next scrape. So the label sets are
+/// bounded by the configuration served, however many tasks come and go.
+#[derive(Debug)]
+pub struct ServedFamily<L> {
+    series: Arc<Mutex<HashMap<L, Weak<AtomicU64>>>>,
+}
+
+impl<L> Clone for ServedFamily<L> {
+    fn clone(&self) -> Self {
+        Self {
+            series: self.series.clone(),
+        }
+    }
+}
+
+impl<L> Default for ServedFamily<L> {
+    fn default() -> Self {
+        Self {
+            series: Arc::default(),
+        }
+    }
+}
+
+/// One series of a [`ServedFamily`], held by the compiled zone or task it counts.
+#[derive(Clone, Debug, Default)]
+pub struct ServedCounter(Arc<AtomicU64>);
+
+impl ServedCounter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl<L: Clone + Eq + std::hash::Hash> ServedFamily<L> {
+    /// The counter of `labels`: the one a served snapshot already holds, or a new one.
+    pub fn counter(&self, labels: L) -> ServedCounter {
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(live) = series.get(&labels).and_then(Weak::upgrade) {
+            return ServedCounter(live);
+        }
+        let counter = Arc::new(AtomicU64::new(0));
+        series.insert(labels, Arc::downgrade(&counter));
+        ServedCounter(counter)
+    }
+}
+
+impl<L> TypedMetric for ServedFamily<L> {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl<L> EncodeMetric for ServedFamily<L>
+where
+    L: prometheus_client::encoding::EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+{
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        series.retain(|_, counter| counter.strong_count() > 0);
+        for (labels, counter) in series.iter() {
+            let Some(counter) = counter.upgrade() else {
+                continue;
+            };
+            encoder
+                .encode_family(labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&counter.load(Ordering::Relaxed), None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
 }
 
 /// A latency histogram the query path can feed without a lock: prometheus-client's own

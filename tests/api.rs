@@ -1498,6 +1498,91 @@ fn metrics_count_queries_by_type_and_transport_and_show_the_build_and_the_proces
     );
 }
 
+/// `lbdns_zone_queries_total{zone}`, `lbdns_task_answers_total{site,hostname}` and
+/// `lbdns_origin_answers_total{site,hostname,group,origin}` count what was answered from
+/// where; the series of a deleted task go (the label sets stay those of the configuration),
+/// and a change to the site does not reset the zone's.
+#[test]
+fn metrics_count_queries_by_zone_and_answers_by_task_and_origin_while_served() {
+    let lab = Lab::start();
+    let server = &lab.server;
+    let zone = "lbdns_zone_queries_total{zone=\"example.com\"}";
+    let task_series = |host: &str| {
+        format!("lbdns_task_answers_total{{site=\"example.com\",hostname=\"{host}\"}}")
+    };
+    let origin_series = |host: &str, group: &str, origin: &str| {
+        format!(
+            "lbdns_origin_answers_total{{site=\"example.com\",hostname=\"{host}\",\
+             group=\"{group}\",origin=\"{origin}\"}}"
+        )
+    };
+    let keep = task_series("keep.example.com");
+    let keep_origin = origin_series("keep.example.com", "pool", "192.0.2.10");
+    let counts = || [zone, &keep, &keep_origin].map(|s| server.metric(s));
+    let before = counts();
+    for _ in 0..4 {
+        server.ask("keep.example.com.", RecordType::A);
+    }
+    // Zone data, and a type the task does not answer: the zone's queries, not the task's.
+    server.ask("www.example.com.", RecordType::TXT);
+    server.ask("keep.example.com.", RecordType::TXT);
+    // No zone here: REFUSED, counted for no zone.
+    assert_eq!(
+        server.ask("www.example.org.", RecordType::A).response_code,
+        ResponseCode::Refused
+    );
+    let delta: Vec<f64> = counts().iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(delta, [6.0, 4.0, 4.0], "zone, task keep, origin of keep");
+
+    // A task answering with both origins of `pair`: each counts once per answer.
+    let body = json!({"id": "both", "hostname": "both.example.com", "origin_group": "pair",
+                      "answers": 2});
+    let created = lab.api.post(TASKS, &body);
+    assert_eq!(created.status, 201, "{created}");
+    wait_status(&lab.api, "both", "effective");
+    for _ in 0..3 {
+        server.ask("both.example.com.", RecordType::A);
+    }
+    assert_eq!(server.metric(&task_series("both.example.com")), 3.0);
+    for origin in ["192.0.2.20", "192.0.2.21"] {
+        let series = origin_series("both.example.com", "pair", origin);
+        assert_eq!(server.metric(&series), 3.0, "{series}");
+    }
+    let zone_before_delete = server.metric(zone);
+    assert!(
+        zone_before_delete >= before[0] + 9.0,
+        "the zone's count went on"
+    );
+
+    let disabled = lab.api.post_empty(&format!("{}/disable", task("both")));
+    assert!(disabled.status < 300, "{disabled}");
+    let deleted = lab.api.delete(&task("both"));
+    assert!(deleted.status < 300, "{deleted}");
+    // Gone once no served snapshot holds the task (10 s at most).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = server.metrics_text();
+        if !text.contains("both.example.com") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deleted task's series stay:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        metric_in(&text, &keep),
+        Some(before[1] + 4.0),
+        "keep's count survives"
+    );
+    assert!(
+        metric_in(&text, zone).unwrap() >= zone_before_delete,
+        "no reset"
+    );
+    assert_prometheus_text(&text);
+}
+
 /// RFC 9110 §11.1: the authentication scheme is case-insensitive.
 #[test]
 fn the_bearer_scheme_is_case_insensitive() {

@@ -280,6 +280,11 @@ impl Health {
             .clone()
     }
 
+    /// The metrics the checkers and the compiled snapshot count into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// The fail-open counter of a group, for the query path to increment.
     pub fn failed_open_counter(
         &self,

@@ -497,9 +497,11 @@ fn answer_task<'z, R: Rng + ?Sized>(
         task.failed_open.inc();
         resolution.failed_open = true;
     }
+    task.answered.inc();
     let mut target = None;
     for &i in selection.origins() {
         if let Some(record) = &link.records[usize::from(i)] {
+            link.answered[usize::from(i)].inc();
             let at = out.record(owner, record);
             if task.cname {
                 target = Some(CnameTarget {

@@ -26,8 +26,9 @@ use rand::Rng;
 
 use crate::geoip::GeoIp;
 use crate::health::Health;
+use crate::metrics::ServedCounter;
 use crate::select::Client;
-use crate::site::Site;
+use crate::site::{Site, site_name};
 use crate::wire::{self, Owner, Response, WireName};
 use data::NameMap;
 pub use data::{Rrsets, ZoneBuilder, ZoneData};
@@ -74,6 +75,12 @@ struct CompiledZone {
     tasks: Tasks,
     /// Who may transfer the zone's data.
     secondaries: Box<[ipnet::IpNet]>,
+    /// Queries answered from the zone (`lbdns_zone_queries_total`).
+    queries: ServedCounter,
+}
+
+fn zone_queries(data: &ZoneData, health: &Health) -> ServedCounter {
+    health.metrics().zone_queries_for(&site_name(&data.origin))
 }
 
 fn secondaries_of(site: Option<&Site>) -> Box<[ipnet::IpNet]> {
@@ -134,6 +141,7 @@ impl Snapshot {
                 Ok(tasks) => {
                     let secondaries = secondaries_of(site);
                     let zone = CompiledZone {
+                        queries: zone_queries(&data, health),
                         data: data.clone(),
                         tasks,
                         secondaries,
@@ -163,6 +171,7 @@ impl Snapshot {
         let tasks = Tasks::compile(zone, Some(site), health)?;
         let mut zones = self.zones.clone();
         let compiled = CompiledZone {
+            queries: zone_queries(zone, health),
             data: zone.clone(),
             tasks,
             secondaries: secondaries_of(Some(site)),
@@ -194,6 +203,7 @@ impl Snapshot {
                 failed_open: false,
             };
         };
+        zone.queries.inc();
         let mut ctx = Ctx::new(
             client,
             self.geoip.as_deref(),

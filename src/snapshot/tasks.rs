@@ -11,6 +11,8 @@ use hickory_proto::rr::RData;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use prometheus_client::metrics::counter::Counter;
 
+use crate::metrics::ServedCounter;
+
 use super::CompileError;
 use super::data::{NameMap, ZoneData, encode_data, lowercase_wire};
 use crate::health::{Health, Key, OriginHealth};
@@ -41,6 +43,8 @@ pub struct CompiledTask {
     pub all_down: Counter,
     /// Fail-open answers of the task's group (SPEC §10 `lbdns_failed_open_total`).
     pub failed_open: Counter,
+    /// Answers the task gave (`lbdns_task_answers_total`).
+    pub answered: ServedCounter,
 }
 
 /// One group of a task's chain, compiled with the task's TTL.
@@ -54,6 +58,9 @@ pub struct Link {
     /// Answers this group gave as a fallback (`lbdns_fallback_total{kind="group"}`);
     /// unused on the task's own group.
     pub used: Counter,
+    /// By origin index: how often the origin was in the task's answers
+    /// (`lbdns_origin_answers_total`).
+    pub answered: Vec<ServedCounter>,
 }
 
 impl Link {
@@ -128,7 +135,7 @@ impl Tasks {
         let chain = site
             .chain(group)
             .into_iter()
-            .map(|g| link(site, &site_name, group, g, task.ttl, health))
+            .map(|g| link(site, &site_name, task, group, g, health))
             .collect();
         let when_all_down = group.fallback.when_all_down;
         let all_down_to = match when_all_down {
@@ -144,6 +151,9 @@ impl Tasks {
             when_all_down,
             all_down: health.fallback_counter(&site_name, &group.name, "all_down", all_down_to),
             failed_open: health.failed_open_counter(&site_name, &group.name),
+            answered: health
+                .metrics()
+                .task_answers_for(&site_name, &hostname_label(task)),
         });
         let index = u32::try_from(self.tasks.len() - 1).expect("fewer than 2^32 tasks");
         let hostname = lowercase_wire(&task.hostname);
@@ -157,15 +167,23 @@ impl Tasks {
     }
 }
 
-/// Compiles `group`, one group of the chain of a task on `head`, with the task's `ttl`.
+/// A task's hostname as its metrics show it: without the final dot, as site names are.
+fn hostname_label(task: &Task) -> String {
+    let name = task.hostname.to_string();
+    name.strip_suffix('.').map(str::to_owned).unwrap_or(name)
+}
+
+/// Compiles `group`, one group of the chain of `task` on `head`, with the task's TTL.
 fn link(
     site: &Site,
     site_name: &str,
+    task: &Task,
     head: &OriginGroup,
     group: &OriginGroup,
-    ttl: u32,
     health: &Health,
 ) -> Link {
+    let ttl = task.ttl;
+    let hostname = hostname_label(task);
     let records = group
         .origins
         .iter()
@@ -185,10 +203,19 @@ fn link(
         .iter()
         .map(|o| Key::of_origin(site, group, o).map(|key| health.cell(key)))
         .collect();
+    let answered = group
+        .origins
+        .iter()
+        .map(|o| {
+            let origin = o.target.to_string();
+            (health.metrics()).origin_answers_for(site_name, &hostname, &group.name, &origin)
+        })
+        .collect();
     Link {
         group: CompiledGroup::new(group),
         records,
         health: cells,
+        answered,
         // The task's own group is no fallback: no series for it.
         used: match group.name == head.name {
             true => Counter::default(),
