@@ -33,7 +33,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::site::spec::{GroupSpec, TaskSpec};
-use crate::store::{ChangeError, Store, TaskView};
+use crate::store::{ChangeError, EditError, Store, TaskView};
 
 /// Largest request body accepted: a site's worth of groups fits many times over.
 const MAX_BODY: usize = 64 * 1024;
@@ -90,6 +90,7 @@ impl From<ChangeError> for ApiError {
     fn from(error: ChangeError) -> Self {
         let message = error.to_string();
         match error {
+            ChangeError::Edit { site, error } => Self::refused(&site, error),
             ChangeError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             ChangeError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
             ChangeError::Invalid(_) => {
@@ -111,6 +112,36 @@ impl From<ChangeError> for ApiError {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }
+    }
+}
+
+impl ApiError {
+    /// An edit the site refused, with what would make it possible.
+    fn refused(site: &str, error: EditError) -> Self {
+        let what = format!("site {site}: {error}");
+        let (status, code) = match &error {
+            EditError::NoTask { .. } | EditError::NoGroup { .. } => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            EditError::IdChanged { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            _ => (StatusCode::CONFLICT, "conflict"),
+        };
+        let message = match &error {
+            EditError::TaskExists { id } => format!(
+                "{what}; choose another id, or PUT /v1/sites/{site}/tasks/{id} to change it"
+            ),
+            EditError::DifferentTaskExists { .. } => format!(
+                "{what}; choose another id (lbdns task create --id), or replace that task with a plain PUT"
+            ),
+            EditError::TaskEnabled { id } => format!(
+                "{what}; disable it first (POST /v1/sites/{site}/tasks/{id}/disable), then delete it"
+            ),
+            EditError::GroupInUse { .. } => {
+                format!("{what}; delete those tasks or point them at another group first")
+            }
+            _ => what,
+        };
+        Self::new(status, code, message)
     }
 }
 

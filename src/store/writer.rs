@@ -13,11 +13,9 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
+use super::edit::{self, Edit, Subject};
 use super::files::{Backend, Files, StorageError};
-use super::{
-    ChangeError, Committed, GroupView, Shared, TaskGenerations, TaskView, group_view, site_index,
-    task_view,
-};
+use super::{ChangeError, Committed, Shared, TaskGenerations, site_index};
 use crate::geoip::GeoIp;
 use crate::health::{Health, Key};
 use crate::load::{self, LoadError, LoadedSite, Sources};
@@ -34,7 +32,9 @@ pub const QUEUE_BOUND: usize = 512;
 pub type Queue = SyncSender<Job>;
 
 pub enum Job {
-    Change(Request),
+    /// Boxed: an edit carries a whole task or group, and a reload job should not cost
+    /// that much room in the queue.
+    Change(Box<Request>),
     Reload(oneshot::Sender<Result<bool, LoadError>>),
 }
 
@@ -42,53 +42,14 @@ pub enum Job {
 pub struct Request {
     pub site: String,
     pub edit: Edit,
-    pub reply: oneshot::Sender<Result<Shown, ChangeError>>,
+    pub reply: oneshot::Sender<Result<Done, ChangeError>>,
 }
 
-pub type Edit = Box<dyn FnOnce(&mut LoadedSite) -> Result<Edited, ChangeError> + Send>;
-
-/// What an edit did, and what its reply shows.
-pub struct Edited {
-    show: Show,
-    /// The field path of the item the request sent (`tasks[3].`), so problems name
-    /// fields relative to the request's body.
-    focus: String,
-    /// False when the site is already as asked: nothing to check, write or publish.
-    changed: bool,
-}
-
-impl Edited {
-    pub fn new(show: Show, focus: String) -> Self {
-        Self {
-            show,
-            focus,
-            changed: true,
-        }
-    }
-
-    pub fn task(id: String, created: bool, focus: String) -> Self {
-        Self::new(Show::Task { id, created }, focus)
-    }
-
-    pub fn unchanged_task(id: String) -> Self {
-        Self {
-            changed: false,
-            ..Self::task(id, false, String::new())
-        }
-    }
-}
-
-pub enum Show {
-    Task { id: String, created: bool },
-    Group(String),
-    Nothing,
-}
-
-/// A reply: the item as the change left it.
-pub enum Shown {
-    Task { view: TaskView, created: bool },
-    Group(GroupView),
-    Nothing,
+/// A change made: the site as it left it (shared with the committed configuration), and
+/// what the change was about.
+pub struct Done {
+    pub site: Arc<LoadedSite>,
+    pub subject: Subject,
 }
 
 /// Starts the writer thread; it ends when the last sender is dropped.
@@ -117,7 +78,7 @@ impl Writer {
             let mut changes = Vec::new();
             for job in std::iter::once(first).chain(jobs.try_iter().take(QUEUE_BOUND)) {
                 match job {
-                    Job::Change(request) => changes.push(request),
+                    Job::Change(request) => changes.push(*request),
                     Job::Reload(reply) => {
                         // Changes queued before the reload are applied before it.
                         self.commit(std::mem::take(&mut changes));
@@ -146,7 +107,7 @@ impl Writer {
         };
         let mut outcomes = Vec::with_capacity(requests.len());
         for Request { site, edit, reply } in requests {
-            let outcome = self.apply(&base, &mut batch, &site, edit);
+            let outcome = self.apply(&base, &mut batch, &site, &edit);
             outcomes.push((reply, outcome));
         }
 
@@ -214,7 +175,7 @@ impl Writer {
                 Ok((Some(index), _)) if failed.contains_key(&index) => {
                     Err(ChangeError::from(&failed[&index]))
                 }
-                Ok((_, shown)) => Ok(shown),
+                Ok((_, done)) => Ok(done),
                 Err(error) => Err(error),
             };
             // The client may have gone; its change stands either way.
@@ -223,14 +184,14 @@ impl Writer {
     }
 
     /// Applies one edit to the batch. Returns the site it changed (`None` when it was
-    /// already as asked) and the reply.
+    /// already as asked) and the site as the edit left it.
     fn apply(
         &self,
         base: &Committed,
         batch: &mut Batch,
         site: &str,
-        edit: Edit,
-    ) -> Result<(Option<usize>, Shown), ChangeError> {
+        edit: &Edit,
+    ) -> Result<(Option<usize>, Done), ChangeError> {
         if let Some(error) = &base.reload_error {
             return Err(ChangeError::Conflict(format!(
                 "the files on disk were rejected at the last reload:\n{error}\nfix them first: lbdns does not change a configuration that does not load"
@@ -244,17 +205,23 @@ impl Writer {
                 .map_err(|e| ChangeError::from(&e))?;
             batch.checked.insert(index);
         }
-        let mut next = LoadedSite::clone(&batch.sites[index]);
-        let edited = edit(&mut next)?;
-        if !edited.changed {
-            let shown = show(&batch.sites[index], edited.show, &self.shared.health)?;
-            return Ok((None, shown));
-        }
-        next.site = site::validate(&next.site.origin, &next.spec)
+        let current = &batch.sites[index];
+        let edited = edit::apply(&current.spec, edit).map_err(|error| ChangeError::Edit {
+            site: site_name(&current.site.origin),
+            error,
+        })?;
+        let Some(spec) = edited.spec else {
+            let done = Done {
+                site: current.clone(),
+                subject: edited.subject,
+            };
+            return Ok((None, done));
+        };
+        let validated = site::validate(&current.site.origin, &spec)
             .map_err(|problems| ChangeError::Invalid(problems).relative_to(&edited.focus))?;
         let snapshot = batch
             .snapshot
-            .with_site(zone, &next.site, &self.shared.health)
+            .with_site(zone, &validated, &self.shared.health)
             .map_err(|errors| {
                 ChangeError::Unservable(
                     errors
@@ -264,11 +231,19 @@ impl Writer {
                         .join("; "),
                 )
             })?;
-        let shown = show(&next, edited.show, &self.shared.health)?;
-        batch.sites[index] = Arc::new(next);
+        let next = Arc::new(LoadedSite {
+            path: current.path.clone(),
+            spec,
+            site: validated,
+        });
+        batch.sites[index] = next.clone();
         batch.snapshot = Arc::new(snapshot);
         batch.dirty.insert(index);
-        Ok((Some(index), shown))
+        let done = Done {
+            site: next,
+            subject: edited.subject,
+        };
+        Ok((Some(index), done))
     }
 
     // ----------- Reload -------------------------------------------------------------
@@ -344,21 +319,6 @@ struct Batch {
     checked: HashSet<usize>,
     /// Sites changed by the batch, to write.
     dirty: BTreeSet<usize>,
-}
-
-/// The reply for `show` from the site as the change left it.
-fn show(loaded: &LoadedSite, show: Show, health: &Health) -> Result<Shown, ChangeError> {
-    Ok(match show {
-        Show::Task { id, created } => Shown::Task {
-            view: task_view(loaded, &id, health).ok_or_else(|| super::no_task(loaded, &id))?,
-            created,
-        },
-        Show::Group(name) => Shown::Group(
-            group_view(loaded, &name, health)
-                .ok_or_else(|| ChangeError::NotFound(format!("no origin group {name}")))?,
-        ),
-        Show::Nothing => Shown::Nothing,
-    })
 }
 
 /// The zone of the site at `index` (sites and zones are not in the same order).
