@@ -31,6 +31,7 @@
 
 pub mod edit;
 mod files;
+mod fleet;
 pub mod lock;
 mod writer;
 
@@ -259,8 +260,8 @@ impl Store {
     ) -> Result<Arc<Self>, LoadError> {
         // Taken before the first load reads the mirror: it serves at least these.
         let mirrored = mirror.mirrored();
-        let files = files::Files::mirroring(sources.clone(), mirror.clone());
-        let mut store = Self::open_with(sources, metrics, files)?;
+        let backend = fleet::Fleet::open(sources.clone(), mirror.clone());
+        let mut store = Self::open_with(sources, metrics, backend)?;
         mirror.set_loaded(mirrored);
         let (geoip, ready) = (store.shared.clone(), store.shared.clone());
         mirror.set_probes(crate::etcd::Probes {
@@ -285,7 +286,7 @@ impl Store {
     fn open_with(
         sources: Sources,
         metrics: Arc<Metrics>,
-        files: files::Files,
+        backend: impl files::Backend + 'static,
     ) -> Result<Arc<Self>, LoadError> {
         let health = Health::new(metrics.clone());
         let (config, snapshot) = load::load(&sources, &health, None)?;
@@ -327,7 +328,7 @@ impl Store {
         shared.metrics.config_valid.set(1);
         writer::give_back_freed_memory();
         shared.metrics.config_generation.set(1);
-        let queue = writer::spawn(shared.clone(), files);
+        let queue = writer::spawn(shared.clone(), backend);
         Ok(Arc::new(Self {
             shared,
             queue,

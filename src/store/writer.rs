@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
 use super::edit::{self, Edit, Subject};
-use super::files::{Backend, Files, StorageError};
+use super::files::{Backend, StorageError};
 use super::{ChangeError, Committed, Shared, TaskGenerations, site_index};
 use crate::geoip::GeoIp;
 use crate::health::{Health, Key};
@@ -53,12 +53,9 @@ pub struct Done {
 }
 
 /// Starts the writer thread; it ends when the last sender is dropped.
-pub(super) fn spawn(shared: Arc<Shared>, files: Files) -> Queue {
+pub(super) fn spawn(shared: Arc<Shared>, backend: impl Backend + 'static) -> Queue {
     let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
-    let mut writer = Writer {
-        backend: files,
-        shared,
-    };
+    let mut writer = Writer { backend, shared };
     std::thread::Builder::new()
         .name("lbdns-writer".into())
         .spawn(move || writer.run(jobs))
@@ -66,13 +63,13 @@ pub(super) fn spawn(shared: Arc<Shared>, files: Files) -> Queue {
     queue
 }
 
-struct Writer {
+struct Writer<B> {
     shared: Arc<Shared>,
     /// Where the configuration is stored.
-    backend: Files,
+    backend: B,
 }
 
-impl Writer {
+impl<B: Backend> Writer<B> {
     fn run(&mut self, jobs: Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
             let mut changes = Vec::new();
