@@ -161,6 +161,31 @@ impl Node {
         (out.status.success() && !message).then_some(text)
     }
 
+    /// True when the node answers `name` with at least one A record (over UDP, without
+    /// starting a process: for timing).
+    fn answers(&self, name: &str) -> bool {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut query = hickory_proto::op::Message::new(
+            7,
+            hickory_proto::op::MessageType::Query,
+            hickory_proto::op::OpCode::Query,
+        );
+        query.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii(name).unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        socket.send_to(&query.to_vec().unwrap(), self.dns).unwrap();
+        let mut buf = [0u8; 1500];
+        match socket.recv_from(&mut buf) {
+            // Our id, and ANCOUNT > 0.
+            Ok((n, _)) if n > 12 && buf[..2] == [0, 7] => u16::from_be_bytes([buf[6], buf[7]]) > 0,
+            _ => false,
+        }
+    }
+
     /// Waits until the answer for `name` satisfies `ok`; returns how long it took.
     fn wait_for(&self, name: &str, ok: impl Fn(&str) -> bool, within: Duration) -> Duration {
         let start = Instant::now();
@@ -834,4 +859,68 @@ fn import_into_a_live_prefix_refuses_and_shows_what_would_change() {
     let (ok, _, err) = lbdns(&["export", "--store", &store], &replaced);
     assert!(ok, "{err}");
     assert_eq!(files_of(&replaced), files_of(&other));
+}
+
+/// A change made through one node's API takes, on every other node, the path an API change
+/// takes there: the site is recompiled alone and published (no reload of every file, as a
+/// file edit would cause); and it is answered by the three nodes soon after the reply.
+#[test]
+fn a_change_on_one_node_is_applied_by_the_others_without_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let _etcd = Etcd::start(&dir.path().join("etcd"), client, peer);
+    let store = format!("etcd://{client}/lbdns");
+    import_example(&store);
+    let nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            Node::start_as(
+                &store,
+                &dir.path().join(id),
+                dir.path().join(format!("{id}.log")),
+                Some(id),
+            )
+        })
+        .collect();
+    eventually("three nodes in the fleet", Duration::from_secs(10), || {
+        nodes[0].fleet() == ["a", "b", "c"]
+    });
+
+    // Each change through a different node; timed from the request to the moment the
+    // last of the three nodes answers the new name.
+    let mut took = Vec::new();
+    for round in 0..12 {
+        let id = format!("ttl{round}");
+        let name = format!("{id}.example.com.");
+        let asked = Instant::now();
+        let (status, body) = nodes[round % 3].put_task(&id);
+        assert_eq!(status, 201, "{body}");
+        for node in &nodes {
+            while !node.answers(&name) {
+                assert!(
+                    asked.elapsed() < Duration::from_secs(10),
+                    "{name} not answered by {} within 10 s:\n{}",
+                    node.dns,
+                    node.log()
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        took.push(asked.elapsed());
+    }
+    took.sort();
+    eprintln!(
+        "time to effective on three nodes over {} changes: median {:?}, worst {:?}",
+        took.len(),
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    for node in &nodes {
+        let log = node.log();
+        assert!(
+            !log.contains("configuration reloaded"),
+            "a change from another node reloaded every file at {}:\n{log}",
+            node.dns
+        );
+    }
 }

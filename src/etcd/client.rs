@@ -38,11 +38,18 @@ pub struct Mirror {
     probes: Mutex<Option<Probes>>,
     /// Why the last exchange with etcd failed; `None` while etcd answers (`/healthz`).
     link_error: Mutex<Option<String>>,
+    /// Told of every site file another node changed, once it is in the mirror (set by
+    /// the store: it applies the change as it applies its own API's).
+    on_site_change: Mutex<Option<SiteChanged>>,
     /// Held while a mirrored file changes, by the watch or by this node's own commit:
     /// a commit checks that what it was validated on is still on disk, commits, and
     /// writes its file, with no watch event in between.
     files: Mutex<()>,
 }
+
+/// Called with a site file's name (`example.com.lb.yaml`), its new contents and their
+/// mod revision.
+pub type SiteChanged = Box<dyn Fn(&str, &[u8], i64) + Send + Sync>;
 
 /// A node's entry under `PREFIX/nodes/`, kept under a lease.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -88,6 +95,7 @@ impl Mirror {
             fleet: Mutex::new(BTreeMap::new()),
             probes: Mutex::new(None),
             link_error: Mutex::new(None),
+            on_site_change: Mutex::new(None),
             files: Mutex::new(()),
         });
         let synced = mirror.runtime.block_on(mirror.sync());
@@ -179,6 +187,12 @@ impl Mirror {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// What to call when a site file changes in etcd (not for this node's own commits):
+    /// the mirror is written first, so the file and the call agree.
+    pub fn on_site_change(&self, call: SiteChanged) {
+        *self.on_site_change.lock().expect("never poisoned") = Some(call);
     }
 
     /// The etcd endpoints, and why the last exchange with them failed (`None`: it did not).
@@ -362,13 +376,16 @@ impl Mirror {
         (is_served_file(name) && !name.contains('/')).then(|| name.to_owned())
     }
 
-    /// Writes (or, for `None`, removes) one mirrored file, atomically.
+    /// Writes (or, for `None`, removes) one mirrored file, atomically; a site file whose
+    /// contents changed is then handed to [`Mirror::on_site_change`].
     fn mirror_file(&self, name: &str, value: Option<&[u8]>, mod_revision: i64) {
-        let _files = self.files.lock().expect("never poisoned");
+        let files = self.files.lock().expect("never poisoned");
         let path = self.zones_dir.join(name);
+        let mut written = false;
         let result = match value {
             Some(bytes) => {
                 let unchanged = std::fs::read(&path).is_ok_and(|old| old == bytes);
+                written = !unchanged;
                 match unchanged {
                     true => Ok(()),
                     false => persist::write_atomically(&path, bytes),
@@ -379,7 +396,7 @@ impl Mirror {
                 _ => Err(e),
             }),
         };
-        if let Err(error) = result {
+        if let Err(error) = &result {
             warn!(%error, path = %path.display(), "cannot update the mirror");
         }
         let mut revisions = self.revisions.lock().expect("never poisoned");
@@ -387,6 +404,13 @@ impl Mirror {
             Some(_) => revisions.insert(name.to_owned(), mod_revision),
             None => revisions.remove(name),
         };
+        drop((revisions, files));
+        if let (true, Ok(()), Some(bytes)) = (written, &result, value)
+            && name.ends_with(".lb.yaml")
+            && let Some(call) = &*self.on_site_change.lock().expect("never poisoned")
+        {
+            call(name, bytes, mod_revision);
+        }
     }
 
     /// Commits `bytes` as the file `name`: in etcd, if its key is still at the revision

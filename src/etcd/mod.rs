@@ -6,12 +6,14 @@
 //! A site change made through any node's API is one etcd transaction guarded by the
 //! revision of the site's key that the node last saw: of two conflicting changes, one
 //! wins and the other is refused (409). The watch brings every change, this node's own
-//! included, into the mirror, where the file watcher reloads it.
+//! included, into the mirror; a site file another node changed is handed to the store,
+//! which applies it as it applies its own API's changes (that site alone), and any other
+//! file is reloaded by the file watcher.
 
 #[cfg(feature = "etcd")]
 mod client;
 #[cfg(feature = "etcd")]
-pub use client::{Mirror, Presence, Probes, export, import};
+pub use client::{Mirror, Presence, Probes, SiteChanged, export, import};
 
 /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +74,8 @@ mod disabled {
         pub health_ready: bool,
     }
 
+    pub type SiteChanged = Box<dyn Fn(&str, &[u8], i64) + Send + Sync>;
+
     pub struct Probes {
         pub geoip_build_epoch: Box<dyn Fn() -> Option<u64> + Send + Sync>,
         pub health_ready: Box<dyn Fn() -> bool + Send + Sync>,
@@ -128,6 +132,10 @@ mod disabled {
             match *self {}
         }
 
+        pub fn on_site_change(&self, _call: SiteChanged) {
+            match *self {}
+        }
+
         pub fn link(&self) -> (String, Option<String>) {
             match *self {}
         }
@@ -142,7 +150,7 @@ mod disabled {
     }
 }
 #[cfg(not(feature = "etcd"))]
-pub use disabled::{Mirror, Presence, Probes, export, import};
+pub use disabled::{Mirror, Presence, Probes, SiteChanged, export, import};
 
 #[cfg(test)]
 mod tests {

@@ -34,6 +34,10 @@ pub(super) trait Backend: Send {
 
     /// Stores `site` in its canonical form.
     fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError>;
+
+    /// Records that `site`, stored elsewhere as `text` at `revision` (another fleet
+    /// node's change, already in the files), is now served: not an edit to reload.
+    fn adopted(&mut self, site: &LoadedSite, text: &str, revision: i64);
 }
 
 /// Why the storage refused or failed a change.
@@ -195,6 +199,10 @@ impl Backend for Files {
         })?;
         self.wrote(&site.path, &text);
         Ok(())
+    }
+
+    fn adopted(&mut self, site: &LoadedSite, text: &str, _revision: i64) {
+        self.wrote(&site.path, text);
     }
 }
 

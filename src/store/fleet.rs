@@ -84,4 +84,9 @@ impl Backend for Fleet {
         self.files.wrote(&site.path, &text);
         Ok(())
     }
+
+    fn adopted(&mut self, site: &LoadedSite, text: &str, revision: i64) {
+        self.files.wrote(&site.path, text);
+        self.mirror.mark_loaded(&file_name(site), revision);
+    }
 }

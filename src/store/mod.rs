@@ -279,6 +279,17 @@ impl Store {
                 })
             }),
         });
+        // Another node's change to a site takes the path of this node's own changes.
+        let queue = store.queue.clone();
+        mirror.on_site_change(Box::new(move |name, text, revision| {
+            let stored = writer::Stored {
+                name: name.to_owned(),
+                text: text.to_vec(),
+                revision,
+            };
+            // A full queue drops it: the file watcher reloads the file all the same.
+            let _ = queue.try_send(Job::Stored(stored));
+        }));
         Arc::get_mut(&mut store).expect("not shared yet").fleet = Some(mirror);
         Ok(store)
     }

@@ -36,6 +36,17 @@ pub enum Job {
     /// that much room in the queue.
     Change(Box<Request>),
     Reload(oneshot::Sender<Result<bool, LoadError>>),
+    /// A site file changed elsewhere (another fleet node), already in this node's copy.
+    Stored(Stored),
+}
+
+/// A site file as another node stored it.
+pub struct Stored {
+    /// The file's name (`example.com.lb.yaml`).
+    pub name: String,
+    pub text: Vec<u8>,
+    /// Its revision in the shared store.
+    pub revision: i64,
 }
 
 /// One API change: an edit of one site, and where to send the outcome.
@@ -80,6 +91,10 @@ impl<B: Backend> Writer<B> {
                         // Changes queued before the reload are applied before it.
                         self.commit(std::mem::take(&mut changes));
                         let _ = reply.send(self.reload());
+                    }
+                    Job::Stored(stored) => {
+                        self.commit(std::mem::take(&mut changes));
+                        self.adopt(stored);
                     }
                 }
             }
@@ -141,25 +156,7 @@ impl<B: Backend> Writer<B> {
             let mut task_generations = base.task_generations.clone();
             for &index in batch.dirty.iter().filter(|i| !failed.contains_key(i)) {
                 let (old, new) = (&base.config.sites[index], &batch.sites[index]);
-                let site = site_name(&new.site.origin);
-                let (before, after) = (TaskSpecs::of(old), TaskSpecs::of(new));
-                let previous = task_generations.get(&site);
-                let tasks = new
-                    .site
-                    .tasks
-                    .iter()
-                    .map(|task| {
-                        let kept = previous.and_then(|p| p.get(&task.id)).copied();
-                        let generation = match kept {
-                            Some(kept) if !task_changed(old, &before, new, &after, &task.id) => {
-                                kept
-                            }
-                            _ => generation,
-                        };
-                        (task.id.clone(), generation)
-                    })
-                    .collect();
-                task_generations.insert(site, Arc::new(tasks));
+                regenerate(&mut task_generations, old, new, generation);
             }
             let mut config = base.config.clone();
             config.sites = batch.sites;
@@ -241,6 +238,60 @@ impl<B: Backend> Writer<B> {
             subject: edited.subject,
         };
         Ok((Some(index), done))
+    }
+
+    // ----------- Changes stored elsewhere ----------------------------------------------
+
+    /// Serves a site file another node stored, as a change of this node's API is served:
+    /// that site alone checked, compiled and published. What this cannot take (a site
+    /// new to this node, a changed `primary:`, a file that does not load) is left to the
+    /// reload the file watcher starts for the same file, which reports it.
+    fn adopt(&mut self, stored: Stored) {
+        let started = std::time::Instant::now();
+        let base = self.shared.committed.load_full();
+        if base.reload_error.is_some() {
+            return;
+        }
+        let named = |s: &&Arc<LoadedSite>| {
+            s.path.file_name().and_then(|n| n.to_str()) == Some(stored.name.as_str())
+        };
+        let Some(index) = base.config.sites.iter().position(|s| named(&s)) else {
+            return;
+        };
+        let current = &base.config.sites[index];
+        let text = match std::str::from_utf8(&stored.text) {
+            Ok(text) => text,
+            Err(_) => return,
+        };
+        let (spec, validated) = match site::from_text(&current.path, text, &current.site.origin) {
+            Ok(checked) => checked,
+            Err(error) => {
+                debug!(%error, file = stored.name, "a site file from the fleet is left to the reload");
+                return;
+            }
+        };
+        if spec.primary != current.spec.primary {
+            return;
+        }
+        let zone = &base.config.zones[index_of_zone(&base, index)];
+        let serving = self.shared.serving.load_full();
+        let snapshot = match serving.with_site(zone, &validated, &self.shared.health) {
+            Ok(snapshot) => snapshot,
+            Err(_) => return,
+        };
+        let next = Arc::new(LoadedSite {
+            path: current.path.clone(),
+            spec,
+            site: validated,
+        });
+        self.backend.adopted(&next, text, stored.revision);
+        let generation = base.generation + 1;
+        let mut task_generations = base.task_generations.clone();
+        regenerate(&mut task_generations, current, &next, generation);
+        let mut config = base.config.clone();
+        config.sites[index] = next;
+        self.publish(generation, config, task_generations, Arc::new(snapshot));
+        debug!(file = stored.name, revision = stored.revision, elapsed = ?started.elapsed(), "applied a site change from the fleet");
     }
 
     // ----------- Reload -------------------------------------------------------------
@@ -376,6 +427,33 @@ impl<'a> TaskSpecs<'a> {
                 .collect(),
         )
     }
+}
+
+/// Records in `generations` which tasks of the site `new` (formerly `old`) change at
+/// `generation`: those new or changed; the others keep theirs.
+fn regenerate(
+    generations: &mut TaskGenerations,
+    old: &LoadedSite,
+    new: &LoadedSite,
+    generation: u64,
+) {
+    let site = site_name(&new.site.origin);
+    let (before, after) = (TaskSpecs::of(old), TaskSpecs::of(new));
+    let previous = generations.get(&site);
+    let tasks = new
+        .site
+        .tasks
+        .iter()
+        .map(|task| {
+            let kept = previous.and_then(|p| p.get(&task.id)).copied();
+            let generation = match kept {
+                Some(kept) if !task_changed(old, &before, new, &after, &task.id) => kept,
+                _ => generation,
+            };
+            (task.id.clone(), generation)
+        })
+        .collect();
+    generations.insert(site, Arc::new(tasks));
 }
 
 /// A task needs deploying again when it or its group changed.
