@@ -380,6 +380,11 @@ impl Mirror {
     /// contents changed is then handed to [`Mirror::on_site_change`].
     fn mirror_file(&self, name: &str, value: Option<&[u8]>, mod_revision: i64) {
         let files = self.files.lock().expect("never poisoned");
+        let known = self.revision_of(name);
+        // An event older than what a fetch already mirrored: the watch catching up.
+        if value.is_some() && known.is_some_and(|known| known > mod_revision) {
+            return;
+        }
         let path = self.zones_dir.join(name);
         let mut written = false;
         let result = match value {
@@ -411,6 +416,27 @@ impl Mirror {
         {
             call(name, bytes, mod_revision);
         }
+    }
+
+    /// The newest version of the file `name` in etcd, mirrored before it is returned
+    /// (`None`: etcd has no such file): what a change made on an older copy is made
+    /// again on.
+    pub fn fetch(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, EtcdError> {
+        let key = format!("{}{name}", self.key_prefix());
+        let got = self.commits.block_on(async {
+            let mut client = self.connect().await?;
+            client
+                .get(key.as_str(), None)
+                .await
+                .map_err(|e| describe(&e))
+        });
+        self.note(&got);
+        let got = got.map_err(EtcdError::Unavailable)?;
+        let Some(kv) = got.kvs().first() else {
+            return Ok(None);
+        };
+        self.mirror_file(name, Some(kv.value()), kv.mod_revision());
+        Ok(Some((kv.value().to_vec(), kv.mod_revision())))
     }
 
     /// Commits `bytes` as the file `name`: in etcd, if its key is still at the revision

@@ -35,6 +35,16 @@ pub(super) trait Backend: Send {
     /// Stores `site` in its canonical form.
     fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError>;
 
+    /// The site's file as stored now, when the storage can hold a newer version than
+    /// the one served (a fleet: another node changed it) and now does; the backend then
+    /// takes it as the version a write is guarded against. `None` for a directory, whose
+    /// files are the storage.
+    fn newest(&mut self, site: &LoadedSite) -> Result<Option<String>, StorageError>;
+
+    /// True unless a newer version of the site file `name` than `revision` is known:
+    /// a change from elsewhere that was overtaken is not served.
+    fn is_latest(&self, name: &str, revision: i64) -> bool;
+
     /// Records that `site`, stored elsewhere as `text` at `revision` (another fleet
     /// node's change, already in the files), is now served: not an edit to reload.
     fn adopted(&mut self, site: &LoadedSite, text: &str, revision: i64);
@@ -93,6 +103,11 @@ impl StorageError {
                 | Self::ZoneUnreadable { .. }
                 | Self::Stale(_)
         )
+    }
+
+    /// True when a newer version of the site is stored than the change was made on.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Self::Stale(_))
     }
 }
 
@@ -158,7 +173,17 @@ impl Files {
 
     /// Records `text` as what `path` holds and serves: our own write, not an edit.
     pub(super) fn wrote(&mut self, path: &Path, text: &str) {
-        let contents = Contents::of(text.as_bytes(), stamp(path));
+        self.record(path, Contents::of(text.as_bytes(), stamp(path)));
+    }
+
+    /// [`Files::wrote`] for a file another thread may have replaced since `text` was
+    /// written (a fleet's mirror): compared by contents from now on, never by the
+    /// metadata of a file that may hold something else.
+    pub(super) fn wrote_elsewhere(&mut self, path: &Path, text: &str) {
+        self.record(path, Contents::of(text.as_bytes(), None));
+    }
+
+    fn record(&mut self, path: &Path, contents: Contents) {
         self.seen.files.insert(path.to_owned(), contents);
         self.served.files.insert(path.to_owned(), contents);
     }
@@ -199,6 +224,14 @@ impl Backend for Files {
         })?;
         self.wrote(&site.path, &text);
         Ok(())
+    }
+
+    fn newest(&mut self, _site: &LoadedSite) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
+    fn is_latest(&self, _name: &str, _revision: i64) -> bool {
+        true
     }
 
     fn adopted(&mut self, site: &LoadedSite, text: &str, _revision: i64) {

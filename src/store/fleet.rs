@@ -81,12 +81,32 @@ impl Backend for Fleet {
             })?;
         // The writer publishes this batch right after writing it.
         self.mirror.mark_loaded(&name, revision);
-        self.files.wrote(&site.path, &text);
+        self.files.wrote_elsewhere(&site.path, &text);
         Ok(())
     }
 
+    fn newest(&mut self, site: &LoadedSite) -> Result<Option<String>, StorageError> {
+        let unavailable = |error: EtcdError| StorageError::Unavailable(error.to_string());
+        let Some((bytes, _)) = self.mirror.fetch(&file_name(site)).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
+            return Ok(None);
+        };
+        // Mirrored by the fetch (unless the watch brought a newer one meanwhile, which the
+        // write's check then finds): the version a write is made on.
+        self.files.wrote_elsewhere(&site.path, &text);
+        Ok(Some(text))
+    }
+
+    fn is_latest(&self, name: &str, revision: i64) -> bool {
+        self.mirror
+            .revision_of(name)
+            .is_none_or(|known| known <= revision)
+    }
+
     fn adopted(&mut self, site: &LoadedSite, text: &str, revision: i64) {
-        self.files.wrote(&site.path, text);
+        self.files.wrote_elsewhere(&site.path, text);
         self.mirror.mark_loaded(&file_name(site), revision);
     }
 }

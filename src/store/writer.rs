@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use tokio::sync::oneshot;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::edit::{self, Edit, Subject};
 use super::files::{Backend, StorageError};
@@ -117,20 +117,51 @@ impl<B: Backend> Writer<B> {
             checked: HashSet::new(),
             dirty: BTreeSet::new(),
         };
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for Request { site, edit, reply } in requests {
-            let outcome = self.apply(&base, &mut batch, &site, &edit);
-            outcomes.push((reply, outcome));
-        }
+        let mut pending: Vec<Pending> = requests
+            .into_iter()
+            .map(|Request { site, edit, reply }| {
+                let outcome = self.apply(&base, &mut batch, &site, &edit);
+                Pending {
+                    site,
+                    edit,
+                    reply,
+                    outcome,
+                }
+            })
+            .collect();
 
         let mut failed: BTreeMap<usize, StorageError> = BTreeMap::new();
         let mut written = 0;
-        for &index in &batch.dirty {
-            match self.backend.write_site(&batch.sites[index]) {
-                Ok(()) => written += 1,
-                Err(error) => {
-                    failed.insert(index, error);
+        let dirty: Vec<usize> = batch.dirty.iter().copied().collect();
+        for index in dirty {
+            let mut attempts = 0;
+            loop {
+                match self.backend.write_site(&batch.sites[index]) {
+                    Ok(()) => written += 1,
+                    // Another node changed the site since this one last saw it: the
+                    // edits are made again on its newer version, and written again.
+                    Err(error) if error.is_stale() && attempts < STALE_RETRIES => {
+                        attempts += 1;
+                        match self.reapply(&base, &mut batch, index, &mut pending) {
+                            Ok(()) => continue,
+                            Err(_) => {
+                                failed.insert(index, error);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        failed.insert(index, error);
+                    }
                 }
+                break;
+            }
+            if attempts > 0 {
+                info!(
+                    site = site_name(&batch.sites[index].site.origin),
+                    attempts,
+                    written = !failed.contains_key(&index),
+                    "changes made on an older copy of the site were made again on the newest"
+                );
             }
         }
         for &index in failed.keys() {
@@ -164,7 +195,7 @@ impl<B: Backend> Writer<B> {
         }
 
         debug!(changes = count, elapsed = ?started.elapsed(), "batch committed");
-        for (reply, outcome) in outcomes {
+        for Pending { reply, outcome, .. } in pending {
             let outcome = match outcome {
                 Ok((Some(index), _)) if failed.contains_key(&index) => {
                     Err(ChangeError::from(&failed[&index]))
@@ -180,7 +211,7 @@ impl<B: Backend> Writer<B> {
     /// Applies one edit to the batch. Returns the site it changed (`None` when it was
     /// already as asked) and the site as the edit left it.
     fn apply(
-        &self,
+        &mut self,
         base: &Committed,
         batch: &mut Batch,
         site: &str,
@@ -194,9 +225,17 @@ impl<B: Backend> Writer<B> {
         let index = site_index(&batch.sites, site)?;
         let zone = &base.config.zones[index_of_zone(base, index)];
         if !batch.checked.contains(&index) {
-            self.backend
-                .guard(&batch.sites[index], &zone.path)
-                .map_err(|e| ChangeError::from(&e))?;
+            match self.backend.guard(&batch.sites[index], &zone.path) {
+                Ok(()) => {}
+                // A newer version from another node, not applied here yet: the edit is
+                // made on it.
+                Err(error) if error.is_stale() => {
+                    if self.refresh(base, batch, index).is_err() {
+                        return Err(ChangeError::from(&error));
+                    }
+                }
+                Err(error) => return Err(ChangeError::from(&error)),
+            }
             batch.checked.insert(index);
         }
         let current = &batch.sites[index];
@@ -240,6 +279,52 @@ impl<B: Backend> Writer<B> {
         Ok((Some(index), done))
     }
 
+    /// Takes the newest stored version of the site at `index` into the batch, checked
+    /// and compiled as any version is; fails when there is none newer or it does not
+    /// load (the change is then refused as stale).
+    fn refresh(&mut self, base: &Committed, batch: &mut Batch, index: usize) -> Result<(), ()> {
+        let current = batch.sites[index].clone();
+        let text = match self.backend.newest(&current) {
+            Ok(Some(text)) => text,
+            Ok(None) | Err(_) => return Err(()),
+        };
+        let (spec, validated) = site::from_text(&current.path, &text, &current.site.origin)
+            .map_err(|error| warn!(%error, "the newest version of a site in the shared store does not load"))?;
+        let zone = &base.config.zones[index_of_zone(base, index)];
+        let snapshot = batch
+            .snapshot
+            .with_site(zone, &validated, &self.shared.health)
+            .map_err(|_| ())?;
+        batch.sites[index] = Arc::new(LoadedSite {
+            path: current.path.clone(),
+            spec,
+            site: validated,
+        });
+        batch.snapshot = Arc::new(snapshot);
+        Ok(())
+    }
+
+    /// Makes this batch's edits of the site at `index` again, on its newest stored
+    /// version; each gets the outcome it has there (a real conflict is refused now).
+    fn reapply(
+        &mut self,
+        base: &Committed,
+        batch: &mut Batch,
+        index: usize,
+        pending: &mut [Pending],
+    ) -> Result<(), ()> {
+        self.refresh(base, batch, index)?;
+        for request in pending.iter_mut() {
+            // Refused edits stay refused: they were checked against an older version,
+            // and whoever sent them was going to hear so.
+            let of_site = site_index(&batch.sites, &request.site).is_ok_and(|i| i == index);
+            if of_site && request.outcome.is_ok() {
+                request.outcome = self.apply(base, batch, &request.site, &request.edit);
+            }
+        }
+        Ok(())
+    }
+
     // ----------- Changes stored elsewhere ----------------------------------------------
 
     /// Serves a site file another node stored, as a change of this node's API is served:
@@ -258,6 +343,9 @@ impl<B: Backend> Writer<B> {
         let Some(index) = base.config.sites.iter().position(|s| named(&s)) else {
             return;
         };
+        if !self.backend.is_latest(&stored.name, stored.revision) {
+            return;
+        }
         let current = &base.config.sites[index];
         let text = match std::str::from_utf8(&stored.text) {
             Ok(text) => text,
@@ -357,6 +445,19 @@ impl<B: Backend> Writer<B> {
             .store(generation, std::sync::atomic::Ordering::Release);
         self.shared.metrics.config_generation.set(generation as i64);
     }
+}
+
+/// How many times a write found a newer version stored by another node and made its
+/// edits again on it. Each retry follows a change that landed meanwhile, so only a site
+/// changed on many nodes at once needs more than one.
+const STALE_RETRIES: usize = 8;
+
+/// A request of the batch, its edit kept to be made again on a newer version.
+struct Pending {
+    site: String,
+    edit: Edit,
+    reply: oneshot::Sender<Result<Done, ChangeError>>,
+    outcome: Result<(Option<usize>, Done), ChangeError>,
 }
 
 /// A batch being applied.
