@@ -32,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::api_types::{ErrorBody, ErrorReply, Refusal, Secondaries, TaskPatch};
 use crate::site::spec::{GroupSpec, TaskSpec};
 use crate::store::{ChangeError, EditError, Store, TaskView};
 
@@ -57,7 +58,11 @@ struct Api {
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
+    /// For an edit the site refused: why, so that a client can name its own fix.
+    reason: Option<Refusal>,
     message: String,
+    /// What request would make a refused change possible.
+    hint: Option<String>,
     /// Seconds after which a refused request may be sent again (503).
     retry_after: Option<u32>,
 }
@@ -67,7 +72,9 @@ impl ApiError {
         Self {
             status,
             code,
+            reason: None,
             message: message.into(),
+            hint: None,
             retry_after: None,
         }
     }
@@ -75,7 +82,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let body = Json(ErrorReply {
+            error: ErrorBody {
+                code: self.code.to_owned(),
+                reason: self.reason,
+                message: self.message,
+                hint: self.hint,
+            },
+        });
         let mut response = (self.status, body).into_response();
         if let Some(seconds) = self.retry_after {
             response
@@ -116,9 +130,8 @@ impl From<ChangeError> for ApiError {
 }
 
 impl ApiError {
-    /// An edit the site refused, with what would make it possible.
+    /// An edit the site refused, with the request that would make it possible.
     fn refused(site: &str, error: EditError) -> Self {
-        let what = format!("site {site}: {error}");
         let (status, code) = match &error {
             EditError::NoTask { .. } | EditError::NoGroup { .. } => {
                 (StatusCode::NOT_FOUND, "not_found")
@@ -126,22 +139,26 @@ impl ApiError {
             EditError::IdChanged { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             _ => (StatusCode::CONFLICT, "conflict"),
         };
-        let message = match &error {
-            EditError::TaskExists { id } => format!(
-                "{what}; choose another id, or PUT /v1/sites/{site}/tasks/{id} to change it"
-            ),
-            EditError::DifferentTaskExists { .. } => format!(
-                "{what}; choose another id (lbdns task create --id), or replace that task with a plain PUT"
-            ),
-            EditError::TaskEnabled { id } => format!(
-                "{what}; disable it first (POST /v1/sites/{site}/tasks/{id}/disable), then delete it"
-            ),
+        let hint = match &error {
+            EditError::TaskExists { id } => Some(format!(
+                "choose another id, or PUT /v1/sites/{site}/tasks/{id} to change that task"
+            )),
+            EditError::DifferentTaskExists { id } => Some(format!(
+                "choose another id, or change that task with PUT or PATCH /v1/sites/{site}/tasks/{id} without If-None-Match"
+            )),
+            EditError::TaskEnabled { id } => Some(format!(
+                "disable it first (POST /v1/sites/{site}/tasks/{id}/disable), then delete it"
+            )),
             EditError::GroupInUse { .. } => {
-                format!("{what}; delete those tasks or point them at another group first")
+                Some("delete those tasks or point them at another group first".to_owned())
             }
-            _ => what,
+            _ => None,
         };
-        Self::new(status, code, message)
+        Self {
+            reason: Some(error.refusal()),
+            hint,
+            ..Self::new(status, code, format!("site {site}: {error}"))
+        }
     }
 }
 
@@ -229,7 +246,7 @@ pub fn router_with_read_token(
         .route("/v1/sites/{site}/origin-groups", get(list_groups))
         .route(
             "/v1/sites/{site}/origin-groups/{name}",
-            axum::routing::put(put_group).delete(delete_group),
+            get(get_group).put(put_group).delete(delete_group),
         )
         .route(
             "/v1/sites/{site}/secondaries",
@@ -238,7 +255,10 @@ pub fn router_with_read_token(
         .route("/v1/sites/{site}/tasks", get(list_tasks).post(create_task))
         .route(
             "/v1/sites/{site}/tasks/{id}",
-            get(get_task).put(put_task).delete(delete_task),
+            get(get_task)
+                .put(put_task)
+                .patch(patch_task)
+                .delete(delete_task),
         )
         .route("/v1/sites/{site}/tasks/{id}/enable", post(enable_task))
         .route("/v1/sites/{site}/tasks/{id}/disable", post(disable_task))
@@ -639,6 +659,13 @@ async fn list_groups(
     Ok(Json(json!({"origin_groups": groups})))
 }
 
+async fn get_group(
+    State(api): State<Api>,
+    Path((site, name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(found(api.store.group(&site, &name))?))
+}
+
 async fn put_group(
     State(api): State<Api>,
     Path((site, name)): Path<(String, String)>,
@@ -657,19 +684,12 @@ async fn delete_group(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The body of `PUT /v1/sites/{site}/secondaries`, and its reply.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Secondaries {
-    secondaries: Vec<String>,
-}
-
 async fn get_secondaries(
     State(api): State<Api>,
     Path(site): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Secondaries>, ApiError> {
     let secondaries = found(api.store.secondaries(&site))?;
-    Ok(Json(json!({"secondaries": secondaries})))
+    Ok(Json(Secondaries { secondaries }))
 }
 
 async fn put_secondaries(
@@ -677,10 +697,10 @@ async fn put_secondaries(
     Path(site): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Secondaries>, ApiError> {
     let Secondaries { secondaries } = parse(&headers, body)?;
     let secondaries = api.store.put_secondaries(&site, secondaries).await?;
-    Ok(Json(json!({"secondaries": secondaries})))
+    Ok(Json(Secondaries { secondaries }))
 }
 
 async fn list_tasks(
@@ -737,6 +757,17 @@ async fn put_task(
         true => created(&site, task),
         false => Json(task).into_response(),
     })
+}
+
+/// Changes the fields the body names (`TaskPatch`); the others stay.
+async fn patch_task(
+    State(api): State<Api>,
+    Path((site, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let patch: TaskPatch = parse(&headers, body)?;
+    Ok(Json(api.store.update_task(&site, &id, patch).await?))
 }
 
 async fn delete_task(

@@ -3,8 +3,11 @@
 
 use std::fmt::Write as _;
 
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use ureq::Agent;
+
+use crate::api_types::{ErrorReply, Refusal, Task};
 
 /// How to reach the API.
 pub struct Client {
@@ -15,8 +18,34 @@ pub struct Client {
 
 /// A failed call: the API's message, or why the API could not be reached.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ClientError(String);
+#[error("{message}")]
+pub struct ClientError {
+    message: String,
+    /// Why the site refused the change, when it did.
+    refusal: Option<Refusal>,
+}
+
+impl ClientError {
+    pub fn new(message: String) -> Self {
+        Self {
+            message,
+            refusal: None,
+        }
+    }
+
+    /// Why the site refused the change, when it did.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal
+    }
+
+    /// Adds `hint` (the command that fixes it) to a refusal of kind `refusal`.
+    pub fn hint(mut self, refusal: Refusal, hint: impl FnOnce() -> String) -> Self {
+        if self.refusal == Some(refusal) {
+            self.message = format!("{}\nhint: {}", self.message, hint());
+        }
+        self
+    }
+}
 
 /// `--api`: `HOST:PORT` or a URL. A bare host without a port is refused: the client would
 /// otherwise ask port 80, where the API is not (its default port is 8053).
@@ -68,6 +97,16 @@ impl Client {
         self.call_with(method, path, body, None)
     }
 
+    /// `GET path`, decoded as `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let value = self.call("GET", path, None)?;
+        serde_json::from_value(value).map_err(|e| {
+            ClientError::new(format!(
+                "the API's reply to GET {path} is not what this lbdns expects ({e}): is the server another version?"
+            ))
+        })
+    }
+
     /// Creates the item at `path` unless it exists (`PUT` with `If-None-Match: *`): sending
     /// the same item again succeeds without a change, so a retry after a lost reply is safe.
     pub fn create(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
@@ -103,7 +142,12 @@ impl Client {
             ("POST", Some(body)) => with_auth!(self.agent.post(&url)).send_json(body),
             ("POST", None) => with_auth!(self.agent.post(&url)).send_empty(),
             ("PUT", Some(body)) => with_auth!(self.agent.put(&url)).send_json(body),
-            _ => return Err(ClientError(format!("unsupported call {method} {path}"))),
+            ("PATCH", Some(body)) => with_auth!(self.agent.patch(&url)).send_json(body),
+            _ => {
+                return Err(ClientError::new(format!(
+                    "unsupported call {method} {path}"
+                )));
+            }
         };
         let mut response = response.map_err(unreachable)?;
         let status = response.status();
@@ -116,10 +160,10 @@ impl Client {
         if status.is_success() {
             return Ok(value);
         }
-        let message = value["error"]["message"]
-            .as_str()
-            .map_or_else(|| value.to_string(), str::to_owned);
-        let code = value["error"]["code"].as_str().unwrap_or("error");
+        let (message, code, refusal) = match serde_json::from_value::<ErrorReply>(value.clone()) {
+            Ok(ErrorReply { error }) => (error.message, error.code, error.reason),
+            Err(_) => (value.to_string(), "error".to_owned(), None),
+        };
         let hint = match (status.as_u16(), &self.token) {
             (401, None) => {
                 "\nhint: the server needs a token: pass --api-token or set LBDNS_API_TOKEN"
@@ -129,10 +173,10 @@ impl Client {
             }
             _ => "",
         };
-        Err(ClientError(format!(
-            "{message} (HTTP {}, {code}){hint}",
-            status.as_u16()
-        )))
+        Err(ClientError {
+            message: format!("{message} (HTTP {}, {code}){hint}", status.as_u16()),
+            refusal,
+        })
     }
 
     /// Why the API could not be reached; for a refused connection, what to check.
@@ -143,13 +187,13 @@ impl Client {
             }
             ureq::Error::ConnectionFailed => "connection failed",
             _ => {
-                return ClientError(format!(
+                return ClientError::new(format!(
                     "cannot reach the lbdns API at {}: {error}",
                     self.base
                 ));
             }
         };
-        ClientError(format!(
+        ClientError::new(format!(
             "cannot reach the lbdns API at {}: {reason}; is `lbdns serve` running? (--api or LBDNS_API to point elsewhere)",
             self.base
         ))
@@ -169,7 +213,7 @@ impl Client {
             .collect();
         match names.as_slice() {
             [only] => Ok((*only).to_owned()),
-            _ => Err(ClientError(format!(
+            _ => Err(ClientError::new(format!(
                 "this server has several sites ({}); pass --site",
                 names.join(", ")
             ))),
@@ -212,7 +256,9 @@ pub fn group_body(
             Some((address, weight)) => weight
                 .parse::<u32>()
                 .map(|w| json!({"address": address, "weight": w}))
-                .map_err(|_| ClientError(format!("{o}: the weight after '=' must be a number"))),
+                .map_err(|_| {
+                    ClientError::new(format!("{o}: the weight after '=' must be a number"))
+                }),
             None => Ok(json!({"address": o})),
         })
         .collect();
@@ -220,7 +266,7 @@ pub fn group_body(
     if let Some(check) = check {
         body["health_check"] = check_body(check, check_options)?;
     } else if !check_options.is_empty() {
-        return Err(ClientError(
+        return Err(ClientError::new(
             "--check-option needs --check TYPE:PORT[/PATH]".to_owned(),
         ));
     }
@@ -231,7 +277,7 @@ pub fn group_body(
 /// server checks the values (and names the key of a bad one).
 fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
     let usage = || {
-        ClientError(format!(
+        ClientError::new(format!(
             "--check {check}: write TYPE:PORT[/PATH], e.g. tcp:8080 or http:80/healthz"
         ))
     };
@@ -247,7 +293,7 @@ fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
     }
     for option in options {
         let (key, value) = option.split_once('=').ok_or_else(|| {
-            ClientError(format!(
+            ClientError::new(format!(
                 "--check-option {option}: write KEY=VALUE, e.g. interval=2 or expect_status=200,204"
             ))
         })?;
@@ -255,9 +301,12 @@ fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
             "expect_status" => json!(
                 value
                     .split(',')
-                    .map(|s| s.trim().parse::<i64>().map_err(|_| ClientError(format!(
-                        "--check-option {option}: statuses are numbers"
-                    ))))
+                    .map(|s| s
+                        .trim()
+                        .parse::<i64>()
+                        .map_err(|_| ClientError::new(format!(
+                            "--check-option {option}: statuses are numbers"
+                        ))))
                     .collect::<Result<Vec<_>, _>>()?
             ),
             "host" | "path" | "type" => json!(value),
@@ -269,25 +318,27 @@ fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
                         false => json!(n),
                     },
                 )
-                .map_err(|_| ClientError(format!("--check-option {option}: {key} is a number")))?,
+                .map_err(|_| {
+                    ClientError::new(format!("--check-option {option}: {key} is a number"))
+                })?,
         };
     }
     Ok(body)
 }
 
 /// Tasks as a table.
-pub fn task_table(tasks: &[Value]) -> String {
+pub fn task_table(tasks: &[Task]) -> String {
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
             vec![
-                text(&t["id"]),
-                text(&t["hostname"]),
-                text(&t["origin_group"]),
-                text(&t["ttl"]),
-                text(&t["answers"]),
-                text(&t["enabled"]),
-                text(&t["status"]),
+                t.id.clone(),
+                t.hostname.clone(),
+                t.origin_group.clone(),
+                t.ttl.to_string(),
+                t.answers.to_string(),
+                t.enabled.to_string(),
+                t.status.clone(),
             ]
         })
         .collect();
@@ -469,9 +520,10 @@ mod tests {
 
     #[test]
     fn tables_line_up() {
-        let tasks = vec![
-            json!({"id": "www", "hostname": "www.example.com", "origin_group": "web", "ttl": 30, "answers": 1, "enabled": true, "status": "effective"}),
-        ];
+        let tasks: Vec<Task> = serde_json::from_value(json!([
+            {"id": "www", "hostname": "www.example.com", "mode": "dns_only", "origin_group": "web", "ttl": 30, "answers": 1, "enabled": true, "status": "effective"},
+        ]))
+        .unwrap();
         let out = task_table(&tasks);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2);

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use lbdns::api_types::{Refusal, Task, TaskList, TaskPatch};
 use lbdns::client::{self, Client, ClientError};
 use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
@@ -262,6 +263,23 @@ enum TaskCommand {
         #[arg(long)]
         disabled: bool,
     },
+    /// Change some fields of a task; the others stay as they are.
+    Update {
+        /// The task's id (`lbdns task list` shows them), or its hostname.
+        id: String,
+        /// A new answered name, inside the site (the id stays).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// A new origin group.
+        #[arg(long = "group")]
+        group: Option<String>,
+        /// A new TTL of the answers, in seconds.
+        #[arg(long)]
+        ttl: Option<u32>,
+        /// A new number of records per answer.
+        #[arg(long)]
+        answers: Option<u32>,
+    },
     /// Enable a task: it overrides the zone's records again.
     Enable {
         /// The task's id (`lbdns task list` shows them), or its hostname.
@@ -283,6 +301,11 @@ enum TaskCommand {
 enum GroupCommand {
     /// List the site's origin groups, and whether DNS-only tasks can use them.
     List,
+    /// Show one group: its origins, their health, and the tasks that use it.
+    Get {
+        /// The group's name.
+        name: String,
+    },
     /// Create or replace a group.
     Put {
         /// The group's name, as tasks' `origin_group` names it.
@@ -670,6 +693,24 @@ fn print(json: bool, value: &Value, table: impl FnOnce(&Value) -> String) -> Res
     }
 }
 
+/// [`print`] for a reply the table reads as `T`: JSON as the API sent it, or a table of
+/// the reply decoded; a reply that does not decode is an error, not an empty table.
+fn print_as<T: serde::de::DeserializeOwned>(
+    json: bool,
+    value: &Value,
+    table: impl FnOnce(&T) -> String,
+) -> Result<(), Failure> {
+    if json {
+        return print(json, value, |_| String::new());
+    }
+    let typed: T = serde_json::from_value(value.clone()).map_err(|e| {
+        Failure::Error(format!(
+            "lbdns: the API's reply is not what this lbdns expects ({e}): is the server another version?"
+        ))
+    })?;
+    out(&table(&typed))
+}
+
 /// An API call that failed, as the command's error.
 fn failed(error: ClientError) -> Failure {
     Failure::Error(format!("lbdns: {error}"))
@@ -679,12 +720,12 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
     let client = Client::new(&args.api, args.api_token);
     let site = client.site(args.site).map_err(failed)?;
     let base = format!("/v1/sites/{site}/tasks");
-    let one = |v: &Value| client::task_table(std::slice::from_ref(v));
+    let one = |task: &Task| client::task_table(std::slice::from_ref(task));
     let reply = match command {
         TaskCommand::List => {
             let v = client.call("GET", &base, None).map_err(failed)?;
-            return print(args.json, &v, |v| {
-                client::task_table(v["tasks"].as_array().map_or(&[], |a| a))
+            return print_as(args.json, &v, |list: &TaskList| {
+                client::task_table(&list.tasks)
             });
         }
         TaskCommand::Get { id } => client.call("GET", &format!("{base}/{id}"), None),
@@ -703,17 +744,49 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
                     .map(|name| lbdns::site::default_task_id(&name.to_lowercase()))
             });
             let body = client::task_body(id.clone(), &hostname, &group, ttl, answers, disabled);
-            match id {
-                Some(id) => client.create(&format!("{base}/{id}"), &body),
+            match &id {
+                Some(id) => client.create(&format!("{base}/{id}"), &body).map_err(|e| {
+                    e.hint(Refusal::DifferentTaskExists, || {
+                        format!("choose another id with --id, or change task {id} with `lbdns task update {id}`")
+                    })
+                }),
                 // Not a name: the server says what is wrong with it.
                 None => client.call("POST", &base, Some(&body)),
             }
+        }
+        TaskCommand::Update {
+            id,
+            hostname,
+            group,
+            ttl,
+            answers,
+        } => {
+            let patch = TaskPatch {
+                hostname,
+                origin_group: group,
+                ttl,
+                answers,
+                enabled: None,
+            };
+            if patch.is_empty() {
+                return Err(Failure::Error(
+                    "lbdns: task update: nothing to change: give --hostname, --group, --ttl or --answers"
+                        .to_owned(),
+                ));
+            }
+            let body = serde_json::to_value(&patch).expect("a patch is JSON");
+            client.call("PATCH", &format!("{base}/{id}"), Some(&body))
         }
         TaskCommand::Enable { id } => client.call("POST", &format!("{base}/{id}/enable"), None),
         TaskCommand::Disable { id } => client.call("POST", &format!("{base}/{id}/disable"), None),
         TaskCommand::Delete { id } => {
             client
                 .call("DELETE", &format!("{base}/{id}"), None)
+                .map_err(|e| {
+                    e.hint(Refusal::TaskEnabled, || {
+                        format!("disable it first: `lbdns task disable {id}`, then delete it")
+                    })
+                })
                 .map_err(failed)?;
             // The API answers 204 with no body: nothing for --json to print.
             return if args.json {
@@ -723,7 +796,7 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
             };
         }
     };
-    print(args.json, &reply.map_err(failed)?, one)
+    print_as(args.json, &reply.map_err(failed)?, one)
 }
 
 fn nodes(args: ApiArgs) -> Result<(), Failure> {
@@ -799,6 +872,14 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
                 client::group_table(v["origin_groups"].as_array().map_or(&[], |a| a))
             })
         }
+        GroupCommand::Get { name } => {
+            let v = client
+                .call("GET", &format!("{base}/{name}"), None)
+                .map_err(failed)?;
+            print(args.json, &v, |v| {
+                client::group_table(std::slice::from_ref(v))
+            })
+        }
         GroupCommand::Put {
             name,
             policy,
@@ -828,6 +909,11 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
         GroupCommand::Delete { name } => {
             client
                 .call("DELETE", &format!("{base}/{name}"), None)
+                .map_err(|e| {
+                    e.hint(Refusal::GroupInUse, || {
+                        "delete those tasks (`lbdns task disable ID`, then `lbdns task delete ID`) or move them to another group (`lbdns task update ID --group GROUP`) first".to_owned()
+                    })
+                })
                 .map_err(failed)?;
             if args.json {
                 Ok(())

@@ -7,6 +7,7 @@
 //! [`EditError`], whose wording says what is wrong in the site's own terms; which status
 //! it becomes, and which command or request would fix it, is the caller's business.
 
+use crate::api_types::{Refusal, TaskPatch};
 use crate::site::spec::{GroupSpec, Lined, SiteSpec, TaskSpec};
 use crate::site::{self, spec_task_id};
 use hickory_proto::rr::Name;
@@ -26,6 +27,11 @@ pub enum Edit {
         id: String,
         spec: TaskSpec,
         create_only: bool,
+    },
+    /// Changes some fields of the task `id`, the others as they are.
+    UpdateTask {
+        id: String,
+        patch: TaskPatch,
     },
     EnableTask {
         id: String,
@@ -97,12 +103,28 @@ pub enum EditError {
     IdChanged { path: String, body: String },
 }
 
+impl EditError {
+    /// The kind of refusal, for a client to say what would fix it.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Self::NoTask { .. } => Refusal::NoTask,
+            Self::NoGroup { .. } => Refusal::NoGroup,
+            Self::TaskExists { .. } => Refusal::TaskExists,
+            Self::DifferentTaskExists { .. } => Refusal::DifferentTaskExists,
+            Self::TaskEnabled { .. } => Refusal::TaskEnabled,
+            Self::GroupInUse { .. } => Refusal::GroupInUse,
+            Self::IdChanged { .. } => Refusal::IdChanged,
+        }
+    }
+}
+
 impl Edit {
     /// The task or group the edit names, for messages and logs.
     pub fn target(&self) -> Option<&str> {
         match self {
             Self::CreateTask { .. } | Self::SetSecondaries { .. } => None,
             Self::PutTask { id, .. }
+            | Self::UpdateTask { id, .. }
             | Self::EnableTask { id }
             | Self::DisableTask { id }
             | Self::DeleteTask { id } => Some(id),
@@ -169,6 +191,38 @@ pub fn apply(site: &SiteSpec, edit: &Edit) -> Result<Edited, EditError> {
                     Ok(changed(next, subject(true), focus))
                 }
             }
+        }
+        Edit::UpdateTask { id, patch } => {
+            let index = find_task(site, id).ok_or_else(|| no_task(id))?;
+            let subject = Subject::Task {
+                id: id.clone(),
+                created: false,
+            };
+            let old = &site.tasks[index].value;
+            // The id is written down, so a new hostname cannot change a derived one.
+            let mut task = with_id(old, id);
+            let set = |field: &mut Lined<_>, value: &Option<_>| {
+                if let Some(value) = value {
+                    *field = Lined::new(Clone::clone(value));
+                }
+            };
+            set(&mut task.hostname, &patch.hostname);
+            set(&mut task.origin_group, &patch.origin_group);
+            if let Some(ttl) = patch.ttl {
+                task.ttl = Lined::new(ttl);
+            }
+            if let Some(answers) = patch.answers {
+                task.answers = Lined::new(answers);
+            }
+            if let Some(enabled) = patch.enabled {
+                task.enabled = Lined::new(enabled);
+            }
+            if task == with_id(old, id) {
+                return Ok(unchanged(subject));
+            }
+            let mut next = site.clone();
+            next.tasks[index] = Lined::new(task);
+            Ok(changed(next, subject, format!("tasks[{index}].")))
         }
         Edit::EnableTask { id } | Edit::DisableTask { id } => {
             let enabled = matches!(edit, Edit::EnableTask { .. });
@@ -401,6 +455,60 @@ tasks:
         assert_eq!(
             error.to_string(),
             r#"the body's id "renamed" differs from the path's "www.example.com"; ids cannot be changed"#
+        );
+    }
+
+    #[test]
+    fn update_task_changes_only_the_fields_given() {
+        let before = site(SITE);
+        let patch = TaskPatch {
+            ttl: Some(30),
+            origin_group: Some("spare".into()),
+            ..TaskPatch::default()
+        };
+        let edit = Edit::UpdateTask {
+            id: "www.example.com".into(),
+            patch,
+        };
+        let edited = apply(&before, &edit).unwrap();
+        assert_eq!(edited.focus, "tasks[0].");
+        let after = changed(edited);
+        let (old, new) = (&before.tasks[0].value, &after.tasks[0].value);
+        assert_eq!((*new.ttl, new.origin_group.as_str()), (30, "spare"));
+        assert_eq!(
+            (&new.hostname, &new.answers, &new.enabled),
+            (&old.hostname, &old.answers, &old.enabled)
+        );
+        assert_eq!(after.tasks[1], before.tasks[1]);
+
+        // A new hostname keeps the id the task had (derived from the old one).
+        let rename = Edit::UpdateTask {
+            id: "www.example.com".into(),
+            patch: TaskPatch {
+                hostname: Some("web.example.com".into()),
+                ..TaskPatch::default()
+            },
+        };
+        assert_eq!(
+            ids(&changed(apply(&before, &rename).unwrap())),
+            ["www.example.com", "off"]
+        );
+
+        let same = Edit::UpdateTask {
+            id: "off".into(),
+            patch: TaskPatch {
+                enabled: Some(false),
+                ..TaskPatch::default()
+            },
+        };
+        assert!(apply(&before, &same).unwrap().spec.is_none(), "already so");
+        let missing = Edit::UpdateTask {
+            id: "nope".into(),
+            patch: TaskPatch::default(),
+        };
+        assert_eq!(
+            apply(&before, &missing).unwrap_err(),
+            EditError::NoTask { id: "nope".into() }
         );
     }
 

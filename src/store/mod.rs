@@ -470,6 +470,17 @@ impl Store {
             .collect())
     }
 
+    pub fn group(&self, site: &str, name: &str) -> Result<GroupView, ChangeError> {
+        let committed = self.shared.committed.load();
+        let loaded = find_site(&committed.config.sites, site)?;
+        group_view(loaded, name, &self.shared.health).ok_or_else(|| ChangeError::Edit {
+            site: site_name(&loaded.site.origin),
+            error: EditError::NoGroup {
+                name: name.to_owned(),
+            },
+        })
+    }
+
     /// The servers allowed to transfer the site's zone, as the site file lists them.
     pub fn secondaries(&self, site: &str) -> Result<Vec<String>, ChangeError> {
         let committed = self.shared.committed.load();
@@ -585,6 +596,19 @@ impl Store {
             },
         )
         .await
+    }
+
+    /// Changes some fields of a task; the others stay as they are.
+    pub async fn update_task(
+        &self,
+        site: &str,
+        id: &str,
+        patch: crate::api_types::TaskPatch,
+    ) -> Result<TaskView, ChangeError> {
+        let id = id.to_owned();
+        self.task_change(site, Edit::UpdateTask { id, patch })
+            .await
+            .map(|(view, _)| view)
     }
 
     /// Enables or disables a task.

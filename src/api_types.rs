@@ -1,0 +1,89 @@
+//! The management API's request and reply bodies that the server ([`crate::api`]) and its
+//! command-line client ([`crate::client`]) share: each is defined once, so the two cannot
+//! disagree on a field's name or type.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error reply: `{"error": {"code": ..., "message": ...}}`, with `reason` and `hint`
+/// when the site refused a change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: ErrorBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The class of error (`not_found`, `conflict`, `invalid`...), one per HTTP status.
+    pub code: String,
+    /// For a change the site refused: why, for a client to say what would fix it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Refusal>,
+    pub message: String,
+    /// The request that would make the refused change possible, for an HTTP client (the
+    /// command-line client names its own command instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// Why the site refused a change (the store's `EditError`, by kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    NoTask,
+    NoGroup,
+    TaskExists,
+    DifferentTaskExists,
+    /// Only a disabled task can be deleted.
+    TaskEnabled,
+    GroupInUse,
+    IdChanged,
+}
+
+/// `PATCH /v1/sites/{site}/tasks/{id}`: the fields to change; the others stay.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl TaskPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `GET` and `PUT /v1/sites/{site}/secondaries`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secondaries {
+    pub secondaries: Vec<String>,
+}
+
+/// A task as `GET /v1/sites/{site}/tasks[/{id}]` shows it, as far as a client reads it
+/// (the server sends every field of the task spec, and `nodes` on a fleet).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub hostname: String,
+    pub origin_group: String,
+    pub ttl: u32,
+    pub answers: u32,
+    pub enabled: bool,
+    /// `deploying`, `effective` or `ineffective`.
+    pub status: String,
+}
+
+/// `GET /v1/sites/{site}/tasks`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+}
