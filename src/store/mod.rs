@@ -3,15 +3,19 @@
 //! Readers never wait. The DNS handler reads an immutable [`Snapshot`] and the API reads
 //! the last committed configuration ([`Committed`]), both through [`ArcSwap`].
 //!
-//! Writers queue. API changes, SIGHUP and the file watcher send jobs to one writer thread
-//! through a bounded queue ([`writer`]); a full queue refuses a change at once
-//! ([`ChangeError::Busy`], 503 with `Retry-After`) instead of letting clients time out. The
-//! writer takes every queued job as one batch: each change is applied to the result of
-//! the ones before it, checked by the same validation the files get and compiled on its
-//! own, so one bad change fails alone; then each site file the batch touched is written
-//! once (one fsync for many changes), the new snapshot is published, and only then does
-//! every request get its reply, describing its own change. A change that fails any step
-//! leaves the old file and the old served state untouched.
+//! Writers queue. API changes, SIGHUP, the file watcher and, on a fleet node, site changes
+//! other nodes made send jobs to one writer thread through a bounded queue ([`writer`]); a
+//! full queue refuses a change at once ([`ChangeError::Busy`], 503 with `Retry-After`)
+//! instead of letting clients time out. A change is data, an [`Edit`], made by the pure
+//! [`edit::apply`]. The writer takes every queued job as one batch: each change is
+//! applied to the result of the ones before it, checked by the same validation the files
+//! get and compiled on its own, so one bad change fails alone; then each site file the
+//! batch touched is written once (one fsync for many changes), the new snapshot is
+//! published, and only then does every request get its reply, describing its own change.
+//! A change that fails any step leaves the old file and the old served state untouched.
+//! Where a site is written is the storage backend (`files::Backend`)'s business: a directory, or on a
+//! fleet node etcd and the node's mirror of it, where a change that lost a race to another
+//! node is made again on the newer version.
 //!
 //! Task lifecycle (SPEC §6), derived from configuration generations:
 //!
