@@ -13,9 +13,9 @@
 //! batch touched is written once (one fsync for many changes), the new snapshot is
 //! published, and only then does every request get its reply, describing its own change.
 //! A change that fails any step leaves the old file and the old served state untouched.
-//! Where a site is written is the storage backend (`files::Backend`)'s business: a directory, or on a
-//! fleet node etcd and the node's mirror of it, where a change that lost a race to another
-//! node is made again on the newer version.
+//! Where a site is written is its storage backend's business (`files::Backend`): a
+//! directory, or on a fleet node etcd and the node's mirror of it, where a change that
+//! lost a race to another node is made again on the newer version.
 //!
 //! Task lifecycle (SPEC §6), derived from configuration generations:
 //!
