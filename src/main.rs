@@ -54,6 +54,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest command (serve's options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the zones and sites of a directory, with the management API.
@@ -94,10 +96,12 @@ enum Command {
         /// into --cache-dir (which the node also starts from when etcd is down).
         #[arg(
             long,
-            value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
+            value_name = "etcd[s]://HOST:PORT[,HOST:PORT...]/PREFIX",
             conflicts_with = "dir"
         )]
         store: Option<lbdns::etcd::EtcdUrl>,
+        #[command(flatten)]
+        etcd: EtcdArgs,
         /// This node's copy of the etcd configuration (with --store).
         #[arg(
             long,
@@ -115,8 +119,10 @@ enum Command {
         /// The directory holding zones/.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")]
+        #[arg(long, value_name = "etcd[s]://HOST:PORT[,HOST:PORT...]/PREFIX")]
         store: lbdns::etcd::EtcdUrl,
+        #[command(flatten)]
+        etcd: EtcdArgs,
         /// Replace a configuration the prefix already holds (without it, import lists
         /// what would change and writes nothing).
         #[arg(long)]
@@ -124,8 +130,10 @@ enum Command {
     },
     /// Copy the zone and site files kept in etcd into a directory's zones/.
     Export {
-        #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")]
+        #[arg(long, value_name = "etcd[s]://HOST:PORT[,HOST:PORT...]/PREFIX")]
         store: lbdns::etcd::EtcdUrl,
+        #[command(flatten)]
+        etcd: EtcdArgs,
         /// The directory to write zones/ into.
         #[arg(long)]
         dir: PathBuf,
@@ -231,6 +239,41 @@ struct ApiArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+}
+
+/// What a cluster that speaks TLS or authenticates asks of its clients (with --store).
+#[derive(Args)]
+struct EtcdArgs {
+    /// The CA certificate (PEM) that signed etcd's server certificates; needed with
+    /// etcds://.
+    #[arg(long, value_name = "FILE", requires = "store")]
+    etcd_ca: Option<PathBuf>,
+    /// This node's client certificate (PEM), for a cluster that asks for one.
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// The etcd user to authenticate as.
+    #[arg(long, value_name = "USER", requires = "etcd_password_file")]
+    etcd_user: Option<String>,
+    /// A file holding the user's password (a trailing newline is not part of it).
+    #[arg(long, value_name = "FILE", requires = "etcd_user")]
+    etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// `url` with the files and credentials these options name, read now.
+    fn reach(self, url: lbdns::etcd::EtcdUrl) -> Result<lbdns::etcd::EtcdUrl, String> {
+        let cert_and_key = self.etcd_cert.as_deref().zip(self.etcd_key.as_deref());
+        let user = self
+            .etcd_user
+            .as_deref()
+            .zip(self.etcd_password_file.as_deref());
+        lbdns::etcd::Access::read(self.etcd_ca.as_deref(), cert_and_key, user)
+            .and_then(|access| url.with_access(access))
+            .map_err(|e| format!("lbdns: {e}"))
+    }
 }
 
 #[derive(Subcommand)]
@@ -420,36 +463,52 @@ fn main() -> ExitCode {
             limits,
             rrl,
             store,
+            etcd,
             cache_dir,
             node_id,
         } => {
             if let Some(nsid) = nsid {
                 lbdns::dns::set_nsid(nsid);
             }
-            let origin = Origin {
-                dir,
-                store,
-                cache_dir,
-                node_id,
-                user,
-            };
             let tokens = (api_token, read_token);
-            lbdns::dns::notify::Sources::given(&notify_source, &listen)
-                .map(lbdns::dns::notify::set_sources)
-                .map_err(|e| format!("lbdns: {e}"))
-                .and_then(|()| serve(origin, listen, api, tokens, limits, rrl))
+            store
+                .map(|url| etcd.reach(url))
+                .transpose()
+                .and_then(|store| {
+                    let origin = Origin {
+                        dir,
+                        store,
+                        cache_dir,
+                        node_id,
+                        user,
+                    };
+                    lbdns::dns::notify::Sources::given(&notify_source, &listen)
+                        .map(lbdns::dns::notify::set_sources)
+                        .map_err(|e| format!("lbdns: {e}"))
+                        .and_then(|()| serve(origin, listen, api, tokens, limits, rrl))
+                })
                 .map_err(Failure::Error)
         }
-        Command::Import { dir, store, force } => match lbdns::etcd::import(&dir, &store, force) {
+        Command::Import {
+            dir,
+            store,
+            etcd,
+            force,
+        } => match etcd.reach(store).and_then(|url| {
+            lbdns::etcd::import(&dir, &url, force).map_err(|e| format!("lbdns: {e}"))
+        }) {
             Ok(done) => out(&format!("{done}\n")),
-            Err(e) => Err(Failure::Error(format!("lbdns: {e}"))),
+            Err(e) => Err(Failure::Error(e)),
         },
-        Command::Export { store, dir } => match lbdns::etcd::export(&store, &dir) {
+        Command::Export { store, etcd, dir } => match etcd
+            .reach(store)
+            .and_then(|url| lbdns::etcd::export(&url, &dir).map_err(|e| format!("lbdns: {e}")))
+        {
             Ok(n) => out(&format!(
                 "exported {n} files into {}\n",
                 dir.join("zones").display()
             )),
-            Err(e) => Err(Failure::Error(format!("lbdns: {e}"))),
+            Err(e) => Err(Failure::Error(e)),
         },
         Command::Task { api, command } => task(api, command),
         Command::Group { api, command } => group(api, command),

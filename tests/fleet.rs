@@ -54,6 +54,116 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// A one-member cluster whose clients must speak TLS and show a certificate signed by
+    /// `certs/ca.pem` (see [`make_certificates`]).
+    fn start_tls(data: &Path, client: SocketAddr, peer: SocketAddr, certs: &Path) -> Self {
+        let etcd = require_tool(&["etcd", "/usr/bin/etcd"], "etcd-server");
+        let child = Command::new(etcd)
+            .args(["--name", "tls", "--data-dir"])
+            .arg(data)
+            .args(["--listen-client-urls", &format!("https://{client}")])
+            .args(["--advertise-client-urls", &format!("https://{client}")])
+            .args(["--listen-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-cluster", &format!("tls=http://{peer}")])
+            .arg("--cert-file")
+            .arg(certs.join("server.pem"))
+            .arg("--key-file")
+            .arg(certs.join("server.key"))
+            .arg("--trusted-ca-file")
+            .arg(certs.join("ca.pem"))
+            .arg("--client-cert-auth")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        Self { child }
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with the
+/// openssl command in `dir`: `ca.pem`, `server.pem`/`.key`, `client.pem`/`.key`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=lbdns test CA",
+            ],
+        ]
+        .concat(),
+    );
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        let (key_file, csr) = (format!("{name}.key"), format!("{name}.csr"));
+        openssl(
+            &[
+                &["req"][..],
+                &key,
+                &[
+                    "-keyout",
+                    &key_file,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -77,12 +187,24 @@ impl Node {
     /// Starts a node on free ports; a port taken by another process before the node
     /// bound it (the node exits saying so) is retried on other ports, a few times.
     fn start_as(store: &str, cache: &Path, log: PathBuf, id: Option<&str>) -> Self {
+        Self::start_with(store, cache, log, id, &[])
+    }
+
+    /// [`Node::start_as`] with more options (`--etcd-ca FILE`...).
+    fn start_with(
+        store: &str,
+        cache: &Path,
+        log: PathBuf,
+        id: Option<&str>,
+        extra: &[std::ffi::OsString],
+    ) -> Self {
         for attempt in 1..=5 {
             let (dns, api) = (free_port(), free_port());
             let mut command = Command::new(env!("CARGO_BIN_EXE_lbdns"));
             command
                 .args(["serve", "--store", store, "--cache-dir"])
-                .arg(cache);
+                .arg(cache)
+                .args(extra);
             if let Some(id) = id {
                 command.args(["--node-id", id]);
             }
@@ -954,4 +1076,124 @@ fn a_change_on_one_node_is_applied_by_the_others_without_a_reload() {
             node.dns
         );
     }
+}
+
+/// A fleet on a cluster that speaks only TLS, asks for a client certificate and has
+/// authentication on (SPEC §13: etcds://, --etcd-ca/--etcd-cert/--etcd-key, --etcd-user
+/// and --etcd-password-file): import, two nodes, a change on one answered by the other;
+/// a wrong password, a missing client certificate and a missing CA are refused, each
+/// saying so.
+#[test]
+fn a_fleet_on_etcd_over_tls_with_a_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    make_certificates(&certs);
+    let (client, peer) = (free_port(), free_port());
+    let _etcd = Etcd::start_tls(&dir.path().join("etcd"), client, peer, &certs);
+    let read = |name: &str| std::fs::read(certs.join(name)).unwrap();
+
+    // Authentication on: a root user with a password (etcd's own client, over TLS).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read("ca.pem")))
+            .identity(etcd_client::Identity::from_pem(
+                read("client.pem"),
+                read("client.key"),
+            ));
+        let options = etcd_client::ConnectOptions::new()
+            .with_tls(tls)
+            .with_connect_timeout(Duration::from_secs(2));
+        let start = Instant::now();
+        let mut etcd = loop {
+            let connected =
+                etcd_client::Client::connect([client.to_string()], Some(options.clone())).await;
+            let error = match connected {
+                Ok(mut etcd) => match etcd.status().await {
+                    Ok(_) => break etcd,
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "etcd over TLS: {error}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        etcd.user_add("root", "correct horse", None).await.unwrap();
+        etcd.user_grant_role("root", "root").await.unwrap();
+        etcd.auth_enable().await.unwrap();
+    });
+
+    std::fs::write(dir.path().join("password"), "correct horse\n").unwrap();
+    std::fs::write(dir.path().join("wrong"), "battery staple\n").unwrap();
+    let store = format!("etcds://{client}/lbdns");
+    let access = |password: &str, with_certificate: bool| -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["--etcd-ca".into(), certs.join("ca.pem").into()];
+        if with_certificate {
+            args.extend(["--etcd-cert".into(), certs.join("client.pem").into()]);
+            args.extend(["--etcd-key".into(), certs.join("client.key").into()]);
+        }
+        args.extend(["--etcd-user".into(), "root".into()]);
+        args.extend([
+            "--etcd-password-file".into(),
+            dir.path().join(password).into(),
+        ]);
+        args
+    };
+    let import = |extra: &[std::ffi::OsString]| {
+        Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["import", "--dir"])
+            .arg(example_dir())
+            .args(["--store", &store])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    // What is refused, and says why.
+    let refused = |extra: &[std::ffi::OsString], why: &str| {
+        let out = import(extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprint!("refused: {stderr}");
+        assert!(
+            !out.status.success() && stderr.contains(why),
+            "{why:?} in: {stderr}"
+        );
+    };
+    refused(&access("wrong", true), "authentication failed");
+    refused(
+        &access("password", false),
+        "needs --etcd-cert and --etcd-key",
+    );
+    refused(&access("password", true)[2..], "needs --etcd-ca");
+
+    let out = import(&access("password", true));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = |id: &str| {
+        Node::start_with(
+            &store,
+            &dir.path().join(id),
+            dir.path().join(format!("{id}.log")),
+            Some(id),
+            &access("password", true),
+        )
+    };
+    let (a, b) = (start("a"), start("b"));
+    let (status, body) = a.put_task("secure");
+    assert_eq!(status, 201, "{body}");
+    b.wait_for(
+        "secure.example.com.",
+        |x| !x.is_empty(),
+        Duration::from_secs(10),
+    );
+    let health = b.get("/healthz");
+    assert_eq!(health["etcd"]["connected"], true, "{health}");
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp, WatchOptions,
 };
 use tracing::{info, warn};
 
@@ -496,12 +497,39 @@ impl Mirror {
 
 /// A client of the cluster at `url`, or why there is none.
 async fn connect(url: &EtcdUrl) -> Result<Client, String> {
-    let options = ConnectOptions::new()
+    let mut options = ConnectOptions::new()
         .with_connect_timeout(TIMEOUT)
         .with_timeout(TIMEOUT);
+    if url.tls {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &url.access.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &url.access.identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        options = options.with_tls(tls);
+    }
+    if let Some((user, password)) = &url.access.user {
+        options = options.with_user(user.as_str(), password.as_str());
+    }
     Client::connect(&url.endpoints, Some(options))
         .await
-        .map_err(|e| format!("etcd at {}: {}", url.endpoints.join(","), describe(&e)))
+        .map_err(|e| {
+            // A cluster that wants a client certificate closes the connection without
+            // saying why.
+            let hint = match url.tls && url.access.identity.is_none() {
+                true => {
+                    " (a cluster started with --client-cert-auth needs --etcd-cert and --etcd-key)"
+                }
+                false => "",
+            };
+            format!(
+                "etcd at {}: {}{hint}",
+                url.endpoints.join(","),
+                describe(&e)
+            )
+        })
 }
 
 /// An etcd client error in one line an operator can read: a gRPC status by its code's
