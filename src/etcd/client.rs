@@ -304,7 +304,9 @@ impl Mirror {
             let Some(name) = self.file_name(kv.key()) else {
                 continue;
             };
-            self.mirror_file(&name, Some(kv.value()), kv.mod_revision());
+            // What etcd holds now, whatever was mirrored before (a restored cluster
+            // starts its revisions again).
+            self.mirror_file(&name, Some(kv.value()), kv.mod_revision(), Order::Any);
             present.push(name);
         }
         // Files etcd no longer has go from the mirror too.
@@ -312,7 +314,7 @@ impl Mirror {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if is_served_file(&name) && !present.contains(&name) {
-                    self.mirror_file(&name, None, 0);
+                    self.mirror_file(&name, None, 0, Order::Any);
                 }
             }
         }
@@ -363,7 +365,7 @@ impl Mirror {
                 };
                 let deleted = matches!(event.event_type(), etcd_client::EventType::Delete);
                 let value = (!deleted).then(|| kv.value());
-                self.mirror_file(&name, value, kv.mod_revision());
+                self.mirror_file(&name, value, kv.mod_revision(), Order::NewerOnly);
                 *revision = Some(kv.mod_revision().max(revision.unwrap_or(0)));
             }
         }
@@ -379,11 +381,14 @@ impl Mirror {
 
     /// Writes (or, for `None`, removes) one mirrored file, atomically; a site file whose
     /// contents changed is then handed to [`Mirror::on_site_change`].
-    fn mirror_file(&self, name: &str, value: Option<&[u8]>, mod_revision: i64) {
+    fn mirror_file(&self, name: &str, value: Option<&[u8]>, mod_revision: i64, order: Order) {
         let files = self.files.lock().expect("never poisoned");
         let known = self.revision_of(name);
         // An event older than what a fetch already mirrored: the watch catching up.
-        if value.is_some() && known.is_some_and(|known| known > mod_revision) {
+        if order == Order::NewerOnly
+            && value.is_some()
+            && known.is_some_and(|known| known > mod_revision)
+        {
             return;
         }
         let path = self.zones_dir.join(name);
@@ -436,7 +441,7 @@ impl Mirror {
         let Some(kv) = got.kvs().first() else {
             return Ok(None);
         };
-        self.mirror_file(name, Some(kv.value()), kv.mod_revision());
+        self.mirror_file(name, Some(kv.value()), kv.mod_revision(), Order::NewerOnly);
         Ok(Some((kv.value().to_vec(), kv.mod_revision())))
     }
 
@@ -493,6 +498,16 @@ impl Mirror {
             Err(error) => Err(EtcdError::Unavailable(error)),
         }
     }
+}
+
+/// Whether a version of a file may replace a newer one in the mirror.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// Only a newer revision: the watch and a fetch may deliver one version twice, or out
+    /// of order with each other.
+    NewerOnly,
+    /// Any: a full sync mirrors what etcd holds now.
+    Any,
 }
 
 /// A client of the cluster at `url`, or why there is none.
