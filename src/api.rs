@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::api_types::{ErrorBody, ErrorReply, Refusal, Secondaries, TaskPatch};
+use crate::api_types::{ErrorBody, ErrorReply, Node, NodeList, Refusal, Secondaries, TaskPatch};
 use crate::site::spec::{GroupSpec, TaskSpec};
 use crate::store::{ChangeError, EditError, Store, TaskView};
 
@@ -611,22 +611,23 @@ fn found<T>(result: Result<T, ChangeError>) -> Result<T, ApiError> {
 }
 
 /// The fleet as this node sees it; a node serving files alone is a fleet of one.
-async fn list_nodes(State(api): State<Api>) -> Json<serde_json::Value> {
-    match api.store.nodes() {
-        Some((this, nodes)) => Json(json!({
-            "node": this,
-            "nodes": nodes
-                .into_iter()
-                .map(|(id, p)| json!({
-                    "id": id,
-                    "files": p.files.len(),
-                    "geoip_build_epoch": p.geoip_build_epoch,
-                    "health_ready": p.health_ready,
-                }))
-                .collect::<Vec<_>>(),
-        })),
-        None => Json(json!({"node": null, "nodes": []})),
-    }
+async fn list_nodes(State(api): State<Api>) -> Json<NodeList> {
+    let Some((this, nodes)) = api.store.nodes() else {
+        return Json(NodeList::default());
+    };
+    let nodes = nodes
+        .into_iter()
+        .map(|(id, presence)| Node {
+            id,
+            files: presence.files.into_iter().collect(),
+            geoip_build_epoch: presence.geoip_build_epoch,
+            health_ready: presence.health_ready,
+        })
+        .collect();
+    Json(NodeList {
+        node: Some(this),
+        nodes,
+    })
 }
 
 /// The answer a client would get, asked through the query path itself (the console's panel).

@@ -2,6 +2,8 @@
 //! command-line client ([`crate::client`]) share: each is defined once, so the two cannot
 //! disagree on a field's name or type.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Every error reply: `{"error": {"code": ..., "message": ...}}`, with `reason` and `hint`
@@ -86,4 +88,25 @@ pub struct Task {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskList {
     pub tasks: Vec<Task>,
+}
+
+/// `GET /v1/nodes`: the fleet as the answering node sees it (a node serving files alone is
+/// a fleet of one: no `node`, no `nodes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeList {
+    /// The answering node's id.
+    pub node: Option<String>,
+    pub nodes: Vec<Node>,
+}
+
+/// A live node of the fleet, as its key in etcd says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    /// The revision of each zone and site file the node serves, by file name.
+    pub files: BTreeMap<String, i64>,
+    /// The build time (Unix seconds) of the node's GeoIP database.
+    pub geoip_build_epoch: Option<u64>,
+    /// True once every origin the node checks has a first health result.
+    pub health_ready: bool,
 }

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use ureq::Agent;
 
-use crate::api_types::{ErrorReply, Refusal, Task};
+use crate::api_types::{ErrorReply, NodeList, Refusal, Task};
 
 /// How to reach the API.
 pub struct Client {
@@ -445,44 +445,39 @@ fn text(value: &Value) -> String {
 /// `lbdns nodes`: one aligned line per node of the fleet (`GET /v1/nodes`): its id, the
 /// revision of each file it serves (`name@revision`, by name), whether its first health
 /// round is done, and its GeoIP database's build time (RFC 3339, UTC).
-pub fn nodes_table(reply: &Value) -> String {
-    let this = reply["node"].as_str();
-    let Some(nodes) = reply["nodes"].as_array().filter(|n| !n.is_empty()) else {
+pub fn nodes_table(reply: &NodeList) -> String {
+    if reply.nodes.is_empty() {
         return "no fleet: this server serves its own files (--dir)\n".to_owned();
-    };
-    let rows: Vec<Vec<String>> = nodes
+    }
+    let rows: Vec<Vec<String>> = reply
+        .nodes
         .iter()
         .map(|node| {
-            let id = node["id"].as_str().unwrap_or("?");
-            let mark = if Some(id) == this { " (this one)" } else { "" };
-            let mut files: Vec<String> = node["files"]
-                .as_object()
-                .map(|files| {
-                    files
-                        .iter()
-                        .map(|(name, revision)| format!("{name}@{revision}"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
-            let health = match node["health_ready"].as_bool() {
-                Some(true) => "ready",
-                _ => "checking",
+            let mark = match reply.node.as_deref() == Some(node.id.as_str()) {
+                true => " (this one)",
+                false => "",
             };
-            let geoip = node["geoip_build_epoch"]
-                .as_u64()
-                .map_or("-".to_owned(), |e| {
-                    let built = std::time::UNIX_EPOCH + std::time::Duration::from_secs(e);
-                    humantime::format_rfc3339_seconds(built).to_string()
-                });
+            // By name: the map is ordered.
+            let files: Vec<String> = node
+                .files
+                .iter()
+                .map(|(name, revision)| format!("{name}@{revision}"))
+                .collect();
+            let health = match node.health_ready {
+                true => "ready",
+                false => "checking",
+            };
+            let geoip = node.geoip_build_epoch.map_or("-".to_owned(), |e| {
+                let built = std::time::UNIX_EPOCH + std::time::Duration::from_secs(e);
+                humantime::format_rfc3339_seconds(built).to_string()
+            });
             vec![
-                format!("{id}{mark}"),
+                format!("{}{mark}", node.id),
                 health.to_owned(),
                 geoip,
-                if files.is_empty() {
-                    "-".to_owned()
-                } else {
-                    files.join(" ")
+                match files.is_empty() {
+                    true => "-".to_owned(),
+                    false => files.join(" "),
                 },
             ]
         })
@@ -533,11 +528,12 @@ mod tests {
 
     #[test]
     fn nodes_table_lines_up_with_times_and_file_revisions() {
-        let reply = json!({"node": "a", "nodes": [
+        let reply: NodeList = serde_json::from_value(json!({"node": "a", "nodes": [
             {"id": "a", "files": {"example.com.zone": 7, "example.com.lb.yaml": 12},
              "health_ready": true, "geoip_build_epoch": 1_795_883_671u64},
             {"id": "node-b", "files": {}, "health_ready": false, "geoip_build_epoch": null},
-        ]});
+        ]}))
+        .unwrap();
         let out = nodes_table(&reply);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 3, "{out}");

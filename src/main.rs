@@ -861,7 +861,7 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
 fn nodes(args: ApiArgs) -> Result<(), Failure> {
     let client = Client::new(&args.api, args.api_token);
     let v = client.call("GET", "/v1/nodes", None).map_err(failed)?;
-    print(args.json, &v, lbdns::client::nodes_table)
+    print_as(args.json, &v, lbdns::client::nodes_table)
 }
 
 /// `lbdns status`: exit 0 when everything is served as configured, 1 when not, 2 when

@@ -724,6 +724,13 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
         listing.contains("a (this one)") && listing.contains("\nb "),
         "{listing}"
     );
+    // Each node's line names the revision of each file it serves.
+    let files: Vec<&str> = listing
+        .lines()
+        .skip(1)
+        .filter(|line| line.contains("example.com.lb.yaml@") && line.contains("example.com.zone@"))
+        .collect();
+    assert_eq!(files.len(), 2, "{listing}");
 
     // A change while node B cannot apply it (stopped): deploying, B not applied, and the
     // change's own reply says so (not what node A alone serves).
