@@ -110,3 +110,53 @@ pub struct Node {
     /// True once every origin the node checks has a first health result.
     pub health_ready: bool,
 }
+
+/// `GET /v1/sites/{site}/origin-groups`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupList {
+    pub origin_groups: Vec<Group>,
+}
+
+/// An origin group as `GET .../origin-groups[/{name}]` shows it, as far as a client reads
+/// it (the server also sends the health check and the fallback keys).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    /// `weight`, `region`, `nearest`...
+    pub policy: String,
+    pub origins: Vec<Origin>,
+    pub dns_only: DnsOnly,
+    /// Ids of the tasks that use the group.
+    pub used_by: Vec<String>,
+}
+
+/// An origin of a group: as written, with its health when the group is checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub address: String,
+    pub weight: u32,
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub continents: Vec<String>,
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub health: Option<OriginHealth>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginHealth {
+    /// `unchecked`, `up` or `down`.
+    pub state: String,
+    /// RFC 3339, UTC.
+    pub since: String,
+    pub last_error: Option<String>,
+}
+
+/// Whether a DNS-only task can use the group, and why not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsOnly {
+    pub usable: bool,
+    pub reasons: Vec<String>,
+}

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use ureq::Agent;
 
-use crate::api_types::{ErrorReply, NodeList, Refusal, Task};
+use crate::api_types::{ErrorReply, Group, NodeList, Origin, OriginHealth, Refusal, Task};
 
 /// How to reach the API.
 pub struct Client {
@@ -352,28 +352,21 @@ pub fn task_table(tasks: &[Task]) -> String {
 
 /// Origin groups as a table: one line per origin with its weight and region keys (what
 /// the file says); the group's policy, users and DNS-only usability on its first line.
-pub fn group_table(groups: &[Value]) -> String {
+pub fn group_table(groups: &[Group]) -> String {
     let mut rows: Vec<Vec<String>> = Vec::new();
     for g in groups {
-        let usable = if g["dns_only"]["usable"].as_bool() == Some(true) {
-            "yes".to_owned()
-        } else {
-            format!("no: {}", list(&g["dns_only"]["reasons"]).join("; "))
+        let usable = match g.dns_only.usable {
+            true => "yes".to_owned(),
+            false => format!("no: {}", g.dns_only.reasons.join("; ")),
         };
-        let used = list(&g["used_by"]);
-        let region = g["policy"].as_str() == Some("region");
-        let mut origins = g["origins"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|o| origin_cells(o, region));
+        let region = g.policy == "region";
+        let mut origins = g.origins.iter().map(|o| origin_cells(o, region));
         let first = origins.next().unwrap_or_else(|| vec!["-".to_owned(); 4]);
-        let mut row = vec![text(&g["name"]), text(&g["policy"])];
+        let mut row = vec![g.name.clone(), g.policy.clone()];
         row.extend(first);
-        row.push(if used.is_empty() {
-            "-".to_owned()
-        } else {
-            used.join(",")
+        row.push(match g.used_by.is_empty() {
+            true => "-".to_owned(),
+            false => g.used_by.join(","),
         });
         row.push(usable);
         rows.push(row);
@@ -393,52 +386,38 @@ pub fn group_table(groups: &[Value]) -> String {
 
 /// An origin's address, weight and region keys (`countries=CN,HK continents=EU`); a
 /// region group's origin without keys is one of its `default` origins.
-fn origin_cells(origin: &Value, region: bool) -> Vec<String> {
-    let keys: Vec<String> = ["countries", "continents", "subnets"]
-        .iter()
-        .filter_map(|key| {
-            let values = list(&origin[key]);
-            (!values.is_empty()).then(|| format!("{key}={}", values.join(",")))
-        })
-        .collect();
+fn origin_cells(origin: &Origin, region: bool) -> Vec<String> {
+    let keys: Vec<String> = [
+        ("countries", &origin.countries),
+        ("continents", &origin.continents),
+        ("subnets", &origin.subnets),
+    ]
+    .into_iter()
+    .filter(|(_, values)| !values.is_empty())
+    .map(|(key, values)| format!("{key}={}", values.join(",")))
+    .collect();
     let regions = match (keys.is_empty(), region) {
         (false, _) => keys.join(" "),
         (true, true) => "default".to_owned(),
         (true, false) => "-".to_owned(),
     };
     vec![
-        text(&origin["address"]),
-        text(&origin["weight"]),
+        origin.address.clone(),
+        origin.weight.to_string(),
         regions,
-        health_cell(&origin["health"]),
+        health_cell(origin.health.as_ref()),
     ]
 }
 
 /// `up since T`, `down since T: why`, `unchecked`, or `-` for a group without checks.
-fn health_cell(health: &Value) -> String {
-    let state = text(&health["state"]);
-    match (
-        state.as_str(),
-        health["since"].as_str(),
-        health["last_error"].as_str(),
-    ) {
-        ("-", _, _) => "-".to_owned(),
-        ("unchecked", _, _) => "unchecked".to_owned(),
-        ("down", Some(since), Some(error)) => format!("down since {since}: {error}"),
-        (state, Some(since), _) => format!("{state} since {since}"),
-        (state, None, _) => state.to_owned(),
-    }
-}
-
-fn list(value: &Value) -> Vec<String> {
-    value.as_array().into_iter().flatten().map(text).collect()
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
+fn health_cell(health: Option<&OriginHealth>) -> String {
+    let Some(health) = health else {
+        return "-".to_owned();
+    };
+    match (health.state.as_str(), &health.last_error) {
+        ("unchecked", _) => "unchecked".to_owned(),
+        ("down", Some(error)) => format!("down since {}: {error}", health.since),
+        (state, _) => format!("{state} since {}", health.since),
     }
 }
 
@@ -586,11 +565,12 @@ mod tests {
 
     #[test]
     fn group_table_shows_each_origins_health() {
-        let groups = vec![json!({"name": "web", "policy": "weight", "origins": [
+        let groups: Vec<Group> = serde_json::from_value(json!([{"name": "web", "policy": "weight", "origins": [
             {"address": "192.0.2.1", "weight": 1, "health": {"state": "up", "since": "2026-11-28T16:00:00Z", "last_error": null}},
             {"address": "192.0.2.2", "weight": 1, "health": {"state": "down", "since": "2026-11-28T16:01:00Z", "last_error": "connect to port 80: connection refused"}},
             {"address": "192.0.2.3", "weight": 1, "health": {"state": "unchecked", "since": "2026-11-28T16:02:00Z", "last_error": null}},
-        ], "dns_only": {"usable": true, "reasons": []}, "used_by": []})];
+        ], "dns_only": {"usable": true, "reasons": []}, "used_by": []}]))
+        .unwrap();
         let out = group_table(&groups);
         assert!(out.contains("up since 2026-11-28T16:00:00Z"), "{out}");
         assert!(
@@ -605,14 +585,15 @@ mod tests {
 
     #[test]
     fn group_table_has_a_line_per_origin_with_its_region_keys() {
-        let groups = vec![
-            json!({"name": "geo", "policy": "region", "origins": [
+        let groups: Vec<Group> = serde_json::from_value(json!([
+            {"name": "geo", "policy": "region", "origins": [
                 {"address": "198.51.100.1", "weight": 1, "countries": ["CN", "HK"], "continents": ["AS"]},
                 {"address": "198.51.100.9", "weight": 2},
-            ], "dns_only": {"usable": true, "reasons": []}, "used_by": ["geo"]}),
-            json!({"name": "empty", "policy": "weight", "origins": [],
-                "dns_only": {"usable": false, "reasons": ["the group has no origins"]}, "used_by": []}),
-        ];
+            ], "dns_only": {"usable": true, "reasons": []}, "used_by": ["geo"]},
+            {"name": "empty", "policy": "weight", "origins": [],
+                "dns_only": {"usable": false, "reasons": ["the group has no origins"]}, "used_by": []},
+        ]))
+        .unwrap();
         let out = group_table(&groups);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 4, "{out}");

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use lbdns::api_types::{Refusal, Task, TaskList, TaskPatch};
+use lbdns::api_types::{Group, GroupList, Refusal, Task, TaskList, TaskPatch};
 use lbdns::client::{self, Client, ClientError};
 use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
@@ -927,16 +927,16 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
     match command {
         GroupCommand::List => {
             let v = client.call("GET", &base, None).map_err(failed)?;
-            print(args.json, &v, |v| {
-                client::group_table(v["origin_groups"].as_array().map_or(&[], |a| a))
+            print_as(args.json, &v, |list: &GroupList| {
+                client::group_table(&list.origin_groups)
             })
         }
         GroupCommand::Get { name } => {
             let v = client
                 .call("GET", &format!("{base}/{name}"), None)
                 .map_err(failed)?;
-            print(args.json, &v, |v| {
-                client::group_table(std::slice::from_ref(v))
+            print_as(args.json, &v, |group: &Group| {
+                client::group_table(std::slice::from_ref(group))
             })
         }
         GroupCommand::Put {
@@ -961,8 +961,8 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
             let v = client
                 .call("PUT", &format!("{base}/{name}"), Some(&body))
                 .map_err(failed)?;
-            print(args.json, &v, |v| {
-                client::group_table(std::slice::from_ref(v))
+            print_as(args.json, &v, |group: &Group| {
+                client::group_table(std::slice::from_ref(group))
             })
         }
         GroupCommand::Delete { name } => {
