@@ -32,7 +32,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::api_types::{ErrorBody, ErrorReply, Node, NodeList, Refusal, Secondaries, TaskPatch};
+use crate::api_types::{
+    ErrorBody, ErrorReply, Node, NodeList, Refusal, Secondaries, SiteList, TaskPatch,
+};
 use crate::site::spec::{GroupSpec, TaskSpec};
 use crate::store::{ChangeError, EditError, Store, TaskView};
 
@@ -648,8 +650,10 @@ async fn status(State(api): State<Api>) -> Json<crate::status::Report> {
     Json(crate::status::Report::of(&api.store))
 }
 
-async fn list_sites(State(api): State<Api>) -> Json<serde_json::Value> {
-    Json(json!({"sites": api.store.sites()}))
+async fn list_sites(State(api): State<Api>) -> Json<SiteList> {
+    Json(SiteList {
+        sites: api.store.sites(),
+    })
 }
 
 async fn list_groups(

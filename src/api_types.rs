@@ -160,3 +160,18 @@ pub struct DnsOnly {
     pub usable: bool,
     pub reasons: Vec<String>,
 }
+
+/// `GET /v1/sites`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteList {
+    pub sites: Vec<Site>,
+}
+
+/// A site (a zone with its site file), by name, with how many groups and tasks it has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    /// The zone without its trailing dot: the `{site}` of the API's paths.
+    pub name: String,
+    pub origin_groups: usize,
+    pub tasks: usize,
+}

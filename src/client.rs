@@ -7,7 +7,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use ureq::Agent;
 
-use crate::api_types::{ErrorReply, Group, NodeList, Origin, OriginHealth, Refusal, Task};
+use crate::api_types::{
+    ErrorReply, Group, NodeList, Origin, OriginHealth, Refusal, SiteList, Task,
+};
 
 /// How to reach the API.
 pub struct Client {
@@ -204,13 +206,8 @@ impl Client {
         if let Some(site) = site {
             return Ok(site);
         }
-        let sites = self.call("GET", "/v1/sites", None)?;
-        let names: Vec<&str> = sites["sites"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["name"].as_str())
-            .collect();
+        let sites: SiteList = self.get("/v1/sites")?;
+        let names: Vec<&str> = sites.sites.iter().map(|s| s.name.as_str()).collect();
         match names.as_slice() {
             [only] => Ok((*only).to_owned()),
             _ => Err(ClientError::new(format!(

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use lbdns::api_types::{Group, GroupList, Refusal, Task, TaskList, TaskPatch};
+use lbdns::api_types::{Group, GroupList, Refusal, Secondaries, Task, TaskList, TaskPatch};
 use lbdns::client::{self, Client, ClientError};
 use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
@@ -901,21 +901,15 @@ fn secondaries(args: ApiArgs, command: SecondariesCommand) -> Result<(), Failure
     let v = match command {
         SecondariesCommand::List => client.call("GET", &path, None),
         SecondariesCommand::Set { secondaries } => {
-            let body = serde_json::json!({ "secondaries": secondaries });
+            let body = serde_json::to_value(Secondaries { secondaries }).expect("a list is JSON");
             client.call("PUT", &path, Some(&body))
         }
     }
     .map_err(failed)?;
-    print(args.json, &v, |v| {
-        let list: Vec<&str> = v["secondaries"]
-            .as_array()
-            .map_or(&[][..], |a| a)
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        match list.is_empty() {
+    print_as(args.json, &v, |list: &Secondaries| {
+        match list.secondaries.is_empty() {
             true => "no secondaries: zone transfers are refused to everyone\n".to_owned(),
-            false => list.iter().map(|s| format!("{s}\n")).collect(),
+            false => list.secondaries.iter().map(|s| format!("{s}\n")).collect(),
         }
     })
 }

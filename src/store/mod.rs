@@ -129,14 +129,6 @@ pub struct Usability {
     pub reasons: Vec<String>,
 }
 
-/// A site as the API lists it.
-#[derive(Clone, Debug, Serialize)]
-pub struct SiteView {
-    pub name: String,
-    pub origin_groups: usize,
-    pub tasks: usize,
-}
-
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -430,13 +422,13 @@ impl Store {
 
     // ----------- Reading ------------------------------------------------------------
 
-    pub fn sites(&self) -> Vec<SiteView> {
+    pub fn sites(&self) -> Vec<crate::api_types::Site> {
         let committed = self.shared.committed.load();
         committed
             .config
             .sites
             .iter()
-            .map(|s| SiteView {
+            .map(|s| crate::api_types::Site {
                 name: site_name(&s.site.origin),
                 origin_groups: s.site.groups.len(),
                 tasks: s.site.tasks.len(),
