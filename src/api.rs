@@ -32,8 +32,11 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::api_types::{
+    ErrorBody, ErrorReply, Node, NodeList, Refusal, Secondaries, SiteList, TaskPatch,
+};
 use crate::site::spec::{GroupSpec, TaskSpec};
-use crate::store::{ChangeError, Store, TaskView};
+use crate::store::{ChangeError, EditError, Store, TaskView};
 
 /// Largest request body accepted: a site's worth of groups fits many times over.
 const MAX_BODY: usize = 64 * 1024;
@@ -57,7 +60,11 @@ struct Api {
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
+    /// For an edit the site refused: why, so that a client can name its own fix.
+    reason: Option<Refusal>,
     message: String,
+    /// What request would make a refused change possible.
+    hint: Option<String>,
     /// Seconds after which a refused request may be sent again (503).
     retry_after: Option<u32>,
 }
@@ -67,7 +74,9 @@ impl ApiError {
         Self {
             status,
             code,
+            reason: None,
             message: message.into(),
+            hint: None,
             retry_after: None,
         }
     }
@@ -75,7 +84,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let body = Json(ErrorReply {
+            error: ErrorBody {
+                code: self.code.to_owned(),
+                reason: self.reason,
+                message: self.message,
+                hint: self.hint,
+            },
+        });
         let mut response = (self.status, body).into_response();
         if let Some(seconds) = self.retry_after {
             response
@@ -90,6 +106,7 @@ impl From<ChangeError> for ApiError {
     fn from(error: ChangeError) -> Self {
         let message = error.to_string();
         match error {
+            ChangeError::Edit { site, error } => Self::refused(&site, error),
             ChangeError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             ChangeError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
             ChangeError::Invalid(_) => {
@@ -110,6 +127,39 @@ impl From<ChangeError> for ApiError {
             ChangeError::Unavailable(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
+        }
+    }
+}
+
+impl ApiError {
+    /// An edit the site refused, with the request that would make it possible.
+    fn refused(site: &str, error: EditError) -> Self {
+        let (status, code) = match &error {
+            EditError::NoTask { .. } | EditError::NoGroup { .. } => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            EditError::IdChanged { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            _ => (StatusCode::CONFLICT, "conflict"),
+        };
+        let hint = match &error {
+            EditError::TaskExists { id } => Some(format!(
+                "choose another id, or PUT /v1/sites/{site}/tasks/{id} to change that task"
+            )),
+            EditError::DifferentTaskExists { id } => Some(format!(
+                "choose another id, or change that task with PUT or PATCH /v1/sites/{site}/tasks/{id} without If-None-Match"
+            )),
+            EditError::TaskEnabled { id } => Some(format!(
+                "disable it first (POST /v1/sites/{site}/tasks/{id}/disable), then delete it"
+            )),
+            EditError::GroupInUse { .. } => {
+                Some("delete those tasks or point them at another group first".to_owned())
+            }
+            _ => None,
+        };
+        Self {
+            reason: Some(error.refusal()),
+            hint,
+            ..Self::new(status, code, format!("site {site}: {error}"))
         }
     }
 }
@@ -198,7 +248,7 @@ pub fn router_with_read_token(
         .route("/v1/sites/{site}/origin-groups", get(list_groups))
         .route(
             "/v1/sites/{site}/origin-groups/{name}",
-            axum::routing::put(put_group).delete(delete_group),
+            get(get_group).put(put_group).delete(delete_group),
         )
         .route(
             "/v1/sites/{site}/secondaries",
@@ -207,7 +257,10 @@ pub fn router_with_read_token(
         .route("/v1/sites/{site}/tasks", get(list_tasks).post(create_task))
         .route(
             "/v1/sites/{site}/tasks/{id}",
-            get(get_task).put(put_task).delete(delete_task),
+            get(get_task)
+                .put(put_task)
+                .patch(patch_task)
+                .delete(delete_task),
         )
         .route("/v1/sites/{site}/tasks/{id}/enable", post(enable_task))
         .route("/v1/sites/{site}/tasks/{id}/disable", post(disable_task))
@@ -560,22 +613,23 @@ fn found<T>(result: Result<T, ChangeError>) -> Result<T, ApiError> {
 }
 
 /// The fleet as this node sees it; a node serving files alone is a fleet of one.
-async fn list_nodes(State(api): State<Api>) -> Json<serde_json::Value> {
-    match api.store.nodes() {
-        Some((this, nodes)) => Json(json!({
-            "node": this,
-            "nodes": nodes
-                .into_iter()
-                .map(|(id, p)| json!({
-                    "id": id,
-                    "files": p.files.len(),
-                    "geoip_build_epoch": p.geoip_build_epoch,
-                    "health_ready": p.health_ready,
-                }))
-                .collect::<Vec<_>>(),
-        })),
-        None => Json(json!({"node": null, "nodes": []})),
-    }
+async fn list_nodes(State(api): State<Api>) -> Json<NodeList> {
+    let Some((this, nodes)) = api.store.nodes() else {
+        return Json(NodeList::default());
+    };
+    let nodes = nodes
+        .into_iter()
+        .map(|(id, presence)| Node {
+            id,
+            files: presence.files.into_iter().collect(),
+            geoip_build_epoch: presence.geoip_build_epoch,
+            health_ready: presence.health_ready,
+        })
+        .collect();
+    Json(NodeList {
+        node: Some(this),
+        nodes,
+    })
 }
 
 /// The answer a client would get, asked through the query path itself (the console's panel).
@@ -596,8 +650,10 @@ async fn status(State(api): State<Api>) -> Json<crate::status::Report> {
     Json(crate::status::Report::of(&api.store))
 }
 
-async fn list_sites(State(api): State<Api>) -> Json<serde_json::Value> {
-    Json(json!({"sites": api.store.sites()}))
+async fn list_sites(State(api): State<Api>) -> Json<SiteList> {
+    Json(SiteList {
+        sites: api.store.sites(),
+    })
 }
 
 async fn list_groups(
@@ -606,6 +662,13 @@ async fn list_groups(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let groups = found(api.store.groups(&site))?;
     Ok(Json(json!({"origin_groups": groups})))
+}
+
+async fn get_group(
+    State(api): State<Api>,
+    Path((site, name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(found(api.store.group(&site, &name))?))
 }
 
 async fn put_group(
@@ -626,19 +689,12 @@ async fn delete_group(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The body of `PUT /v1/sites/{site}/secondaries`, and its reply.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Secondaries {
-    secondaries: Vec<String>,
-}
-
 async fn get_secondaries(
     State(api): State<Api>,
     Path(site): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Secondaries>, ApiError> {
     let secondaries = found(api.store.secondaries(&site))?;
-    Ok(Json(json!({"secondaries": secondaries})))
+    Ok(Json(Secondaries { secondaries }))
 }
 
 async fn put_secondaries(
@@ -646,10 +702,10 @@ async fn put_secondaries(
     Path(site): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Secondaries>, ApiError> {
     let Secondaries { secondaries } = parse(&headers, body)?;
     let secondaries = api.store.put_secondaries(&site, secondaries).await?;
-    Ok(Json(json!({"secondaries": secondaries})))
+    Ok(Json(Secondaries { secondaries }))
 }
 
 async fn list_tasks(
@@ -706,6 +762,17 @@ async fn put_task(
         true => created(&site, task),
         false => Json(task).into_response(),
     })
+}
+
+/// Changes the fields the body names (`TaskPatch`); the others stay.
+async fn patch_task(
+    State(api): State<Api>,
+    Path((site, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let patch: TaskPatch = parse(&headers, body)?;
+    Ok(Json(api.store.update_task(&site, &id, patch).await?))
 }
 
 async fn delete_task(

@@ -3,8 +3,13 @@
 
 use std::fmt::Write as _;
 
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use ureq::Agent;
+
+use crate::api_types::{
+    ErrorReply, Group, NodeList, Origin, OriginHealth, Refusal, SiteList, Task,
+};
 
 /// How to reach the API.
 pub struct Client {
@@ -15,8 +20,34 @@ pub struct Client {
 
 /// A failed call: the API's message, or why the API could not be reached.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ClientError(String);
+#[error("{message}")]
+pub struct ClientError {
+    message: String,
+    /// Why the site refused the change, when it did.
+    refusal: Option<Refusal>,
+}
+
+impl ClientError {
+    pub fn new(message: String) -> Self {
+        Self {
+            message,
+            refusal: None,
+        }
+    }
+
+    /// Why the site refused the change, when it did.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal
+    }
+
+    /// Adds `hint` (the command that fixes it) to a refusal of kind `refusal`.
+    pub fn hint(mut self, refusal: Refusal, hint: impl FnOnce() -> String) -> Self {
+        if self.refusal == Some(refusal) {
+            self.message = format!("{}\nhint: {}", self.message, hint());
+        }
+        self
+    }
+}
 
 /// `--api`: `HOST:PORT` or a URL. A bare host without a port is refused: the client would
 /// otherwise ask port 80, where the API is not (its default port is 8053).
@@ -68,6 +99,16 @@ impl Client {
         self.call_with(method, path, body, None)
     }
 
+    /// `GET path`, decoded as `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let value = self.call("GET", path, None)?;
+        serde_json::from_value(value).map_err(|e| {
+            ClientError::new(format!(
+                "the API's reply to GET {path} is not what this lbdns expects ({e}): is the server another version?"
+            ))
+        })
+    }
+
     /// Creates the item at `path` unless it exists (`PUT` with `If-None-Match: *`): sending
     /// the same item again succeeds without a change, so a retry after a lost reply is safe.
     pub fn create(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
@@ -103,7 +144,12 @@ impl Client {
             ("POST", Some(body)) => with_auth!(self.agent.post(&url)).send_json(body),
             ("POST", None) => with_auth!(self.agent.post(&url)).send_empty(),
             ("PUT", Some(body)) => with_auth!(self.agent.put(&url)).send_json(body),
-            _ => return Err(ClientError(format!("unsupported call {method} {path}"))),
+            ("PATCH", Some(body)) => with_auth!(self.agent.patch(&url)).send_json(body),
+            _ => {
+                return Err(ClientError::new(format!(
+                    "unsupported call {method} {path}"
+                )));
+            }
         };
         let mut response = response.map_err(unreachable)?;
         let status = response.status();
@@ -116,10 +162,10 @@ impl Client {
         if status.is_success() {
             return Ok(value);
         }
-        let message = value["error"]["message"]
-            .as_str()
-            .map_or_else(|| value.to_string(), str::to_owned);
-        let code = value["error"]["code"].as_str().unwrap_or("error");
+        let (message, code, refusal) = match serde_json::from_value::<ErrorReply>(value.clone()) {
+            Ok(ErrorReply { error }) => (error.message, error.code, error.reason),
+            Err(_) => (value.to_string(), "error".to_owned(), None),
+        };
         let hint = match (status.as_u16(), &self.token) {
             (401, None) => {
                 "\nhint: the server needs a token: pass --api-token or set LBDNS_API_TOKEN"
@@ -129,10 +175,10 @@ impl Client {
             }
             _ => "",
         };
-        Err(ClientError(format!(
-            "{message} (HTTP {}, {code}){hint}",
-            status.as_u16()
-        )))
+        Err(ClientError {
+            message: format!("{message} (HTTP {}, {code}){hint}", status.as_u16()),
+            refusal,
+        })
     }
 
     /// Why the API could not be reached; for a refused connection, what to check.
@@ -143,13 +189,13 @@ impl Client {
             }
             ureq::Error::ConnectionFailed => "connection failed",
             _ => {
-                return ClientError(format!(
+                return ClientError::new(format!(
                     "cannot reach the lbdns API at {}: {error}",
                     self.base
                 ));
             }
         };
-        ClientError(format!(
+        ClientError::new(format!(
             "cannot reach the lbdns API at {}: {reason}; is `lbdns serve` running? (--api or LBDNS_API to point elsewhere)",
             self.base
         ))
@@ -160,16 +206,11 @@ impl Client {
         if let Some(site) = site {
             return Ok(site);
         }
-        let sites = self.call("GET", "/v1/sites", None)?;
-        let names: Vec<&str> = sites["sites"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["name"].as_str())
-            .collect();
+        let sites: SiteList = self.get("/v1/sites")?;
+        let names: Vec<&str> = sites.sites.iter().map(|s| s.name.as_str()).collect();
         match names.as_slice() {
             [only] => Ok((*only).to_owned()),
-            _ => Err(ClientError(format!(
+            _ => Err(ClientError::new(format!(
                 "this server has several sites ({}); pass --site",
                 names.join(", ")
             ))),
@@ -212,7 +253,9 @@ pub fn group_body(
             Some((address, weight)) => weight
                 .parse::<u32>()
                 .map(|w| json!({"address": address, "weight": w}))
-                .map_err(|_| ClientError(format!("{o}: the weight after '=' must be a number"))),
+                .map_err(|_| {
+                    ClientError::new(format!("{o}: the weight after '=' must be a number"))
+                }),
             None => Ok(json!({"address": o})),
         })
         .collect();
@@ -220,7 +263,7 @@ pub fn group_body(
     if let Some(check) = check {
         body["health_check"] = check_body(check, check_options)?;
     } else if !check_options.is_empty() {
-        return Err(ClientError(
+        return Err(ClientError::new(
             "--check-option needs --check TYPE:PORT[/PATH]".to_owned(),
         ));
     }
@@ -231,7 +274,7 @@ pub fn group_body(
 /// server checks the values (and names the key of a bad one).
 fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
     let usage = || {
-        ClientError(format!(
+        ClientError::new(format!(
             "--check {check}: write TYPE:PORT[/PATH], e.g. tcp:8080 or http:80/healthz"
         ))
     };
@@ -247,7 +290,7 @@ fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
     }
     for option in options {
         let (key, value) = option.split_once('=').ok_or_else(|| {
-            ClientError(format!(
+            ClientError::new(format!(
                 "--check-option {option}: write KEY=VALUE, e.g. interval=2 or expect_status=200,204"
             ))
         })?;
@@ -255,9 +298,12 @@ fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
             "expect_status" => json!(
                 value
                     .split(',')
-                    .map(|s| s.trim().parse::<i64>().map_err(|_| ClientError(format!(
-                        "--check-option {option}: statuses are numbers"
-                    ))))
+                    .map(|s| s
+                        .trim()
+                        .parse::<i64>()
+                        .map_err(|_| ClientError::new(format!(
+                            "--check-option {option}: statuses are numbers"
+                        ))))
                     .collect::<Result<Vec<_>, _>>()?
             ),
             "host" | "path" | "type" => json!(value),
@@ -269,25 +315,27 @@ fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
                         false => json!(n),
                     },
                 )
-                .map_err(|_| ClientError(format!("--check-option {option}: {key} is a number")))?,
+                .map_err(|_| {
+                    ClientError::new(format!("--check-option {option}: {key} is a number"))
+                })?,
         };
     }
     Ok(body)
 }
 
 /// Tasks as a table.
-pub fn task_table(tasks: &[Value]) -> String {
+pub fn task_table(tasks: &[Task]) -> String {
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
             vec![
-                text(&t["id"]),
-                text(&t["hostname"]),
-                text(&t["origin_group"]),
-                text(&t["ttl"]),
-                text(&t["answers"]),
-                text(&t["enabled"]),
-                text(&t["status"]),
+                t.id.clone(),
+                t.hostname.clone(),
+                t.origin_group.clone(),
+                t.ttl.to_string(),
+                t.answers.to_string(),
+                t.enabled.to_string(),
+                t.status.clone(),
             ]
         })
         .collect();
@@ -301,28 +349,21 @@ pub fn task_table(tasks: &[Value]) -> String {
 
 /// Origin groups as a table: one line per origin with its weight and region keys (what
 /// the file says); the group's policy, users and DNS-only usability on its first line.
-pub fn group_table(groups: &[Value]) -> String {
+pub fn group_table(groups: &[Group]) -> String {
     let mut rows: Vec<Vec<String>> = Vec::new();
     for g in groups {
-        let usable = if g["dns_only"]["usable"].as_bool() == Some(true) {
-            "yes".to_owned()
-        } else {
-            format!("no: {}", list(&g["dns_only"]["reasons"]).join("; "))
+        let usable = match g.dns_only.usable {
+            true => "yes".to_owned(),
+            false => format!("no: {}", g.dns_only.reasons.join("; ")),
         };
-        let used = list(&g["used_by"]);
-        let region = g["policy"].as_str() == Some("region");
-        let mut origins = g["origins"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|o| origin_cells(o, region));
+        let region = g.policy == "region";
+        let mut origins = g.origins.iter().map(|o| origin_cells(o, region));
         let first = origins.next().unwrap_or_else(|| vec!["-".to_owned(); 4]);
-        let mut row = vec![text(&g["name"]), text(&g["policy"])];
+        let mut row = vec![g.name.clone(), g.policy.clone()];
         row.extend(first);
-        row.push(if used.is_empty() {
-            "-".to_owned()
-        } else {
-            used.join(",")
+        row.push(match g.used_by.is_empty() {
+            true => "-".to_owned(),
+            false => g.used_by.join(","),
         });
         row.push(usable);
         rows.push(row);
@@ -342,96 +383,77 @@ pub fn group_table(groups: &[Value]) -> String {
 
 /// An origin's address, weight and region keys (`countries=CN,HK continents=EU`); a
 /// region group's origin without keys is one of its `default` origins.
-fn origin_cells(origin: &Value, region: bool) -> Vec<String> {
-    let keys: Vec<String> = ["countries", "continents", "subnets"]
-        .iter()
-        .filter_map(|key| {
-            let values = list(&origin[key]);
-            (!values.is_empty()).then(|| format!("{key}={}", values.join(",")))
-        })
-        .collect();
+fn origin_cells(origin: &Origin, region: bool) -> Vec<String> {
+    let keys: Vec<String> = [
+        ("countries", &origin.countries),
+        ("continents", &origin.continents),
+        ("subnets", &origin.subnets),
+    ]
+    .into_iter()
+    .filter(|(_, values)| !values.is_empty())
+    .map(|(key, values)| format!("{key}={}", values.join(",")))
+    .collect();
     let regions = match (keys.is_empty(), region) {
         (false, _) => keys.join(" "),
         (true, true) => "default".to_owned(),
         (true, false) => "-".to_owned(),
     };
     vec![
-        text(&origin["address"]),
-        text(&origin["weight"]),
+        origin.address.clone(),
+        origin.weight.to_string(),
         regions,
-        health_cell(&origin["health"]),
+        health_cell(origin.health.as_ref()),
     ]
 }
 
 /// `up since T`, `down since T: why`, `unchecked`, or `-` for a group without checks.
-fn health_cell(health: &Value) -> String {
-    let state = text(&health["state"]);
-    match (
-        state.as_str(),
-        health["since"].as_str(),
-        health["last_error"].as_str(),
-    ) {
-        ("-", _, _) => "-".to_owned(),
-        ("unchecked", _, _) => "unchecked".to_owned(),
-        ("down", Some(since), Some(error)) => format!("down since {since}: {error}"),
-        (state, Some(since), _) => format!("{state} since {since}"),
-        (state, None, _) => state.to_owned(),
-    }
-}
-
-fn list(value: &Value) -> Vec<String> {
-    value.as_array().into_iter().flatten().map(text).collect()
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
+fn health_cell(health: Option<&OriginHealth>) -> String {
+    let Some(health) = health else {
+        return "-".to_owned();
+    };
+    match (health.state.as_str(), &health.last_error) {
+        ("unchecked", _) => "unchecked".to_owned(),
+        ("down", Some(error)) => format!("down since {}: {error}", health.since),
+        (state, _) => format!("{state} since {}", health.since),
     }
 }
 
 /// `lbdns nodes`: one aligned line per node of the fleet (`GET /v1/nodes`): its id, the
 /// revision of each file it serves (`name@revision`, by name), whether its first health
 /// round is done, and its GeoIP database's build time (RFC 3339, UTC).
-pub fn nodes_table(reply: &Value) -> String {
-    let this = reply["node"].as_str();
-    let Some(nodes) = reply["nodes"].as_array().filter(|n| !n.is_empty()) else {
+pub fn nodes_table(reply: &NodeList) -> String {
+    if reply.nodes.is_empty() {
         return "no fleet: this server serves its own files (--dir)\n".to_owned();
-    };
-    let rows: Vec<Vec<String>> = nodes
+    }
+    let rows: Vec<Vec<String>> = reply
+        .nodes
         .iter()
         .map(|node| {
-            let id = node["id"].as_str().unwrap_or("?");
-            let mark = if Some(id) == this { " (this one)" } else { "" };
-            let mut files: Vec<String> = node["files"]
-                .as_object()
-                .map(|files| {
-                    files
-                        .iter()
-                        .map(|(name, revision)| format!("{name}@{revision}"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
-            let health = match node["health_ready"].as_bool() {
-                Some(true) => "ready",
-                _ => "checking",
+            let mark = match reply.node.as_deref() == Some(node.id.as_str()) {
+                true => " (this one)",
+                false => "",
             };
-            let geoip = node["geoip_build_epoch"]
-                .as_u64()
-                .map_or("-".to_owned(), |e| {
-                    let built = std::time::UNIX_EPOCH + std::time::Duration::from_secs(e);
-                    humantime::format_rfc3339_seconds(built).to_string()
-                });
+            // By name: the map is ordered.
+            let files: Vec<String> = node
+                .files
+                .iter()
+                .map(|(name, revision)| format!("{name}@{revision}"))
+                .collect();
+            let health = match node.health_ready {
+                true => "ready",
+                false => "checking",
+            };
+            let geoip = node.geoip_build_epoch.map_or("-".to_owned(), |e| {
+                let built = std::time::UNIX_EPOCH + std::time::Duration::from_secs(e);
+                humantime::format_rfc3339_seconds(built).to_string()
+            });
             vec![
-                format!("{id}{mark}"),
+                format!("{}{mark}", node.id),
                 health.to_owned(),
                 geoip,
-                if files.is_empty() {
-                    "-".to_owned()
-                } else {
-                    files.join(" ")
+                match files.is_empty() {
+                    true => "-".to_owned(),
+                    false => files.join(" "),
                 },
             ]
         })
@@ -469,9 +491,10 @@ mod tests {
 
     #[test]
     fn tables_line_up() {
-        let tasks = vec![
-            json!({"id": "www", "hostname": "www.example.com", "origin_group": "web", "ttl": 30, "answers": 1, "enabled": true, "status": "effective"}),
-        ];
+        let tasks: Vec<Task> = serde_json::from_value(json!([
+            {"id": "www", "hostname": "www.example.com", "mode": "dns_only", "origin_group": "web", "ttl": 30, "answers": 1, "enabled": true, "status": "effective"},
+        ]))
+        .unwrap();
         let out = task_table(&tasks);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2);
@@ -481,11 +504,12 @@ mod tests {
 
     #[test]
     fn nodes_table_lines_up_with_times_and_file_revisions() {
-        let reply = json!({"node": "a", "nodes": [
+        let reply: NodeList = serde_json::from_value(json!({"node": "a", "nodes": [
             {"id": "a", "files": {"example.com.zone": 7, "example.com.lb.yaml": 12},
              "health_ready": true, "geoip_build_epoch": 1_795_883_671u64},
             {"id": "node-b", "files": {}, "health_ready": false, "geoip_build_epoch": null},
-        ]});
+        ]}))
+        .unwrap();
         let out = nodes_table(&reply);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 3, "{out}");
@@ -538,11 +562,12 @@ mod tests {
 
     #[test]
     fn group_table_shows_each_origins_health() {
-        let groups = vec![json!({"name": "web", "policy": "weight", "origins": [
+        let groups: Vec<Group> = serde_json::from_value(json!([{"name": "web", "policy": "weight", "origins": [
             {"address": "192.0.2.1", "weight": 1, "health": {"state": "up", "since": "2026-11-28T16:00:00Z", "last_error": null}},
             {"address": "192.0.2.2", "weight": 1, "health": {"state": "down", "since": "2026-11-28T16:01:00Z", "last_error": "connect to port 80: connection refused"}},
             {"address": "192.0.2.3", "weight": 1, "health": {"state": "unchecked", "since": "2026-11-28T16:02:00Z", "last_error": null}},
-        ], "dns_only": {"usable": true, "reasons": []}, "used_by": []})];
+        ], "dns_only": {"usable": true, "reasons": []}, "used_by": []}]))
+        .unwrap();
         let out = group_table(&groups);
         assert!(out.contains("up since 2026-11-28T16:00:00Z"), "{out}");
         assert!(
@@ -557,14 +582,15 @@ mod tests {
 
     #[test]
     fn group_table_has_a_line_per_origin_with_its_region_keys() {
-        let groups = vec![
-            json!({"name": "geo", "policy": "region", "origins": [
+        let groups: Vec<Group> = serde_json::from_value(json!([
+            {"name": "geo", "policy": "region", "origins": [
                 {"address": "198.51.100.1", "weight": 1, "countries": ["CN", "HK"], "continents": ["AS"]},
                 {"address": "198.51.100.9", "weight": 2},
-            ], "dns_only": {"usable": true, "reasons": []}, "used_by": ["geo"]}),
-            json!({"name": "empty", "policy": "weight", "origins": [],
-                "dns_only": {"usable": false, "reasons": ["the group has no origins"]}, "used_by": []}),
-        ];
+            ], "dns_only": {"usable": true, "reasons": []}, "used_by": ["geo"]},
+            {"name": "empty", "policy": "weight", "origins": [],
+                "dns_only": {"usable": false, "reasons": ["the group has no origins"]}, "used_by": []},
+        ]))
+        .unwrap();
         let out = group_table(&groups);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 4, "{out}");

@@ -11,7 +11,7 @@
 //! the zone files, [`site`] the site files; [`store`] owns every change (API, SIGHUP,
 //! [`watch`]) and [`persist`] writes files crash-safely; [`secondary`] takes zones from a
 //! primary by zone transfer, signed with [`tsig`]; [`api`] is the management API
-//! and [`client`] its command-line client, [`status`] the report of `lbdns status`; [`server`] binds sockets; [`metrics`] counts.
+//! and [`client`] its command-line client, sharing the bodies of [`api_types`]; [`status`] the report of `lbdns status`; [`server`] binds sockets; [`metrics`] counts.
 //!
 //! DNS arrives through [`udp`], worker threads answering batches of datagrams without a
 //! task or an allocation per query, and [`tcp`].
@@ -21,6 +21,7 @@
 //! per-packet problems from flooding the log.
 
 pub mod api;
+pub mod api_types;
 pub mod client;
 pub mod console;
 pub mod dig;

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use lbdns::api_types::{Group, GroupList, Refusal, Secondaries, Task, TaskList, TaskPatch};
 use lbdns::client::{self, Client, ClientError};
 use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
@@ -53,6 +54,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest command (serve's options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the zones and sites of a directory, with the management API.
@@ -93,10 +96,12 @@ enum Command {
         /// into --cache-dir (which the node also starts from when etcd is down).
         #[arg(
             long,
-            value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
+            value_name = "etcd[s]://HOST:PORT[,HOST:PORT...]/PREFIX",
             conflicts_with = "dir"
         )]
         store: Option<lbdns::etcd::EtcdUrl>,
+        #[command(flatten)]
+        etcd: EtcdArgs,
         /// This node's copy of the etcd configuration (with --store).
         #[arg(
             long,
@@ -114,8 +119,10 @@ enum Command {
         /// The directory holding zones/.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")]
+        #[arg(long, value_name = "etcd[s]://HOST:PORT[,HOST:PORT...]/PREFIX")]
         store: lbdns::etcd::EtcdUrl,
+        #[command(flatten)]
+        etcd: EtcdArgs,
         /// Replace a configuration the prefix already holds (without it, import lists
         /// what would change and writes nothing).
         #[arg(long)]
@@ -123,8 +130,10 @@ enum Command {
     },
     /// Copy the zone and site files kept in etcd into a directory's zones/.
     Export {
-        #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]/PREFIX")]
+        #[arg(long, value_name = "etcd[s]://HOST:PORT[,HOST:PORT...]/PREFIX")]
         store: lbdns::etcd::EtcdUrl,
+        #[command(flatten)]
+        etcd: EtcdArgs,
         /// The directory to write zones/ into.
         #[arg(long)]
         dir: PathBuf,
@@ -232,6 +241,41 @@ struct ApiArgs {
     json: bool,
 }
 
+/// What a cluster that speaks TLS or authenticates asks of its clients (with --store).
+#[derive(Args)]
+struct EtcdArgs {
+    /// The CA certificate (PEM) that signed etcd's server certificates; needed with
+    /// etcds://.
+    #[arg(long, value_name = "FILE", requires = "store")]
+    etcd_ca: Option<PathBuf>,
+    /// This node's client certificate (PEM), for a cluster that asks for one.
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// The etcd user to authenticate as.
+    #[arg(long, value_name = "USER", requires = "etcd_password_file")]
+    etcd_user: Option<String>,
+    /// A file holding the user's password (a trailing newline is not part of it).
+    #[arg(long, value_name = "FILE", requires = "etcd_user")]
+    etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// `url` with the files and credentials these options name, read now.
+    fn reach(self, url: lbdns::etcd::EtcdUrl) -> Result<lbdns::etcd::EtcdUrl, String> {
+        let cert_and_key = self.etcd_cert.as_deref().zip(self.etcd_key.as_deref());
+        let user = self
+            .etcd_user
+            .as_deref()
+            .zip(self.etcd_password_file.as_deref());
+        lbdns::etcd::Access::read(self.etcd_ca.as_deref(), cert_and_key, user)
+            .and_then(|access| url.with_access(access))
+            .map_err(|e| format!("lbdns: {e}"))
+    }
+}
+
 #[derive(Subcommand)]
 enum TaskCommand {
     /// List the site's tasks and their status.
@@ -262,6 +306,23 @@ enum TaskCommand {
         #[arg(long)]
         disabled: bool,
     },
+    /// Change some fields of a task; the others stay as they are.
+    Update {
+        /// The task's id (`lbdns task list` shows them), or its hostname.
+        id: String,
+        /// A new answered name, inside the site (the id stays).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// A new origin group.
+        #[arg(long = "group")]
+        group: Option<String>,
+        /// A new TTL of the answers, in seconds.
+        #[arg(long)]
+        ttl: Option<u32>,
+        /// A new number of records per answer.
+        #[arg(long)]
+        answers: Option<u32>,
+    },
     /// Enable a task: it overrides the zone's records again.
     Enable {
         /// The task's id (`lbdns task list` shows them), or its hostname.
@@ -283,6 +344,11 @@ enum TaskCommand {
 enum GroupCommand {
     /// List the site's origin groups, and whether DNS-only tasks can use them.
     List,
+    /// Show one group: its origins, their health, and the tasks that use it.
+    Get {
+        /// The group's name.
+        name: String,
+    },
     /// Create or replace a group.
     Put {
         /// The group's name, as tasks' `origin_group` names it.
@@ -397,36 +463,52 @@ fn main() -> ExitCode {
             limits,
             rrl,
             store,
+            etcd,
             cache_dir,
             node_id,
         } => {
             if let Some(nsid) = nsid {
                 lbdns::dns::set_nsid(nsid);
             }
-            let origin = Origin {
-                dir,
-                store,
-                cache_dir,
-                node_id,
-                user,
-            };
             let tokens = (api_token, read_token);
-            lbdns::dns::notify::Sources::given(&notify_source, &listen)
-                .map(lbdns::dns::notify::set_sources)
-                .map_err(|e| format!("lbdns: {e}"))
-                .and_then(|()| serve(origin, listen, api, tokens, limits, rrl))
+            store
+                .map(|url| etcd.reach(url))
+                .transpose()
+                .and_then(|store| {
+                    let origin = Origin {
+                        dir,
+                        store,
+                        cache_dir,
+                        node_id,
+                        user,
+                    };
+                    lbdns::dns::notify::Sources::given(&notify_source, &listen)
+                        .map(lbdns::dns::notify::set_sources)
+                        .map_err(|e| format!("lbdns: {e}"))
+                        .and_then(|()| serve(origin, listen, api, tokens, limits, rrl))
+                })
                 .map_err(Failure::Error)
         }
-        Command::Import { dir, store, force } => match lbdns::etcd::import(&dir, &store, force) {
+        Command::Import {
+            dir,
+            store,
+            etcd,
+            force,
+        } => match etcd.reach(store).and_then(|url| {
+            lbdns::etcd::import(&dir, &url, force).map_err(|e| format!("lbdns: {e}"))
+        }) {
             Ok(done) => out(&format!("{done}\n")),
-            Err(e) => Err(Failure::Error(format!("lbdns: {e}"))),
+            Err(e) => Err(Failure::Error(e)),
         },
-        Command::Export { store, dir } => match lbdns::etcd::export(&store, &dir) {
+        Command::Export { store, etcd, dir } => match etcd
+            .reach(store)
+            .and_then(|url| lbdns::etcd::export(&url, &dir).map_err(|e| format!("lbdns: {e}")))
+        {
             Ok(n) => out(&format!(
                 "exported {n} files into {}\n",
                 dir.join("zones").display()
             )),
-            Err(e) => Err(Failure::Error(format!("lbdns: {e}"))),
+            Err(e) => Err(Failure::Error(e)),
         },
         Command::Task { api, command } => task(api, command),
         Command::Group { api, command } => group(api, command),
@@ -670,6 +752,24 @@ fn print(json: bool, value: &Value, table: impl FnOnce(&Value) -> String) -> Res
     }
 }
 
+/// [`print`] for a reply the table reads as `T`: JSON as the API sent it, or a table of
+/// the reply decoded; a reply that does not decode is an error, not an empty table.
+fn print_as<T: serde::de::DeserializeOwned>(
+    json: bool,
+    value: &Value,
+    table: impl FnOnce(&T) -> String,
+) -> Result<(), Failure> {
+    if json {
+        return print(json, value, |_| String::new());
+    }
+    let typed: T = serde_json::from_value(value.clone()).map_err(|e| {
+        Failure::Error(format!(
+            "lbdns: the API's reply is not what this lbdns expects ({e}): is the server another version?"
+        ))
+    })?;
+    out(&table(&typed))
+}
+
 /// An API call that failed, as the command's error.
 fn failed(error: ClientError) -> Failure {
     Failure::Error(format!("lbdns: {error}"))
@@ -679,12 +779,12 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
     let client = Client::new(&args.api, args.api_token);
     let site = client.site(args.site).map_err(failed)?;
     let base = format!("/v1/sites/{site}/tasks");
-    let one = |v: &Value| client::task_table(std::slice::from_ref(v));
+    let one = |task: &Task| client::task_table(std::slice::from_ref(task));
     let reply = match command {
         TaskCommand::List => {
             let v = client.call("GET", &base, None).map_err(failed)?;
-            return print(args.json, &v, |v| {
-                client::task_table(v["tasks"].as_array().map_or(&[], |a| a))
+            return print_as(args.json, &v, |list: &TaskList| {
+                client::task_table(&list.tasks)
             });
         }
         TaskCommand::Get { id } => client.call("GET", &format!("{base}/{id}"), None),
@@ -703,17 +803,49 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
                     .map(|name| lbdns::site::default_task_id(&name.to_lowercase()))
             });
             let body = client::task_body(id.clone(), &hostname, &group, ttl, answers, disabled);
-            match id {
-                Some(id) => client.create(&format!("{base}/{id}"), &body),
+            match &id {
+                Some(id) => client.create(&format!("{base}/{id}"), &body).map_err(|e| {
+                    e.hint(Refusal::DifferentTaskExists, || {
+                        format!("choose another id with --id, or change task {id} with `lbdns task update {id}`")
+                    })
+                }),
                 // Not a name: the server says what is wrong with it.
                 None => client.call("POST", &base, Some(&body)),
             }
+        }
+        TaskCommand::Update {
+            id,
+            hostname,
+            group,
+            ttl,
+            answers,
+        } => {
+            let patch = TaskPatch {
+                hostname,
+                origin_group: group,
+                ttl,
+                answers,
+                enabled: None,
+            };
+            if patch.is_empty() {
+                return Err(Failure::Error(
+                    "lbdns: task update: nothing to change: give --hostname, --group, --ttl or --answers"
+                        .to_owned(),
+                ));
+            }
+            let body = serde_json::to_value(&patch).expect("a patch is JSON");
+            client.call("PATCH", &format!("{base}/{id}"), Some(&body))
         }
         TaskCommand::Enable { id } => client.call("POST", &format!("{base}/{id}/enable"), None),
         TaskCommand::Disable { id } => client.call("POST", &format!("{base}/{id}/disable"), None),
         TaskCommand::Delete { id } => {
             client
                 .call("DELETE", &format!("{base}/{id}"), None)
+                .map_err(|e| {
+                    e.hint(Refusal::TaskEnabled, || {
+                        format!("disable it first: `lbdns task disable {id}`, then delete it")
+                    })
+                })
                 .map_err(failed)?;
             // The API answers 204 with no body: nothing for --json to print.
             return if args.json {
@@ -723,13 +855,13 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
             };
         }
     };
-    print(args.json, &reply.map_err(failed)?, one)
+    print_as(args.json, &reply.map_err(failed)?, one)
 }
 
 fn nodes(args: ApiArgs) -> Result<(), Failure> {
     let client = Client::new(&args.api, args.api_token);
     let v = client.call("GET", "/v1/nodes", None).map_err(failed)?;
-    print(args.json, &v, lbdns::client::nodes_table)
+    print_as(args.json, &v, lbdns::client::nodes_table)
 }
 
 /// `lbdns status`: exit 0 when everything is served as configured, 1 when not, 2 when
@@ -769,21 +901,15 @@ fn secondaries(args: ApiArgs, command: SecondariesCommand) -> Result<(), Failure
     let v = match command {
         SecondariesCommand::List => client.call("GET", &path, None),
         SecondariesCommand::Set { secondaries } => {
-            let body = serde_json::json!({ "secondaries": secondaries });
+            let body = serde_json::to_value(Secondaries { secondaries }).expect("a list is JSON");
             client.call("PUT", &path, Some(&body))
         }
     }
     .map_err(failed)?;
-    print(args.json, &v, |v| {
-        let list: Vec<&str> = v["secondaries"]
-            .as_array()
-            .map_or(&[][..], |a| a)
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        match list.is_empty() {
+    print_as(args.json, &v, |list: &Secondaries| {
+        match list.secondaries.is_empty() {
             true => "no secondaries: zone transfers are refused to everyone\n".to_owned(),
-            false => list.iter().map(|s| format!("{s}\n")).collect(),
+            false => list.secondaries.iter().map(|s| format!("{s}\n")).collect(),
         }
     })
 }
@@ -795,8 +921,16 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
     match command {
         GroupCommand::List => {
             let v = client.call("GET", &base, None).map_err(failed)?;
-            print(args.json, &v, |v| {
-                client::group_table(v["origin_groups"].as_array().map_or(&[], |a| a))
+            print_as(args.json, &v, |list: &GroupList| {
+                client::group_table(&list.origin_groups)
+            })
+        }
+        GroupCommand::Get { name } => {
+            let v = client
+                .call("GET", &format!("{base}/{name}"), None)
+                .map_err(failed)?;
+            print_as(args.json, &v, |group: &Group| {
+                client::group_table(std::slice::from_ref(group))
             })
         }
         GroupCommand::Put {
@@ -821,13 +955,18 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
             let v = client
                 .call("PUT", &format!("{base}/{name}"), Some(&body))
                 .map_err(failed)?;
-            print(args.json, &v, |v| {
-                client::group_table(std::slice::from_ref(v))
+            print_as(args.json, &v, |group: &Group| {
+                client::group_table(std::slice::from_ref(group))
             })
         }
         GroupCommand::Delete { name } => {
             client
                 .call("DELETE", &format!("{base}/{name}"), None)
+                .map_err(|e| {
+                    e.hint(Refusal::GroupInUse, || {
+                        "delete those tasks (`lbdns task disable ID`, then `lbdns task delete ID`) or move them to another group (`lbdns task update ID --group GROUP`) first".to_owned()
+                    })
+                })
                 .map_err(failed)?;
             if args.json {
                 Ok(())

@@ -700,14 +700,20 @@ fn task_lifecycle_switches_the_answers_and_persists_each_step() {
     assert_ne!(lab.file_tasks()["web"]["enabled"], false);
     lab.assert_persisted();
 
-    // Deleting an effective task is refused, saying what to do.
-    lab.refuse(
+    // Deleting an effective task is refused, saying why and (in the hint) what to do.
+    let refused = lab.refuse(
         "DELETE",
         &task("web"),
         None,
         409,
         "conflict",
-        &["disable", "first"],
+        &["task web is enabled", "only a disabled task"],
+    );
+    let hint = refused.json()["error"]["hint"].clone();
+    assert!(
+        hint.as_str()
+            .is_some_and(|h| h.contains("disable it first")),
+        "{refused}"
     );
     assert_eq!(lab.api.get(&task("web")).json()["status"], "effective");
 
@@ -887,11 +893,74 @@ fn unknown_sites_tasks_groups_and_routes_are_404() {
     // A known route with a method it does not take: still the JSON error shape.
     lab.refuse(
         "PATCH",
-        &task("keep"),
+        &group("pool"),
         Some(b"{}"),
         405,
         "method_not_allowed",
         &[],
+    );
+}
+
+/// `PATCH .../tasks/{id}` changes the fields its body names and keeps the others; a
+/// field a task does not have, or a bad value, is 422 and changes nothing.
+#[test]
+fn a_patch_changes_only_the_fields_it_names() {
+    let lab = Lab::start();
+    let before = lab.api.get(&task("keep")).json();
+    let body = json!({"ttl": 77, "answers": 2});
+    let reply = lab
+        .api
+        .call("PATCH", &task("keep"), Some(body.to_string().as_bytes()));
+    assert_eq!(reply.status, 200, "{reply}");
+    let after = reply.json();
+    assert_eq!(
+        (after["ttl"].clone(), after["answers"].clone()),
+        (json!(77), json!(2)),
+        "{reply}"
+    );
+    for kept in ["hostname", "origin_group", "enabled", "mode"] {
+        assert_eq!(after[kept], before[kept], "{kept}: {reply}");
+    }
+    assert_eq!(lab.api.get(&task("keep")).json(), after);
+    let bad = |body: Value, needles: &[&str]| {
+        lab.refuse_json("PATCH", &task("keep"), &body, 422, "invalid", needles);
+    };
+    bad(json!({"ttl": 0}), &["ttl"]);
+    bad(json!({"weight": 3}), &["weight"]);
+    bad(json!({"origin_group": "nogroup"}), &["nogroup"]);
+    lab.refuse_json(
+        "PATCH",
+        &task("nope"),
+        &json!({"ttl": 5}),
+        404,
+        "not_found",
+        &["nope"],
+    );
+}
+
+/// A change the site refuses says why as data (`reason`) and which request would fix it
+/// (`hint`), apart from the message.
+#[test]
+fn a_refused_change_carries_its_reason_and_the_request_that_fixes_it() {
+    let lab = Lab::start();
+    let reply = lab.api.delete(&task("keep"));
+    assert_eq!(reply.status, 409, "{reply}");
+    let error = &reply.json()["error"];
+    assert_eq!(error["reason"], "task_enabled", "{reply}");
+    assert_eq!(
+        error["hint"],
+        "disable it first (POST /v1/sites/example.com/tasks/keep/disable), then delete it",
+        "{reply}"
+    );
+    let reply = lab.api.delete(&group("pool"));
+    assert_eq!(reply.json()["error"]["reason"], "group_in_use", "{reply}");
+    // Other errors have neither.
+    let reply = lab.api.get("/v1/sites/nope.test/tasks");
+    assert_eq!(reply.status, 404, "{reply}");
+    let error = reply.json()["error"].clone();
+    assert!(
+        error.get("reason").is_none() && error.get("hint").is_none(),
+        "{reply}"
     );
 }
 

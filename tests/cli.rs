@@ -571,6 +571,107 @@ fn task_create_is_safe_to_retry() {
     assert_eq!(read(&site.path().join("zones/example.com.lb.yaml")), file);
 }
 
+/// `task update` changes the fields given and keeps the others; the answers carry the
+/// new TTL from the new group. A bad value or an unknown task is refused and changes
+/// nothing.
+#[test]
+fn task_update_changes_only_the_fields_given() {
+    let site = Site::example();
+    let server = site.serve();
+    let get = |id: &str| -> serde_json::Value {
+        let out = cli(server.api, &["task", "get", id, "--json"]);
+        assert_ok(&out);
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let before = get("www");
+    let out = cli(
+        server.api,
+        &["task", "update", "www", "--ttl", "45", "--group", "geo"],
+    );
+    assert_ok(&out);
+    let row: Vec<String> = stdout(&out)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        row[..5],
+        ["www", "www.example.com", "geo", "45", "1"],
+        "{}",
+        describe(&out)
+    );
+    let after = get("www");
+    assert_eq!(
+        (after["ttl"].clone(), after["origin_group"].clone()),
+        (45.into(), "geo".into())
+    );
+    for kept in ["hostname", "answers", "enabled", "mode"] {
+        assert_eq!(after[kept], before[kept], "{kept}: {after}");
+    }
+    let reply = server.ask("www.example.com.", hickory_proto::rr::RecordType::A);
+    let ttls: Vec<u32> = reply.answers.iter().map(|r| r.ttl).collect();
+    assert_eq!(ttls, [45], "{reply}");
+
+    let file = read(&site.path().join("zones/example.com.lb.yaml"));
+    let nothing = cli(server.api, &["task", "update", "www"]);
+    assert_failed_with(&nothing, &["nothing to change", "--ttl"]);
+    let bad = cli(server.api, &["task", "update", "www", "--ttl", "0"]);
+    assert_failed_with(&bad, &["ttl", "422"]);
+    let missing = cli(server.api, &["task", "update", "nope", "--ttl", "5"]);
+    assert_failed_with(&missing, &["no task \"nope\"", "404"]);
+    assert_eq!(read(&site.path().join("zones/example.com.lb.yaml")), file);
+}
+
+/// `group get` shows one group; a refused deletion names the command that fixes it, not
+/// the API request.
+#[test]
+fn group_get_and_refused_deletions_name_the_commands_to_run() {
+    let site = Site::example();
+    let server = site.serve();
+    let out = cli(server.api, &["group", "get", "web"]);
+    assert_ok(&out);
+    let table = stdout(&out);
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.starts_with("web ")),
+        "{table}"
+    );
+    assert!(origin_line(&table, "192.0.2.10").contains(" 3 "), "{table}");
+    assert!(
+        !table.contains("198.51.100."),
+        "only the group asked for:\n{table}"
+    );
+    let json = cli(server.api, &["group", "get", "web", "--json"]);
+    let group: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(group["name"], "web", "{group}");
+    let missing = cli(server.api, &["group", "get", "nope"]);
+    assert_failed_with(&missing, &["no origin group \"nope\"", "404"]);
+
+    let file = read(&site.path().join("zones/example.com.lb.yaml"));
+    let enabled = cli(server.api, &["task", "delete", "www"]);
+    assert_failed_with(
+        &enabled,
+        &[
+            "is enabled",
+            "hint: disable it first: `lbdns task disable www`",
+        ],
+    );
+    let used = cli(server.api, &["group", "delete", "web"]);
+    assert_failed_with(
+        &used,
+        &["used by task www", "lbdns task update ID --group GROUP"],
+    );
+    for out in [&enabled, &used] {
+        assert!(
+            !stderr(out).contains("/v1/"),
+            "no API path: {}",
+            describe(out)
+        );
+    }
+    assert_eq!(read(&site.path().join("zones/example.com.lb.yaml")), file);
+}
+
 #[test]
 fn secondaries_are_listed_and_set_from_the_command_line() {
     let site = Site::example();

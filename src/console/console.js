@@ -75,7 +75,8 @@ async function api(method, path, body) {
   }
   if (!response.ok) {
     const error = (data && data.error) || {};
-    throw new ApiError(response.status, error.code || "error", error.message || text || response.statusText);
+    const message = error.message || text || response.statusText;
+    throw new ApiError(response.status, error.code || "error", error.hint ? `${message}; ${error.hint}` : message);
   }
   return data;
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp, WatchOptions,
 };
 use tracing::{info, warn};
 
@@ -38,11 +39,18 @@ pub struct Mirror {
     probes: Mutex<Option<Probes>>,
     /// Why the last exchange with etcd failed; `None` while etcd answers (`/healthz`).
     link_error: Mutex<Option<String>>,
+    /// Told of every site file another node changed, once it is in the mirror (set by
+    /// the store: it applies the change as it applies its own API's).
+    on_site_change: Mutex<Option<SiteChanged>>,
     /// Held while a mirrored file changes, by the watch or by this node's own commit:
     /// a commit checks that what it was validated on is still on disk, commits, and
     /// writes its file, with no watch event in between.
     files: Mutex<()>,
 }
+
+/// Called with a site file's name (`example.com.lb.yaml`), its new contents and their
+/// mod revision.
+pub type SiteChanged = Box<dyn Fn(&str, &[u8], i64) + Send + Sync>;
 
 /// A node's entry under `PREFIX/nodes/`, kept under a lease.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -88,6 +96,7 @@ impl Mirror {
             fleet: Mutex::new(BTreeMap::new()),
             probes: Mutex::new(None),
             link_error: Mutex::new(None),
+            on_site_change: Mutex::new(None),
             files: Mutex::new(()),
         });
         let synced = mirror.runtime.block_on(mirror.sync());
@@ -179,6 +188,12 @@ impl Mirror {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// What to call when a site file changes in etcd (not for this node's own commits):
+    /// the mirror is written first, so the file and the call agree.
+    pub fn on_site_change(&self, call: SiteChanged) {
+        *self.on_site_change.lock().expect("never poisoned") = Some(call);
     }
 
     /// The etcd endpoints, and why the last exchange with them failed (`None`: it did not).
@@ -289,7 +304,9 @@ impl Mirror {
             let Some(name) = self.file_name(kv.key()) else {
                 continue;
             };
-            self.mirror_file(&name, Some(kv.value()), kv.mod_revision());
+            // What etcd holds now, whatever was mirrored before (a restored cluster
+            // starts its revisions again).
+            self.mirror_file(&name, Some(kv.value()), kv.mod_revision(), Order::Any);
             present.push(name);
         }
         // Files etcd no longer has go from the mirror too.
@@ -297,7 +314,7 @@ impl Mirror {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if is_served_file(&name) && !present.contains(&name) {
-                    self.mirror_file(&name, None, 0);
+                    self.mirror_file(&name, None, 0, Order::Any);
                 }
             }
         }
@@ -348,7 +365,7 @@ impl Mirror {
                 };
                 let deleted = matches!(event.event_type(), etcd_client::EventType::Delete);
                 let value = (!deleted).then(|| kv.value());
-                self.mirror_file(&name, value, kv.mod_revision());
+                self.mirror_file(&name, value, kv.mod_revision(), Order::NewerOnly);
                 *revision = Some(kv.mod_revision().max(revision.unwrap_or(0)));
             }
         }
@@ -362,13 +379,24 @@ impl Mirror {
         (is_served_file(name) && !name.contains('/')).then(|| name.to_owned())
     }
 
-    /// Writes (or, for `None`, removes) one mirrored file, atomically.
-    fn mirror_file(&self, name: &str, value: Option<&[u8]>, mod_revision: i64) {
-        let _files = self.files.lock().expect("never poisoned");
+    /// Writes (or, for `None`, removes) one mirrored file, atomically; a site file whose
+    /// contents changed is then handed to [`Mirror::on_site_change`].
+    fn mirror_file(&self, name: &str, value: Option<&[u8]>, mod_revision: i64, order: Order) {
+        let files = self.files.lock().expect("never poisoned");
+        let known = self.revision_of(name);
+        // An event older than what a fetch already mirrored: the watch catching up.
+        if order == Order::NewerOnly
+            && value.is_some()
+            && known.is_some_and(|known| known > mod_revision)
+        {
+            return;
+        }
         let path = self.zones_dir.join(name);
+        let mut written = false;
         let result = match value {
             Some(bytes) => {
                 let unchanged = std::fs::read(&path).is_ok_and(|old| old == bytes);
+                written = !unchanged;
                 match unchanged {
                     true => Ok(()),
                     false => persist::write_atomically(&path, bytes),
@@ -379,7 +407,7 @@ impl Mirror {
                 _ => Err(e),
             }),
         };
-        if let Err(error) = result {
+        if let Err(error) = &result {
             warn!(%error, path = %path.display(), "cannot update the mirror");
         }
         let mut revisions = self.revisions.lock().expect("never poisoned");
@@ -387,6 +415,34 @@ impl Mirror {
             Some(_) => revisions.insert(name.to_owned(), mod_revision),
             None => revisions.remove(name),
         };
+        drop((revisions, files));
+        if let (true, Ok(()), Some(bytes)) = (written, &result, value)
+            && name.ends_with(".lb.yaml")
+            && let Some(call) = &*self.on_site_change.lock().expect("never poisoned")
+        {
+            call(name, bytes, mod_revision);
+        }
+    }
+
+    /// The newest version of the file `name` in etcd, mirrored before it is returned
+    /// (`None`: etcd has no such file): what a change made on an older copy is made
+    /// again on.
+    pub fn fetch(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, EtcdError> {
+        let key = format!("{}{name}", self.key_prefix());
+        let got = self.commits.block_on(async {
+            let mut client = self.connect().await?;
+            client
+                .get(key.as_str(), None)
+                .await
+                .map_err(|e| describe(&e))
+        });
+        self.note(&got);
+        let got = got.map_err(EtcdError::Unavailable)?;
+        let Some(kv) = got.kvs().first() else {
+            return Ok(None);
+        };
+        self.mirror_file(name, Some(kv.value()), kv.mod_revision(), Order::NewerOnly);
+        Ok(Some((kv.value().to_vec(), kv.mod_revision())))
     }
 
     /// Commits `bytes` as the file `name`: in etcd, if its key is still at the revision
@@ -444,14 +500,51 @@ impl Mirror {
     }
 }
 
+/// Whether a version of a file may replace a newer one in the mirror.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// Only a newer revision: the watch and a fetch may deliver one version twice, or out
+    /// of order with each other.
+    NewerOnly,
+    /// Any: a full sync mirrors what etcd holds now.
+    Any,
+}
+
 /// A client of the cluster at `url`, or why there is none.
 async fn connect(url: &EtcdUrl) -> Result<Client, String> {
-    let options = ConnectOptions::new()
+    let mut options = ConnectOptions::new()
         .with_connect_timeout(TIMEOUT)
         .with_timeout(TIMEOUT);
+    if url.tls {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &url.access.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &url.access.identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        options = options.with_tls(tls);
+    }
+    if let Some((user, password)) = &url.access.user {
+        options = options.with_user(user.as_str(), password.as_str());
+    }
     Client::connect(&url.endpoints, Some(options))
         .await
-        .map_err(|e| format!("etcd at {}: {}", url.endpoints.join(","), describe(&e)))
+        .map_err(|e| {
+            // A cluster that wants a client certificate closes the connection without
+            // saying why.
+            let hint = match url.tls && url.access.identity.is_none() {
+                true => {
+                    " (a cluster started with --client-cert-auth needs --etcd-cert and --etcd-key)"
+                }
+                false => "",
+            };
+            format!(
+                "etcd at {}: {}{hint}",
+                url.endpoints.join(","),
+                describe(&e)
+            )
+        })
 }
 
 /// An etcd client error in one line an operator can read: a gRPC status by its code's

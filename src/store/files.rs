@@ -1,9 +1,9 @@
 //! Where the configuration is stored: the boundary between the store's writer and its
 //! storage. [`Backend`] is what the writer needs of any storage: whether something changed
 //! since it last looked, a guard against overwriting what it has not loaded, and writing
-//! one site. [`Files`] implements it for a served directory; an etcd backend (issue 10) is
-//! the next. Reading and checking what is stored (parsing, validation, compilation) is
-//! shared code in [`crate::load`], whatever the storage.
+//! one site. [`Files`] implements it for a served directory; [`super::fleet::Fleet`] for a
+//! fleet node, whose directory mirrors etcd. Reading and checking what is stored (parsing,
+//! validation, compilation) is shared code in [`crate::load`], whatever the storage.
 //!
 //! Errors on this boundary are typed ([`StorageError`]) and say what to do in an
 //! operator's words; which HTTP status each becomes is the API layer's business.
@@ -11,9 +11,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
-
-use crate::etcd::{EtcdError, Mirror};
 use crate::load::{LoadedSite, Sources};
 use crate::persist;
 use crate::site::{Limits, SiteSpec};
@@ -37,6 +34,20 @@ pub(super) trait Backend: Send {
 
     /// Stores `site` in its canonical form.
     fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError>;
+
+    /// The site's file as stored now, when the storage can hold a newer version than
+    /// the one served (a fleet: another node changed it) and now does; the backend then
+    /// takes it as the version a write is guarded against. `None` for a directory, whose
+    /// files are the storage.
+    fn newest(&mut self, site: &LoadedSite) -> Result<Option<String>, StorageError>;
+
+    /// True unless a newer version of the site file `name` than `revision` is known:
+    /// a change from elsewhere that was overtaken is not served.
+    fn is_latest(&self, name: &str, revision: i64) -> bool;
+
+    /// Records that `site`, stored elsewhere as `text` at `revision` (another fleet
+    /// node's change, already in the files), is now served: not an edit to reload.
+    fn adopted(&mut self, site: &LoadedSite, text: &str, revision: i64);
 }
 
 /// Why the storage refused or failed a change.
@@ -93,6 +104,11 @@ impl StorageError {
                 | Self::Stale(_)
         )
     }
+
+    /// True when a newer version of the site is stored than the change was made on.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Self::Stale(_))
+    }
 }
 
 /// A served directory: `zones/*.zone` and `zones/*.lb.yaml`, written atomically.
@@ -103,27 +119,11 @@ pub(super) struct Files {
     /// What the files held for the configuration being served: a site file that differs
     /// from this was edited by hand, and the API will not overwrite that edit.
     served: Fingerprint,
-    /// When the directory mirrors etcd: where a change is committed first.
-    shared: Option<Arc<Mirror>>,
-    /// The revision of each mirrored file when the last poll read the directory: what a
-    /// reload of that read serves at least.
-    polled: std::collections::HashMap<String, i64>,
     /// What a written site file must load within: the loader's own limits.
     pub(super) limits: Limits,
 }
 
 impl Files {
-    /// The mirror directory of a fleet node: changes go to etcd first (see [`Mirror`]).
-    pub fn mirroring(sources: Sources, mirror: Arc<Mirror>) -> Self {
-        // The first load reads the directory after the mirror's first sync.
-        let polled = mirror.mirrored();
-        Self {
-            shared: Some(mirror),
-            polled,
-            ..Self::open(sources)
-        }
-    }
-
     /// The directory of `sources`, as it is before the first load (which must follow).
     pub fn open(sources: Sources) -> Self {
         persist::remove_stale_temp_files(&sources.zones_dir());
@@ -132,59 +132,27 @@ impl Files {
             sources,
             served: seen.clone(),
             seen,
-            shared: None,
-            polled: std::collections::HashMap::new(),
             limits: Limits::default(),
         }
     }
 }
 
-impl Backend for Files {
-    type Revision = Fingerprint;
-
-    fn poll(&mut self) -> Option<Fingerprint> {
-        // Taken before the files are read: what they hold is at least this new.
-        if let Some(mirror) = &self.shared {
-            self.polled = mirror.mirrored();
-        }
-        let now = Fingerprint::read(&self.sources);
-        if now == self.seen {
-            return None;
-        }
-        self.seen = now.clone();
-        Some(now)
-    }
-
-    fn served(&mut self, revision: Fingerprint) {
-        self.served = revision;
-        if let Some(mirror) = &self.shared {
-            mirror.set_loaded(self.polled.clone());
-        }
-    }
-
-    fn guard(&self, site: &LoadedSite, zone: &Path) -> Result<(), StorageError> {
-        let served = |path: &Path| self.served.files.get(path);
-        let site_unchanged = match served(&site.path) {
+impl Files {
+    /// True when `site`'s file still holds what was served: no edit since.
+    pub(super) fn site_unchanged(&self, site: &LoadedSite) -> bool {
+        match self.served.files.get(&site.path) {
             Some(contents) => contents.matches(&site.path).unwrap_or(false),
             // A site file that could not be read when loaded must not be readable yet.
             None => {
                 crate::load::read_bounded(&site.path, crate::site::MAX_FILE_BYTES, "a site file")
                     .is_err()
             }
-        };
-        if !site_unchanged {
-            // On a fleet node the newer file came from etcd, not from a hand edit.
-            if self.shared.is_some() {
-                let name = site.path.file_name().unwrap_or_default().to_string_lossy();
-                return Err(StorageError::Stale(format!(
-                    "{name} changed in etcd since this node last saw it; retry once the change has reached this node"
-                )));
-            }
-            return Err(StorageError::SiteEdited {
-                path: site.path.clone(),
-            });
         }
-        match served(zone).map(|contents| contents.matches(zone)) {
+    }
+
+    /// Refuses a change while the site's zone file is not the one served.
+    pub(super) fn zone_unchanged(&self, zone: &Path) -> Result<(), StorageError> {
+        match self.served.files.get(zone).map(|c| c.matches(zone)) {
             Some(Ok(true)) => Ok(()),
             Some(Err(source)) => Err(StorageError::ZoneUnreadable {
                 path: zone.to_owned(),
@@ -196,47 +164,78 @@ impl Backend for Files {
         }
     }
 
-    fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError> {
+    /// The site file's text as it is to be stored, checked to load back as `site`.
+    pub(super) fn render_checked(&self, site: &LoadedSite) -> Result<String, StorageError> {
         let text = render(&site.spec).map_err(StorageError::Render)?;
         read_back(&text, site, self.limits)?;
-        match &self.shared {
-            // A fleet node: etcd first, then the mirror, as one step (see Mirror::commit).
-            Some(mirror) => {
-                let name = site
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
-                let name = name.unwrap_or_default();
-                let served = self.served.files.get(&site.path);
-                let still_valid = || match served {
-                    Some(contents) => contents.matches(&site.path).unwrap_or(false),
-                    None => crate::load::read_bounded(
-                        &site.path,
-                        crate::site::MAX_FILE_BYTES,
-                        "a site file",
-                    )
-                    .is_err(),
-                };
-                let revision = mirror.commit(&name, text.as_bytes(), still_valid).map_err(
-                    |error| match error {
-                        EtcdError::Stale { .. } => StorageError::Stale(error.to_string()),
-                        EtcdError::Unavailable(_) => StorageError::Unavailable(error.to_string()),
-                    },
-                )?;
-                // The writer publishes this batch right after writing it.
-                mirror.mark_loaded(&name, revision);
-            }
-            None => persist::write_atomically(&site.path, text.as_bytes()).map_err(|source| {
-                StorageError::Write {
-                    path: site.path.clone(),
-                    source,
-                }
-            })?,
+        Ok(text)
+    }
+
+    /// Records `text` as what `path` holds and serves: our own write, not an edit.
+    pub(super) fn wrote(&mut self, path: &Path, text: &str) {
+        self.record(path, Contents::of(text.as_bytes(), stamp(path)));
+    }
+
+    /// [`Files::wrote`] for a file another thread may have replaced since `text` was
+    /// written (a fleet's mirror): compared by contents from now on, never by the
+    /// metadata of a file that may hold something else.
+    pub(super) fn wrote_elsewhere(&mut self, path: &Path, text: &str) {
+        self.record(path, Contents::of(text.as_bytes(), None));
+    }
+
+    fn record(&mut self, path: &Path, contents: Contents) {
+        self.seen.files.insert(path.to_owned(), contents);
+        self.served.files.insert(path.to_owned(), contents);
+    }
+}
+
+impl Backend for Files {
+    type Revision = Fingerprint;
+
+    fn poll(&mut self) -> Option<Fingerprint> {
+        let now = Fingerprint::read(&self.sources);
+        if now == self.seen {
+            return None;
         }
-        let contents = Contents::of(text.as_bytes(), stamp(&site.path));
-        self.seen.files.insert(site.path.clone(), contents);
-        self.served.files.insert(site.path.clone(), contents);
+        self.seen = now.clone();
+        Some(now)
+    }
+
+    fn served(&mut self, revision: Fingerprint) {
+        self.served = revision;
+    }
+
+    fn guard(&self, site: &LoadedSite, zone: &Path) -> Result<(), StorageError> {
+        if !self.site_unchanged(site) {
+            return Err(StorageError::SiteEdited {
+                path: site.path.clone(),
+            });
+        }
+        self.zone_unchanged(zone)
+    }
+
+    fn write_site(&mut self, site: &LoadedSite) -> Result<(), StorageError> {
+        let text = self.render_checked(site)?;
+        persist::write_atomically(&site.path, text.as_bytes()).map_err(|source| {
+            StorageError::Write {
+                path: site.path.clone(),
+                source,
+            }
+        })?;
+        self.wrote(&site.path, &text);
         Ok(())
+    }
+
+    fn newest(&mut self, _site: &LoadedSite) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
+    fn is_latest(&self, _name: &str, _revision: i64) -> bool {
+        true
+    }
+
+    fn adopted(&mut self, site: &LoadedSite, text: &str, _revision: i64) {
+        self.wrote(&site.path, text);
     }
 }
 

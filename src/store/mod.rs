@@ -3,15 +3,19 @@
 //! Readers never wait. The DNS handler reads an immutable [`Snapshot`] and the API reads
 //! the last committed configuration ([`Committed`]), both through [`ArcSwap`].
 //!
-//! Writers queue. API changes, SIGHUP and the file watcher send jobs to one writer thread
-//! through a bounded queue ([`writer`]); a full queue refuses a change at once
-//! ([`ChangeError::Busy`], 503 with `Retry-After`) instead of letting clients time out. The
-//! writer takes every queued job as one batch: each change is applied to the result of
-//! the ones before it, checked by the same validation the files get and compiled on its
-//! own, so one bad change fails alone; then each site file the batch touched is written
-//! once (one fsync for many changes), the new snapshot is published, and only then does
-//! every request get its reply, describing its own change. A change that fails any step
-//! leaves the old file and the old served state untouched.
+//! Writers queue. API changes, SIGHUP, the file watcher and, on a fleet node, site changes
+//! other nodes made send jobs to one writer thread through a bounded queue ([`writer`]); a
+//! full queue refuses a change at once ([`ChangeError::Busy`], 503 with `Retry-After`)
+//! instead of letting clients time out. A change is data, an [`Edit`], made by the pure
+//! [`edit::apply`]. The writer takes every queued job as one batch: each change is
+//! applied to the result of the ones before it, checked by the same validation the files
+//! get and compiled on its own, so one bad change fails alone; then each site file the
+//! batch touched is written once (one fsync for many changes), the new snapshot is
+//! published, and only then does every request get its reply, describing its own change.
+//! A change that fails any step leaves the old file and the old served state untouched.
+//! Where a site is written is its storage backend's business (`files::Backend`): a
+//! directory, or on a fleet node etcd and the node's mirror of it, where a change that
+//! lost a race to another node is made again on the newer version.
 //!
 //! Task lifecycle (SPEC §6), derived from configuration generations:
 //!
@@ -29,7 +33,9 @@
 //! sees `deploying`: the state becomes visible when health checks hold a new task back
 //! until their first round (SPEC §6).
 
+pub mod edit;
 mod files;
+mod fleet;
 pub mod lock;
 mod writer;
 
@@ -47,11 +53,12 @@ use tracing::{debug, error, info, warn};
 use crate::health::{Health, HealthView, Key};
 use crate::load::{self, Config, LoadError, LoadedSite, Sources};
 use crate::metrics::Metrics;
-use crate::site::spec::{GroupSpec, HealthCheckSpec, Lined, OriginSpec, Policy, TaskSpec};
+use crate::site::spec::{GroupSpec, HealthCheckSpec, OriginSpec, Policy, TaskSpec};
 use crate::site::{self, Problem, site_name};
 use crate::snapshot::Snapshot;
 
-use writer::{Edited, Job, Request, Show, Shown};
+pub use edit::{Edit, EditError, Subject};
+use writer::{Job, Request};
 
 /// Where a task is in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -122,20 +129,15 @@ pub struct Usability {
     pub reasons: Vec<String>,
 }
 
-/// A site as the API lists it.
-#[derive(Clone, Debug, Serialize)]
-pub struct SiteView {
-    pub name: String,
-    pub origin_groups: usize,
-    pub tasks: usize,
-}
-
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChangeError {
     #[error("{0}")]
     NotFound(String),
+    /// The edit cannot be made to the site as it is (no such task, a task enabled...).
+    #[error("site {site}: {error}")]
+    Edit { site: String, error: EditError },
     #[error("{0}")]
     Conflict(String),
     /// The result breaks site rules; each problem names its field.
@@ -254,8 +256,8 @@ impl Store {
     ) -> Result<Arc<Self>, LoadError> {
         // Taken before the first load reads the mirror: it serves at least these.
         let mirrored = mirror.mirrored();
-        let files = files::Files::mirroring(sources.clone(), mirror.clone());
-        let mut store = Self::open_with(sources, metrics, files)?;
+        let backend = fleet::Fleet::open(sources.clone(), mirror.clone());
+        let mut store = Self::open_with(sources, metrics, backend)?;
         mirror.set_loaded(mirrored);
         let (geoip, ready) = (store.shared.clone(), store.shared.clone());
         mirror.set_probes(crate::etcd::Probes {
@@ -273,6 +275,17 @@ impl Store {
                 })
             }),
         });
+        // Another node's change to a site takes the path of this node's own changes.
+        let queue = store.queue.clone();
+        mirror.on_site_change(Box::new(move |name, text, revision| {
+            let stored = writer::Stored {
+                name: name.to_owned(),
+                text: text.to_vec(),
+                revision,
+            };
+            // A full queue drops it: the file watcher reloads the file all the same.
+            let _ = queue.try_send(Job::Stored(stored));
+        }));
         Arc::get_mut(&mut store).expect("not shared yet").fleet = Some(mirror);
         Ok(store)
     }
@@ -280,7 +293,7 @@ impl Store {
     fn open_with(
         sources: Sources,
         metrics: Arc<Metrics>,
-        files: files::Files,
+        backend: impl files::Backend + 'static,
     ) -> Result<Arc<Self>, LoadError> {
         let health = Health::new(metrics.clone());
         let (config, snapshot) = load::load(&sources, &health, None)?;
@@ -322,7 +335,7 @@ impl Store {
         shared.metrics.config_valid.set(1);
         writer::give_back_freed_memory();
         shared.metrics.config_generation.set(1);
-        let queue = writer::spawn(shared.clone(), files);
+        let queue = writer::spawn(shared.clone(), backend);
         Ok(Arc::new(Self {
             shared,
             queue,
@@ -409,13 +422,13 @@ impl Store {
 
     // ----------- Reading ------------------------------------------------------------
 
-    pub fn sites(&self) -> Vec<SiteView> {
+    pub fn sites(&self) -> Vec<crate::api_types::Site> {
         let committed = self.shared.committed.load();
         committed
             .config
             .sites
             .iter()
-            .map(|s| SiteView {
+            .map(|s| crate::api_types::Site {
                 name: site_name(&s.site.origin),
                 origin_groups: s.site.groups.len(),
                 tasks: s.site.tasks.len(),
@@ -453,6 +466,17 @@ impl Store {
             .collect())
     }
 
+    pub fn group(&self, site: &str, name: &str) -> Result<GroupView, ChangeError> {
+        let committed = self.shared.committed.load();
+        let loaded = find_site(&committed.config.sites, site)?;
+        group_view(loaded, name, &self.shared.health).ok_or_else(|| ChangeError::Edit {
+            site: site_name(&loaded.site.origin),
+            error: EditError::NoGroup {
+                name: name.to_owned(),
+            },
+        })
+    }
+
     /// The servers allowed to transfer the site's zone, as the site file lists them.
     pub fn secondaries(&self, site: &str) -> Result<Vec<String>, ChangeError> {
         let committed = self.shared.committed.load();
@@ -463,20 +487,6 @@ impl Store {
             .iter()
             .map(|s| s.value.clone())
             .collect())
-    }
-
-    /// Replaces the servers allowed to transfer the site's zone (SPEC §3).
-    pub async fn put_secondaries(
-        &self,
-        site: &str,
-        secondaries: Vec<String>,
-    ) -> Result<Vec<String>, ChangeError> {
-        self.change(site, move |loaded| {
-            loaded.spec.secondaries = secondaries.into_iter().map(Lined::new).collect();
-            Ok(Edited::new(Show::Nothing, String::new()))
-        })
-        .await?;
-        self.secondaries(site)
     }
 
     /// Counts tasks by status into the metrics, for a scrape.
@@ -555,31 +565,10 @@ impl Store {
     // ----------- Changing -----------------------------------------------------------
 
     /// Creates a task; an absent id is derived from the hostname.
-    pub async fn create_task(
-        &self,
-        site: &str,
-        mut spec: TaskSpec,
-    ) -> Result<TaskView, ChangeError> {
-        let site_label = site.to_owned();
-        self.task_change(site, move |loaded| {
-            let id = match spec.id.as_ref().map(|id| id.value.clone()) {
-                Some(id) => {
-                    if find_task(loaded, &id).is_ok() {
-                        return Err(ChangeError::Conflict(format!(
-                            "a task with id {id} already exists in site {site_label}; choose another id, or PUT /v1/sites/{site_label}/tasks/{id} to change it"
-                        )));
-                    }
-                    id
-                }
-                None => fresh_id(loaded, &spec.hostname),
-            };
-            spec.id = Some(Lined::new(id.clone()));
-            let focus = format!("tasks[{}].", loaded.spec.tasks.len());
-            loaded.spec.tasks.push(Lined::new(spec));
-            Ok(Edited::task(id, true, focus))
-        })
-        .await
-        .map(|(view, _)| view)
+    pub async fn create_task(&self, site: &str, spec: TaskSpec) -> Result<TaskView, ChangeError> {
+        self.task_change(site, Edit::CreateTask { spec })
+            .await
+            .map(|(view, _)| view)
     }
 
     /// Creates the task `id`, or replaces its fields (the id stays). With
@@ -590,44 +579,32 @@ impl Store {
         &self,
         site: &str,
         id: &str,
-        mut spec: TaskSpec,
+        spec: TaskSpec,
         create_only: bool,
     ) -> Result<(TaskView, bool), ChangeError> {
-        if let Some(body) = spec.id.as_ref().filter(|body| body.as_str() != id) {
-            return Err(ChangeError::Invalid(vec![Problem {
-                line: None,
-                field: "id".into(),
-                message: format!(
-                    "the body's id {:?} differs from the path's {id:?}; ids cannot be changed",
-                    body.value
-                ),
-            }]));
-        }
         let id = id.to_owned();
-        self.task_change(site, move |loaded| {
-            // The id becomes explicit, so a new hostname cannot change a derived one.
-            spec.id = Some(Lined::new(id.clone()));
-            match find_task(loaded, &id) {
-                Ok(index) if create_only => {
-                    if loaded.spec.tasks[index].value == spec {
-                        return Ok(Edited::unchanged_task(id));
-                    }
-                    Err(ChangeError::Conflict(format!(
-                        "a different task with id {id} already exists; choose another id (lbdns task create --id), or replace that task with a plain PUT"
-                    )))
-                }
-                Ok(index) => {
-                    loaded.spec.tasks[index] = Lined::new(spec);
-                    Ok(Edited::task(id, false, format!("tasks[{index}].")))
-                }
-                Err(_) => {
-                    let focus = format!("tasks[{}].", loaded.spec.tasks.len());
-                    loaded.spec.tasks.push(Lined::new(spec));
-                    Ok(Edited::task(id, true, focus))
-                }
-            }
-        })
+        self.task_change(
+            site,
+            Edit::PutTask {
+                id,
+                spec,
+                create_only,
+            },
+        )
         .await
+    }
+
+    /// Changes some fields of a task; the others stay as they are.
+    pub async fn update_task(
+        &self,
+        site: &str,
+        id: &str,
+        patch: crate::api_types::TaskPatch,
+    ) -> Result<TaskView, ChangeError> {
+        let id = id.to_owned();
+        self.task_change(site, Edit::UpdateTask { id, patch })
+            .await
+            .map(|(view, _)| view)
     }
 
     /// Enables or disables a task.
@@ -638,33 +615,17 @@ impl Store {
         enabled: bool,
     ) -> Result<TaskView, ChangeError> {
         let id = id.to_owned();
-        self.task_change(site, move |loaded| {
-            let index = find_task(loaded, &id)?;
-            if *loaded.spec.tasks[index].enabled == enabled {
-                return Ok(Edited::unchanged_task(id));
-            }
-            loaded.spec.tasks[index].value.enabled = Lined::new(enabled);
-            Ok(Edited::task(id, false, String::new()))
-        })
-        .await
-        .map(|(view, _)| view)
+        let edit = match enabled {
+            true => Edit::EnableTask { id },
+            false => Edit::DisableTask { id },
+        };
+        self.task_change(site, edit).await.map(|(view, _)| view)
     }
 
     /// Deletes a task; only an ineffective (disabled) one.
     pub async fn delete_task(&self, site: &str, id: &str) -> Result<(), ChangeError> {
-        let (site_label, id) = (site.to_owned(), id.to_owned());
-        self.change(site, move |loaded| {
-            let index = find_task(loaded, &id)?;
-            if *loaded.spec.tasks[index].enabled {
-                return Err(ChangeError::Conflict(format!(
-                    "task {id} is enabled: disable it first (POST /v1/sites/{site_label}/tasks/{id}/disable), then delete it"
-                )));
-            }
-            loaded.spec.tasks.remove(index);
-            Ok(Edited::new(Show::Nothing, String::new()))
-        })
-        .await
-        .map(|_| ())
+        let id = id.to_owned();
+        self.change(site, Edit::DeleteTask { id }).await.map(|_| ())
     }
 
     /// Creates or replaces an origin group.
@@ -675,83 +636,71 @@ impl Store {
         spec: GroupSpec,
     ) -> Result<GroupView, ChangeError> {
         let name = name.to_owned();
-        let shown = self
-            .change(site, move |loaded| {
-                let focus = format!("origin_groups.{name}.");
-                loaded
-                    .spec
-                    .origin_groups
-                    .insert(name.clone(), Lined::new(spec));
-                Ok(Edited::new(Show::Group(name), focus))
-            })
-            .await?;
-        match shown {
-            Shown::Group(view) => Ok(view),
+        let done = self.change(site, Edit::PutGroup { name, spec }).await?;
+        match &done.subject {
+            Subject::Group(name) => {
+                group_view(&done.site, name, &self.shared.health).ok_or(ChangeError::Stopped)
+            }
             _ => Err(ChangeError::Stopped),
         }
     }
 
     /// Deletes an origin group no task uses.
     pub async fn delete_group(&self, site: &str, name: &str) -> Result<(), ChangeError> {
-        let (site_label, name) = (site.to_owned(), name.to_owned());
-        self.change(site, move |loaded| {
-            if !loaded.spec.origin_groups.contains_key(&name) {
-                return Err(ChangeError::NotFound(format!(
-                    "site {site_label} has no origin group {name}"
-                )));
-            }
-            let users: Vec<String> = loaded
-                .site
-                .tasks
-                .iter()
-                .filter(|t| t.origin_group == name)
-                .map(|t| t.id.clone())
-                .collect();
-            if !users.is_empty() {
-                return Err(ChangeError::Conflict(format!(
-                    "origin group {name} is used by task {}; delete those tasks or point them at another group first",
-                    users.join(", task ")
-                )));
-            }
-            loaded.spec.origin_groups.shift_remove(&name);
-            Ok(Edited::new(Show::Nothing, String::new()))
-        })
-        .await
-        .map(|_| ())
+        let name = name.to_owned();
+        self.change(site, Edit::DeleteGroup { name })
+            .await
+            .map(|_| ())
+    }
+
+    /// Replaces the servers allowed to transfer the site's zone (SPEC §3).
+    pub async fn put_secondaries(
+        &self,
+        site: &str,
+        secondaries: Vec<String>,
+    ) -> Result<Vec<String>, ChangeError> {
+        let done = self
+            .change(site, Edit::SetSecondaries { secondaries })
+            .await?;
+        Ok(done
+            .site
+            .spec
+            .secondaries
+            .iter()
+            .map(|s| s.value.clone())
+            .collect())
     }
 
     /// A change whose reply is a task: the view and whether the change created it.
-    async fn task_change(
-        &self,
-        site: &str,
-        edit: impl FnOnce(&mut LoadedSite) -> Result<Edited, ChangeError> + Send + 'static,
-    ) -> Result<(TaskView, bool), ChangeError> {
-        match self.change(site, edit).await? {
-            // On a fleet node the change is effective once every live node serves it:
-            // the reply says so as GET does, not what this node alone would.
-            Shown::Task { view, created } if self.fleet.is_some() => {
-                Ok((self.task(site, &view.id).unwrap_or(view), created))
-            }
-            Shown::Task { view, created } => Ok((view, created)),
-            _ => Err(ChangeError::Stopped),
+    async fn task_change(&self, site: &str, edit: Edit) -> Result<(TaskView, bool), ChangeError> {
+        let done = self.change(site, edit).await?;
+        let Subject::Task { id, created } = &done.subject else {
+            return Err(ChangeError::Stopped);
+        };
+        // On a fleet node the change is effective once every live node serves it: the
+        // reply says so as GET does, not what this node alone would.
+        if self.fleet.is_some()
+            && let Ok(view) = self.task(site, id)
+        {
+            return Ok((view, *created));
         }
+        let view = task_view(&done.site, id, &self.shared.health)
+            .ok_or_else(|| no_task(&done.site, id))?;
+        Ok((view, *created))
     }
 
-    /// Queues `edit` of a copy of the site; the writer checks, compiles, writes and
-    /// publishes it, then replies. Refused at once when the queue is full.
-    async fn change(
-        &self,
-        site: &str,
-        edit: impl FnOnce(&mut LoadedSite) -> Result<Edited, ChangeError> + Send + 'static,
-    ) -> Result<Shown, ChangeError> {
+    /// Queues `edit` of the site; the writer applies, checks, compiles, writes and
+    /// publishes it, then replies with the site as the change left it. Refused at once
+    /// when the queue is full.
+    async fn change(&self, site: &str, edit: Edit) -> Result<writer::Done, ChangeError> {
         let (reply, done) = oneshot::channel();
         let request = Request {
             site: site.to_owned(),
-            edit: Box::new(edit),
+            edit,
             reply,
         };
         let metrics = &self.shared.metrics;
-        if let Err(error) = self.queue.try_send(Job::Change(request)) {
+        if let Err(error) = self.queue.try_send(Job::Change(Box::new(request))) {
             metrics.api_changes_busy.inc();
             return Err(match error {
                 std::sync::mpsc::TrySendError::Full(_) => ChangeError::Busy(writer::QUEUE_BOUND),
@@ -889,44 +838,18 @@ fn find_site<'s>(sites: &'s [Arc<LoadedSite>], site: &str) -> Result<&'s LoadedS
 
 /// Index in the spec of the task `id`.
 fn find_task(loaded: &LoadedSite, id: &str) -> Result<usize, ChangeError> {
-    loaded
-        .spec
-        .tasks
-        .iter()
-        .position(|t| site::spec_task_id(&t.value) == id)
-        .ok_or_else(|| no_task(loaded, id))
+    edit::find_task(&loaded.spec, id).ok_or_else(|| no_task(loaded, id))
 }
 
 fn no_task(loaded: &LoadedSite, id: &str) -> ChangeError {
-    ChangeError::NotFound(format!(
-        "site {} has no task {id:?}",
-        site_name(&loaded.site.origin)
-    ))
+    ChangeError::Edit {
+        site: site_name(&loaded.site.origin),
+        error: EditError::NoTask { id: id.to_owned() },
+    }
 }
 
 fn task_spec<'a>(loaded: &'a LoadedSite, id: &str) -> Option<&'a TaskSpec> {
-    find_task(loaded, id)
-        .ok()
-        .map(|i| &loaded.spec.tasks[i].value)
-}
-
-/// An id for a new task: the hostname's, made unique.
-fn fresh_id(loaded: &LoadedSite, hostname: &str) -> String {
-    let base = Name::from_ascii(hostname.trim())
-        .map(|n| site::default_task_id(&n.to_lowercase()))
-        .unwrap_or_else(|_| "task".to_owned());
-    let base = if base.is_empty() {
-        "task".to_owned()
-    } else {
-        base
-    };
-    let mut id = base.clone();
-    let mut n = 2;
-    while find_task(loaded, &id).is_ok() {
-        id = format!("{base}-{n}");
-        n += 1;
-    }
-    id
+    edit::find_task(&loaded.spec, id).map(|i| &loaded.spec.tasks[i].value)
 }
 
 /// A report of one problem a line as one log line (`a; b`): a log line is a record that

@@ -11,13 +11,11 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use tokio::sync::oneshot;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
-use super::files::{Backend, Files, StorageError};
-use super::{
-    ChangeError, Committed, GroupView, Shared, TaskGenerations, TaskView, group_view, site_index,
-    task_view,
-};
+use super::edit::{self, Edit, Subject};
+use super::files::{Backend, StorageError};
+use super::{ChangeError, Committed, Shared, TaskGenerations, site_index};
 use crate::geoip::GeoIp;
 use crate::health::{Health, Key};
 use crate::load::{self, LoadError, LoadedSite, Sources};
@@ -34,70 +32,41 @@ pub const QUEUE_BOUND: usize = 512;
 pub type Queue = SyncSender<Job>;
 
 pub enum Job {
-    Change(Request),
+    /// Boxed: an edit carries a whole task or group, and a reload job should not cost
+    /// that much room in the queue.
+    Change(Box<Request>),
     Reload(oneshot::Sender<Result<bool, LoadError>>),
+    /// A site file changed elsewhere (another fleet node), already in this node's copy.
+    Stored(Stored),
+}
+
+/// A site file as another node stored it.
+pub struct Stored {
+    /// The file's name (`example.com.lb.yaml`).
+    pub name: String,
+    pub text: Vec<u8>,
+    /// Its revision in the shared store.
+    pub revision: i64,
 }
 
 /// One API change: an edit of one site, and where to send the outcome.
 pub struct Request {
     pub site: String,
     pub edit: Edit,
-    pub reply: oneshot::Sender<Result<Shown, ChangeError>>,
+    pub reply: oneshot::Sender<Result<Done, ChangeError>>,
 }
 
-pub type Edit = Box<dyn FnOnce(&mut LoadedSite) -> Result<Edited, ChangeError> + Send>;
-
-/// What an edit did, and what its reply shows.
-pub struct Edited {
-    show: Show,
-    /// The field path of the item the request sent (`tasks[3].`), so problems name
-    /// fields relative to the request's body.
-    focus: String,
-    /// False when the site is already as asked: nothing to check, write or publish.
-    changed: bool,
-}
-
-impl Edited {
-    pub fn new(show: Show, focus: String) -> Self {
-        Self {
-            show,
-            focus,
-            changed: true,
-        }
-    }
-
-    pub fn task(id: String, created: bool, focus: String) -> Self {
-        Self::new(Show::Task { id, created }, focus)
-    }
-
-    pub fn unchanged_task(id: String) -> Self {
-        Self {
-            changed: false,
-            ..Self::task(id, false, String::new())
-        }
-    }
-}
-
-pub enum Show {
-    Task { id: String, created: bool },
-    Group(String),
-    Nothing,
-}
-
-/// A reply: the item as the change left it.
-pub enum Shown {
-    Task { view: TaskView, created: bool },
-    Group(GroupView),
-    Nothing,
+/// A change made: the site as it left it (shared with the committed configuration), and
+/// what the change was about.
+pub struct Done {
+    pub site: Arc<LoadedSite>,
+    pub subject: Subject,
 }
 
 /// Starts the writer thread; it ends when the last sender is dropped.
-pub(super) fn spawn(shared: Arc<Shared>, files: Files) -> Queue {
+pub(super) fn spawn(shared: Arc<Shared>, backend: impl Backend + 'static) -> Queue {
     let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE_BOUND);
-    let mut writer = Writer {
-        backend: files,
-        shared,
-    };
+    let mut writer = Writer { backend, shared };
     std::thread::Builder::new()
         .name("lbdns-writer".into())
         .spawn(move || writer.run(jobs))
@@ -105,23 +74,27 @@ pub(super) fn spawn(shared: Arc<Shared>, files: Files) -> Queue {
     queue
 }
 
-struct Writer {
+struct Writer<B> {
     shared: Arc<Shared>,
     /// Where the configuration is stored.
-    backend: Files,
+    backend: B,
 }
 
-impl Writer {
+impl<B: Backend> Writer<B> {
     fn run(&mut self, jobs: Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
             let mut changes = Vec::new();
             for job in std::iter::once(first).chain(jobs.try_iter().take(QUEUE_BOUND)) {
                 match job {
-                    Job::Change(request) => changes.push(request),
+                    Job::Change(request) => changes.push(*request),
                     Job::Reload(reply) => {
                         // Changes queued before the reload are applied before it.
                         self.commit(std::mem::take(&mut changes));
                         let _ = reply.send(self.reload());
+                    }
+                    Job::Stored(stored) => {
+                        self.commit(std::mem::take(&mut changes));
+                        self.adopt(stored);
                     }
                 }
             }
@@ -144,20 +117,51 @@ impl Writer {
             checked: HashSet::new(),
             dirty: BTreeSet::new(),
         };
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for Request { site, edit, reply } in requests {
-            let outcome = self.apply(&base, &mut batch, &site, edit);
-            outcomes.push((reply, outcome));
-        }
+        let mut pending: Vec<Pending> = requests
+            .into_iter()
+            .map(|Request { site, edit, reply }| {
+                let outcome = self.apply(&base, &mut batch, &site, &edit);
+                Pending {
+                    site,
+                    edit,
+                    reply,
+                    outcome,
+                }
+            })
+            .collect();
 
         let mut failed: BTreeMap<usize, StorageError> = BTreeMap::new();
         let mut written = 0;
-        for &index in &batch.dirty {
-            match self.backend.write_site(&batch.sites[index]) {
-                Ok(()) => written += 1,
-                Err(error) => {
-                    failed.insert(index, error);
+        let dirty: Vec<usize> = batch.dirty.iter().copied().collect();
+        for index in dirty {
+            let mut attempts = 0;
+            loop {
+                match self.backend.write_site(&batch.sites[index]) {
+                    Ok(()) => written += 1,
+                    // Another node changed the site since this one last saw it: the
+                    // edits are made again on its newer version, and written again.
+                    Err(error) if error.is_stale() && attempts < STALE_RETRIES => {
+                        attempts += 1;
+                        match self.reapply(&base, &mut batch, index, &mut pending) {
+                            Ok(()) => continue,
+                            Err(_) => {
+                                failed.insert(index, error);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        failed.insert(index, error);
+                    }
                 }
+                break;
+            }
+            if attempts > 0 {
+                info!(
+                    site = site_name(&batch.sites[index].site.origin),
+                    attempts,
+                    written = !failed.contains_key(&index),
+                    "changes made on an older copy of the site were made again on the newest"
+                );
             }
         }
         for &index in failed.keys() {
@@ -183,25 +187,7 @@ impl Writer {
             let mut task_generations = base.task_generations.clone();
             for &index in batch.dirty.iter().filter(|i| !failed.contains_key(i)) {
                 let (old, new) = (&base.config.sites[index], &batch.sites[index]);
-                let site = site_name(&new.site.origin);
-                let (before, after) = (TaskSpecs::of(old), TaskSpecs::of(new));
-                let previous = task_generations.get(&site);
-                let tasks = new
-                    .site
-                    .tasks
-                    .iter()
-                    .map(|task| {
-                        let kept = previous.and_then(|p| p.get(&task.id)).copied();
-                        let generation = match kept {
-                            Some(kept) if !task_changed(old, &before, new, &after, &task.id) => {
-                                kept
-                            }
-                            _ => generation,
-                        };
-                        (task.id.clone(), generation)
-                    })
-                    .collect();
-                task_generations.insert(site, Arc::new(tasks));
+                regenerate(&mut task_generations, old, new, generation);
             }
             let mut config = base.config.clone();
             config.sites = batch.sites;
@@ -209,12 +195,12 @@ impl Writer {
         }
 
         debug!(changes = count, elapsed = ?started.elapsed(), "batch committed");
-        for (reply, outcome) in outcomes {
+        for Pending { reply, outcome, .. } in pending {
             let outcome = match outcome {
                 Ok((Some(index), _)) if failed.contains_key(&index) => {
                     Err(ChangeError::from(&failed[&index]))
                 }
-                Ok((_, shown)) => Ok(shown),
+                Ok((_, done)) => Ok(done),
                 Err(error) => Err(error),
             };
             // The client may have gone; its change stands either way.
@@ -223,14 +209,14 @@ impl Writer {
     }
 
     /// Applies one edit to the batch. Returns the site it changed (`None` when it was
-    /// already as asked) and the reply.
+    /// already as asked) and the site as the edit left it.
     fn apply(
-        &self,
+        &mut self,
         base: &Committed,
         batch: &mut Batch,
         site: &str,
-        edit: Edit,
-    ) -> Result<(Option<usize>, Shown), ChangeError> {
+        edit: &Edit,
+    ) -> Result<(Option<usize>, Done), ChangeError> {
         if let Some(error) = &base.reload_error {
             return Err(ChangeError::Conflict(format!(
                 "the files on disk were rejected at the last reload:\n{error}\nfix them first: lbdns does not change a configuration that does not load"
@@ -239,22 +225,36 @@ impl Writer {
         let index = site_index(&batch.sites, site)?;
         let zone = &base.config.zones[index_of_zone(base, index)];
         if !batch.checked.contains(&index) {
-            self.backend
-                .guard(&batch.sites[index], &zone.path)
-                .map_err(|e| ChangeError::from(&e))?;
+            match self.backend.guard(&batch.sites[index], &zone.path) {
+                Ok(()) => {}
+                // A newer version from another node, not applied here yet: the edit is
+                // made on it.
+                Err(error) if error.is_stale() => {
+                    if self.refresh(base, batch, index).is_err() {
+                        return Err(ChangeError::from(&error));
+                    }
+                }
+                Err(error) => return Err(ChangeError::from(&error)),
+            }
             batch.checked.insert(index);
         }
-        let mut next = LoadedSite::clone(&batch.sites[index]);
-        let edited = edit(&mut next)?;
-        if !edited.changed {
-            let shown = show(&batch.sites[index], edited.show, &self.shared.health)?;
-            return Ok((None, shown));
-        }
-        next.site = site::validate(&next.site.origin, &next.spec)
+        let current = &batch.sites[index];
+        let edited = edit::apply(&current.spec, edit).map_err(|error| ChangeError::Edit {
+            site: site_name(&current.site.origin),
+            error,
+        })?;
+        let Some(spec) = edited.spec else {
+            let done = Done {
+                site: current.clone(),
+                subject: edited.subject,
+            };
+            return Ok((None, done));
+        };
+        let validated = site::validate(&current.site.origin, &spec)
             .map_err(|problems| ChangeError::Invalid(problems).relative_to(&edited.focus))?;
         let snapshot = batch
             .snapshot
-            .with_site(zone, &next.site, &self.shared.health)
+            .with_site(zone, &validated, &self.shared.health)
             .map_err(|errors| {
                 ChangeError::Unservable(
                     errors
@@ -264,11 +264,122 @@ impl Writer {
                         .join("; "),
                 )
             })?;
-        let shown = show(&next, edited.show, &self.shared.health)?;
-        batch.sites[index] = Arc::new(next);
+        let next = Arc::new(LoadedSite {
+            path: current.path.clone(),
+            spec,
+            site: validated,
+        });
+        batch.sites[index] = next.clone();
         batch.snapshot = Arc::new(snapshot);
         batch.dirty.insert(index);
-        Ok((Some(index), shown))
+        let done = Done {
+            site: next,
+            subject: edited.subject,
+        };
+        Ok((Some(index), done))
+    }
+
+    /// Takes the newest stored version of the site at `index` into the batch, checked
+    /// and compiled as any version is; fails when there is none newer or it does not
+    /// load (the change is then refused as stale).
+    fn refresh(&mut self, base: &Committed, batch: &mut Batch, index: usize) -> Result<(), ()> {
+        let current = batch.sites[index].clone();
+        let text = match self.backend.newest(&current) {
+            Ok(Some(text)) => text,
+            Ok(None) | Err(_) => return Err(()),
+        };
+        let (spec, validated) = site::from_text(&current.path, &text, &current.site.origin)
+            .map_err(|error| warn!(%error, "the newest version of a site in the shared store does not load"))?;
+        let zone = &base.config.zones[index_of_zone(base, index)];
+        let snapshot = batch
+            .snapshot
+            .with_site(zone, &validated, &self.shared.health)
+            .map_err(|_| ())?;
+        batch.sites[index] = Arc::new(LoadedSite {
+            path: current.path.clone(),
+            spec,
+            site: validated,
+        });
+        batch.snapshot = Arc::new(snapshot);
+        Ok(())
+    }
+
+    /// Makes this batch's edits of the site at `index` again, on its newest stored
+    /// version; each gets the outcome it has there (a real conflict is refused now).
+    fn reapply(
+        &mut self,
+        base: &Committed,
+        batch: &mut Batch,
+        index: usize,
+        pending: &mut [Pending],
+    ) -> Result<(), ()> {
+        self.refresh(base, batch, index)?;
+        for request in pending.iter_mut() {
+            // Refused edits stay refused: they were checked against an older version,
+            // and whoever sent them was going to hear so.
+            let of_site = site_index(&batch.sites, &request.site).is_ok_and(|i| i == index);
+            if of_site && request.outcome.is_ok() {
+                request.outcome = self.apply(base, batch, &request.site, &request.edit);
+            }
+        }
+        Ok(())
+    }
+
+    // ----------- Changes stored elsewhere ----------------------------------------------
+
+    /// Serves a site file another node stored, as a change of this node's API is served:
+    /// that site alone checked, compiled and published. What this cannot take (a site
+    /// new to this node, a changed `primary:`, a file that does not load) is left to the
+    /// reload the file watcher starts for the same file, which reports it.
+    fn adopt(&mut self, stored: Stored) {
+        let started = std::time::Instant::now();
+        let base = self.shared.committed.load_full();
+        if base.reload_error.is_some() {
+            return;
+        }
+        let named = |s: &&Arc<LoadedSite>| {
+            s.path.file_name().and_then(|n| n.to_str()) == Some(stored.name.as_str())
+        };
+        let Some(index) = base.config.sites.iter().position(|s| named(&s)) else {
+            return;
+        };
+        if !self.backend.is_latest(&stored.name, stored.revision) {
+            return;
+        }
+        let current = &base.config.sites[index];
+        let text = match std::str::from_utf8(&stored.text) {
+            Ok(text) => text,
+            Err(_) => return,
+        };
+        let (spec, validated) = match site::from_text(&current.path, text, &current.site.origin) {
+            Ok(checked) => checked,
+            Err(error) => {
+                debug!(%error, file = stored.name, "a site file from the fleet is left to the reload");
+                return;
+            }
+        };
+        if spec.primary != current.spec.primary {
+            return;
+        }
+        let zone = &base.config.zones[index_of_zone(&base, index)];
+        let serving = self.shared.serving.load_full();
+        let snapshot = match serving.with_site(zone, &validated, &self.shared.health) {
+            Ok(snapshot) => snapshot,
+            Err(_) => return,
+        };
+        let next = Arc::new(LoadedSite {
+            path: current.path.clone(),
+            spec,
+            site: validated,
+        });
+        self.backend.adopted(&next, text, stored.revision);
+        let generation = base.generation + 1;
+        let mut task_generations = base.task_generations.clone();
+        regenerate(&mut task_generations, current, &next, generation);
+        let mut config = base.config.clone();
+        config.sites[index] = next;
+        self.publish(generation, config, task_generations, Arc::new(snapshot));
+        debug!(file = stored.name, revision = stored.revision, elapsed = ?started.elapsed(), "applied a site change from the fleet");
     }
 
     // ----------- Reload -------------------------------------------------------------
@@ -336,6 +447,19 @@ impl Writer {
     }
 }
 
+/// How many times a write found a newer version stored by another node and made its
+/// edits again on it. Each retry follows a change that landed meanwhile, so only a site
+/// changed on many nodes at once needs more than one.
+const STALE_RETRIES: usize = 8;
+
+/// A request of the batch, its edit kept to be made again on a newer version.
+struct Pending {
+    site: String,
+    edit: Edit,
+    reply: oneshot::Sender<Result<Done, ChangeError>>,
+    outcome: Result<(Option<usize>, Done), ChangeError>,
+}
+
 /// A batch being applied.
 struct Batch {
     sites: Vec<Arc<LoadedSite>>,
@@ -344,21 +468,6 @@ struct Batch {
     checked: HashSet<usize>,
     /// Sites changed by the batch, to write.
     dirty: BTreeSet<usize>,
-}
-
-/// The reply for `show` from the site as the change left it.
-fn show(loaded: &LoadedSite, show: Show, health: &Health) -> Result<Shown, ChangeError> {
-    Ok(match show {
-        Show::Task { id, created } => Shown::Task {
-            view: task_view(loaded, &id, health).ok_or_else(|| super::no_task(loaded, &id))?,
-            created,
-        },
-        Show::Group(name) => Shown::Group(
-            group_view(loaded, &name, health)
-                .ok_or_else(|| ChangeError::NotFound(format!("no origin group {name}")))?,
-        ),
-        Show::Nothing => Shown::Nothing,
-    })
 }
 
 /// The zone of the site at `index` (sites and zones are not in the same order).
@@ -419,6 +528,33 @@ impl<'a> TaskSpecs<'a> {
                 .collect(),
         )
     }
+}
+
+/// Records in `generations` which tasks of the site `new` (formerly `old`) change at
+/// `generation`: those new or changed; the others keep theirs.
+fn regenerate(
+    generations: &mut TaskGenerations,
+    old: &LoadedSite,
+    new: &LoadedSite,
+    generation: u64,
+) {
+    let site = site_name(&new.site.origin);
+    let (before, after) = (TaskSpecs::of(old), TaskSpecs::of(new));
+    let previous = generations.get(&site);
+    let tasks = new
+        .site
+        .tasks
+        .iter()
+        .map(|task| {
+            let kept = previous.and_then(|p| p.get(&task.id)).copied();
+            let generation = match kept {
+                Some(kept) if !task_changed(old, &before, new, &after, &task.id) => kept,
+                _ => generation,
+            };
+            (task.id.clone(), generation)
+        })
+        .collect();
+    generations.insert(site, Arc::new(tasks));
 }
 
 /// A task needs deploying again when it or its group changed.
