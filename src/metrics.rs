@@ -200,6 +200,9 @@ pub struct Metrics {
     /// NOTIFY messages a secondary acknowledged, and those it did not.
     pub notify_acknowledged: Counter,
     pub notify_unacknowledged: Counter,
+    /// Transfers a secondary zone took from its primary: the whole zone, or differences.
+    pub secondary_axfr: Counter,
+    pub secondary_ixfr: Counter,
     /// Throttles log lines a client can cause per packet or per connection.
     pub warnings: Throttle,
 }
@@ -427,6 +430,13 @@ impl Metrics {
             "NOTIFY messages sent to secondaries after a reload changed a serial",
             notifies,
         );
+        let secondary = Family::<Labels, Counter>::default();
+        let [secondary_axfr, secondary_ixfr] = members(&secondary, "kind", ["axfr", "ixfr"]);
+        registry.register(
+            "secondary_transfers",
+            "Transfers applied to secondary zones: the whole zone (axfr) or its differences (ixfr)",
+            secondary,
+        );
         let suppressed = Counter::default();
         registry.register(
             "log_lines_suppressed",
@@ -467,6 +477,8 @@ impl Metrics {
             transfers_aborted,
             notify_acknowledged,
             notify_unacknowledged,
+            secondary_axfr,
+            secondary_ixfr,
             warnings: Throttle::new(LINES_PER_SECOND, suppressed),
         }
     }
