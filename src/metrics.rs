@@ -203,6 +203,8 @@ pub struct Metrics {
     /// Transfers a secondary zone took from its primary: the whole zone, or differences.
     pub secondary_axfr: Counter,
     pub secondary_ixfr: Counter,
+    /// Requests refused for their TSIG signature (missing, unknown key, MAC, time).
+    pub tsig_refused: Counter,
     /// Throttles log lines a client can cause per packet or per connection.
     pub warnings: Throttle,
 }
@@ -437,6 +439,12 @@ impl Metrics {
             "Transfers applied to secondary zones: the whole zone (axfr) or its differences (ixfr)",
             secondary,
         );
+        let tsig_refused = Counter::default();
+        registry.register(
+            "tsig_refused",
+            "Transfers, SOA queries and NOTIFY refused for their TSIG signature (missing where a key is required, unknown key, wrong MAC or time)",
+            tsig_refused.clone(),
+        );
         let suppressed = Counter::default();
         registry.register(
             "log_lines_suppressed",
@@ -479,6 +487,7 @@ impl Metrics {
             notify_unacknowledged,
             secondary_axfr,
             secondary_ixfr,
+            tsig_refused,
             warnings: Throttle::new(LINES_PER_SECOND, suppressed),
         }
     }

@@ -82,7 +82,7 @@ impl Knot {
              log:\n  - target: stderr\n    any: info\n\
              database:\n    storage: \"{d}\"\n\
              {keys}\
-             remote:\n  - id: lbdns\n    address: {nip}@{nport}\n\
+             remote:\n  - id: lbdns\n    address: {nip}@{nport}\n{acl_key}\
              acl:\n  - id: transfer\n    address: 127.0.0.1\n{acl_key}    action: transfer\n\
              template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    {journal}\n\
              zone:\n  - domain: example.com\n    file: example.com.zone\n    notify: lbdns\n    acl: transfer\n",
@@ -386,15 +386,27 @@ fn a_primary_without_differences_answers_ixfr_with_the_whole_zone_which_is_appli
 
 #[test]
 fn a_secondary_zone_goes_servfail_once_expired() {
+    // Refreshes signed with TSIG, as a primary that requires a key has them.
     let knot_addr = free_port();
-    let knot = Knot::start(knot_addr, free_port(), &zone(1, "192.0.2.80", "1 1 3"));
+    let knot = Knot::start_with(
+        knot_addr,
+        free_port(),
+        &zone(1, "192.0.2.80", "1 1 3"),
+        Some(("transfer-key", SECRET)),
+        Journal::Differences,
+    );
+    let site_text = site_file(knot_addr).replace(
+        "primary:\n  addresses:",
+        "primary:\n  tsig: transfer-key\n  addresses:",
+    );
     let site = Site::new(&[
-        ("example.com.lb.yaml", &site_file(knot_addr)),
+        ("example.com.lb.yaml", &site_text),
         (
             "other.test.zone",
             "$ORIGIN other.test.\n@ 3600 IN SOA ns hm 1 3600 600 86400 300\n@ NS ns\nns A 192.0.2.1\n",
         ),
     ]);
+    write_key(&site, SECRET);
     let server = site.serve();
     wait_for(
         &server,
@@ -426,6 +438,25 @@ fn a_secondary_zone_goes_servfail_once_expired() {
     assert_eq!(status_of(&server, "example.com"), "SERVFAIL");
     // Other zones are served as before.
     assert_eq!(short(&server, "ns.other.test", "A"), "192.0.2.1");
+
+    // The primary back (same address, a new serial): the next retry (1 s) brings the
+    // zone back.
+    let _knot = Knot::start_with(
+        knot_addr,
+        free_port(),
+        &zone(2, "192.0.2.81", "1 1 3"),
+        Some(("transfer-key", SECRET)),
+        Journal::Differences,
+    );
+    let took = wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.81",
+        Duration::from_secs(20),
+    );
+    eprintln!("served again {took:?} after knotd restarted");
+    assert_eq!(status_of(&server, "example.com"), "NOERROR");
 }
 
 #[test]
@@ -539,6 +570,19 @@ fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
     );
     assert!(knot.log().contains("IXFR, outgoing"), "{}", knot.log());
     assert_eq!(transfers(&server), (1, 1));
+    assert!(
+        server.log().contains("NOTIFY from a primary"),
+        "{}",
+        server.log()
+    );
+    // An unsigned NOTIFY from the primary's address is refused: NOTAUTH.
+    let notify = server.dig(&["+opcode=notify", "+norec", "example.com.", "SOA"]);
+    assert!(notify.contains("status: NOTAUTH"), "{notify}");
+    assert!(
+        server.log().contains("NOTIFY refused: not signed"),
+        "{}",
+        server.log()
+    );
 
     // Another secret: knotd refuses the transfer, and lbdns serves nothing for the zone.
     let wrong = Site::new(&[("example.com.lb.yaml", &site_text)]);

@@ -146,6 +146,8 @@ async fn follow(store: Arc<Store>) {
 #[derive(Clone)]
 struct Watched {
     primaries: Vec<IpAddr>,
+    /// The `primary.tsig` key a NOTIFY must be signed with.
+    key: Option<tsig::Key>,
     wake: mpsc::Sender<()>,
 }
 
@@ -170,6 +172,7 @@ fn start_zone(
     let (wake, woken) = mpsc::channel(1);
     let watched = Watched {
         primaries: addresses.iter().map(SocketAddr::ip).collect(),
+        key: key.clone(),
         wake,
     };
     let zone = Zone {
@@ -619,8 +622,9 @@ pub fn servfail_if_expired(packet: &[u8], out: &mut [u8]) -> Option<usize> {
 }
 
 /// When `packet` is a NOTIFY for a secondary zone: wakes the zone's task if `src` is one
-/// of its primaries, and writes the acknowledgement (REFUSED from anyone else) into
-/// `out`. `None` for anything else, which is answered as before.
+/// of its primaries (and the NOTIFY is signed with `primary.tsig` when the site names a
+/// key), and writes the acknowledgement (REFUSED from anyone else, NOTAUTH with the TSIG
+/// error for a wrong signature, signed when the NOTIFY was) into `out`. `None` for anything else, which is answered as before.
 pub fn notified(packet: &[u8], src: IpAddr, out: &mut [u8]) -> Option<usize> {
     if packet.len() < 12 || (packet[2] >> 3) & 0xF != 4 || packet[2] & 0x80 != 0 {
         return None;
@@ -633,19 +637,38 @@ pub fn notified(packet: &[u8], src: IpAddr, out: &mut [u8]) -> Option<usize> {
     let query = message.queries.first()?;
     let name = query.name().to_lowercase();
     let (_, watched) = notified.iter().find(|(o, _)| *o == name)?;
-    let code = if watched.primaries.contains(&src) {
+    let now = unix_now();
+    // With `primary.tsig`, the NOTIFY must be signed with the key (SPEC §13).
+    let signed = watched
+        .key
+        .as_ref()
+        .map(|key| key.verify_request(packet, now).map(|s| (key, s.mac)));
+    let code = if !watched.primaries.contains(&src) {
+        warn!(zone = %name, %src, "NOTIFY from an address that is not a primary of the zone: refused");
+        ResponseCode::Refused
+    } else if let Some(Err(refusal)) = &signed {
+        warn!(zone = %name, %src, "NOTIFY refused: {refusal}");
+        ResponseCode::NotAuth
+    } else {
         // A NOTIFY while a check is pending adds nothing.
         let _ = watched.wake.try_send(());
         ResponseCode::NoError
-    } else {
-        warn!(zone = %name, %src, "NOTIFY from an address that is not a primary of the zone: refused");
-        ResponseCode::Refused
     };
     let mut reply = Message::response(message.metadata.id, OpCode::Notify);
     reply.metadata.authoritative = true;
     reply.metadata.response_code = code;
     reply.add_query(query.clone());
-    let bytes = reply.to_vec().ok()?;
+    let mut bytes = reply.to_vec().ok()?;
+    match signed {
+        Some(Ok((key, mut mac))) if code == ResponseCode::NoError => {
+            let len = bytes.len();
+            bytes.resize(len + key.record_len(), 0);
+            let signed_len = key.sign_answer(&mut bytes, len, &mut mac, true, now)?;
+            bytes.truncate(signed_len);
+        }
+        Some(Err(refusal)) => tsig::append_error(&mut bytes, packet, refusal, now),
+        _ => {}
+    }
     out.get_mut(..bytes.len())?.copy_from_slice(&bytes);
     Some(bytes.len())
 }

@@ -47,7 +47,9 @@ use tracing::{debug, error, info, warn};
 use crate::health::{Health, HealthView, Key};
 use crate::load::{self, Config, LoadError, LoadedSite, Sources};
 use crate::metrics::Metrics;
-use crate::site::spec::{GroupSpec, HealthCheckSpec, Lined, OriginSpec, Policy, TaskSpec};
+use crate::site::spec::{
+    GroupSpec, HealthCheckSpec, Lined, OriginSpec, Policy, SecondarySpec, TaskSpec,
+};
 use crate::site::{self, Problem, site_name};
 use crate::snapshot::Snapshot;
 
@@ -453,7 +455,8 @@ impl Store {
             .collect())
     }
 
-    /// The servers allowed to transfer the site's zone, as the site file lists them.
+    /// The servers allowed to transfer the site's zone, as the site file lists them (the
+    /// addresses: a TSIG key an entry names stays in the file).
     pub fn secondaries(&self, site: &str) -> Result<Vec<String>, ChangeError> {
         let committed = self.shared.committed.load();
         let loaded = find_site(&committed.config.sites, site)?;
@@ -461,18 +464,34 @@ impl Store {
             .spec
             .secondaries
             .iter()
-            .map(|s| s.value.clone())
+            .map(|s| s.value.address().to_owned())
             .collect())
     }
 
-    /// Replaces the servers allowed to transfer the site's zone (SPEC §3).
+    /// Replaces the servers allowed to transfer the site's zone (SPEC §3); an address
+    /// listed before with a TSIG key keeps its key (SPEC §13).
     pub async fn put_secondaries(
         &self,
         site: &str,
         secondaries: Vec<String>,
     ) -> Result<Vec<String>, ChangeError> {
         self.change(site, move |loaded| {
-            loaded.spec.secondaries = secondaries.into_iter().map(Lined::new).collect();
+            let keyed = |address: &str| {
+                loaded.spec.secondaries.iter().find_map(|s| match &s.value {
+                    SecondarySpec::Keyed { address: a, tsig } if a == address => Some(tsig.clone()),
+                    _ => None,
+                })
+            };
+            let secondaries = secondaries
+                .into_iter()
+                .map(|address| {
+                    Lined::new(match keyed(&address) {
+                        Some(tsig) => SecondarySpec::Keyed { address, tsig },
+                        None => SecondarySpec::Address(address),
+                    })
+                })
+                .collect();
+            loaded.spec.secondaries = secondaries;
             Ok(Edited::new(Show::Nothing, String::new()))
         })
         .await?;
