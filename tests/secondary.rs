@@ -583,6 +583,7 @@ fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
         "{}",
         server.log()
     );
+    assert_eq!(server.metric("lbdns_tsig_refused_total"), 1.0);
 
     // Another secret: knotd refuses the transfer, and lbdns serves nothing for the zone.
     let wrong = Site::new(&[("example.com.lb.yaml", &site_text)]);

@@ -128,8 +128,12 @@ impl Handler {
         if let Some(len) = crate::secondary::notified(packet, src.ip(), out)
             .or_else(|| crate::secondary::servfail_if_expired(packet, out))
         {
-            self.metrics
-                .response(<ResponseCode as From<u16>>::from(u16::from(out[3] & 0xF)));
+            let rcode = <ResponseCode as From<u16>>::from(u16::from(out[3] & 0xF));
+            // Only a NOTIFY refused for its signature is answered NOTAUTH here.
+            if rcode == ResponseCode::NotAuth {
+                self.metrics.tsig_refused.inc();
+            }
+            self.metrics.response(rcode);
             return len;
         }
         let snapshot = self.snapshot.load();
