@@ -160,9 +160,20 @@ pub fn load(
     // secondary/ (SPEC §13), not from zones/.
     let mut loaded_sites = std::collections::HashMap::new();
     let mut primaries = Vec::new();
+    // The keys `secondaries:` entries name, which their requests are checked with.
+    let mut keys = Vec::new();
     for (origin, path) in &site_files {
         match site::load(path, origin) {
             Ok((spec, site)) => {
+                for secondary in &site.secondaries {
+                    let Some(name) = &secondary.tsig else {
+                        continue;
+                    };
+                    match crate::tsig::Key::load(&sources.dir, name) {
+                        Ok(key) => keys.push((name.clone(), key)),
+                        Err(e) => errors.push(format!("{}: secondaries: {e}", path.display())),
+                    }
+                }
                 if let Some(primary) = &spec.primary {
                     if let Some(name) = &primary.tsig
                         && let Err(e) = crate::tsig::Key::load(&sources.dir, name)
@@ -297,7 +308,10 @@ pub fn load(
     };
     // Compile what did load even when something else did not, so every problem shows.
     match config.compile(health) {
-        Ok(snapshot) if errors.is_empty() => Ok((config, snapshot)),
+        Ok(snapshot) if errors.is_empty() => {
+            crate::tsig::set_ring(keys);
+            Ok((config, snapshot))
+        }
         Ok(_) => Err(LoadError(errors)),
         Err(LoadError(more)) => {
             errors.extend(more);

@@ -210,6 +210,11 @@ pub struct Metrics {
     /// NOTIFY messages a secondary acknowledged, and those it did not.
     pub notify_acknowledged: Counter,
     pub notify_unacknowledged: Counter,
+    /// Transfers a secondary zone took from its primary: the whole zone, or differences.
+    pub secondary_axfr: Counter,
+    pub secondary_ixfr: Counter,
+    /// Requests refused for their TSIG signature (missing, unknown key, MAC, time).
+    pub tsig_refused: Counter,
     /// Throttles log lines a client can cause per packet or per connection.
     pub warnings: Throttle,
 }
@@ -459,6 +464,19 @@ impl Metrics {
             "NOTIFY messages sent to secondaries after a reload changed a serial",
             notifies,
         );
+        let secondary = Family::<Labels, Counter>::default();
+        let [secondary_axfr, secondary_ixfr] = members(&secondary, "kind", ["axfr", "ixfr"]);
+        registry.register(
+            "secondary_transfers",
+            "Transfers applied to secondary zones: the whole zone (axfr) or its differences (ixfr)",
+            secondary,
+        );
+        let tsig_refused = Counter::default();
+        registry.register(
+            "tsig_refused",
+            "Transfers, SOA queries and NOTIFY refused for their TSIG signature (missing where a key is required, unknown key, wrong MAC or time)",
+            tsig_refused.clone(),
+        );
         let suppressed = Counter::default();
         registry.register(
             "log_lines_suppressed",
@@ -502,6 +520,9 @@ impl Metrics {
             transfers_aborted,
             notify_acknowledged,
             notify_unacknowledged,
+            secondary_axfr,
+            secondary_ixfr,
+            tsig_refused,
             warnings: Throttle::new(LINES_PER_SECOND, suppressed),
         }
     }

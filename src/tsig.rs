@@ -7,11 +7,18 @@
 //! secret: BASE64
 //! ```
 //!
-//! and its DNS name is `<name>.`, as the primary knows it. lbdns signs its SOA queries and
-//! AXFR requests to a primary with the site's `primary.tsig` key ([`Key::sign`]) and
-//! checks every signed message of the answer ([`Verifier`]): the first against the
-//! request's MAC, each later one against the one before and the unsigned messages between
-//! (§5.3.1).
+//! and its DNS name is `<name>.`, as the peer knows it.
+//!
+//! As a secondary, lbdns signs its SOA queries and AXFR/IXFR requests to a primary with the
+//! site's `primary.tsig` key ([`Key::sign`]) and checks every signed message of the answer
+//! ([`Verifier`]): the first against the request's MAC, each later one against the one
+//! before and the unsigned messages between (§5.3.1); a NOTIFY from the primary must be
+//! signed with the key ([`Key::verify_request`]).
+//!
+//! As a primary, the keys `secondaries:` entries name are loaded with the configuration
+//! ([`set_ring`]); a request from such a secondary is checked ([`Key::verify_request`]),
+//! refused with the TSIG error when it fails ([`append_error`]), and its answer signed
+//! message by message ([`Key::sign_answer`]); a NOTIFY to it is signed.
 
 use std::path::Path;
 
@@ -40,7 +47,17 @@ pub struct Key {
     /// The algorithm's name in wire form, e.g. `hmac-sha256.`.
     algorithm: Vec<u8>,
     key: hmac::Key,
+    /// The secret, to tell two keys apart (never shown).
+    secret: std::sync::Arc<[u8]>,
 }
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.algorithm == other.algorithm && self.secret == other.secret
+    }
+}
+
+impl Eq for Key {}
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,6 +101,7 @@ impl Key {
             name: wire(&name.to_lowercase()),
             algorithm: wire(&Name::from_ascii(algorithm).expect("a valid name")),
             key: hmac::Key::new(digest, &secret),
+            secret: secret.into(),
         })
     }
 
@@ -125,6 +143,212 @@ impl Key {
         c.extend_from_slice(&(other.len() as u16).to_be_bytes());
         c.extend_from_slice(other);
     }
+}
+
+/// The keys `secondaries:` entries name, by file name, as the last successful load found
+/// them: what a request from a secondary is checked with.
+static RING: std::sync::LazyLock<arc_swap::ArcSwap<Vec<(String, Key)>>> =
+    std::sync::LazyLock::new(|| arc_swap::ArcSwap::from_pointee(Vec::new()));
+/// True while [`RING`] holds a key: all a query pays while no secondary needs a key.
+static IN_USE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Replaces the keys secondaries' requests are checked with.
+pub fn set_ring(keys: Vec<(String, Key)>) {
+    IN_USE.store(!keys.is_empty(), std::sync::atomic::Ordering::Relaxed);
+    RING.store(std::sync::Arc::new(keys));
+}
+
+/// The key `keys/tsig/<name>.yaml` as last loaded, when a secondary names it.
+pub fn ring_key(name: &str) -> Option<Key> {
+    RING.load()
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, k)| k.clone())
+}
+
+/// True when some secondary must sign its requests: one relaxed load.
+pub fn in_use() -> bool {
+    IN_USE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Why a signed request is refused (RFC 8945 §5.2), as its TSIG error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not signed, though the sender must sign.
+    Unsigned,
+    /// Signed with a key we do not have for the sender: BADKEY.
+    BadKey,
+    /// The MAC does not match: BADSIG.
+    BadSig,
+    /// The time is outside the fudge: BADTIME.
+    BadTime,
+}
+
+impl Refusal {
+    /// The TSIG error code of the answer; 0 for an unsigned request, whose answer has none.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Unsigned => 0,
+            Self::BadSig => 16,
+            Self::BadKey => 17,
+            Self::BadTime => 18,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unsigned => "not signed, and this sender must sign with a TSIG key",
+            Self::BadKey => "signed with a key this sender is not given (BADKEY)",
+            Self::BadSig => "the TSIG MAC does not match (BADSIG): another secret?",
+            Self::BadTime => "the TSIG time is outside the fudge (BADTIME): are the clocks set?",
+        })
+    }
+}
+
+/// True when `message` ends with a TSIG record.
+pub fn is_signed(message: &[u8]) -> bool {
+    find_tsig(message).is_some()
+}
+
+/// The name (lowercased wire form) of the key `message` is signed with.
+pub fn signer(message: &[u8]) -> Option<Vec<u8>> {
+    find_tsig(message).map(|t| t.name)
+}
+
+impl Key {
+    /// The key's name in lowercased wire form.
+    pub fn wire_name(&self) -> &[u8] {
+        &self.name
+    }
+
+    /// Checks the signed request `message` at `now` (Unix seconds): its MAC, which the
+    /// answer is signed against, and the request without its TSIG record.
+    pub fn verify_request(&self, message: &[u8], now: u64) -> Result<Signed, Refusal> {
+        let tsig = find_tsig(message).ok_or(Refusal::Unsigned)?;
+        if tsig.name != self.name || tsig.algorithm != self.algorithm {
+            return Err(Refusal::BadKey);
+        }
+        let unsigned = unsigned(message, &tsig);
+        let mut covered = unsigned.clone();
+        self.variables(&mut covered, tsig.time, tsig.fudge, tsig.error, &tsig.other);
+        hmac::verify(&self.key, &covered, &tsig.mac).map_err(|_| Refusal::BadSig)?;
+        if now.abs_diff(tsig.time) > u64::from(tsig.fudge) {
+            return Err(Refusal::BadTime);
+        }
+        Ok(Signed {
+            mac: tsig.mac,
+            unsigned,
+        })
+    }
+
+    /// Signs the answer `message` (in `buf[..len]`, which has room for the TSIG record) at
+    /// `now`: the first message of an answer against the request's MAC with every TSIG
+    /// variable, each later one against the MAC before it with the time only (§5.3.1).
+    /// Returns the new length, and keeps the MAC in `prior` for the next message.
+    pub fn sign_answer(
+        &self,
+        buf: &mut [u8],
+        len: usize,
+        prior: &mut Vec<u8>,
+        first: bool,
+        now: u64,
+    ) -> Option<usize> {
+        let mut covered = Vec::with_capacity(prior.len() + len + 64);
+        covered.extend_from_slice(&(prior.len() as u16).to_be_bytes());
+        covered.extend_from_slice(prior);
+        covered.extend_from_slice(&buf[..len]);
+        if first {
+            self.variables(&mut covered, now, FUDGE, 0, &[]);
+        } else {
+            covered.extend_from_slice(&now.to_be_bytes()[2..]);
+            covered.extend_from_slice(&FUDGE.to_be_bytes());
+        }
+        let mac = hmac::sign(&self.key, &covered).as_ref().to_vec();
+        let record = self.record(&buf[..2], now, &mac, 0);
+        let end = len + record.len();
+        buf.get_mut(len..end)?.copy_from_slice(&record);
+        let arcount = u16::from_be_bytes([buf[10], buf[11]]) + 1;
+        buf[10..12].copy_from_slice(&arcount.to_be_bytes());
+        *prior = mac;
+        Some(end)
+    }
+
+    /// The bytes a TSIG record of this key adds to a message.
+    pub fn record_len(&self) -> usize {
+        self.record(&[0, 0], 0, &[0; 64], 0).len()
+    }
+
+    /// A TSIG record of this key.
+    fn record(&self, id: &[u8], time: u64, mac: &[u8], error: u16) -> Vec<u8> {
+        record(&self.name, &self.algorithm, id, time, mac, error)
+    }
+}
+
+fn record(name: &[u8], algorithm: &[u8], id: &[u8], time: u64, mac: &[u8], error: u16) -> Vec<u8> {
+    let mut rdata = algorithm.to_vec();
+    rdata.extend_from_slice(&time.to_be_bytes()[2..]);
+    rdata.extend_from_slice(&FUDGE.to_be_bytes());
+    rdata.extend_from_slice(&(mac.len() as u16).to_be_bytes());
+    rdata.extend_from_slice(mac);
+    rdata.extend_from_slice(id);
+    rdata.extend_from_slice(&error.to_be_bytes());
+    rdata.extend_from_slice(&[0, 0]); // other length
+    let mut out = name.to_vec();
+    out.extend_from_slice(&TYPE_TSIG.to_be_bytes());
+    out.extend_from_slice(&CLASS_ANY.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(&rdata);
+    out
+}
+
+/// Appends to the refusal `answer` of the signed `request` a TSIG record with `error` and
+/// no MAC (RFC 8945 §5.2: BADKEY and BADSIG answers are not signed), under the request's
+/// key name and algorithm. Nothing when the request is not signed.
+pub fn append_error(answer: &mut Vec<u8>, request: &[u8], refusal: Refusal, now: u64) {
+    let Some(tsig) = find_tsig(request) else {
+        return;
+    };
+    if answer.len() < 12 {
+        return;
+    }
+    let id = tsig.original_id.to_be_bytes();
+    answer.extend_from_slice(&record(
+        &tsig.name,
+        &tsig.algorithm,
+        &id,
+        now,
+        &[],
+        refusal.code(),
+    ));
+    let arcount = u16::from_be_bytes([answer[10], answer[11]]) + 1;
+    answer[10..12].copy_from_slice(&arcount.to_be_bytes());
+}
+
+/// `message` as it was before it was signed (its original ID, without the TSIG record);
+/// `None` when it is not signed.
+pub fn unsigned_request(message: &[u8]) -> Option<Vec<u8>> {
+    find_tsig(message).map(|tsig| unsigned(message, &tsig))
+}
+
+/// A request whose signature checked.
+#[derive(Debug)]
+pub struct Signed {
+    /// Its MAC, which the answer's first message covers.
+    pub mac: Vec<u8>,
+    /// The request as it was before signing: its original ID, without the TSIG record.
+    pub unsigned: Vec<u8>,
+}
+
+/// `message` as it was before `tsig` was added: the original ID, one record fewer.
+fn unsigned(message: &[u8], tsig: &Tsig) -> Vec<u8> {
+    let mut out = message[..tsig.start].to_vec();
+    out[..2].copy_from_slice(&tsig.original_id.to_be_bytes());
+    let arcount = u16::from_be_bytes([out[10], out[11]]).saturating_sub(1);
+    out[10..12].copy_from_slice(&arcount.to_be_bytes());
+    out
 }
 
 /// Checks the messages of one answer in order (§5.3.1).

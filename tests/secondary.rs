@@ -1,9 +1,12 @@
-//! lbdns as a secondary of a real primary (SPEC §13): knotd serves a zone and lbdns,
-//! whose site file has `primary:`, transfers it at start (AXFR), follows a change when
-//! knotd sends NOTIFY, keeps the copy on disk for a restart with knotd down, and answers
-//! SERVFAIL for the zone once its SOA `expire` has passed without a refresh.
+//! lbdns as a secondary of a real primary (SPEC §13): knotd or BIND's named serves a zone
+//! and lbdns, whose site file has `primary:`, transfers it at start (AXFR), follows a
+//! change by IXFR when the primary sends NOTIFY (AXFR when the primary keeps no
+//! differences), keeps the copy on disk for a restart with the primary down, and answers
+//! SERVFAIL for the zone once its SOA `expire` has passed without a refresh. `/healthz`
+//! counts the transfers of each kind, so a test knows an IXFR was used.
 //!
-//! Needs `knotd` (Debian package `knot`); the test fails, it does not skip, without it.
+//! Needs `knotd` (Debian package `knot`) and `named` (`bind9`); the tests fail, they do
+//! not skip, without them.
 
 mod common;
 
@@ -37,17 +40,28 @@ struct Knot {
     dir: tempfile::TempDir,
 }
 
+/// Whether knotd keeps the differences between the zone files it loads in its journal
+/// (`zonefile-load: difference`), so it answers IXFR with them, or answers IXFR with the
+/// whole zone.
+#[derive(Clone, Copy)]
+enum Journal {
+    Differences,
+    None,
+}
+
 impl Knot {
     fn start(listen: SocketAddr, notify: SocketAddr, zone_text: &str) -> Self {
-        Self::start_with_key(listen, notify, zone_text, None)
+        Self::start_with(listen, notify, zone_text, None, Journal::Differences)
     }
 
-    /// With `key` (name, base64 secret), knotd transfers the zone only to requests it signs.
-    fn start_with_key(
+    /// With `key` (name, base64 secret), knotd transfers the zone only to requests it
+    /// signs, and signs its NOTIFY.
+    fn start_with(
         listen: SocketAddr,
         notify: SocketAddr,
         zone_text: &str,
         key: Option<(&str, &str)>,
+        journal: Journal,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (keys, acl_key) = match key {
@@ -57,6 +71,10 @@ impl Knot {
             ),
             None => (String::new(), String::new()),
         };
+        let journal = match journal {
+            Journal::Differences => "zonefile-load: difference\n    journal-content: changes",
+            Journal::None => "journal-content: none",
+        };
         let d = dir.path().display();
         std::fs::write(dir.path().join("example.com.zone"), zone_text).unwrap();
         let conf = format!(
@@ -64,9 +82,9 @@ impl Knot {
              log:\n  - target: stderr\n    any: info\n\
              database:\n    storage: \"{d}\"\n\
              {keys}\
-             remote:\n  - id: lbdns\n    address: {nip}@{nport}\n\
+             remote:\n  - id: lbdns\n    address: {nip}@{nport}\n{acl_key}\
              acl:\n  - id: transfer\n    address: 127.0.0.1\n{acl_key}    action: transfer\n\
-             template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    journal-content: none\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    {journal}\n\
              zone:\n  - domain: example.com\n    file: example.com.zone\n    notify: lbdns\n    acl: transfer\n",
             ip = listen.ip(),
             port = listen.port(),
@@ -288,6 +306,15 @@ fn lbdns_transfers_from_knot_follows_notify_and_keeps_the_copy() {
     let zone_status = &health["secondary_zones"]["example.com."];
     assert_eq!(zone_status["serial"], 2, "{health}");
     assert_eq!(zone_status["expired"], false, "{health}");
+    // The zone came whole at start, and the change as a difference from serial 1.
+    assert_eq!(zone_status["axfr"], 1, "{health}");
+    assert_eq!(zone_status["ixfr"], 1, "{health}");
+    assert!(knot.log().contains("IXFR, outgoing"), "{}", knot.log());
+    let (_, metrics) = server.http_get("/metrics", Duration::from_secs(5)).unwrap();
+    assert!(
+        metrics.contains("lbdns_secondary_transfers_total{kind=\"ixfr\"} 1"),
+        "{metrics}"
+    );
     assert!(zone_status["last_refresh"].as_u64().is_some(), "{health}");
     assert!(
         zone_status["expires"].as_u64().unwrap() > zone_status["last_refresh"].as_u64().unwrap(),
@@ -311,17 +338,75 @@ fn lbdns_transfers_from_knot_follows_notify_and_keeps_the_copy() {
     assert_eq!(short(&server, "lb.example.com", "A"), "198.51.100.7");
 }
 
+/// The zone's transfers `/healthz` counts: whole (AXFR) and differences (IXFR).
+fn transfers(server: &Server) -> (u64, u64) {
+    let (code, health) = server.http_get("/healthz", Duration::from_secs(5)).unwrap();
+    assert_eq!(code, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let zone_status = &health["secondary_zones"]["example.com."];
+    let count = |kind: &str| {
+        zone_status[kind]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {kind} count: {health}"))
+    };
+    (count("axfr"), count("ixfr"))
+}
+
+#[test]
+fn a_primary_without_differences_answers_ixfr_with_the_whole_zone_which_is_applied() {
+    let knot_addr = free_port();
+    let notify_to = free_port();
+    let knot = Knot::start_with(
+        knot_addr,
+        notify_to,
+        &zone(1, "192.0.2.80", SLOW_TIMERS),
+        None,
+        Journal::None,
+    );
+    let site = Site::new(&[("example.com.lb.yaml", &site_file(knot_addr))]);
+    let server = site.serve_with(&["--listen", &notify_to.to_string()]);
+    wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.80",
+        Duration::from_secs(20),
+    );
+    knot.change(&zone(2, "192.0.2.81", SLOW_TIMERS));
+    wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.81",
+        Duration::from_secs(20),
+    );
+    assert_eq!(short(&server, "lb.example.com", "A"), "198.51.100.7");
+    assert_eq!(transfers(&server), (2, 0));
+}
+
 #[test]
 fn a_secondary_zone_goes_servfail_once_expired() {
+    // Refreshes signed with TSIG, as a primary that requires a key has them.
     let knot_addr = free_port();
-    let knot = Knot::start(knot_addr, free_port(), &zone(1, "192.0.2.80", "1 1 3"));
+    let knot = Knot::start_with(
+        knot_addr,
+        free_port(),
+        &zone(1, "192.0.2.80", "1 1 3"),
+        Some(("transfer-key", SECRET)),
+        Journal::Differences,
+    );
+    let site_text = site_file(knot_addr).replace(
+        "primary:\n  addresses:",
+        "primary:\n  tsig: transfer-key\n  addresses:",
+    );
     let site = Site::new(&[
-        ("example.com.lb.yaml", &site_file(knot_addr)),
+        ("example.com.lb.yaml", &site_text),
         (
             "other.test.zone",
             "$ORIGIN other.test.\n@ 3600 IN SOA ns hm 1 3600 600 86400 300\n@ NS ns\nns A 192.0.2.1\n",
         ),
     ]);
+    write_key(&site, SECRET);
     let server = site.serve();
     wait_for(
         &server,
@@ -353,6 +438,25 @@ fn a_secondary_zone_goes_servfail_once_expired() {
     assert_eq!(status_of(&server, "example.com"), "SERVFAIL");
     // Other zones are served as before.
     assert_eq!(short(&server, "ns.other.test", "A"), "192.0.2.1");
+
+    // The primary back (same address, a new serial): the next retry (1 s) brings the
+    // zone back.
+    let _knot = Knot::start_with(
+        knot_addr,
+        free_port(),
+        &zone(2, "192.0.2.81", "1 1 3"),
+        Some(("transfer-key", SECRET)),
+        Journal::Differences,
+    );
+    let took = wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.81",
+        Duration::from_secs(20),
+    );
+    eprintln!("served again {took:?} after knotd restarted");
+    assert_eq!(status_of(&server, "example.com"), "NOERROR");
 }
 
 #[test]
@@ -428,11 +532,13 @@ fn write_key(site: &Site, secret: &str) {
 #[test]
 fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
     let knot_addr = free_port();
-    let knot = Knot::start_with_key(
+    let notify_to = free_port();
+    let knot = Knot::start_with(
         knot_addr,
-        free_port(),
+        notify_to,
         &zone(1, "192.0.2.80", SLOW_TIMERS),
         Some(("transfer-key", SECRET)),
+        Journal::Differences,
     );
     let site_text = site_file(knot_addr).replace(
         "primary:\n  addresses:",
@@ -440,7 +546,7 @@ fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
     );
     let site = Site::new(&[("example.com.lb.yaml", &site_text)]);
     write_key(&site, SECRET);
-    let server = site.serve();
+    let server = site.serve_with(&["--listen", &notify_to.to_string()]);
     wait_for(
         &server,
         "www.example.com",
@@ -453,6 +559,31 @@ fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
         "{}",
         knot.log()
     );
+    // The change comes by IXFR, signed as well.
+    knot.change(&zone(2, "192.0.2.81", SLOW_TIMERS));
+    wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.81",
+        Duration::from_secs(20),
+    );
+    assert!(knot.log().contains("IXFR, outgoing"), "{}", knot.log());
+    assert_eq!(transfers(&server), (1, 1));
+    assert!(
+        server.log().contains("NOTIFY from a primary"),
+        "{}",
+        server.log()
+    );
+    // An unsigned NOTIFY from the primary's address is refused: NOTAUTH.
+    let notify = server.dig(&["+opcode=notify", "+norec", "example.com.", "SOA"]);
+    assert!(notify.contains("status: NOTAUTH"), "{notify}");
+    assert!(
+        server.log().contains("NOTIFY refused: not signed"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(server.metric("lbdns_tsig_refused_total"), 1.0);
 
     // Another secret: knotd refuses the transfer, and lbdns serves nothing for the zone.
     let wrong = Site::new(&[("example.com.lb.yaml", &site_text)]);
@@ -492,4 +623,133 @@ fn a_primary_added_while_serving_is_followed() {
     );
     eprintln!("a primary: added while serving answered {took:?} after SIGHUP");
     assert!(site.path().join("secondary/example.com.zone").exists());
+}
+
+/// BIND's named as the primary of example.com on `listen`, notifying `notify` on changes,
+/// keeping the differences between the zone files it loads (`ixfr-from-differences`), and
+/// transferring only to requests signed with the key `transfer-key` (`SECRET`).
+struct Named {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Named {
+    fn start(listen: SocketAddr, notify: SocketAddr, zone_text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("example.com.db"), zone_text).unwrap();
+        let conf = format!(
+            "key \"transfer-key\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
+             options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n\
+             session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n\
+             listen-on port {port} {{ {ip}; }};\n  listen-on-v6 {{ none; }};\n\
+             recursion no;\n  dnssec-validation no;\n  notify explicit;\n  notify-delay 0;\n\
+             also-notify {{ {nip} port {nport}; }};\n  ixfr-from-differences yes;\n\
+             allow-transfer {{ key transfer-key; }};\n}};\n\
+             server {nip} {{ keys {{ transfer-key; }}; }};\n\
+             controls {{ }};\n\
+             zone \"example.com\" {{ type primary; file \"{d}/example.com.db\"; }};\n",
+            ip = listen.ip(),
+            port = listen.port(),
+            nip = notify.ip(),
+            nport = notify.port(),
+        );
+        let path = dir.path().join("named.conf");
+        std::fs::write(&path, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("named.log")).unwrap();
+        // /usr/sbin may not be on a CI runner's PATH.
+        let named = common::require_tool(&["named", "/usr/sbin/named"], "bind9");
+        let child = Command::new(named)
+            .args(["-g", "-4", "-c"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start named");
+        let named = Self { child, dir };
+        let start = Instant::now();
+        while !named.log().contains("running") {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "named did not start:\n{}",
+                named.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        named
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+    }
+
+    /// A new zone file, then SIGHUP: named loads it, records the difference, and notifies.
+    fn change(&self, zone_text: &str) {
+        std::fs::write(self.dir.path().join("example.com.db"), zone_text).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn lbdns_takes_changes_from_bind_by_ixfr_signed_with_tsig() {
+    let named_addr = common::free_port_on("127.0.0.1".parse().unwrap());
+    let notify_to = free_port();
+    let named = Named::start(named_addr, notify_to, &zone(1, "192.0.2.80", SLOW_TIMERS));
+    let site_text = site_file(named_addr).replace(
+        "primary:\n  addresses:",
+        "primary:\n  tsig: transfer-key\n  addresses:",
+    );
+    let site = Site::new(&[("example.com.lb.yaml", &site_text)]);
+    write_key(&site, SECRET);
+    let server = site.serve_with(&["--listen", &notify_to.to_string()]);
+    wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.80",
+        Duration::from_secs(30),
+    );
+    // Two changes, each a difference sequence named keeps; the second NOTIFY may find
+    // lbdns still at serial 2 or already past it.
+    named.change(&zone(2, "192.0.2.81", SLOW_TIMERS));
+    wait_for(
+        &server,
+        "www.example.com",
+        "A",
+        "192.0.2.81",
+        Duration::from_secs(30),
+    );
+    let text = zone(3, "192.0.2.82", SLOW_TIMERS) + "new  A     192.0.2.83\n";
+    named.change(&text.replace("lb   A     192.0.2.99\n", ""));
+    wait_for(
+        &server,
+        "new.example.com",
+        "A",
+        "192.0.2.83",
+        Duration::from_secs(30),
+    );
+    assert_eq!(short(&server, "www.example.com", "A"), "192.0.2.82");
+    // The task still answers lb, which the primary no longer has.
+    assert_eq!(short(&server, "lb.example.com", "A"), "198.51.100.7");
+    let log = named.log();
+    assert!(log.contains("IXFR ended"), "{log}");
+    assert_eq!(transfers(&server), (1, 2), "{log}");
+    let copy = std::fs::read_to_string(site.path().join("secondary/example.com.zone")).unwrap();
+    assert!(
+        copy.contains("new.example.com. 3600 IN A 192.0.2.83"),
+        "{copy}"
+    );
+    assert!(!copy.contains("192.0.2.99"), "{copy}");
 }

@@ -1,6 +1,8 @@
 //! Zone transfers to a real secondary: Knot DNS transfers the zone from lbdns (AXFR),
 //! serves the zone file's records (never a task's answer), and after a reload that
-//! raises the serial, lbdns's NOTIFY makes it transfer again at once.
+//! raises the serial, lbdns's NOTIFY makes it transfer again at once; with a TSIG key on
+//! both sides, every message is signed and checked by knotd, and a request with another
+//! key or none is refused.
 //!
 //! Needs `knotd` (Debian package `knot`); the test fails, it does not skip, without it.
 
@@ -33,14 +35,28 @@ struct Knot {
 
 impl Knot {
     fn start(primary: SocketAddr, listen: SocketAddr) -> Self {
+        Self::start_with_key(primary, listen, None)
+    }
+
+    /// With `key` (name, base64 secret), knotd signs its requests to lbdns and takes a
+    /// NOTIFY only when signed with it.
+    fn start_with_key(primary: SocketAddr, listen: SocketAddr, key: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
+        let (keys, with_key) = match key {
+            Some((name, secret)) => (
+                format!("key:\n  - id: {name}\n    algorithm: hmac-sha256\n    secret: {secret}\n"),
+                format!("    key: {name}\n"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let conf = format!(
             "server:\n    rundir: \"{d}\"\n    listen: {ip}@{port}\n\
              log:\n  - target: stderr\n    any: info\n\
              database:\n    storage: \"{d}\"\n\
-             remote:\n  - id: primary\n    address: {pip}@{pport}\n\
-             acl:\n  - id: notify_from_primary\n    address: {pip}\n    action: notify\n\
+             {keys}\
+             remote:\n  - id: primary\n    address: {pip}@{pport}\n{with_key}\
+             acl:\n  - id: notify_from_primary\n    address: {pip}\n{with_key}    action: notify\n\
              template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    journal-content: none\n\
              zone:\n  - domain: example.com\n    master: primary\n    acl: notify_from_primary\n",
             ip = listen.ip(),
@@ -264,4 +280,115 @@ fn knot_transfers_a_zone_of_many_messages() {
         server.metric("lbdns_zone_transfers_total{result=\"sent\"}"),
         1.0
     );
+}
+
+/// A base64 secret both sides are given (a test key, nothing else uses it).
+const SECRET: &str = "bGJkbnMgdHNpZyB0ZXN0IGtleSwgMzIgYnl0ZXMhIQ==";
+
+#[test]
+fn a_secondary_listed_with_a_key_gets_signed_transfers_and_notify_and_nothing_unsigned() {
+    // Some 30 messages: each signed against the one before.
+    let mut text = zone(1, "");
+    for i in 0..6_000 {
+        text.push_str(&format!("h{i:05} TXT \"{i:05}{}\"\n", "t".repeat(55)));
+    }
+    let knot_addr = free_port();
+    let hold = UdpSocket::bind(knot_addr).unwrap();
+    let site_text = format!("secondaries:\n  - {{address: \"{knot_addr}\", tsig: transfer-key}}\n");
+    let site = Site::new(&[
+        ("example.com.zone", &text),
+        ("example.com.lb.yaml", &site_text),
+    ]);
+    let keys = site.path().join("keys/tsig");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(
+        keys.join("transfer-key.yaml"),
+        format!("algorithm: hmac-sha256\nsecret: {SECRET}\n"),
+    )
+    .unwrap();
+    let server = site.serve();
+    drop(hold);
+    let knot = Knot::start_with_key(server.addr, knot_addr, Some(("transfer-key", SECRET)));
+    knot.wait_for(
+        "h05999.example.com.",
+        "TXT",
+        &format!("\"05999{}\"", "t".repeat(55)),
+        Duration::from_secs(30),
+    );
+    // knotd signs its request with the key and drops a transfer whose messages do not
+    // all verify.
+    assert!(
+        knot.log().contains("AXFR, incoming") && knot.log().contains("30 messages"),
+        "{}",
+        knot.log()
+    );
+
+    // A new serial: the signed NOTIFY is taken, and the signed SOA query and transfer
+    // follow.
+    let reloaded = server.reload_after(|| {
+        let path = site.path().join("zones/example.com.zone");
+        let partial = path.with_extension("zone.new");
+        std::fs::write(
+            &partial,
+            text.replace(" 1 7200", " 2 7200") + "new A 192.0.2.99\n",
+        )
+        .unwrap();
+        std::fs::rename(&partial, &path).unwrap();
+    });
+    assert_eq!(reloaded, Reloaded::Accepted);
+    knot.wait_for(
+        "new.example.com.",
+        "A",
+        "192.0.2.99",
+        Duration::from_secs(20),
+    );
+    assert!(knot.log().contains("notify, incoming"), "{}", knot.log());
+    assert_eq!(
+        server.metric("lbdns_notify_total{result=\"acknowledged\"}"),
+        1.0
+    );
+    assert_eq!(server.metric("lbdns_tsig_refused_total"), 0.0);
+
+    // From the same address, unsigned or signed with another secret: NOTAUTH, counted.
+    let axfr = |key: Option<&str>| {
+        let mut dig = Command::new("dig");
+        dig.args(["-b", "127.0.0.1", &format!("@{}", server.addr.ip())])
+            .args([
+                "-p",
+                &server.addr.port().to_string(),
+                "example.com.",
+                "AXFR",
+            ])
+            .args(["+time=2", "+tries=1"]);
+        if let Some(key) = key {
+            dig.args(["-y", key]);
+        }
+        let output = dig.output().expect("dig is installed");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr)
+    };
+    let signed = axfr(Some(&format!("hmac-sha256:transfer-key:{SECRET}")));
+    // SOA, NS, ns1, www, mail, the 6,000, new, and the SOA again; dig checked each MAC.
+    assert!(
+        signed.contains("XFR size: 6007 records") && !signed.contains("verify"),
+        "{}",
+        &signed[signed.len().saturating_sub(2000)..]
+    );
+    let unsigned = axfr(None);
+    assert!(unsigned.contains("Transfer failed"), "{unsigned}");
+    let wrong = axfr(Some(
+        "hmac-sha256:transfer-key:b3RoZXIgc2VjcmV0IG9mIHRoaXJ0eS10d28gYnl0ZXM=",
+    ));
+    assert!(
+        wrong.contains("BADSIG") && wrong.contains("Transfer failed"),
+        "{wrong}"
+    );
+    let other_key = axfr(Some(&format!("hmac-sha256:other-key:{SECRET}")));
+    assert!(
+        other_key.contains("BADKEY") && other_key.contains("Transfer failed"),
+        "{other_key}"
+    );
+    assert_eq!(server.metric("lbdns_tsig_refused_total"), 3.0);
+    let log = server.log();
+    assert!(log.contains("BADSIG") && log.contains("BADKEY"), "{log}");
 }

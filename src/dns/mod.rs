@@ -7,6 +7,7 @@
 
 pub mod notify;
 pub mod respond;
+pub mod signed;
 pub mod transfer;
 
 use std::cell::RefCell;
@@ -127,11 +128,29 @@ impl Handler {
         if let Some(len) = crate::secondary::notified(packet, src.ip(), out)
             .or_else(|| crate::secondary::servfail_if_expired(packet, out))
         {
-            self.metrics
-                .response(<ResponseCode as From<u16>>::from(u16::from(out[3] & 0xF)));
+            let rcode = <ResponseCode as From<u16>>::from(u16::from(out[3] & 0xF));
+            // Only a NOTIFY refused for its signature is answered NOTAUTH here.
+            if rcode == ResponseCode::NotAuth {
+                self.metrics.tsig_refused.inc();
+            }
+            self.metrics.response(rcode);
             return len;
         }
         let snapshot = self.snapshot.load();
+        // A query signed with TSIG while a secondary must sign: rare, and one relaxed
+        // load otherwise.
+        if let Some(signed) =
+            RNG.with_borrow_mut(|rng| signed::answer(&snapshot, packet, src, transport, rng, out))
+        {
+            if let Some(why) = signed.refused {
+                self.metrics.tsig_refused.inc();
+                self.metrics.response(ResponseCode::NotAuth);
+                if self.metrics.warnings.allow() {
+                    warn!(%src, "signed query refused: {why}");
+                }
+            }
+            return signed.len;
+        }
         let outcome =
             RNG.with_borrow_mut(|rng| respond(&snapshot, packet, src.ip(), transport, rng, out));
         if outcome.len > 0 {
@@ -184,12 +203,18 @@ impl Handler {
         }
         let transfer = transfer::transfer(snapshot, packet, src.ip(), buf)?;
         match transfer {
-            Transfer::Refused { rcode, .. } => {
+            Transfer::Refused { rcode, tsig, .. } => {
                 self.metrics
                     .response(<ResponseCode as From<u16>>::from(rcode));
                 self.metrics.transfers_refused.inc();
+                if tsig.is_some() {
+                    self.metrics.tsig_refused.inc();
+                }
                 if self.metrics.warnings.allow() {
-                    warn!(%src, rcode, "zone transfer refused");
+                    match tsig {
+                        Some(why) => warn!(%src, rcode, "zone transfer refused: {why}"),
+                        None => warn!(%src, rcode, "zone transfer refused"),
+                    }
                 }
             }
             Transfer::Zone(_) => self.metrics.response(ResponseCode::NoError),

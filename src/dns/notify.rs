@@ -1,6 +1,8 @@
 //! NOTIFY (RFC 1996) to a zone's secondaries when a reload changes its SOA serial, so
 //! they transfer at once instead of at their next refresh.
 //!
+//! A NOTIFY to a secondary listed with a TSIG key is signed with it (SPEC §13).
+//!
 //! A secondary accepts a NOTIFY only from an address it knows as the zone's primary (BIND:
 //! "refused notify from non-primary"), so it leaves from the address lbdns answers on:
 //! `--notify-source` when given for the secondary's family, else the first `--listen`
@@ -80,10 +82,13 @@ pub fn set_sources(sources: Sources) {
     }
 }
 
+/// A secondary to notify, and the name of the key (`keys/tsig/<name>.yaml`) to sign with.
+pub type Target = (SocketAddr, Option<String>);
+
 /// Notifies each zone's `targets` that it changed, on one thread for the whole batch: the
 /// caller (the store's writer) never waits on the network, and a reload that changes
 /// thousands of zones starts one thread, not thousands.
-pub fn spawn(changed: Vec<(Name, Vec<SocketAddr>)>, metrics: Arc<Metrics>) {
+pub fn spawn(changed: Vec<(Name, Vec<Target>)>, metrics: Arc<Metrics>) {
     if changed.iter().all(|(_, targets)| targets.is_empty()) {
         return;
     }
@@ -92,9 +97,18 @@ pub fn spawn(changed: Vec<(Name, Vec<SocketAddr>)>, metrics: Arc<Metrics>) {
         .spawn(move || {
             let sources = SOURCES.get().copied().unwrap_or_default();
             for (origin, targets) in changed {
-                for target in targets {
+                for (target, tsig) in targets {
                     let source = sources.for_target(target);
-                    match notify(&origin, source, target) {
+                    let key = match tsig.as_deref().map(|name| (name, crate::tsig::ring_key(name))) {
+                        Some((name, None)) => {
+                            metrics.notify_unacknowledged.inc();
+                            warn!(zone = %origin, %target, "NOTIFY not sent: the TSIG key {name} is not loaded");
+                            continue;
+                        }
+                        Some((_, key)) => key,
+                        None => None,
+                    };
+                    match notify(&origin, source, target, key.as_ref()) {
                         Ok(()) => {
                             metrics.notify_acknowledged.inc();
                             info!(zone = %origin, %target, "NOTIFY acknowledged");
@@ -112,15 +126,25 @@ pub fn spawn(changed: Vec<(Name, Vec<SocketAddr>)>, metrics: Arc<Metrics>) {
     }
 }
 
-/// Sends NOTIFY for `origin` from `source` to `target` until it is acknowledged, a few times.
-fn notify(origin: &Name, source: SocketAddr, target: SocketAddr) -> Result<(), String> {
+/// Sends NOTIFY for `origin` from `source` to `target` (signed with `key`) until it is
+/// acknowledged, a few times.
+fn notify(
+    origin: &Name,
+    source: SocketAddr,
+    target: SocketAddr,
+    key: Option<&crate::tsig::Key>,
+) -> Result<(), String> {
     let socket = UdpSocket::bind(source).map_err(|e| format!("cannot bind {source}: {e}"))?;
     socket.connect(target).map_err(|e| e.to_string())?;
     socket
         .set_read_timeout(Some(WAIT))
         .map_err(|e| e.to_string())?;
     let id: u16 = rand::random();
-    let message = message(origin, id);
+    let mut message = message(origin, id);
+    // The acknowledgement's signature is not checked: it only stops the retries.
+    if let Some(key) = key {
+        key.sign(&mut message, crate::dns::transfer::unix_now());
+    }
     let mut reply = [0u8; 512];
     let mut last = String::from("no reply");
     for _ in 0..TRIES {
@@ -187,7 +211,7 @@ mod tests {
             query
         });
         let source = Sources::new(&[], &["127.0.0.1:53".parse().unwrap()]).for_target(target);
-        assert_eq!(notify(&origin, source, target), Ok(()));
+        assert_eq!(notify(&origin, source, target, None), Ok(()));
         let query = answering.join().unwrap();
         assert_eq!(query[2], 0x24, "opcode NOTIFY with AA");
         assert_eq!(&query[4..6], &[0, 1], "one question");

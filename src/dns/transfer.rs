@@ -2,11 +2,18 @@
 //! 5936), and IXFR answered with the whole zone in AXFR form (RFC 1995 §4). A transfer
 //! carries the zone file's content only, never task answers: a secondary serves the zone
 //! as the file has it, and the load balancing stays with lbdns.
+//!
+//! A secondary listed with a TSIG key (SPEC §13) must sign its request with it: one that
+//! does not, or whose MAC fails, gets NOTAUTH with the TSIG error (RFC 8945 §5.2), and
+//! every message of a signed request's transfer is signed, the first against the
+//! request's MAC and each later one against the one before (§5.3.1).
 
 use std::net::IpAddr;
 
 use super::{MAX_MESSAGE, MAX_UDP_PAYLOAD, ede};
+use crate::site::Secondary;
 use crate::snapshot::{Snapshot, Transferable, ZoneData};
+use crate::tsig;
 use crate::wire::{
     CLASS_IN, EcsReply, HEADER_LEN, Header, Owner, Query, Response, Section, option, rtype,
 };
@@ -38,8 +45,13 @@ pub fn may_ask_for_transfer(packet: &[u8]) -> bool {
 /// What a query asking for a zone transfer gets.
 pub enum Transfer<'a> {
     /// One message with this RCODE (REFUSED or NOTAUTH), framed at the start of the buffer
-    /// given to [`transfer`], `len` bytes with its prefix.
-    Refused { rcode: u16, len: usize },
+    /// given to [`transfer`], `len` bytes with its prefix; `tsig` when the request was
+    /// refused for its signature.
+    Refused {
+        rcode: u16,
+        len: usize,
+        tsig: Option<tsig::Refusal>,
+    },
     /// The zone, to be sent message by message.
     Zone(Box<ZoneMessages<'a>>),
 }
@@ -65,13 +77,76 @@ pub fn transfer<'a>(
     if !is_transfer {
         return None;
     }
-    let zone = match snapshot.transferable(&query.qname, source) {
-        Transferable::Zone(zone) => zone,
-        Transferable::Refused => return Some(refuse(&query, REFUSED, buf)),
+    let (zone, signer) = match snapshot.transferable(&query.qname, source) {
+        Transferable::Zone(zone, listing) => match admit(&listing, packet, unix_now()) {
+            Ok(signer) => (zone, signer),
+            Err(refusal) => return Some(refuse_signed(&query, packet, refusal, buf)),
+        },
+        Transferable::Refused => return Some(refuse(&query, REFUSED, ede::PROHIBITED, buf)),
         // RFC 5936 §2.2.1: not authoritative for the zone asked for.
-        Transferable::NotAuthoritative => return Some(refuse(&query, NOTAUTH, buf)),
+        Transferable::NotAuthoritative => {
+            return Some(refuse(&query, NOTAUTH, ede::NOT_AUTHORITATIVE, buf));
+        }
     };
-    Some(Transfer::Zone(Box::new(ZoneMessages::new(query, zone))))
+    Some(Transfer::Zone(Box::new(ZoneMessages::new(
+        query, zone, signer,
+    ))))
+}
+
+/// Whether the request `packet` from a source `listing` lists may have its answer: with the
+/// key its answer is signed with when it is signed, or why not. An entry without a key
+/// admits an unsigned request; a signed one must be signed with the key of an entry.
+pub fn admit(
+    listing: &[&Secondary],
+    packet: &[u8],
+    now: u64,
+) -> Result<Option<Signer>, tsig::Refusal> {
+    let Some(signer) = tsig::signer(packet) else {
+        return match listing.iter().any(|s| s.tsig.is_none()) {
+            true => Ok(None),
+            false => Err(tsig::Refusal::Unsigned),
+        };
+    };
+    let key = listing
+        .iter()
+        .filter_map(|s| s.tsig.as_deref().and_then(tsig::ring_key))
+        .find(|key| key.wire_name() == signer)
+        .ok_or(tsig::Refusal::BadKey)?;
+    let signed = key.verify_request(packet, now)?;
+    Ok(Some(Signer {
+        key,
+        prior: signed.mac,
+        first: true,
+    }))
+}
+
+/// Signs the messages of one answer in turn.
+pub struct Signer {
+    key: tsig::Key,
+    /// The MAC the next message is signed against: the request's, then the last one.
+    prior: Vec<u8>,
+    first: bool,
+}
+
+impl Signer {
+    /// Signs the message in `buf[..len]`; returns its new length.
+    pub fn sign(&mut self, buf: &mut [u8], len: usize) -> usize {
+        let first = std::mem::replace(&mut self.first, false);
+        self.key
+            .sign_answer(buf, len, &mut self.prior, first, unix_now())
+            .unwrap_or(len)
+    }
+
+    /// The room its TSIG record takes in a message.
+    pub fn room(&self) -> usize {
+        self.key.record_len()
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A record, as its owner's wire bytes and its type, class, TTL, RDLENGTH and RDATA.
@@ -87,6 +162,8 @@ pub struct ZoneMessages<'a> {
     /// The record that did not fit the previous message: the first of the next one.
     carried: Option<Record<'a>>,
     first: bool,
+    /// Signs each message, for a request signed with a secondary's key.
+    signer: Option<Signer>,
 }
 
 /// A record larger than a message can hold: the transfer cannot be completed.
@@ -97,7 +174,7 @@ pub struct RecordTooLarge {
 }
 
 impl<'a> ZoneMessages<'a> {
-    fn new(query: Query<'a>, zone: &'a ZoneData) -> Self {
+    fn new(query: Query<'a>, zone: &'a ZoneData, signer: Option<Signer>) -> Self {
         let soa = (&zone.apex[..], zone.soa());
         let records = std::iter::once(soa)
             .chain(zone.records())
@@ -107,6 +184,7 @@ impl<'a> ZoneMessages<'a> {
             records: Box::new(records),
             carried: None,
             first: true,
+            signer,
         }
     }
 
@@ -118,7 +196,9 @@ impl<'a> ZoneMessages<'a> {
             return Ok(0);
         };
         let (prefix, body) = buf.split_at_mut(2);
-        let mut message = Message::start(&self.query, &mut body[..MAX_MESSAGE], self.first);
+        let reserve = self.signer.as_ref().map_or(0, Signer::room);
+        let mut message =
+            Message::start(&self.query, &mut body[..MAX_MESSAGE], self.first, reserve);
         if !message.record(first) {
             return Err(RecordTooLarge {
                 owner: display(first.0),
@@ -131,7 +211,10 @@ impl<'a> ZoneMessages<'a> {
                 break;
             }
         }
-        let len = message.finish();
+        let mut len = message.finish();
+        if let Some(signer) = &mut self.signer {
+            len = signer.sign(&mut body[..MAX_MESSAGE], len);
+        }
         prefix.copy_from_slice(&u16::try_from(len).expect("a message fits").to_be_bytes());
         self.first = false;
         Ok(2 + len)
@@ -146,11 +229,13 @@ struct Message<'q, 'b> {
 }
 
 impl<'q, 'b> Message<'q, 'b> {
-    fn start(query: &'q Query<'q>, buf: &'b mut [u8], with_question: bool) -> Self {
+    /// A message with `reserve` bytes left at the end for a TSIG record.
+    fn start(query: &'q Query<'q>, buf: &'b mut [u8], with_question: bool, reserve: usize) -> Self {
         let mut response = Response::new(buf);
-        // Room for the OPT record at the end.
-        if query.edns.is_some() {
-            response.limit_records_to(MAX_MESSAGE - EcsReply::opt_len(None));
+        // Room for the OPT and TSIG records at the end.
+        let opt = query.edns.map_or(0, |_| EcsReply::opt_len(None));
+        if opt + reserve > 0 {
+            response.limit_records_to(MAX_MESSAGE - opt - reserve);
         }
         if with_question {
             response.question(query.question);
@@ -192,8 +277,32 @@ impl<'q, 'b> Message<'q, 'b> {
     }
 }
 
-/// A single message with `rcode`, the question and nothing else, framed into `buf`.
-fn refuse<'a>(query: &Query<'_>, rcode: u16, buf: &mut [u8]) -> Transfer<'a> {
+/// NOTAUTH for a request refused for its signature, with the TSIG error when it was
+/// signed (RFC 8945 §5.2: unsigned, no MAC), framed into `buf`.
+fn refuse_signed<'a>(
+    query: &Query<'_>,
+    packet: &[u8],
+    refusal: tsig::Refusal,
+    buf: &mut [u8],
+) -> Transfer<'a> {
+    let Transfer::Refused { len, .. } = refuse(query, NOTAUTH, ede::PROHIBITED, buf) else {
+        unreachable!("refuse returns a refusal");
+    };
+    let mut message = buf[2..len].to_vec();
+    tsig::append_error(&mut message, packet, refusal, unix_now());
+    let len = message.len().min(MAX_MESSAGE);
+    buf[2..2 + len].copy_from_slice(&message[..len]);
+    buf[..2].copy_from_slice(&(len as u16).to_be_bytes());
+    Transfer::Refused {
+        rcode: NOTAUTH,
+        len: 2 + len,
+        tsig: Some(refusal),
+    }
+}
+
+/// A single message with `rcode`, the question and nothing else (with the `extended`
+/// error, RFC 8914, when the query has EDNS), framed into `buf`.
+fn refuse<'a>(query: &Query<'_>, rcode: u16, extended: u16, buf: &mut [u8]) -> Transfer<'a> {
     let (prefix, body) = buf.split_at_mut(2);
     let mut response = Response::new(&mut body[..MAX_MESSAGE]);
     response.question(query.question);
@@ -202,11 +311,6 @@ fn refuse<'a>(query: &Query<'_>, rcode: u16, buf: &mut [u8]) -> Transfer<'a> {
         if let Some(id) = super::nsid().filter(|_| edns.nsid) {
             response.opt_option(option::NSID, id, MAX_MESSAGE);
         }
-        // RFC 8914 §4.19 and §4.21: not a listed secondary; no zone with that apex.
-        let extended = match rcode {
-            REFUSED => ede::PROHIBITED,
-            _ => ede::NOT_AUTHORITATIVE,
-        };
         response.opt_option(option::EDE, &extended.to_be_bytes(), MAX_MESSAGE);
     }
     let len = response.finish(Header {
@@ -221,6 +325,7 @@ fn refuse<'a>(query: &Query<'_>, rcode: u16, buf: &mut [u8]) -> Transfer<'a> {
     Transfer::Refused {
         rcode,
         len: 2 + len,
+        tsig: None,
     }
 }
 

@@ -3,13 +3,17 @@
 //!
 //! Per zone, one task: AXFR over TCP from the primaries in order at start (or, with a kept
 //! copy, an SOA check first); then an SOA query at every SOA `refresh` (`retry` after a
-//! failure) and on a NOTIFY from a listed primary, and a new AXFR when the primary's serial
-//! is newer (RFC 1982). The transfer is written with [`persist::write_atomically`] to
+//! failure) and on a NOTIFY from a listed primary. When the primary's serial is newer
+//! (RFC 1982), an IXFR from ours (RFC 1995, [`ixfr`]): its differences are applied to the
+//! kept copy; a primary that answers with the whole zone is taken at its word, and one
+//! that refuses IXFR, or whose differences do not start from our copy, gets an AXFR.
+//!
+//! Either way the new copy is written with [`persist::write_atomically`] to
 //! `secondary/<origin>.zone` ([`load::secondary_path`]) and applied through the store's
 //! reload job ([`Store::reload`]): the writer loads the directory, where only changed zone
 //! files are compiled again ([`load::load`]), and publishes one new snapshot, so no query
-//! is dropped and tasks layer over the transferred records exactly
-//! as over a zone file. A restart serves the kept copy before the primary answers.
+//! is dropped and tasks layer over the transferred records exactly as over a zone file.
+//! A restart serves the kept copy before the primary answers.
 //!
 //! Expiry: the kept copy's modification time is the last successful refresh (touched when
 //! an SOA check finds the serial unchanged); once SOA `expire` has passed since, queries
@@ -19,11 +23,13 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use serde::{Deserialize, Serialize};
@@ -37,6 +43,8 @@ use crate::persist;
 use crate::site::spec::PrimarySpec;
 use crate::store::Store;
 use crate::tsig;
+
+mod ixfr;
 
 /// How long one exchange with a primary (connect, query, each message) may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +76,12 @@ pub struct ZoneStatus {
     /// Unix seconds when the zone expires without a refresh.
     pub expires: Option<u64>,
     pub expired: bool,
+    /// Transfers applied since the start: the whole zone (AXFR, or an IXFR the primary
+    /// answered in full) and differences (IXFR).
+    #[serde(default)]
+    pub axfr: u64,
+    #[serde(default)]
+    pub ixfr: u64,
     /// The last failure to refresh, if the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -132,6 +146,8 @@ async fn follow(store: Arc<Store>) {
 #[derive(Clone)]
 struct Watched {
     primaries: Vec<IpAddr>,
+    /// The `primary.tsig` key a NOTIFY must be signed with.
+    key: Option<tsig::Key>,
     wake: mpsc::Sender<()>,
 }
 
@@ -156,9 +172,12 @@ fn start_zone(
     let (wake, woken) = mpsc::channel(1);
     let watched = Watched {
         primaries: addresses.iter().map(SocketAddr::ip).collect(),
+        key: key.clone(),
         wake,
     };
     let zone = Zone {
+        axfr: AtomicU64::new(0),
+        ixfr: AtomicU64::new(0),
         key,
         path: load::secondary_path(&store.sources().dir, origin),
         origin: origin.clone(),
@@ -176,6 +195,9 @@ struct Zone {
     key: Option<tsig::Key>,
     path: PathBuf,
     store: Arc<Store>,
+    /// Transfers applied, by kind, for `/healthz`.
+    axfr: AtomicU64,
+    ixfr: AtomicU64,
 }
 
 /// The SOA timers of the copy served.
@@ -279,28 +301,38 @@ impl Zone {
         .flatten()
     }
 
-    /// Asks the primaries for the SOA and transfers the zone when theirs is newer than
-    /// `serial`. `Ok(Some)`: a new copy is served; `Ok(None)`: the serial is current.
+    /// Asks the primaries for the SOA and, when theirs is newer than `serial`, takes the
+    /// difference by IXFR, or the zone by AXFR when there is no copy yet or the difference
+    /// cannot be had or applied. `Ok(Some)`: a new copy is served; `Ok(None)`: the serial
+    /// is current.
     async fn refresh(&self, serial: Option<u32>) -> Result<Option<Timers>, String> {
         let mut errors = Vec::new();
         for &primary in &self.addresses {
-            let theirs = match serial {
-                Some(_) => match soa_query(primary, &self.origin, self.key.as_ref()).await {
-                    Ok(soa) => Some(soa.serial),
+            if let Some(ours) = serial {
+                let theirs = match soa_query(primary, &self.origin, self.key.as_ref()).await {
+                    Ok(soa) => soa.serial,
                     Err(e) => {
                         errors.push(format!("{primary}: {e}"));
                         continue;
                     }
-                },
-                None => None,
-            };
-            if let (Some(ours), Some(theirs)) = (serial, theirs)
-                && !newer(theirs, ours)
-            {
-                set_expired(&self.origin, false);
-                return Ok(None);
+                };
+                if !newer(theirs, ours) {
+                    set_expired(&self.origin, false);
+                    return Ok(None);
+                }
+                match self.incremental(primary, ours).await {
+                    Ok(timers) => return Ok(Some(timers)),
+                    Err(e) => {
+                        info!(zone = %self.origin, %primary, "no IXFR from serial {ours}, taking the whole zone by AXFR: {e}");
+                    }
+                }
             }
-            match self.transfer(primary).await {
+            let started = std::time::Instant::now();
+            let kept = match axfr(primary, &self.origin, self.key.as_ref()).await {
+                Ok(records) => self.keep_whole(primary, records, started).await,
+                Err(e) => Err(e),
+            };
+            match kept {
                 Ok(timers) => return Ok(Some(timers)),
                 Err(e) => errors.push(format!("{primary}: {e}")),
             }
@@ -308,21 +340,68 @@ impl Zone {
         Err(errors.join("; "))
     }
 
-    /// AXFR from `primary`, written to the kept copy and applied.
-    async fn transfer(&self, primary: SocketAddr) -> Result<Timers, String> {
+    /// IXFR from `primary` from our serial `ours`: the differences applied to the kept
+    /// copy, or the whole zone when the primary sends it instead.
+    async fn incremental(&self, primary: SocketAddr, ours: u32) -> Result<Timers, String> {
         let started = std::time::Instant::now();
-        let records = axfr(primary, &self.origin, self.key.as_ref()).await?;
+        let (soa, sequences) = match ixfr(primary, &self.origin, ours, self.key.as_ref()).await? {
+            ixfr::Answer::UpToDate => {
+                return Err("the primary answered that nothing is newer".to_owned());
+            }
+            ixfr::Answer::Full(records) => {
+                return self.keep_whole(primary, records, started).await;
+            }
+            ixfr::Answer::Incremental { soa, sequences } => (soa, sequences),
+        };
+        let RData::SOA(new) = &soa.data else {
+            return Err("the answer does not start with the SOA".to_owned());
+        };
+        let timers = Timers::of(new);
+        let changes: usize = sequences
+            .iter()
+            .map(|s| s.deleted.len() + s.added.len())
+            .sum();
+        let path = self.path.clone();
+        let header = header(primary);
+        let text = tokio::task::spawn_blocking(move || {
+            let copy = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read our copy {}: {e}", path.display()))?;
+            ixfr::apply(&copy, ours, &header, &soa, &sequences)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        self.keep(text).await?;
+        self.ixfr.fetch_add(1, Ordering::Relaxed);
+        self.store.metrics().secondary_ixfr.inc();
+        info!(zone = %self.origin, %primary, from = ours, serial = timers.serial, changes, took = ?started.elapsed(), "secondary zone updated by IXFR");
+        Ok(timers)
+    }
+
+    /// The whole zone from `primary` (the SOA first and once), kept and applied.
+    async fn keep_whole(
+        &self,
+        primary: SocketAddr,
+        records: Vec<Record>,
+        started: std::time::Instant,
+    ) -> Result<Timers, String> {
         let Some(RData::SOA(soa)) = records.first().map(|r| &r.data) else {
             return Err("the transfer does not start with the SOA".to_owned());
         };
         let timers = Timers::of(soa);
-        let mut text = format!(
-            "; transferred from {primary} by lbdns: the copy of a secondary zone, replaced at every transfer\n"
-        );
+        let mut text = header(primary);
         for record in &records {
             text.push_str(&presentation(record)?);
             text.push('\n');
         }
+        self.keep(text).await?;
+        self.axfr.fetch_add(1, Ordering::Relaxed);
+        self.store.metrics().secondary_axfr.inc();
+        info!(zone = %self.origin, %primary, serial = timers.serial, records = records.len(), took = ?started.elapsed(), "secondary zone transferred");
+        Ok(timers)
+    }
+
+    /// Writes `text` as the kept copy, once it loads, and has the store reload it.
+    async fn keep(&self, text: String) -> Result<(), String> {
         let path = self.path.clone();
         let store = self.store.clone();
         let origin = self.origin.clone();
@@ -339,8 +418,7 @@ impl Zone {
         .await
         .map_err(|e| e.to_string())??;
         set_expired(&self.origin, false);
-        info!(zone = %self.origin, %primary, serial = timers.serial, records = records.len(), took = ?started.elapsed(), "secondary zone transferred");
-        Ok(timers)
+        Ok(())
     }
 
     fn show(
@@ -360,11 +438,28 @@ impl Zone {
             last_refresh: last_ok.and_then(unix),
             expires: expires.and_then(unix),
             expired: is_expired(&self.origin),
+            axfr: self.axfr.load(Ordering::Relaxed),
+            ixfr: self.ixfr.load(Ordering::Relaxed),
             error,
         };
         if let Ok(mut all) = STATUS.lock() {
             all.insert(self.origin.to_string(), status);
         }
+    }
+}
+
+/// The first line of a kept copy.
+fn header(primary: SocketAddr) -> String {
+    format!(
+        "; transferred from {primary} by lbdns: the copy of a secondary zone, rewritten at every transfer\n"
+    )
+}
+
+/// The serial of an SOA record (0 for any other).
+fn soa_serial(record: &Record) -> u32 {
+    match &record.data {
+        RData::SOA(soa) => soa.serial,
+        _ => 0,
     }
 }
 
@@ -527,8 +622,9 @@ pub fn servfail_if_expired(packet: &[u8], out: &mut [u8]) -> Option<usize> {
 }
 
 /// When `packet` is a NOTIFY for a secondary zone: wakes the zone's task if `src` is one
-/// of its primaries, and writes the acknowledgement (REFUSED from anyone else) into
-/// `out`. `None` for anything else, which is answered as before.
+/// of its primaries (and the NOTIFY is signed with `primary.tsig` when the site names a
+/// key), and writes the acknowledgement (REFUSED from anyone else, NOTAUTH with the TSIG
+/// error for a wrong signature, signed when the NOTIFY was) into `out`. `None` for anything else, which is answered as before.
 pub fn notified(packet: &[u8], src: IpAddr, out: &mut [u8]) -> Option<usize> {
     if packet.len() < 12 || (packet[2] >> 3) & 0xF != 4 || packet[2] & 0x80 != 0 {
         return None;
@@ -541,19 +637,38 @@ pub fn notified(packet: &[u8], src: IpAddr, out: &mut [u8]) -> Option<usize> {
     let query = message.queries.first()?;
     let name = query.name().to_lowercase();
     let (_, watched) = notified.iter().find(|(o, _)| *o == name)?;
-    let code = if watched.primaries.contains(&src) {
+    let now = unix_now();
+    // With `primary.tsig`, the NOTIFY must be signed with the key (SPEC §13).
+    let signed = watched
+        .key
+        .as_ref()
+        .map(|key| key.verify_request(packet, now).map(|s| (key, s.mac)));
+    let code = if !watched.primaries.contains(&src) {
+        warn!(zone = %name, %src, "NOTIFY from an address that is not a primary of the zone: refused");
+        ResponseCode::Refused
+    } else if let Some(Err(refusal)) = &signed {
+        warn!(zone = %name, %src, "NOTIFY refused: {refusal}");
+        ResponseCode::NotAuth
+    } else {
         // A NOTIFY while a check is pending adds nothing.
         let _ = watched.wake.try_send(());
         ResponseCode::NoError
-    } else {
-        warn!(zone = %name, %src, "NOTIFY from an address that is not a primary of the zone: refused");
-        ResponseCode::Refused
     };
     let mut reply = Message::response(message.metadata.id, OpCode::Notify);
     reply.metadata.authoritative = true;
     reply.metadata.response_code = code;
     reply.add_query(query.clone());
-    let bytes = reply.to_vec().ok()?;
+    let mut bytes = reply.to_vec().ok()?;
+    match signed {
+        Some(Ok((key, mut mac))) if code == ResponseCode::NoError => {
+            let len = bytes.len();
+            bytes.resize(len + key.record_len(), 0);
+            let signed_len = key.sign_answer(&mut bytes, len, &mut mac, true, now)?;
+            bytes.truncate(signed_len);
+        }
+        Some(Err(refusal)) => tsig::append_error(&mut bytes, packet, refusal, now),
+        _ => {}
+    }
     out.get_mut(..bytes.len())?.copy_from_slice(&bytes);
     Some(bytes.len())
 }
@@ -675,6 +790,24 @@ async fn axfr(
     })
     .await?;
     Ok(records)
+}
+
+/// IXFR (RFC 1995) from our serial `ours`: the query carries our SOA in its authority
+/// section, which only the serial of matters to the primary.
+async fn ixfr(
+    primary: SocketAddr,
+    origin: &Name,
+    ours: u32,
+    key: Option<&tsig::Key>,
+) -> Result<ixfr::Answer, String> {
+    let mut message = query(origin, RecordType::IXFR);
+    let soa = SOA::new(origin.clone(), origin.clone(), ours, 0, 0, 0, 0);
+    message
+        .authorities
+        .push(Record::from_rdata(origin.clone(), 0, RData::SOA(soa)));
+    let mut reader = ixfr::Reader::default();
+    exchange(primary, &message, key, |m| reader.message(&m.answers)).await?;
+    reader.answer()
 }
 
 #[cfg(test)]

@@ -85,6 +85,8 @@ pub struct Secondary {
     /// Where NOTIFY goes when the zone changes: a single address (port 53, or the port
     /// given as `address:port`); a prefix is allowed to transfer but not notified.
     pub notify: Option<SocketAddr>,
+    /// The TSIG key (in `keys/tsig/`) its requests must be signed with, and our NOTIFY is.
+    pub tsig: Option<String>,
 }
 
 impl Secondary {
@@ -95,12 +97,14 @@ impl Secondary {
             return Some(Self {
                 allowed: IpNet::from(addr),
                 notify: Some(SocketAddr::new(addr, 53)),
+                tsig: None,
             });
         }
         if let Ok(addr) = text.parse::<SocketAddr>() {
             return Some(Self {
                 allowed: IpNet::from(addr.ip()),
                 notify: Some(addr),
+                tsig: None,
             });
         }
         let net = text.parse::<IpNet>().ok()?;
@@ -108,6 +112,7 @@ impl Secondary {
         (net.trunc() == net).then_some(Self {
             allowed: net,
             notify: None,
+            tsig: None,
         })
     }
 }
@@ -618,14 +623,17 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
     }
     let mut secondaries = Vec::new();
     for (i, entry) in spec.secondaries.iter().enumerate() {
-        match Secondary::parse(&entry.value) {
-            Some(secondary) => secondaries.push(secondary),
+        match Secondary::parse(entry.value.address()) {
+            Some(secondary) => secondaries.push(Secondary {
+                tsig: entry.value.tsig().map(str::to_owned),
+                ..secondary
+            }),
             None => problems.push(Problem {
                 line: entry.line,
                 field: format!("secondaries[{i}]"),
                 message: format!(
                     "{:?} is not an address (192.0.2.53), an address with a port for NOTIFY (192.0.2.53:5300) or a prefix without host bits (2001:db8::/64)",
-                    entry.value
+                    entry.value.address()
                 ),
             }),
         }
@@ -1648,6 +1656,27 @@ mod tests {
 #[cfg(test)]
 mod secondary_tests {
     use super::*;
+
+    #[test]
+    fn a_secondary_may_name_the_tsig_key_it_must_sign_with() {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let spec = parse(
+            "secondaries:\n  - 192.0.2.53\n  - {address: \"198.51.100.0/24\", tsig: transfer-key}\n",
+        )
+        .unwrap();
+        let site = validate(&origin, &spec).unwrap();
+        let keys: Vec<Option<&str>> = site.secondaries.iter().map(|s| s.tsig.as_deref()).collect();
+        assert_eq!(keys, [None, Some("transfer-key")]);
+        assert_eq!(site.secondaries[1].notify, None);
+        let (line, error) = parse("secondaries:\n  - {address: 192.0.2.9}\n").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(
+            error.contains(
+                "expected an address, an address:port or a prefix, or {address: ..., tsig: KEY}"
+            ),
+            "{error}"
+        );
+    }
 
     #[test]
     fn secondaries_are_addresses_prefixes_or_addresses_with_a_notify_port() {

@@ -134,10 +134,37 @@ pub struct SiteSpec {
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub secondaries: Vec<Lined<String>>,
+    pub secondaries: Vec<Lined<SecondarySpec>>,
     /// The primary the zone is transferred from, instead of a zone file (SPEC §13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<PrimarySpec>,
+}
+
+/// An entry of `secondaries:`: an address or prefix (SPEC §3), or one with the TSIG key
+/// its requests must be signed with (SPEC §13).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(
+    untagged,
+    expecting = "expected an address, an address:port or a prefix, or {address: ..., tsig: KEY}"
+)]
+pub enum SecondarySpec {
+    Address(String),
+    Keyed { address: String, tsig: String },
+}
+
+impl SecondarySpec {
+    pub fn address(&self) -> &str {
+        match self {
+            Self::Address(address) | Self::Keyed { address, .. } => address,
+        }
+    }
+
+    pub fn tsig(&self) -> Option<&str> {
+        match self {
+            Self::Address(_) => None,
+            Self::Keyed { tsig, .. } => Some(tsig),
+        }
+    }
 }
 
 /// `primary:` of a site file: where a secondary zone comes from.

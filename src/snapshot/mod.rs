@@ -73,8 +73,8 @@ pub struct CompileError {
 struct CompiledZone {
     data: Arc<ZoneData>,
     tasks: Tasks,
-    /// Who may transfer the zone's data.
-    secondaries: Box<[ipnet::IpNet]>,
+    /// Who may transfer the zone's data, and the TSIG key each must sign with.
+    secondaries: Box<[crate::site::Secondary]>,
     /// Queries answered from the zone (`lbdns_zone_queries_total`).
     queries: ServedCounter,
 }
@@ -83,15 +83,16 @@ fn zone_queries(data: &ZoneData, health: &Health) -> ServedCounter {
     health.metrics().zone_queries_for(&site_name(&data.origin))
 }
 
-fn secondaries_of(site: Option<&Site>) -> Box<[ipnet::IpNet]> {
-    site.map(|s| s.secondaries.iter().map(|x| x.allowed).collect())
+fn secondaries_of(site: Option<&Site>) -> Box<[crate::site::Secondary]> {
+    site.map(|s| s.secondaries.iter().cloned().collect())
         .unwrap_or_default()
 }
 
 /// A zone as a transfer to `source` may send it.
 pub enum Transferable<'s> {
-    /// The zone's data, for a listed secondary.
-    Zone(&'s ZoneData),
+    /// The zone's data, for a listed secondary, and the secondaries' entries that list
+    /// the source (whose TSIG keys the request is checked with).
+    Zone(&'s ZoneData, Vec<&'s crate::site::Secondary>),
     /// A zone served here, but not to this source.
     Refused,
     /// No zone served here has this apex.
@@ -229,9 +230,14 @@ impl Snapshot {
             return Transferable::NotAuthoritative;
         };
         let source = source.to_canonical();
-        match zone.secondaries.iter().any(|net| net.contains(&source)) {
-            true => Transferable::Zone(&zone.data),
-            false => Transferable::Refused,
+        let listing: Vec<_> = zone
+            .secondaries
+            .iter()
+            .filter(|s| s.allowed.contains(&source))
+            .collect();
+        match listing.is_empty() {
+            false => Transferable::Zone(&zone.data, listing),
+            true => Transferable::Refused,
         }
     }
 

@@ -8,7 +8,7 @@
 //! it becomes, and which command or request would fix it, is the caller's business.
 
 use crate::api_types::{Refusal, TaskPatch};
-use crate::site::spec::{GroupSpec, Lined, SiteSpec, TaskSpec};
+use crate::site::spec::{GroupSpec, Lined, SecondarySpec, SiteSpec, TaskSpec};
 use crate::site::{self, spec_task_id};
 use hickory_proto::rr::Name;
 
@@ -275,8 +275,29 @@ pub fn apply(site: &SiteSpec, edit: &Edit) -> Result<Edited, EditError> {
             Ok(changed(next, Subject::Removed, String::new()))
         }
         Edit::SetSecondaries { secondaries } => {
+            // An address listed before with a TSIG key keeps its key (SPEC §13): the API
+            // and the CLI set addresses only.
+            let keyed = |address: &str| {
+                site.secondaries.iter().find_map(|s| match &s.value {
+                    SecondarySpec::Keyed { address: a, tsig } if a == address => {
+                        Some(tsig.clone())
+                    }
+                    _ => None,
+                })
+            };
             let mut next = site.clone();
-            next.secondaries = secondaries.iter().cloned().map(Lined::new).collect();
+            next.secondaries = secondaries
+                .iter()
+                .map(|address| {
+                    Lined::new(match keyed(address) {
+                        Some(tsig) => SecondarySpec::Keyed {
+                            address: address.clone(),
+                            tsig,
+                        },
+                        None => SecondarySpec::Address(address.clone()),
+                    })
+                })
+                .collect();
             Ok(changed(next, Subject::Secondaries, String::new()))
         }
     }
@@ -599,7 +620,7 @@ tasks:
             secondaries: vec!["192.0.2.53".into(), "2001:db8::/64".into()],
         };
         let after = changed(apply(&site(SITE), &edit).unwrap());
-        let listed: Vec<&str> = after.secondaries.iter().map(|s| s.as_str()).collect();
+        let listed: Vec<&str> = after.secondaries.iter().map(|s| s.value.address()).collect();
         assert_eq!(listed, ["192.0.2.53", "2001:db8::/64"]);
     }
 

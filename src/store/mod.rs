@@ -477,7 +477,8 @@ impl Store {
         })
     }
 
-    /// The servers allowed to transfer the site's zone, as the site file lists them.
+    /// The servers allowed to transfer the site's zone, as the site file lists them (the
+    /// addresses: a TSIG key an entry names stays in the file).
     pub fn secondaries(&self, site: &str) -> Result<Vec<String>, ChangeError> {
         let committed = self.shared.committed.load();
         let loaded = find_site(&committed.config.sites, site)?;
@@ -485,7 +486,7 @@ impl Store {
             .spec
             .secondaries
             .iter()
-            .map(|s| s.value.clone())
+            .map(|s| s.value.address().to_owned())
             .collect())
     }
 
@@ -667,7 +668,7 @@ impl Store {
             .spec
             .secondaries
             .iter()
-            .map(|s| s.value.clone())
+            .map(|s| s.value.address().to_owned())
             .collect())
     }
 

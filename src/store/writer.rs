@@ -574,12 +574,12 @@ fn task_changed(
 }
 
 /// Every zone whose SOA serial `snapshot` changes from `before`, with the secondaries its
-/// site lists by address: who to send NOTIFY to.
+/// site lists by address: who to send NOTIFY to, and the TSIG key to sign it with.
 fn notify_changed(
     before: &[(Name, u32)],
     snapshot: &Snapshot,
     config: &load::Config,
-) -> Vec<(Name, Vec<std::net::SocketAddr>)> {
+) -> Vec<(Name, Vec<crate::dns::notify::Target>)> {
     let before: HashMap<&Name, u32> = before.iter().map(|(n, s)| (n, *s)).collect();
     let sites: HashMap<&Name, &LoadedSite> = config
         .sites
@@ -601,7 +601,12 @@ fn notify_changed(
         .map(|(origin, _)| {
             let targets = sites
                 .get(&origin)
-                .map(|s| s.site.secondaries.iter().filter_map(|x| x.notify).collect())
+                .map(|s| {
+                    let secondaries = s.site.secondaries.iter();
+                    secondaries
+                        .filter_map(|x| x.notify.map(|to| (to, x.tsig.clone())))
+                        .collect()
+                })
                 .unwrap_or_default();
             (origin, targets)
         })
