@@ -343,7 +343,7 @@ pub fn group_table(groups: &[Value]) -> String {
 /// An origin's address, weight and region keys (`countries=CN,HK continents=EU`); a
 /// region group's origin without keys is one of its `default` origins.
 fn origin_cells(origin: &Value, region: bool) -> Vec<String> {
-    let keys: Vec<String> = ["countries", "continents", "subnets"]
+    let keys: Vec<String> = ["countries", "continents", "subnets", "asns"]
         .iter()
         .filter_map(|key| {
             let values = list(&origin[key]);

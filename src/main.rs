@@ -201,6 +201,9 @@ struct DirArgs {
     /// GeoIP database to use instead of the first geoip/*.mmdb.
     #[arg(long, value_name = "FILE")]
     geoip: Option<PathBuf>,
+    /// ASN database (GeoLite2-ASN) for origins' asns, instead of the first geoip/*ASN*.mmdb.
+    #[arg(long, value_name = "FILE")]
+    asn_db: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -470,6 +473,7 @@ fn sources(dir: DirArgs) -> Sources {
     Sources {
         dir: dir.dir,
         geoip: dir.geoip,
+        asn_db: dir.asn_db,
     }
 }
 
@@ -543,6 +547,7 @@ fn serve(
             let sources = Sources {
                 dir: origin.cache_dir,
                 geoip: origin.dir.geoip,
+                asn_db: origin.dir.asn_db,
             };
             Store::open_mirrored(sources, metrics, mirror).map_err(not_starting)?
         }

@@ -2,8 +2,8 @@
 //!
 //! A group is compiled once at load ([`CompiledGroup::new`]) into candidate sets per
 //! record family, each indexed by region level. A query is then answered in two steps:
-//! - [`route`]: which region levels apply to this client, in order (subnet, country,
-//!   continent, default, all), and the ECS scope the levels consulted depend on. It is
+//! - [`route`]: which region levels apply to this client, in order (subnet, ASN,
+//!   country, continent, default, all), and the ECS scope the levels consulted depend on. It is
 //!   deterministic: no health, no randomness, so explain and diff tools can call it alone.
 //! - [`pick`]: walk the route's levels to the first with usable origins and draw
 //!   `answers` distinct origins by weight, with health as an input.
@@ -52,6 +52,8 @@ struct Candidates {
     default: Vec<u16>,
     /// Subnet rules, most specific first, each with the origins that list it.
     subnets: Vec<(IpNet, Vec<u16>)>,
+    /// Sorted by AS number for binary search.
+    asns: Vec<(u32, Vec<u16>)>,
     /// Sorted by country for binary search.
     countries: Vec<(Country, Vec<u16>)>,
     continents: Vec<(Continent, Vec<u16>)>,
@@ -60,6 +62,10 @@ struct Candidates {
 impl Candidates {
     fn uses_geoip(&self) -> bool {
         !(self.countries.is_empty() && self.continents.is_empty())
+    }
+
+    fn uses_asn(&self) -> bool {
+        !self.asns.is_empty()
     }
 }
 
@@ -113,6 +119,12 @@ impl CompiledGroup {
                     None => candidates.subnets.push((*net, vec![index])),
                 }
             }
+            for asn in &origin.asns {
+                match candidates.asns.iter_mut().find(|(a, _)| a == asn) {
+                    Some((_, members)) => members.push(index),
+                    None => candidates.asns.push((*asn, vec![index])),
+                }
+            }
             for country in &origin.countries {
                 match candidates.countries.iter_mut().find(|(c, _)| c == country) {
                     Some((_, members)) => members.push(index),
@@ -135,6 +147,7 @@ impl CompiledGroup {
                 .subnets
                 .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
             candidates.countries.sort_by_key(|(c, _)| *c);
+            candidates.asns.sort_by_key(|(a, _)| *a);
         }
         compiled
     }
@@ -189,6 +202,8 @@ impl Selection {
 pub enum Level {
     /// The longest subnet rule containing the client.
     Subnet,
+    /// The client's autonomous system, from the ASN database.
+    Asn,
     Country,
     Continent,
     /// Origins without region keys (every origin of a weight group).
@@ -200,6 +215,7 @@ pub enum Level {
 impl Level {
     pub const ALL: [Level; LEVELS] = [
         Level::Subnet,
+        Level::Asn,
         Level::Country,
         Level::Continent,
         Level::Default,
@@ -517,8 +533,8 @@ fn draw<R: Rng + ?Sized>(
 /// The country and continent levels of a client.
 type GeoLevels<'a> = (Option<&'a [u16]>, Option<&'a [u16]>);
 
-/// Region levels: subnet, country, continent, default, all.
-const LEVELS: usize = 5;
+/// Region levels: subnet, ASN, country, continent, default, all.
+const LEVELS: usize = 6;
 
 /// The levels of one query, with the GeoIP lookup done only when a level needs it, and
 /// the prefix length the levels consulted so far depend on: the smallest network around
@@ -526,6 +542,8 @@ const LEVELS: usize = 5;
 struct Levels<'a> {
     weighted: bool,
     subnet: Option<&'a [u16]>,
+    /// The ASN level, once looked up.
+    asn: Option<Option<&'a [u16]>>,
     /// Country and continent levels, once looked up.
     geo: Option<GeoLevels<'a>>,
     scope: u8,
@@ -536,6 +554,7 @@ impl<'a> Levels<'a> {
         Self {
             weighted: true,
             subnet: Some(&candidates.all),
+            asn: Some(None),
             geo: Some((None, None)),
             scope: 0,
         }
@@ -545,6 +564,7 @@ impl<'a> Levels<'a> {
         let mut levels = Self {
             weighted: false,
             subnet: None,
+            asn: None,
             geo: None,
             scope: 0,
         };
@@ -572,15 +592,42 @@ impl<'a> Levels<'a> {
     ) -> &'a [u16] {
         let found = match level {
             0 => self.subnet,
-            1 | 2 => {
+            1 => self.asn(candidates, client, geoip),
+            2 | 3 => {
                 let (country, continent) = self.geo(candidates, client, geoip);
-                if level == 1 { country } else { continent }
+                if level == 2 { country } else { continent }
             }
-            3 if !self.weighted => Some(&candidates.default[..]),
-            4 if !self.weighted => Some(&candidates.all[..]),
+            4 if !self.weighted => Some(&candidates.default[..]),
+            5 if !self.weighted => Some(&candidates.all[..]),
             _ => None,
         };
         found.unwrap_or(&[])
+    }
+
+    fn asn(
+        &mut self,
+        candidates: &'a Candidates,
+        client: &Client,
+        geoip: Option<&GeoIp>,
+    ) -> Option<&'a [u16]> {
+        if let Some(asn) = self.asn {
+            return asn;
+        }
+        let mut found = None;
+        if candidates.uses_asn()
+            && let Some(geoip) = geoip
+            && geoip.has_asn()
+        {
+            let (asn, prefix_len) = geoip.locate_asn(client.addr);
+            self.scope = self.scope.max(prefix_len);
+            if let Some(asn) = asn
+                && let Ok(i) = candidates.asns.binary_search_by_key(&asn, |(a, _)| *a)
+            {
+                found = Some(&candidates.asns[i].1[..]);
+            }
+        }
+        self.asn = Some(found);
+        found
     }
 
     fn geo(
@@ -595,6 +642,7 @@ impl<'a> Levels<'a> {
         let mut geo = (None, None);
         if candidates.uses_geoip()
             && let Some(geoip) = geoip
+            && geoip.has_country()
         {
             let location = geoip.locate(client.addr);
             self.scope = self.scope.max(location.prefix_len);
@@ -644,6 +692,7 @@ mod tests {
             countries: vec![],
             continents: vec![],
             subnets: vec![],
+            asns: vec![],
         }
     }
 

@@ -438,3 +438,77 @@ fn a_fallback_routing_by_country_needs_a_geoip_database_like_the_tasks_group() {
     // With one, it loads.
     assert!(site.check().status.success(), "{}", describe(&site.check()));
 }
+
+/// The ASN test database copied beside the country one, as an operator installs it.
+fn asn_db() -> std::path::PathBuf {
+    repo().join("tests/data/GeoLite2-ASN-Test.mmdb")
+}
+
+#[test]
+fn asns_route_between_subnets_and_countries_with_the_asn_network_as_scope() {
+    require_tool(&["dig"], "dnsutils");
+    // Expectations from MaxMind's GeoLite2-ASN-Test.json: 1.0.0.0/24 is AS15169,
+    // 12.81.96.0/19 AS7018; 1.128.0.0/11 is AS1221, which no origin lists.
+    let yaml = "\
+origin_groups:
+  geo:
+    policy: region
+    origins:
+    - address: 192.0.2.1
+      asns: [15169]
+    - address: 192.0.2.2
+      asns: [7018]
+    - address: 192.0.2.3
+      subnets: [1.0.0.128/25]
+    - address: 192.0.2.9
+tasks:
+- hostname: www.example.com
+  origin_group: geo
+";
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", yaml)]);
+    // Without an ASN database the task cannot route: check says what to install.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["check", "--dir"])
+        .arg(site.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("needs an ASN database") && stderr(&out).contains("--asn-db FILE"),
+        "{}",
+        describe(&out)
+    );
+    let server = site.serve_with(&["--asn-db", asn_db().to_str().unwrap()]);
+    let ask = |ecs: &str| {
+        let reply = server.udp(&query_edns(
+            "www.example.com.",
+            RecordType::A,
+            1232,
+            Some(ecs),
+        ));
+        (answers(&reply), ecs_of(&reply).map(|e| e.2))
+    };
+    let one = |a: &str| vec![a.to_owned()];
+    assert_eq!(ask("1.0.0.0/24"), (one("192.0.2.1"), Some(24)));
+    // A subnet rule beats the AS.
+    assert_eq!(ask("1.0.0.128/25"), (one("192.0.2.3"), Some(25)));
+    assert_eq!(ask("12.81.100.0/24"), (one("192.0.2.2"), Some(19)));
+    // A source prefix longer than the AS network: the network's.
+    assert_eq!(ask("12.81.96.0/20"), (one("192.0.2.2"), Some(19)));
+    // An AS no origin lists, and an address in no AS network: the default.
+    assert_eq!(ask("1.128.0.0/24").0, one("192.0.2.9"));
+    assert_eq!(ask("192.0.2.0/24").0, one("192.0.2.9"));
+    // Found as a geoip/*ASN*.mmdb too (the shipped geo-whois-asn-country.mmdb, lower
+    // case, is a country database and is not taken for one).
+    drop(server);
+    std::fs::create_dir_all(site.path().join("geoip")).unwrap();
+    std::fs::copy(asn_db(), site.path().join("geoip/GeoLite2-ASN.mmdb")).unwrap();
+    let server = Server::start(site.path(), &[]);
+    let reply = server.udp(&query_edns(
+        "www.example.com.",
+        RecordType::A,
+        1232,
+        Some("1.0.0.0/24"),
+    ));
+    assert_eq!(answers(&reply), one("192.0.2.1"));
+}

@@ -231,12 +231,17 @@ pub struct Origin {
     pub countries: Vec<Country>,
     pub continents: Vec<Continent>,
     pub subnets: Vec<IpNet>,
+    /// Autonomous systems (SPEC §12).
+    pub asns: Vec<u32>,
 }
 
 impl Origin {
     /// True when the origin names no region: one of the region policy's default origins.
     pub fn is_default(&self) -> bool {
-        self.countries.is_empty() && self.continents.is_empty() && self.subnets.is_empty()
+        self.countries.is_empty()
+            && self.continents.is_empty()
+            && self.subnets.is_empty()
+            && self.asns.is_empty()
     }
 }
 
@@ -1063,15 +1068,28 @@ fn validate_origin(
             ),
         }
     }
-    let region_key = [&spec.countries, &spec.continents, &spec.subnets]
+    let mut asns = Vec::new();
+    for &number in spec.asns.iter() {
+        match u32::try_from(number) {
+            Ok(asn) if asn > 0 => asns.push(asn),
+            _ => report.at(
+                "asns",
+                spec.asns.line,
+                format!("{number} is not an autonomous system number (1..4294967295)"),
+            ),
+        }
+    }
+    let region_line = [&spec.countries, &spec.continents, &spec.subnets]
         .into_iter()
-        .find(|keys| !keys.is_empty());
-    if let (Policy::Weight, Some(keys)) = (policy, region_key) {
-        let region_line = keys.line;
+        .find(|keys| !keys.is_empty())
+        .map(|keys| keys.line)
+        .or((!spec.asns.is_empty()).then_some(spec.asns.line));
+    if let (Policy::Weight, Some(region_line)) = (policy, region_line) {
         report.at(
             "policy",
             region_line,
-            "countries, continents and subnets need the group's policy to be region".to_owned(),
+            "countries, continents, subnets and asns need the group's policy to be region"
+                .to_owned(),
         );
     }
     let target = target?;
@@ -1081,6 +1099,7 @@ fn validate_origin(
         countries,
         continents,
         subnets,
+        asns,
     })
 }
 

@@ -291,6 +291,10 @@ pub struct OriginSpec {
     /// Client networks (CIDR) that get this origin; the longest prefix wins.
     #[serde(default, skip_serializing_if = "is_empty")]
     pub subnets: Lined<Vec<String>>,
+    /// Autonomous system numbers whose clients get this origin (needs an ASN database);
+    /// read wide so an out-of-range number gets a range message.
+    #[serde(default, skip_serializing_if = "no_asns")]
+    pub asns: Lined<Vec<i64>>,
 }
 
 fn default_weight() -> Lined<u32> {
@@ -298,6 +302,10 @@ fn default_weight() -> Lined<u32> {
 }
 
 fn is_empty(list: &Lined<Vec<String>>) -> bool {
+    list.is_empty()
+}
+
+fn no_asns(list: &Lined<Vec<i64>>) -> bool {
     list.is_empty()
 }
 
