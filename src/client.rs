@@ -366,7 +366,15 @@ fn origin_cells(origin: &Value, region: bool) -> Vec<String> {
 /// `up since T`, `down since T: why`, `unchecked`, or `-` for a group without checks.
 fn health_cell(health: &Value) -> String {
     let state = text(&health["state"]);
-    match (
+    // What nearest ranks and what the origin reported of itself (SPEC §12).
+    let mut extra = String::new();
+    if let Some(rtt) = health["rtt_ms"].as_f64() {
+        extra.push_str(&format!(", rtt {rtt:.1} ms"));
+    }
+    if let Some(weight) = health["reported_weight"].as_u64() {
+        extra.push_str(&format!(", reports weight {weight}"));
+    }
+    let cell = match (
         state.as_str(),
         health["since"].as_str(),
         health["last_error"].as_str(),
@@ -376,7 +384,8 @@ fn health_cell(health: &Value) -> String {
         ("down", Some(since), Some(error)) => format!("down since {since}: {error}"),
         (state, Some(since), _) => format!("{state} since {since}"),
         (state, None, _) => state.to_owned(),
-    }
+    };
+    cell + &extra
 }
 
 fn list(value: &Value) -> Vec<String> {

@@ -180,6 +180,8 @@ pub struct HealthCheck {
     pub timeout: Duration,
     pub fall: u32,
     pub rise: u32,
+    /// HTTP(S): the response header carrying the origin's own weight.
+    pub weight_header: Option<String>,
 }
 
 impl HealthCheck {
@@ -767,6 +769,13 @@ fn validate_group(
         let field = format!("{field}.health_check");
         validate_check(check, check.line.or(spec.line), &field, report.problems)
     });
+    if *spec.policy == Policy::Nearest && spec.health_check.is_none() {
+        report.at(
+            "policy",
+            spec.policy.line,
+            "policy nearest ranks origins by their health checks' round-trip time: add a health_check".to_owned(),
+        );
+    }
     let min_up = spec.min_up.as_ref().map_or(1, |m| **m);
     let most = spec.origins.len().max(1) as i64;
     if !(1..=most).contains(&min_up) {
@@ -906,6 +915,7 @@ fn validate_check(
             ("path", spec.path.as_ref().map(|v| v.line)),
             ("host", spec.host.as_ref().map(|v| v.line)),
             ("expect_status", spec.expect_status.as_ref().map(|v| v.line)),
+            ("weight_header", spec.weight_header.as_ref().map(|v| v.line)),
         ] {
             if let Some(line) = line {
                 report.at(
@@ -932,6 +942,18 @@ fn validate_check(
             "host",
             host.line,
             format!("host {:?} is not a host name or an IP address", host.value),
+        );
+    }
+    if let Some(header) = &spec.weight_header
+        && hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err()
+    {
+        report.at(
+            "weight_header",
+            header.line,
+            format!(
+                "weight_header {:?} is not an HTTP header name",
+                header.value
+            ),
         );
     }
     let mut expect_status = Vec::new();
@@ -991,6 +1013,7 @@ fn validate_check(
     let rise = streak("rise", &spec.rise, 2);
     let port = port?;
     report.clean().then(|| HealthCheck {
+        weight_header: spec.weight_header.as_ref().map(|h| h.to_ascii_lowercase()),
         kind,
         port,
         path: path.to_owned(),
@@ -1084,7 +1107,7 @@ fn validate_origin(
         .find(|keys| !keys.is_empty())
         .map(|keys| keys.line)
         .or((!spec.asns.is_empty()).then_some(spec.asns.line));
-    if let (Policy::Weight, Some(region_line)) = (policy, region_line) {
+    if let (Policy::Weight | Policy::Nearest, Some(region_line)) = (policy, region_line) {
         report.at(
             "policy",
             region_line,

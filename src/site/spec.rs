@@ -248,6 +248,10 @@ pub struct HealthCheckSpec {
     /// Passes in a row that bring a down origin up, default 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rise: Option<Lined<i64>>,
+    /// HTTP(S) only: a response header in which the origin reports its own weight 0..100
+    /// (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_header: Option<Lined<String>>,
 }
 
 /// What a health check does.
@@ -271,6 +275,8 @@ pub enum Policy {
     Weight,
     /// By the client's region, then by weight inside the region.
     Region,
+    /// The origin with the lowest health-check round-trip time from this server.
+    Nearest,
 }
 
 /// One origin of a group.
