@@ -134,6 +134,24 @@ enum Command {
         #[command(flatten)]
         dir: DirArgs,
     },
+    /// Explain the answer a client gets for a hostname, read from a directory (every
+    /// origin counted up): task, fallback chain, level and why, candidates with their
+    /// probability, TTL and ECS scope, as JSON.
+    Explain {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// The name asked, e.g. www.example.com.
+        hostname: String,
+        /// A or AAAA.
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+        /// The client's address, as a query's source.
+        #[arg(long, value_name = "IP", conflicts_with = "ecs")]
+        client: Option<String>,
+        /// The client as an EDNS Client Subnet prefix, e.g. 203.0.113.0/24.
+        #[arg(long, value_name = "PREFIX")]
+        ecs: Option<String>,
+    },
     /// Manage load-balancing tasks through the API.
     Task {
         #[command(flatten)]
@@ -388,6 +406,13 @@ fn main() -> ExitCode {
     init_logging();
     let result = match Cli::parse().command {
         Command::Check { dir } => check(dir),
+        Command::Explain {
+            dir,
+            hostname,
+            qtype,
+            client,
+            ecs,
+        } => explain(dir, &hostname, &qtype, client.as_deref(), ecs.as_deref()),
         Command::Serve {
             dir,
             listen,
@@ -475,6 +500,22 @@ fn sources(dir: DirArgs) -> Sources {
         geoip: dir.geoip,
         asn_db: dir.asn_db,
     }
+}
+
+fn explain(
+    dir: DirArgs,
+    hostname: &str,
+    qtype: &str,
+    client: Option<&str>,
+    ecs: Option<&str>,
+) -> Result<(), Failure> {
+    let question = lbdns::explain::Question::parse(hostname, Some(qtype), client, ecs)
+        .map_err(|e| format!("lbdns: {e}"))?;
+    let health = lbdns::health::Health::default();
+    let (config, _) = load::load(&sources(dir), &health, None).map_err(|e| e.to_string())?;
+    let explained = lbdns::explain::explain(&config, &health, None, &question)
+        .map_err(|e| format!("lbdns: {e}"))?;
+    out(&format!("{:#}\n", explained))
 }
 
 fn check(dir: DirArgs) -> Result<(), Failure> {

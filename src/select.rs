@@ -188,6 +188,9 @@ pub struct Selection {
     pub scope: u8,
     /// True when no usable origin was left and the answer ignores health (fail open).
     pub failed_open: bool,
+    /// The region level the origins came from (a weight or nearest group's one level
+    /// reads as [`Level::Subnet`], the first).
+    pub level: Option<Level>,
 }
 
 impl Selection {
@@ -198,7 +201,8 @@ impl Selection {
 }
 
 /// A region level, in the order they are tried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Level {
     /// The longest subnet rule containing the client.
     Subnet,
@@ -448,6 +452,7 @@ fn pick_with(
         len: 0,
         scope: 0,
         failed_open: false,
+        level: None,
     };
     let want = answers.clamp(1, MAX_ANSWERS) as usize;
     let passes: [(bool, bool); 4] = [(true, false), (true, true), (false, false), (false, true)];
@@ -459,6 +464,7 @@ fn pick_with(
                 continue;
             }
             selection.failed_open = !need_up;
+            selection.level = Some(level);
             while selection.len < want {
                 let picked = &selection.picked[..selection.len];
                 let fresh = |i: u16| eligible(i) && !picked.contains(&i);

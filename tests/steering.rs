@@ -745,3 +745,118 @@ fn an_origin_reporting_its_weight_in_a_header_gets_that_share_until_it_reports_o
         "{log}"
     );
 }
+
+#[test]
+fn explain_names_the_level_the_candidates_with_their_probability_and_the_scope() {
+    // Expectations from MaxMind's GeoIP2-Country-Test.json: 175.16.199.0/24 is CN,
+    // 81.2.69.160/27 GB (EU).
+    let port = shared_port();
+    let up = "127.0.0.71";
+    let _origin = Origin::start(format!("{up}:{port}").parse().unwrap());
+    let yaml = format!(
+        "origin_groups:\n  geo:\n    policy: region\n    origins:\n    - address: 192.0.2.1\n      countries: [CN]\n    - address: 192.0.2.2\n      continents: [EU]\n    - address: 192.0.2.9\n  web:\n    health_check: {{type: tcp, port: {port}, interval: 0.3, timeout: 0.2}}\n    origins:\n    - address: {up}\n      weight: 3\n    - address: 127.0.0.72\n      weight: 1\n    - address: 127.0.0.73\n      weight: 1\ntasks:\n- hostname: geo.example.com\n  origin_group: geo\n  ttl: 20\n- hostname: '*.web.example.com'\n  origin_group: web\n"
+    );
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", &yaml)]);
+    let explain = |args: &[&str]| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["explain", "--dir"])
+            .arg(site.path())
+            .arg("--geoip")
+            .arg(test_geoip())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let probability = |e: &Value, address: &str| {
+        e["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == address)
+            .unwrap_or_else(|| panic!("no {address}: {e}"))["probability"]
+            .as_f64()
+            .unwrap()
+    };
+    let cn = explain(&["geo.example.com", "--client", "175.16.199.1"]);
+    assert_eq!(
+        (&cn["level"], &cn["ecs_scope"], &cn["ttl"]),
+        (&Value::from("country"), &Value::from(24), &Value::from(20)),
+        "{cn}"
+    );
+    assert_eq!(probability(&cn, "192.0.2.1"), 1.0);
+    assert!(
+        cn["why"]
+            .as_str()
+            .unwrap()
+            .contains("country CN (GeoIP network /24)"),
+        "{cn}"
+    );
+    let gb = explain(&["geo.example.com", "--ecs", "81.2.69.160/27"]);
+    assert_eq!(
+        (&gb["level"], &gb["ecs_scope"]),
+        (&Value::from("continent"), &Value::from(27)),
+        "{gb}"
+    );
+    assert_eq!(probability(&gb, "192.0.2.2"), 1.0);
+    // A wildcard task, by weight 3:1:1, everything counted up in a directory; the
+    // estimate is within 0.01 but by chance < 1e-6.
+    let web = explain(&["a.web.example.com"]);
+    assert_eq!(web["task"]["hostname"], "*.web.example.com.", "{web}");
+    assert!((probability(&web, up) - 0.6).abs() <= 0.011, "{web}");
+    // The server's explain sees the checks: two origins are down, one answers.
+    let server = site.serve();
+    let start = Instant::now();
+    let via_api = loop {
+        let (status, body) = server
+            .http(
+                "GET",
+                "/v1/sites/example.com/explain?hostname=a.web.example.com&client=192.0.2.7",
+                None,
+            )
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let e: Value = serde_json::from_str(&body).unwrap();
+        if probability(&e, "127.0.0.72") == 0.0 && probability(&e, "127.0.0.73") == 0.0 {
+            break e;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{e}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(probability(&via_api, up), 1.0);
+    let health = |a: &str| {
+        via_api["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == a)
+            .unwrap()["health"]
+            .clone()
+    };
+    assert_eq!(
+        (health(up), health("127.0.0.72")),
+        (Value::from("up"), Value::from("down"))
+    );
+    // Bad questions say what is wrong.
+    let (status, body) = server
+        .http(
+            "GET",
+            "/v1/sites/example.com/explain?hostname=nothing.example.com",
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("no task answers nothing.example.com."),
+        "{body}"
+    );
+    let (status, body) = server
+        .http(
+            "GET",
+            "/v1/sites/example.com/explain?hostname=geo.example.com&type=MX",
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, 422, "{body}");
+}
