@@ -398,6 +398,243 @@ fn why(
     }
 }
 
+/// Client addresses drawn per family and configuration by [`diff`]: a share is off by
+/// more than 0.01 with chance below 1e-6 (4.9 standard deviations at p = 0.5).
+pub const DIFF_SAMPLES: u32 = 60_000;
+
+/// Shares per origin of each hostname's answers, before and after (SPEC §12 "Preview"):
+/// of the IPv4 and of the IPv6 address space (client addresses drawn uniformly, routed
+/// through the GeoIP and ASN databases and subnet rules, every origin up), and of the
+/// answer records, with warnings about the configuration after.
+pub fn diff(before: &Config, after: &Config) -> Value {
+    let mut hostnames: Vec<(String, Name)> = Vec::new();
+    for config in [before, after] {
+        for loaded in &config.sites {
+            for task in &loaded.site.tasks {
+                let entry = (site_name(&loaded.site.origin), task.hostname.clone());
+                if !hostnames.contains(&entry) {
+                    hostnames.push(entry);
+                }
+            }
+        }
+    }
+    hostnames.sort();
+    let mut out = Vec::new();
+    for (site, hostname) in &hostnames {
+        for family in [Family::V4, Family::V6, Family::Name] {
+            let shares = [before, after].map(|c| shares(c, site, hostname, family));
+            if shares.iter().all(|s| s.is_empty()) {
+                continue;
+            }
+            let mut origins: Vec<&String> = shares.iter().flat_map(|s| s.keys()).collect();
+            origins.sort();
+            origins.dedup();
+            let rows: Vec<Value> = origins
+                .iter()
+                .map(|origin| {
+                    let at = |i: usize, k: usize| shares[i].get(*origin).map_or(0.0, |s| s[k]);
+                    json!({
+                        "origin": origin,
+                        "v4_clients": {"before": at(0, 0), "after": at(1, 0)},
+                        "v6_clients": {"before": at(0, 1), "after": at(1, 1)},
+                        "answers": {"before": at(0, 2), "after": at(1, 2)},
+                    })
+                })
+                .collect();
+            out.push(json!({
+                "site": site,
+                "hostname": hostname.to_string(),
+                "type": match family { Family::V4 => "A", Family::V6 => "AAAA", Family::Name => "CNAME" },
+                "origins": rows,
+            }));
+        }
+    }
+    json!({"hostnames": out, "warnings": warnings(after)})
+}
+
+/// Per origin address: its share of IPv4 clients, of IPv6 clients, and of answer records.
+fn shares(
+    config: &Config,
+    site: &str,
+    hostname: &Name,
+    family: Family,
+) -> std::collections::BTreeMap<String, [f64; 3]> {
+    use rand::SeedableRng;
+    let mut out = std::collections::BTreeMap::new();
+    let Some(loaded) = config
+        .sites
+        .iter()
+        .find(|s| site_name(&s.site.origin) == site)
+    else {
+        return out;
+    };
+    let Some(task) = loaded
+        .site
+        .tasks
+        .iter()
+        .find(|t| &t.hostname == hostname && t.enabled)
+    else {
+        return out;
+    };
+    let Some(group) = loaded.site.group(&task.origin_group) else {
+        return out;
+    };
+    let compiled = CompiledGroup::new(group);
+    let family = match (group.is_cname(), family) {
+        (true, Family::Name) | (false, Family::V4 | Family::V6) => family,
+        _ => return out,
+    };
+    if !compiled.serves(family) {
+        return out;
+    }
+    let geoip = config.geoip.as_deref();
+    // Seeded: the same directories print the same figures.
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
+    let mut counts = vec![[0u32; 3]; group.origins.len()];
+    let mut records = 0u32;
+    for (k, v6) in [false, true].into_iter().enumerate() {
+        for _ in 0..DIFF_SAMPLES {
+            let addr = match v6 {
+                false => IpAddr::from(rand::RngExt::random::<[u8; 4]>(&mut rng)),
+                true => IpAddr::from(rand::RngExt::random::<[u8; 16]>(&mut rng)),
+            };
+            let client = Client {
+                addr,
+                source_prefix: if v6 { 128 } else { 32 },
+            };
+            let mut route = route(&compiled, family, &client, geoip);
+            let selection = match task.sticky {
+                true => pick_sticky(&mut route, |_| true, task.answers),
+                false => pick(&mut route, |_| true, task.answers, &mut rng),
+            };
+            for &i in selection.origins() {
+                counts[usize::from(i)][k] += 1;
+                counts[usize::from(i)][2] += 1;
+                records += 1;
+            }
+        }
+    }
+    for (i, origin) in group.origins.iter().enumerate() {
+        if family_of(&origin.target) != Some(family) {
+            continue;
+        }
+        let share =
+            |n: u32, of: u32| (f64::from(n) / f64::from(of.max(1)) * 1000.0).round() / 1000.0;
+        out.insert(
+            origin.target.to_string(),
+            [
+                share(counts[i][0], DIFF_SAMPLES),
+                share(counts[i][1], DIFF_SAMPLES),
+                share(counts[i][2], records),
+            ],
+        );
+    }
+    out
+}
+
+/// What is probably a mistake in a configuration: a region level whose origins are all
+/// drained, a country no network of the GeoIP database maps to, a region group with no
+/// default origin (clients nowhere listed get every origin).
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let countries = config.geoip.as_deref().map(|db| db.countries());
+    for loaded in &config.sites {
+        let site = site_name(&loaded.site.origin);
+        for group in &loaded.site.groups {
+            let name = &group.name;
+            if group.policy == Policy::Region && !group.origins.iter().any(|o| o.is_default()) {
+                warnings.push(format!(
+                    "{site}: group {name} has no default origin: a client no region key holds gets any origin"
+                ));
+            }
+            if group.origins.iter().all(|o| o.weight == 0) {
+                warnings.push(format!("{site}: group {name} has only weight-0 origins"));
+            }
+            let mut keys: Vec<String> = Vec::new();
+            for o in &group.origins {
+                keys.extend(o.countries.iter().map(|c| format!("countries {c}")));
+                keys.extend(o.continents.iter().map(|c| format!("continents {c}")));
+                keys.extend(o.subnets.iter().map(|n| format!("subnets {n}")));
+                keys.extend(o.asns.iter().map(|a| format!("asns {a}")));
+            }
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let holders: Vec<&crate::site::Origin> = group
+                    .origins
+                    .iter()
+                    .filter(|o| {
+                        o.countries.iter().any(|c| key == format!("countries {c}"))
+                            || o.continents
+                                .iter()
+                                .any(|c| key == format!("continents {c}"))
+                            || o.subnets.iter().any(|n| key == format!("subnets {n}"))
+                            || o.asns.iter().any(|a| key == format!("asns {a}"))
+                    })
+                    .collect();
+                if holders.iter().all(|o| o.weight == 0) {
+                    warnings.push(format!(
+                        "{site}: group {name}: the level of {key} has only weight-0 origins (its clients go to the next level)"
+                    ));
+                }
+                if let (Some(code), Some(known)) = (key.strip_prefix("countries "), &countries)
+                    && !known.iter().any(|c| c.as_str() == code)
+                {
+                    warnings.push(format!(
+                        "{site}: group {name}: no network of the GeoIP database is in country {code}"
+                    ));
+                }
+            }
+        }
+    }
+    warnings
+}
+
+/// `lbdns diff`'s table: per hostname and type, each origin's shares before -> after.
+pub fn diff_table(diff: &Value) -> String {
+    let mut out = String::new();
+    let pct = |v: &Value| format!("{:.1} %", v.as_f64().unwrap_or(0.0) * 100.0);
+    for entry in diff["hostnames"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{} {}\n",
+            entry["hostname"].as_str().unwrap_or(""),
+            entry["type"].as_str().unwrap_or("")
+        ));
+        let header = ["ORIGIN", "IPV4 CLIENTS", "IPV6 CLIENTS", "ANSWERS"];
+        let mut rows = vec![header.map(str::to_owned).to_vec()];
+        for row in entry["origins"].as_array().into_iter().flatten() {
+            let cell = |key: &str| {
+                format!(
+                    "{} -> {}",
+                    pct(&row[key]["before"]),
+                    pct(&row[key]["after"])
+                )
+            };
+            rows.push(vec![
+                row["origin"].as_str().unwrap_or("").to_owned(),
+                cell("v4_clients"),
+                cell("v6_clients"),
+                cell("answers"),
+            ]);
+        }
+        let widths: Vec<usize> = (0..4)
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
+        for row in rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out.push_str(&format!("  {}\n", line.join("  ").trim_end()));
+        }
+    }
+    for warning in diff["warnings"].as_array().into_iter().flatten() {
+        out.push_str(&format!("warning: {}\n", warning.as_str().unwrap_or("")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

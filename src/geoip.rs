@@ -299,6 +299,28 @@ impl GeoIp {
         &self.main().path
     }
 
+    /// Every country some network of the country database is in, sorted (a walk of the
+    /// whole database: for tools, not the query path).
+    pub fn countries(&self) -> Vec<Country> {
+        let mut found = std::collections::BTreeSet::new();
+        if let Some(db) = &self.country
+            && let Ok(networks) = db.reader.networks(Default::default())
+        {
+            for network in networks.flatten() {
+                if let Ok(Some(record)) = network.decode::<Record<'_>>()
+                    && let Some(country) = record
+                        .country
+                        .and_then(|c| c.iso_code)
+                        .or(record.country_code)
+                        .and_then(Country::parse)
+                {
+                    found.insert(country);
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+
     /// The ASN database's file, when there is one.
     pub fn asn_path(&self) -> Option<&Path> {
         self.asn.as_ref().map(|db| db.path.as_path())

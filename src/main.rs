@@ -152,6 +152,19 @@ enum Command {
         #[arg(long, value_name = "PREFIX")]
         ecs: Option<String>,
     },
+    /// Compare two directories: each hostname's share of IPv4 and IPv6 clients and of
+    /// answers per origin, before (--dir) and after (--against), and warnings about
+    /// the directory after.
+    Diff {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// The directory with the proposed change.
+        #[arg(long, value_name = "DIR")]
+        against: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage load-balancing tasks through the API.
     Task {
         #[command(flatten)]
@@ -406,6 +419,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match Cli::parse().command {
         Command::Check { dir } => check(dir),
+        Command::Diff { dir, against, json } => diff(dir, against, json),
         Command::Explain {
             dir,
             hostname,
@@ -516,6 +530,25 @@ fn explain(
     let explained = lbdns::explain::explain(&config, &health, None, &question)
         .map_err(|e| format!("lbdns: {e}"))?;
     out(&format!("{:#}\n", explained))
+}
+
+fn diff(dir: DirArgs, against: PathBuf, json: bool) -> Result<(), Failure> {
+    let health = lbdns::health::Health::default();
+    let before = sources(dir);
+    let after = Sources {
+        dir: against,
+        ..before.clone()
+    };
+    let load = |s: &Sources| {
+        load::load(s, &health, None)
+            .map(|(config, _)| config)
+            .map_err(|e| e.to_string())
+    };
+    let diff = lbdns::explain::diff(&load(&before)?, &load(&after)?);
+    match json {
+        true => out(&format!("{diff:#}\n")),
+        false => out(&lbdns::explain::diff_table(&diff)),
+    }
 }
 
 fn check(dir: DirArgs) -> Result<(), Failure> {
