@@ -46,6 +46,7 @@ fn respond_cases(c: &mut Criterion) {
     let sources = Sources {
         dir: root(),
         geoip: Some(test_geoip()),
+        asn_db: None,
     };
     let (_config, snapshot) = load::load(&sources, &Health::default(), None).unwrap();
     let cases = [

@@ -267,13 +267,14 @@ pub fn router_with_read_token(
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/status", get(status))
         .route("/v1/sites/{site}/answer", get(answer))
+        .route("/v1/sites/{site}/explain", get(explain))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /v1/sites/{site}/secondaries, /v1/sites/{site}/answer, /v1/nodes, /v1/status, /healthz and /metrics, and the console at /",
+                "no such endpoint; the API has /v1/sites, /v1/sites/{site}/tasks[/{id}[/enable|/disable]], /v1/sites/{site}/origin-groups[/{name}], /v1/sites/{site}/secondaries, /v1/sites/{site}/answer, /v1/sites/{site}/explain, /v1/nodes, /v1/status, /healthz and /metrics, and the console at /",
             )
         })
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
@@ -643,6 +644,29 @@ async fn answer(
     crate::dig::ask(&api.store.serving().load(), &question)
         .map(Json)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))
+}
+
+/// Why a client gets its answer (SPEC §12), with the running health checks.
+async fn explain(
+    State(api): State<Api>,
+    Path(site): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    api.store.groups(&site)?;
+    let get = |key: &str| q.get(key).map(String::as_str);
+    let invalid = |e: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e);
+    let hostname = get("hostname").ok_or_else(|| invalid("hostname is required".into()))?;
+    let question =
+        crate::explain::Question::parse(hostname, get("type"), get("client"), get("ecs"))
+            .map_err(invalid)?;
+    crate::explain::explain(
+        &api.store.config(),
+        api.store.health(),
+        Some(&site),
+        &question,
+    )
+    .map(Json)
+    .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))
 }
 
 /// `lbdns status`: everything an operator checks first (SPEC §14).

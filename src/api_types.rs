@@ -112,14 +112,14 @@ pub struct Node {
 }
 
 /// `GET /v1/sites/{site}/origin-groups`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupList {
     pub origin_groups: Vec<Group>,
 }
 
 /// An origin group as `GET .../origin-groups[/{name}]` shows it, as far as a client reads
 /// it (the server also sends the health check and the fallback keys).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     pub name: String,
     /// `weight`, `region`, `nearest`...
@@ -131,7 +131,7 @@ pub struct Group {
 }
 
 /// An origin of a group: as written, with its health when the group is checked.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Origin {
     pub address: String,
     pub weight: u32,
@@ -141,17 +141,26 @@ pub struct Origin {
     pub continents: Vec<String>,
     #[serde(default)]
     pub subnets: Vec<String>,
+    /// Autonomous systems (SPEC §12).
+    #[serde(default)]
+    pub asns: Vec<i64>,
     #[serde(default)]
     pub health: Option<OriginHealth>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OriginHealth {
     /// `unchecked`, `up` or `down`.
     pub state: String,
     /// RFC 3339, UTC.
     pub since: String,
     pub last_error: Option<String>,
+    /// The smoothed check round trip, milliseconds (what `nearest` ranks).
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
+    /// The weight the origin reported of itself (`weight_header`), while in force.
+    #[serde(default)]
+    pub reported_weight: Option<u32>,
 }
 
 /// Whether a DNS-only task can use the group, and why not.

@@ -388,6 +388,7 @@ fn origin_cells(origin: &Origin, region: bool) -> Vec<String> {
         ("countries", &origin.countries),
         ("continents", &origin.continents),
         ("subnets", &origin.subnets),
+        ("asns", &origin.asns.iter().map(i64::to_string).collect()),
     ]
     .into_iter()
     .filter(|(_, values)| !values.is_empty())
@@ -411,11 +412,20 @@ fn health_cell(health: Option<&OriginHealth>) -> String {
     let Some(health) = health else {
         return "-".to_owned();
     };
-    match (health.state.as_str(), &health.last_error) {
+    // What nearest ranks and what the origin reported of itself (SPEC §12).
+    let mut extra = String::new();
+    if let Some(rtt) = health.rtt_ms {
+        extra.push_str(&format!(", rtt {rtt:.1} ms"));
+    }
+    if let Some(weight) = health.reported_weight {
+        extra.push_str(&format!(", reports weight {weight}"));
+    }
+    let cell = match (health.state.as_str(), &health.last_error) {
         ("unchecked", _) => "unchecked".to_owned(),
         ("down", Some(error)) => format!("down since {}: {error}", health.since),
         (state, _) => format!("{state} since {}", health.since),
-    }
+    };
+    cell + &extra
 }
 
 /// `lbdns nodes`: one aligned line per node of the fleet (`GET /v1/nodes`): its id, the

@@ -2,12 +2,14 @@
 //!
 //! Two schemas are read: GeoIP2/GeoLite2 Country and City (`country.iso_code`,
 //! `continent.code`) and the flat `country_code` schema of the shipped default
-//! database, whose continent is derived from the country with [`continent_of`].
+//! database, whose continent is derived from the country with [`continent_of`]. An
+//! ASN database (GeoLite2-ASN) beside it maps addresses to autonomous systems.
 //! A lookup decodes borrowed strings only, so it does not allocate.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -118,8 +120,15 @@ pub enum GeoIpError {
     },
 }
 
-/// An open MaxMind DB, loaded into memory.
+/// The location databases in use: a country database (GeoIP2/GeoLite2 Country or City,
+/// or the shipped `country_code` one) and an ASN database (GeoLite2-ASN), either or both.
 pub struct GeoIp {
+    country: Option<Arc<Db>>,
+    asn: Option<Arc<Db>>,
+}
+
+/// One MaxMind DB file, loaded into memory and checked.
+struct Db {
     reader: maxminddb::Reader<Vec<u8>>,
     path: PathBuf,
     /// Length and modification time when opened, to tell an unchanged file.
@@ -128,7 +137,10 @@ pub struct GeoIp {
 
 impl fmt::Debug for GeoIp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GeoIp").field("path", &self.path).finish()
+        f.debug_struct("GeoIp")
+            .field("country", &self.country.as_ref().map(|db| &db.path))
+            .field("asn", &self.asn.as_ref().map(|db| &db.path))
+            .finish()
     }
 }
 
@@ -155,57 +167,181 @@ struct ContinentCode<'a> {
     code: Option<&'a str>,
 }
 
-impl GeoIp {
+/// The one field lbdns reads from a GeoLite2-ASN record.
+#[derive(Deserialize)]
+struct AsnRecord {
+    autonomous_system_number: Option<u32>,
+}
+
+/// What a database's records hold.
+#[derive(Clone, Copy)]
+enum Schema {
+    Country,
+    Asn,
+}
+
+impl Db {
     /// Opens and checks the database at `path`: its metadata, every node of its search
     /// tree and every record of its data section (as MaxMind's `mmdbverify` does), so a
     /// damaged file is refused like any bad edit instead of quietly sending every region
     /// answer to the default origins.
-    pub fn open(path: &Path) -> Result<Self, GeoIpError> {
+    fn open(path: &Path, schema: Schema) -> Result<Self, GeoIpError> {
         let reader = maxminddb::Reader::open_readfile(path).map_err(|source| GeoIpError::Open {
             path: path.to_owned(),
             source,
         })?;
-        // Walk every network and decode its record: a damaged tree or data section is
-        // refused now, like any bad edit, instead of quietly sending every region answer
-        // to the default origins (about 0.1 s for a million networks in a release build).
-        // maxminddb's own `verify` also insists on metadata that valid databases (the
-        // shipped one) leave out.
+        // About 0.1 s for a million networks in a release build. maxminddb's own
+        // `verify` also insists on metadata that valid databases (the shipped one) leave out.
         let damaged = |source| GeoIpError::Damaged {
             path: path.to_owned(),
             source,
         };
         for network in reader.networks(Default::default()).map_err(damaged)? {
             network
-                .and_then(|n| n.decode::<Record<'_>>().map(|_| ()))
+                .and_then(|n| match schema {
+                    Schema::Country => n.decode::<Record<'_>>().map(|_| ()),
+                    Schema::Asn => n.decode::<AsnRecord>().map(|_| ()),
+                })
                 .map_err(damaged)?;
         }
-        let identity = file_identity(path);
         Ok(Self {
             reader,
             path: path.to_owned(),
-            identity,
+            identity: file_identity(path),
         })
     }
 
-    /// True when `path` is the file this database was read from, unchanged since.
-    pub fn is_unchanged(&self, path: &Path) -> bool {
+    fn is_unchanged(&self, path: &Path) -> bool {
         self.path == path && self.identity.is_some() && self.identity == file_identity(path)
+    }
+}
+
+impl GeoIp {
+    /// Opens a country database alone.
+    pub fn open(path: &Path) -> Result<Self, GeoIpError> {
+        Ok(Self {
+            country: Some(Arc::new(Db::open(path, Schema::Country)?)),
+            asn: None,
+        })
+    }
+
+    /// Opens the country database and the ASN database given, either or both; `None`
+    /// when neither is. A file `previous` read and that has not changed since is kept,
+    /// not read and checked again.
+    pub fn open_files(
+        country: Option<&Path>,
+        asn: Option<&Path>,
+        previous: Option<&GeoIp>,
+    ) -> Result<Option<Self>, Vec<GeoIpError>> {
+        fn reuse_or_open(
+            path: Option<&Path>,
+            schema: Schema,
+            previous: Option<&Arc<Db>>,
+            errors: &mut Vec<GeoIpError>,
+        ) -> Option<Arc<Db>> {
+            let path = path?;
+            if let Some(db) = previous.filter(|db| db.is_unchanged(path)) {
+                return Some(db.clone());
+            }
+            Db::open(path, schema)
+                .map(Arc::new)
+                .map_err(|e| errors.push(e))
+                .ok()
+        }
+        let mut errors = Vec::new();
+        let country = reuse_or_open(
+            country,
+            Schema::Country,
+            previous.and_then(|p| p.country.as_ref()),
+            &mut errors,
+        );
+        let asn = reuse_or_open(
+            asn,
+            Schema::Asn,
+            previous.and_then(|p| p.asn.as_ref()),
+            &mut errors,
+        );
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok((country.is_some() || asn.is_some()).then_some(Self { country, asn }))
+    }
+
+    /// True when both hold the very same databases (kept from one load to the next).
+    pub fn same_files(&self, other: &GeoIp) -> bool {
+        let same = |a: &Option<Arc<Db>>, b: &Option<Arc<Db>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same(&self.country, &other.country) && same(&self.asn, &other.asn)
+    }
+
+    /// True when this holds a country database (for the country and continent levels).
+    pub fn has_country(&self) -> bool {
+        self.country.is_some()
+    }
+
+    /// True when this holds an ASN database (for the asns level).
+    pub fn has_asn(&self) -> bool {
+        self.asn.is_some()
     }
 
     /// When the database was built (its metadata's `build_epoch`, Unix seconds): nodes of
-    /// a fleet with different databases can answer the same client differently.
+    /// a fleet with different databases can answer the same client differently. The
+    /// country database's, else the ASN database's.
     pub fn build_epoch(&self) -> u64 {
-        self.reader.metadata().build_epoch
+        self.main().reader.metadata().build_epoch
     }
 
+    /// The country database's file, else the ASN database's.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.main().path
     }
 
-    /// Looks up `addr`. A lookup error (a corrupt database) reads as "unknown location"
-    /// with prefix length 0, so that an answer is still given and not cached narrowly.
+    /// Every country some network of the country database is in, sorted (a walk of the
+    /// whole database: for tools, not the query path).
+    pub fn countries(&self) -> Vec<Country> {
+        let mut found = std::collections::BTreeSet::new();
+        if let Some(db) = &self.country
+            && let Ok(networks) = db.reader.networks(Default::default())
+        {
+            for network in networks.flatten() {
+                if let Ok(Some(record)) = network.decode::<Record<'_>>()
+                    && let Some(country) = record
+                        .country
+                        .and_then(|c| c.iso_code)
+                        .or(record.country_code)
+                        .and_then(Country::parse)
+                {
+                    found.insert(country);
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    /// The ASN database's file, when there is one.
+    pub fn asn_path(&self) -> Option<&Path> {
+        self.asn.as_ref().map(|db| db.path.as_path())
+    }
+
+    fn main(&self) -> &Db {
+        match (&self.country, &self.asn) {
+            (Some(db), _) | (None, Some(db)) => db,
+            // Never built: `open_files` returns `None` for no database at all.
+            (None, None) => unreachable!("a GeoIp holds at least one database"),
+        }
+    }
+
+    /// Looks up `addr` in the country database. A lookup error (a corrupt database) or
+    /// no country database reads as "unknown location" with prefix length 0, so that an
+    /// answer is still given and not cached narrowly.
     pub fn locate(&self, addr: IpAddr) -> Location {
-        let Ok(result) = self.reader.lookup(addr) else {
+        let Some(db) = &self.country else {
+            return Location::default();
+        };
+        let Ok(result) = db.reader.lookup(addr) else {
             return Location::default();
         };
         let prefix_len = result.network().map(|n| n.prefix()).unwrap_or(0);
@@ -231,6 +367,25 @@ impl GeoIp {
             continent,
             prefix_len,
         }
+    }
+
+    /// The autonomous system `addr` belongs to, and the prefix length of the ASN
+    /// database's network that holds it (also when the network has no AS). Without an
+    /// ASN database, or on a lookup error: no AS, prefix length 0.
+    pub fn locate_asn(&self, addr: IpAddr) -> (Option<u32>, u8) {
+        let Some(db) = &self.asn else {
+            return (None, 0);
+        };
+        let Ok(result) = db.reader.lookup(addr) else {
+            return (None, 0);
+        };
+        let prefix_len = result.network().map(|n| n.prefix()).unwrap_or(0);
+        let asn = result
+            .decode::<AsnRecord>()
+            .ok()
+            .flatten()
+            .and_then(|r| r.autonomous_system_number);
+        (asn, prefix_len)
     }
 }
 
@@ -612,6 +767,48 @@ mod tests {
             };
             assert_eq!(got, want, "{addr}");
         }
+    }
+
+    /// Every network of MaxMind's `GeoLite2-ASN-Test.json` (the source the test
+    /// database was built from): its first and last address map to its AS, in a network
+    /// of the database that holds it (MaxMind's writer merges neighbours with the same
+    /// record, so 12.84.0.0/15 and 12.86.0.0/15 of AS7018 are one /14).
+    #[test]
+    fn reads_every_network_of_the_asn_test_database() {
+        let db = GeoIp::open_files(None, Some(&data("tests/data/GeoLite2-ASN-Test.mmdb")), None)
+            .unwrap()
+            .unwrap();
+        assert!(db.has_asn() && !db.has_country());
+        let source: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(data("tests/data/GeoLite2-ASN-Test.json")).unwrap(),
+        )
+        .unwrap();
+        let mut checked = 0;
+        for entry in source.as_array().unwrap() {
+            let (net, record) = entry.as_object().unwrap().iter().next().unwrap();
+            let net: ipnet::IpNet = net.parse().unwrap();
+            let asn = record["autonomous_system_number"]
+                .as_u64()
+                .map(|n| n as u32);
+            for addr in [net.network(), net.broadcast()] {
+                let (found, prefix_len) = db.locate_asn(addr);
+                assert_eq!(found, asn, "{addr} in {net}");
+                assert!(
+                    prefix_len <= net.prefix_len(),
+                    "{addr} in {net}: /{prefix_len}"
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 720);
+        // Named in the brief: Google's 1.0.0.0/24 and AT&T's 12.81.96.0/19.
+        assert_eq!(db.locate_asn("1.0.0.1".parse().unwrap()), (Some(15169), 24));
+        assert_eq!(
+            db.locate_asn("12.81.100.1".parse().unwrap()),
+            (Some(7018), 19)
+        );
+        // Country lookups without a country database: unknown, and prefix 0.
+        assert_eq!(db.locate("1.0.0.1".parse().unwrap()), Location::default());
     }
 
     #[test]

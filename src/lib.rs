@@ -4,8 +4,10 @@
 //! The pieces, in the order a query meets them:
 //! - [`dns`]: the request handler (ECS, EDNS, response codes), with hickory's message types;
 //! - [`snapshot`]: the immutable compiled state, zones with effective tasks layered on top;
-//! - [`select`]: the pure choice of origins by weight or region;
-//! - [`geoip`]: client locations from a MaxMind DB.
+//! - [`select`]: the pure choice of origins by weight, region or nearness;
+//! - [`geoip`]: client locations and autonomous systems from MaxMind DBs.
+//!
+//! [`explain`] tells why a client gets its answer, from the same selection code.
 //!
 //! The ones that build and change the state: [`load`] reads a served directory, [`zone`]
 //! the zone files, [`site`] the site files; [`store`] owns every change (API, SIGHUP,
@@ -28,6 +30,7 @@ pub mod dig;
 pub mod dns;
 pub mod dnssec;
 pub mod etcd;
+pub mod explain;
 pub mod geoip;
 pub mod health;
 pub mod http;

@@ -5,6 +5,7 @@
 //! zones/<origin>.lb.yaml    the site's origin groups and tasks (optional)
 //! secondary/<origin>.zone   the transferred copy of a zone whose site has `primary:`
 //! geoip/*.mmdb              the GeoIP database (or --geoip FILE)
+//! geoip/*ASN*.mmdb          the ASN database (or --asn-db FILE)
 //! ```
 //!
 //! Every problem in the directory is collected, not just the first, so `lbdns check`
@@ -29,6 +30,8 @@ pub struct Sources {
     pub dir: PathBuf,
     /// A GeoIP database given explicitly, instead of the first `geoip/*.mmdb`.
     pub geoip: Option<PathBuf>,
+    /// An ASN database given explicitly, instead of the first `geoip/*ASN*.mmdb`.
+    pub asn_db: Option<PathBuf>,
 }
 
 impl Sources {
@@ -36,11 +39,25 @@ impl Sources {
         self.dir.join("zones")
     }
 
-    /// The GeoIP file in use: `--geoip`, else the first `geoip/*.mmdb` by name.
+    /// The GeoIP file in use: `--geoip`, else the first `geoip/*.mmdb` by name that is
+    /// not an ASN database.
     pub fn geoip_path(&self) -> Option<PathBuf> {
         self.geoip
             .clone()
-            .or_else(|| first_mmdb(&self.dir.join("geoip")))
+            .or_else(|| first_mmdb(&self.dir.join("geoip"), false))
+    }
+
+    /// The ASN database in use: `--asn-db`, else the first `*ASN*.mmdb` by name beside
+    /// the GeoIP database (MaxMind names it GeoLite2-ASN.mmdb), else in `geoip/`.
+    pub fn asn_path(&self) -> Option<PathBuf> {
+        let beside = self
+            .geoip_path()
+            .and_then(|p| p.parent().map(Path::to_owned));
+        self.asn_db.clone().or_else(|| {
+            beside
+                .and_then(|dir| first_mmdb(&dir, true))
+                .or_else(|| first_mmdb(&self.dir.join("geoip"), true))
+        })
     }
 }
 
@@ -270,35 +287,49 @@ pub fn load(
         }
     }
     let geoip_path = sources.geoip_path();
-    let geoip = match &geoip_path {
+    let asn_path = sources.asn_path();
+    let geoip = match GeoIp::open_files(
+        geoip_path.as_deref(),
+        asn_path.as_deref(),
+        previous.as_deref(),
+    ) {
         // An unchanged database is not read and checked again on every reload.
-        Some(path) if previous.as_ref().is_some_and(|db| db.is_unchanged(path)) => previous,
-        Some(path) => match GeoIp::open(path) {
-            Ok(db) => Some(Arc::new(db)),
-            Err(e) => {
-                errors.push(e.to_string());
-                None
-            }
-        },
-        None => {
-            for loaded in &sites {
-                for task in loaded
-                    .site
-                    .tasks
-                    .iter()
-                    .filter(|t| uses_geoip(&loaded.site, t))
-                {
-                    let line = task.line.map(|l| format!(":{l}")).unwrap_or_default();
-                    errors.push(format!(
-                        "{}{line}: task {} routes by country or continent, which needs a GeoIP database: put one in geoip/ or pass --geoip FILE",
-                        loaded.path.display(),
-                        task.id
-                    ));
-                }
-            }
+        Ok(db)
+            if db
+                .as_ref()
+                .is_some_and(|db| previous.as_ref().is_some_and(|p| db.same_files(p))) =>
+        {
+            previous
+        }
+        Ok(db) => db.map(Arc::new),
+        Err(problems) => {
+            errors.extend(problems.iter().map(|e| e.to_string()));
             None
         }
     };
+    let (has_country, has_asn) = geoip
+        .as_ref()
+        .map_or((false, false), |db| (db.has_country(), db.has_asn()));
+    for loaded in &sites {
+        for task in &loaded.site.tasks {
+            let (countries, asns) = region_keys(&loaded.site, task);
+            let line = task.line.map(|l| format!(":{l}")).unwrap_or_default();
+            if countries && !has_country && geoip_path.is_none() {
+                errors.push(format!(
+                    "{}{line}: task {} routes by country or continent, which needs a GeoIP database: put one in geoip/ or pass --geoip FILE",
+                    loaded.path.display(),
+                    task.id
+                ));
+            }
+            if asns && !has_asn && asn_path.is_none() {
+                errors.push(format!(
+                    "{}{line}: task {} routes by autonomous system (asns), which needs an ASN database: put a GeoLite2-ASN.mmdb in geoip/ or pass --asn-db FILE",
+                    loaded.path.display(),
+                    task.id
+                ));
+            }
+        }
+    }
     let config = Config {
         zones: Arc::new(zones),
         primaries,
@@ -398,15 +429,17 @@ pub fn site_path(zones_dir: &Path, origin: &Name) -> PathBuf {
     zones_dir.join(format!("{}.lb.yaml", site::site_name(origin)))
 }
 
-fn uses_geoip(site: &Site, task: &site::Task) -> bool {
-    // A fallback group routes by region as much as the task's own.
-    site.group(&task.origin_group).is_some_and(|g| {
-        site.chain(g).iter().any(|g| {
-            g.origins
-                .iter()
-                .any(|o| !o.countries.is_empty() || !o.continents.is_empty())
-        })
-    })
+/// Whether a task routes by country or continent, and whether by ASN: a fallback group
+/// routes by region as much as the task's own.
+fn region_keys(site: &Site, task: &site::Task) -> (bool, bool) {
+    let Some(group) = site.group(&task.origin_group) else {
+        return (false, false);
+    };
+    let origins = || site.chain(group).into_iter().flat_map(|g| &g.origins);
+    (
+        origins().any(|o| !o.countries.is_empty() || !o.continents.is_empty()),
+        origins().any(|o| !o.asns.is_empty()),
+    )
 }
 
 type Files = Vec<(Name, PathBuf)>;
@@ -516,13 +549,19 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-/// The first `*.mmdb` in `dir` by name, if any.
-fn first_mmdb(dir: &Path) -> Option<PathBuf> {
+/// The first `*.mmdb` in `dir` by name whose name has `ASN` in it (`asn`) or not.
+fn first_mmdb(dir: &Path, asn: bool) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "mmdb"))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.contains("ASN"))
+                == asn
+        })
         .collect();
     found.sort();
     found.into_iter().next()
@@ -563,6 +602,7 @@ mod tests {
         let sources = Sources {
             dir: dir.path().to_owned(),
             geoip: None,
+            asn_db: None,
         };
         let health = Health::default();
         let (first, _) = load(&sources, &health, None).unwrap();

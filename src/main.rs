@@ -143,6 +143,37 @@ enum Command {
         #[command(flatten)]
         dir: DirArgs,
     },
+    /// Explain the answer a client gets for a hostname, read from a directory (every
+    /// origin counted up): task, fallback chain, level and why, candidates with their
+    /// probability, TTL and ECS scope, as JSON.
+    Explain {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// The name asked, e.g. www.example.com.
+        hostname: String,
+        /// A or AAAA.
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+        /// The client's address, as a query's source.
+        #[arg(long, value_name = "IP", conflicts_with = "ecs")]
+        client: Option<String>,
+        /// The client as an EDNS Client Subnet prefix, e.g. 203.0.113.0/24.
+        #[arg(long, value_name = "PREFIX")]
+        ecs: Option<String>,
+    },
+    /// Compare two directories: each hostname's share of IPv4 and IPv6 clients and of
+    /// answers per origin, before (--dir) and after (--against), and warnings about
+    /// the directory after.
+    Diff {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// The directory with the proposed change.
+        #[arg(long, value_name = "DIR")]
+        against: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage load-balancing tasks through the API.
     Task {
         #[command(flatten)]
@@ -210,6 +241,9 @@ struct DirArgs {
     /// GeoIP database to use instead of the first geoip/*.mmdb.
     #[arg(long, value_name = "FILE")]
     geoip: Option<PathBuf>,
+    /// ASN database (GeoLite2-ASN) for origins' asns, instead of the first geoip/*ASN*.mmdb.
+    #[arg(long, value_name = "FILE")]
+    asn_db: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -451,6 +485,14 @@ fn main() -> ExitCode {
     init_logging();
     let result = match Cli::parse().command {
         Command::Check { dir } => check(dir),
+        Command::Diff { dir, against, json } => diff(dir, against, json),
+        Command::Explain {
+            dir,
+            hostname,
+            qtype,
+            client,
+            ecs,
+        } => explain(dir, &hostname, &qtype, client.as_deref(), ecs.as_deref()),
         Command::Serve {
             dir,
             listen,
@@ -552,6 +594,42 @@ fn sources(dir: DirArgs) -> Sources {
     Sources {
         dir: dir.dir,
         geoip: dir.geoip,
+        asn_db: dir.asn_db,
+    }
+}
+
+fn explain(
+    dir: DirArgs,
+    hostname: &str,
+    qtype: &str,
+    client: Option<&str>,
+    ecs: Option<&str>,
+) -> Result<(), Failure> {
+    let question = lbdns::explain::Question::parse(hostname, Some(qtype), client, ecs)
+        .map_err(|e| format!("lbdns: {e}"))?;
+    let health = lbdns::health::Health::default();
+    let (config, _) = load::load(&sources(dir), &health, None).map_err(|e| e.to_string())?;
+    let explained = lbdns::explain::explain(&config, &health, None, &question)
+        .map_err(|e| format!("lbdns: {e}"))?;
+    out(&format!("{:#}\n", explained))
+}
+
+fn diff(dir: DirArgs, against: PathBuf, json: bool) -> Result<(), Failure> {
+    let health = lbdns::health::Health::default();
+    let before = sources(dir);
+    let after = Sources {
+        dir: against,
+        ..before.clone()
+    };
+    let load = |s: &Sources| {
+        load::load(s, &health, None)
+            .map(|(config, _)| config)
+            .map_err(|e| e.to_string())
+    };
+    let diff = lbdns::explain::diff(&load(&before)?, &load(&after)?);
+    match json {
+        true => out(&format!("{diff:#}\n")),
+        false => out(&lbdns::explain::diff_table(&diff)),
     }
 }
 
@@ -625,6 +703,7 @@ fn serve(
             let sources = Sources {
                 dir: origin.cache_dir,
                 geoip: origin.dir.geoip,
+                asn_db: origin.dir.asn_db,
             };
             Store::open_mirrored(sources, metrics, mirror).map_err(not_starting)?
         }

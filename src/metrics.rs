@@ -176,6 +176,7 @@ pub struct Metrics {
     /// Time from a query's arrival at the handler to its response being ready to send.
     pub query_seconds: LatencyHistogram,
     origin_up: Family<Origin, Gauge>,
+    origin_rtt: Family<Origin, Gauge<f64, AtomicU64>>,
     health_checks: Family<OriginResult, Counter>,
     health_transitions: Family<OriginResult, Counter>,
     failed_open_by_group: Family<SiteGroup, Counter>,
@@ -238,9 +239,15 @@ pub struct HealthMetrics {
     fail: Counter,
     to_up: Counter,
     to_down: Counter,
+    rtt: Gauge<f64, AtomicU64>,
 }
 
 impl HealthMetrics {
+    /// A passing check's round-trip time.
+    pub fn rtt(&self, rtt: Duration) {
+        self.rtt.set(rtt.as_secs_f64());
+    }
+
     pub fn checked(&self, passed: bool) {
         match passed {
             true => self.pass.inc(),
@@ -374,6 +381,12 @@ impl Metrics {
             "1 while a checked origin is up or not checked yet, 0 while it is down",
             origin_up.clone(),
         );
+        let origin_rtt = Family::<Origin, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "origin_check_rtt_seconds",
+            "Round-trip time of the last passing health check of an origin (what policy nearest ranks, smoothed)",
+            origin_rtt.clone(),
+        );
         let health_checks = Family::<OriginResult, Counter>::default();
         registry.register(
             "health_checks",
@@ -500,6 +513,7 @@ impl Metrics {
             tasks_ineffective,
             query_seconds,
             origin_up,
+            origin_rtt,
             health_checks,
             health_transitions,
             failed_open_by_group,
@@ -537,6 +551,7 @@ impl Metrics {
         // One statement each: a family's read guard lives to the end of its statement,
         // and a second get_or_create on the same family in it would wait for it forever.
         let up = self.origin_up.get_or_create(&labels).clone();
+        let rtt = self.origin_rtt.get_or_create(&labels).clone();
         let pass = self
             .health_checks
             .get_or_create(&with("result", "pass"))
@@ -559,6 +574,7 @@ impl Metrics {
             fail,
             to_up,
             to_down,
+            rtt,
         };
         metrics.up.set(1);
         metrics
@@ -568,6 +584,7 @@ impl Metrics {
     pub fn forget_origin(&self, site: &str, group: &str, origin: &str) {
         let labels = origin_labels(site, group, origin);
         self.origin_up.remove(&labels);
+        self.origin_rtt.remove(&labels);
         for (key, values) in [("result", ["pass", "fail"]), ("to", ["up", "down"])] {
             for value in values {
                 let [a, b, c] = labels.clone();

@@ -2,8 +2,8 @@
 //!
 //! A group is compiled once at load ([`CompiledGroup::new`]) into candidate sets per
 //! record family, each indexed by region level. A query is then answered in two steps:
-//! - [`route`]: which region levels apply to this client, in order (subnet, country,
-//!   continent, default, all), and the ECS scope the levels consulted depend on. It is
+//! - [`route`]: which region levels apply to this client, in order (subnet, ASN,
+//!   country, continent, default, all), and the ECS scope the levels consulted depend on. It is
 //!   deterministic: no health, no randomness, so explain and diff tools can call it alone.
 //! - [`pick`]: walk the route's levels to the first with usable origins and draw
 //!   `answers` distinct origins by weight, with health as an input.
@@ -52,6 +52,8 @@ struct Candidates {
     default: Vec<u16>,
     /// Subnet rules, most specific first, each with the origins that list it.
     subnets: Vec<(IpNet, Vec<u16>)>,
+    /// Sorted by AS number for binary search.
+    asns: Vec<(u32, Vec<u16>)>,
     /// Sorted by country for binary search.
     countries: Vec<(Country, Vec<u16>)>,
     continents: Vec<(Continent, Vec<u16>)>,
@@ -60,6 +62,10 @@ struct Candidates {
 impl Candidates {
     fn uses_geoip(&self) -> bool {
         !(self.countries.is_empty() && self.continents.is_empty())
+    }
+
+    fn uses_asn(&self) -> bool {
+        !self.asns.is_empty()
     }
 }
 
@@ -103,7 +109,7 @@ impl CompiledGroup {
                 Target::WithPort(_) => continue,
             };
             candidates.all.push(index);
-            if group.policy == Policy::Weight || origin.is_default() {
+            if group.policy != Policy::Region || origin.is_default() {
                 candidates.default.push(index);
                 continue;
             }
@@ -111,6 +117,12 @@ impl CompiledGroup {
                 match candidates.subnets.iter_mut().find(|(n, _)| n == net) {
                     Some((_, members)) => members.push(index),
                     None => candidates.subnets.push((*net, vec![index])),
+                }
+            }
+            for asn in &origin.asns {
+                match candidates.asns.iter_mut().find(|(a, _)| a == asn) {
+                    Some((_, members)) => members.push(index),
+                    None => candidates.asns.push((*asn, vec![index])),
                 }
             }
             for country in &origin.countries {
@@ -135,6 +147,7 @@ impl CompiledGroup {
                 .subnets
                 .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
             candidates.countries.sort_by_key(|(c, _)| *c);
+            candidates.asns.sort_by_key(|(a, _)| *a);
         }
         compiled
     }
@@ -175,6 +188,9 @@ pub struct Selection {
     pub scope: u8,
     /// True when no usable origin was left and the answer ignores health (fail open).
     pub failed_open: bool,
+    /// The region level the origins came from (a weight or nearest group's one level
+    /// reads as [`Level::Subnet`], the first).
+    pub level: Option<Level>,
 }
 
 impl Selection {
@@ -185,10 +201,13 @@ impl Selection {
 }
 
 /// A region level, in the order they are tried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Level {
     /// The longest subnet rule containing the client.
     Subnet,
+    /// The client's autonomous system, from the ASN database.
+    Asn,
     Country,
     Continent,
     /// Origins without region keys (every origin of a weight group).
@@ -200,6 +219,7 @@ pub enum Level {
 impl Level {
     pub const ALL: [Level; LEVELS] = [
         Level::Subnet,
+        Level::Asn,
         Level::Country,
         Level::Continent,
         Level::Default,
@@ -232,8 +252,8 @@ pub fn route<'a>(
 ) -> Route<'a> {
     let candidates = group.candidates(family);
     let levels = match group.policy {
-        // A weight group has one level, the same for every client.
-        Policy::Weight => Levels::weighted(candidates),
+        // A weight or nearest group has one level, the same for every client.
+        Policy::Weight | Policy::Nearest => Levels::weighted(candidates),
         Policy::Region => Levels::region(candidates, client),
     };
     Route {
@@ -278,23 +298,64 @@ impl<'a> Route<'a> {
     }
 }
 
+/// What the health checks know of each origin, by index: read by [`pick`] on the query
+/// path (atomic loads, no lock). A closure `Fn(u16) -> bool` is health alone.
+pub trait Live {
+    /// False while the origin is known to be down; origins never checked count as up.
+    fn is_up(&self, origin: u16) -> bool;
+    /// The weight in force: the one the origin reported (`weight_header`) while fresh,
+    /// else `configured`.
+    fn weight(&self, _origin: u16, configured: u32) -> u32 {
+        configured
+    }
+    /// The smoothed health-check round-trip time in microseconds; `None` until measured.
+    fn rtt_us(&self, _origin: u16) -> Option<u32> {
+        None
+    }
+}
+
+impl<F: Fn(u16) -> bool> Live for F {
+    fn is_up(&self, origin: u16) -> bool {
+        self(origin)
+    }
+}
+
+/// Round-trip times within this fraction of the nearest origin's tie with it, and
+/// weights share the answers among them (SPEC §12 `policy: nearest`).
+pub const NEAREST_TIE: f64 = 0.10;
+
 /// Draws up to `answers` distinct origins along `route`: from the first level with a
 /// usable origin of positive weight, then one with usable drained origins, then, when
-/// nothing is usable, failing open (SPEC §4).
+/// nothing is usable, failing open (SPEC §4). A `nearest` group draws each answer among
+/// the eligible origins whose round-trip time ties with the nearest one's (within
+/// [`NEAREST_TIE`]); origins not measured yet rank after every measured one.
 ///
 /// # Arguments
 ///
-/// * `is_up` - health of an origin by index; origins never checked count as up.
+/// * `live` - health, reported weights and round-trip times of the group's origins.
 /// * `rng` - the randomness for weighted draws, injected so tests are repeatable.
 pub fn pick<R: Rng + ?Sized>(
     route: &mut Route<'_>,
-    is_up: impl Fn(u16) -> bool,
+    live: impl Live,
     answers: u32,
     rng: &mut R,
 ) -> Selection {
-    let weights = &route.group.weights;
-    let selection = pick_with(route, is_up, answers, |members, eligible| {
-        draw(members, weights, eligible, rng)
+    let nearest = route.group.policy == Policy::Nearest;
+    let selection = pick_with(route, &live, answers, |members, eligible, weight| {
+        if !nearest {
+            return draw(members, weight, eligible, rng);
+        }
+        let best = members
+            .iter()
+            .filter(|&&i| eligible(i))
+            .filter_map(|&i| live.rtt_us(i))
+            .min();
+        let ties = |i: u16| match (best, live.rtt_us(i)) {
+            (None, _) => true,
+            (Some(best), Some(rtt)) => f64::from(rtt) <= f64::from(best) * (1.0 + NEAREST_TIE),
+            (Some(_), None) => false,
+        };
+        draw(members, weight, |i| eligible(i) && ties(i), rng)
     });
     Selection {
         scope: route.scope(),
@@ -313,18 +374,16 @@ pub const STICKY_V6: u8 = 56;
 /// and the highest scores answer. An origin wins a share of prefixes proportional to its
 /// weight, and a weight change moves only the prefixes it must. The scope is the prefix
 /// length hashed, or the route's when that is longer.
-pub fn pick_sticky(route: &mut Route<'_>, is_up: impl Fn(u16) -> bool, answers: u32) -> Selection {
+pub fn pick_sticky(route: &mut Route<'_>, live: impl Live, answers: u32) -> Selection {
     let (key, len) = sticky_key(&route.client);
     let group = route.group;
-    let selection = pick_with(route, is_up, answers, |members, eligible| {
-        let uniform = !members
-            .iter()
-            .any(|&i| eligible(i) && group.weights[usize::from(i)] > 0);
+    let selection = pick_with(route, &live, answers, |members, eligible, weight| {
+        let uniform = !members.iter().any(|&i| eligible(i) && weight(i) > 0);
         let mut best: Option<(f64, u16)> = None;
         for &i in members.iter().filter(|&&i| eligible(i)) {
             let weight = match uniform {
                 true => 1.0,
-                false => f64::from(group.weights[usize::from(i)]),
+                false => f64::from(weight(i)),
             };
             let hash = mix(key ^ mix(group.ids[usize::from(i)]));
             // 53 bits, shifted off 0: ln is finite and negative.
@@ -379,35 +438,37 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// The passes of [`pick`], with `choose` picking one origin among a level's members
-/// that pass the given filter.
+/// that pass the given filter, given each origin's weight in force.
 fn pick_with(
     route: &mut Route<'_>,
-    is_up: impl Fn(u16) -> bool,
+    live: &impl Live,
     answers: u32,
-    mut choose: impl FnMut(&[u16], &dyn Fn(u16) -> bool) -> Option<u16>,
+    mut choose: impl FnMut(&[u16], &dyn Fn(u16) -> bool, &dyn Fn(u16) -> u32) -> Option<u16>,
 ) -> Selection {
-    let weights = &route.group.weights;
+    let configured = &route.group.weights;
+    let weight = |i: u16| live.weight(i, configured[usize::from(i)]);
     let mut selection = Selection {
         picked: [0; MAX_ANSWERS as usize],
         len: 0,
         scope: 0,
         failed_open: false,
+        level: None,
     };
     let want = answers.clamp(1, MAX_ANSWERS) as usize;
     let passes: [(bool, bool); 4] = [(true, false), (true, true), (false, false), (false, true)];
     'passes: for (need_up, allow_drained) in passes {
-        let eligible =
-            |i: u16| (!need_up || is_up(i)) && (allow_drained || weights[usize::from(i)] > 0);
+        let eligible = |i: u16| (!need_up || live.is_up(i)) && (allow_drained || weight(i) > 0);
         for level in Level::ALL {
             let members = route.members(level);
             if !members.iter().any(|&i| eligible(i)) {
                 continue;
             }
             selection.failed_open = !need_up;
+            selection.level = Some(level);
             while selection.len < want {
                 let picked = &selection.picked[..selection.len];
                 let fresh = |i: u16| eligible(i) && !picked.contains(&i);
-                let Some(i) = choose(members, &fresh) else {
+                let Some(i) = choose(members, &fresh, &weight) else {
                     break;
                 };
                 selection.picked[selection.len] = i;
@@ -470,29 +531,24 @@ pub fn select<R: Rng + ?Sized>(
     family: Family,
     client: &Client,
     geoip: Option<&GeoIp>,
-    is_up: impl Fn(u16) -> bool,
+    live: impl Live,
     answers: u32,
     rng: &mut R,
 ) -> Selection {
-    pick(
-        &mut route(group, family, client, geoip),
-        is_up,
-        answers,
-        rng,
-    )
+    pick(&mut route(group, family, client, geoip), live, answers, rng)
 }
 
 /// One weighted draw among the members that pass `eligible`; uniform when their
 /// weights are all 0. The draw is unbiased (`random_range` rejects, it does not take a modulo).
 fn draw<R: Rng + ?Sized>(
     members: &[u16],
-    weights: &[u32],
+    weight: impl Fn(u16) -> u32,
     eligible: impl Fn(u16) -> bool,
     rng: &mut R,
 ) -> Option<u16> {
     let (mut total, mut count) = (0u64, 0u64);
     for &i in members.iter().filter(|&&i| eligible(i)) {
-        total += u64::from(weights[usize::from(i)]);
+        total += u64::from(weight(i));
         count += 1;
     }
     if count == 0 {
@@ -501,11 +557,7 @@ fn draw<R: Rng + ?Sized>(
     let uniform = total == 0;
     let mut ticket = rng.random_range(0..if uniform { count } else { total });
     for &i in members.iter().filter(|&&i| eligible(i)) {
-        let weight = if uniform {
-            1
-        } else {
-            u64::from(weights[usize::from(i)])
-        };
+        let weight = if uniform { 1 } else { u64::from(weight(i)) };
         if ticket < weight {
             return Some(i);
         }
@@ -517,8 +569,8 @@ fn draw<R: Rng + ?Sized>(
 /// The country and continent levels of a client.
 type GeoLevels<'a> = (Option<&'a [u16]>, Option<&'a [u16]>);
 
-/// Region levels: subnet, country, continent, default, all.
-const LEVELS: usize = 5;
+/// Region levels: subnet, ASN, country, continent, default, all.
+const LEVELS: usize = 6;
 
 /// The levels of one query, with the GeoIP lookup done only when a level needs it, and
 /// the prefix length the levels consulted so far depend on: the smallest network around
@@ -526,6 +578,8 @@ const LEVELS: usize = 5;
 struct Levels<'a> {
     weighted: bool,
     subnet: Option<&'a [u16]>,
+    /// The ASN level, once looked up.
+    asn: Option<Option<&'a [u16]>>,
     /// Country and continent levels, once looked up.
     geo: Option<GeoLevels<'a>>,
     scope: u8,
@@ -536,6 +590,7 @@ impl<'a> Levels<'a> {
         Self {
             weighted: true,
             subnet: Some(&candidates.all),
+            asn: Some(None),
             geo: Some((None, None)),
             scope: 0,
         }
@@ -545,6 +600,7 @@ impl<'a> Levels<'a> {
         let mut levels = Self {
             weighted: false,
             subnet: None,
+            asn: None,
             geo: None,
             scope: 0,
         };
@@ -572,15 +628,42 @@ impl<'a> Levels<'a> {
     ) -> &'a [u16] {
         let found = match level {
             0 => self.subnet,
-            1 | 2 => {
+            1 => self.asn(candidates, client, geoip),
+            2 | 3 => {
                 let (country, continent) = self.geo(candidates, client, geoip);
-                if level == 1 { country } else { continent }
+                if level == 2 { country } else { continent }
             }
-            3 if !self.weighted => Some(&candidates.default[..]),
-            4 if !self.weighted => Some(&candidates.all[..]),
+            4 if !self.weighted => Some(&candidates.default[..]),
+            5 if !self.weighted => Some(&candidates.all[..]),
             _ => None,
         };
         found.unwrap_or(&[])
+    }
+
+    fn asn(
+        &mut self,
+        candidates: &'a Candidates,
+        client: &Client,
+        geoip: Option<&GeoIp>,
+    ) -> Option<&'a [u16]> {
+        if let Some(asn) = self.asn {
+            return asn;
+        }
+        let mut found = None;
+        if candidates.uses_asn()
+            && let Some(geoip) = geoip
+            && geoip.has_asn()
+        {
+            let (asn, prefix_len) = geoip.locate_asn(client.addr);
+            self.scope = self.scope.max(prefix_len);
+            if let Some(asn) = asn
+                && let Ok(i) = candidates.asns.binary_search_by_key(&asn, |(a, _)| *a)
+            {
+                found = Some(&candidates.asns[i].1[..]);
+            }
+        }
+        self.asn = Some(found);
+        found
     }
 
     fn geo(
@@ -595,6 +678,7 @@ impl<'a> Levels<'a> {
         let mut geo = (None, None);
         if candidates.uses_geoip()
             && let Some(geoip) = geoip
+            && geoip.has_country()
         {
             let location = geoip.locate(client.addr);
             self.scope = self.scope.max(location.prefix_len);
@@ -644,6 +728,7 @@ mod tests {
             countries: vec![],
             continents: vec![],
             subnets: vec![],
+            asns: vec![],
         }
     }
 
@@ -1201,6 +1286,78 @@ mod tests {
         let s = pick_sticky(&mut route(&g, Family::V4, &c, None), |i| i != home, 1);
         assert_ne!(s.origins()[0], home);
         assert_eq!(sticky(&g, &c).0, home);
+    }
+
+    /// Health, reported weights and round-trip times set by the test.
+    struct Fake {
+        rtt_us: Vec<Option<u32>>,
+        weights: Vec<Option<u32>>,
+    }
+
+    impl Live for &Fake {
+        fn is_up(&self, _: u16) -> bool {
+            true
+        }
+        fn weight(&self, origin: u16, configured: u32) -> u32 {
+            self.weights[usize::from(origin)].unwrap_or(configured)
+        }
+        fn rtt_us(&self, origin: u16) -> Option<u32> {
+            self.rtt_us[usize::from(origin)]
+        }
+    }
+
+    #[test]
+    fn nearest_picks_the_lowest_round_trip_and_shares_ties_within_ten_percent_by_weight() {
+        let g = group(
+            Policy::Nearest,
+            vec![
+                origin("192.0.2.1", 1),
+                origin("192.0.2.2", 3),
+                origin("192.0.2.3", 1),
+                origin("192.0.2.4", 1),
+            ],
+        );
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut run = |fake: &Fake, answers: u32| {
+            let mut counts = [0usize; 4];
+            for _ in 0..4000 {
+                let s = select(
+                    &g,
+                    Family::V4,
+                    &client("192.0.2.9"),
+                    None,
+                    fake,
+                    answers,
+                    &mut rng,
+                );
+                counts[usize::from(s.origins()[answers as usize - 1])] += 1;
+            }
+            counts
+        };
+        // 0 and 1 within 10 % of each other (1,000 and 1,100 µs), 2 at 1,101 µs is out.
+        let fake = Fake {
+            rtt_us: vec![Some(1000), Some(1100), Some(1101), None],
+            weights: vec![None; 4],
+        };
+        let counts = run(&fake, 1);
+        assert_eq!((counts[2], counts[3]), (0, 0), "{counts:?}");
+        // 1 degree of freedom: P(chi2 > 23.9) = 1e-6.
+        assert!(chi_square(&counts[..2], &[1, 3]) < 23.9, "{counts:?}");
+        // More answers take the next nearest in turn: the unmeasured origin comes last.
+        assert_eq!(run(&fake, 3)[3], 0);
+        assert_eq!(run(&fake, 4)[3], 4000);
+        // A reported weight replaces the configured one among the ties.
+        let shed = Fake {
+            weights: vec![None, Some(0), None, None],
+            ..fake
+        };
+        assert_eq!(run(&shed, 1), [4000, 0, 0, 0]);
+        // Nothing measured yet: all tie, by weight.
+        let none = Fake {
+            rtt_us: vec![None; 4],
+            weights: vec![None; 4],
+        };
+        assert!(chi_square(&run(&none, 1), &[1, 3, 1, 1]) < 30.66);
     }
 
     #[test]

@@ -178,6 +178,7 @@ fn linked_files(sources: &Sources) -> BTreeSet<PathBuf> {
         .filter(|p| is_config_file(p))
         .collect();
     files.extend(sources.geoip_path());
+    files.extend(sources.asn_path());
     let mut linked = BTreeSet::new();
     for file in files {
         let Ok(chain) = persist::symlink_chain(&file) else {
@@ -250,6 +251,7 @@ mod tests {
         let sources = Sources {
             dir: root.clone(),
             geoip: Some(root.join("geo/db.mmdb")),
+            asn_db: None,
         };
         let linked: Vec<PathBuf> = linked_files(&sources).into_iter().collect();
         assert_eq!(

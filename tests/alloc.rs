@@ -117,6 +117,7 @@ fn answering_allocates_nothing() {
         // The tests' copy of the shipped example, never the tracked zones/.
         dir: root.join("tests/data/example"),
         geoip: Some(root.join("tests/data/GeoIP2-Country-Test.mmdb")),
+        asn_db: None,
     };
     let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
     let ecs = |s| Some((1232, Some(s)));
@@ -290,6 +291,7 @@ fn fallback_chains_allocate_nothing() {
     let sources = Sources {
         dir: dir.path().to_owned(),
         geoip: None,
+        asn_db: None,
     };
     let health = Health::default();
     let (_config, snapshot) = load::load(&sources, &health, None).expect("loads");
@@ -355,6 +357,7 @@ fn signed_answers_allocate_nothing() {
         let sources = Sources {
             dir: site.path().to_owned(),
             geoip: None,
+            asn_db: None,
         };
         let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
         let dnssec = |name, rtype, payload| query_with(name, rtype, Some((payload, None)), true);

@@ -538,6 +538,7 @@ fn random_names_always_get_their_proofs() {
         let sources = Sources {
             dir: site.path().to_owned(),
             geoip: None,
+            asn_db: None,
         };
         let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
         let mut rng = SmallRng::seed_from_u64(15);

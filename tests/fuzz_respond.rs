@@ -222,6 +222,7 @@ fn mutated_queries_never_crash_and_replies_are_well_formed() {
         // The tests' copy of the shipped example, never the tracked zones/.
         dir: root.join("tests/data/example"),
         geoip: Some(root.join("tests/data/GeoIP2-Country-Test.mmdb")),
+        asn_db: None,
     };
     let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
     let iterations = env_u64("LBDNS_FUZZ_ITERATIONS", DEFAULT_ITERATIONS);

@@ -23,6 +23,7 @@ fn origin(addr: &str, weight: u32) -> Origin {
         countries: Vec::new(),
         continents: Vec::new(),
         subnets: Vec::new(),
+        asns: Vec::new(),
     }
 }
 

@@ -438,3 +438,425 @@ fn a_fallback_routing_by_country_needs_a_geoip_database_like_the_tasks_group() {
     // With one, it loads.
     assert!(site.check().status.success(), "{}", describe(&site.check()));
 }
+
+/// The ASN test database copied beside the country one, as an operator installs it.
+fn asn_db() -> std::path::PathBuf {
+    repo().join("tests/data/GeoLite2-ASN-Test.mmdb")
+}
+
+#[test]
+fn asns_route_between_subnets_and_countries_with_the_asn_network_as_scope() {
+    require_tool(&["dig"], "dnsutils");
+    // Expectations from MaxMind's GeoLite2-ASN-Test.json: 1.0.0.0/24 is AS15169,
+    // 12.81.96.0/19 AS7018; 1.128.0.0/11 is AS1221, which no origin lists.
+    let yaml = "\
+origin_groups:
+  geo:
+    policy: region
+    origins:
+    - address: 192.0.2.1
+      asns: [15169]
+    - address: 192.0.2.2
+      asns: [7018]
+    - address: 192.0.2.3
+      subnets: [1.0.0.128/25]
+    - address: 192.0.2.9
+tasks:
+- hostname: www.example.com
+  origin_group: geo
+";
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", yaml)]);
+    // Without an ASN database the task cannot route: check says what to install.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["check", "--dir"])
+        .arg(site.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("needs an ASN database") && stderr(&out).contains("--asn-db FILE"),
+        "{}",
+        describe(&out)
+    );
+    let server = site.serve_with(&["--asn-db", asn_db().to_str().unwrap()]);
+    let ask = |ecs: &str| {
+        let reply = server.udp(&query_edns(
+            "www.example.com.",
+            RecordType::A,
+            1232,
+            Some(ecs),
+        ));
+        (answers(&reply), ecs_of(&reply).map(|e| e.2))
+    };
+    let one = |a: &str| vec![a.to_owned()];
+    assert_eq!(ask("1.0.0.0/24"), (one("192.0.2.1"), Some(24)));
+    // A subnet rule beats the AS.
+    assert_eq!(ask("1.0.0.128/25"), (one("192.0.2.3"), Some(25)));
+    assert_eq!(ask("12.81.100.0/24"), (one("192.0.2.2"), Some(19)));
+    // A source prefix longer than the AS network: the network's.
+    assert_eq!(ask("12.81.96.0/20"), (one("192.0.2.2"), Some(19)));
+    // An AS no origin lists, and an address in no AS network: the default.
+    assert_eq!(ask("1.128.0.0/24").0, one("192.0.2.9"));
+    assert_eq!(ask("192.0.2.0/24").0, one("192.0.2.9"));
+    // Found as a geoip/*ASN*.mmdb too (the shipped geo-whois-asn-country.mmdb, lower
+    // case, is a country database and is not taken for one).
+    drop(server);
+    std::fs::create_dir_all(site.path().join("geoip")).unwrap();
+    std::fs::copy(asn_db(), site.path().join("geoip/GeoLite2-ASN.mmdb")).unwrap();
+    let server = Server::start(site.path(), &[]);
+    let reply = server.udp(&query_edns(
+        "www.example.com.",
+        RecordType::A,
+        1232,
+        Some("1.0.0.0/24"),
+    ));
+    assert_eq!(answers(&reply), one("192.0.2.1"));
+}
+
+/// A loopback HTTP origin that waits `delay_ms` before answering 200, with the header
+/// `X-LB-Weight: <weight>` when `weight` is set: both can change while it runs.
+struct HttpOrigin {
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    weight: Arc<std::sync::Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpOrigin {
+    fn start(addr: SocketAddr, delay_ms: u64) -> Self {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        listener.set_nonblocking(true).unwrap();
+        let delay = Arc::new(std::sync::atomic::AtomicU64::new(delay_ms));
+        let weight = Arc::new(std::sync::Mutex::new(None::<String>));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, w, s) = (delay.clone(), weight.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let (d, w) = (d.clone(), w.clone());
+                std::thread::spawn(move || {
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(d.load(Ordering::Relaxed)));
+                    let header = w
+                        .lock()
+                        .unwrap()
+                        .as_ref()
+                        .map(|v| format!("X-LB-Weight: {v}\r\n"))
+                        .unwrap_or_default();
+                    let _ = stream.write_all(
+                        format!("HTTP/1.1 200 OK\r\n{header}Content-Length: 0\r\nConnection: close\r\n\r\n")
+                            .as_bytes(),
+                    );
+                });
+            }
+        });
+        Self {
+            delay_ms: delay,
+            weight,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn set_delay(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn set_weight(&self, value: Option<&str>) {
+        *self.weight.lock().unwrap() = value.map(str::to_owned);
+    }
+}
+
+impl Drop for HttpOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+/// Waits (at most 30 s) until `n` queries in a row of www.example.com A answer `want`.
+#[track_caller]
+fn wait_answer(server: &Server, want: &str, n: usize) {
+    let start = Instant::now();
+    let mut in_row = 0;
+    while in_row < n {
+        let got = answers(&server.ask("www.example.com", RecordType::A));
+        in_row = if got == [want.to_owned()] {
+            in_row + 1
+        } else {
+            0
+        };
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still {got:?}, not {want}, after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The health of `origin` in group `name`, from the API.
+fn origin_health(server: &Server, name: &str, origin: &str) -> Value {
+    group(server, name)["origins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["address"] == origin)
+        .unwrap()["health"]
+        .clone()
+}
+
+#[test]
+fn nearest_answers_the_origin_with_the_shortest_check_round_trip_and_follows_a_change() {
+    let port = shared_port();
+    let at = |host: &str| -> SocketAddr { format!("{host}:{port}").parse().unwrap() };
+    let (near, far) = ("127.0.0.51", "127.0.0.52");
+    // 20 ms against 250 ms: far apart even on a loaded machine.
+    let a = HttpOrigin::start(at(near), 20);
+    let b = HttpOrigin::start(at(far), 250);
+    let yaml = format!(
+        "origin_groups:\n  web:\n    policy: nearest\n    health_check: {{type: http, port: {port}, interval: 0.3, timeout: 0.29}}\n    origins:\n    - address: {near}\n    - address: {far}\ntasks:\n- hostname: www.example.com\n  origin_group: web\n"
+    );
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", &yaml)]);
+    let server = site.serve();
+    wait_answer(&server, near, 20);
+    // No flapping while the delays hold: 2 s of queries (about 6 checks each), all near.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_eq!(
+            answers(&server.ask("www.example.com", RecordType::A)),
+            [near.to_owned()]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rtt = |o: &str| origin_health(&server, "web", o)["rtt_ms"].as_f64().unwrap();
+    assert!(rtt(near) >= 20.0 && rtt(far) >= 250.0 && rtt(near) < rtt(far));
+    // The near origin slows down: answers move to the other one.
+    a.set_delay(250);
+    b.set_delay(20);
+    wait_answer(&server, far, 20);
+    let text = server.metrics_text();
+    assert!(
+        text.contains(&format!(
+            "lbdns_origin_check_rtt_seconds{{site=\"example.com\",group=\"web\",origin=\"{far}\"}}"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn nearest_needs_a_health_check() {
+    let yaml =
+        "origin_groups:\n  web:\n    policy: nearest\n    origins:\n    - address: 192.0.2.1\n";
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", yaml)]);
+    let out = site.check();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("policy nearest ranks origins by their health checks' round-trip time: add a health_check"),
+        "{}",
+        describe(&out)
+    );
+    // A tcp check has no header to read a weight from.
+    site.write(
+        "example.com.lb.yaml",
+        "origin_groups:\n  web:\n    health_check: {type: tcp, port: 80, weight_header: X-LB-Weight}\n    origins:\n    - address: 192.0.2.1\n",
+    );
+    let out = site.check();
+    assert!(
+        stderr(&out).contains("weight_header is for http and https checks"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn an_origin_reporting_its_weight_in_a_header_gets_that_share_until_it_reports_otherwise() {
+    let port = shared_port();
+    let at = |host: &str| -> SocketAddr { format!("{host}:{port}").parse().unwrap() };
+    let (a, b) = ("127.0.0.61", "127.0.0.62");
+    let origin_a = HttpOrigin::start(at(a), 0);
+    let origin_b = HttpOrigin::start(at(b), 0);
+    // Configured 1:1; the origins will say otherwise.
+    let yaml = format!(
+        "origin_groups:\n  web:\n    health_check: {{type: http, port: {port}, interval: 0.3, timeout: 0.2, weight_header: X-LB-Weight}}\n    origins:\n    - address: {a}\n    - address: {b}\ntasks:\n- hostname: www.example.com\n  origin_group: web\n"
+    );
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", &yaml)]);
+    let server = site.serve();
+    let reported = |o: &str| origin_health(&server, "web", o)["reported_weight"].clone();
+    let wait_reported = |o: &str, want: Value| {
+        let start = Instant::now();
+        while reported(o) != want {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{o}: {}",
+                reported(o)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // Shares of `a` over 2,000 queries: Binomial(2000, p) is within 6 standard
+    // deviations of 2000 p but by chance < 1e-8.
+    let share_of_a = |p: f64| {
+        let n = 2000;
+        let hits = (0..n)
+            .filter(|_| answers(&server.ask("www.example.com", RecordType::A)) == [a.to_owned()])
+            .count();
+        let sd = (n as f64 * p * (1.0 - p)).sqrt();
+        assert!(
+            (hits as f64 - n as f64 * p).abs() <= 6.0 * sd + 1e-9,
+            "{hits} of {n} to {a}, expected {p}"
+        );
+    };
+    origin_a.set_weight(Some("10"));
+    origin_b.set_weight(Some(" 30 "));
+    wait_reported(a, Value::from(10));
+    wait_reported(b, Value::from(30));
+    share_of_a(0.25);
+    // b sheds all its load: a takes everything.
+    origin_b.set_weight(Some("0"));
+    wait_reported(b, Value::from(0));
+    share_of_a(1.0);
+    // A bad value is ignored, with the reason logged: b's configured weight 1 is back.
+    origin_b.set_weight(Some("150"));
+    wait_reported(b, Value::Null);
+    origin_a.set_weight(None);
+    wait_reported(a, Value::Null);
+    share_of_a(0.5);
+    let log = server.log();
+    assert!(
+        log.contains("x-lb-weight: \\\"150\\\" is not a weight (a whole number 0..100)")
+            || log.contains("x-lb-weight: \"150\" is not a weight (a whole number 0..100)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn explain_names_the_level_the_candidates_with_their_probability_and_the_scope() {
+    // Expectations from MaxMind's GeoIP2-Country-Test.json: 175.16.199.0/24 is CN,
+    // 81.2.69.160/27 GB (EU).
+    let port = shared_port();
+    let up = "127.0.0.71";
+    let _origin = Origin::start(format!("{up}:{port}").parse().unwrap());
+    let yaml = format!(
+        "origin_groups:\n  geo:\n    policy: region\n    origins:\n    - address: 192.0.2.1\n      countries: [CN]\n    - address: 192.0.2.2\n      continents: [EU]\n    - address: 192.0.2.9\n  web:\n    health_check: {{type: tcp, port: {port}, interval: 0.3, timeout: 0.2}}\n    origins:\n    - address: {up}\n      weight: 3\n    - address: 127.0.0.72\n      weight: 1\n    - address: 127.0.0.73\n      weight: 1\ntasks:\n- hostname: geo.example.com\n  origin_group: geo\n  ttl: 20\n- hostname: '*.web.example.com'\n  origin_group: web\n"
+    );
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", &yaml)]);
+    let explain = |args: &[&str]| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["explain", "--dir"])
+            .arg(site.path())
+            .arg("--geoip")
+            .arg(test_geoip())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let probability = |e: &Value, address: &str| {
+        e["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == address)
+            .unwrap_or_else(|| panic!("no {address}: {e}"))["probability"]
+            .as_f64()
+            .unwrap()
+    };
+    let cn = explain(&["geo.example.com", "--client", "175.16.199.1"]);
+    assert_eq!(
+        (&cn["level"], &cn["ecs_scope"], &cn["ttl"]),
+        (&Value::from("country"), &Value::from(24), &Value::from(20)),
+        "{cn}"
+    );
+    assert_eq!(probability(&cn, "192.0.2.1"), 1.0);
+    assert!(
+        cn["why"]
+            .as_str()
+            .unwrap()
+            .contains("country CN (GeoIP network /24)"),
+        "{cn}"
+    );
+    let gb = explain(&["geo.example.com", "--ecs", "81.2.69.160/27"]);
+    assert_eq!(
+        (&gb["level"], &gb["ecs_scope"]),
+        (&Value::from("continent"), &Value::from(27)),
+        "{gb}"
+    );
+    assert_eq!(probability(&gb, "192.0.2.2"), 1.0);
+    // A wildcard task, by weight 3:1:1, everything counted up in a directory; the
+    // estimate is within 0.01 but by chance < 1e-6.
+    let web = explain(&["a.web.example.com"]);
+    assert_eq!(web["task"]["hostname"], "*.web.example.com.", "{web}");
+    assert!((probability(&web, up) - 0.6).abs() <= 0.011, "{web}");
+    // The server's explain sees the checks: two origins are down, one answers.
+    let server = site.serve();
+    let start = Instant::now();
+    let via_api = loop {
+        let (status, body) = server
+            .http(
+                "GET",
+                "/v1/sites/example.com/explain?hostname=a.web.example.com&client=192.0.2.7",
+                None,
+            )
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let e: Value = serde_json::from_str(&body).unwrap();
+        if probability(&e, "127.0.0.72") == 0.0 && probability(&e, "127.0.0.73") == 0.0 {
+            break e;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{e}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(probability(&via_api, up), 1.0);
+    let health = |a: &str| {
+        via_api["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == a)
+            .unwrap()["health"]
+            .clone()
+    };
+    assert_eq!(
+        (health(up), health("127.0.0.72")),
+        (Value::from("up"), Value::from("down"))
+    );
+    // Bad questions say what is wrong.
+    let (status, body) = server
+        .http(
+            "GET",
+            "/v1/sites/example.com/explain?hostname=nothing.example.com",
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("no task answers nothing.example.com."),
+        "{body}"
+    );
+    let (status, body) = server
+        .http(
+            "GET",
+            "/v1/sites/example.com/explain?hostname=geo.example.com&type=MX",
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, 422, "{body}");
+}

@@ -16,7 +16,7 @@
 mod probe;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -106,8 +106,23 @@ impl Key {
 #[derive(Debug)]
 pub struct OriginHealth {
     state: AtomicU8,
+    /// The smoothed round-trip time of passing checks in microseconds, as published to
+    /// the `nearest` policy; 0 until one is measured.
+    rtt_us: AtomicU32,
+    /// The weight the origin reported in the check's `weight_header`, or [`NO_WEIGHT`].
+    reported_weight: AtomicU32,
     detail: Mutex<Detail>,
 }
+
+/// No weight reported: the configured one applies.
+const NO_WEIGHT: u32 = u32::MAX;
+
+/// How much each new round-trip time moves the moving average.
+const RTT_SMOOTHING: f64 = 0.3;
+/// The published round-trip time follows the moving average only once they differ by
+/// more than this fraction: jitter of a few percent does not reorder origins (and with
+/// `nearest`'s 10 % tie band, two close origins share by weight instead of flapping).
+const RTT_HYSTERESIS: f64 = 0.05;
 
 /// What the API shows beside the state.
 #[derive(Clone, Debug)]
@@ -116,6 +131,10 @@ struct Detail {
     last_error: Option<String>,
     /// Results in a row that disagree with the state.
     streak: u32,
+    /// The exponentially weighted moving average of passing checks' round-trip times, µs.
+    rtt_average: Option<f64>,
+    /// Why the last reported weight was ignored, so it is logged once, not every check.
+    weight_error: Option<String>,
 }
 
 /// An origin's health as the API shows it.
@@ -125,6 +144,13 @@ pub struct HealthView {
     /// RFC 3339, UTC.
     pub since: String,
     pub last_error: Option<String>,
+    /// The smoothed check round-trip time, milliseconds; absent until measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// The weight the origin reported in the last check (`weight_header`), which
+    /// replaces the configured one; absent when none is in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_weight: Option<u32>,
 }
 
 impl HealthView {
@@ -134,6 +160,8 @@ impl HealthView {
             state: State::Unchecked,
             since: rfc3339(SystemTime::now()),
             last_error: None,
+            rtt_ms: None,
+            reported_weight: None,
         }
     }
 }
@@ -142,10 +170,14 @@ impl OriginHealth {
     fn new() -> Self {
         Self {
             state: AtomicU8::new(State::Unchecked as u8),
+            rtt_us: AtomicU32::new(0),
+            reported_weight: AtomicU32::new(NO_WEIGHT),
             detail: Mutex::new(Detail {
                 since: SystemTime::now(),
                 last_error: None,
                 streak: 0,
+                rtt_average: None,
+                weight_error: None,
             }),
         }
     }
@@ -154,6 +186,52 @@ impl OriginHealth {
     #[inline]
     pub fn is_up(&self) -> bool {
         self.state.load(Ordering::Relaxed) != State::Down as u8
+    }
+
+    /// The published round-trip time in microseconds; `None` until measured.
+    #[inline]
+    pub fn rtt_us(&self) -> Option<u32> {
+        Some(self.rtt_us.load(Ordering::Relaxed)).filter(|&us| us > 0)
+    }
+
+    /// The origin's own weight from the last check, when it reported a good one.
+    #[inline]
+    pub fn reported_weight(&self) -> Option<u32> {
+        Some(self.reported_weight.load(Ordering::Relaxed)).filter(|&w| w != NO_WEIGHT)
+    }
+
+    /// Adds the round-trip time of a passing check to the moving average, and publishes
+    /// the average when it has moved more than [`RTT_HYSTERESIS`] from the published one.
+    pub fn record_rtt(&self, rtt: Duration) {
+        let sample = rtt.as_secs_f64() * 1e6;
+        let mut detail = self.detail();
+        let average = match detail.rtt_average {
+            None => sample,
+            Some(average) => average + RTT_SMOOTHING * (sample - average),
+        };
+        detail.rtt_average = Some(average);
+        let published = f64::from(self.rtt_us.load(Ordering::Relaxed));
+        if published == 0.0 || (average - published).abs() > RTT_HYSTERESIS * published {
+            // At least 1 µs: 0 means "not measured".
+            let us = average.round().clamp(1.0, f64::from(u32::MAX - 1)) as u32;
+            self.rtt_us.store(us, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the weight the origin reported in the last check, in force until the next:
+    /// `None` (no header, a failed check) or a bad value restores the configured weight.
+    /// Returns why a value was ignored the first time it is, for the log.
+    pub fn record_weight(&self, reported: Option<Result<u32, String>>) -> Option<String> {
+        let mut detail = self.detail();
+        let (weight, error) = match reported {
+            Some(Ok(weight)) => (weight, None),
+            Some(Err(error)) => (NO_WEIGHT, Some(error)),
+            None => (NO_WEIGHT, None),
+        };
+        self.reported_weight.store(weight, Ordering::Relaxed);
+        let fresh = error.is_some() && error != detail.weight_error;
+        detail.weight_error = error.clone();
+        error.filter(|_| fresh)
     }
 
     pub fn state(&self) -> State {
@@ -170,6 +248,8 @@ impl OriginHealth {
             state: self.state(),
             since: rfc3339(detail.since),
             last_error: detail.last_error.clone(),
+            rtt_ms: self.rtt_us().map(|us| f64::from(us) / 1000.0),
+            reported_weight: self.reported_weight(),
         }
     }
 
@@ -405,11 +485,12 @@ impl Checker {
         tokio::time::sleep(delay).await;
         let mut next = tokio::time::Instant::now();
         loop {
-            let result = {
+            let (result, rtt) = {
                 let Ok(_permit) = self.permits.acquire().await else {
                     return;
                 };
-                match tokio::time::timeout(
+                let started = tokio::time::Instant::now();
+                let result = match tokio::time::timeout(
                     check.timeout,
                     self.prober.probe(&self.key.target, check),
                 )
@@ -417,8 +498,22 @@ impl Checker {
                 {
                     Ok(result) => result,
                     Err(_) => Err(format!("no answer within {:?}", check.timeout)),
-                }
+                };
+                (result, started.elapsed())
             };
+            let (result, reported) = match result {
+                Ok(reported) => {
+                    self.cell.record_rtt(rtt);
+                    self.metrics.rtt(rtt);
+                    (Ok(()), reported)
+                }
+                Err(error) => (Err(error), None),
+            };
+            if let Some(reason) = self.cell.record_weight(reported) {
+                let origin = self.key.target.to_string();
+                let (site, group) = (&self.key.site, &self.key.group);
+                warn!(%site, %group, %origin, %reason, "reported weight ignored; the configured weight applies");
+            }
             self.metrics.checked(result.is_ok());
             let error = result.as_ref().err().cloned();
             let before = self.cell.state();
@@ -474,6 +569,37 @@ mod tests {
         assert_eq!(cell.record(Err("b".into()), 3, 2), None);
         assert_eq!(cell.record(Err("c".into()), 3, 2), Some(State::Down));
         assert_eq!(cell.view().last_error.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn round_trip_times_are_smoothed_and_published_past_a_dead_band() {
+        let cell = OriginHealth::new();
+        assert_eq!(cell.rtt_us(), None);
+        cell.record_rtt(Duration::from_micros(10_000));
+        assert_eq!(cell.rtt_us(), Some(10_000));
+        // 11 ms moves the average to 10.3 ms (0.3 of the way): 3 %, not published.
+        cell.record_rtt(Duration::from_micros(11_000));
+        assert_eq!(cell.rtt_us(), Some(10_000));
+        // 12 ms: 10.81 ms, 8.1 % past the published 10 ms: published.
+        cell.record_rtt(Duration::from_micros(12_000));
+        assert_eq!(cell.rtt_us(), Some(10_810));
+        assert_eq!(cell.view().rtt_ms, Some(10.81));
+    }
+
+    #[test]
+    fn a_reported_weight_holds_until_the_next_check_and_a_bad_one_is_logged_once() {
+        let cell = OriginHealth::new();
+        assert_eq!(cell.record_weight(Some(Ok(40))), None);
+        assert_eq!(cell.reported_weight(), Some(40));
+        assert_eq!(cell.view().reported_weight, Some(40));
+        let bad = || Some(Err("x-lb-weight: \"lots\" is not a weight".to_owned()));
+        assert!(cell.record_weight(bad()).is_some());
+        assert_eq!(cell.reported_weight(), None);
+        assert_eq!(cell.record_weight(bad()), None, "the same reason again");
+        assert_eq!(cell.record_weight(Some(Ok(0))), None);
+        assert_eq!(cell.reported_weight(), Some(0));
+        assert_eq!(cell.record_weight(None), None);
+        assert_eq!(cell.reported_weight(), None);
     }
 
     #[test]

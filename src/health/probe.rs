@@ -50,8 +50,10 @@ impl Prober {
         }
     }
 
-    /// Checks `target` once; the error says why it failed.
-    pub async fn probe(&self, target: &Target, check: &HealthCheck) -> Result<(), String> {
+    /// Checks `target` once; the error says why it failed. A pass carries the weight the
+    /// origin reported in the check's `weight_header`, when it has one: a number 0..100,
+    /// or why the value cannot be used.
+    pub async fn probe(&self, target: &Target, check: &HealthCheck) -> Result<Reported, String> {
         match target {
             Target::Ip(ip) => {
                 self.probe_at(SocketAddr::new(*ip, check.port), target, check)
@@ -67,7 +69,7 @@ impl Prober {
                 let mut errors = Vec::new();
                 for addr in addrs {
                     match self.probe_at(addr, target, check).await {
-                        Ok(()) => return Ok(()),
+                        Ok(reported) => return Ok(reported),
                         Err(error) => errors.push(format!("{}: {error}", addr.ip())),
                     }
                 }
@@ -85,13 +87,16 @@ impl Prober {
         addr: SocketAddr,
         target: &Target,
         check: &HealthCheck,
-    ) -> Result<(), String> {
+    ) -> Result<Reported, String> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect to port {}: {}", check.port, io_reason(&e)))?;
-        let status = match check.kind {
-            CheckKind::Tcp => return Ok(()),
-            CheckKind::Http => get(stream, &host_header(target, check), &check.path).await?,
+        let header = check.weight_header.as_deref();
+        let (status, weight) = match check.kind {
+            CheckKind::Tcp => return Ok(None),
+            CheckKind::Http => {
+                get(stream, &host_header(target, check), &check.path, header).await?
+            }
             CheckKind::Https => {
                 let name = server_name(target, check)?;
                 let stream = self
@@ -99,11 +104,11 @@ impl Prober {
                     .connect(name, stream)
                     .await
                     .map_err(|e| format!("TLS: {e}"))?;
-                get(stream, &host_header(target, check), &check.path).await?
+                get(stream, &host_header(target, check), &check.path, header).await?
             }
         };
         match check.passes(status) {
-            true => Ok(()),
+            true => Ok(weight),
             false if check.expect_status.is_empty() => {
                 Err(format!("HTTP status {status} (expected 2xx or 3xx)"))
             }
@@ -126,8 +131,17 @@ impl Default for Prober {
     }
 }
 
-/// Sends `GET path` on a fresh connection and returns the response status.
-async fn get<S>(stream: S, host: &str, path: &str) -> Result<u16, String>
+/// What a passing check learnt beyond "up": the weight reported in `weight_header`.
+pub type Reported = Option<Result<u32, String>>;
+
+/// Sends `GET path` on a fresh connection and returns the response status and, when
+/// `weight_header` is given and the response has it, the weight it reports.
+async fn get<S>(
+    stream: S,
+    host: &str,
+    path: &str,
+    weight_header: Option<&str>,
+) -> Result<(u16, Reported), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -155,9 +169,22 @@ where
             Ok(()) => response.await,
         },
     };
-    response
-        .map(|r| r.status().as_u16())
-        .map_err(|e| format!("HTTP: {e}"))
+    let response = response.map_err(|e| format!("HTTP: {e}"))?;
+    let weight = weight_header.and_then(|name| {
+        let value = response.headers().get(name)?;
+        Some(parse_weight(name, value.as_bytes()))
+    });
+    Ok((response.status().as_u16(), weight))
+}
+
+/// A reported weight: a whole number 0..100, spaces around it allowed.
+fn parse_weight(header: &str, value: &[u8]) -> Result<u32, String> {
+    let text = String::from_utf8_lossy(value);
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|w| *w <= crate::site::MAX_WEIGHT)
+        .ok_or_else(|| format!("{header}: {text:?} is not a weight (a whole number 0..100)"))
 }
 
 /// The Host header: the check's `host`, else the origin, with the port unless default.

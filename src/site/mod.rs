@@ -185,6 +185,8 @@ pub struct HealthCheck {
     pub timeout: Duration,
     pub fall: u32,
     pub rise: u32,
+    /// HTTP(S): the response header carrying the origin's own weight.
+    pub weight_header: Option<String>,
 }
 
 impl HealthCheck {
@@ -236,12 +238,17 @@ pub struct Origin {
     pub countries: Vec<Country>,
     pub continents: Vec<Continent>,
     pub subnets: Vec<IpNet>,
+    /// Autonomous systems (SPEC §12).
+    pub asns: Vec<u32>,
 }
 
 impl Origin {
     /// True when the origin names no region: one of the region policy's default origins.
     pub fn is_default(&self) -> bool {
-        self.countries.is_empty() && self.continents.is_empty() && self.subnets.is_empty()
+        self.countries.is_empty()
+            && self.continents.is_empty()
+            && self.subnets.is_empty()
+            && self.asns.is_empty()
     }
 }
 
@@ -770,6 +777,13 @@ fn validate_group(
         let field = format!("{field}.health_check");
         validate_check(check, check.line.or(spec.line), &field, report.problems)
     });
+    if *spec.policy == Policy::Nearest && spec.health_check.is_none() {
+        report.at(
+            "policy",
+            spec.policy.line,
+            "policy nearest ranks origins by their health checks' round-trip time: add a health_check".to_owned(),
+        );
+    }
     let min_up = spec.min_up.as_ref().map_or(1, |m| **m);
     let most = spec.origins.len().max(1) as i64;
     if !(1..=most).contains(&min_up) {
@@ -909,6 +923,7 @@ fn validate_check(
             ("path", spec.path.as_ref().map(|v| v.line)),
             ("host", spec.host.as_ref().map(|v| v.line)),
             ("expect_status", spec.expect_status.as_ref().map(|v| v.line)),
+            ("weight_header", spec.weight_header.as_ref().map(|v| v.line)),
         ] {
             if let Some(line) = line {
                 report.at(
@@ -935,6 +950,18 @@ fn validate_check(
             "host",
             host.line,
             format!("host {:?} is not a host name or an IP address", host.value),
+        );
+    }
+    if let Some(header) = &spec.weight_header
+        && hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err()
+    {
+        report.at(
+            "weight_header",
+            header.line,
+            format!(
+                "weight_header {:?} is not an HTTP header name",
+                header.value
+            ),
         );
     }
     let mut expect_status = Vec::new();
@@ -994,6 +1021,7 @@ fn validate_check(
     let rise = streak("rise", &spec.rise, 2);
     let port = port?;
     report.clean().then(|| HealthCheck {
+        weight_header: spec.weight_header.as_ref().map(|h| h.to_ascii_lowercase()),
         kind,
         port,
         path: path.to_owned(),
@@ -1071,15 +1099,28 @@ fn validate_origin(
             ),
         }
     }
-    let region_key = [&spec.countries, &spec.continents, &spec.subnets]
+    let mut asns = Vec::new();
+    for &number in spec.asns.iter() {
+        match u32::try_from(number) {
+            Ok(asn) if asn > 0 => asns.push(asn),
+            _ => report.at(
+                "asns",
+                spec.asns.line,
+                format!("{number} is not an autonomous system number (1..4294967295)"),
+            ),
+        }
+    }
+    let region_line = [&spec.countries, &spec.continents, &spec.subnets]
         .into_iter()
-        .find(|keys| !keys.is_empty());
-    if let (Policy::Weight, Some(keys)) = (policy, region_key) {
-        let region_line = keys.line;
+        .find(|keys| !keys.is_empty())
+        .map(|keys| keys.line)
+        .or((!spec.asns.is_empty()).then_some(spec.asns.line));
+    if let (Policy::Weight | Policy::Nearest, Some(region_line)) = (policy, region_line) {
         report.at(
             "policy",
             region_line,
-            "countries, continents and subnets need the group's policy to be region".to_owned(),
+            "countries, continents, subnets and asns need the group's policy to be region"
+                .to_owned(),
         );
     }
     let target = target?;
@@ -1089,6 +1130,7 @@ fn validate_origin(
         countries,
         continents,
         subnets,
+        asns,
     })
 }
 

@@ -275,6 +275,10 @@ pub struct HealthCheckSpec {
     /// Passes in a row that bring a down origin up, default 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rise: Option<Lined<i64>>,
+    /// HTTP(S) only: a response header in which the origin reports its own weight 0..100
+    /// (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_header: Option<Lined<String>>,
 }
 
 /// What a health check does.
@@ -298,6 +302,8 @@ pub enum Policy {
     Weight,
     /// By the client's region, then by weight inside the region.
     Region,
+    /// The origin with the lowest health-check round-trip time from this server.
+    Nearest,
 }
 
 /// One origin of a group.
@@ -318,6 +324,10 @@ pub struct OriginSpec {
     /// Client networks (CIDR) that get this origin; the longest prefix wins.
     #[serde(default, skip_serializing_if = "is_empty")]
     pub subnets: Lined<Vec<String>>,
+    /// Autonomous system numbers whose clients get this origin (needs an ASN database);
+    /// read wide so an out-of-range number gets a range message.
+    #[serde(default, skip_serializing_if = "no_asns")]
+    pub asns: Lined<Vec<i64>>,
 }
 
 fn default_weight() -> Lined<u32> {
@@ -325,6 +335,10 @@ fn default_weight() -> Lined<u32> {
 }
 
 fn is_empty(list: &Lined<Vec<String>>) -> bool {
+    list.is_empty()
+}
+
+fn no_asns(list: &Lined<Vec<i64>>) -> bool {
     list.is_empty()
 }
 

@@ -488,8 +488,8 @@ fn answer_task<'z, R: Rng + ?Sized>(
     };
     let mut route = route(&link.group, family, ctx.client, ctx.geoip);
     let selection = match task.sticky {
-        true => pick_sticky(&mut route, |i| link.is_up(i), task.answers),
-        false => pick(&mut route, |i| link.is_up(i), task.answers, ctx.rng),
+        true => pick_sticky(&mut route, link, task.answers),
+        false => pick(&mut route, link, task.answers, ctx.rng),
     };
     let resolution = &mut ctx.resolution;
     resolution.scope = resolution.scope.max(selection.scope);

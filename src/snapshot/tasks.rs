@@ -71,6 +71,26 @@ impl Link {
     }
 }
 
+/// What a pick reads of the group's origins: their health cells.
+impl crate::select::Live for &Link {
+    fn is_up(&self, origin: u16) -> bool {
+        Link::is_up(self, origin)
+    }
+
+    fn weight(&self, origin: u16, configured: u32) -> u32 {
+        self.health[usize::from(origin)]
+            .as_ref()
+            .and_then(|cell| cell.reported_weight())
+            .unwrap_or(configured)
+    }
+
+    fn rtt_us(&self, origin: u16) -> Option<u32> {
+        self.health[usize::from(origin)]
+            .as_ref()
+            .and_then(|cell| cell.rtt_us())
+    }
+}
+
 impl CompiledTask {
     /// The task's own group.
     pub fn head(&self) -> &Link {

@@ -399,6 +399,11 @@ impl Store {
         }
     }
 
+    /// The configuration as last committed (cheap: zones and sites are shared).
+    pub fn config(&self) -> Config {
+        self.shared.committed.load().config.clone()
+    }
+
     /// The error of the last rejected reload, if the files on disk are not what is served.
     pub fn reload_error(&self) -> Option<String> {
         self.shared.committed.load().reload_error.clone()

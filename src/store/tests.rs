@@ -17,6 +17,7 @@ fn open() -> (tempfile::TempDir, Arc<Store>) {
     let sources = Sources {
         dir: dir.path().to_owned(),
         geoip: None,
+        asn_db: None,
     };
     let store = Store::open(sources, Arc::new(Metrics::new())).unwrap();
     (dir, store)
@@ -130,6 +131,7 @@ fn a_change_past_a_limit_of_the_loader_is_refused_and_nothing_is_written() {
         let sources = Sources {
             dir: dir.path().to_owned(),
             geoip: None,
+            asn_db: None,
         };
         let store = Store::open_within(sources, limits).unwrap();
         block_on(store.put_group("example.com", "web", group(GROUP))).unwrap();
