@@ -246,6 +246,7 @@ pub fn load(
                     groups: Vec::new(),
                     tasks: Vec::new(),
                     secondaries: Vec::new(),
+                    dnssec: None,
                 },
             }));
             continue;
