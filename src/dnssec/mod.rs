@@ -11,6 +11,7 @@ use crate::wire::MAX_NAME_LEN;
 
 pub mod key;
 pub mod keyset;
+pub mod sign;
 
 pub mod rtype {
     pub const DNSKEY: u16 = 48;
