@@ -11,13 +11,17 @@
 //! Every problem in the directory is collected, not just the first, so `lbdns check`
 //! shows them all at once.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
+use crate::dnssec::keyset::KeySet;
+use crate::dnssec::sign;
 use crate::geoip::GeoIp;
 use crate::health::Health;
+use crate::site::dnssec::DnssecPolicy;
 use crate::site::spec::PrimarySpec;
 use crate::site::{self, Site, SiteSpec};
 use crate::snapshot::{Snapshot, ZoneData};
@@ -228,8 +232,17 @@ pub fn load(
     }
     let mut zones = Vec::new();
     for (origin, path) in &zone_files {
+        let policy = loaded_sites
+            .get(origin)
+            .and_then(|(_, site): &(SiteSpec, Site)| site.dnssec.as_ref());
         if let Some(zone) = compiled_before(path, origin) {
-            zones.push(zone);
+            match policy {
+                Some(policy) => match signed(sources, zone, policy) {
+                    Ok(zone) => zones.push(zone),
+                    Err(e) => errors.push(e),
+                },
+                None => zones.push(zone),
+            }
             continue;
         }
         // Each zone is compiled as it is read; no parsed copy of its records is kept.
@@ -242,7 +255,13 @@ pub fn load(
                 }
                 let zone = Arc::new(zone);
                 remember(path, stamp, &zone);
-                zones.push(zone);
+                match policy {
+                    Some(policy) => match signed(sources, zone, policy) {
+                        Ok(zone) => zones.push(zone),
+                        Err(e) => errors.push(e),
+                    },
+                    None => zones.push(zone),
+                }
             }
             Err(e) => errors.push(e.to_string()),
         }
@@ -274,6 +293,7 @@ pub fn load(
                     groups: Vec::new(),
                     tasks: Vec::new(),
                     secondaries: Vec::new(),
+                    dnssec: None,
                 },
             }));
             continue;
@@ -393,6 +413,72 @@ fn compiled_before(path: &Path, origin: &Name) -> Option<Arc<ZoneData>> {
         return None;
     }
     Some(zone)
+}
+
+/// A zone lbdns signed, kept with what it was signed from: a reload that changes
+/// neither the zone file, the policy nor the keys reuses the signatures until they are
+/// due for refresh.
+struct SignedCache {
+    unsigned: Arc<ZoneData>,
+    policy: DnssecPolicy,
+    key_tags: Vec<u16>,
+    signed: Arc<ZoneData>,
+    refresh_at: u64,
+}
+
+static SIGNED: std::sync::LazyLock<std::sync::Mutex<HashMap<Name, SignedCache>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// When the earliest of the signed zones is due to be signed again (seconds since the
+/// Unix epoch), if lbdns signs any.
+pub fn next_signature_refresh() -> Option<u64> {
+    let cache = SIGNED.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .values()
+        .filter(|c| Arc::strong_count(&c.signed) > 1)
+        .map(|c| c.refresh_at)
+        .min()
+}
+
+/// `zone` signed as `policy` says with its keys in `keys/<origin>/` (made when missing).
+fn signed(
+    sources: &Sources,
+    zone: Arc<ZoneData>,
+    policy: &DnssecPolicy,
+) -> Result<Arc<ZoneData>, String> {
+    let dir = sources.dir.join("keys").join(site::site_name(&zone.origin));
+    let keys = KeySet::load_or_create(&dir, &zone.origin, policy).map_err(|e| e.to_string())?;
+    let mut key_tags: Vec<u16> = keys.keys.iter().map(|k| k.key_tag()).collect();
+    key_tags.sort_unstable();
+    let now = crate::dnssec::key::unix_now();
+    let mut cache = SIGNED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(cached) = cache.get(&zone.origin)
+        && Arc::ptr_eq(&cached.unsigned, &zone)
+        && cached.policy == *policy
+        && cached.key_tags == key_tags
+        && now < cached.refresh_at
+    {
+        return Ok(cached.signed.clone());
+    }
+    let made = sign::sign_zone(&zone, &keys, policy, now).map_err(|e| e.to_string())?;
+    tracing::info!(
+        "zone {}: signed, {} signatures, earliest expiry {}",
+        zone.origin,
+        made.signatures,
+        crate::dnssec::key::timestamp(made.earliest_expiry)
+    );
+    let signed = Arc::new(made.zone);
+    cache.insert(
+        zone.origin.clone(),
+        SignedCache {
+            unsigned: zone,
+            policy: policy.clone(),
+            key_tags,
+            signed: signed.clone(),
+            refresh_at: made.refresh_at,
+        },
+    );
+    Ok(signed)
 }
 
 fn remember(path: &Path, stamp: Option<FileStamp>, zone: &Arc<ZoneData>) {

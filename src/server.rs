@@ -88,6 +88,7 @@ pub async fn run(
         )));
     }
     tasks.push(tokio::spawn(report_suppressed(metrics)));
+    tasks.push(tokio::spawn(refresh_signatures(store.clone())));
     tasks.push(tokio::spawn(reload_on_sighup(store)));
     // The snapshot was loaded before the listeners were bound, and every listener now
     // has its worker: every zone answers.
@@ -116,6 +117,31 @@ async fn report_suppressed(metrics: Arc<Metrics>) {
                 suppressed,
                 "log lines about malformed queries or failed accepts suppressed in the last second (see lbdns_log_lines_suppressed_total)"
             );
+        }
+    }
+}
+
+/// Signs again each zone whose signatures have less than a third of their validity left
+/// (SPEC §11), checking at least hourly: a server that runs for weeks without a reload
+/// never serves an expired signature.
+async fn refresh_signatures(store: Arc<Store>) {
+    loop {
+        let now = crate::dnssec::key::unix_now();
+        let wait = crate::load::next_signature_refresh()
+            .map_or(3_600, |at| at.saturating_sub(now).clamp(60, 3_600));
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        let due = crate::load::next_signature_refresh()
+            .is_some_and(|at| at <= crate::dnssec::key::unix_now());
+        if !due {
+            continue;
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.resign()).await {
+            Ok(Ok(_)) => info!("DNSSEC signatures refreshed"),
+            Ok(Err(errors)) => {
+                error!("DNSSEC signatures due for refresh, but the files do not load: {errors}")
+            }
+            Err(e) => error!(%e, "signature refresh failed"),
         }
     }
 }

@@ -9,6 +9,10 @@ use std::cmp::Ordering;
 
 use crate::wire::MAX_NAME_LEN;
 
+pub mod key;
+pub mod keyset;
+pub mod sign;
+
 pub mod rtype {
     pub const DNSKEY: u16 = 48;
     pub const NSEC3: u16 = 50;

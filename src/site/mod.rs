@@ -2,8 +2,10 @@
 //!
 //! [`spec`] is the file as written; [`validate`] turns it into the checked model here,
 //! enforcing every rule of SPEC §3 and reporting each broken rule with the line it is on
-//! (files) and the field it concerns (files and API alike).
+//! (files) and the field it concerns (files and API alike). [`dnssec`] is the `dnssec:`
+//! block (SPEC §11).
 
+pub mod dnssec;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -75,6 +77,8 @@ pub struct Site {
     pub tasks: Vec<Task>,
     /// Who may transfer the zone; empty: nobody.
     pub secondaries: Vec<Secondary>,
+    /// How lbdns signs the zone; `None`: it does not (SPEC §11).
+    pub dnssec: Option<dnssec::DnssecPolicy>,
 }
 
 /// A server allowed to transfer the zone (AXFR, and IXFR answered in full).
@@ -654,11 +658,16 @@ pub fn validate(origin: &Name, spec: &SiteSpec) -> Result<Site, Vec<Problem>> {
             message,
         });
     }
+    let dnssec = spec
+        .dnssec
+        .as_ref()
+        .and_then(|block| dnssec::validate(block, &mut problems));
     let site_groups = Site {
         origin: origin.to_lowercase(),
         groups,
         tasks: Vec::new(),
         secondaries,
+        dnssec,
     };
     validate_chains(&site_groups, spec, &broken_groups, &mut problems);
     let mut tasks: Vec<Task> = Vec::new();

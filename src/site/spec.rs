@@ -138,6 +138,13 @@ pub struct SiteSpec {
     /// The primary the zone is transferred from, instead of a zone file (SPEC §13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<PrimarySpec>,
+    /// Present: lbdns signs the zone (SPEC §11).
+    #[serde(
+        default,
+        deserialize_with = "super::dnssec::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dnssec: Option<Lined<super::dnssec::DnssecSpec>>,
 }
 
 /// An entry of `secondaries:`: an address or prefix (SPEC §3), or one with the TSIG key

@@ -43,6 +43,8 @@ pub struct ZoneData {
     /// The DNSSEC material of a zone file signed elsewhere (an RRSIG covers the apex
     /// SOA, as Knot decides): what answers with DO carry beside the data.
     pub signed: Option<Box<Signed>>,
+    /// True when lbdns signed the zone itself (`dnssec:` in its site file).
+    pub signed_here: bool,
 }
 
 /// The zone, not its data: a zone of millions of names is no use in a message.
@@ -138,6 +140,11 @@ impl Node {
     pub fn signatures(&self, rtype: u16) -> impl Iterator<Item = &[u8]> {
         Records(self.rrset(rtype::RRSIG).unwrap_or_default())
             .filter(move |r| dnssec::covered(r) == rtype)
+    }
+
+    /// Every record here, RRsets in zone order.
+    pub fn records(&self) -> Records<'_> {
+        Records(&self.records)
     }
 
     /// Every RRSIG record here, whatever it covers.
@@ -370,6 +377,7 @@ impl ZoneBuilder {
             has_dnames: self.has_dnames,
             warnings: Vec::new(),
             signed: None,
+            signed_here: false,
         };
         zone.add_additional_data();
         zone.nodes.shrink_to_fit();

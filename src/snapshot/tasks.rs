@@ -245,9 +245,18 @@ fn link(
 }
 
 /// Refuses a task at or below a zone cut: that name is answered by other servers; and a
-/// task in a zone signed elsewhere: lbdns cannot sign its answers yet, and a signed zone
-/// never answers unsigned (SPEC §11).
+/// task in a signed zone: lbdns does not sign task answers yet, and a signed zone never
+/// answers unsigned (SPEC §11).
 fn servable(zone: &ZoneData, task: &Task) -> Result<(), String> {
+    if zone.signed().is_some() && zone.signed_here {
+        return Err(format!(
+            "task {}: zone {} is signed by lbdns (dnssec: in its site file), which does not \
+             sign task answers yet: a task there would answer unsigned; remove the task or \
+             the dnssec: block",
+            task.id,
+            site_name(&zone.origin)
+        ));
+    }
     if zone.signed().is_some() {
         return Err(format!(
             "task {}: zone {} is signed elsewhere: a task there would answer unsigned; \

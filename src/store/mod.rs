@@ -374,6 +374,16 @@ impl Store {
         done.blocking_recv().unwrap_or(Ok(false))
     }
 
+    /// Loads the files again even when none changed, so that DNSSEC signatures due for
+    /// refresh are made again (only those zones are signed again). Blocks.
+    pub fn resign(&self) -> Result<bool, LoadError> {
+        let (reply, done) = oneshot::channel();
+        if self.queue.send(Job::Resign(reply)).is_err() {
+            return Ok(false);
+        }
+        done.blocking_recv().unwrap_or(Ok(false))
+    }
+
     /// Reloads on a blocking thread and logs the outcome.
     pub async fn reload_logged(self: &Arc<Self>, why: &'static str) {
         let store = self.clone();

@@ -38,6 +38,8 @@ pub enum Job {
     Reload(oneshot::Sender<Result<bool, LoadError>>),
     /// A site file changed elsewhere (another fleet node), already in this node's copy.
     Stored(Stored),
+    /// A reload even when no file changed: signatures lbdns made are due for refresh.
+    Resign(oneshot::Sender<Result<bool, LoadError>>),
 }
 
 /// A site file as another node stored it.
@@ -90,7 +92,11 @@ impl<B: Backend> Writer<B> {
                     Job::Reload(reply) => {
                         // Changes queued before the reload are applied before it.
                         self.commit(std::mem::take(&mut changes));
-                        let _ = reply.send(self.reload());
+                        let _ = reply.send(self.reload(false));
+                    }
+                    Job::Resign(reply) => {
+                        self.commit(std::mem::take(&mut changes));
+                        let _ = reply.send(self.reload(true));
                     }
                     Job::Stored(stored) => {
                         self.commit(std::mem::take(&mut changes));
@@ -384,18 +390,23 @@ impl<B: Backend> Writer<B> {
 
     // ----------- Reload -------------------------------------------------------------
 
-    fn reload(&mut self) -> Result<bool, LoadError> {
+    /// Reloads when the files changed, or with `force` (to refresh DNSSEC signatures)
+    /// when they did not.
+    fn reload(&mut self, force: bool) -> Result<bool, LoadError> {
         let sources = &self.shared.sources;
-        let Some(revision) = self.backend.poll() else {
+        let revision = self.backend.poll();
+        if revision.is_none() && !force {
             return Ok(false);
-        };
+        }
         let base = self.shared.committed.load_full();
         let metrics = &self.shared.metrics;
         match load_guarded(sources, &self.shared.health, base.config.geoip.clone()) {
             Ok((config, snapshot)) => {
                 let generation = base.generation + 1;
                 let task_generations = carry_generations(&base, &config, generation);
-                self.backend.served(revision);
+                if let Some(revision) = revision {
+                    self.backend.served(revision);
+                }
                 let before = self.shared.serving.load().serials();
                 let changed = notify_changed(&before, &snapshot, &config);
                 self.publish(generation, config, task_generations, Arc::new(snapshot));

@@ -1,0 +1,401 @@
+//! Signing a zone lbdns serves (SPEC §11): the zone file's data, with the DNSKEY RRset at
+//! the apex (signed by the KSK), CDS and CDNSKEY for the KSK (RFC 7344, RFC 8078), an
+//! NSEC chain over the names that hold data or a delegation (RFC 4035 §2.3), and an
+//! RRSIG over every authoritative RRset made with the ZSK (RFC 4035 §2.2: not over the
+//! NS of a cut nor over glue; the DS and NSEC at a cut are signed).
+//!
+//! The result is a zone compiled like any other, its signatures stored beside the RRsets
+//! they cover as a file signed elsewhere stores them, so serving and transfers use the
+//! same code for both (`snapshot::signed`). DNSSEC records the file itself holds are
+//! dropped first: lbdns's own replace them.
+
+use std::collections::BTreeSet;
+
+use super::key::ZoneKey;
+use super::keyset::KeySet;
+use super::{canonical_cmp, rtype as dnssec_rtype};
+use crate::site::dnssec::DnssecPolicy;
+use crate::snapshot::{ZoneBuilder, ZoneData};
+use crate::wire::{Records, WireName, rtype};
+
+/// CDS and CDNSKEY (RFC 7344).
+const CDS: u16 = 59;
+const CDNSKEY: u16 = 60;
+
+/// How far before now a signature's inception is put: validators whose clocks run a
+/// little behind accept it from the start.
+pub const INCEPTION_SKEW: u64 = 3_600;
+
+/// Types a zone file may carry that lbdns makes itself when it signs.
+fn is_made_when_signing(rtype: u16) -> bool {
+    matches!(rtype, rtype::RRSIG | rtype::NSEC | CDS | CDNSKEY)
+        || rtype == dnssec_rtype::DNSKEY
+        || rtype == dnssec_rtype::NSEC3
+        || rtype == dnssec_rtype::NSEC3PARAM
+}
+
+/// Why a zone could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    #[error("zone {zone}: no active {what} of algorithm {algorithm} in {dir}")]
+    NoKey {
+        zone: String,
+        what: &'static str,
+        algorithm: super::key::Algorithm,
+        dir: String,
+    },
+    #[error("zone {zone}: denial {denial} is not supported yet; use denial: nsec")]
+    Denial { zone: String, denial: &'static str },
+}
+
+/// A signed zone and when it should be signed again.
+pub struct SignedZone {
+    pub zone: ZoneData,
+    /// The earliest expiration of its signatures (seconds since the Unix epoch).
+    pub earliest_expiry: u64,
+    /// When less than a third of the validity is left, the zone is signed again.
+    pub refresh_at: u64,
+    pub signatures: usize,
+}
+
+/// One RRset being signed: its owner and records (type..RDATA each).
+struct Rrset {
+    owner: Box<[u8]>,
+    rtype: u16,
+    records: Vec<u8>,
+}
+
+/// Signs `zone` with `keys` as `policy` says, at `now` (seconds since the Unix epoch).
+pub fn sign_zone(
+    zone: &ZoneData,
+    keys: &KeySet,
+    policy: &DnssecPolicy,
+    now: u64,
+) -> Result<SignedZone, SignError> {
+    let zone_name = zone.origin.to_string();
+    if policy.denial != crate::site::dnssec::Denial::Nsec {
+        return Err(SignError::Denial {
+            zone: zone_name,
+            denial: match policy.denial {
+                crate::site::dnssec::Denial::Nsec3 => "nsec3",
+                _ => "compact",
+            },
+        });
+    }
+    let no_key = |what| SignError::NoKey {
+        zone: zone_name.clone(),
+        what,
+        algorithm: policy.algorithm,
+        dir: keys.dir.display().to_string(),
+    };
+    let zsk = keys
+        .active_zsks(now, policy.algorithm)
+        .next()
+        .ok_or_else(|| no_key("ZSK"))?;
+    let ksks: Vec<&ZoneKey> = keys.active_ksks(now).collect();
+    if ksks.is_empty() {
+        return Err(no_key("KSK"));
+    }
+    let apex = zone.apex.clone();
+    let soa = zone.soa();
+    let soa_ttl = u32::from_be_bytes(soa[4..8].try_into().expect("4 bytes"));
+    let nsec_ttl = u32::from_be_bytes(zone.negative_soa[4..8].try_into().expect("4 bytes"));
+
+    // The zone's RRsets, DNSSEC records it carried dropped.
+    let cuts: BTreeSet<&[u8]> = zone
+        .nodes()
+        .filter(|(_, node)| node.referral.is_some())
+        .map(|(name, _)| name)
+        .collect();
+    let mut rrsets: Vec<Rrset> = Vec::new();
+    for (owner, node) in zone.nodes() {
+        let mut types: Vec<u16> = Vec::new();
+        for record in node.records() {
+            let t = u16::from_be_bytes([record[0], record[1]]);
+            if is_made_when_signing(t) || types.contains(&t) {
+                continue;
+            }
+            types.push(t);
+            rrsets.push(Rrset {
+                owner: owner.into(),
+                rtype: t,
+                records: node.rrset(t).unwrap_or_default().to_vec(),
+            });
+        }
+    }
+    // The apex's key RRsets.
+    let published: Vec<&ZoneKey> = keys.published(now).collect();
+    let mut dnskeys = Vec::new();
+    for key in &published {
+        push_record(
+            &mut dnskeys,
+            dnssec_rtype::DNSKEY,
+            soa_ttl,
+            &key.dnskey_rdata(),
+        );
+    }
+    let (mut cds, mut cdnskey) = (Vec::new(), Vec::new());
+    for key in &ksks {
+        push_record(&mut cds, CDS, soa_ttl, &key.ds_rdata(&apex));
+        push_record(&mut cdnskey, CDNSKEY, soa_ttl, &key.dnskey_rdata());
+    }
+    for (t, records) in [
+        (dnssec_rtype::DNSKEY, dnskeys),
+        (CDS, cds),
+        (CDNSKEY, cdnskey),
+    ] {
+        rrsets.push(Rrset {
+            owner: apex.clone(),
+            rtype: t,
+            records,
+        });
+    }
+
+    // The NSEC chain: every name with data or a cut, not glue below a cut, in canonical
+    // order; empty non-terminals are not in it (RFC 4035 §2.3).
+    let below_cut = |owner: &[u8]| {
+        let Some(name) = WireName::from_lowercase(owner) else {
+            return false;
+        };
+        (zone.apex_labels..name.labels()).any(|n| cuts.contains(name.suffix(n)))
+    };
+    let mut owners: Vec<&[u8]> = rrsets
+        .iter()
+        .map(|r| &r.owner[..])
+        .filter(|o| !below_cut(o))
+        .collect();
+    owners.sort_by(|a, b| canonical_cmp(a, b));
+    owners.dedup();
+    let mut nsecs = Vec::new();
+    for (i, owner) in owners.iter().enumerate() {
+        let next = owners[(i + 1) % owners.len()];
+        let mut types: Vec<u16> = rrsets
+            .iter()
+            .filter(|r| &r.owner[..] == *owner)
+            .map(|r| r.rtype)
+            .collect();
+        types.extend([rtype::RRSIG, rtype::NSEC]);
+        let mut rdata = next.to_vec();
+        rdata.extend_from_slice(&type_bitmap(&types));
+        let mut records = Vec::new();
+        push_record(&mut records, rtype::NSEC, nsec_ttl, &rdata);
+        nsecs.push(Rrset {
+            owner: (*owner).into(),
+            rtype: rtype::NSEC,
+            records,
+        });
+    }
+    rrsets.extend(nsecs);
+
+    // Signatures: inception a little in the past; expiry spread over the last tenth of
+    // the validity, so that a zone's signatures do not all fall due at once.
+    let validity = policy.signature_validity.as_secs();
+    let inception = now.saturating_sub(INCEPTION_SKEW);
+    let mut builder = ZoneBuilder::new(&zone.origin, zone.path.clone());
+    let mut signatures = Vec::new();
+    let mut earliest_expiry = u64::MAX;
+    for rrset in &rrsets {
+        let at_cut = cuts.contains(&rrset.owner[..]);
+        // At a cut only the DS and NSEC are this zone's; below one, only glue.
+        let authoritative =
+            !below_cut(&rrset.owner) && (!at_cut || matches!(rrset.rtype, rtype::DS | rtype::NSEC));
+        if !authoritative {
+            continue;
+        }
+        let jitter = spread(&rrset.owner, rrset.rtype, validity / 10);
+        let expiration = inception + validity - jitter;
+        earliest_expiry = earliest_expiry.min(expiration);
+        let signers: Vec<&ZoneKey> = if rrset.rtype == dnssec_rtype::DNSKEY {
+            ksks.clone()
+        } else {
+            vec![zsk]
+        };
+        for key in signers {
+            let rdata = rrsig(rrset, &apex, key, inception, expiration);
+            let ttl = u32::from_be_bytes(rrset.records[4..8].try_into().expect("4 bytes"));
+            signatures.push((rrset.owner.clone(), ttl, rdata));
+        }
+    }
+    for rrset in &rrsets {
+        for record in Records(&rrset.records) {
+            add(&mut builder, &rrset.owner, record);
+        }
+    }
+    let count = signatures.len();
+    for (owner, ttl, rdata) in signatures {
+        let mut record = Vec::new();
+        push_record(&mut record, rtype::RRSIG, ttl, &rdata);
+        add(&mut builder, &owner, &record);
+    }
+    let mut signed = builder.finish();
+    signed.warnings = zone.warnings.clone();
+    signed.signed_here = true;
+    Ok(SignedZone {
+        zone: signed,
+        earliest_expiry,
+        refresh_at: earliest_expiry.saturating_sub(validity / 3),
+        signatures: count,
+    })
+}
+
+/// Adds `record` (type..RDATA) at `owner`; the data was a checked zone's.
+fn add(builder: &mut ZoneBuilder, owner: &[u8], record: &[u8]) {
+    let t = u16::from_be_bytes([record[0], record[1]]);
+    let class = u16::from_be_bytes([record[2], record[3]]);
+    let ttl = u32::from_be_bytes(record[4..8].try_into().expect("4 bytes"));
+    let _ = builder.add(owner, (t, class, ttl), &record[10..], |_| Ok::<(), ()>(()));
+}
+
+/// Appends a record of class IN (type..RDATA).
+fn push_record(out: &mut Vec<u8>, t: u16, ttl: u32, rdata: &[u8]) {
+    out.extend_from_slice(&t.to_be_bytes());
+    out.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(
+        &u16::try_from(rdata.len())
+            .expect("RDATA fits in 65535 bytes")
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(rdata);
+}
+
+/// A number in `0..span` fixed by the RRset, so signing again gives the same expiry.
+fn spread(owner: &[u8], t: u16, span: u64) -> u64 {
+    if span == 0 {
+        return 0;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &[owner, &t.to_be_bytes()].concat());
+    u64::from_be_bytes(digest.as_ref()[..8].try_into().expect("8 bytes")) % span
+}
+
+/// The RRSIG RDATA over `rrset` by `key` (RFC 4034 §3.1.8.1).
+fn rrsig(rrset: &Rrset, signer: &[u8], key: &ZoneKey, inception: u64, expiration: u64) -> Vec<u8> {
+    let ttl = u32::from_be_bytes(rrset.records[4..8].try_into().expect("4 bytes"));
+    let mut rdata = Vec::with_capacity(18 + signer.len() + 64);
+    rdata.extend_from_slice(&rrset.rtype.to_be_bytes());
+    rdata.push(key.algorithm().number());
+    rdata.push(rrsig_labels(&rrset.owner));
+    rdata.extend_from_slice(&ttl.to_be_bytes());
+    // Serial-number arithmetic (RFC 4034 §3.1.5): the low 32 bits.
+    rdata.extend_from_slice(&(expiration as u32).to_be_bytes());
+    rdata.extend_from_slice(&(inception as u32).to_be_bytes());
+    rdata.extend_from_slice(&key.key_tag().to_be_bytes());
+    rdata.extend_from_slice(signer);
+    let mut data = rdata.clone();
+    // The RRset in canonical form and order (RFC 4034 §6.2, §6.3).
+    let mut canonical: Vec<Vec<u8>> = Records(&rrset.records)
+        .map(|r| canonical_rdata(rrset.rtype, &r[10..]))
+        .collect();
+    canonical.sort();
+    canonical.dedup();
+    for rd in canonical {
+        data.extend_from_slice(&rrset.owner);
+        data.extend_from_slice(&rrset.rtype.to_be_bytes());
+        data.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
+        data.extend_from_slice(&ttl.to_be_bytes());
+        data.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        data.extend_from_slice(&rd);
+    }
+    rdata.extend_from_slice(&key.sign(&data));
+    rdata
+}
+
+/// The RRSIG Labels field: the owner's labels, a leading `*` not counted.
+fn rrsig_labels(owner: &[u8]) -> u8 {
+    let name = WireName::from_lowercase(owner).expect("a zone's owner");
+    let labels = name.labels();
+    let wildcard = owner.starts_with(b"\x01*");
+    (labels - usize::from(wildcard)) as u8
+}
+
+/// The length of the uncompressed wire name at `at` in `rdata`.
+fn name_len(rdata: &[u8], at: usize) -> Option<usize> {
+    let mut i = at;
+    loop {
+        let len = usize::from(*rdata.get(i)?);
+        i += 1 + len;
+        if len == 0 {
+            return Some(i - at);
+        }
+    }
+}
+
+/// `rdata` with the domain names RFC 4034 §6.2 (as updated by RFC 6840 §5.1) lists
+/// lowercased. Length bytes are never ASCII letters, so a whole name can be mapped.
+fn canonical_rdata(t: u16, rdata: &[u8]) -> Vec<u8> {
+    let mut out = rdata.to_vec();
+    let mut lower = |from: usize| -> Option<usize> {
+        let len = name_len(rdata, from)?;
+        out[from..from + len].make_ascii_lowercase();
+        Some(from + len)
+    };
+    let _ = match t {
+        // NS, MD, MF, CNAME, MB, MG, MR, PTR, DNAME.
+        2 | 3 | 4 | 5 | 7 | 8 | 9 | 12 | 39 => lower(0),
+        // SOA, MINFO, RP: two names.
+        6 | 14 | 17 => lower(0).and_then(&mut lower),
+        // MX, AFSDB, RT, KX: a preference, then a name.
+        15 | 18 | 21 | 36 => lower(2),
+        // PX: a preference, then two names.
+        26 => lower(2).and_then(&mut lower),
+        // SRV: priority, weight, port, target.
+        33 => lower(6),
+        // NAPTR: order, preference, three character strings, replacement.
+        35 => {
+            let mut at = 4;
+            for _ in 0..3 {
+                at += 1 + usize::from(*rdata.get(at).unwrap_or(&0));
+            }
+            lower(at)
+        }
+        _ => None,
+    };
+    out
+}
+
+/// The NSEC type bit maps field for `types` (RFC 4034 §4.1.2).
+pub fn type_bitmap(types: &[u16]) -> Vec<u8> {
+    let mut types = types.to_vec();
+    types.sort_unstable();
+    types.dedup();
+    let mut out = Vec::new();
+    let mut window: Option<(u8, [u8; 32])> = None;
+    let flush = |out: &mut Vec<u8>, window: &Option<(u8, [u8; 32])>| {
+        if let Some((number, bits)) = window {
+            let len = bits.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            out.push(*number);
+            out.push(len as u8);
+            out.extend_from_slice(&bits[..len]);
+        }
+    };
+    for t in types {
+        let number = (t >> 8) as u8;
+        if window.as_ref().is_none_or(|(n, _)| *n != number) {
+            flush(&mut out, &window);
+            window = Some((number, [0; 32]));
+        }
+        let bits = &mut window.as_mut().expect("set above").1;
+        let low = (t & 0xff) as usize;
+        bits[low / 8] |= 0x80 >> (low % 8);
+    }
+    flush(&mut out, &window);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_bitmap_of_rfc_4034_example() {
+        // RFC 4034 §4.3: A MX RRSIG NSEC TYPE1234.
+        let bitmap = type_bitmap(&[1, 15, 46, 47, 1234]);
+        // Window 0: 6 octets; window 4: 27 octets, the last with bit 2 set (1234 & 0xff
+        // is 210, octet 26).
+        let mut expected = vec![0x00, 0x06, 0x40, 0x01, 0x00, 0x00, 0x00, 0x03, 0x04, 0x1b];
+        expected.extend([0u8; 26]);
+        expected.push(0x20);
+        assert_eq!(bitmap, expected);
+    }
+}
