@@ -9,6 +9,8 @@ use std::cmp::Ordering;
 
 use crate::wire::MAX_NAME_LEN;
 
+pub mod lifecycle;
+
 pub mod rtype {
     pub const DNSKEY: u16 = 48;
     pub const NSEC3: u16 = 50;
