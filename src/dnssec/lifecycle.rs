@@ -73,18 +73,84 @@ impl fmt::Display for Role {
 pub struct KeyMeta {
     pub tag: u16,
     pub role: Role,
+    #[serde(with = "text_time")]
     pub created: Time,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "text_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub published: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "text_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub active: Option<Time>,
     /// KSK only: from when its CDS and CDNSKEY are at the apex.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "text_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub submitted: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "text_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retired: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "text_time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub removed: Option<Time>,
+}
+
+/// Times written as RFC 3339 UTC timestamps, so the state file reads like `lbdns keys list`.
+mod text_time {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::Time;
+
+    pub fn serialize<S: Serializer>(time: &Time, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&super::rfc3339(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Time, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let time = humantime::parse_rfc3339(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "{text:?} is not a time like 2026-12-05T13:00:00Z: {e}"
+            ))
+        })?;
+        time.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .map_err(|_| D::Error::custom(format!("{text:?} is before 1970")))
+    }
+
+    pub mod opt {
+        use serde::{Deserializer, Serializer};
+
+        use super::Time;
+
+        pub fn serialize<S: Serializer>(
+            time: &Option<Time>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match time {
+                Some(time) => super::serialize(time, serializer),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Time>, D::Error> {
+            super::deserialize(deserializer).map(Some)
+        }
+    }
 }
 
 /// Whether the event at `time` has happened by `now`.
