@@ -9,6 +9,8 @@ use std::cmp::Ordering;
 
 use crate::wire::MAX_NAME_LEN;
 
+pub mod key;
+pub mod keydir;
 pub mod keystate;
 pub mod lifecycle;
 
