@@ -30,6 +30,7 @@ pub mod etcd;
 pub mod geoip;
 pub mod health;
 pub mod http;
+pub mod keys;
 pub mod limits;
 pub mod load;
 pub mod metrics;

@@ -95,6 +95,11 @@ pub fn write(dir: &Path, lifecycle: &Lifecycle) -> Result<(), StateError> {
         path: path.clone(),
         message: e.to_string(),
     })?;
+    let text = if text.ends_with('\n') {
+        text
+    } else {
+        text + "\n"
+    };
     write_atomically(&path, text.as_bytes()).map_err(|source| StateError::Io { path, source })
 }
 
