@@ -34,6 +34,7 @@ pub mod explain;
 pub mod geoip;
 pub mod health;
 pub mod http;
+pub mod keys;
 pub mod limits;
 pub mod load;
 pub mod metrics;

@@ -174,6 +174,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage a zone's DNSSEC keys in keys/<origin>/ of the directory; a running server
+    /// takes a change at its next reload (SIGHUP).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage load-balancing tasks through the API.
     Task {
         #[command(flatten)]
@@ -218,6 +224,46 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Each key: tag, role, algorithm, state and next event.
+    List(KeysArgs),
+    /// The DS record (digest type 2) the parent should hold, one record a line.
+    Ds(KeysArgs),
+    /// Start a ZSK rollover now (pre-publication: the new key signs once every cache
+    /// can see it).
+    RollZsk(KeysArgs),
+    /// Start a KSK rollover now (both KSKs sign the DNSKEY RRset until the parent's DS
+    /// has moved); with --ds-seen, say the parent now serves the new key's DS.
+    RollKsk {
+        #[command(flatten)]
+        keys: KeysArgs,
+        /// The parent serves the new KSK's DS: the old KSK leaves once its DS has left
+        /// the caches.
+        #[arg(long)]
+        ds_seen: bool,
+    },
+    /// Take keys made elsewhere (BIND's K<zone>+<alg>+<tag>.key/.private) into the zone,
+    /// e.g. the ZSK of a zone signed elsewhere so that its tasks can be signed.
+    Import {
+        #[command(flatten)]
+        keys: KeysArgs,
+        /// Either file of each key; the other is read from beside it.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct KeysArgs {
+    /// The served directory, holding zones/ and keys/.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// The zone, e.g. example.com.
+    #[arg(value_name = "ZONE", value_parser = lbdns::keys::parse_zone)]
+    zone: hickory_proto::rr::Name,
 }
 
 #[derive(Subcommand)]
@@ -552,6 +598,7 @@ fn main() -> ExitCode {
             )),
             Err(e) => Err(Failure::Error(e)),
         },
+        Command::Keys { command } => keys(command),
         Command::Task { api, command } => task(api, command),
         Command::Group { api, command } => group(api, command),
         Command::Secondaries { api, command } => secondaries(api, command),
@@ -645,6 +692,25 @@ fn check(dir: DirArgs) -> Result<(), Failure> {
         count(config.zones.len(), "zone"),
         count(tasks, "task")
     ))
+}
+
+fn keys(command: KeysCommand) -> Result<(), Failure> {
+    use lbdns::keys;
+    let timing = |args: &KeysArgs| -> Result<_, String> {
+        let max_ttl = keys::max_zone_ttl(&args.dir, &args.zone)?;
+        Ok(keys::timing(max_ttl, 0))
+    };
+    let text = match command {
+        KeysCommand::List(args) => keys::list(&args.dir, &args.zone, &timing(&args)?),
+        KeysCommand::Ds(args) => keys::ds(&args.dir, &args.zone),
+        KeysCommand::RollZsk(args) => keys::roll_zsk(&args.dir, &args.zone, &timing(&args)?),
+        KeysCommand::RollKsk {
+            keys: args,
+            ds_seen,
+        } => keys::roll_ksk(&args.dir, &args.zone, &timing(&args)?, ds_seen),
+        KeysCommand::Import { keys: args, files } => keys::import(&args.dir, &args.zone, &files),
+    };
+    out(&text.map_err(|e| format!("lbdns: {e}"))?)
 }
 
 /// "1 zone", "2 zones".

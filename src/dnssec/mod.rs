@@ -12,6 +12,9 @@ use crate::wire::MAX_NAME_LEN;
 pub mod key;
 pub mod keyset;
 pub mod sign;
+pub mod keydir;
+pub mod keystate;
+pub mod lifecycle;
 
 pub mod rtype {
     pub const DNSKEY: u16 = 48;
