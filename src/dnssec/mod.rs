@@ -10,11 +10,11 @@ use std::cmp::Ordering;
 use crate::wire::MAX_NAME_LEN;
 
 pub mod key;
-pub mod keyset;
-pub mod sign;
 pub mod keydir;
+pub mod keyset;
 pub mod keystate;
 pub mod lifecycle;
+pub mod sign;
 
 pub mod rtype {
     pub const DNSKEY: u16 = 48;

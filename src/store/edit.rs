@@ -279,9 +279,7 @@ pub fn apply(site: &SiteSpec, edit: &Edit) -> Result<Edited, EditError> {
             // and the CLI set addresses only.
             let keyed = |address: &str| {
                 site.secondaries.iter().find_map(|s| match &s.value {
-                    SecondarySpec::Keyed { address: a, tsig } if a == address => {
-                        Some(tsig.clone())
-                    }
+                    SecondarySpec::Keyed { address: a, tsig } if a == address => Some(tsig.clone()),
                     _ => None,
                 })
             };
@@ -620,7 +618,11 @@ tasks:
             secondaries: vec!["192.0.2.53".into(), "2001:db8::/64".into()],
         };
         let after = changed(apply(&site(SITE), &edit).unwrap());
-        let listed: Vec<&str> = after.secondaries.iter().map(|s| s.value.address()).collect();
+        let listed: Vec<&str> = after
+            .secondaries
+            .iter()
+            .map(|s| s.value.address())
+            .collect();
         assert_eq!(listed, ["192.0.2.53", "2001:db8::/64"]);
     }
 
