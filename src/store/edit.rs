@@ -46,7 +46,8 @@ pub enum Edit {
     /// Creates or replaces an origin group.
     PutGroup {
         name: String,
-        spec: GroupSpec,
+        /// Boxed: a group spec is several times the size of every other edit.
+        spec: Box<GroupSpec>,
     },
     /// Removes an origin group no task uses.
     DeleteGroup {
@@ -250,7 +251,7 @@ pub fn apply(site: &SiteSpec, edit: &Edit) -> Result<Edited, EditError> {
         Edit::PutGroup { name, spec } => {
             let mut next = site.clone();
             next.origin_groups
-                .insert(name.clone(), Lined::new(spec.clone()));
+                .insert(name.clone(), Lined::new(GroupSpec::clone(spec)));
             let focus = format!("origin_groups.{name}.");
             Ok(changed(next, Subject::Group(name.clone()), focus))
         }
@@ -570,7 +571,7 @@ tasks:
             serde_json::from_str(r#"{"origins": [{"address": "192.0.2.30"}]}"#).unwrap();
         let put = Edit::PutGroup {
             name: "new".into(),
-            spec: spec.clone(),
+            spec: Box::new(spec.clone()),
         };
         let edited = apply(&before, &put).unwrap();
         assert_eq!(edited.focus, "origin_groups.new.");

@@ -652,7 +652,15 @@ impl Store {
         spec: GroupSpec,
     ) -> Result<GroupView, ChangeError> {
         let name = name.to_owned();
-        let done = self.change(site, Edit::PutGroup { name, spec }).await?;
+        let done = self
+            .change(
+                site,
+                Edit::PutGroup {
+                    name,
+                    spec: Box::new(spec),
+                },
+            )
+            .await?;
         match &done.subject {
             Subject::Group(name) => {
                 group_view(&done.site, name, &self.shared.health).ok_or(ChangeError::Stopped)
