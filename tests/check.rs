@@ -574,11 +574,11 @@ origin_groups:
             "\
 origin_groups:
   web:
-    policy: nearest  # <- error
+    policy: fastest  # <- error
     origins:
       - address: 192.0.2.10
 ",
-            &["nearest", "region"],
+            &["fastest", "weight", "region", "nearest"],
         ),
     ]);
 }
