@@ -101,6 +101,19 @@ impl KeyTimes {
     }
 }
 
+/// Makes the key directory `dir` (and its parents) when missing, readable by its owner
+/// only: it holds private keys.
+pub fn create_key_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Why a key could not be made, read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

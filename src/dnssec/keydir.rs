@@ -99,14 +99,7 @@ impl KeyDir {
             path: dir.to_owned(),
             source,
         };
-        if !dir.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
+        super::key::create_key_dir(dir).map_err(io)?;
         let lock = File::open(dir).map_err(io)?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| io(e.into()))?;

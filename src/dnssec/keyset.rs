@@ -30,14 +30,7 @@ impl KeySet {
             path: dir.to_owned(),
             source,
         };
-        if !dir.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
+        super::key::create_key_dir(dir).map_err(io)?;
         let zone = origin.to_ascii().to_ascii_lowercase();
         let prefix = format!("k{zone}+");
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)

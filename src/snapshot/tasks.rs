@@ -151,11 +151,13 @@ impl Tasks {
         let group = site
             .group(&task.origin_group)
             .ok_or_else(|| format!("task {}: no origin group {}", task.id, task.origin_group))?;
+        // As metrics label them: without the final dot.
+        let task_name = site_name(&task.hostname);
         let site_name = site_name(&site.origin);
         let chain = site
             .chain(group)
             .into_iter()
-            .map(|g| link(site, &site_name, task, group, g, health))
+            .map(|g| link(site, &site_name, &task_name, task.ttl, group, g, health))
             .collect();
         let when_all_down = group.fallback.when_all_down;
         let all_down_to = match when_all_down {
@@ -171,9 +173,7 @@ impl Tasks {
             when_all_down,
             all_down: health.fallback_counter(&site_name, &group.name, "all_down", all_down_to),
             failed_open: health.failed_open_counter(&site_name, &group.name),
-            answered: health
-                .metrics()
-                .task_answers_for(&site_name, &hostname_label(task)),
+            answered: health.metrics().task_answers_for(&site_name, &task_name),
         });
         let index = u32::try_from(self.tasks.len() - 1).expect("fewer than 2^32 tasks");
         let hostname = lowercase_wire(&task.hostname);
@@ -187,23 +187,17 @@ impl Tasks {
     }
 }
 
-/// A task's hostname as its metrics show it: without the final dot, as site names are.
-fn hostname_label(task: &Task) -> String {
-    let name = task.hostname.to_string();
-    name.strip_suffix('.').map(str::to_owned).unwrap_or(name)
-}
-
-/// Compiles `group`, one group of the chain of `task` on `head`, with the task's TTL.
+/// Compiles `group`, one group of the chain of the task at `hostname` on `head`, with the
+/// task's `ttl`.
 fn link(
     site: &Site,
     site_name: &str,
-    task: &Task,
+    hostname: &str,
+    ttl: u32,
     head: &OriginGroup,
     group: &OriginGroup,
     health: &Health,
 ) -> Link {
-    let ttl = task.ttl;
-    let hostname = hostname_label(task);
     let records = group
         .origins
         .iter()
@@ -228,7 +222,8 @@ fn link(
         .iter()
         .map(|o| {
             let origin = o.target.to_string();
-            (health.metrics()).origin_answers_for(site_name, &hostname, &group.name, &origin)
+            let metrics = health.metrics();
+            metrics.origin_answers_for(site_name, hostname, &group.name, &origin)
         })
         .collect();
     Link {

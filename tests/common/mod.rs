@@ -694,3 +694,30 @@ pub fn status_kb(pid: u32, field: &str) -> u64 {
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"))
 }
+
+/// What a DNSSEC validator must conclude about an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// A positive answer, validated from the trust anchor.
+    Secure,
+    /// NXDOMAIN or NODATA, its denial validated.
+    SecureDenial,
+    /// An answer proven insecure (below a delegation proven to have no DS).
+    Insecure,
+}
+
+impl Expect {
+    /// Whether BIND's `delv` printed `out` concluding this, and nothing bogus.
+    pub fn concluded_by_delv(self, out: &str) -> bool {
+        let concluded = match self {
+            Expect::Secure => {
+                out.contains("; fully validated") && !out.contains("resolution failed")
+            }
+            Expect::SecureDenial => {
+                out.contains("fully validated") && out.contains("resolution failed: ncache")
+            }
+            Expect::Insecure => out.contains("; unsigned answer"),
+        };
+        concluded && !out.contains("broken trust chain") && !out.contains("bogus")
+    }
+}
