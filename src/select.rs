@@ -308,6 +308,12 @@ pub trait Live {
     fn weight(&self, _origin: u16, configured: u32) -> u32 {
         configured
     }
+    /// Whether any origin may report its weight: when none can (no `weight_header`),
+    /// [`pick`] reads the configured weights alone and never calls [`Live::weight`]. An
+    /// implementation that overrides `weight` says `true` here.
+    fn reports_weights(&self) -> bool {
+        false
+    }
     /// The smoothed health-check round-trip time in microseconds; `None` until measured.
     fn rtt_us(&self, _origin: u16) -> Option<u32> {
         None
@@ -446,7 +452,14 @@ fn pick_with(
     mut choose: impl FnMut(&[u16], &dyn Fn(u16) -> bool, &dyn Fn(u16) -> u32) -> Option<u16>,
 ) -> Selection {
     let configured = &route.group.weights;
-    let weight = |i: u16| live.weight(i, configured[usize::from(i)]);
+    let reports = live.reports_weights();
+    let weight = |i: u16| {
+        let configured = configured[usize::from(i)];
+        match reports {
+            true => live.weight(i, configured),
+            false => configured,
+        }
+    };
     let mut selection = Selection {
         picked: [0; MAX_ANSWERS as usize],
         len: 0,
@@ -1300,6 +1313,9 @@ mod tests {
         }
         fn weight(&self, origin: u16, configured: u32) -> u32 {
             self.weights[usize::from(origin)].unwrap_or(configured)
+        }
+        fn reports_weights(&self) -> bool {
+            true
         }
         fn rtt_us(&self, origin: u16) -> Option<u32> {
             self.rtt_us[usize::from(origin)]

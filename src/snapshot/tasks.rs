@@ -61,6 +61,9 @@ pub struct Link {
     /// By origin index: how often the origin was in the task's answers
     /// (`lbdns_origin_answers_total`).
     pub answered: Vec<ServedCounter>,
+    /// True when the group's check reads a `weight_header`: only then can an origin's
+    /// weight differ from the configured one.
+    pub reports_weights: bool,
 }
 
 impl Link {
@@ -75,6 +78,10 @@ impl Link {
 impl crate::select::Live for &Link {
     fn is_up(&self, origin: u16) -> bool {
         Link::is_up(self, origin)
+    }
+
+    fn reports_weights(&self) -> bool {
+        self.reports_weights
     }
 
     fn weight(&self, origin: u16, configured: u32) -> u32 {
@@ -231,6 +238,10 @@ fn link(
         records,
         health: cells,
         answered,
+        reports_weights: group
+            .health_check
+            .as_ref()
+            .is_some_and(|check| check.weight_header.is_some()),
         // The task's own group is no fallback: no series for it.
         used: match group.name == head.name {
             true => Counter::default(),
