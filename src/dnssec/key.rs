@@ -395,13 +395,21 @@ impl ZoneKey {
                 ),
             ));
         }
-        let private = private.ok_or_else(|| format(&private_path, "no PrivateKey line".into()))?;
+        let mut private =
+            private.ok_or_else(|| format(&private_path, "no PrivateKey line".into()))?;
         let mismatch = || KeyError::Mismatch {
             path: private_path.clone(),
             public: key_path.clone(),
         };
         let pair = match algorithm {
             Algorithm::EcdsaP256Sha256 => {
+                // OpenSSL writes the scalar without its leading zero bytes (one key in 256
+                // from dnssec-keygen has 31); ring wants all 32.
+                if private.len() < 32 {
+                    let mut padded = vec![0u8; 32 - private.len()];
+                    padded.extend_from_slice(&private);
+                    private = padded;
+                }
                 let mut point = vec![4u8];
                 point.extend_from_slice(&public);
                 Pair::Ecdsa(
@@ -589,6 +597,29 @@ mod tests {
         let mut rdata = vec![1, 0, 3, 5];
         rdata.extend_from_slice(&public);
         assert_eq!(key_tag(&rdata), 60485);
+    }
+
+    #[test]
+    fn a_bind_scalar_without_its_leading_zero_byte_is_read() {
+        // Written by dnssec-keygen (BIND 9.18): the base64 PrivateKey holds 31 bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("Kexample.com.+013+21286");
+        std::fs::write(
+            stem.with_extension("key"),
+            "example.com. IN DNSKEY 256 3 13 vElg3rKiWI5rdzCbwdFAAnII5BwcA2bkvcBFyRRhe03R9rNKTR4Qaa7/ rwCywL4y+H3x/eC7IMyi3xgSNTiOqQ==\n",
+        )
+        .unwrap();
+        std::fs::write(
+            stem.with_extension("private"),
+            "Private-key-format: v1.3\nAlgorithm: 13 (ECDSAP256SHA256)\nPrivateKey: 64dSxvoJbTSrCYYYG4HHg2zLw3p2nkdpOErR/GaplA==\n",
+        )
+        .unwrap();
+        let key = ZoneKey::read_files(&stem.with_extension("key")).unwrap();
+        assert_eq!(key_tag(&key.dnskey_rdata()), 21286);
+        let public = [&[4u8][..], &key.public].concat();
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
+            .verify(b"data", &key.sign(b"data"))
+            .unwrap();
     }
 
     #[test]
