@@ -1,8 +1,8 @@
 //! A burst of 1,000 parallel API writes against the real binary (issue: writes must not
 //! starve the API). Every request gets an answer within its timeout — 201, or 503 with
 //! `Retry-After` when the write queue is full — what was acknowledged is exactly what is
-//! listed, written and answered, and `/healthz` and `GET /v1/sites` answer in under a
-//! second throughout.
+//! listed, written and answered, and `/healthz` and `GET /v1/sites` never queue behind the
+//! writes.
 //!
 //! A test binary of its own: with 2 cores, another test's server running beside it would
 //! measure the machine, not lbdns.
@@ -134,14 +134,16 @@ fn a_write_burst_is_answered_in_time_and_reads_never_wait() {
         "burst of {CLIENTS} creates: {} created, {busy} busy (503), in {took:?}; worst /healthz or /v1/sites {worst_read:?} over {polls} reads",
         created.len()
     );
-    // Reads come from the committed state and never wait for the writer; what a poll
-    // measures beyond that is scheduling: on 2 CPUs the writer takes one, and the 1,000
-    // client threads of this process wake together. Typically 80-160 ms; 2 s leaves room
-    // for that noise (one full run in four went past 1 s) and still fails if reads queued
-    // behind the writes, whose burst takes over 10 s.
+    // Reads come from the committed state and never wait for the writer. A read queued
+    // behind the writes would wait for the queue ahead of it: most of the burst. What a
+    // poll measures beyond that is scheduling: on 2 CPUs the writer takes one and the
+    // 1,000 client threads of this process wake together: typically 80-160 ms, but 5-6 s
+    // in bursts of 46-51 s with other builds loading the machine (load 13). A quarter of
+    // the burst, at least 2 s, leaves room for that and still fails a queued read.
+    let bound = (took / 4).max(Duration::from_secs(2));
     assert!(
-        worst_read < Duration::from_secs(2),
-        "a read waited {worst_read:?} behind the writes"
+        worst_read < bound,
+        "a read waited {worst_read:?} behind the writes (burst {took:?}, bound {bound:?})"
     );
     assert!(!created.is_empty());
 
