@@ -3,12 +3,16 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use ureq::Agent;
 
 use crate::api_types::{
     ErrorReply, Group, NodeList, Origin, OriginHealth, Refusal, SiteList, Task,
+};
+use crate::site::spec::{
+    CheckKind, GroupSpec, HealthCheckSpec, Lined, OriginSpec, Policy, TaskSpec,
 };
 
 /// How to reach the API.
@@ -47,6 +51,11 @@ impl ClientError {
         }
         self
     }
+}
+
+fn to_json(body: &impl Serialize) -> Result<Value, ClientError> {
+    serde_json::to_value(body)
+        .map_err(|e| ClientError::new(format!("cannot write the request as JSON: {e}")))
 }
 
 /// `--api`: `HOST:PORT` or a URL. A bare host without a port is refused: the client would
@@ -89,19 +98,24 @@ impl Client {
         Self { base, token, agent }
     }
 
-    /// Calls `method path` with an optional JSON body; returns the JSON reply (or Null).
-    pub fn call(
+    /// Calls `method path` without a body; returns the JSON reply (or Null).
+    pub fn call(&self, method: &str, path: &str) -> Result<Value, ClientError> {
+        self.call_with(method, path, None, None)
+    }
+
+    /// Calls `method path` with `body` as JSON; returns the JSON reply (or Null).
+    pub fn send(
         &self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
+        body: &impl Serialize,
     ) -> Result<Value, ClientError> {
-        self.call_with(method, path, body, None)
+        self.call_with(method, path, Some(to_json(body)?), None)
     }
 
     /// `GET path`, decoded as `T`.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let value = self.call("GET", path, None)?;
+        let value = self.call("GET", path)?;
         serde_json::from_value(value).map_err(|e| {
             ClientError::new(format!(
                 "the API's reply to GET {path} is not what this lbdns expects ({e}): is the server another version?"
@@ -111,15 +125,20 @@ impl Client {
 
     /// Creates the item at `path` unless it exists (`PUT` with `If-None-Match: *`): sending
     /// the same item again succeeds without a change, so a retry after a lost reply is safe.
-    pub fn create(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        self.call_with("PUT", path, Some(body), Some(("If-None-Match", "*")))
+    pub fn create(&self, path: &str, body: &impl Serialize) -> Result<Value, ClientError> {
+        self.call_with(
+            "PUT",
+            path,
+            Some(to_json(body)?),
+            Some(("If-None-Match", "*")),
+        )
     }
 
     fn call_with(
         &self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Value>,
         header: Option<(&str, &str)>,
     ) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
@@ -218,7 +237,7 @@ impl Client {
     }
 }
 
-/// A task body from command-line fields.
+/// A task from command-line fields; what is not given takes the site file's default.
 pub fn task_body(
     id: Option<String>,
     hostname: &str,
@@ -226,101 +245,125 @@ pub fn task_body(
     ttl: Option<u32>,
     answers: Option<u32>,
     disabled: bool,
-) -> Value {
-    let mut body = json!({"hostname": hostname, "origin_group": group, "enabled": !disabled});
-    if let Some(id) = id {
-        body["id"] = json!(id);
-    }
+) -> TaskSpec {
+    let mut task = TaskSpec::new(hostname, group);
+    task.id = id.map(Lined::new);
     if let Some(ttl) = ttl {
-        body["ttl"] = json!(ttl);
+        task.ttl = Lined::new(ttl);
     }
     if let Some(answers) = answers {
-        body["answers"] = json!(answers);
+        task.answers = Lined::new(answers);
     }
-    body
+    task.enabled = Lined::new(!disabled);
+    task
 }
 
-/// A group body from `ADDRESS[=WEIGHT]` arguments.
+/// A group from `--policy`, `ADDRESS[=WEIGHT]` arguments and a `--check`. Only the shape is
+/// checked here; the server checks the values and names the key of a bad one.
 pub fn group_body(
     policy: &str,
     origins: &[String],
     check: Option<&str>,
     check_options: &[String],
-) -> Result<Value, ClientError> {
-    let origins: Result<Vec<Value>, ClientError> = origins
+) -> Result<GroupSpec, ClientError> {
+    let policy = keyword::<Policy>(policy)
+        .map_err(|e| ClientError::new(format!("--policy {policy}: {e}")))?;
+    let origins = origins
         .iter()
-        .map(|o| match o.rsplit_once('=') {
-            Some((address, weight)) => weight
-                .parse::<u32>()
-                .map(|w| json!({"address": address, "weight": w}))
-                .map_err(|_| {
-                    ClientError::new(format!("{o}: the weight after '=' must be a number"))
-                }),
-            None => Ok(json!({"address": o})),
+        .map(|o| {
+            let (address, weight) = match o.rsplit_once('=') {
+                Some((address, weight)) => {
+                    let weight = weight.parse::<u32>().map_err(|_| {
+                        ClientError::new(format!(
+                            "{o}: the weight after '=' must be a whole number 0..100"
+                        ))
+                    })?;
+                    (address, Some(weight))
+                }
+                None => (o.as_str(), None),
+            };
+            let mut origin = OriginSpec::new(address);
+            if let Some(weight) = weight {
+                origin.weight = Lined::new(weight);
+            }
+            Ok(Lined::new(origin))
         })
-        .collect();
-    let mut body = json!({"policy": policy, "origins": origins?});
-    if let Some(check) = check {
-        body["health_check"] = check_body(check, check_options)?;
-    } else if !check_options.is_empty() {
-        return Err(ClientError::new(
-            "--check-option needs --check TYPE:PORT[/PATH]".to_owned(),
-        ));
-    }
-    Ok(body)
+        .collect::<Result<Vec<_>, ClientError>>()?;
+    let health_check = match check {
+        Some(check) => Some(Lined::new(check_body(check, check_options)?)),
+        None if !check_options.is_empty() => {
+            return Err(ClientError::new(
+                "--check-option needs --check TYPE:PORT[/PATH]".to_owned(),
+            ));
+        }
+        None => None,
+    };
+    let mut group = GroupSpec::new(policy, origins);
+    group.health_check = health_check;
+    Ok(group)
 }
 
-/// `http:8080/healthz` and `interval=2`-style options as a `health_check` object; the
-/// server checks the values (and names the key of a bad one).
-fn check_body(check: &str, options: &[String]) -> Result<Value, ClientError> {
+/// A lower-case keyword of the site file (`weight`, `http`...) as its type.
+fn keyword<T: DeserializeOwned>(text: &str) -> Result<T, serde::de::value::Error> {
+    T::deserialize(serde::de::value::StrDeserializer::new(text))
+}
+
+/// `http:8080/healthz` and `interval=2`-style options as a health check.
+fn check_body(check: &str, options: &[String]) -> Result<HealthCheckSpec, ClientError> {
     let usage = || {
         ClientError::new(format!(
             "--check {check}: write TYPE:PORT[/PATH], e.g. tcp:8080 or http:80/healthz"
         ))
     };
     let (kind, rest) = check.split_once(':').ok_or_else(usage)?;
+    let kind = keyword::<CheckKind>(kind)
+        .map_err(|e| ClientError::new(format!("--check {check}: {e}")))?;
     let (port, path) = match rest.find('/') {
         Some(i) => (&rest[..i], Some(&rest[i..])),
         None => (rest, None),
     };
     let port: i64 = port.parse().map_err(|_| usage())?;
-    let mut body = json!({"type": kind, "port": port});
-    if let Some(path) = path {
-        body["path"] = json!(path);
-    }
+    let mut spec = HealthCheckSpec::new(kind, port);
+    spec.path = path.map(|path| Lined::new(path.to_owned()));
     for option in options {
         let (key, value) = option.split_once('=').ok_or_else(|| {
             ClientError::new(format!(
                 "--check-option {option}: write KEY=VALUE, e.g. interval=2 or expect_status=200,204"
             ))
         })?;
-        body[key] = match key {
-            "expect_status" => json!(
-                value
-                    .split(',')
-                    .map(|s| s
-                        .trim()
-                        .parse::<i64>()
-                        .map_err(|_| ClientError::new(format!(
-                            "--check-option {option}: statuses are numbers"
-                        ))))
-                    .collect::<Result<Vec<_>, _>>()?
-            ),
-            "host" | "path" | "type" => json!(value),
-            _ => value
-                .parse::<f64>()
-                .map(
-                    |n| match n.fract() == 0.0 && key != "interval" && key != "timeout" {
-                        true => json!(n as i64),
-                        false => json!(n),
-                    },
-                )
-                .map_err(|_| {
-                    ClientError::new(format!("--check-option {option}: {key} is a number"))
-                })?,
+        let whole = |value: &str| {
+            value.trim().parse::<i64>().map_err(|_| {
+                ClientError::new(format!("--check-option {option}: {key} is a whole number"))
+            })
         };
+        let seconds = |value: &str| {
+            value.trim().parse::<f64>().map(Lined::new).map_err(|_| {
+                ClientError::new(format!(
+                    "--check-option {option}: {key} is a number of seconds"
+                ))
+            })
+        };
+        let text = || Some(Lined::new(value.to_owned()));
+        match key {
+            "path" => spec.path = text(),
+            "host" => spec.host = text(),
+            "weight_header" => spec.weight_header = text(),
+            "interval" => spec.interval = Some(seconds(value)?),
+            "timeout" => spec.timeout = Some(seconds(value)?),
+            "fall" => spec.fall = Some(Lined::new(whole(value)?)),
+            "rise" => spec.rise = Some(Lined::new(whole(value)?)),
+            "expect_status" => {
+                let statuses = value.split(',').map(whole).collect::<Result<_, _>>()?;
+                spec.expect_status = Some(Lined::new(statuses));
+            }
+            _ => {
+                return Err(ClientError::new(format!(
+                    "--check-option {option}: no such key; the keys are interval, timeout, fall, rise, path, host, expect_status and weight_header"
+                )));
+            }
+        }
     }
-    Ok(body)
+    Ok(spec)
 }
 
 /// Tasks as a table.
@@ -497,6 +540,8 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -634,35 +679,94 @@ mod tests {
         );
     }
 
+    /// The bodies as the API reads them: the JSON the client sends, compared field by
+    /// field with what an operator would write by hand.
     #[test]
     fn group_bodies() {
-        let body = group_body(
-            "weight",
-            &["192.0.2.1=3".into(), "192.0.2.2".into()],
-            None,
-            &[],
-        )
-        .unwrap();
-        assert_eq!(body["origins"][0]["weight"], 3);
-        assert!(body["origins"][1].get("weight").is_none());
+        let json = |group: GroupSpec| serde_json::to_value(group).unwrap();
+        let body = json(
+            group_body(
+                "weight",
+                &["192.0.2.1=3".into(), "192.0.2.2".into()],
+                None,
+                &[],
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            body,
+            json!({"policy": "weight", "origins": [
+                {"address": "192.0.2.1", "weight": 3}, {"address": "192.0.2.2", "weight": 1}]})
+        );
         assert!(group_body("weight", &["192.0.2.1=x".into()], None, &[]).is_err());
-        let checked = group_body(
-            "weight",
-            &["192.0.2.1".into()],
-            Some("http:8080/healthz"),
-            &[
-                "interval=0.5".into(),
-                "fall=2".into(),
-                "expect_status=200,204".into(),
-                "host=www.example.com".into(),
-            ],
-        )
-        .unwrap();
+        let checked = json(
+            group_body(
+                "nearest",
+                &["192.0.2.1".into()],
+                Some("http:8080/healthz"),
+                &[
+                    "interval=0.5".into(),
+                    "fall=2".into(),
+                    "expect_status=200,204".into(),
+                    "host=www.example.com".into(),
+                ],
+            )
+            .unwrap(),
+        );
+        assert_eq!(checked["policy"], "nearest");
         assert_eq!(
             checked["health_check"],
             json!({"type": "http", "port": 8080, "path": "/healthz", "interval": 0.5, "fall": 2,
                    "expect_status": [200, 204], "host": "www.example.com"})
         );
         assert!(group_body("weight", &[], Some("http"), &[]).is_err());
+        for (policy, check, option, wording) in [
+            (
+                "fastest",
+                None,
+                None,
+                "--policy fastest: unknown variant `fastest`",
+            ),
+            (
+                "weight",
+                Some("ftp:21"),
+                None,
+                "--check ftp:21: unknown variant `ftp`",
+            ),
+            (
+                "weight",
+                Some("tcp:80"),
+                Some("fall=x"),
+                "fall is a whole number",
+            ),
+            (
+                "weight",
+                Some("tcp:80"),
+                Some("color=red"),
+                "color=red: no such key",
+            ),
+        ] {
+            let options: Vec<String> = option.into_iter().map(str::to_owned).collect();
+            let error = group_body(policy, &[], check, &options)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(wording), "{error}");
+        }
+    }
+
+    #[test]
+    fn task_bodies_leave_the_defaults_to_the_site_file() {
+        let task = task_body(None, "www.example.com", "web", None, Some(2), true);
+        assert_eq!(
+            serde_json::to_value(&task).unwrap(),
+            json!({"hostname": "www.example.com", "mode": "dns_only", "origin_group": "web",
+                   "ttl": 60, "answers": 2, "enabled": false})
+        );
+        let read: TaskSpec = serde_json::from_str(
+            r#"{"hostname": "www.example.com",
+            "origin_group": "web", "answers": 2, "enabled": false}"#,
+        )
+        .unwrap();
+        assert_eq!(task, read, "the defaults are the file's");
     }
 }

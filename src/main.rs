@@ -20,6 +20,7 @@ use lbdns::load::{self, Sources};
 use lbdns::metrics::Metrics;
 use lbdns::rrl::{RateLimiter, RrlArgs};
 use lbdns::server::{self, Listeners};
+use lbdns::site::spec::GroupSpec;
 use lbdns::store::Store;
 use lbdns::{api, http, watch};
 use serde_json::Value;
@@ -433,7 +434,7 @@ enum GroupCommand {
     Put {
         /// The group's name, as tasks' `origin_group` names it.
         name: String,
-        /// weight or region.
+        /// weight, region or nearest.
         #[arg(long, default_value = "weight")]
         policy: String,
         /// An origin as ADDRESS or ADDRESS=WEIGHT (repeatable).
@@ -927,12 +928,12 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
     let one = |task: &Task| client::task_table(std::slice::from_ref(task));
     let reply = match command {
         TaskCommand::List => {
-            let v = client.call("GET", &base, None).map_err(failed)?;
+            let v = client.call("GET", &base).map_err(failed)?;
             return print_as(args.json, &v, |list: &TaskList| {
                 client::task_table(&list.tasks)
             });
         }
-        TaskCommand::Get { id } => client.call("GET", &format!("{base}/{id}"), None),
+        TaskCommand::Get { id } => client.call("GET", &format!("{base}/{id}")),
         TaskCommand::Create {
             hostname,
             group,
@@ -955,7 +956,7 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
                     })
                 }),
                 // Not a name: the server says what is wrong with it.
-                None => client.call("POST", &base, Some(&body)),
+                None => client.send("POST", &base, &body),
             }
         }
         TaskCommand::Update {
@@ -978,14 +979,13 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
                         .to_owned(),
                 ));
             }
-            let body = serde_json::to_value(&patch).expect("a patch is JSON");
-            client.call("PATCH", &format!("{base}/{id}"), Some(&body))
+            client.send("PATCH", &format!("{base}/{id}"), &patch)
         }
-        TaskCommand::Enable { id } => client.call("POST", &format!("{base}/{id}/enable"), None),
-        TaskCommand::Disable { id } => client.call("POST", &format!("{base}/{id}/disable"), None),
+        TaskCommand::Enable { id } => client.call("POST", &format!("{base}/{id}/enable")),
+        TaskCommand::Disable { id } => client.call("POST", &format!("{base}/{id}/disable")),
         TaskCommand::Delete { id } => {
             client
-                .call("DELETE", &format!("{base}/{id}"), None)
+                .call("DELETE", &format!("{base}/{id}"))
                 .map_err(|e| {
                     e.hint(Refusal::TaskEnabled, || {
                         format!("disable it first: `lbdns task disable {id}`, then delete it")
@@ -1005,7 +1005,7 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
 
 fn nodes(args: ApiArgs) -> Result<(), Failure> {
     let client = Client::new(&args.api, args.api_token);
-    let v = client.call("GET", "/v1/nodes", None).map_err(failed)?;
+    let v = client.call("GET", "/v1/nodes").map_err(failed)?;
     print_as(args.json, &v, lbdns::client::nodes_table)
 }
 
@@ -1013,7 +1013,7 @@ fn nodes(args: ApiArgs) -> Result<(), Failure> {
 /// the server cannot be asked.
 fn status(args: ApiArgs) -> ExitCode {
     let client = Client::new(&args.api, args.api_token);
-    let report = match client.call("GET", "/v1/status", None) {
+    let report = match client.call("GET", "/v1/status") {
         Ok(value) => value,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "lbdns: {e}");
@@ -1044,10 +1044,9 @@ fn secondaries(args: ApiArgs, command: SecondariesCommand) -> Result<(), Failure
     let site = client.site(args.site).map_err(failed)?;
     let path = format!("/v1/sites/{site}/secondaries");
     let v = match command {
-        SecondariesCommand::List => client.call("GET", &path, None),
+        SecondariesCommand::List => client.call("GET", &path),
         SecondariesCommand::Set { secondaries } => {
-            let body = serde_json::to_value(Secondaries { secondaries }).expect("a list is JSON");
-            client.call("PUT", &path, Some(&body))
+            client.send("PUT", &path, &Secondaries { secondaries })
         }
     }
     .map_err(failed)?;
@@ -1065,14 +1064,14 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
     let base = format!("/v1/sites/{site}/origin-groups");
     match command {
         GroupCommand::List => {
-            let v = client.call("GET", &base, None).map_err(failed)?;
+            let v = client.call("GET", &base).map_err(failed)?;
             print_as(args.json, &v, |list: &GroupList| {
                 client::group_table(&list.origin_groups)
             })
         }
         GroupCommand::Get { name } => {
             let v = client
-                .call("GET", &format!("{base}/{name}"), None)
+                .call("GET", &format!("{base}/{name}"))
                 .map_err(failed)?;
             print_as(args.json, &v, |group: &Group| {
                 client::group_table(std::slice::from_ref(group))
@@ -1090,15 +1089,16 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
                 Some(path) => std::fs::read_to_string(&path)
                     .map_err(|e| format!("{}: {e}", path.display()))
                     .and_then(|text| {
-                        serde_json::from_str(&text)
-                            .map_err(|e| format!("{}: not JSON: {e}", path.display()))
+                        serde_json::from_str::<GroupSpec>(&text).map_err(|e| {
+                            format!("{}: not an origin group as JSON: {e}", path.display())
+                        })
                     }),
                 None => client::group_body(&policy, &origins, check.as_deref(), &check_options)
                     .map_err(|e| e.to_string()),
             }
             .map_err(|e| format!("lbdns: {e}"))?;
             let v = client
-                .call("PUT", &format!("{base}/{name}"), Some(&body))
+                .send("PUT", &format!("{base}/{name}"), &body)
                 .map_err(failed)?;
             print_as(args.json, &v, |group: &Group| {
                 client::group_table(std::slice::from_ref(group))
@@ -1106,7 +1106,7 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
         }
         GroupCommand::Delete { name } => {
             client
-                .call("DELETE", &format!("{base}/{name}"), None)
+                .call("DELETE", &format!("{base}/{name}"))
                 .map_err(|e| {
                     e.hint(Refusal::GroupInUse, || {
                         "delete those tasks (`lbdns task disable ID`, then `lbdns task delete ID`) or move them to another group (`lbdns task update ID --group GROUP`) first".to_owned()

@@ -239,6 +239,20 @@ pub struct GroupSpec {
     pub when_all_down: Option<Lined<WhenAllDown>>,
 }
 
+impl GroupSpec {
+    /// A group with these origins and nothing else set.
+    pub fn new(policy: Policy, origins: Vec<Lined<OriginSpec>>) -> Self {
+        Self {
+            policy: Lined::new(policy),
+            origins,
+            health_check: None,
+            fallback: None,
+            min_up: None,
+            when_all_down: None,
+        }
+    }
+}
+
 /// What a task answers when no group of its fallback chain has enough usable origins.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -286,6 +300,24 @@ pub struct HealthCheckSpec {
     /// (SPEC §12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_header: Option<Lined<String>>,
+}
+
+impl HealthCheckSpec {
+    /// A check of this kind on `port`, every other key at its default.
+    pub fn new(kind: CheckKind, port: i64) -> Self {
+        Self {
+            kind: Lined::new(kind),
+            port: Lined::new(port),
+            path: None,
+            host: None,
+            expect_status: None,
+            interval: None,
+            timeout: None,
+            fall: None,
+            rise: None,
+            weight_header: None,
+        }
+    }
 }
 
 /// What a health check does.
@@ -337,6 +369,20 @@ pub struct OriginSpec {
     pub asns: Lined<Vec<i64>>,
 }
 
+impl OriginSpec {
+    /// An origin at `address` with the default weight and no region keys.
+    pub fn new(address: &str) -> Self {
+        Self {
+            address: Lined::new(address.to_owned()),
+            weight: default_weight(),
+            countries: Lined::default(),
+            continents: Lined::default(),
+            subnets: Lined::default(),
+            asns: Lined::default(),
+        }
+    }
+}
+
 fn default_weight() -> Lined<u32> {
     Lined::new(1)
 }
@@ -375,6 +421,22 @@ pub struct TaskSpec {
     /// How weighted picks follow a client (SPEC §12); absent, each query draws anew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stickiness: Option<Lined<Stickiness>>,
+}
+
+impl TaskSpec {
+    /// A task answering `hostname` from `group`, every other key at its default.
+    pub fn new(hostname: &str, group: &str) -> Self {
+        Self {
+            id: None,
+            hostname: Lined::new(hostname.to_owned()),
+            mode: Lined::default(),
+            origin_group: Lined::new(group.to_owned()),
+            ttl: default_ttl(),
+            answers: default_answers(),
+            enabled: default_enabled(),
+            stickiness: None,
+        }
+    }
 }
 
 /// How a task's weighted picks follow a client.
