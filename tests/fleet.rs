@@ -1204,3 +1204,171 @@ fn a_fleet_on_etcd_over_tls_with_a_user() {
     let health = b.get("/healthz");
     assert_eq!(health["etcd"]["connected"], true, "{health}");
 }
+
+/// knotd serving `big.test` on `listen` to anyone on loopback: the primary of a zone too
+/// large for etcd.
+struct Primary {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Primary {
+    fn start(zone_text: &str) -> (Self, SocketAddr) {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = free_port();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("big.test.zone"), zone_text).unwrap();
+        let conf = format!(
+            "server:\n    rundir: \"{d}\"\n    listen: {ip}@{port}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             database:\n    storage: \"{d}\"\n\
+             acl:\n  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    journal-content: none\n\
+             zone:\n  - domain: big.test\n    file: big.test.zone\n    acl: transfer\n",
+            ip = listen.ip(),
+            port = listen.port(),
+        );
+        std::fs::write(dir.path().join("knot.conf"), conf).unwrap();
+        let knotd = require_tool(&["knotd", "/usr/sbin/knotd"], "knot");
+        let child = Command::new(knotd)
+            .arg("-c")
+            .arg(dir.path().join("knot.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("knotd.log")).unwrap())
+            .spawn()
+            .expect("start knotd");
+        (Self { child, dir }, listen)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address of `h{i}.big.test` in the big zone.
+fn big_address(i: u32) -> String {
+    format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)
+}
+
+/// A zone file larger than one etcd request is refused by `import`, which says to name a
+/// primary instead (issue 17: a fleet that holds big zones); named by its site file, the
+/// zone is transferred by every node from the primary (knotd), and a task over one of its
+/// names, created on one node, is answered by the other.
+#[test]
+fn a_zone_too_large_for_etcd_is_taken_by_every_node_from_its_primary() {
+    const RECORDS: u32 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let _etcd = Etcd::start(&dir.path().join("etcd"), client, peer);
+    let store = format!("etcd://{client}/lbdns");
+
+    let mut zone = String::from(
+        "$ORIGIN big.test.\n$TTL 300\n@ SOA ns1 admin 1 3600 600 86400 300\n@ NS ns1\nns1 A 192.0.2.1\n",
+    );
+    for i in 0..RECORDS {
+        zone.push_str(&format!("h{i} A {}\n", big_address(i)));
+    }
+    assert!(
+        zone.len() > 1_572_864,
+        "more than etcd's default request limit"
+    );
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("zones")).unwrap();
+    for name in ["example.com.zone", "example.com.lb.yaml"] {
+        std::fs::copy(
+            example_dir().join("zones").join(name),
+            site.join("zones").join(name),
+        )
+        .unwrap();
+    }
+    std::fs::write(site.join("zones/big.test.zone"), &zone).unwrap();
+    let (ok, _, err) = lbdns(&["import", "--store", &store], &site);
+    assert!(!ok, "a 2 MB zone file imported into etcd");
+    assert!(
+        err.contains("big.test.zone")
+            && err.contains("primary:")
+            && err.contains("nothing was imported"),
+        "{err}"
+    );
+
+    let (primary, address) = Primary::start(&zone);
+    std::fs::remove_file(site.join("zones/big.test.zone")).unwrap();
+    std::fs::write(
+        site.join("zones/big.test.lb.yaml"),
+        format!(
+            "primary:\n  addresses: [\"{address}\"]\n\
+             origin_groups:\n  pool:\n    origins:\n      - address: 192.0.2.10\n"
+        ),
+    )
+    .unwrap();
+    // Two zones that fit one etcd request each but not together: two transactions.
+    for origin in ["one.test", "two.test"] {
+        let mut zone = format!(
+            "$ORIGIN {origin}.\n$TTL 300\n@ SOA ns1 admin 1 3600 600 86400 300\n@ NS ns1\nns1 A 192.0.2.1\n"
+        );
+        for i in 0..RECORDS / 2 {
+            zone.push_str(&format!("h{i} A {}\n", big_address(i)));
+        }
+        assert!((800_000..1_500_000).contains(&zone.len()));
+        std::fs::write(site.join(format!("zones/{origin}.zone")), zone).unwrap();
+    }
+    let (ok, out, err) = lbdns(&["import", "--store", &store], &site);
+    assert!(ok, "{out}{err}");
+
+    let nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            Node::start_as(
+                &store,
+                &dir.path().join(id),
+                dir.path().join(format!("{id}.log")),
+                Some(id),
+            )
+        })
+        .collect();
+    let last = format!("h{}.big.test.", RECORDS - 1);
+    for node in &nodes {
+        node.wait_for(
+            &last,
+            |a| a == big_address(RECORDS - 1),
+            Duration::from_secs(60),
+        );
+        assert_eq!(node.short("h5.big.test."), big_address(5));
+        let last = RECORDS / 2 - 1;
+        for origin in ["one.test", "two.test"] {
+            assert_eq!(node.short(&format!("h{last}.{origin}.")), big_address(last));
+        }
+    }
+
+    let reply = ureq::put(format!(
+        "http://{}/v1/sites/big.test/tasks/h5",
+        nodes[0].api
+    ))
+    .header("Content-Type", "application/json")
+    .config()
+    .http_status_as_error(false)
+    .build()
+    .send(r#"{"hostname": "h5.big.test", "origin_group": "pool"}"#)
+    .expect("the API answers");
+    assert_eq!(reply.status().as_u16(), 201, "{}", primary.log());
+    for node in &nodes {
+        node.wait_for(
+            "h5.big.test.",
+            |a| a == "192.0.2.10",
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            node.short("h6.big.test."),
+            big_address(6),
+            "the rest of the zone stays"
+        );
+    }
+}

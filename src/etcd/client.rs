@@ -458,6 +458,13 @@ impl Mirror {
         still_valid: impl FnOnce() -> bool,
     ) -> Result<i64, EtcdError> {
         let key = format!("{}{name}", self.key_prefix());
+        if key.len() + bytes.len() > MAX_REQUEST_BYTES {
+            return Err(EtcdError::TooLarge {
+                key,
+                bytes: bytes.len(),
+                limit: MAX_REQUEST_BYTES,
+            });
+        }
         let _files = self.files.lock().expect("never poisoned");
         if !still_valid() {
             return Err(EtcdError::Stale { key });
@@ -593,6 +600,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The most one request to etcd may carry: etcd's default `--max-request-bytes` (1.5 MiB)
+/// less room for the keys and guards around the values. A zone file larger than this is
+/// not kept in etcd: its site file names a primary instead (every node transfers it).
+const MAX_REQUEST_BYTES: usize = 1_572_864 - 16 * 1024;
+
 fn is_served_file(name: &str) -> bool {
     name.ends_with(".zone") || name.ends_with(".lb.yaml")
 }
@@ -615,6 +627,9 @@ pub fn import(dir: &Path, url: &EtcdUrl, force: bool) -> Result<String, String> 
                 "a zone file",
             )
             .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            if bytes.len() + url.prefix.len() + name.len() + 7 > MAX_REQUEST_BYTES {
+                return Err(too_large_to_import(&entry.path(), &name, bytes.len()));
+            }
             files.insert(name, bytes);
         }
     }
@@ -653,29 +668,54 @@ pub fn import(dir: &Path, url: &EtcdUrl, force: bool) -> Result<String, String> 
         }
         // Guarded: nothing changed in etcd since it was compared.
         let mut guards = Vec::new();
-        let mut ops = Vec::new();
+        let mut puts = Vec::new();
+        let mut deletes = Vec::new();
         for (name, (_, revision)) in &held {
             let key = format!("{prefix}{name}");
             guards.push(Compare::mod_revision(key.as_str(), CompareOp::Equal, *revision));
             if !files.contains_key(name) {
-                ops.push(TxnOp::delete(key, None));
+                deletes.push(TxnOp::delete(key, None));
             }
         }
-        for (name, bytes) in &files {
+        // Zone files before site files: a node that sees a site sees its zone.
+        let (zones, sites): (Vec<_>, Vec<_>) =
+            files.iter().partition(|(name, _)| name.ends_with(".zone"));
+        for (name, bytes) in zones.into_iter().chain(sites) {
             let key = format!("{prefix}{name}");
             if !held.contains_key(name) {
                 guards.push(Compare::version(key.as_str(), CompareOp::Equal, 0));
             }
             if held.get(name).is_none_or(|(old, _)| old != bytes) {
-                ops.push(TxnOp::put(key, bytes.clone(), None));
+                puts.push((key.len() + bytes.len(), TxnOp::put(key, bytes.clone(), None)));
             }
         }
-        let done = client
-            .txn(Txn::new().when(guards).and_then(ops))
-            .await
-            .map_err(|e| describe(&e))?;
-        if !done.succeeded() {
-            return Err("the configuration in etcd changed while it was compared; nothing was imported: run again to see the new differences".to_owned());
+        // One transaction when the files fit in one request, else several: the first
+        // carries every guard, so nothing is written unless etcd still holds what was
+        // compared; the removals come last.
+        let mut batches: Vec<Vec<TxnOp>> = vec![Vec::new()];
+        let mut size = 0;
+        for (bytes, op) in puts {
+            if size + bytes > MAX_REQUEST_BYTES && !batches[batches.len() - 1].is_empty() {
+                batches.push(Vec::new());
+                size = 0;
+            }
+            size += bytes;
+            batches.last_mut().expect("one at least").push(op);
+        }
+        batches.last_mut().expect("one at least").extend(deletes);
+        let transactions = batches.len();
+        for (i, ops) in batches.into_iter().enumerate() {
+            let txn = match i {
+                0 => Txn::new().when(std::mem::take(&mut guards)).and_then(ops),
+                _ => Txn::new().and_then(ops),
+            };
+            let done = client.txn(txn).await.map_err(|e| describe(&e))?;
+            if !done.succeeded() {
+                return Err("the configuration in etcd changed while it was compared; nothing was imported: run again to see the new differences".to_owned());
+            }
+        }
+        if transactions > 1 {
+            info!(transactions, "imported in several etcd transactions: the files exceed one request");
         }
         Ok(match held.is_empty() {
             true => format!("imported {} files into {}", files.len(), url.prefix),
@@ -687,6 +727,21 @@ pub fn import(dir: &Path, url: &EtcdUrl, force: bool) -> Result<String, String> 
             ),
         })
     })
+}
+
+/// Why `name` cannot be kept in etcd, and what to do instead.
+fn too_large_to_import(path: &Path, name: &str, bytes: usize) -> String {
+    let size = format!(
+        "{}: {:.1} MiB, more than etcd takes in one request (1.5 MiB, its --max-request-bytes)",
+        path.display(),
+        bytes as f64 / (1024.0 * 1024.0)
+    );
+    match name.strip_suffix(".zone") {
+        Some(origin) => format!(
+            "{size}; nothing was imported: keep a zone this large on a primary server and name it in {origin}.lb.yaml (`primary: {{addresses: [...]}}`, without the zone file): every node of the fleet then transfers the zone from it"
+        ),
+        None => format!("{size}; nothing was imported"),
+    }
 }
 
 /// What importing `files` over `held` changes, one line a file: added, changed (with the

@@ -154,6 +154,14 @@ pub enum EtcdError {
     Stale { key: String },
     #[error("etcd cannot be reached ({0}); nothing was changed, retry when it is back")]
     Unavailable(String),
+    #[error(
+        "{key} would be {bytes} bytes, more than etcd takes in one request ({limit} bytes, its --max-request-bytes); nothing was changed"
+    )]
+    TooLarge {
+        key: String,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 /// Without the `etcd` feature: `--store` and `import` say how to get it.

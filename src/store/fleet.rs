@@ -78,6 +78,7 @@ impl Backend for Fleet {
             .map_err(|error| match error {
                 EtcdError::Stale { .. } => StorageError::Stale(error.to_string()),
                 EtcdError::Unavailable(_) => StorageError::Unavailable(error.to_string()),
+                EtcdError::TooLarge { .. } => StorageError::TooLarge(error.to_string()),
             })?;
         // The writer publishes this batch right after writing it.
         self.mirror.mark_loaded(&name, revision);
