@@ -460,7 +460,7 @@ fn signed(
     {
         return Ok(cached.signed.clone());
     }
-    let made = sign::sign_zone(&zone, &keys, policy, now).map_err(|e| e.to_string())?;
+    let made = sign::sign_zone(&zone, keys, policy, now).map_err(|e| e.to_string())?;
     tracing::info!(
         "zone {}: signed, {} signatures, earliest expiry {}",
         zone.origin,

@@ -464,3 +464,77 @@ fn signed_answers_allocate_nothing() {
         }
     }
 }
+
+/// Task answers in a zone lbdns signs: each set of origins a pick can return has its
+/// RRSIG made when the tasks compiled, found by arithmetic on the pick; the NSECs the task
+/// names add are read beside the zone's. Nothing is signed or allocated per query.
+#[test]
+fn signed_task_answers_allocate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    let zone = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\nalias CNAME lb\n";
+    let site = "dnssec: {}\norigin_groups:\n  web:\n    origins:\n    - address: 192.0.2.1\n    - address: 192.0.2.2\n    - address: 192.0.2.3\n    - address: 2001:db8::1\n  names:\n    origins:\n    - address: ns1.example.com.\ntasks:\n- hostname: lb.example.com\n  origin_group: web\n  answers: 2\n- hostname: x.deep.example.com\n  origin_group: web\n- hostname: cdn.example.com\n  origin_group: names\n";
+    std::fs::write(dir.path().join("zones/example.com.zone"), zone).unwrap();
+    std::fs::write(dir.path().join("zones/example.com.lb.yaml"), site).unwrap();
+    let sources = Sources {
+        dir: dir.path().to_owned(),
+        geoip: None,
+        asn_db: None,
+    };
+    let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
+    let dnssec = |name, rtype| query_with(name, rtype, Some((1232, None)), true);
+    let cases = [
+        ("two of three", dnssec("lb.example.com.", RecordType::A), 1),
+        ("one of one", dnssec("lb.example.com.", RecordType::AAAA), 1),
+        ("CNAME", dnssec("cdn.example.com.", RecordType::A), 2),
+        (
+            "CNAME into a task",
+            dnssec("alias.example.com.", RecordType::A),
+            2,
+        ),
+        ("NODATA", dnssec("lb.example.com.", RecordType::MX), 0),
+        (
+            "empty non-terminal",
+            dnssec("deep.example.com.", RecordType::A),
+            0,
+        ),
+        ("NXDOMAIN", dnssec("nope.lb.example.com.", RecordType::A), 0),
+    ];
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mut out = vec![0u8; 65535];
+    let source: IpAddr = "192.0.2.100".parse().unwrap();
+    for (what, packet, answer_signatures) in &cases {
+        let len = respond(
+            &snapshot,
+            packet,
+            source,
+            Transport::Tcp,
+            &mut rng,
+            &mut out,
+        )
+        .len;
+        let reply = Message::from_vec(&out[..len]).unwrap();
+        let signatures = |records: &[hickory_proto::rr::Record]| {
+            records
+                .iter()
+                .filter(|r| r.record_type() == RecordType::RRSIG)
+                .count()
+        };
+        assert_eq!(
+            signatures(&reply.answers),
+            *answer_signatures,
+            "{what}: {reply:?}"
+        );
+        if *answer_signatures == 0 {
+            assert!(signatures(&reply.authorities) > 0, "{what}: {reply:?}");
+        }
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let count = allocations_in(|| {
+                for _ in 0..50 {
+                    respond(&snapshot, packet, source, transport, &mut rng, &mut out);
+                }
+            });
+            assert_eq!(count, 0, "{what} over {transport:?} allocated");
+        }
+    }
+}

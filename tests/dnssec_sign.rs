@@ -266,19 +266,3 @@ fn keys_are_made_once_and_the_zone_is_not_signed_again_on_reload() {
     let tag = |text: &str| text.split_whitespace().nth(6).map(str::to_owned);
     assert_eq!(tag(&after), tag(&before));
 }
-
-#[test]
-fn a_task_in_a_zone_lbdns_signs_is_refused_with_the_reason() {
-    let site = serve_signing("ecdsap256sha256");
-    site.write(
-        "example.com.lb.yaml",
-        "dnssec: {}\norigin_groups:\n  web:\n    origins:\n      - address: 192.0.2.10\ntasks:\n  - hostname: lb.example.com\n    origin_group: web\n",
-    );
-    let out = site.check();
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("signed by lbdns") && err.contains("would answer unsigned"),
-        "{err}"
-    );
-}

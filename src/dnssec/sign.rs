@@ -9,7 +9,8 @@
 //! same code for both (`snapshot::signed`). DNSSEC records the file itself holds are
 //! dropped first: lbdns's own replace them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use super::key::ZoneKey;
 use super::keyset::KeySet;
@@ -69,7 +70,7 @@ struct Rrset {
 /// Signs `zone` with `keys` as `policy` says, at `now` (seconds since the Unix epoch).
 pub fn sign_zone(
     zone: &ZoneData,
-    keys: &KeySet,
+    mut keys: KeySet,
     policy: &DnssecPolicy,
     now: u64,
 ) -> Result<SignedZone, SignError> {
@@ -93,6 +94,11 @@ pub fn sign_zone(
         .active_zsks(now, policy.algorithm)
         .next()
         .ok_or_else(|| no_key("ZSK"))?;
+    let zsk_at = keys
+        .keys
+        .iter()
+        .position(|k| std::ptr::eq(k, zsk))
+        .expect("the ZSK is one of the keys");
     let ksks: Vec<&ZoneKey> = keys.active_ksks(now).collect();
     if ksks.is_empty() {
         return Err(no_key("KSK"));
@@ -230,7 +236,13 @@ pub fn sign_zone(
     }
     let mut signed = builder.finish();
     signed.warnings = zone.warnings.clone();
-    signed.signed_here = true;
+    signed.signer = Some(std::sync::Arc::new(RrsetSigner {
+        zsk: keys.keys.swap_remove(zsk_at),
+        apex,
+        validity,
+        nsec_ttl,
+        made: Mutex::default(),
+    }));
     Ok(SignedZone {
         zone: signed,
         earliest_expiry,
@@ -248,7 +260,7 @@ fn add(builder: &mut ZoneBuilder, owner: &[u8], record: &[u8]) {
 }
 
 /// Appends a record of class IN (type..RDATA).
-fn push_record(out: &mut Vec<u8>, t: u16, ttl: u32, rdata: &[u8]) {
+pub fn push_record(out: &mut Vec<u8>, t: u16, ttl: u32, rdata: &[u8]) {
     out.extend_from_slice(&t.to_be_bytes());
     out.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
     out.extend_from_slice(&ttl.to_be_bytes());
@@ -271,6 +283,25 @@ fn spread(owner: &[u8], t: u16, span: u64) -> u64 {
 
 /// The RRSIG RDATA over `rrset` by `key` (RFC 4034 §3.1.8.1).
 fn rrsig(rrset: &Rrset, signer: &[u8], key: &ZoneKey, inception: u64, expiration: u64) -> Vec<u8> {
+    rrsig_over(
+        rrset,
+        &canonical_rrset(rrset),
+        signer,
+        key,
+        inception,
+        expiration,
+    )
+}
+
+/// [`rrsig`] with the RRset already in canonical form.
+fn rrsig_over(
+    rrset: &Rrset,
+    canonical: &[u8],
+    signer: &[u8],
+    key: &ZoneKey,
+    inception: u64,
+    expiration: u64,
+) -> Vec<u8> {
     let ttl = u32::from_be_bytes(rrset.records[4..8].try_into().expect("4 bytes"));
     let mut rdata = Vec::with_capacity(18 + signer.len() + 64);
     rdata.extend_from_slice(&rrset.rtype.to_be_bytes());
@@ -283,12 +314,21 @@ fn rrsig(rrset: &Rrset, signer: &[u8], key: &ZoneKey, inception: u64, expiration
     rdata.extend_from_slice(&key.key_tag().to_be_bytes());
     rdata.extend_from_slice(signer);
     let mut data = rdata.clone();
-    // The RRset in canonical form and order (RFC 4034 §6.2, §6.3).
+    data.extend_from_slice(canonical);
+    rdata.extend_from_slice(&key.sign(&data));
+    rdata
+}
+
+/// `rrset` in canonical form and order (RFC 4034 §6.2, §6.3): what its signature covers
+/// after the RRSIG's own fields.
+fn canonical_rrset(rrset: &Rrset) -> Vec<u8> {
+    let ttl = u32::from_be_bytes(rrset.records[4..8].try_into().expect("4 bytes"));
     let mut canonical: Vec<Vec<u8>> = Records(&rrset.records)
         .map(|r| canonical_rdata(rrset.rtype, &r[10..]))
         .collect();
     canonical.sort();
     canonical.dedup();
+    let mut data = Vec::new();
     for rd in canonical {
         data.extend_from_slice(&rrset.owner);
         data.extend_from_slice(&rrset.rtype.to_be_bytes());
@@ -297,8 +337,106 @@ fn rrsig(rrset: &Rrset, signer: &[u8], key: &ZoneKey, inception: u64, expiration
         data.extend_from_slice(&(rd.len() as u16).to_be_bytes());
         data.extend_from_slice(&rd);
     }
-    rdata.extend_from_slice(&key.sign(&data));
-    rdata
+    data
+}
+
+/// Signs, after the zone, the RRsets its tasks answer and the NSEC records their names
+/// need (SPEC §11), with the ZSK the zone was signed with. Each RRset is signed when a
+/// site's tasks compile, off the query path; a signature is kept while the RRset it
+/// covers is answered and reused by the next compile when that RRset is byte for byte
+/// the same and the signature is not due for refresh, so a task change signs only what
+/// it changed.
+pub struct RrsetSigner {
+    zsk: ZoneKey,
+    apex: Box<[u8]>,
+    /// How long a signature is valid; one with less than a third left is made again.
+    validity: u64,
+    /// The TTL of NSEC records, as the zone's own have.
+    pub nsec_ttl: u32,
+    /// The signatures the last compile used, by the canonical form of the RRset.
+    made: Mutex<HashMap<Vec<u8>, Made>>,
+}
+
+/// A signature made: the RRSIG record (type..RDATA) and when it expires.
+struct Made {
+    record: Box<[u8]>,
+    expiration: u64,
+}
+
+impl RrsetSigner {
+    /// Starts the signing of one compile at `now` (seconds since the Unix epoch).
+    pub fn session(&self, now: u64) -> SigningSession<'_> {
+        let before = std::mem::take(&mut *self.made.lock().unwrap_or_else(|e| e.into_inner()));
+        SigningSession {
+            signer: self,
+            now,
+            before,
+            used: HashMap::new(),
+            made: 0,
+        }
+    }
+}
+
+/// The signing of one compile: signatures reused from the last compile or made.
+pub struct SigningSession<'s> {
+    signer: &'s RrsetSigner,
+    now: u64,
+    before: HashMap<Vec<u8>, Made>,
+    used: HashMap<Vec<u8>, Made>,
+    /// Signatures made (not reused) so far.
+    pub made: usize,
+}
+
+impl SigningSession<'_> {
+    /// The RRSIG record (type..RDATA) over the RRset of `rtype` at `owner` (lowercased
+    /// wire bytes) made of `records` (type..RDATA each).
+    pub fn sign(&mut self, owner: &[u8], rtype: u16, records: &[u8]) -> Box<[u8]> {
+        let rrset = Rrset {
+            owner: owner.into(),
+            rtype,
+            records: records.to_vec(),
+        };
+        let canonical = canonical_rrset(&rrset);
+        let fresh = |made: &Made| made.expiration > self.now + self.signer.validity / 3;
+        if let Some(made) = self.used.get(&canonical) {
+            return made.record.clone();
+        }
+        let made = match self.before.remove(&canonical).filter(fresh) {
+            Some(made) => made,
+            None => {
+                self.made += 1;
+                let inception = self.now.saturating_sub(INCEPTION_SKEW);
+                let validity = self.signer.validity;
+                let expiration = inception + validity - spread(owner, rtype, validity / 10);
+                let rdata = rrsig_over(
+                    &rrset,
+                    &canonical,
+                    &self.signer.apex,
+                    &self.signer.zsk,
+                    inception,
+                    expiration,
+                );
+                let ttl = u32::from_be_bytes(records[4..8].try_into().expect("4 bytes"));
+                let mut record = Vec::new();
+                push_record(&mut record, rtype::RRSIG, ttl, &rdata);
+                Made {
+                    record: record.into(),
+                    expiration,
+                }
+            }
+        };
+        let record = made.record.clone();
+        self.used.insert(canonical, made);
+        record
+    }
+}
+
+/// The signatures the compile used are the ones the next compile may reuse.
+impl Drop for SigningSession<'_> {
+    fn drop(&mut self) {
+        let mut made = self.signer.made.lock().unwrap_or_else(|e| e.into_inner());
+        *made = std::mem::take(&mut self.used);
+    }
 }
 
 /// The RRSIG Labels field: the owner's labels, a leading `*` not counted.

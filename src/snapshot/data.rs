@@ -43,8 +43,9 @@ pub struct ZoneData {
     /// The DNSSEC material of a zone file signed elsewhere (an RRSIG covers the apex
     /// SOA, as Knot decides): what answers with DO carry beside the data.
     pub signed: Option<Box<Signed>>,
-    /// True when lbdns signed the zone itself (`dnssec:` in its site file).
-    pub signed_here: bool,
+    /// What signs the answers of the zone's tasks: set when lbdns signed the zone
+    /// itself (`dnssec:` in its site file), with the zone's ZSK.
+    pub signer: Option<std::sync::Arc<crate::dnssec::sign::RrsetSigner>>,
 }
 
 /// The zone, not its data: a zone of millions of names is no use in a message.
@@ -377,7 +378,7 @@ impl ZoneBuilder {
             has_dnames: self.has_dnames,
             warnings: Vec::new(),
             signed: None,
-            signed_here: false,
+            signer: None,
         };
         zone.add_additional_data();
         zone.nodes.shrink_to_fit();

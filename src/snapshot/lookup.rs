@@ -232,7 +232,13 @@ impl CompiledZone {
                 ctx.resolution.rcode = 3;
                 ctx.end = End::Negative;
                 if let Some(signed) = self.signed(ctx) {
-                    signed.nxdomain(name, encloser, apex_labels, &mut ctx.proofs);
+                    signed.nxdomain(
+                        name,
+                        encloser,
+                        apex_labels,
+                        self.tasks.nsec(),
+                        &mut ctx.proofs,
+                    );
                 }
                 return;
             }
@@ -263,7 +269,14 @@ impl CompiledZone {
                 if let Some(signed) = self.signed(ctx)
                     && node.rrset(rtype::DS).is_none()
                 {
-                    signed.nodata(name, labels, None, apex_labels, &mut ctx.proofs);
+                    signed.nodata(
+                        name,
+                        labels,
+                        None,
+                        apex_labels,
+                        self.tasks.nsec(),
+                        &mut ctx.proofs,
+                    );
                 }
                 return;
             }
@@ -282,7 +295,13 @@ impl CompiledZone {
             && let Some(encloser) = wildcard
             && answered
         {
-            signed.wildcard_answer(name, encloser, apex_labels, &mut ctx.proofs);
+            signed.wildcard_answer(
+                name,
+                encloser,
+                apex_labels,
+                self.tasks.nsec(),
+                &mut ctx.proofs,
+            );
         }
         if let Some(target) = cname {
             let here = Chain {
@@ -304,10 +323,16 @@ impl CompiledZone {
         if !answered && ctx.resolution.rcode != 2 {
             // NODATA: the name exists, the type does not.
             ctx.end = End::Negative;
-            if let Some(signed) = self.signed(ctx)
-                && data.is_some()
-            {
-                signed.nodata(name, name.labels(), wildcard, apex_labels, &mut ctx.proofs);
+            // At a name that exists only through a task too: the tasks' NSEC chain has it.
+            if let Some(signed) = self.signed(ctx) {
+                signed.nodata(
+                    name,
+                    name.labels(),
+                    wildcard,
+                    apex_labels,
+                    self.tasks.nsec(),
+                    &mut ctx.proofs,
+                );
             }
         }
     }
@@ -510,6 +535,13 @@ fn answer_task<'z, R: Rng + ?Sized>(
                 });
             }
         }
+    }
+    // The signature made for this set of origins when the tasks compiled.
+    if ctx.dnssec
+        && let Some(signatures) = &link.signatures
+        && let Some(rrsig) = signatures.of(family, selection.origins())
+    {
+        out.rrset(owner, rrsig);
     }
     match qtype {
         rtype::CNAME | rtype::ANY => None,

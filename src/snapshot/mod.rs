@@ -6,11 +6,14 @@
 //! costs the same whatever the size of its zone. Answering ([`lookup`]) writes records
 //! into the response, already encoded. A zone file signed elsewhere keeps its RRSIGs
 //! beside the RRsets they cover, and [`signed`] indexes its NSEC or NSEC3 chain, so that
-//! answers with DO carry signatures and denial copied from the file.
+//! answers with DO carry signatures and denial copied from the file. In a zone lbdns
+//! signs, the overlay also holds the signatures of every answer the tasks can give and the
+//! NSECs their names need ([`task_signatures`]), made when the site's tasks compile.
 
 mod data;
 mod lookup;
 mod signed;
+mod task_signatures;
 mod tasks;
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,9 @@
 //! Proofs are chosen as Knot DNS chooses them (its `nsec_proofs.c`), so that the two
 //! servers' replies compare exactly in tests/differential.rs. Choosing one is a binary
 //! search (and, for NSEC3, a SHA-1 per name hashed); nothing is signed or allocated per
-//! query. Signatures lbdns makes itself will be stored the same way: as RRSIG records
-//! beside the RRsets they cover, made when the snapshot is built.
+//! query. A zone lbdns signs is stored the same way, its signatures made when the zone
+//! is signed; the NSECs a site's tasks add to its chain or change in it come from the
+//! tasks' overlay and are read over the zone's own ([`nsec_at_or_before`]).
 
 use std::cmp::Ordering;
 
@@ -25,7 +26,7 @@ pub struct Signed {
     pub negative_soa_signatures: Box<[u8]>,
     denial: Denial,
     /// NSEC3 records with their RRSIGs, sorted by hashed owner label.
-    nsec3: Box<[Nsec3Entry]>,
+    nsec3: Box<[DenialEntry]>,
 }
 
 /// How the zone denies existence: NSEC3 when its apex holds an NSEC3PARAM (as Knot
@@ -36,32 +37,32 @@ enum Denial {
     Nsec3(Nsec3Params),
 }
 
-/// One NSEC3 RRset: its owner (lowercased wire bytes) and its records, the NSEC3
-/// record(s) then the RRSIGs covering them.
-pub struct Nsec3Entry {
+/// One NSEC3 RRset, or an NSEC RRset a site's tasks make: its owner (lowercased wire
+/// bytes) and its records, the NSEC or NSEC3 record(s) then the RRSIGs covering them.
+pub struct DenialEntry {
     pub owner: Box<[u8]>,
     pub records: Box<[u8]>,
 }
 
-impl Nsec3Entry {
+impl DenialEntry {
     fn label(&self) -> &[u8] {
         &self.owner[1..1 + usize::from(self.owner[0])]
     }
 }
 
-/// A denial record chosen for an answer: an NSEC by its owner (a name of the zone), or an
-/// NSEC3 RRset.
+/// A denial record chosen for an answer: an NSEC of the zone by its owner, or an NSEC3
+/// RRset or an NSEC a site's tasks made, with its RRSIGs.
 #[derive(Clone, Copy)]
 pub enum Proof<'z> {
     Nsec(&'z [u8]),
-    Nsec3(&'z Nsec3Entry),
+    Entry(&'z DenialEntry),
 }
 
 impl Proof<'_> {
     fn same(&self, other: &Proof<'_>) -> bool {
         match (self, other) {
             (Proof::Nsec(a), Proof::Nsec(b)) => std::ptr::eq(*a, *b),
-            (Proof::Nsec3(a), Proof::Nsec3(b)) => std::ptr::eq(*a, *b),
+            (Proof::Entry(a), Proof::Entry(b)) => std::ptr::eq(*a, *b),
             _ => false,
         }
     }
@@ -118,7 +119,7 @@ impl<'z> Proofs<'z> {
                         Some(node),
                     )
                 }
-                Proof::Nsec3(entry) => (&entry.owner[..], &entry.records[..], None),
+                Proof::Entry(entry) => (&entry.owner[..], &entry.records[..], None),
             };
             let written = compressed(owner, zone.apex.len(), apex_at, &mut buf);
             out.rrset(written, records);
@@ -181,11 +182,11 @@ pub fn index(zone: &ZoneData, nsec3: Vec<(Box<[u8]>, Vec<u8>)>) -> Option<Box<Si
         signature[4..8].copy_from_slice(&original.min(minimum).to_be_bytes());
         negative_soa_signatures.extend_from_slice(&signature);
     }
-    let mut nsec3: Vec<Nsec3Entry> = nsec3
+    let mut nsec3: Vec<DenialEntry> = nsec3
         .into_iter()
         .map(|(owner, mut records)| {
             sort_nsec3_first(&mut records);
-            Nsec3Entry {
+            DenialEntry {
                 owner,
                 records: records.into(),
             }
@@ -230,6 +231,15 @@ fn sort_nsec3_first(records: &mut Vec<u8>) {
 }
 
 impl Signed {
+    /// The zone's NSEC chain: every owner of an NSEC, in canonical order; `None` for a
+    /// zone denying with NSEC3.
+    pub fn nsec_owners(&self) -> Option<&[Box<[u8]>]> {
+        match &self.denial {
+            Denial::Nsec(owners) => Some(owners),
+            Denial::Nsec3(_) => None,
+        }
+    }
+
     /// Every NSEC3 record and RRSIG over one, with its owner: for zone transfers.
     pub fn nsec3_records(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.nsec3
@@ -244,14 +254,15 @@ impl Signed {
         name: &WireName,
         encloser: usize,
         apex_labels: usize,
+        tasks: &'z [DenialEntry],
         proofs: &mut Proofs<'z>,
     ) {
         let mut buf = [0; MAX_NAME_LEN + 2];
         match &self.denial {
             Denial::Nsec(owners) => {
-                proofs.push(nsec_at_or_before(owners, name.as_bytes()));
+                proofs.push(nsec_at_or_before(owners, tasks, name.as_bytes()));
                 let wildcard = wildcard_of(name.suffix(encloser), &mut buf);
-                proofs.push(nsec_at_or_before(owners, wildcard));
+                proofs.push(nsec_at_or_before(owners, tasks, wildcard));
             }
             Denial::Nsec3(params) => {
                 let Some((cpe, entry)) =
@@ -259,7 +270,7 @@ impl Signed {
                 else {
                     return;
                 };
-                proofs.push(Some(Proof::Nsec3(entry)));
+                proofs.push(Some(Proof::Entry(entry)));
                 if cpe < name.labels() {
                     proofs.push(self.nsec3_covering(params, name.suffix(cpe + 1)));
                 }
@@ -273,12 +284,14 @@ impl Signed {
     /// asked (RFC 4035 §3.1.3.1, RFC 5155 §7.2.3-5). With `wildcard`, the name was
     /// matched by the wildcard at its closest encloser of that many labels, whose own
     /// denial is given with the proof that no closer name exists (§3.1.3.4, §7.2.5).
+    #[allow(clippy::too_many_arguments)]
     pub fn nodata<'z>(
         &'z self,
         name: &WireName,
         labels: usize,
         wildcard: Option<usize>,
         apex_labels: usize,
+        tasks: &'z [DenialEntry],
         proofs: &mut Proofs<'z>,
     ) {
         let mut buf = [0; MAX_NAME_LEN + 2];
@@ -289,9 +302,9 @@ impl Signed {
         match &self.denial {
             // The name's own NSEC, or for an empty non-terminal the one before it.
             Denial::Nsec(owners) => {
-                proofs.push(nsec_at_or_before(owners, matched));
+                proofs.push(nsec_at_or_before(owners, tasks, matched));
                 if wildcard.is_some() {
-                    proofs.push(nsec_at_or_before(owners, name.as_bytes()));
+                    proofs.push(nsec_at_or_before(owners, tasks, name.as_bytes()));
                 }
             }
             Denial::Nsec3(params) => {
@@ -306,7 +319,7 @@ impl Signed {
                     else {
                         return;
                     };
-                    proofs.push(Some(Proof::Nsec3(entry)));
+                    proofs.push(Some(Proof::Entry(entry)));
                     if cpe < labels {
                         proofs.push(self.nsec3_covering(params, name.suffix(cpe + 1)));
                     }
@@ -323,10 +336,11 @@ impl Signed {
         name: &WireName,
         encloser: usize,
         apex_labels: usize,
+        tasks: &'z [DenialEntry],
         proofs: &mut Proofs<'z>,
     ) {
         match &self.denial {
-            Denial::Nsec(owners) => proofs.push(nsec_at_or_before(owners, name.as_bytes())),
+            Denial::Nsec(owners) => proofs.push(nsec_at_or_before(owners, tasks, name.as_bytes())),
             Denial::Nsec3(params) => {
                 if let Some((cpe, _)) = self.provable_encloser(params, name, encloser, apex_labels)
                     && cpe < name.labels()
@@ -345,11 +359,11 @@ impl Signed {
         name: &WireName,
         from: usize,
         apex_labels: usize,
-    ) -> Option<(usize, &Nsec3Entry)> {
+    ) -> Option<(usize, &DenialEntry)> {
         (apex_labels..=from)
             .rev()
             .find_map(|n| match self.nsec3_matching(params, name.suffix(n)) {
-                Some(Proof::Nsec3(entry)) => Some((n, entry)),
+                Some(Proof::Entry(entry)) => Some((n, entry)),
                 _ => None,
             })
     }
@@ -362,7 +376,7 @@ impl Signed {
     /// The NSEC3 whose owner is `name`'s hash.
     fn nsec3_matching(&self, params: &Nsec3Params, name: &[u8]) -> Option<Proof<'_>> {
         let at = self.nsec3_search(params, name).ok()?;
-        Some(Proof::Nsec3(&self.nsec3[at]))
+        Some(Proof::Entry(&self.nsec3[at]))
     }
 
     /// The NSEC3 covering `name`'s hash: the one before it in hash order, the last
@@ -373,16 +387,37 @@ impl Signed {
             Err(0) => self.nsec3.len().checked_sub(1)?,
             Err(at) => at - 1,
         };
-        Some(Proof::Nsec3(&self.nsec3[at]))
+        Some(Proof::Entry(&self.nsec3[at]))
     }
 }
 
-/// The last name holding an NSEC at or before `name` in canonical order: the NSEC that
-/// matches `name`, or that covers it.
-fn nsec_at_or_before<'z>(owners: &'z [Box<[u8]>], name: &[u8]) -> Option<Proof<'z>> {
-    let after = owners.partition_point(|o| canonical_cmp(o, name) != Ordering::Greater);
-    let at = after.checked_sub(1).or(owners.len().checked_sub(1))?;
-    Some(Proof::Nsec(&owners[at]))
+/// The last NSEC at or before `name` in canonical order, of the chain made of the
+/// zone's (`owners`) and the ones a site's tasks add or replace (`tasks`): the NSEC that
+/// matches `name`, or that covers it. Where both have the same owner, the task's NSEC
+/// replaces the zone's.
+fn nsec_at_or_before<'z>(
+    owners: &'z [Box<[u8]>],
+    tasks: &'z [DenialEntry],
+    name: &[u8],
+) -> Option<Proof<'z>> {
+    let at_or_before = |owner: &[u8]| canonical_cmp(owner, name) != Ordering::Greater;
+    let zone = owners.partition_point(|o| at_or_before(o)).checked_sub(1);
+    let task = tasks
+        .partition_point(|e| at_or_before(&e.owner))
+        .checked_sub(1);
+    // Before every owner: the last NSEC of the chain covers the name.
+    let (zone, task) = match (zone, task) {
+        (None, None) => (owners.len().checked_sub(1), tasks.len().checked_sub(1)),
+        found => found,
+    };
+    match (zone.map(|i| &owners[i][..]), task.map(|i| &tasks[i])) {
+        (Some(z), Some(t)) if canonical_cmp(z, &t.owner) == Ordering::Greater => {
+            Some(Proof::Nsec(z))
+        }
+        (_, Some(t)) => Some(Proof::Entry(t)),
+        (Some(z), None) => Some(Proof::Nsec(z)),
+        (None, None) => None,
+    }
 }
 
 /// Writes the RRSIGs covering `node`'s RRset of `rtype` with `owner`.

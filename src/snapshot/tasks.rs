@@ -4,6 +4,10 @@
 //! task or group change rebuilds: the zone data underneath is shared, whatever its size.
 //! A name an effective task answers hides the zone's A, AAAA and CNAME records there;
 //! a snapshot built without the task serves them again, so restore is the next compile.
+//!
+//! In a zone lbdns signs, compiling the tasks also signs every answer they can give and
+//! the NSEC records their names need ([`super::task_signatures`]): the signatures belong
+//! to the overlay, and a change signs again only the RRsets it changed.
 
 use std::sync::Arc;
 
@@ -15,6 +19,9 @@ use crate::metrics::ServedCounter;
 
 use super::CompileError;
 use super::data::{NameMap, ZoneData, encode_data, lowercase_wire};
+use super::signed::DenialEntry;
+use super::task_signatures::{MAX_SIGNED_RRSETS, SubsetSignatures, nsec_chain, rrsets_needed};
+use crate::dnssec::sign::SigningSession;
 use crate::health::{Health, Key, OriginHealth};
 use crate::select::CompiledGroup;
 use crate::site::{OriginGroup, Site, Target, Task, WhenAllDown, site_name};
@@ -27,6 +34,9 @@ pub struct Tasks {
     /// `tasks`, and each ancestor below the apex with none.
     names: NameMap<Option<u32>>,
     tasks: Vec<CompiledTask>,
+    /// In a zone lbdns signs: the NSECs the tasks' names add to the zone's chain or
+    /// change in it, in canonical order.
+    nsec: Box<[DenialEntry]>,
 }
 
 /// An effective task compiled for the query path.
@@ -50,6 +60,7 @@ pub struct CompiledTask {
 /// One group of a task's chain, compiled with the task's TTL.
 pub struct Link {
     pub group: CompiledGroup,
+    pub group_name: String,
     /// Each origin's record after the owner name (the task's TTL included); `None` for
     /// origins that can never answer.
     pub records: Vec<Option<Box<[u8]>>>,
@@ -64,6 +75,8 @@ pub struct Link {
     /// True when the group's check reads a `weight_header`: only then can an origin's
     /// weight differ from the configured one.
     pub reports_weights: bool,
+    /// In a signed zone: the RRSIG of every answer this group can give for the task.
+    pub signatures: Option<SubsetSignatures>,
 }
 
 impl Link {
@@ -115,10 +128,15 @@ impl Tasks {
     ) -> Result<Self, Vec<CompileError>> {
         let mut tasks = Self::default();
         let mut errors = Vec::new();
+        let mut signing = zone.signer.as_ref().map(|signer| Signing {
+            session: signer.session(crate::dnssec::key::unix_now()),
+            rrsets: 0,
+            names: Vec::new(),
+        });
         for task in site.iter().flat_map(|s| s.tasks.iter()) {
             let site = site.expect("tasks come from a site");
             let result = servable(zone, task).and_then(|()| match task.enabled {
-                true => tasks.attach(zone, site, task, health),
+                true => tasks.attach(zone, site, task, health, signing.as_mut()),
                 false => Ok(()),
             });
             if let Err(message) = result {
@@ -127,6 +145,27 @@ impl Tasks {
                     line: task.line,
                     message,
                 });
+            }
+        }
+        if let Some(mut signing) = signing
+            && let Some(signer) = &zone.signer
+            && let Some(owners) = zone.signed().and_then(|s| s.nsec_owners())
+            && errors.is_empty()
+        {
+            tasks.nsec = nsec_chain(
+                zone,
+                owners,
+                &signing.names,
+                signer.nsec_ttl,
+                &mut signing.session,
+            );
+            if signing.session.made > 0 {
+                tracing::debug!(
+                    "zone {}: {} task RRsets signed, {} signatures made",
+                    zone.origin,
+                    signing.rrsets,
+                    signing.session.made
+                );
             }
         }
         match errors.is_empty() {
@@ -148,12 +187,19 @@ impl Tasks {
             .map(|task| task.map(|i| &self.tasks[i as usize]))
     }
 
+    /// The NSECs the tasks add to the zone's chain or change in it (empty unless the
+    /// zone is signed by lbdns and has tasks).
+    pub fn nsec(&self) -> &[DenialEntry] {
+        &self.nsec
+    }
+
     fn attach(
         &mut self,
         zone: &ZoneData,
         site: &Site,
         task: &Task,
         health: &Health,
+        signing: Option<&mut Signing<'_>>,
     ) -> Result<(), String> {
         let group = site
             .group(&task.origin_group)
@@ -161,11 +207,15 @@ impl Tasks {
         // As metrics label them: without the final dot.
         let task_name = site_name(&task.hostname);
         let site_name = site_name(&site.origin);
-        let chain = site
+        let hostname = lowercase_wire(&task.hostname);
+        let mut chain: Box<[Link]> = site
             .chain(group)
             .into_iter()
             .map(|g| link(site, &site_name, &task_name, task.ttl, group, g, health))
             .collect();
+        if let Some(signing) = signing {
+            signing.sign(zone, task, &hostname, &mut chain)?;
+        }
         let when_all_down = group.fallback.when_all_down;
         let all_down_to = match when_all_down {
             WhenAllDown::FailOpen => "fail_open",
@@ -183,13 +233,64 @@ impl Tasks {
             answered: health.metrics().task_answers_for(&site_name, &task_name),
         });
         let index = u32::try_from(self.tasks.len() - 1).expect("fewer than 2^32 tasks");
-        let hostname = lowercase_wire(&task.hostname);
         let name = WireName::from_lowercase(&hostname).expect("a hostname is a valid name");
         // The hostname and the empty non-terminals above it exist (RFC 4592 §2.2.2).
         for n in zone.apex_labels + 1..name.labels() {
             self.names.entry(name.suffix(n).into()).or_insert(None);
         }
         self.names.insert(hostname, Some(index));
+        Ok(())
+    }
+}
+
+/// What signing a site's tasks has done so far in one compile.
+struct Signing<'s> {
+    session: SigningSession<'s>,
+    /// RRsets signed for the answers of the tasks so far.
+    rrsets: usize,
+    /// Each effective task's name with the types it answers (for the NSEC chain).
+    names: Vec<(Box<[u8]>, Vec<u16>)>,
+}
+
+impl Signing<'_> {
+    /// Signs every answer each group of `chain` can give for `task` at `hostname`,
+    /// within the site's limit.
+    fn sign(
+        &mut self,
+        zone: &ZoneData,
+        task: &Task,
+        hostname: &[u8],
+        chain: &mut [Link],
+    ) -> Result<(), String> {
+        let mut types = Vec::new();
+        for link in chain.iter_mut() {
+            let needed = rrsets_needed(&link.records, task.answers);
+            let total = (self.rrsets as u64).saturating_add(needed);
+            if total > MAX_SIGNED_RRSETS as u64 {
+                return Err(format!(
+                    "task {}: zone {} is signed, so every answer its tasks can give is signed                      in advance: each set of 1 to {} (answers) origins of group {}, {} RRsets,                      which takes the site's tasks past the limit of {MAX_SIGNED_RRSETS} signed                      RRsets ({} before this group); lower answers or give the group fewer                      origins",
+                    task.id,
+                    site_name(&zone.origin),
+                    task.answers,
+                    link.group_name,
+                    needed,
+                    self.rrsets,
+                ));
+            }
+            self.rrsets = total as usize;
+            link.signatures = Some(SubsetSignatures::sign(
+                hostname,
+                &link.records,
+                task.answers,
+                &mut self.session,
+            ));
+            for record in link.records.iter().flatten() {
+                types.push(u16::from_be_bytes([record[0], record[1]]));
+            }
+        }
+        types.sort_unstable();
+        types.dedup();
+        self.names.push((hostname.into(), types));
         Ok(())
     }
 }
@@ -235,6 +336,8 @@ fn link(
         .collect();
     Link {
         group: CompiledGroup::new(group),
+        group_name: group.name.clone(),
+        signatures: None,
         records,
         health: cells,
         answered,
@@ -251,19 +354,10 @@ fn link(
 }
 
 /// Refuses a task at or below a zone cut: that name is answered by other servers; and a
-/// task in a signed zone: lbdns does not sign task answers yet, and a signed zone never
-/// answers unsigned (SPEC §11).
+/// task in a zone signed elsewhere: lbdns has no key to sign its answers with, and a
+/// signed zone never answers unsigned (SPEC §11).
 fn servable(zone: &ZoneData, task: &Task) -> Result<(), String> {
-    if zone.signed().is_some() && zone.signed_here {
-        return Err(format!(
-            "task {}: zone {} is signed by lbdns (dnssec: in its site file), which does not \
-             sign task answers yet: a task there would answer unsigned; remove the task or \
-             the dnssec: block",
-            task.id,
-            site_name(&zone.origin)
-        ));
-    }
-    if zone.signed().is_some() {
+    if zone.signed().is_some() && zone.signer.is_none() {
         return Err(format!(
             "task {}: zone {} is signed elsewhere: a task there would answer unsigned; \
              import its ZSK with `lbdns keys import` (not yet supported)",
