@@ -160,10 +160,11 @@ impl Tasks {
                 &mut signing.session,
             );
             if signing.session.made > 0 {
-                tracing::debug!(
-                    "zone {}: {} task RRsets signed, {} signatures made",
+                tracing::info!(
+                    "zone {}: tasks signed, {} answer RRsets and {} NSECs, {} signatures made",
                     zone.origin,
                     signing.rrsets,
+                    tasks.nsec.len(),
                     signing.session.made
                 );
             }
