@@ -155,3 +155,100 @@ fn a_change_past_a_limit_of_the_loader_is_refused_and_nothing_is_written() {
         assert_eq!(rcode(&store, "t0.example.com."), ResponseCode::NoError);
     }
 }
+
+/// A batch whose edits of one site do not compile together (one task is at a delegation,
+/// which the zone cannot serve): that edit alone is refused, with its own error, and the
+/// edits before and after it land, are written and are served, as if each had come alone.
+#[test]
+fn in_a_batch_only_the_edit_that_cannot_be_served_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    let delegated = format!("{ZONE}sub NS ns.elsewhere.example.\n");
+    std::fs::write(dir.path().join("zones/example.com.zone"), delegated).unwrap();
+    let sources = Sources {
+        dir: dir.path().to_owned(),
+        geoip: None,
+        asn_db: None,
+    };
+    let store = Store::open(sources.clone(), Arc::new(Metrics::new())).unwrap();
+    block_on(store.put_group("example.com", "web", group(GROUP))).unwrap();
+
+    let create = |id: &str, hostname: &str| Edit::CreateTask {
+        spec: task(&format!(
+            r#"{{"id": "{id}", "hostname": "{hostname}", "origin_group": "web"}}"#
+        )),
+    };
+    let edits = [
+        create("a", "a.example.com"),
+        // Validates, but is below the zone cut at sub: not servable.
+        create("cut", "www.sub.example.com"),
+        create("b", "b.example.com"),
+        // Refused by the edit itself (the id is taken), before any compile.
+        create("a", "other.example.com"),
+        create("c", "c.example.com"),
+    ];
+    let (requests, replies): (Vec<Request>, Vec<_>) = edits
+        .into_iter()
+        .map(|edit| {
+            let (reply, done) = oneshot::channel();
+            let site = "example.com".to_owned();
+            (Request { site, edit, reply }, done)
+        })
+        .unzip();
+    writer::commit_as_one_batch(store.shared.clone(), files::Files::open(sources), requests);
+    let outcomes: Vec<Result<writer::Done, ChangeError>> = replies
+        .into_iter()
+        .map(|done| done.blocking_recv().expect("every request is answered"))
+        .collect();
+
+    let created = |i: usize| match &outcomes[i] {
+        Ok(done) => done.subject.clone(),
+        Err(error) => panic!("change {i} refused: {error}"),
+    };
+    for (i, id) in [(0, "a"), (2, "b"), (4, "c")] {
+        let subject = Subject::Task {
+            id: id.to_owned(),
+            created: true,
+        };
+        assert_eq!(created(i), subject);
+    }
+    match &outcomes[1] {
+        Err(ChangeError::Unservable(message)) => assert!(
+            message.contains("www.sub.example.com") && message.contains("zone cut"),
+            "{message}"
+        ),
+        other => panic!("the task at the zone cut: {:?}", other.as_ref().err()),
+    }
+    assert!(
+        matches!(
+            &outcomes[3],
+            Err(ChangeError::Edit {
+                error: EditError::TaskExists { .. },
+                ..
+            })
+        ),
+        "{:?}",
+        outcomes[3].as_ref().err()
+    );
+
+    // Written and served: the three, and not the refused ones.
+    let file = std::fs::read_to_string(dir.path().join("zones/example.com.lb.yaml")).unwrap();
+    let spec = site::parse(&file).unwrap();
+    let ids: Vec<String> = spec
+        .tasks
+        .iter()
+        .map(|t| site::spec_task_id(&t.value))
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    for name in ["a.example.com.", "b.example.com.", "c.example.com."] {
+        assert_eq!(rcode(&store, name), ResponseCode::NoError, "{name}");
+    }
+    assert_eq!(rcode(&store, "other.example.com."), ResponseCode::NXDomain);
+    let listed: Vec<String> = store
+        .tasks("example.com")
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(listed, ["a", "b", "c"]);
+}
