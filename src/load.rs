@@ -235,7 +235,11 @@ pub fn load(
         let policy = loaded_sites
             .get(origin)
             .and_then(|(_, site): &(SiteSpec, Site)| site.dnssec.as_ref());
-        if let Some(zone) = compiled_before(path, origin) {
+        // A zone signed elsewhere compiled before its ZSK was imported is read again, to
+        // take the key.
+        if let Some(zone) = compiled_before(path, origin).filter(|zone| {
+            policy.is_some() || zone.signer.is_some() || imported_zsk(sources, zone).is_none()
+        }) {
             match policy {
                 Some(policy) => match signed(sources, zone, policy) {
                     Ok(zone) => zones.push(zone),
@@ -252,6 +256,29 @@ pub fn load(
                 // Logged once, when compiled: a reused zone is not read again.
                 for warning in &zone.warnings {
                     tracing::warn!("{warning}");
+                }
+                let mut zone = zone;
+                if policy.is_none()
+                    && let Some(zsk) = imported_zsk(sources, &zone)
+                {
+                    tracing::info!(
+                        "zone {}: signed elsewhere; its tasks are signed with the imported ZSK {}",
+                        zone.origin,
+                        zsk.key_tag()
+                    );
+                    // The TTL the file's NSECs have.
+                    let nsec_ttl = zone
+                        .node(&zone.apex)
+                        .and_then(|apex| apex.rrset(crate::wire::rtype::NSEC))
+                        .unwrap_or(&zone.negative_soa);
+                    let nsec_ttl = u32::from_be_bytes(nsec_ttl[4..8].try_into().expect("4 bytes"));
+                    let validity = DnssecPolicy::default().signature_validity.as_secs();
+                    zone.signer = Some(crate::dnssec::sign::RrsetSigner::new(
+                        zsk,
+                        zone.apex.clone(),
+                        validity,
+                        nsec_ttl,
+                    ));
                 }
                 let zone = Arc::new(zone);
                 remember(path, stamp, &zone);
@@ -433,11 +460,34 @@ static SIGNED: std::sync::LazyLock<std::sync::Mutex<HashMap<Name, SignedCache>>>
 /// Unix epoch), if lbdns signs any.
 pub fn next_signature_refresh() -> Option<u64> {
     let cache = SIGNED.lock().unwrap_or_else(|e| e.into_inner());
-    cache
+    let zones = cache
         .values()
         .filter(|c| Arc::strong_count(&c.signed) > 1)
         .map(|c| c.refresh_at)
-        .min()
+        .min();
+    // The tasks' signatures of a zone signed elsewhere, made with its imported ZSK.
+    match (zones, crate::dnssec::sign::next_task_refresh()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The ZSK imported (`lbdns keys import`) for `zone`, signed elsewhere with an NSEC chain:
+/// a key of `keys/<origin>/`, private part included, whose DNSKEY the zone publishes.
+/// Its tasks' answers are signed with it; without one, its tasks are refused.
+fn imported_zsk(sources: &Sources, zone: &ZoneData) -> Option<crate::dnssec::key::ZoneKey> {
+    zone.signed()?.nsec_owners()?;
+    let dnskeys = zone.node(&zone.apex)?.rrset(crate::dnssec::rtype::DNSKEY)?;
+    let dir = sources.dir.join("keys").join(site::site_name(&zone.origin));
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "key"))
+        .filter_map(|path| crate::dnssec::key::ZoneKey::read_files(&path).ok())
+        .find(|key| {
+            !key.is_ksk()
+                && crate::wire::Records(dnskeys).any(|r| r[10..] == key.dnskey_rdata()[..])
+        })
 }
 
 /// `zone` signed as `policy` says with its keys in `keys/<origin>/` (made when missing).

@@ -3,10 +3,14 @@
 //! unbound as a validating resolver in front of lbdns, passing the client's ECS on, never
 //! by lbdns's own code. One server per algorithm serves every case.
 //!
-//! Needs delv and dig (bind9-dnsutils) and unbound: the tests fail, they do not skip,
-//! without them.
+//! A zone signed elsewhere (by `dnssec-signzone`) has its tasks signed once its ZSK is
+//! imported, and refused before.
+//!
+//! Needs delv and dig (bind9-dnsutils), dnssec-keygen and dnssec-signzone (bind9-utils)
+//! and unbound: the tests fail, they do not skip, without them.
 
 mod common;
+mod signing;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -401,4 +405,70 @@ fn a_task_past_the_signing_limit_is_refused_with_what_to_change() {
         err.contains("4096") && err.contains("lower answers") && err.contains("big"),
         "{err}"
     );
+}
+
+#[test]
+fn a_zone_signed_elsewhere_signs_its_tasks_once_its_zsk_is_imported() {
+    let keys = tempfile::tempdir().unwrap();
+    let signed = signing::sign(keys.path(), "example.com", ZONE, signing::Denial::Nsec);
+    let site_file = "origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+      - address: 192.0.2.11
+tasks:
+  - { id: lb, hostname: lb.example.com, origin_group: web, ttl: 30, answers: 2 }
+  - { id: deep, hostname: x.deep.example.com, origin_group: web, ttl: 30 }
+";
+    let site = Site::new(&[
+        ("example.com.zone", &signed.text),
+        ("example.com.lb.yaml", site_file),
+    ]);
+    // Without the ZSK the tasks would answer unsigned: refused, saying what to do.
+    let out = site.check();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("signed elsewhere") && stderr(&out).contains("lbdns keys import"),
+        "{}",
+        describe(&out)
+    );
+    let zsk = std::fs::read_dir(keys.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "key")
+                && read(p).lines().any(|l| l.contains("DNSKEY 256 "))
+        })
+        .expect("dnssec-keygen made a ZSK");
+    let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["keys", "import", "--dir"])
+        .arg(site.path())
+        .arg("example.com")
+        .arg(&zsk)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = site.check();
+    assert!(out.status.success(), "{}", describe(&out));
+
+    let server = site.serve();
+    let anchor = site.path().join("delv.anchor");
+    std::fs::write(&anchor, signed.delv_anchor()).unwrap();
+    let mut wrong = Vec::new();
+    for (name, rtype, expect) in [
+        ("lb.example.com.", "A", Expect::Secure),
+        ("x.deep.example.com.", "A", Expect::Secure),
+        ("alias.example.com.", "A", Expect::Secure),
+        ("www.example.com.", "A", Expect::Secure),
+        ("lb.example.com.", "TXT", Expect::SecureDenial),
+        ("deep.example.com.", "A", Expect::SecureDenial),
+        ("nope.lb.example.com.", "A", Expect::SecureDenial),
+        ("lc.example.com.", "A", Expect::SecureDenial),
+    ] {
+        let out = delv(&server, &anchor, name, rtype);
+        if !expect.concluded_by_delv(&out) {
+            wrong.push(format!("{name} {rtype}, expected {expect:?}:\n{out}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

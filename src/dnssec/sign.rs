@@ -236,13 +236,12 @@ pub fn sign_zone(
     }
     let mut signed = builder.finish();
     signed.warnings = zone.warnings.clone();
-    signed.signer = Some(std::sync::Arc::new(RrsetSigner {
-        zsk: keys.keys.swap_remove(zsk_at),
+    signed.signer = Some(RrsetSigner::new(
+        keys.keys.swap_remove(zsk_at),
         apex,
         validity,
         nsec_ttl,
-        made: Mutex::default(),
-    }));
+    ));
     Ok(SignedZone {
         zone: signed,
         earliest_expiry,
@@ -363,7 +362,52 @@ struct Made {
     expiration: u64,
 }
 
+/// Every signer in use, so that the server knows when their signatures are due.
+static SIGNERS: Mutex<Vec<std::sync::Weak<RrsetSigner>>> = Mutex::new(Vec::new());
+
+/// When the earliest signature a signer keeps for tasks is due to be made again (seconds
+/// since the Unix epoch): a compile of the site's tasks then makes it again.
+pub fn next_task_refresh() -> Option<u64> {
+    let mut signers = SIGNERS.lock().unwrap_or_else(|e| e.into_inner());
+    signers.retain(|s| s.strong_count() > 0);
+    signers
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .filter_map(|signer| {
+            let made = signer.made.lock().unwrap_or_else(|e| e.into_inner());
+            let earliest = made.values().map(|m| m.expiration).min()?;
+            Some(earliest.saturating_sub(signer.validity / 3))
+        })
+        .min()
+}
+
 impl RrsetSigner {
+    /// A signer with `zsk` for the zone at `apex` (lowercased wire bytes), making
+    /// signatures valid for `validity` seconds and NSECs with `nsec_ttl`.
+    pub fn new(
+        zsk: ZoneKey,
+        apex: Box<[u8]>,
+        validity: u64,
+        nsec_ttl: u32,
+    ) -> std::sync::Arc<Self> {
+        let signer = std::sync::Arc::new(Self {
+            zsk,
+            apex,
+            validity,
+            nsec_ttl,
+            made: Mutex::default(),
+        });
+        let mut signers = SIGNERS.lock().unwrap_or_else(|e| e.into_inner());
+        signers.retain(|s| s.strong_count() > 0);
+        signers.push(std::sync::Arc::downgrade(&signer));
+        signer
+    }
+
+    /// The key tag of the ZSK it signs with.
+    pub fn key_tag(&self) -> u16 {
+        self.zsk.key_tag()
+    }
+
     /// Starts the signing of one compile at `now` (seconds since the Unix epoch).
     pub fn session(&self, now: u64) -> SigningSession<'_> {
         let before = std::mem::take(&mut *self.made.lock().unwrap_or_else(|e| e.into_inner()));

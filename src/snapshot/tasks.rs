@@ -361,7 +361,7 @@ fn servable(zone: &ZoneData, task: &Task) -> Result<(), String> {
     if zone.signed().is_some() && zone.signer.is_none() {
         return Err(format!(
             "task {}: zone {} is signed elsewhere: a task there would answer unsigned; \
-             import its ZSK with `lbdns keys import` (not yet supported)",
+             import its ZSK with `lbdns keys import` (the zone must deny with NSEC)",
             task.id,
             site_name(&zone.origin)
         ));
