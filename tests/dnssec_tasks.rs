@@ -34,7 +34,7 @@ tocdn CNAME cdn
 
 /// The site file: weighted groups (one origin alone, or two of three), a region group
 /// with every level, a CNAME group, and tasks at the apex, at a name with zone data of its
-/// own, below an empty non-terminal and beside a wildcard.
+/// own, below an empty non-terminal, beside a wildcard and at a wildcard.
 fn site_yaml(algorithm: &str) -> String {
     format!(
         "dnssec:
@@ -69,6 +69,7 @@ tasks:
   - {{ id: deep, hostname: x.deep.example.com, origin_group: web, ttl: 30 }}
   - {{ id: wild, hostname: t.wild.example.com, origin_group: web, ttl: 30 }}
   - {{ id: apex, hostname: example.com, origin_group: web, ttl: 30 }}
+  - {{ id: star, hostname: \"*.any.example.com\", origin_group: web, ttl: 30 }}
 "
     )
 }
@@ -85,6 +86,12 @@ const CASES: &[(&str, &str, Expect)] = &[
     ("mixed.example.com.", "A", Expect::Secure),
     ("x.deep.example.com.", "A", Expect::Secure),
     ("t.wild.example.com.", "A", Expect::Secure),
+    // A wildcard task: its expansion, with the proof that no closer name exists, and
+    // NODATA through it.
+    ("a.any.example.com.", "A", Expect::Secure),
+    ("b.c.any.example.com.", "A", Expect::Secure),
+    ("a.any.example.com.", "MX", Expect::SecureDenial),
+    ("any.example.com.", "A", Expect::SecureDenial),
     // CNAMEs from the zone into tasks.
     ("alias.example.com.", "A", Expect::Secure),
     ("tocdn.example.com.", "A", Expect::Secure),
