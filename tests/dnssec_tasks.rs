@@ -479,3 +479,28 @@ tasks:
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[test]
+fn a_task_answering_nodata_when_all_down_is_refused_in_a_signed_zone() {
+    let yaml = "dnssec: {}
+origin_groups:
+  web:
+    when_all_down: nodata
+    origins:
+      - address: 192.0.2.10
+tasks:
+  - { id: lb, hostname: lb.example.com, origin_group: web }
+";
+    let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", yaml)]);
+    let out = site.check();
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("when_all_down: nodata") && err.contains("servfail or fail_open"),
+        "{err}"
+    );
+    // servfail, answered by a validator as it would answer a bogus NODATA, is accepted.
+    site.write("example.com.lb.yaml", &yaml.replace("nodata", "servfail"));
+    let out = site.check();
+    assert!(out.status.success(), "{}", describe(&out));
+}

@@ -215,6 +215,16 @@ impl Tasks {
             .map(|g| link(site, &site_name, &task_name, task.ttl, group, g, health))
             .collect();
         if let Some(signing) = signing {
+            // NODATA at a name whose NSEC lists the task's types would be bogus.
+            if group.fallback.when_all_down == WhenAllDown::Nodata {
+                return Err(format!(
+                    "task {}: group {} answers NODATA when its whole chain is down \
+                     (when_all_down: nodata), which zone {} cannot prove, being signed: the \
+                     NSEC at {} lists the types the task answers; use when_all_down: \
+                     servfail or fail_open",
+                    task.id, group.name, site_name, task.hostname
+                ));
+            }
             signing.sign(zone, task, &hostname, &mut chain)?;
         }
         let when_all_down = group.fallback.when_all_down;
