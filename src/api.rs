@@ -831,8 +831,22 @@ async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
     // A fleet node cut off from etcd serves its copy but cannot take changes.
     let etcd = api.store.etcd_link();
     let cut_off = etcd.as_ref().is_some_and(|(_, e)| e.is_some());
+    let now = crate::dnssec::lifecycle::now();
+    let signing = crate::load::signing_status();
+    let warnings: Vec<String> = signing.iter().filter_map(|z| z.warning(now)).collect();
+    let dnssec: Vec<serde_json::Value> = signing
+        .iter()
+        .map(|z| {
+            json!({
+                "zone": z.zone.to_string(),
+                "rrsig_earliest_expiry": crate::dnssec::lifecycle::rfc3339(z.earliest_expiry).to_string(),
+                "next_key_event": z.next_key_event.map(|t| crate::dnssec::lifecycle::rfc3339(t).to_string()),
+            })
+        })
+        .collect();
+    let degraded = error.is_some() || cut_off || !warnings.is_empty();
     let mut health = json!({
-        "status": if error.is_some() || cut_off { "degraded" } else { "ok" },
+        "status": if degraded { "degraded" } else { "ok" },
         "generation": api.store.generation(),
         "config": match error {
             Some(message) => json!({"valid": false, "error": message}),
@@ -840,6 +854,8 @@ async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
         },
         "geoip": geoip,
         "secondary_zones": crate::secondary::status(),
+        "dnssec": dnssec,
+        "warnings": warnings,
     });
     if let Some((endpoints, error)) = etcd {
         health["etcd"] = match error {
@@ -852,6 +868,9 @@ async fn healthz(State(api): State<Api>) -> Json<serde_json::Value> {
 
 async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     api.store.refresh_task_metrics();
+    api.store
+        .metrics()
+        .refresh_dnssec(&crate::load::signing_status());
     (
         [(
             header::CONTENT_TYPE,

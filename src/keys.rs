@@ -19,29 +19,10 @@ use hickory_proto::rr::Name;
 use hickory_proto::serialize::binary::BinEncodable;
 
 use crate::dnssec::key::Algorithm;
-use crate::dnssec::keydir::{KeyDir, ZoneKeys};
-use crate::dnssec::lifecycle::{Event, Role, Time, Timing, rfc3339};
-
-/// Dprp: how long lbdns allows a change of the zone to reach every server of it and every
-/// re-signed answer (Knot's default `propagation-delay`).
-pub const PROPAGATION_DELAY: u64 = 3600;
-
-/// The TTL assumed for the DS RRset at the parent: a day, as most TLDs give it (.com, .net,
-/// .org, .de); a parent with a longer one needs `--ds-seen` that much later.
-pub const PARENT_DS_TTL: u64 = 86_400;
-
-/// Hidden, for the rollover tests only: seconds added to the clock the key lifecycle reads
-/// (never the signatures' times), so a test steps through a rollover without waiting.
-const CLOCK_OFFSET_ENV: &str = "LBDNS_KEY_CLOCK_OFFSET";
-
-/// The time the key lifecycle goes by: now, plus the tests' offset.
-pub fn now() -> Time {
-    let offset = std::env::var(CLOCK_OFFSET_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    crate::dnssec::key::unix_now() + offset
-}
+use crate::dnssec::keydir::{KeyDir, ZoneKeys, open_and_advance};
+use crate::dnssec::lifecycle::{Event, Role, Timing, now, rfc3339};
+use crate::dnssec::sign;
+use crate::site::dnssec::DnssecPolicy;
 
 /// The key directory of the zone `origin` in the served directory `dir`:
 /// `dir/keys/<origin>/`, the name lowercased and without its final dot.
@@ -60,54 +41,41 @@ pub fn parse_zone(text: &str) -> Result<Name, String> {
         .map_err(|e| format!("{text:?} is not a zone name: {e}"))
 }
 
-/// The largest TTL in the zone file `dir/zones/<origin>.zone`, its SOA MINIMUM (the TTL
-/// of negative answers) included.
-pub fn max_zone_ttl(dir: &Path, origin: &Name) -> Result<u64, String> {
-    let zone = origin.to_ascii().to_ascii_lowercase();
-    let path = dir
-        .join("zones")
-        .join(format!("{}.zone", zone.trim_end_matches('.')));
-    let text = crate::zone::read_file(&path)
-        .map_err(|e| format!("{}: cannot read the zone file: {e}", path.display()))?;
-    let wire = origin.to_bytes().map_err(|e| e.to_string())?;
-    let mut max = 0u64;
-    let mut sink = |record: &crate::zone::reader::Record, _: crate::zone::reader::Position| {
-        max = max.max(u64::from(record.ttl));
-        if record.rtype == crate::wire::rtype::SOA && record.rdata.len() >= 4 {
-            let minimum = &record.rdata[record.rdata.len() - 4..];
-            max = max.max(u64::from(u32::from_be_bytes([
-                minimum[0], minimum[1], minimum[2], minimum[3],
-            ])));
-        }
-        Ok::<(), std::convert::Infallible>(())
-    };
-    use crate::zone::reader::ReadError;
-    crate::zone::reader::read(&text, &path, &wire, &mut sink).map_err(|e| match e {
-        ReadError::Syntax {
-            path,
-            line,
-            message,
-        } => format!("{}:{line}: {message}", path.display()),
-        ReadError::Include { path, source } => format!("{}: {source}", path.display()),
-        ReadError::Sink(never) => match never {},
-    })?;
-    Ok(max)
+/// What the zone's files say about its keys: the lifecycle's intervals (from the zone
+/// file's TTLs and the site file's `zsk_lifetime`) and, when lbdns signs the zone (its
+/// site file has `dnssec:`), the policy. A zone signed elsewhere gets no automatic step:
+/// its keys change only by command.
+pub struct Zone {
+    pub timing: Timing,
+    pub policy: Option<DnssecPolicy>,
 }
 
-/// The lifecycle's intervals for a zone whose largest TTL is `max_ttl` (the DNSKEY
-/// RRset's TTL is at most that) and whose ZSK lives `zsk_lifetime` seconds (0: forever).
-pub fn timing(max_ttl: u64, zsk_lifetime: u64) -> Timing {
-    Timing {
-        dnskey_ttl: max_ttl,
-        max_zone_ttl: max_ttl,
-        propagation_delay: PROPAGATION_DELAY,
-        parent_ds_ttl: PARENT_DS_TTL,
-        zsk_lifetime,
+impl Zone {
+    /// Reads `dir/zones/<origin>.zone` and, when there is one, its site file.
+    pub fn read(dir: &Path, origin: &Name) -> Result<Zone, String> {
+        let zones = dir.join("zones");
+        let site = crate::load::site_path(&zones, origin);
+        let policy = if site.exists() {
+            let (_, site) = crate::site::load(&site, origin).map_err(|e| e.to_string())?;
+            site.dnssec
+        } else {
+            None
+        };
+        let name = origin.to_ascii().to_ascii_lowercase();
+        let path = zones.join(format!("{}.zone", name.trim_end_matches('.')));
+        let zone = crate::zone::load(&path, origin).map_err(|e| e.to_string())?;
+        let never_rolled = DnssecPolicy {
+            zsk_lifetime: None,
+            ..DnssecPolicy::default()
+        };
+        let timing = sign::key_timing(&zone, policy.as_ref().unwrap_or(&never_rolled));
+        Ok(Zone { timing, policy })
     }
 }
 
-/// Opens the zone's key directory, which must hold its keys already.
-fn open(dir: &Path, origin: &Name) -> Result<(KeyDir, ZoneKeys), String> {
+/// Opens the zone's key directory, which must hold its keys already, and, when lbdns
+/// signs the zone, takes the steps due now as the server does at each load.
+fn open(dir: &Path, origin: &Name, zone: &Zone) -> Result<(KeyDir, ZoneKeys), String> {
     let path = key_dir(dir, origin);
     if !path.is_dir() {
         return Err(format!(
@@ -116,14 +84,22 @@ fn open(dir: &Path, origin: &Name) -> Result<(KeyDir, ZoneKeys), String> {
             path.display()
         ));
     }
-    let keys = KeyDir::open(&path, &origin.to_ascii()).map_err(|e| e.to_string())?;
-    let zone_keys = keys.load(now()).map_err(|e| e.to_string())?;
-    Ok((keys, zone_keys))
+    let now = now();
+    let name = origin.to_ascii();
+    match &zone.policy {
+        Some(policy) => open_and_advance(&path, &name, policy.algorithm, &zone.timing, now),
+        None => KeyDir::open(&path, &name).and_then(|dir| {
+            let keys = dir.load(now)?;
+            Ok((dir, keys))
+        }),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// `lbdns keys list`: a table of the keys, with a line per key file not in use.
-pub fn list(dir: &Path, origin: &Name, timing: &Timing) -> Result<String, String> {
-    let (_, zone_keys) = open(dir, origin)?;
+pub fn list(dir: &Path, origin: &Name, zone: &Zone) -> Result<String, String> {
+    let (_, zone_keys) = open(dir, origin, zone)?;
+    let timing = &zone.timing;
     let now = now();
     let apex = zone_keys.lifecycle.apex(now);
     let mut rows = vec![[
@@ -194,8 +170,8 @@ pub fn list(dir: &Path, origin: &Name, timing: &Timing) -> Result<String, String
 
 /// `lbdns keys ds`: the DS of the KSK whose CDS the zone publishes, the one the parent
 /// should hold now, as `dnssec-dsfromkey -2` prints it.
-pub fn ds(dir: &Path, origin: &Name) -> Result<String, String> {
-    let (_, zone_keys) = open(dir, origin)?;
+pub fn ds(dir: &Path, origin: &Name, zone: &Zone) -> Result<String, String> {
+    let (_, zone_keys) = open(dir, origin, zone)?;
     let apex = zone_keys.lifecycle.apex(now());
     let tag = apex
         .cds
@@ -214,8 +190,9 @@ pub fn ds(dir: &Path, origin: &Name) -> Result<String, String> {
 }
 
 /// `lbdns keys roll-zsk`: a new ZSK, published now; says when it signs and the old one goes.
-pub fn roll_zsk(dir: &Path, origin: &Name, timing: &Timing) -> Result<String, String> {
-    let (keys, mut zone_keys) = open(dir, origin)?;
+pub fn roll_zsk(dir: &Path, origin: &Name, zone: &Zone) -> Result<String, String> {
+    let (keys, mut zone_keys) = open(dir, origin, zone)?;
+    let timing = &zone.timing;
     let now = now();
     let algorithm = zone_keys.algorithm(Role::Zsk, Algorithm::default());
     let key = keys
@@ -251,13 +228,9 @@ pub fn roll_zsk(dir: &Path, origin: &Name, timing: &Timing) -> Result<String, St
 
 /// `lbdns keys roll-ksk`: a new KSK signing beside the old one; with `ds_seen`, the
 /// parent's DS has moved to it and the old one can go.
-pub fn roll_ksk(
-    dir: &Path,
-    origin: &Name,
-    timing: &Timing,
-    ds_seen: bool,
-) -> Result<String, String> {
-    let (keys, mut zone_keys) = open(dir, origin)?;
+pub fn roll_ksk(dir: &Path, origin: &Name, zone: &Zone, ds_seen: bool) -> Result<String, String> {
+    let (keys, mut zone_keys) = open(dir, origin, zone)?;
+    let timing = &zone.timing;
     let now = now();
     if ds_seen {
         let new = zone_keys

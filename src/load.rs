@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
-use crate::dnssec::keyset::KeySet;
-use crate::dnssec::sign;
+use crate::dnssec::key::unix_now;
+use crate::dnssec::lifecycle::{self, Apex, Timing};
+use crate::dnssec::{keydir, sign};
 use crate::geoip::GeoIp;
 use crate::health::Health;
 use crate::site::dnssec::DnssecPolicy;
@@ -443,33 +444,96 @@ fn compiled_before(path: &Path, origin: &Name) -> Option<Arc<ZoneData>> {
 }
 
 /// A zone lbdns signed, kept with what it was signed from: a reload that changes
-/// neither the zone file, the policy nor the keys reuses the signatures until they are
-/// due for refresh.
+/// neither the zone file, the policy nor the keys the apex uses reuses the signatures
+/// until they are due for refresh.
 struct SignedCache {
     unsigned: Arc<ZoneData>,
     policy: DnssecPolicy,
-    key_tags: Vec<u16>,
+    timing: Timing,
+    apex: Apex,
     signed: Arc<ZoneData>,
+    signatures: usize,
+    earliest_expiry: u64,
     refresh_at: u64,
+    /// The next event of the zone's keys, on the lifecycle's clock.
+    next_key_event: Option<u64>,
 }
 
 static SIGNED: std::sync::LazyLock<std::sync::Mutex<HashMap<Name, SignedCache>>> =
     std::sync::LazyLock::new(Default::default);
 
-/// When the earliest of the signed zones is due to be signed again (seconds since the
-/// Unix epoch), if lbdns signs any.
-pub fn next_signature_refresh() -> Option<u64> {
+/// A zone lbdns signs, as the server reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningStatus {
+    pub zone: Name,
+    /// When its first signature expires (seconds since the Unix epoch).
+    pub earliest_expiry: u64,
+    /// When its keys next change (on the lifecycle's clock), if anything is scheduled.
+    pub next_key_event: Option<u64>,
+    /// When it is due to be signed again.
+    pub refresh_at: u64,
+}
+
+/// An RRSIG that expires within this many seconds, past the time the zone should have
+/// been signed again, is a problem: the zone is about to fail validation.
+const EXPIRY_WARNING: u64 = 86_400;
+
+impl SigningStatus {
+    /// What is wrong at `now` (on the lifecycle's clock): signatures that expire within a
+    /// day although they should have been made again by then.
+    pub fn warning(&self, now: u64) -> Option<String> {
+        if now < self.refresh_at || self.earliest_expiry > now + EXPIRY_WARNING {
+            return None;
+        }
+        let at = crate::dnssec::lifecycle::rfc3339(self.earliest_expiry);
+        Some(if self.earliest_expiry <= now {
+            format!(
+                "zone {}: an RRSIG expired at {at}: validating resolvers answer SERVFAIL; signing again failed (see the log)",
+                self.zone
+            )
+        } else {
+            format!(
+                "zone {}: an RRSIG expires at {at}, within a day, and the zone was not signed again (see the log)",
+                self.zone
+            )
+        })
+    }
+}
+
+/// The zones lbdns signs and serves, by name.
+pub fn signing_status() -> Vec<SigningStatus> {
     let cache = SIGNED.lock().unwrap_or_else(|e| e.into_inner());
-    let zones = cache
+    let mut zones: Vec<SigningStatus> = cache
+        .iter()
+        .filter(|(_, c)| Arc::strong_count(&c.signed) > 1)
+        .map(|(zone, c)| SigningStatus {
+            zone: zone.clone(),
+            earliest_expiry: c.earliest_expiry,
+            next_key_event: c.next_key_event,
+            refresh_at: c.refresh_at,
+        })
+        .collect();
+    zones.sort_by(|a, b| a.zone.cmp(&b.zone));
+    zones
+}
+
+/// Seconds until a signed zone must be signed again: its signatures or its tasks' due for
+/// refresh (on the real clock, which validators check signatures by) or its keys' next
+/// event (on the lifecycle's clock). `None` when lbdns signs nothing.
+pub fn next_signing_due() -> Option<u64> {
+    let (real, keys) = (unix_now(), lifecycle::now());
+    let cache = SIGNED.lock().unwrap_or_else(|e| e.into_inner());
+    cache
         .values()
         .filter(|c| Arc::strong_count(&c.signed) > 1)
-        .map(|c| c.refresh_at)
-        .min();
-    // The tasks' signatures of a zone signed elsewhere, made with its imported ZSK.
-    match (zones, crate::dnssec::sign::next_task_refresh()) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+        .flat_map(|c| {
+            let refresh = c.refresh_at.saturating_sub(real);
+            let event = c.next_key_event.map(|at| at.saturating_sub(keys));
+            std::iter::once(refresh).chain(event)
+        })
+        // The signatures of task answers (in a zone signed elsewhere, the only ones).
+        .chain(crate::dnssec::sign::next_task_refresh().map(|at| at.saturating_sub(real)))
+        .min()
 }
 
 /// The ZSK imported (`lbdns keys import`) for `zone`, signed elsewhere with an NSEC chain:
@@ -490,31 +554,51 @@ fn imported_zsk(sources: &Sources, zone: &ZoneData) -> Option<crate::dnssec::key
         })
 }
 
-/// `zone` signed as `policy` says with its keys in `keys/<origin>/` (made when missing).
+/// `zone` signed as `policy` says with its keys in `keys/<origin>/`, after the keys'
+/// steps due now ([`keydir::open_and_advance`]: keys made at the first load, rollovers).
 fn signed(
     sources: &Sources,
     zone: Arc<ZoneData>,
     policy: &DnssecPolicy,
 ) -> Result<Arc<ZoneData>, String> {
-    let dir = sources.dir.join("keys").join(site::site_name(&zone.origin));
-    let keys = KeySet::load_or_create(&dir, &zone.origin, policy).map_err(|e| e.to_string())?;
-    let mut key_tags: Vec<u16> = keys.keys.iter().map(|k| k.key_tag()).collect();
-    key_tags.sort_unstable();
-    let now = crate::dnssec::key::unix_now();
+    let path = crate::keys::key_dir(&sources.dir, &zone.origin);
+    let now = lifecycle::now();
     let mut cache = SIGNED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(cached) = cache.get(&zone.origin)
+    let cached = cache
+        .get(&zone.origin)
+        .filter(|c| Arc::ptr_eq(&c.unsigned, &zone) && c.policy == *policy);
+    let timing = cached.map_or_else(|| sign::key_timing(&zone, policy), |c| c.timing);
+    let in_zone = |e: &dyn std::fmt::Display| format!("zone {}: {e}", zone.origin);
+    let (dir, keys) = keydir::open_and_advance(
+        &path,
+        &zone.origin.to_ascii(),
+        policy.algorithm,
+        &timing,
+        now,
+    )
+    .map_err(|e| in_zone(&e))?;
+    drop(dir);
+    let apex = keys.lifecycle.apex(now);
+    let next_key_event = keys.lifecycle.next_change(now, &timing);
+    let real_now = unix_now();
+    if let Some(cached) = cache.get_mut(&zone.origin)
         && Arc::ptr_eq(&cached.unsigned, &zone)
         && cached.policy == *policy
-        && cached.key_tags == key_tags
-        && now < cached.refresh_at
+        && cached.apex == apex
+        && real_now < cached.refresh_at
     {
+        cached.next_key_event = next_key_event;
+        sign::SIGNATURES_REUSED.inc_by(cached.signatures as u64);
         return Ok(cached.signed.clone());
     }
-    let made = sign::sign_zone(&zone, keys, policy, now).map_err(|e| e.to_string())?;
+    let made = sign::sign_zone(&zone, keys, &apex, policy, real_now).map_err(|e| in_zone(&e))?;
+    sign::SIGNATURES_MADE.inc_by(made.signatures as u64);
     tracing::info!(
-        "zone {}: signed, {} signatures, earliest expiry {}",
+        "zone {}: signed, {} signatures (ZSK {:?}, KSK {:?}), earliest expiry {}",
         zone.origin,
         made.signatures,
+        apex.zone_signer,
+        apex.dnskey_signers,
         crate::dnssec::key::timestamp(made.earliest_expiry)
     );
     let signed = Arc::new(made.zone);
@@ -523,9 +607,13 @@ fn signed(
         SignedCache {
             unsigned: zone,
             policy: policy.clone(),
-            key_tags,
+            timing,
+            apex,
             signed: signed.clone(),
+            signatures: made.signatures,
+            earliest_expiry: made.earliest_expiry,
             refresh_at: made.refresh_at,
+            next_key_event,
         },
     );
     Ok(signed)
@@ -706,6 +794,41 @@ fn first_mmdb(dir: &Path, asn: bool) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn healthz_warns_of_signatures_that_expire_within_a_day_and_were_not_made_again() {
+        const DAY: u64 = 86_400;
+        let t0 = 1_800_000_000;
+        let zone = SigningStatus {
+            zone: Name::from_ascii("example.com.").unwrap(),
+            earliest_expiry: t0 + 14 * DAY,
+            next_key_event: None,
+            refresh_at: t0 + 10 * DAY,
+        };
+        assert_eq!(zone.warning(t0), None);
+        assert_eq!(zone.warning(t0 + 13 * DAY - 1), None);
+        let warning = zone.warning(t0 + 13 * DAY).unwrap();
+        assert!(
+            warning.starts_with(
+                "zone example.com.: an RRSIG expires at 2027-01-29T08:00:00Z, within a day"
+            ),
+            "{warning}"
+        );
+        let expired = zone.warning(t0 + 14 * DAY).unwrap();
+        assert!(
+            expired.contains("expired at 2027-01-29T08:00:00Z"),
+            "{expired}"
+        );
+        // Signatures valid for less than three days are made again with less than a day
+        // left: no warning until that is overdue.
+        let short = SigningStatus {
+            earliest_expiry: t0 + 2 * DAY,
+            refresh_at: t0 + DAY + DAY / 3,
+            ..zone
+        };
+        assert_eq!(short.warning(t0 + DAY + 1), None);
+        assert!(short.warning(t0 + DAY + DAY / 3).is_some());
+    }
 
     #[test]
     fn long_tokens_are_cut_and_the_location_is_kept() {

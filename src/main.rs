@@ -697,18 +697,15 @@ fn check(dir: DirArgs) -> Result<(), Failure> {
 
 fn keys(command: KeysCommand) -> Result<(), Failure> {
     use lbdns::keys;
-    let timing = |args: &KeysArgs| -> Result<_, String> {
-        let max_ttl = keys::max_zone_ttl(&args.dir, &args.zone)?;
-        Ok(keys::timing(max_ttl, 0))
-    };
+    let zone = |args: &KeysArgs| keys::Zone::read(&args.dir, &args.zone);
     let text = match command {
-        KeysCommand::List(args) => keys::list(&args.dir, &args.zone, &timing(&args)?),
-        KeysCommand::Ds(args) => keys::ds(&args.dir, &args.zone),
-        KeysCommand::RollZsk(args) => keys::roll_zsk(&args.dir, &args.zone, &timing(&args)?),
+        KeysCommand::List(args) => keys::list(&args.dir, &args.zone, &zone(&args)?),
+        KeysCommand::Ds(args) => keys::ds(&args.dir, &args.zone, &zone(&args)?),
+        KeysCommand::RollZsk(args) => keys::roll_zsk(&args.dir, &args.zone, &zone(&args)?),
         KeysCommand::RollKsk {
             keys: args,
             ds_seen,
-        } => keys::roll_ksk(&args.dir, &args.zone, &timing(&args)?, ds_seen),
+        } => keys::roll_ksk(&args.dir, &args.zone, &zone(&args)?, ds_seen),
         KeysCommand::Import { keys: args, files } => keys::import(&args.dir, &args.zone, &files),
     };
     out(&text.map_err(|e| format!("lbdns: {e}"))?)

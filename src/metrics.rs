@@ -185,6 +185,10 @@ pub struct Metrics {
     fallback_by_group: Family<Fallback, Counter>,
     /// Queries answered from each zone, by zone.
     zone_queries: ServedFamily<ZoneLabel>,
+    /// Per zone lbdns signs: when its earliest RRSIG expires, and when its keys next
+    /// change (Unix times); set at each scrape by [`Metrics::refresh_dnssec`].
+    rrsig_earliest_expiry: Family<ZoneLabel, Gauge>,
+    next_key_event: Family<ZoneLabel, Gauge>,
     /// Answers given by each task, by site and hostname.
     task_answers: ServedFamily<TaskLabels>,
     /// Origins given in task answers, by site, hostname, group and origin.
@@ -411,6 +415,28 @@ impl Metrics {
             "Answers not from a task's own group, by site, group, kind (group: a fallback group answered; all_down: the whole chain was down) and to (the group, or servfail, nodata, fail_open)",
             fallback_by_group.clone(),
         );
+        registry.register(
+            "dnssec_signatures_made",
+            "RRSIG records lbdns made (a zone signed or signed again)",
+            crate::dnssec::sign::SIGNATURES_MADE.clone(),
+        );
+        registry.register(
+            "dnssec_signature_cache_hits",
+            "RRSIG records reused instead of made again: a reload that changed neither a signed zone's data, policy nor keys keeps its signatures",
+            crate::dnssec::sign::SIGNATURES_REUSED.clone(),
+        );
+        let rrsig_earliest_expiry = Family::<ZoneLabel, Gauge>::default();
+        registry.register(
+            "dnssec_rrsig_earliest_expiry_seconds",
+            "When the first RRSIG of a zone lbdns signs expires (Unix time), by zone; it is signed again when a third of the validity is left",
+            rrsig_earliest_expiry.clone(),
+        );
+        let next_key_event = Family::<ZoneLabel, Gauge>::default();
+        registry.register(
+            "dnssec_next_key_event_seconds",
+            "When the keys of a zone lbdns signs next change (Unix time: a key published, signing, retired or removed, a CDS moved, a ZSK rollover started), by zone; absent when nothing is scheduled",
+            next_key_event.clone(),
+        );
         let zone_queries = ServedFamily::default();
         registry.register(
             "zone_queries",
@@ -519,6 +545,8 @@ impl Metrics {
             failed_open_by_group,
             fallback_by_group,
             zone_queries,
+            rrsig_earliest_expiry,
+            next_key_event,
             task_answers,
             origin_answers,
             dns_conns,
@@ -664,6 +692,22 @@ impl Metrics {
             .position(|(code, _)| *code == rcode)
             .unwrap_or(RCODES.len());
         self.responses[i].inc();
+    }
+
+    /// Sets the per-zone DNSSEC gauges to `zones`, the zones lbdns signs now.
+    pub fn refresh_dnssec(&self, zones: &[crate::load::SigningStatus]) {
+        self.rrsig_earliest_expiry.clear();
+        self.next_key_event.clear();
+        for zone in zones {
+            let label = [("zone", zone.zone.to_string())];
+            let gauge = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+            self.rrsig_earliest_expiry
+                .get_or_create(&label)
+                .set(gauge(zone.earliest_expiry));
+            if let Some(at) = zone.next_key_event {
+                self.next_key_event.get_or_create(&label).set(gauge(at));
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.

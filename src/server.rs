@@ -88,7 +88,7 @@ pub async fn run(
         )));
     }
     tasks.push(tokio::spawn(report_suppressed(metrics)));
-    tasks.push(tokio::spawn(refresh_signatures(store.clone())));
+    tasks.push(tokio::spawn(drive_dnssec(store.clone())));
     tasks.push(tokio::spawn(reload_on_sighup(store)));
     // The snapshot was loaded before the listeners were bound, and every listener now
     // has its worker: every zone answers.
@@ -121,27 +121,29 @@ async fn report_suppressed(metrics: Arc<Metrics>) {
     }
 }
 
-/// Signs again each zone whose signatures have less than a third of their validity left
-/// (SPEC §11), checking at least hourly: a server that runs for weeks without a reload
-/// never serves an expired signature.
-async fn refresh_signatures(store: Arc<Store>) {
+/// Drives DNSSEC by itself (SPEC §11): wakes when a signed zone's signatures have less
+/// than a third of their validity left or when its keys' next event comes (a ZSK rollover
+/// due on `zsk_lifetime`, a new key starting to sign, a CDS moving, an old key leaving),
+/// and loads again. The load takes the keys' steps ([`crate::dnssec::keydir::advance`],
+/// the function `lbdns keys` runs too), signs again the zones whose apex or signatures
+/// changed and publishes the snapshot as any reload does. It checks at least hourly: a
+/// server that runs for weeks without a reload never serves an expired signature.
+async fn drive_dnssec(store: Arc<Store>) {
     loop {
-        let now = crate::dnssec::key::unix_now();
-        let wait = crate::load::next_signature_refresh()
-            .map_or(3_600, |at| at.saturating_sub(now).clamp(60, 3_600));
+        let wait = crate::load::next_signing_due().map_or(3_600, |due| due.clamp(1, 3_600));
         tokio::time::sleep(Duration::from_secs(wait)).await;
-        let due = crate::load::next_signature_refresh()
-            .is_some_and(|at| at <= crate::dnssec::key::unix_now());
-        if !due {
+        if crate::load::next_signing_due() != Some(0) {
             continue;
         }
         let store = store.clone();
         match tokio::task::spawn_blocking(move || store.resign()).await {
-            Ok(Ok(_)) => info!("DNSSEC signatures refreshed"),
+            Ok(Ok(_)) => info!("DNSSEC: keys stepped and signatures refreshed where due"),
             Ok(Err(errors)) => {
-                error!("DNSSEC signatures due for refresh, but the files do not load: {errors}")
+                error!("DNSSEC: signing is due, but the files do not load: {errors}");
+                // Not again at once: the files change (and reload) or an hour passes.
+                tokio::time::sleep(Duration::from_secs(60)).await;
             }
-            Err(e) => error!(%e, "signature refresh failed"),
+            Err(e) => error!(%e, "DNSSEC signing failed"),
         }
     }
 }

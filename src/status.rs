@@ -135,6 +135,13 @@ impl Report {
             }
         }
 
+        let now = crate::dnssec::lifecycle::now();
+        report.problems.extend(
+            crate::load::signing_status()
+                .iter()
+                .filter_map(|zone| zone.warning(now)),
+        );
+
         for site in store.sites() {
             for task in store.tasks(&site.name).unwrap_or_default() {
                 match task.status {

@@ -253,6 +253,22 @@ impl KeyDir {
     }
 }
 
+/// Opens the key directory `path` of `zone` and takes every step of its keys due at
+/// `now` ([`advance`]): the one step function of the server (at each load and on its
+/// timer) and of `lbdns keys`. The directory stays locked while the [`KeyDir`] lives.
+pub fn open_and_advance(
+    path: &Path,
+    zone: &str,
+    algorithm: Algorithm,
+    timing: &Timing,
+    now: Time,
+) -> Result<(KeyDir, ZoneKeys), KeyDirError> {
+    let dir = KeyDir::open(path, zone)?;
+    let mut zone_keys = dir.load(now)?;
+    advance(&dir, &mut zone_keys, algorithm, timing, now)?;
+    Ok((dir, zone_keys))
+}
+
 /// What a zone's keys need at `now` without anyone asking: a first KSK and ZSK, a ZSK
 /// rollover that is due, the files of removed keys deleted. Returns whether anything
 /// changed (then the caller saves and the zone is signed again).
@@ -410,6 +426,92 @@ mod tests {
         assert!(advance(&dir, &mut keys, Algorithm::Ed25519, &TIMING, removal).unwrap());
         assert!(!key_files(&path).iter().any(|n| n.starts_with(&stem(zsk))));
         assert_eq!(dir.load(removal).unwrap().keys.len(), 2);
+    }
+
+    /// Which keys sign at `now` after the step function ran, by role: (DNSKEY RRset,
+    /// DNSKEY signers, zone signer, CDS), as tags.
+    fn step(path: &Path, now: Time) -> (Vec<u16>, Vec<u16>, u16, Option<u16>) {
+        let (_, keys) =
+            open_and_advance(path, "example.com", Algorithm::Ed25519, &TIMING, now).unwrap();
+        let apex = keys.lifecycle.apex(now);
+        let signers = crate::dnssec::sign::Signers::of(&keys, &apex).unwrap();
+        let tags = |keys: &[&ZoneKey]| keys.iter().map(|k| k.key_tag()).collect::<Vec<_>>();
+        (
+            tags(&signers.dnskey),
+            tags(&signers.ksks),
+            signers.zsk.key_tag(),
+            signers.cds.map(ZoneKey::key_tag),
+        )
+    }
+
+    #[test]
+    fn the_step_function_drives_both_rollovers_with_an_injected_clock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("keys/example.com");
+        let (dnskey, ksks, zsk, cds) = step(&path, T0);
+        let ksk = ksks[0];
+        assert_eq!((dnskey.len(), ksks.len(), cds), (2, 1, Some(ksk)));
+
+        // ZSK: rolled Ipub (2 h) before its 10 h lifetime ends, by the step alone.
+        let due = T0 + 8 * HOUR;
+        assert_eq!(
+            step(&path, due - 1),
+            (dnskey.clone(), ksks.clone(), zsk, cds)
+        );
+        let (during, _, signer, _) = step(&path, due);
+        assert_eq!(
+            (during.len(), signer),
+            (3, zsk),
+            "published, not signing yet"
+        );
+        let new_zsk = *during.iter().find(|t| !dnskey.contains(t)).unwrap();
+        let (after, _, signer, _) = step(&path, due + 2 * HOUR);
+        assert_eq!(
+            (after.len(), signer),
+            (3, new_zsk),
+            "the old ZSK is retired"
+        );
+        let (gone, _, _, _) = step(&path, due + 4 * HOUR);
+        assert_eq!(gone.len(), 2);
+        assert!(!gone.contains(&zsk));
+
+        // KSK: started by command, then the CDS moves after Ipub, the old key leaves Iret
+        // after the DS is seen.
+        let start = due + 5 * HOUR;
+        {
+            let dir = KeyDir::open(&path, "example.com").unwrap();
+            let mut keys = dir.load(start).unwrap();
+            let key = dir.generate(&keys, Algorithm::Ed25519, Role::Ksk).unwrap();
+            keys.lifecycle
+                .roll_ksk(key.key_tag(), start, &TIMING)
+                .unwrap();
+            keys.keys.push(key);
+            dir.save(&mut keys, &[]).unwrap();
+        }
+        let (dnskey, ksks, _, cds) = step(&path, start);
+        assert_eq!((dnskey.len(), ksks.len(), cds), (3, 2, Some(ksk)));
+        let new_ksk = *ksks.iter().find(|&&t| t != ksk).unwrap();
+        let (_, _, _, cds) = step(&path, start + 2 * HOUR);
+        assert_eq!(cds, Some(new_ksk));
+        let seen = start + 3 * HOUR;
+        {
+            let dir = KeyDir::open(&path, "example.com").unwrap();
+            let mut keys = dir.load(seen).unwrap();
+            keys.lifecycle.ds_seen(seen, &TIMING).unwrap();
+            dir.save(&mut keys, &[]).unwrap();
+        }
+        // Both sign until the old DS has left the caches (Dprp + DS TTL: 2 h).
+        assert_eq!(step(&path, seen + 2 * HOUR - 1).1.len(), 2);
+        let (dnskey, ksks, signer, cds) = step(&path, seen + 2 * HOUR);
+        assert_eq!((ksks, cds, signer), (vec![new_ksk], Some(new_ksk), new_zsk));
+        // The old KSK is gone; the next ZSK rollover (every 10 h) has just begun.
+        assert_eq!(dnskey.len(), 3);
+        assert!(!dnskey.contains(&ksk));
+        assert!(
+            !key_files(&path)
+                .iter()
+                .any(|n| n.contains(&format!("{ksk:05}")))
+        );
     }
 
     #[test]

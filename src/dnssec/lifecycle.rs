@@ -37,6 +37,30 @@ use serde::{Deserialize, Serialize};
 /// Seconds since the Unix epoch.
 pub type Time = u64;
 
+/// Hidden, for tests only: seconds added to the clock the key lifecycle and its warnings
+/// go by ([`now`]), never to the times in signatures (validators check those against
+/// their own clocks), so a test steps a running server through a rollover without
+/// waiting. Read by `lbdns serve` and `lbdns keys` alike.
+pub const CLOCK_OFFSET_ENV: &str = "LBDNS_KEY_CLOCK_OFFSET";
+
+/// The time the key lifecycle goes by: now, plus the tests' offset. Everything below it
+/// takes `now` as an argument, so unit tests inject their own.
+pub fn now() -> Time {
+    let offset = std::env::var(CLOCK_OFFSET_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    crate::dnssec::key::unix_now() + offset
+}
+
+/// Dprp: how long lbdns allows a change of the zone to reach every server of it and every
+/// re-signed answer (Knot's default `propagation-delay`).
+pub const PROPAGATION_DELAY: u64 = 3600;
+
+/// The TTL assumed for the DS RRset at the parent: a day, as most TLDs give it (.com, .net,
+/// .org, .de); a parent with a longer one needs `--ds-seen` that much later.
+pub const PARENT_DS_TTL: u64 = 86_400;
+
 /// What a key signs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -298,6 +322,18 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// The intervals for a zone whose largest TTL is `max_ttl` (the DNSKEY RRset's TTL is
+    /// at most that) and whose ZSK lives `zsk_lifetime` seconds (0: forever).
+    pub fn new(max_ttl: u64, zsk_lifetime: u64) -> Timing {
+        Timing {
+            dnskey_ttl: max_ttl,
+            max_zone_ttl: max_ttl,
+            propagation_delay: PROPAGATION_DELAY,
+            parent_ds_ttl: PARENT_DS_TTL,
+            zsk_lifetime,
+        }
+    }
+
     /// Ipub: from publishing a key to every cache that holds the DNSKEY RRset holding it.
     pub fn publish_interval(&self) -> u64 {
         self.propagation_delay + self.dnskey_ttl

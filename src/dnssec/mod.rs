@@ -11,7 +11,6 @@ use crate::wire::MAX_NAME_LEN;
 
 pub mod key;
 pub mod keydir;
-pub mod keyset;
 pub mod keystate;
 pub mod lifecycle;
 pub mod sign;

@@ -13,7 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use super::key::ZoneKey;
-use super::keyset::KeySet;
+use super::keydir::ZoneKeys;
+use super::lifecycle::{Apex, Timing};
 use super::{canonical_cmp, rtype as dnssec_rtype};
 use crate::site::dnssec::DnssecPolicy;
 use crate::snapshot::{ZoneBuilder, ZoneData};
@@ -35,19 +36,57 @@ fn is_made_when_signing(rtype: u16) -> bool {
         || rtype == dnssec_rtype::NSEC3PARAM
 }
 
+/// Signatures made since the process started, and signatures reused instead of made
+/// again (a zone whose data, policy and keys did not change keeps its signatures across
+/// a reload). Process-wide: every signing path counts here, whoever reads them.
+pub static SIGNATURES_MADE: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+pub static SIGNATURES_REUSED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The keys that sign a zone at one moment, as its lifecycle's apex names them.
+pub struct Signers<'a> {
+    /// The keys in the DNSKEY RRset.
+    pub dnskey: Vec<&'a ZoneKey>,
+    /// The KSKs that sign the DNSKEY, CDS and CDNSKEY RRsets.
+    pub ksks: Vec<&'a ZoneKey>,
+    /// The ZSK that signs every other RRset.
+    pub zsk: &'a ZoneKey,
+    /// The KSK whose CDS and CDNSKEY are published.
+    pub cds: Option<&'a ZoneKey>,
+}
+
+impl<'a> Signers<'a> {
+    /// The keys of `keys` that `apex` names.
+    pub fn of(keys: &'a ZoneKeys, apex: &Apex) -> Result<Self, SignError> {
+        let find = |tags: &[u16]| -> Vec<&'a ZoneKey> {
+            tags.iter().filter_map(|&t| keys.key(t)).collect()
+        };
+        let zsk = apex
+            .zone_signer
+            .and_then(|t| keys.key(t))
+            .ok_or(SignError::NoKey { what: "ZSK" })?;
+        let ksks = find(&apex.dnskey_signers);
+        if ksks.is_empty() {
+            return Err(SignError::NoKey { what: "KSK" });
+        }
+        Ok(Self {
+            dnskey: find(&apex.dnskey),
+            ksks,
+            zsk,
+            cds: apex.cds.and_then(|t| keys.key(t)),
+        })
+    }
+}
+
 /// Why a zone could not be signed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignError {
-    #[error("zone {zone}: no active {what} of algorithm {algorithm} in {dir}")]
-    NoKey {
-        zone: String,
-        what: &'static str,
-        algorithm: super::key::Algorithm,
-        dir: String,
-    },
-    #[error("zone {zone}: denial {denial} is not supported yet; use denial: nsec")]
-    Denial { zone: String, denial: &'static str },
+    #[error("no {what} of the zone is signing now (lbdns keys list shows its keys)")]
+    NoKey { what: &'static str },
+    #[error("denial {denial} is not supported yet; use denial: nsec")]
+    Denial { denial: &'static str },
 }
 
 /// A signed zone and when it should be signed again.
@@ -60,6 +99,27 @@ pub struct SignedZone {
     pub signatures: usize,
 }
 
+/// The lifecycle's intervals for `zone` signed as `policy` says: its largest TTL, the
+/// SOA MINIMUM (negative answers' TTL) included, and the policy's ZSK lifetime.
+pub fn key_timing(zone: &ZoneData, policy: &DnssecPolicy) -> Timing {
+    let ttl = |record: &[u8]| {
+        u64::from(u32::from_be_bytes(
+            record[4..8].try_into().expect("4 bytes"),
+        ))
+    };
+    let soa = zone.soa();
+    let minimum = u64::from(u32::from_be_bytes(
+        soa[soa.len() - 4..].try_into().expect("4 bytes"),
+    ));
+    let max_ttl = zone
+        .nodes()
+        .flat_map(|(_, node)| node.records())
+        .map(ttl)
+        .fold(minimum, u64::max);
+    let zsk_lifetime = policy.zsk_lifetime.map_or(0, |d| d.as_secs());
+    Timing::new(max_ttl, zsk_lifetime)
+}
+
 /// One RRset being signed: its owner and records (type..RDATA each).
 struct Rrset {
     owner: Box<[u8]>,
@@ -67,42 +127,25 @@ struct Rrset {
     records: Vec<u8>,
 }
 
-/// Signs `zone` with `keys` as `policy` says, at `now` (seconds since the Unix epoch).
+/// Signs `zone` as `policy` says with the keys of `keys` that `apex_keys` names, at `now`
+/// (seconds since the Unix epoch); the ZSK goes on signing the zone's task answers.
 pub fn sign_zone(
     zone: &ZoneData,
-    mut keys: KeySet,
+    mut keys: ZoneKeys,
+    apex_keys: &Apex,
     policy: &DnssecPolicy,
     now: u64,
 ) -> Result<SignedZone, SignError> {
-    let zone_name = zone.origin.to_string();
     if policy.denial != crate::site::dnssec::Denial::Nsec {
         return Err(SignError::Denial {
-            zone: zone_name,
             denial: match policy.denial {
                 crate::site::dnssec::Denial::Nsec3 => "nsec3",
                 _ => "compact",
             },
         });
     }
-    let no_key = |what| SignError::NoKey {
-        zone: zone_name.clone(),
-        what,
-        algorithm: policy.algorithm,
-        dir: keys.dir.display().to_string(),
-    };
-    let zsk = keys
-        .active_zsks(now, policy.algorithm)
-        .next()
-        .ok_or_else(|| no_key("ZSK"))?;
-    let zsk_at = keys
-        .keys
-        .iter()
-        .position(|k| std::ptr::eq(k, zsk))
-        .expect("the ZSK is one of the keys");
-    let ksks: Vec<&ZoneKey> = keys.active_ksks(now).collect();
-    if ksks.is_empty() {
-        return Err(no_key("KSK"));
-    }
+    let signers = Signers::of(&keys, apex_keys)?;
+    let (zsk, ksks) = (signers.zsk, &signers.ksks);
     let apex = zone.apex.clone();
     let soa = zone.soa();
     let soa_ttl = u32::from_be_bytes(soa[4..8].try_into().expect("4 bytes"));
@@ -131,9 +174,8 @@ pub fn sign_zone(
         }
     }
     // The apex's key RRsets.
-    let published: Vec<&ZoneKey> = keys.published(now).collect();
     let mut dnskeys = Vec::new();
-    for key in &published {
+    for key in &signers.dnskey {
         push_record(
             &mut dnskeys,
             dnssec_rtype::DNSKEY,
@@ -142,7 +184,7 @@ pub fn sign_zone(
         );
     }
     let (mut cds, mut cdnskey) = (Vec::new(), Vec::new());
-    for key in &ksks {
+    if let Some(key) = signers.cds {
         push_record(&mut cds, CDS, soa_ttl, &key.ds_rdata(&apex));
         push_record(&mut cdnskey, CDNSKEY, soa_ttl, &key.dnskey_rdata());
     }
@@ -151,6 +193,9 @@ pub fn sign_zone(
         (CDS, cds),
         (CDNSKEY, cdnskey),
     ] {
+        if records.is_empty() {
+            continue;
+        }
         rrsets.push(Rrset {
             owner: apex.clone(),
             rtype: t,
@@ -212,7 +257,10 @@ pub fn sign_zone(
         let jitter = spread(&rrset.owner, rrset.rtype, validity / 10);
         let expiration = inception + validity - jitter;
         earliest_expiry = earliest_expiry.min(expiration);
-        let signers: Vec<&ZoneKey> = if rrset.rtype == dnssec_rtype::DNSKEY {
+        // RFC 7344 §4.1: the parent checks the CDS and CDNSKEY against its DS, so the
+        // KSKs sign them as they sign the DNSKEY RRset.
+        let signers: Vec<&ZoneKey> = if matches!(rrset.rtype, dnssec_rtype::DNSKEY | CDS | CDNSKEY)
+        {
             ksks.clone()
         } else {
             vec![zsk]
@@ -236,6 +284,12 @@ pub fn sign_zone(
     }
     let mut signed = builder.finish();
     signed.warnings = zone.warnings.clone();
+    let zsk_tag = zsk.key_tag();
+    let zsk_at = keys
+        .keys
+        .iter()
+        .position(|k| k.key_tag() == zsk_tag)
+        .expect("the ZSK is one of the keys");
     signed.signer = Some(RrsetSigner::new(
         keys.keys.swap_remove(zsk_at),
         apex,

@@ -353,6 +353,16 @@ impl Fingerprint {
                 }
             }
         }
+        // keys/<origin>/lifecycle.yaml: `lbdns keys` changed a zone's keys, which SIGHUP
+        // then serves.
+        if let Ok(entries) = std::fs::read_dir(sources.dir.join("keys")) {
+            for entry in entries.flatten() {
+                let path = crate::dnssec::keystate::path(&entry.path());
+                if let Ok(contents) = Contents::read(&path) {
+                    files.insert(path, contents);
+                }
+            }
+        }
         let geoip = sources.geoip_path().map(|path| {
             let meta = std::fs::metadata(&path).ok();
             let len = meta.as_ref().map_or(0, |m| m.len());
