@@ -1,7 +1,9 @@
 //! `lbdns keys`: a zone's DNSSEC keys in the served directory (SPEC §11). Like `lbdns
 //! check`, each action works on the files, not through a server: it changes
 //! `keys/<origin>/` under the directory's key lock, and a running server takes the change
-//! at its next reload (SIGHUP, or the reload a zone or site file edit triggers).
+//! at its next reload (SIGHUP, or the reload a zone or site file edit triggers). In a zone
+//! lbdns signs, every action that opens the keys first takes the steps due now with the
+//! server's own step function ([`open_and_advance`]), so both see the same lifecycle.
 //!
 //! - `list`: each key, its role, state and next event;
 //! - `ds`: the DS record (digest type 2) of the KSK the parent should hold, as

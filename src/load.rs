@@ -594,11 +594,14 @@ fn signed(
     let made = sign::sign_zone(&zone, keys, &apex, policy, real_now).map_err(|e| in_zone(&e))?;
     sign::SIGNATURES_MADE.inc_by(made.signatures as u64);
     tracing::info!(
-        "zone {}: signed, {} signatures (ZSK {:?}, KSK {:?}), earliest expiry {}",
+        "zone {}: signed, {} signatures (DNSKEY {:?}, signed by KSK {:?}; ZSK {}; CDS {}), earliest expiry {}",
         zone.origin,
         made.signatures,
-        apex.zone_signer,
+        apex.dnskey,
         apex.dnskey_signers,
+        apex.zone_signer
+            .map_or("none".to_owned(), |t| t.to_string()),
+        apex.cds.map_or("none".to_owned(), |t| t.to_string()),
         crate::dnssec::key::timestamp(made.earliest_expiry)
     );
     let signed = Arc::new(made.zone);
