@@ -422,7 +422,7 @@ impl Metrics {
         );
         registry.register(
             "dnssec_signature_cache_hits",
-            "RRSIG records reused instead of made again: a reload that changed neither a signed zone's data, policy nor keys keeps its signatures",
+            "RRSIG records reused instead of made again: a reload that changed neither a signed zone's data, policy nor keys keeps its signatures, and a task answer whose RRset did not change keeps its signature",
             crate::dnssec::sign::SIGNATURES_REUSED.clone(),
         );
         let rrsig_earliest_expiry = Family::<ZoneLabel, Gauge>::default();

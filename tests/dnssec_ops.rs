@@ -43,20 +43,33 @@ const PAST: u64 = 600;
 
 const OFFSET_ENV: &str = "LBDNS_KEY_CLOCK_OFFSET";
 
-/// Names that must validate at every step: data, the keys, NXDOMAIN and NODATA.
+/// The zone signed by lbdns, its ZSK rolled every 30 days, with a task whose answers are
+/// signed with the ZSK of the moment.
+const SITE: &str = "dnssec:
+  zsk_lifetime: 30d
+origin_groups:
+  web:
+    origins:
+      - address: 192.0.2.10
+      - address: 192.0.2.11
+tasks:
+  - hostname: lb.example.com
+    origin_group: web
+";
+
+/// Names that must validate at every step: data, the keys, a task's answer, NXDOMAIN and
+/// NODATA.
 const CASES: &[(&str, &str, Expect)] = &[
     ("example.com.", "SOA", Expect::Secure),
     ("example.com.", "DNSKEY", Expect::Secure),
     ("www.example.com.", "A", Expect::Secure),
+    ("lb.example.com.", "A", Expect::Secure),
     ("nothing.example.com.", "A", Expect::SecureDenial),
     ("www.example.com.", "MX", Expect::SecureDenial),
 ];
 
 fn site() -> Site {
-    Site::new(&[
-        ("example.com.zone", ZONE),
-        ("example.com.lb.yaml", "dnssec:\n  zsk_lifetime: 30d\n"),
-    ])
+    Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", SITE)])
 }
 
 fn now() -> u64 {
@@ -198,7 +211,12 @@ fn dnskeys(server: &Server) -> Vec<(bool, u16)> {
 
 /// The key tags of the RRSIGs over `rtype` at the apex, sorted.
 fn signers(server: &Server, rtype: &str) -> Vec<u16> {
-    let out = server.dig(&["+dnssec", "+short", "example.com", rtype]);
+    signers_at(server, "example.com", rtype)
+}
+
+/// The key tags of the RRSIGs over `rtype` at `name`, sorted.
+fn signers_at(server: &Server, name: &str, rtype: &str) -> Vec<u16> {
+    let out = server.dig(&["+dnssec", "+short", name, rtype]);
     let mut tags: Vec<u16> = out
         .lines()
         .filter(|l| l.starts_with(&format!("{rtype} ")))
@@ -284,6 +302,7 @@ fn serve_rolls_the_zsk_on_its_lifetime_and_every_step_validates() {
     let keys1 = dnskeys(&server);
     let new_zsk = tag_of(&keys1, false, &[zsk]);
     assert_eq!(signers(&server, "SOA"), [zsk], "published, not signing yet");
+    assert_eq!(signers_at(&server, "lb.example.com", "A"), [zsk]);
     assert_validates(&server, &anchor, "new ZSK published");
     // RFC 7583 §3.2.1: signing after Ipub, the old key retired then and removed Iret later.
     let published = bind_time(&site, new_zsk, "Publish");
@@ -301,6 +320,7 @@ fn serve_rolls_the_zsk_on_its_lifetime_and_every_step_validates() {
         signers(s, "SOA") == [new_zsk]
     });
     assert_eq!(dnskeys(&server), keys1, "the old ZSK is still published");
+    assert_eq!(signers_at(&server, "lb.example.com", "A"), [new_zsk]);
     assert_validates(&server, &anchor, "new ZSK signing");
     drop(server);
 

@@ -37,8 +37,9 @@ fn is_made_when_signing(rtype: u16) -> bool {
 }
 
 /// Signatures made since the process started, and signatures reused instead of made
-/// again (a zone whose data, policy and keys did not change keeps its signatures across
-/// a reload). Process-wide: every signing path counts here, whoever reads them.
+/// again (a zone whose data, policy and keys did not change keeps its signatures across a
+/// reload; a task answer's RRset that did not change keeps its signature across compiles).
+/// Process-wide: every signing path counts here.
 pub static SIGNATURES_MADE: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
 pub static SIGNATURES_REUSED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
@@ -497,12 +498,17 @@ impl SigningSession<'_> {
         let canonical = canonical_rrset(&rrset);
         let fresh = |made: &Made| made.expiration > self.now + self.signer.validity / 3;
         if let Some(made) = self.used.get(&canonical) {
+            SIGNATURES_REUSED.inc();
             return made.record.clone();
         }
         let made = match self.before.remove(&canonical).filter(fresh) {
-            Some(made) => made,
+            Some(made) => {
+                SIGNATURES_REUSED.inc();
+                made
+            }
             None => {
                 self.made += 1;
+                SIGNATURES_MADE.inc();
                 let inception = self.now.saturating_sub(INCEPTION_SKEW);
                 let validity = self.signer.validity;
                 let expiration = inception + validity - spread(owner, rtype, validity / 10);
