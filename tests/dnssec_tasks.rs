@@ -412,6 +412,22 @@ fn a_task_past_the_signing_limit_is_refused_with_what_to_change() {
         err.contains("4096") && err.contains("lower answers") && err.contains("big"),
         "{err}"
     );
+    // The API refuses it the same way, and serves on without it.
+    let groups_only = yaml.split("tasks:").next().unwrap();
+    site.write("example.com.lb.yaml", groups_only);
+    let server = site.serve();
+    let task =
+        r#"{"id": "big", "hostname": "lb.example.com", "origin_group": "big", "answers": 4}"#;
+    let (status, body) = server
+        .http("POST", "/v1/sites/example.com/tasks", Some(task))
+        .expect("the API answers");
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(
+        body.contains("4096") && body.contains("lower answers"),
+        "{body}"
+    );
+    let out = server.dig(&["+dnssec", "lb.example.com", "A"]);
+    assert!(out.contains("NXDOMAIN"), "{out}");
 }
 
 #[test]
