@@ -376,8 +376,9 @@ impl Store {
         done.blocking_recv().unwrap_or(Ok(false))
     }
 
-    /// Loads the files again even when none changed, so that DNSSEC signatures due for
-    /// refresh are made again (only those zones are signed again). Blocks.
+    /// Loads the files again even when none changed, so that the DNSSEC steps due are
+    /// taken: keys' lifecycle events and signatures due for refresh (only the zones whose
+    /// keys or signatures changed are signed again). Blocks.
     pub fn resign(&self) -> Result<bool, LoadError> {
         let (reply, done) = oneshot::channel();
         if self.queue.send(Job::Resign(reply)).is_err() {
