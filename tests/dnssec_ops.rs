@@ -306,7 +306,11 @@ fn serve_rolls_the_zsk_on_its_lifetime_and_every_step_validates() {
     assert_validates(&server, &anchor, "new ZSK published");
     // RFC 7583 §3.2.1: signing after Ipub, the old key retired then and removed Iret later.
     let published = bind_time(&site, new_zsk, "Publish");
-    assert!((due..due + 60).contains(&published), "{published} vs {due}");
+    // At the due time, give or take a slow start (the load then takes the step).
+    assert!(
+        (due..due + 300).contains(&published),
+        "{published} vs {due}"
+    );
     let handover = bind_time(&site, new_zsk, "Activate");
     assert_eq!(handover, published + IPUB);
     assert_eq!(bind_time(&site, zsk, "Inactive"), handover);
