@@ -35,6 +35,8 @@ origin_groups:
 
 const TASKS: &str = "/v1/sites/example.com/tasks";
 const CLIENTS: usize = 1000;
+/// How long a client of the burst waits for its answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(3 * PATIENCE.as_secs());
 
 /// One reply of the burst: status, whether it had `Retry-After`, the task id.
 type Reply = (u16, bool, String);
@@ -56,7 +58,7 @@ fn a_write_burst_is_answered_in_time_and_reads_never_wait() {
     // Health and reads, polled throughout; their worst latency is the point.
     let watcher = {
         let stop = stop.clone();
-        let agent = agent(Duration::from_secs(10));
+        let agent = agent(PATIENCE);
         std::thread::spawn(move || {
             let (mut worst, mut polls) = (Duration::ZERO, 0);
             while !stop.load(Ordering::Relaxed) {
@@ -83,10 +85,10 @@ fn a_write_burst_is_answered_in_time_and_reads_never_wait() {
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || -> Result<Reply, String> {
-                    // Typically all answered in 13 s; with other builds fsyncing on the
-                    // same disk (load 13), 846 writes took 31 s: a write's fsync is the
-                    // disk's time, not lbdns's. 90 s still catches a request left hanging.
-                    let agent = agent(Duration::from_secs(90));
+                    // Typically all answered in 5 s; with other builds loading the machine
+                    // (load 11 on 2 cores), in 11-13 s. Three times PATIENCE is for a
+                    // request left hanging, not for a slow one.
+                    let agent = agent(ANSWER_WITHIN);
                     let id = format!("burst{i}");
                     let body = json!({"id": id, "hostname": format!("{id}.example.com"), "origin_group": "pool"});
                     barrier.wait();
@@ -94,7 +96,7 @@ fn a_write_burst_is_answered_in_time_and_reads_never_wait() {
                         .post(format!("http://{addr}{TASKS}"))
                         .header("Content-Type", "application/json")
                         .send(body.to_string())
-                        .map_err(|e| format!("{id}: no reply within 90 s: {e}"))?;
+                        .map_err(|e| format!("{id}: no reply within {ANSWER_WITHIN:?}: {e}"))?;
                     let retry = reply.headers().contains_key("retry-after");
                     Ok((reply.status().as_u16(), retry, id))
                 })
@@ -137,10 +139,10 @@ fn a_write_burst_is_answered_in_time_and_reads_never_wait() {
     // Reads come from the committed state and never wait for the writer. A read queued
     // behind the writes would wait for the queue ahead of it: most of the burst. What a
     // poll measures beyond that is scheduling: on 2 CPUs the writer takes one and the
-    // 1,000 client threads of this process wake together: typically 80-160 ms, but 5-6 s
-    // in bursts of 46-51 s with other builds loading the machine (load 13). A quarter of
-    // the burst, at least 2 s, leaves room for that and still fails a queued read.
-    let bound = (took / 4).max(Duration::from_secs(2));
+    // 1,000 client threads of this process wake together: typically 80-500 ms, but 3-6 s
+    // with other builds loading the machine (load 13). Half the burst, at least 5 s,
+    // leaves room for that and still fails a read queued behind most of the burst.
+    let bound = (took / 2).max(Duration::from_secs(5));
     assert!(
         worst_read < bound,
         "a read waited {worst_read:?} behind the writes (burst {took:?}, bound {bound:?})"
@@ -148,7 +150,7 @@ fn a_write_burst_is_answered_in_time_and_reads_never_wait() {
     assert!(!created.is_empty());
 
     // What was acknowledged is exactly what is listed, written and answered.
-    let listing: Value = agent(Duration::from_secs(10))
+    let listing: Value = agent(PATIENCE)
         .get(format!("http://{addr}{TASKS}"))
         .call()
         .unwrap()

@@ -26,6 +26,32 @@ pub fn example_dir() -> PathBuf {
     repo().join("tests/data/example")
 }
 
+/// How long a test waits for a condition a correct server meets within milliseconds
+/// when the machine is idle. On a loaded 2-core machine (load 12 in CI) a process can wait
+/// seconds for a CPU, so waits are generous: a condition met ends the wait at once, and
+/// only a server that never meets it pays the whole of it.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `done` until it holds and returns how long that took; panics after
+/// [`PATIENCE`], with `what` was awaited and `context()` (a log, say).
+#[track_caller]
+pub fn wait_until(
+    what: &str,
+    context: impl Fn() -> String,
+    mut done: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "not within {PATIENCE:?}: {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
 /// MaxMind's GeoIP2 Country test database (tests/data, MIT/Apache).
 pub fn test_geoip() -> PathBuf {
     repo().join("tests/data/GeoIP2-Country-Test.mmdb")
@@ -174,7 +200,7 @@ impl Server {
 
     /// Waits until the server answers; the exit status if it exits first.
     fn wait_ready(&mut self) -> Result<(), std::process::ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(status);
@@ -185,7 +211,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("lbdns did not answer within 20 s:\n{}", self.log());
+        panic!("lbdns did not answer within {PATIENCE:?}:\n{}", self.log());
     }
 
     /// Everything the server logged so far.
@@ -208,9 +234,9 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Asks over UDP; panics when there is no reply.
+    /// Asks over UDP; panics when there is no reply within [`PATIENCE`].
     pub fn udp(&self, query: &Message) -> Message {
-        udp_exchange(self.addr, query, Duration::from_secs(2))
+        udp_exchange(self.addr, query, PATIENCE)
             .unwrap_or_else(|| panic!("no UDP reply to {query}"))
     }
 
@@ -375,7 +401,7 @@ pub fn tcp_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Message> {
 /// [`tcp_exchange`], the reply's bytes as they came.
 pub fn tcp_exchange_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    stream.set_read_timeout(Some(PATIENCE)).ok()?;
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(bytes);
     stream.write_all(&framed).ok()?;
@@ -437,7 +463,7 @@ impl Server {
 
     /// The value of one sample of `/metrics`, e.g. `lbdns_responses_total{rcode="NOERROR"}`.
     pub fn metric_sample(&self, sample: &str) -> Option<f64> {
-        let (_, text) = self.http_get("/metrics", Duration::from_secs(3))?;
+        let (_, text) = self.http_get("/metrics", PATIENCE)?;
         text.lines()
             .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
             .and_then(|value| value.trim().parse().ok())
@@ -471,9 +497,9 @@ impl Server {
 
 impl Server {
     /// One API request with a JSON body (or none): (status, body), or `None` without a
-    /// whole answer within 10 s.
+    /// whole answer within [`PATIENCE`].
     pub fn http(&self, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
-        let wait = Duration::from_secs(10);
+        let wait = PATIENCE;
         let mut stream = TcpStream::connect_timeout(&self.api, wait).ok()?;
         stream.set_read_timeout(Some(wait)).ok()?;
         let body = body.unwrap_or("");
@@ -522,7 +548,7 @@ impl Server {
     /// `GET /metrics` from the management API (no token).
     pub fn metrics_text(&self) -> String {
         let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
+            .timeout_global(Some(PATIENCE))
             .build()
             .into();
         agent
@@ -547,10 +573,10 @@ impl Server {
         assert!(status.success(), "kill -HUP {}", self.pid());
     }
 
-    /// Waits (10 s at most) until the accepted or the rejected reload count moves past
-    /// `before` (a pair from [`Server::reload_counts`]), and says which moved.
+    /// Waits ([`PATIENCE`] at most) until the accepted or the rejected reload count moves
+    /// past `before` (a pair from [`Server::reload_counts`]), and says which moved.
     pub fn wait_reload(&self, before: (f64, f64)) -> Reloaded {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let now = self.reload_counts();
             if now.0 > before.0 {
@@ -561,7 +587,7 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "no reload counted within 10 s (ok, rejected still {before:?}):\n{}",
+                "no reload counted within {PATIENCE:?} (ok, rejected still {before:?}):\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
