@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{example_dir, free_port, require_tool, test_geoip};
+use common::{PATIENCE, example_dir, free_port, require_tool, test_geoip};
 use serde_json::json;
 
 /// A one-member etcd cluster on loopback.
 struct Etcd {
     child: Child,
+    /// Its standard error.
+    log: PathBuf,
 }
 
 impl Etcd {
@@ -37,20 +39,45 @@ impl Etcd {
     ) -> Self {
         let etcd = require_tool(&["etcd", "/usr/bin/etcd"], "etcd-server");
         let url = |a: SocketAddr| format!("http://{a}");
-        let child = Command::new(etcd)
+        let mut command = Command::new(etcd);
+        command
             .args(["--name", name, "--data-dir"])
             .arg(data)
             .args(["--listen-client-urls", &url(client)])
             .args(["--advertise-client-urls", &url(client)])
             .args(["--listen-peer-urls", &url(peer)])
             .args(["--initial-advertise-peer-urls", &url(peer)])
-            .args(["--initial-cluster", initial])
+            .args(["--initial-cluster", initial]);
+        Self::spawn(command, data, client)
+    }
+
+    /// Runs `command` (etcd, its data in `data`) and waits until it listens on `client`;
+    /// panics with what it logged when it exits first (a port taken since [`free_port`]
+    /// chose it, say), rather than leaving the test to time out talking to nobody.
+    fn spawn(mut command: Command, data: &Path, client: SocketAddr) -> Self {
+        let log = data.with_extension("log");
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start etcd");
-        Self { child }
+        let mut etcd = Self { child, log };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(client).is_err() {
+            if let Ok(Some(status)) = etcd.child.try_wait() {
+                panic!(
+                    "etcd exited with {status} before listening on {client}:\n{}",
+                    std::fs::read_to_string(&etcd.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "etcd not listening on {client} within {PATIENCE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        etcd
     }
 }
 
@@ -59,7 +86,8 @@ impl Etcd {
     /// `certs/ca.pem` (see [`make_certificates`]).
     fn start_tls(data: &Path, client: SocketAddr, peer: SocketAddr, certs: &Path) -> Self {
         let etcd = require_tool(&["etcd", "/usr/bin/etcd"], "etcd-server");
-        let child = Command::new(etcd)
+        let mut command = Command::new(etcd);
+        command
             .args(["--name", "tls", "--data-dir"])
             .arg(data)
             .args(["--listen-client-urls", &format!("https://{client}")])
@@ -73,13 +101,8 @@ impl Etcd {
             .arg(certs.join("server.key"))
             .arg("--trusted-ca-file")
             .arg(certs.join("ca.pem"))
-            .arg("--client-cert-auth")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start etcd");
-        Self { child }
+            .arg("--client-cert-auth");
+        Self::spawn(command, data, client)
     }
 }
 
@@ -223,7 +246,7 @@ impl Node {
                 api,
                 log: log.clone(),
             };
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = Instant::now() + PATIENCE;
             loop {
                 if let Ok(Some(status)) = node.child.try_wait() {
                     if node.log().contains("Address already in use") && attempt < 5 {
@@ -239,7 +262,7 @@ impl Node {
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "the node did not answer within 20 s:\n{}",
+                    "the node did not answer within {PATIENCE:?}:\n{}",
                     node.log()
                 );
                 std::thread::sleep(Duration::from_millis(50));
@@ -389,7 +412,7 @@ impl Node {
         let reply = request
             .config()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
+            .timeout_global(Some(PATIENCE))
             .build()
             .send(body);
         let mut reply = reply.expect("the API answers");
@@ -426,11 +449,7 @@ fn nodes_share_changes_through_etcd_and_ride_out_its_outage() {
 
     // A change through A is answered by B.
     assert_eq!(a.put_task("shared").0, 201);
-    let took = b.wait_for(
-        "shared.example.com.",
-        |a| !a.is_empty(),
-        Duration::from_secs(5),
-    );
+    let took = b.wait_for("shared.example.com.", |a| !a.is_empty(), PATIENCE);
     eprintln!("a task created through node A was answered by node B after {took:?}");
 
     // A node's cache directory is its own: a second node on it refuses to start.
@@ -463,11 +482,9 @@ fn nodes_share_changes_through_etcd_and_ride_out_its_outage() {
     eprintln!("a change during the outage: 503 {message}");
     assert!(a.short("during.example.com.").is_empty());
     // /healthz says etcd cannot be reached, in one line.
-    eventually(
-        "/healthz to show etcd down",
-        Duration::from_secs(10),
-        || a.get("/healthz")["etcd"]["connected"] == json!(false),
-    );
+    eventually("/healthz to show etcd down", PATIENCE, || {
+        a.get("/healthz")["etcd"]["connected"] == json!(false)
+    });
     let health = a.get("/healthz");
     assert_eq!(health["status"], "degraded", "{health}");
     let why = health["etcd"]["error"].as_str().unwrap_or_default();
@@ -487,7 +504,7 @@ fn nodes_share_changes_through_etcd_and_ride_out_its_outage() {
     let _etcd = Etcd::start(&data, client, peer);
     let start = Instant::now();
     let (mut status, mut body) = (0, String::new());
-    while start.elapsed() < Duration::from_secs(20) {
+    while start.elapsed() < PATIENCE {
         (status, body) = b.put_task("after");
         if status == 201 {
             break;
@@ -495,16 +512,10 @@ fn nodes_share_changes_through_etcd_and_ride_out_its_outage() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(status, 201, "{body}");
-    a.wait_for(
-        "after.example.com.",
-        |a| !a.is_empty(),
-        Duration::from_secs(10),
-    );
-    eventually(
-        "/healthz to show etcd back",
-        Duration::from_secs(10),
-        || a.get("/healthz")["etcd"]["connected"] == json!(true),
-    );
+    a.wait_for("after.example.com.", |a| !a.is_empty(), PATIENCE);
+    eventually("/healthz to show etcd back", PATIENCE, || {
+        a.get("/healthz")["etcd"]["connected"] == json!(true)
+    });
 }
 
 /// Starts a node on `cache` that must refuse to start; what it said.
@@ -527,10 +538,10 @@ fn refused_start(store: &str, cache: &Path) -> String {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if start.elapsed() > Duration::from_secs(20) {
+        if start.elapsed() > PATIENCE {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("a second node on the same cache directory still runs after 20 s");
+            panic!("a second node on the same cache directory still runs after {PATIENCE:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -587,11 +598,9 @@ fn concurrent_changes_on_two_nodes_never_lose_one() {
         for id in [format!("ra{round}"), format!("rb{round}")] {
             for node in [&a, &b] {
                 let name = format!("{id}.example.com.");
-                eventually(
-                    &format!("{name} at {}", node.dns),
-                    Duration::from_secs(10),
-                    || node.answers(&name),
-                );
+                eventually(&format!("{name} at {}", node.dns), PATIENCE, || {
+                    node.answers(&name)
+                });
             }
         }
     }
@@ -627,14 +636,10 @@ fn concurrent_changes_on_two_nodes_never_lose_one() {
         let refused = if winner == 60 { &rb.1 } else { &ra.1 };
         assert!(refused.contains("already exists"), "{refused}");
         for node in [&a, &b] {
-            eventually(
-                &format!("{id} on {}", node.api),
-                Duration::from_secs(10),
-                || {
-                    let path = format!("/v1/sites/example.com/tasks/{id}");
-                    node.status(&path) == 200 && node.get(&path)["ttl"] == winner
-                },
-            );
+            eventually(&format!("{id} on {}", node.api), PATIENCE, || {
+                let path = format!("/v1/sites/example.com/tasks/{id}");
+                node.status(&path) == 200 && node.get(&path)["ttl"] == winner
+            });
         }
     }
 }
@@ -654,7 +659,7 @@ fn import_example(store: &str) -> String {
             return String::from_utf8_lossy(&out.stdout).into_owned();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < PATIENCE,
             "import: {}",
             String::from_utf8_lossy(&out.stderr)
         );
@@ -691,7 +696,7 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
         dir.path().join("b.log"),
         Some("b"),
     );
-    eventually("both nodes in the fleet", Duration::from_secs(10), || {
+    eventually("both nodes in the fleet", PATIENCE, || {
         a.fleet() == ["a", "b"]
     });
     // Each node says which GeoIP database it answers from, and that its health checks
@@ -700,7 +705,7 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
         .unwrap()
         .metadata()
         .build_epoch;
-    eventually("every node reporting", Duration::from_secs(5), || {
+    eventually("every node reporting", PATIENCE, || {
         a.get("/v1/nodes")["nodes"]
             .as_array()
             .unwrap()
@@ -710,11 +715,9 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
             })
     });
     // Tasks loaded at start are effective with no change made: each node serves them.
-    eventually(
-        "the shipped tasks effective fleet-wide",
-        Duration::from_secs(10),
-        || a.get("/v1/sites/example.com/tasks/www")["status"] == "effective",
-    );
+    eventually("the shipped tasks effective fleet-wide", PATIENCE, || {
+        a.get("/v1/sites/example.com/tasks/www")["status"] == "effective"
+    });
     let listing = Command::new(env!("CARGO_BIN_EXE_lbdns"))
         .args(["nodes", "--api", &a.api.to_string()])
         .output()
@@ -758,11 +761,9 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
         "{task}"
     );
     // B's lease expires: it drops out, and the task is effective on the live fleet.
-    let gone = eventually(
-        "the stopped node to drop out",
-        Duration::from_secs(10),
-        || a.fleet() == ["a"],
-    );
+    let gone = eventually("the stopped node to drop out", PATIENCE, || {
+        a.fleet() == ["a"]
+    });
     eprintln!("a stopped node left the fleet {gone:?} after the change");
     assert_eq!(
         a.get("/v1/sites/example.com/tasks/late")["status"],
@@ -771,17 +772,11 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
 
     // B resumes: it rejoins, catches up, and the task stays effective everywhere.
     b.signal("-CONT");
-    eventually(
-        "the resumed node to rejoin",
-        Duration::from_secs(15),
-        || a.fleet() == ["a", "b"],
-    );
-    b.wait_for(
-        "late.example.com.",
-        |x| !x.is_empty(),
-        Duration::from_secs(10),
-    );
-    eventually("effective with both nodes", Duration::from_secs(10), || {
+    eventually("the resumed node to rejoin", PATIENCE, || {
+        a.fleet() == ["a", "b"]
+    });
+    b.wait_for("late.example.com.", |x| !x.is_empty(), PATIENCE);
+    eventually("effective with both nodes", PATIENCE, || {
         a.get("/v1/sites/example.com/tasks/late")["status"] == "effective"
     });
 }
@@ -820,18 +815,16 @@ fn three_nodes_on_a_three_member_cluster_lose_no_query_in_an_outage() {
             )
         })
         .collect();
-    eventually("three nodes in the fleet", Duration::from_secs(10), || {
+    eventually("three nodes in the fleet", PATIENCE, || {
         nodes[0].fleet() == ["a", "b", "c"]
     });
 
     // Time to effective: from the API's reply on A to every node serving the change.
     let asked = Instant::now();
     assert_eq!(nodes[0].put_task("three").0, 201);
-    eventually(
-        "effective on the three nodes",
-        Duration::from_secs(10),
-        || nodes[0].get("/v1/sites/example.com/tasks/three")["status"] == "effective",
-    );
+    eventually("effective on the three nodes", PATIENCE, || {
+        nodes[0].get("/v1/sites/example.com/tasks/three")["status"] == "effective"
+    });
     let took = asked.elapsed();
     for node in &nodes {
         assert!(!node.short("three.example.com.").is_empty());
@@ -843,9 +836,7 @@ fn three_nodes_on_a_three_member_cluster_lose_no_query_in_an_outage() {
     let (sent, lost) = std::thread::scope(|s| {
         let load = s.spawn(|| {
             let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            socket
-                .set_read_timeout(Some(Duration::from_secs(1)))
-                .unwrap();
+            socket.set_read_timeout(Some(PATIENCE)).unwrap();
             let query = {
                 let mut q = hickory_proto::op::Message::new(
                     0,
@@ -884,12 +875,10 @@ fn three_nodes_on_a_three_member_cluster_lose_no_query_in_an_outage() {
         assert_eq!(status, 503, "{body}");
         std::thread::sleep(Duration::from_secs(2));
         let _cluster = start_cluster();
-        eventually(
-            "a change accepted after the outage",
-            Duration::from_secs(30),
-            || nodes[2].put_task("after").0 == 201,
-        );
-        eventually("the change everywhere", Duration::from_secs(10), || {
+        eventually("a change accepted after the outage", PATIENCE, || {
+            nodes[2].put_task("after").0 == 201
+        });
+        eventually("the change everywhere", PATIENCE, || {
             nodes
                 .iter()
                 .all(|n| !n.short("after.example.com.").is_empty())
@@ -983,7 +972,7 @@ fn import_into_a_live_prefix_refuses_and_shows_what_would_change() {
         if ok {
             break out;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "import: {err}");
+        assert!(start.elapsed() < PATIENCE, "import: {err}");
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(first, "imported 3 files into lbdns\n");
@@ -1042,7 +1031,7 @@ fn a_change_on_one_node_is_applied_by_the_others_without_a_reload() {
             )
         })
         .collect();
-    eventually("three nodes in the fleet", Duration::from_secs(10), || {
+    eventually("three nodes in the fleet", PATIENCE, || {
         nodes[0].fleet() == ["a", "b", "c"]
     });
 
@@ -1058,8 +1047,8 @@ fn a_change_on_one_node_is_applied_by_the_others_without_a_reload() {
         for node in &nodes {
             while !node.answers(&name) {
                 assert!(
-                    asked.elapsed() < Duration::from_secs(10),
-                    "{name} not answered by {} within 10 s:\n{}",
+                    asked.elapsed() < PATIENCE,
+                    "{name} not answered by {} within {PATIENCE:?}:\n{}",
                     node.dns,
                     node.log()
                 );
@@ -1123,10 +1112,7 @@ fn a_fleet_on_etcd_over_tls_with_a_user() {
                 },
                 Err(e) => e,
             };
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "etcd over TLS: {error}"
-            );
+            assert!(start.elapsed() < PATIENCE, "etcd over TLS: {error}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         etcd.user_add("root", "correct horse", None).await.unwrap();
@@ -1196,11 +1182,7 @@ fn a_fleet_on_etcd_over_tls_with_a_user() {
     let (a, b) = (start("a"), start("b"));
     let (status, body) = a.put_task("secure");
     assert_eq!(status, 201, "{body}");
-    b.wait_for(
-        "secure.example.com.",
-        |x| !x.is_empty(),
-        Duration::from_secs(10),
-    );
+    b.wait_for("secure.example.com.", |x| !x.is_empty(), PATIENCE);
     let health = b.get("/healthz");
     assert_eq!(health["etcd"]["connected"], true, "{health}");
 }

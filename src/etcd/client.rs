@@ -415,13 +415,26 @@ impl Mirror {
             Some(_) => revisions.insert(name.to_owned(), mod_revision),
             None => revisions.remove(name),
         };
-        drop((revisions, files));
+        drop(revisions);
+        // Called with `files` still held: a reload waits for it (see [`Mirror::settle`]),
+        // so the change reaches the writer before any reload the file's event starts.
         if let (true, Ok(()), Some(bytes)) = (written, &result, value)
             && name.ends_with(".lb.yaml")
             && let Some(call) = &*self.on_site_change.lock().expect("never poisoned")
         {
             call(name, bytes, mod_revision);
         }
+        drop(files);
+    }
+
+    /// Waits until no mirrored file is being changed. A site file another node changed
+    /// is then in the writer's queue (as [`Mirror::on_site_change`] hands it on), ahead
+    /// of a reload queued after this: the file watcher sees the file replaced before the
+    /// mirror has synced its directory (which under I/O load can take longer than the
+    /// watcher's quiet time), and without this its reload came first and loaded every
+    /// file for a change the writer applies alone.
+    pub fn settle(&self) {
+        drop(self.files.lock().expect("never poisoned"));
     }
 
     /// The newest version of the file `name` in etcd, mirrored before it is returned

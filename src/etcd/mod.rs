@@ -247,6 +247,10 @@ mod disabled {
             match *self {}
         }
 
+        pub fn settle(&self) {
+            match *self {}
+        }
+
         pub fn link(&self) -> (String, Option<String>) {
             match *self {}
         }
