@@ -1,5 +1,5 @@
-//! The signatures of every answer a site's tasks can give in a zone lbdns signs (SPEC
-//! §11), made when the site's tasks compile, never per query.
+//! The signatures of every answer a site's tasks can give in a signed zone whose ZSK
+//! lbdns holds (SPEC §11), made when the site's tasks compile, never per query.
 //!
 //! A task answers a set of origins of one family from one group of its chain: health,
 //! the client's region and chance decide which, but every such set is a subset of 1 to

@@ -5,9 +5,10 @@
 //! A name an effective task answers hides the zone's A, AAAA and CNAME records there;
 //! a snapshot built without the task serves them again, so restore is the next compile.
 //!
-//! In a zone lbdns signs, compiling the tasks also signs every answer they can give and
-//! the NSEC records their names need ([`super::task_signatures`]): the signatures belong
-//! to the overlay, and a change signs again only the RRsets it changed.
+//! In a signed zone whose ZSK lbdns holds (it signs the zone, or the key was imported),
+//! compiling the tasks also signs every answer they can give and the NSEC records their
+//! names need ([`super::task_signatures`]): the signatures belong to the overlay, and a
+//! change signs again only the RRsets it changed.
 
 use std::sync::Arc;
 
@@ -34,8 +35,8 @@ pub struct Tasks {
     /// `tasks`, and each ancestor below the apex with none.
     names: NameMap<Option<u32>>,
     tasks: Vec<CompiledTask>,
-    /// In a zone lbdns signs: the NSECs the tasks' names add to the zone's chain or
-    /// change in it, in canonical order.
+    /// In a signed zone whose ZSK lbdns holds: the NSECs the tasks' names add to the
+    /// zone's chain or change in it, in canonical order.
     nsec: Box<[DenialEntry]>,
 }
 
@@ -60,6 +61,7 @@ pub struct CompiledTask {
 /// One group of a task's chain, compiled with the task's TTL.
 pub struct Link {
     pub group: CompiledGroup,
+    /// The group's name, for messages.
     pub group_name: String,
     /// Each origin's record after the owner name (the task's TTL included); `None` for
     /// origins that can never answer.
@@ -189,7 +191,7 @@ impl Tasks {
     }
 
     /// The NSECs the tasks add to the zone's chain or change in it (empty unless the
-    /// zone is signed by lbdns and has tasks).
+    /// zone is signed with a ZSK lbdns holds and has tasks).
     pub fn nsec(&self) -> &[DenialEntry] {
         &self.nsec
     }
