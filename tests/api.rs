@@ -552,10 +552,10 @@ impl Lab {
     }
 }
 
-/// Polls a task until its status is `want` (5 s at most).
+/// Polls a task until its status is `want` ([`PATIENCE`] at most).
 #[track_caller]
 fn wait_status(api: &Api, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let reply = api.get(&task(id));
         assert_eq!(reply.status, 200, "{reply}");
@@ -1627,8 +1627,8 @@ fn metrics_count_queries_by_zone_and_answers_by_task_and_origin_while_served() {
     assert!(disabled.status < 300, "{disabled}");
     let deleted = lab.api.delete(&task("both"));
     assert!(deleted.status < 300, "{deleted}");
-    // Gone once no served snapshot holds the task (10 s at most).
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Gone once no served snapshot holds the task ([`PATIENCE`] at most).
+    let deadline = Instant::now() + PATIENCE;
     let text = loop {
         let text = server.metrics_text();
         if !text.contains("both.example.com") {
@@ -1685,7 +1685,7 @@ fn serve_refusal(api: &str, extra: &[&str], env_token: Option<&str>) -> (ExitSta
         command.env("LBDNS_API_TOKEN", token);
     }
     let mut child = command.spawn().expect("start lbdns");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return (status, read(&log));
@@ -1876,7 +1876,7 @@ fn assert_prometheus_text(text: &str) {
 
 #[track_caller]
 fn wait_health(api: &Api, valid: bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let reply = api.get("/healthz");
         assert_eq!(reply.status, 200, "{reply}");
@@ -1886,7 +1886,7 @@ fn wait_health(api: &Api, valid: bool) -> Value {
         }
         assert!(
             Instant::now() < deadline,
-            "/healthz did not show config.valid == {valid} within 10 s: {reply}"
+            "/healthz did not show config.valid == {valid} within {PATIENCE:?}: {reply}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -2634,7 +2634,7 @@ fn a_write_is_refused_while_the_zone_file_is_missing() {
     // Restored, and reloaded, the same write goes through.
     std::fs::write(&zone, text).unwrap();
     lab.server.sighup();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let reply = lab.api.post(TASKS, &body);
         if reply.status == 201 {
@@ -2656,7 +2656,7 @@ fn a_write_is_refused_while_the_directory_does_not_load() {
     lab.site
         .write("broken.example.zone", "this is not a zone\n");
     lab.server.sighup();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
     while lab.api.get("/healthz").json()["config"]["valid"] != json!(false) {
         assert!(Instant::now() < deadline, "the broken zone was not noticed");
         std::thread::sleep(Duration::from_millis(50));
@@ -2721,7 +2721,7 @@ fn a_wildcard_task_under_the_apex_is_served_from_file_api_and_reload() {
     let lab = Lab::start();
     lab.site.write(SITE_FILE, &format!("{SITE_YAML}{wildcard}"));
     lab.server.sighup();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
     while dns(&lab.server, "other.example.com", RecordType::A).rcode != ResponseCode::NoError {
         assert!(
             Instant::now() < deadline,

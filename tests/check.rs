@@ -243,7 +243,7 @@ fn serve_until_exit(site: &Site) -> (ExitStatus, String) {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start lbdns serve");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return (status, read(&log));
@@ -252,7 +252,7 @@ fn serve_until_exit(site: &Site) -> (ExitStatus, String) {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "lbdns serve still running after 10 s on an invalid directory:\n{}",
+                "lbdns serve still running after {PATIENCE:?} on an invalid directory:\n{}",
                 read(&log)
             );
         }
@@ -1778,7 +1778,7 @@ fn a_damaged_geoip_database_arriving_by_reload_is_rejected_and_the_old_one_serve
     let before = server.metric_sample(rejected).unwrap();
     damaged_geoip(&db);
     server.sighup();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
     while server.metric_sample(rejected).unwrap() == before {
         assert!(
             Instant::now() < deadline,

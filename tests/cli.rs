@@ -256,7 +256,7 @@ fn serve_refusal(api: &str, args: &[&str], env: Env) -> (ExitStatus, String) {
         command.env(key, value);
     }
     let mut child = command.spawn().expect("start lbdns");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();

@@ -142,9 +142,9 @@ async fn click(browser: &Client, css: &str) {
         .unwrap();
 }
 
-/// Waits (20 s at most) until `css`'s text contains `text`.
+/// Waits ([`PATIENCE`] at most) until `css`'s text contains `text`.
 async fn wait_for_text(browser: &Client, css: &str, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if let Ok(element) = browser.find(Locator::Css(css)).await
             && let Ok(shown) = element.text().await
@@ -251,7 +251,7 @@ async fn a_task_is_created_seen_effective_disabled_and_deleted_from_the_console(
     assert!(delete.is_enabled().await.unwrap());
     delete.click().await.unwrap();
     browser.accept_alert().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + PATIENCE;
     while browser.find(Locator::Css(api)).await.is_ok() {
         assert!(
             Instant::now() < deadline,

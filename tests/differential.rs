@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, Record, RecordType};
 
-use common::{Site, free_port, require_tool};
+use common::{PATIENCE, Site, free_port, require_tool};
 use signing::Denial;
 
 /// The zone files, as both servers read them.
@@ -668,7 +668,7 @@ impl Knot {
 
     /// Waits until both zones answer their SOA authoritatively.
     fn wait_loaded(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PATIENCE;
         for zone in ["example.com.", "child.example.com."] {
             let probe = Ask {
                 name: zone.parse().unwrap(),
@@ -703,7 +703,7 @@ impl Drop for Knot {
 
 /// Waits until both zones answer their SOA authoritatively at `listen`.
 fn wait_serving(listen: SocketAddr, server: &str, log: &dyn Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + PATIENCE;
     for zone in ["example.com.", "child.example.com."] {
         let probe = Ask {
             name: zone.parse().unwrap(),

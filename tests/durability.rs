@@ -96,7 +96,7 @@ fn a_crash_loses_no_acknowledged_change() {
         };
         // Let some changes land (a few more each round), then crash in the middle of the
         // stream, while a write is most likely in flight.
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PATIENCE;
         while acks.load(Ordering::Relaxed) < 5 + 10 * round as usize {
             assert!(
                 Instant::now() < deadline,
@@ -477,10 +477,10 @@ fn every_reload_path_switches_answers_under_udp_and_tcp_load() {
     let mut expect = vec![first];
     let mut changes: Vec<Change> = Vec::new();
     // Lets the load run on a configuration until both transports have had 20 answers to
-    // queries sent after `since` (15 s at most: slow replies are allowed, and a client
+    // queries sent after `since` ([`PATIENCE`] at most: slow replies are allowed, and a client
     // stuck on a lost query is reported as lost at the end).
     let steady = |since: Instant| {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + PATIENCE;
         std::thread::sleep(Duration::from_millis(100));
         while Instant::now() < deadline {
             let seen = load.seen.lock().unwrap();

@@ -63,14 +63,14 @@ fn reloads_ok(api: SocketAddr) -> u64 {
         .unwrap()
 }
 
-/// Polls until `done` holds, for at most 10 s.
+/// Polls until `done` holds, for at most [`PATIENCE`].
 #[track_caller]
 fn wait_for(what: &str, server: &Server, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while !done() {
         assert!(
             Instant::now() < deadline,
-            "not within 10 s: {what}\n{}",
+            "not within {PATIENCE:?}: {what}\n{}",
             server.log()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -403,7 +403,7 @@ fn check_bounded(site: &Site) -> String {
         .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let stderr = read(log.path());
@@ -413,7 +413,7 @@ fn check_bounded(site: &Site) -> String {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("lbdns check still reading after 20 s");
+            panic!("lbdns check still reading after {PATIENCE:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

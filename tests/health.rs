@@ -338,13 +338,13 @@ fn an_origin_that_stops_leaves_the_answers_and_comes_back_when_it_returns() {
     );
     let server = site.serve();
     for a in addresses {
-        wait_state(&server, "web", a, "up", Duration::from_secs(5));
+        wait_state(&server, "web", a, "up", PATIENCE);
     }
     let all = shares(&server, "www.example.com", 300);
     assert_eq!(all.len(), 3, "every origin answers while up: {all:?}");
 
     origins[1].stop();
-    let left = wait_state(&server, "web", "127.0.0.12", "down", Duration::from_secs(3));
+    let left = wait_state(&server, "web", "127.0.0.12", "down", PATIENCE);
     let without = shares(&server, "www.example.com", 300);
     assert!(
         !without.contains_key("127.0.0.12"),
@@ -387,7 +387,7 @@ fn an_origin_that_stops_leaves_the_answers_and_comes_back_when_it_returns() {
     );
 
     origins[1].resume();
-    let back = wait_state(&server, "web", "127.0.0.12", "up", Duration::from_secs(3));
+    let back = wait_state(&server, "web", "127.0.0.12", "up", PATIENCE);
     let again = shares(&server, "www.example.com", 300);
     // One in three of 300 draws: 50 or fewer by chance has P = 6.8e-11 (binomial tail).
     assert!(
@@ -429,7 +429,7 @@ fn when_every_origin_is_down_answers_fail_open_and_are_counted() {
     let site = site(&addresses, &check.replace("PORT", &port.to_string()), 1);
     let server = site.serve();
     for a in addresses {
-        wait_state(&server, "web", a, "down", Duration::from_secs(5));
+        wait_state(&server, "web", a, "down", PATIENCE);
     }
     let counter = "lbdns_failed_open_total{site=\"example.com\",group=\"web\"}";
     let before = metric(&server, counter);
@@ -443,7 +443,7 @@ fn when_every_origin_is_down_answers_fail_open_and_are_counted() {
 
     // One comes up (a TCP check only needs the connection accepted).
     let _up = Origin::start(at("127.0.0.31", port), Behaviour::Accept);
-    wait_state(&server, "web", "127.0.0.31", "up", Duration::from_secs(3));
+    wait_state(&server, "web", "127.0.0.31", "up", PATIENCE);
     let seen = shares(&server, "www.example.com", 100);
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["127.0.0.31"], "{seen:?}");
     assert_eq!(
@@ -486,7 +486,7 @@ fn http_checks_fail_on_status_path_timeout_and_refusal() {
         ("127.0.0.46", "up", None),
     ];
     for (origin, state, _) in want {
-        wait_state(&server, "web", origin, state, Duration::from_secs(5));
+        wait_state(&server, "web", origin, state, PATIENCE);
     }
     let views = health(&server, "web");
     for (origin, _, error) in want {
@@ -534,7 +534,7 @@ fn https_checks_verify_the_certificate_chain_and_name() {
             &["--geoip".as_ref(), geoip.as_os_str()],
             &[("SSL_CERT_FILE", trust)],
         );
-        wait_state(&server, "web", "127.0.0.21", want, Duration::from_secs(5));
+        wait_state(&server, "web", "127.0.0.21", want, PATIENCE);
         if let Some(error) = error {
             let got = health(&server, "web")["127.0.0.21"]["last_error"].clone();
             assert!(
@@ -554,8 +554,8 @@ fn a_config_change_keeps_the_state_of_unchanged_origins() {
         format!("{{type: tcp, port: {port}, interval: 0.5, timeout: 0.3, fall: 1, rise: 1}}");
     let site = site(&["127.0.0.51", "127.0.0.52"], &check, 1);
     let server = site.serve();
-    wait_state(&server, "web", "127.0.0.51", "up", Duration::from_secs(5));
-    wait_state(&server, "web", "127.0.0.52", "down", Duration::from_secs(5));
+    wait_state(&server, "web", "127.0.0.51", "up", PATIENCE);
+    wait_state(&server, "web", "127.0.0.52", "down", PATIENCE);
     let since = health(&server, "web")["127.0.0.52"]["since"].clone();
 
     // A new origin and a new weight: the kept origins keep their state and its start.
@@ -588,7 +588,7 @@ fn a_config_change_keeps_the_state_of_unchanged_origins() {
         reply["origins"][1]["health"]["state"], "unchecked",
         "{body}"
     );
-    wait_state(&server, "web", "127.0.0.52", "down", Duration::from_secs(5));
+    wait_state(&server, "web", "127.0.0.52", "down", PATIENCE);
 }
 
 #[test]
@@ -624,7 +624,7 @@ fn a_task_on_a_checked_group_is_deploying_until_every_origin_has_a_result() {
             break;
         }
         assert_eq!(task["status"], "deploying", "{body}");
-        assert!(start.elapsed() < Duration::from_secs(6), "still {body}");
+        assert!(start.elapsed() < PATIENCE, "still {body}");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(state(&server, "slow", "127.0.0.61"), "down");
@@ -710,14 +710,8 @@ fn a_domain_origin_is_checked_at_the_addresses_it_resolves_to() {
         format!("{{type: tcp, port: {port}, interval: 0.3, timeout: 0.2, fall: 1, rise: 1}}");
     let site = site(&["localhost.", "nowhere.invalid."], &check, 1);
     let server = site.serve();
-    wait_state(&server, "web", "localhost.", "up", Duration::from_secs(5));
-    wait_state(
-        &server,
-        "web",
-        "nowhere.invalid.",
-        "down",
-        Duration::from_secs(5),
-    );
+    wait_state(&server, "web", "localhost.", "up", PATIENCE);
+    wait_state(&server, "web", "nowhere.invalid.", "down", PATIENCE);
     let error = health(&server, "web")["nowhere.invalid."]["last_error"].clone();
     assert!(
         error.as_str().is_some_and(|e| e.contains("resolve")),
@@ -729,7 +723,7 @@ fn a_domain_origin_is_checked_at_the_addresses_it_resolves_to() {
         "the up origin is the CNAME: {reply}"
     );
     local.stop();
-    wait_state(&server, "web", "localhost.", "down", Duration::from_secs(3));
+    wait_state(&server, "web", "localhost.", "down", PATIENCE);
 }
 
 #[test]
@@ -753,7 +747,7 @@ fn a_new_checked_group_no_task_uses_shows_its_origins_unchecked_then_checked() {
         "{body}"
     );
     // Checked although no task uses the group, so the operator sees it before using it.
-    wait_state(&server, "spare", "127.0.0.71", "up", Duration::from_secs(3));
+    wait_state(&server, "spare", "127.0.0.71", "up", PATIENCE);
 }
 
 /// The sum of `lbdns_health_checks_total` of `origin` in group `web` (both results).
@@ -792,11 +786,11 @@ fn fall_and_rise_count_their_own_direction_with_exact_transitions() {
     );
     let server = site.serve();
     let done = SCRIPT.len() + 3;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + PATIENCE;
     while checks_of(&server, "127.0.0.81") < done as f64 {
         assert!(
             Instant::now() < deadline,
-            "{} checks after 20 s",
+            "{} checks after {PATIENCE:?}",
             checks_of(&server, "127.0.0.81")
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -843,7 +837,7 @@ fn a_checker_keeps_to_its_interval() {
         1,
     );
     let server = site.serve();
-    wait_state(&server, "web", "127.0.0.82", "up", Duration::from_secs(5));
+    wait_state(&server, "web", "127.0.0.82", "up", PATIENCE);
     // The window is from before the first read to after the last, so it holds every
     // check counted between them.
     let start = Instant::now();
@@ -881,9 +875,9 @@ fn a_removed_origin_is_no_longer_checked_and_a_kept_one_keeps_its_series() {
     let site = site(&["127.0.0.83", "127.0.0.84"], &yaml_check, 1);
     let server = site.serve();
     for origin in ["127.0.0.83", "127.0.0.84"] {
-        wait_state(&server, "web", origin, "up", Duration::from_secs(5));
+        wait_state(&server, "web", origin, "up", PATIENCE);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while checks_of(&server, "127.0.0.83") < 3.0 {
         assert!(Instant::now() < deadline, "no third check of 127.0.0.83");
         std::thread::sleep(Duration::from_millis(50));

@@ -8,12 +8,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Site, free_port, test_geoip};
+use common::{PATIENCE, Site, free_port, test_geoip};
 
 fn zone(serial: u32, extra: &str) -> String {
     format!(
@@ -23,15 +23,10 @@ fn zone(serial: u32, extra: &str) -> String {
     )
 }
 
-/// A port free for UDP and TCP on `ip`.
+/// [`common::free_port_on`] for `ip` as text: below the ephemeral range, so no client
+/// socket of another test takes it before named or lbdns binds it.
 fn free_port_on(ip: &str) -> SocketAddr {
-    loop {
-        let udp = UdpSocket::bind((ip, 0)).unwrap();
-        let addr = udp.local_addr().unwrap();
-        if TcpListener::bind(addr).is_ok() {
-            return addr;
-        }
-    }
+    common::free_port_on(ip.parse().expect("an IP address"))
 }
 
 /// A child process killed when dropped.
@@ -157,7 +152,7 @@ fn named_follows_notify(listen: &[&str], primary: &str, extra: &[&str]) {
         "www.example.com.",
         "A",
         "192.0.2.80",
-        Duration::from_secs(20),
+        PATIENCE,
         &lbdns_log,
     );
 
@@ -167,7 +162,7 @@ fn named_follows_notify(listen: &[&str], primary: &str, extra: &[&str]) {
         "www.example.com.",
         "A",
         "192.0.2.80",
-        Duration::from_secs(30),
+        PATIENCE,
         &named_log,
     );
 
@@ -181,7 +176,7 @@ fn named_follows_notify(listen: &[&str], primary: &str, extra: &[&str]) {
         "new.example.com.",
         "A",
         "192.0.2.99",
-        Duration::from_secs(20),
+        PATIENCE,
         &|| format!("named:\n{}\nlbdns:\n{}", named_log(), lbdns_log()),
     );
     eprintln!("named had serial 2 {took:?} after the change");

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Site, free_port, require_tool};
+use common::{PATIENCE, Site, free_port, require_tool};
 
 const ZONE: &str = "$ORIGIN example.com.\n$TTL 3600\n\
     @ SOA ns1 hostmaster 1 7200 900 1209600 300\n\
@@ -168,7 +168,7 @@ impl Knot {
             .spawn()
             .expect("start knotd");
         let knot = Self { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PATIENCE;
         let probe = query("example.com.", 6, CLASS_IN, false, false);
         loop {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -184,7 +184,7 @@ impl Knot {
             }
             assert!(
                 Instant::now() < deadline,
-                "knotd did not serve example.com within 20 s:\n{}",
+                "knotd did not serve example.com within {PATIENCE:?}:\n{}",
                 std::fs::read_to_string(knot.dir.path().join("knotd.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -99,14 +99,14 @@ stub-zone:
         port,
         _dir: dir,
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline {
         if dig_via(&unbound, &["static.example.com", "+short"]).contains("192.0.2.10") {
             return unbound;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("unbound did not start answering through lbdns within 10 s");
+    panic!("unbound did not start answering through lbdns within {PATIENCE:?}");
 }
 
 fn dig_via(unbound: &Unbound, args: &[&str]) -> String {

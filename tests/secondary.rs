@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, Site, free_port};
+use common::{PATIENCE, Server, Site, free_port};
 
 /// The primary's zone; `refresh` is long unless a test wants the timers to act.
 fn zone(serial: u32, www: &str, timers: &str) -> String {
@@ -128,7 +128,7 @@ impl Knot {
                 return;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(20),
+                start.elapsed() < PATIENCE,
                 "knotd did not serve example.com:\n{}",
                 self.log()
             );
@@ -253,13 +253,7 @@ fn lbdns_transfers_from_knot_follows_notify_and_keeps_the_copy() {
     let server = site.serve_with(&["--listen", &listen]);
 
     // The initial AXFR: the primary's records, and the task over them.
-    let took = wait_for(
-        &server,
-        "www.example.com",
-        "A",
-        "192.0.2.80",
-        Duration::from_secs(20),
-    );
+    let took = wait_for(&server, "www.example.com", "A", "192.0.2.80", PATIENCE);
     eprintln!("first answer from the transferred zone {took:?} after start");
     assert_eq!(short(&server, "lb.example.com", "A"), "198.51.100.7");
     assert_eq!(
@@ -282,13 +276,7 @@ fn lbdns_transfers_from_knot_follows_notify_and_keeps_the_copy() {
         move || ask_until(&stop, addr)
     });
     knot.change(&zone(2, "192.0.2.81", SLOW_TIMERS));
-    let took = wait_for(
-        &server,
-        "www.example.com",
-        "A",
-        "192.0.2.81",
-        Duration::from_secs(20),
-    );
+    let took = wait_for(&server, "www.example.com", "A", "192.0.2.81", PATIENCE);
     eprintln!("the change reached lbdns's answers {took:?} after knotd's reload");
     stop.store(true, Ordering::Relaxed);
     let (answered, failed) = asker.join().unwrap();
@@ -365,21 +353,9 @@ fn a_primary_without_differences_answers_ixfr_with_the_whole_zone_which_is_appli
     );
     let site = Site::new(&[("example.com.lb.yaml", &site_file(knot_addr))]);
     let server = site.serve_with(&["--listen", &notify_to.to_string()]);
-    wait_for(
-        &server,
-        "www.example.com",
-        "A",
-        "192.0.2.80",
-        Duration::from_secs(20),
-    );
+    wait_for(&server, "www.example.com", "A", "192.0.2.80", PATIENCE);
     knot.change(&zone(2, "192.0.2.81", SLOW_TIMERS));
-    wait_for(
-        &server,
-        "www.example.com",
-        "A",
-        "192.0.2.81",
-        Duration::from_secs(20),
-    );
+    wait_for(&server, "www.example.com", "A", "192.0.2.81", PATIENCE);
     assert_eq!(short(&server, "lb.example.com", "A"), "198.51.100.7");
     assert_eq!(transfers(&server), (2, 0));
 }
@@ -408,13 +384,7 @@ fn a_secondary_zone_goes_servfail_once_expired() {
     ]);
     write_key(&site, SECRET);
     let server = site.serve();
-    wait_for(
-        &server,
-        "www.example.com",
-        "A",
-        "192.0.2.80",
-        Duration::from_secs(20),
-    );
+    wait_for(&server, "www.example.com", "A", "192.0.2.80", PATIENCE);
     // Refreshed every second while knotd answers: still served after the expire time.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(status_of(&server, "www.example.com"), "NOERROR");
@@ -422,7 +392,7 @@ fn a_secondary_zone_goes_servfail_once_expired() {
     let start = Instant::now();
     while status_of(&server, "www.example.com") != "SERVFAIL" {
         assert!(
-            start.elapsed() < Duration::from_secs(15),
+            start.elapsed() < PATIENCE,
             "not SERVFAIL after expire:\n{}",
             server.log()
         );
@@ -448,13 +418,7 @@ fn a_secondary_zone_goes_servfail_once_expired() {
         Some(("transfer-key", SECRET)),
         Journal::Differences,
     );
-    let took = wait_for(
-        &server,
-        "www.example.com",
-        "A",
-        "192.0.2.81",
-        Duration::from_secs(20),
-    );
+    let took = wait_for(&server, "www.example.com", "A", "192.0.2.81", PATIENCE);
     eprintln!("served again {took:?} after knotd restarted");
     assert_eq!(status_of(&server, "example.com"), "NOERROR");
 }
@@ -547,13 +511,7 @@ fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
     let site = Site::new(&[("example.com.lb.yaml", &site_text)]);
     write_key(&site, SECRET);
     let server = site.serve_with(&["--listen", &notify_to.to_string()]);
-    wait_for(
-        &server,
-        "www.example.com",
-        "A",
-        "192.0.2.80",
-        Duration::from_secs(20),
-    );
+    wait_for(&server, "www.example.com", "A", "192.0.2.80", PATIENCE);
     assert!(
         knot.log().contains("AXFR, outgoing") && knot.log().contains("finished"),
         "{}",
@@ -561,13 +519,7 @@ fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
     );
     // The change comes by IXFR, signed as well.
     knot.change(&zone(2, "192.0.2.81", SLOW_TIMERS));
-    wait_for(
-        &server,
-        "www.example.com",
-        "A",
-        "192.0.2.81",
-        Duration::from_secs(20),
-    );
+    wait_for(&server, "www.example.com", "A", "192.0.2.81", PATIENCE);
     assert!(knot.log().contains("IXFR, outgoing"), "{}", knot.log());
     assert_eq!(transfers(&server), (1, 1));
     assert!(
@@ -591,11 +543,7 @@ fn transfers_from_a_primary_that_requires_tsig_are_signed_with_the_key() {
     let server = wrong.serve();
     let start = Instant::now();
     while !server.log().contains("secondary zone not refreshed") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{}",
-            server.log()
-        );
+        assert!(start.elapsed() < PATIENCE, "{}", server.log());
         std::thread::sleep(Duration::from_millis(50));
     }
     let log = server.log();
@@ -614,13 +562,7 @@ fn a_primary_added_while_serving_is_followed() {
     assert_eq!(status_of(&server, "www.example.com"), "REFUSED");
     site.write("example.com.lb.yaml", &site_file(knot_addr));
     server.sighup();
-    let took = wait_for(
-        &server,
-        "www.example.com",
-        "A",
-        "192.0.2.80",
-        Duration::from_secs(20),
-    );
+    let took = wait_for(&server, "www.example.com", "A", "192.0.2.80", PATIENCE);
     eprintln!("a primary: added while serving answered {took:?} after SIGHUP");
     assert!(site.path().join("secondary/example.com.zone").exists());
 }

@@ -45,7 +45,7 @@ fn second_server(dir: &std::path::Path, extra: &[&str]) -> (std::process::ExitSt
         .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return (status, read(log.path()));
@@ -54,7 +54,7 @@ fn second_server(dir: &std::path::Path, extra: &[&str]) -> (std::process::ExitSt
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "a second server on the same directory is still running after 20 s:\n{}",
+                "a second server on the same directory is still running after {PATIENCE:?}:\n{}",
                 read(log.path())
             );
         }

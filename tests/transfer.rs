@@ -12,7 +12,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Reloaded, Site, free_port};
+use common::{PATIENCE, Reloaded, Site, free_port};
 
 const ZONE: &str = "$ORIGIN example.com.\n\
     $TTL 3600\n\
@@ -148,12 +148,7 @@ fn knot_transfers_the_zone_file_and_follows_notify() {
     assert_eq!(lbdns.trim(), "198.51.100.7");
 
     let knot = Knot::start(server.addr, knot_addr);
-    knot.wait_for(
-        "ns1.example.com.",
-        "A",
-        "192.0.2.53",
-        Duration::from_secs(20),
-    );
+    knot.wait_for("ns1.example.com.", "A", "192.0.2.53", PATIENCE);
     assert_eq!(knot.short("www.example.com.", "A"), "192.0.2.80");
     assert_eq!(
         knot.short("example.com.", "SOA").split(' ').nth(2),
@@ -171,12 +166,7 @@ fn knot_transfers_the_zone_file_and_follows_notify() {
         std::fs::rename(&partial, &path).unwrap();
     });
     assert_eq!(reloaded, Reloaded::Accepted);
-    let took = knot.wait_for(
-        "new.example.com.",
-        "A",
-        "192.0.2.99",
-        Duration::from_secs(10),
-    );
+    let took = knot.wait_for("new.example.com.", "A", "192.0.2.99", PATIENCE);
     eprintln!("knotd had the change {took:?} after the reload");
     assert!(
         server.log().contains("NOTIFY acknowledged"),
@@ -336,12 +326,7 @@ fn a_secondary_listed_with_a_key_gets_signed_transfers_and_notify_and_nothing_un
         std::fs::rename(&partial, &path).unwrap();
     });
     assert_eq!(reloaded, Reloaded::Accepted);
-    knot.wait_for(
-        "new.example.com.",
-        "A",
-        "192.0.2.99",
-        Duration::from_secs(20),
-    );
+    knot.wait_for("new.example.com.", "A", "192.0.2.99", PATIENCE);
     assert!(knot.log().contains("notify, incoming"), "{}", knot.log());
     assert_eq!(
         server.metric("lbdns_notify_total{result=\"acknowledged\"}"),
