@@ -95,8 +95,8 @@ fn selection(c: &mut Criterion) {
     let spec = site::parse(&text).unwrap();
     let site = site::validate(&origin, &spec).unwrap();
     let geoip = GeoIp::open(&test_geoip()).unwrap();
-    let weighted = CompiledGroup::new(site.group("web").unwrap());
-    let region = CompiledGroup::new(site.group("geo").unwrap());
+    let weighted = CompiledGroup::new(site.group("web").unwrap(), Some(&geoip));
+    let region = CompiledGroup::new(site.group("geo").unwrap(), Some(&geoip));
     let client = |addr: &str, source_prefix| Client {
         addr: addr.parse().unwrap(),
         source_prefix,
@@ -112,7 +112,7 @@ fn selection(c: &mut Criterion) {
     for (name, compiled, client) in &cases {
         group.bench_function(*name, |b| {
             b.iter(|| {
-                let mut route = route(compiled, Family::V4, black_box(client), Some(&geoip));
+                let mut route = route(compiled, Family::V4, black_box(client));
                 pick(&mut route, |_| true, 1, &mut rng).scope
             })
         });

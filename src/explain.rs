@@ -159,7 +159,8 @@ pub fn explain(
         .group(&task.origin_group)
         .ok_or_else(|| format!("task {} names no group of its site", task.id))?;
     let chain = site.chain(head);
-    let compiled: Vec<CompiledGroup> = chain.iter().map(|g| CompiledGroup::new(g)).collect();
+    let geoip = config.geoip.as_deref();
+    let compiled: Vec<CompiledGroup> = chain.iter().map(|g| CompiledGroup::new(g, geoip)).collect();
     let cells: Vec<Cells> = chain.iter().map(|g| Cells::of(site, g, health)).collect();
     let family = match head.is_cname() {
         true => Family::Name,
@@ -219,13 +220,12 @@ pub fn explain(
         },
     };
     let (group, compiled_group, live) = (chain[g], &compiled[g], &cells[g]);
-    let geoip = config.geoip.as_deref();
     let mut counts = vec![0u32; group.origins.len()];
     let (mut level, mut scope, mut failed_open) = (None, 0, false);
     let draws = if task.sticky { 1 } else { DRAWS };
     let mut rng = rand::rng();
     for _ in 0..draws {
-        let mut route = route(compiled_group, family, &question.client, geoip);
+        let mut route = route(compiled_group, family, &question.client);
         let selection = match task.sticky {
             true => pick_sticky(&mut route, live, task.answers),
             false => pick(&mut route, live, task.answers, &mut rng),
@@ -479,7 +479,8 @@ fn shares(
     let Some(group) = loaded.site.group(&task.origin_group) else {
         return out;
     };
-    let compiled = CompiledGroup::new(group);
+    let geoip = config.geoip.as_deref();
+    let compiled = CompiledGroup::new(group, geoip);
     let family = match (group.is_cname(), family) {
         (true, Family::Name) | (false, Family::V4 | Family::V6) => family,
         _ => return out,
@@ -487,7 +488,6 @@ fn shares(
     if !compiled.serves(family) {
         return out;
     }
-    let geoip = config.geoip.as_deref();
     // Seeded: the same directories print the same figures.
     let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
     let mut counts = vec![[0u32; 3]; group.origins.len()];
@@ -502,7 +502,7 @@ fn shares(
                 addr,
                 source_prefix: if v6 { 128 } else { 32 },
             };
-            let mut route = route(&compiled, family, &client, geoip);
+            let mut route = route(&compiled, family, &client);
             let selection = match task.sticky {
                 true => pick_sticky(&mut route, |_| true, task.answers),
                 false => pick(&mut route, |_| true, task.answers, &mut rng),

@@ -9,7 +9,9 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use crate::runs::Runs;
 
 use serde::Deserialize;
 
@@ -133,6 +135,29 @@ struct Db {
     path: PathBuf,
     /// Length and modification time when opened, to tell an unchanged file.
     identity: Option<(u64, std::time::SystemTime)>,
+    /// The whole database as runs, read once when a region group first needs them.
+    runs: OnceLock<DbRuns>,
+}
+
+/// Where a client is by the country database: its country and continent.
+pub type Place = (Option<Country>, Option<Continent>);
+
+/// A database read into runs of equal records, per client address family.
+pub struct FamilyRuns<V> {
+    pub v4: Runs<u32, V>,
+    pub v6: Runs<u128, V>,
+}
+
+impl<V: Copy + PartialEq> FamilyRuns<V> {
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
+    }
+}
+
+enum DbRuns {
+    Country(FamilyRuns<Place>),
+    Asn(FamilyRuns<Option<u32>>),
 }
 
 impl fmt::Debug for GeoIp {
@@ -208,7 +233,61 @@ impl Db {
             reader,
             path: path.to_owned(),
             identity: file_identity(path),
+            runs: OnceLock::new(),
         })
+    }
+
+    /// Every network of the database as runs of equal values, `read` from each record.
+    /// A client address is looked up as [`maxminddb::Reader::lookup`] does: IPv4 in the
+    /// IPv4 subtree, IPv6 through the tree's aliases of it (`::ffff:0:0/96`, 6to4...).
+    fn read_runs<V: Copy + PartialEq + Default>(
+        &self,
+        read: impl Fn(&maxminddb::LookupResult<'_, Vec<u8>>) -> V,
+    ) -> FamilyRuns<V> {
+        use maxminddb::WithinOptions;
+        // The ranges of the IPv4 (`v6` false) or IPv6 client space, in the tree's order.
+        let walk = |v6: bool, options: WithinOptions| {
+            let mut ranges: Vec<(u128, u128, V)> = Vec::new();
+            let all = match v6 {
+                false => "0.0.0.0/0",
+                true => "::/0",
+            };
+            let networks = all.parse().map(|all| self.reader.within(all, options));
+            for result in networks.into_iter().flatten().flatten().flatten() {
+                let Ok(network) = result.network() else {
+                    continue;
+                };
+                let (first, bits, prefix) = match (network.network(), v6) {
+                    (IpAddr::V4(a), false) => (u128::from(u32::from(a)), 32, network.prefix()),
+                    // The IPv4 subtree seen from the IPv6 tree: at ::/96.
+                    (IpAddr::V4(a), true) => (u128::from(u32::from(a)), 128, network.prefix() + 96),
+                    (IpAddr::V6(a), true) => (u128::from(a), 128, network.prefix()),
+                    // An IPv6 database without an IPv4 subtree: IPv4 is all in one network
+                    // that holds ::/96.
+                    (IpAddr::V6(a), false) => match a.is_unspecified() && network.prefix() <= 96 {
+                        true => (0, 32, 0),
+                        false => continue,
+                    },
+                };
+                let size = bits - u32::from(prefix);
+                let last = first | u128::MAX.checked_shr(128 - size).unwrap_or(0);
+                ranges.push((first, last, read(&result)));
+            }
+            ranges.sort_by_key(|r| r.0);
+            ranges
+        };
+        let v4 = walk(false, WithinOptions::default());
+        let v6 = match self.reader.metadata().ip_version {
+            6 => walk(true, WithinOptions::default().include_aliased_networks()),
+            _ => Vec::new(),
+        };
+        FamilyRuns {
+            v4: Runs::from_ranges(
+                v4.into_iter().map(|(a, b, v)| (a as u32, b as u32, v)),
+                V::default(),
+            ),
+            v6: Runs::from_ranges(v6, V::default()),
+        }
     }
 
     fn is_unchanged(&self, path: &Path) -> bool {
@@ -345,27 +424,49 @@ impl GeoIp {
             return Location::default();
         };
         let prefix_len = result.network().map(|n| n.prefix()).unwrap_or(0);
-        let record = result.decode::<Record<'_>>().ok().flatten();
-        let Some(record) = record else {
-            return Location {
-                prefix_len,
-                ..Location::default()
-            };
-        };
-        let country = record
-            .country
-            .and_then(|c| c.iso_code)
-            .or(record.country_code)
-            .and_then(Country::parse);
-        let continent = record
-            .continent
-            .and_then(|c| c.code)
-            .and_then(Continent::parse)
-            .or_else(|| country.and_then(continent_of));
+        let (country, continent) = place(&result);
         Location {
             country,
             continent,
             prefix_len,
+        }
+    }
+
+    /// The country database as runs of equal places (no country database: one run of
+    /// nowhere). Read at the first call, a walk of the whole database: for load time.
+    pub fn country_runs(&self) -> &FamilyRuns<Place> {
+        static NOWHERE: LazyLock<FamilyRuns<Place>> = LazyLock::new(|| FamilyRuns {
+            v4: Runs::constant((None, None)),
+            v6: Runs::constant((None, None)),
+        });
+        let Some(db) = &self.country else {
+            return &NOWHERE;
+        };
+        match db.runs.get_or_init(|| DbRuns::Country(db.read_runs(place))) {
+            DbRuns::Country(runs) => runs,
+            DbRuns::Asn(_) => unreachable!("the country database holds places"),
+        }
+    }
+
+    /// The ASN database as runs of equal AS numbers, as [`GeoIp::country_runs`].
+    pub fn asn_runs(&self) -> &FamilyRuns<Option<u32>> {
+        static NO_AS: LazyLock<FamilyRuns<Option<u32>>> = LazyLock::new(|| FamilyRuns {
+            v4: Runs::constant(None),
+            v6: Runs::constant(None),
+        });
+        let Some(db) = &self.asn else {
+            return &NO_AS;
+        };
+        let read = |result: &maxminddb::LookupResult<'_, Vec<u8>>| {
+            result
+                .decode::<AsnRecord>()
+                .ok()
+                .flatten()
+                .and_then(|r| r.autonomous_system_number)
+        };
+        match db.runs.get_or_init(|| DbRuns::Asn(db.read_runs(read))) {
+            DbRuns::Asn(runs) => runs,
+            DbRuns::Country(_) => unreachable!("the ASN database holds AS numbers"),
         }
     }
 
@@ -387,6 +488,24 @@ impl GeoIp {
             .and_then(|r| r.autonomous_system_number);
         (asn, prefix_len)
     }
+}
+
+/// The country and continent of a country database's record (none without data).
+fn place(result: &maxminddb::LookupResult<'_, Vec<u8>>) -> Place {
+    let Some(record) = result.decode::<Record<'_>>().ok().flatten() else {
+        return (None, None);
+    };
+    let country = record
+        .country
+        .and_then(|c| c.iso_code)
+        .or(record.country_code)
+        .and_then(Country::parse);
+    let continent = record
+        .continent
+        .and_then(|c| c.code)
+        .and_then(Continent::parse)
+        .or_else(|| country.and_then(continent_of));
+    (country, continent)
 }
 
 fn file_identity(path: &Path) -> Option<(u64, std::time::SystemTime)> {

@@ -40,6 +40,7 @@ pub mod load;
 pub mod metrics;
 pub mod persist;
 pub mod rrl;
+pub mod runs;
 pub mod secondary;
 pub mod select;
 pub mod server;

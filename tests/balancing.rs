@@ -2,10 +2,10 @@
 //! override and restore (SPEC §3-§5).
 //!
 //! Region checks use MaxMind's GeoIP2 Country test database (tests/data; its source is
-//! MaxMind's `GeoIP2-Country-Test.json`). Expected scopes are the prefix lengths of its
-//! networks, read from that list and from the database's search tree (which also holds
-//! the reserved networks as empty ones; checked with a MaxMind DB reader independent of
-//! lbdns), never from lbdns itself:
+//! MaxMind's `GeoIP2-Country-Test.json`). Expected scopes are read from that list, never
+//! from lbdns itself: the widest block around the client in which no address is answered
+//! from other origins (tests/scope.rs checks this for thousands of addresses). The
+//! networks these cases meet:
 //!
 //! | address            | network in the database | data   |
 //! |--------------------|-------------------------|--------|
@@ -18,10 +18,13 @@
 //! | 2a02:cfc0::        | 2a02:cfc0::/29          | FR, EU |
 //! | 2001:218::         | 2001:218::/32           | JP, AS |
 //! | 2001:db8:1::, :2:: | 2001:db8::/32 (reserved)| none   |
+//! | 217.65.48.0        | 217.65.48.0/29          | GI, EU |
+//! | 2.125.160.216      | 2.125.160.216/29        | GB, EU |
+//! | 2001:220::         | 2001:220::/128          | SE, EU |
 //!
 //! The scope of a region answer is the block in which every address gets the same answer
-//! (README, "Points of the design decided here"): the deciding network, narrowed where it would
-//! overlap a subnet rule that answers differently, and capped at the source prefix.
+//! (README, "Exact ECS scope"): adjacent networks and rules that lead to the same origins
+//! count as one, and the scope is capped at the source prefix.
 //! Shares are checked with chi-square bounds at P = 1e-7 over a few thousand answers (the
 //! server's draws are not seeded; see `CHI2_1E7`): the seven checks together fail a correct
 //! server less than once in a million runs.
@@ -348,10 +351,12 @@ fn region_levels_ipv4_with_exact_scopes() {
             (a, "175.16.199.0/24", "198.51.100.1", 24),
             // Continent EU: GB's 81.2.69.160/27.
             (a, "81.2.69.160/32", "198.51.100.2", 27),
-            // Default: US's 216.160.83.56/29 decided that neither CN nor EU applies.
-            (a, "216.160.83.56/32", "198.51.100.9", 29),
-            // Default, in no data network: the reserved 10.0.0.0/8.
-            (a, "10.1.2.3/32", "198.51.100.9", 8),
+            // Default: neither CN nor EU in all of 216.0.0.0/8 (US's 216.160.83.56/29
+            // among them); the /7 holds 217.65.48.0/29 (GI, EU).
+            (a, "216.160.83.56/32", "198.51.100.9", 8),
+            // Default, in no data network: all of 8.0.0.0/5; the /4 holds
+            // 2.125.160.216/29 (GB, EU).
+            (a, "10.1.2.3/32", "198.51.100.9", 5),
             // The database's empty 81.2.64.0/22 is narrower than the source /16: the
             // scope is capped at 16.
             (a, "81.2.0.0/16", "198.51.100.9", 16),
@@ -373,7 +378,9 @@ fn region_levels_ipv6_with_exact_scopes() {
             (aaaa, "2001:db8:1:2::/64", "2001:db8::3", 48),
             (aaaa, "2001:250::/32", "2001:db8::1", 31),
             (aaaa, "2a02:cfc0::/32", "2001:db8::2", 29),
-            (aaaa, "2001:218::/32", "2001:db8::9", 32),
+            // JP, the default like the networks up to 2001:21f:ffff::; 2001:220::/128
+            // (SE, EU) is in the /26.
+            (aaaa, "2001:218::/32", "2001:db8::9", 27),
             // Next to the rule 2001:db8:1::/48, inside the database's 2001:db8::/32: the
             // answer holds for 2001:db8:2::/47 only, the largest block around the client
             // that does not overlap the rule.
@@ -394,7 +401,8 @@ fn region_without_default_falls_back_to_all_origins_by_weight() {
     let query = || query_edns("cn.example.com.", RecordType::A, 1232, Some(ecs));
     let counts = tally_replies(&server, query, 1, 3000);
     assert_shares(&counts, &[("198.51.100.1", 0.75), ("198.51.100.4", 0.25)]);
-    assert_eq!(region(&server, "cn.example.com.", RecordType::A, ecs).1, 29);
+    // Neither CN nor JP in all of 192.0.0.0/2; the /1 holds 175.16.199.0/24 (CN).
+    assert_eq!(region(&server, "cn.example.com.", RecordType::A, ecs).1, 2);
     // A listed country still gets its own origin only.
     for _ in 0..50 {
         assert_eq!(
@@ -414,6 +422,7 @@ fn weights_apply_inside_a_region_level() {
     let counts = tally_replies(&server, query, 1, 3000);
     assert_shares(&counts, &[("198.51.100.2", 0.25), ("198.51.100.5", 0.75)]);
     assert_eq!(region(&server, "eu.example.com.", RecordType::A, ecs).1, 27);
+    // Not EU in all of 216.0.0.0/8; the /7 holds 217.65.48.0/29 (GI).
     for _ in 0..50 {
         assert_eq!(
             region(
@@ -422,7 +431,7 @@ fn weights_apply_inside_a_region_level() {
                 RecordType::A,
                 "216.160.83.56/32"
             ),
-            ("198.51.100.9".to_owned(), 29)
+            ("198.51.100.9".to_owned(), 8)
         );
     }
 }

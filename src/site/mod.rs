@@ -1369,14 +1369,10 @@ pub fn site_name(origin: &Name) -> String {
 
 /// The id of a task as written: its own, or the one derived from its hostname.
 pub fn spec_task_id(spec: &TaskSpec) -> String {
-    // The hostname is parsed only when there is no id: finding a task by id looks at
-    // every task of the site, for every change.
-    if let Some(id) = &spec.id {
-        return id.value.clone();
-    }
-    match parse_domain(&spec.hostname) {
-        Ok(hostname) => default_task_id(&hostname),
-        Err(_) => spec.hostname.value.clone(),
+    match (&spec.id, parse_domain(&spec.hostname)) {
+        (Some(id), _) => id.value.clone(),
+        (None, Ok(hostname)) => default_task_id(&hostname),
+        (None, Err(_)) => spec.hostname.value.clone(),
     }
 }
 

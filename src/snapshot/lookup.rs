@@ -16,7 +16,6 @@ use super::signed::{Proofs, Signed, write_signatures};
 use super::tasks::{CompiledTask, Tasks};
 use super::{CompiledZone, Resolution};
 use crate::dnssec;
-use crate::geoip::GeoIp;
 use crate::select::{Client, Family, Serving, pick, pick_sticky, route, serving};
 use crate::site::WhenAllDown;
 use crate::wire::{MAX_NAME_LEN, Owner, Records, Response, Section, WireName, rtype, wildcard_of};
@@ -33,7 +32,6 @@ pub const QUESTION_AT: usize = 12;
 /// Per-query inputs and outputs of answering.
 pub struct Ctx<'a, R: ?Sized> {
     pub client: &'a Client,
-    pub geoip: Option<&'a GeoIp>,
     pub rng: &'a mut R,
     /// Where the zone's apex is in the question (negative answers point their SOA there).
     pub apex_at: usize,
@@ -49,16 +47,9 @@ pub struct Ctx<'a, R: ?Sized> {
 }
 
 impl<'a, R: ?Sized> Ctx<'a, R> {
-    pub fn new(
-        client: &'a Client,
-        geoip: Option<&'a GeoIp>,
-        rng: &'a mut R,
-        apex_at: usize,
-        dnssec: bool,
-    ) -> Self {
+    pub fn new(client: &'a Client, rng: &'a mut R, apex_at: usize, dnssec: bool) -> Self {
         Self {
             client,
-            geoip,
             rng,
             apex_at,
             resolution: Resolution {
@@ -511,7 +502,7 @@ fn answer_task<'z, R: Rng + ?Sized>(
             }
         }
     };
-    let mut route = route(&link.group, family, ctx.client, ctx.geoip);
+    let mut route = route(&link.group, family, ctx.client);
     let selection = match task.sticky {
         true => pick_sticky(&mut route, link, task.answers),
         false => pick(&mut route, link, task.answers, ctx.rng),

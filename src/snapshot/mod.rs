@@ -141,7 +141,7 @@ impl Snapshot {
         for data in zones {
             let data = data.clone();
             let site = sites.get(&data.origin).copied();
-            match Tasks::compile(&data, site, health) {
+            match Tasks::compile(&data, site, geoip.as_deref(), health) {
                 Ok(tasks) => {
                     let secondaries = secondaries_of(site);
                     let zone = CompiledZone {
@@ -172,7 +172,7 @@ impl Snapshot {
         site: &Site,
         health: &Health,
     ) -> Result<Self, Vec<CompileError>> {
-        let tasks = Tasks::compile(zone, Some(site), health)?;
+        let tasks = Tasks::compile(zone, Some(site), self.geoip.as_deref(), health)?;
         let mut zones = self.zones.clone();
         let compiled = CompiledZone {
             queries: zone_queries(zone, health),
@@ -210,7 +210,6 @@ impl Snapshot {
         zone.queries.inc();
         let mut ctx = Ctx::new(
             client,
-            self.geoip.as_deref(),
             rng,
             QUESTION_AT + qname.suffix_start(zone.data.apex_labels),
             dnssec_ok && zone.data.signed().is_some(),

@@ -23,6 +23,7 @@ use super::data::{NameMap, ZoneData, encode_data, lowercase_wire};
 use super::signed::DenialEntry;
 use super::task_signatures::{MAX_SIGNED_RRSETS, SubsetSignatures, nsec_chain, rrsets_needed};
 use crate::dnssec::sign::SigningSession;
+use crate::geoip::GeoIp;
 use crate::health::{Health, Key, OriginHealth};
 use crate::select::CompiledGroup;
 use crate::site::{OriginGroup, Site, Target, Task, WhenAllDown, site_name};
@@ -126,6 +127,7 @@ impl Tasks {
     pub fn compile(
         zone: &ZoneData,
         site: Option<&Site>,
+        geoip: Option<&GeoIp>,
         health: &Health,
     ) -> Result<Self, Vec<CompileError>> {
         let mut tasks = Self::default();
@@ -138,7 +140,7 @@ impl Tasks {
         for task in site.iter().flat_map(|s| s.tasks.iter()) {
             let site = site.expect("tasks come from a site");
             let result = servable(zone, task).and_then(|()| match task.enabled {
-                true => tasks.attach(zone, site, task, health, signing.as_mut()),
+                true => tasks.attach(zone, site, task, geoip, health, signing.as_mut()),
                 false => Ok(()),
             });
             if let Err(message) = result {
@@ -201,6 +203,7 @@ impl Tasks {
         zone: &ZoneData,
         site: &Site,
         task: &Task,
+        geoip: Option<&GeoIp>,
         health: &Health,
         signing: Option<&mut Signing<'_>>,
     ) -> Result<(), String> {
@@ -214,7 +217,7 @@ impl Tasks {
         let mut chain: Box<[Link]> = site
             .chain(group)
             .into_iter()
-            .map(|g| link(site, &site_name, &task_name, task.ttl, group, g, health))
+            .map(|g| link(site, &site_name, task, group, g, geoip, health))
             .collect();
         if let Some(signing) = signing {
             // NODATA at a name whose NSEC lists the task's types would be bogus.
@@ -308,15 +311,14 @@ impl Signing<'_> {
     }
 }
 
-/// Compiles `group`, one group of the chain of the task at `hostname` on `head`, with the
-/// task's `ttl`.
+/// Compiles `group`, one group of the chain of `task` on `head`.
 fn link(
     site: &Site,
     site_name: &str,
-    hostname: &str,
-    ttl: u32,
+    task: &Task,
     head: &OriginGroup,
     group: &OriginGroup,
+    geoip: Option<&GeoIp>,
     health: &Health,
 ) -> Link {
     let records = group
@@ -329,7 +331,7 @@ fn link(
                 Target::Name(name) => RData::CNAME(CNAME(name.clone())),
                 Target::WithPort(_) => return None,
             };
-            Some(encode_data(data.record_type(), ttl, &data).into())
+            Some(encode_data(data.record_type(), task.ttl, &data).into())
         })
         .collect();
     // Health cells by origin index; origins without a check have none and count as up.
@@ -338,17 +340,19 @@ fn link(
         .iter()
         .map(|o| Key::of_origin(site, group, o).map(|key| health.cell(key)))
         .collect();
+    // As metrics label them: without the final dot.
+    let hostname = crate::site::site_name(&task.hostname);
     let answered = group
         .origins
         .iter()
         .map(|o| {
             let origin = o.target.to_string();
             let metrics = health.metrics();
-            metrics.origin_answers_for(site_name, hostname, &group.name, &origin)
+            metrics.origin_answers_for(site_name, &hostname, &group.name, &origin)
         })
         .collect();
     Link {
-        group: CompiledGroup::new(group),
+        group: CompiledGroup::new(group, geoip),
         group_name: group.name.clone(),
         signatures: None,
         records,

@@ -8,12 +8,10 @@
 //! full queue refuses a change at once ([`ChangeError::Busy`], 503 with `Retry-After`)
 //! instead of letting clients time out. A change is data, an [`Edit`], made by the pure
 //! [`edit::apply`]. The writer takes every queued job as one batch: each change is
-//! applied to the result of the ones before it and checked by the same validation the
-//! files get, so one bad change fails alone; each site the batch edited is compiled once
-//! (a change that cannot be served is found by compiling the site's changes one by one
-//! only then); then each site file the batch touched is written once (one fsync for many
-//! changes), the new snapshot is published, and only then does every request get its
-//! reply, describing its own change.
+//! applied to the result of the ones before it, checked by the same validation the files
+//! get and compiled on its own, so one bad change fails alone; then each site file the
+//! batch touched is written once (one fsync for many changes), the new snapshot is
+//! published, and only then does every request get its reply, describing its own change.
 //! A change that fails any step leaves the old file and the old served state untouched.
 //! Where a site is written is its storage backend's business (`files::Backend`): a
 //! directory, or on a fleet node etcd and the node's mirror of it, where a change that

@@ -1,14 +1,10 @@
 //! The writer: one thread that applies every change and reload, in batches.
 //!
 //! Jobs arrive through a bounded queue. The writer takes all that are waiting as one
-//! batch and makes each change on a working copy, validated on its own so that a bad
-//! change fails alone. Each site the batch edited is compiled once, with all its edits:
-//! compiling is the costly step, and per change it made a burst of a thousand creates
-//! take a minute. Only when that compile fails are the site's edits made again one by
-//! one, each compiled, so that the change that cannot be served is refused with its own
-//! error and the others stand. Then each touched site file is written once, the snapshot
-//! published once, and every request gets what its own change did. A reload is a job
-//! too, so files and API changes are never applied by two writers at once.
+//! batch, applies each change to a working copy (validated and compiled on its own, so
+//! a bad change fails alone), writes each touched site file once, publishes once, and
+//! then replies to every request with what its own change did. A reload is a job too,
+//! so files and API changes are never applied by two writers at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -126,33 +122,19 @@ impl<B: Backend> Writer<B> {
             snapshot: self.shared.serving.load_full(),
             checked: HashSet::new(),
             dirty: BTreeSet::new(),
-            uncompiled: BTreeMap::new(),
         };
         let mut pending: Vec<Pending> = requests
             .into_iter()
             .map(|Request { site, edit, reply }| {
-                let (made_on, outcome) = match self.admit(&base, &mut batch, &site) {
-                    Ok(index) => {
-                        let outcome = self.edit(&base, &mut batch, index, &edit, Compile::Later);
-                        (Some(index), outcome)
-                    }
-                    Err(error) => (None, Err(error)),
-                };
+                let outcome = self.apply(&base, &mut batch, &site, &edit);
                 Pending {
-                    made_on,
+                    site,
                     edit,
                     reply,
                     outcome,
                 }
             })
             .collect();
-        let edited: Vec<usize> = batch.uncompiled.keys().copied().collect();
-        for index in edited {
-            let made_on_site: Vec<usize> = (0..pending.len())
-                .filter(|&i| pending[i].made_on == Some(index))
-                .collect();
-            self.compile(&base, &mut batch, index, &mut pending, &made_on_site);
-        }
 
         let mut failed: BTreeMap<usize, StorageError> = BTreeMap::new();
         let mut written = 0;
@@ -232,13 +214,15 @@ impl<B: Backend> Writer<B> {
         }
     }
 
-    /// Checks that the site `site` may be changed by this batch; returns its index.
-    fn admit(
+    /// Applies one edit to the batch. Returns the site it changed (`None` when it was
+    /// already as asked) and the site as the edit left it.
+    fn apply(
         &mut self,
         base: &Committed,
         batch: &mut Batch,
         site: &str,
-    ) -> Result<usize, ChangeError> {
+        edit: &Edit,
+    ) -> Result<(Option<usize>, Done), ChangeError> {
         if let Some(error) = &base.reload_error {
             return Err(ChangeError::Conflict(format!(
                 "the files on disk were rejected at the last reload:\n{error}\nfix them first: lbdns does not change a configuration that does not load"
@@ -260,20 +244,6 @@ impl<B: Backend> Writer<B> {
             }
             batch.checked.insert(index);
         }
-        Ok(index)
-    }
-
-    /// Makes one edit of the site at `index` in the batch, validated; compiled now or
-    /// with the site's other edits (`compile`). Returns the site it changed (`None` when
-    /// it was already as asked) and the site as the edit left it.
-    fn edit(
-        &mut self,
-        base: &Committed,
-        batch: &mut Batch,
-        index: usize,
-        edit: &Edit,
-        compile: Compile,
-    ) -> Result<(Option<usize>, Done), ChangeError> {
         let current = &batch.sites[index];
         let edited = edit::apply(&current.spec, edit).map_err(|error| ChangeError::Edit {
             site: site_name(&current.site.origin),
@@ -288,74 +258,31 @@ impl<B: Backend> Writer<B> {
         };
         let validated = site::validate(&current.site.origin, &spec)
             .map_err(|problems| ChangeError::Invalid(problems).relative_to(&edited.focus))?;
-        match compile {
-            Compile::Now => {
-                let zone = &base.config.zones[index_of_zone(base, index)];
-                let snapshot = batch
-                    .snapshot
-                    .with_site(zone, &validated, &self.shared.health)
-                    .map_err(unservable)?;
-                batch.snapshot = Arc::new(snapshot);
-            }
-            Compile::Later => {
-                let dirty = batch.dirty.contains(&index);
-                batch.uncompiled.entry(index).or_insert_with(|| Compiled {
-                    site: current.clone(),
-                    dirty,
-                });
-            }
-        }
+        let snapshot = batch
+            .snapshot
+            .with_site(zone, &validated, &self.shared.health)
+            .map_err(|errors| {
+                ChangeError::Unservable(
+                    errors
+                        .iter()
+                        .map(|e| e.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
         let next = Arc::new(LoadedSite {
             path: current.path.clone(),
             spec,
             site: validated,
         });
         batch.sites[index] = next.clone();
+        batch.snapshot = Arc::new(snapshot);
         batch.dirty.insert(index);
         let done = Done {
             site: next,
             subject: edited.subject,
         };
         Ok((Some(index), done))
-    }
-
-    /// Compiles the site at `index` with the edits made on it since it last compiled.
-    /// When it does not compile, one or more of those edits cannot be served: the site
-    /// goes back to the version that compiled and the edits `made` (positions in
-    /// `pending`, in order) are made again one at a time, each compiled, so that each
-    /// request gets the outcome it would have had alone in the batch.
-    fn compile(
-        &mut self,
-        base: &Committed,
-        batch: &mut Batch,
-        index: usize,
-        pending: &mut [Pending],
-        made: &[usize],
-    ) {
-        let Some(compiled) = batch.uncompiled.remove(&index) else {
-            return;
-        };
-        let zone = &base.config.zones[index_of_zone(base, index)];
-        let site = &batch.sites[index].site;
-        match batch.snapshot.with_site(zone, site, &self.shared.health) {
-            Ok(snapshot) => batch.snapshot = Arc::new(snapshot),
-            Err(errors) => {
-                debug!(
-                    site = site_name(&site.origin),
-                    edits = made.len(),
-                    error = %unservable(errors),
-                    "a batch's edits do not compile together; making them one at a time"
-                );
-                batch.sites[index] = compiled.site;
-                if !compiled.dirty {
-                    batch.dirty.remove(&index);
-                }
-                for &i in made {
-                    let request = &mut pending[i];
-                    request.outcome = self.edit(base, batch, index, &request.edit, Compile::Now);
-                }
-            }
-        }
     }
 
     /// Takes the newest stored version of the site at `index` into the batch, checked
@@ -393,16 +320,14 @@ impl<B: Backend> Writer<B> {
         pending: &mut [Pending],
     ) -> Result<(), ()> {
         self.refresh(base, batch, index)?;
-        // Refused edits stay refused: they were checked against an older version, and
-        // whoever sent them was going to hear so.
-        let made: Vec<usize> = (0..pending.len())
-            .filter(|&i| pending[i].made_on == Some(index) && pending[i].outcome.is_ok())
-            .collect();
-        for &i in &made {
-            let request = &mut pending[i];
-            request.outcome = self.edit(base, batch, index, &request.edit, Compile::Later);
+        for request in pending.iter_mut() {
+            // Refused edits stay refused: they were checked against an older version,
+            // and whoever sent them was going to hear so.
+            let of_site = site_index(&batch.sites, &request.site).is_ok_and(|i| i == index);
+            if of_site && request.outcome.is_ok() {
+                request.outcome = self.apply(base, batch, &request.site, &request.edit);
+            }
         }
-        self.compile(base, batch, index, pending, &made);
         Ok(())
     }
 
@@ -538,11 +463,9 @@ impl<B: Backend> Writer<B> {
 /// changed on many nodes at once needs more than one.
 const STALE_RETRIES: usize = 8;
 
-/// A request of the batch, its edit kept to be made again (on a newer version, or alone
-/// when the batch's edits of its site do not compile together).
+/// A request of the batch, its edit kept to be made again on a newer version.
 struct Pending {
-    /// The site its edit was made on; `None` when it was refused before that.
-    made_on: Option<usize>,
+    site: String,
     edit: Edit,
     reply: oneshot::Sender<Result<Done, ChangeError>>,
     outcome: Result<(Option<usize>, Done), ChangeError>,
@@ -556,33 +479,6 @@ struct Batch {
     checked: HashSet<usize>,
     /// Sites changed by the batch, to write.
     dirty: BTreeSet<usize>,
-    /// Sites edited but not compiled since, by index.
-    uncompiled: BTreeMap<usize, Compiled>,
-}
-
-/// The last version of a site that compiled, to go back to when its edits since do not.
-struct Compiled {
-    site: Arc<LoadedSite>,
-    /// Whether the batch had changed the site by then.
-    dirty: bool,
-}
-
-/// When an edit is compiled: on its own, or once with the other edits of its site.
-#[derive(Clone, Copy)]
-enum Compile {
-    Now,
-    Later,
-}
-
-/// A site that validates but cannot be served, as the change that made it is refused.
-fn unservable(errors: Vec<crate::snapshot::CompileError>) -> ChangeError {
-    ChangeError::Unservable(
-        errors
-            .iter()
-            .map(|e| e.message.clone())
-            .collect::<Vec<_>>()
-            .join("; "),
-    )
 }
 
 /// The zone of the site at `index` (sites and zones are not in the same order).
@@ -765,15 +661,4 @@ fn carry_generations(base: &Committed, config: &load::Config, next: u64) -> Task
         generations.insert(site, Arc::new(tasks));
     }
     generations
-}
-
-/// Makes `requests` as one batch on a writer of its own over `shared` and `backend`: the
-/// store's writer may take requests sent one after another in several batches.
-#[cfg(test)]
-pub(super) fn commit_as_one_batch(
-    shared: Arc<Shared>,
-    backend: impl Backend,
-    requests: Vec<Request>,
-) {
-    Writer { shared, backend }.commit(requests);
 }

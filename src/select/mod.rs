@@ -23,8 +23,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use rand::{Rng, RngExt};
 
+mod scope;
+
 use crate::geoip::{Continent, Country, GeoIp};
+use crate::runs::AddrInt;
 use crate::site::{MAX_ANSWERS, OriginGroup, Policy, Target};
+use scope::{ADDRESS_LEVELS, ScopeTable};
 
 /// Which origins a query can use: A draws from IPv4, AAAA from IPv6 origins, and a
 /// domain-name group answers CNAME whatever the type.
@@ -57,6 +61,8 @@ struct Candidates {
     /// Sorted by country for binary search.
     countries: Vec<(Country, Vec<u16>)>,
     continents: Vec<(Continent, Vec<u16>)>,
+    /// The address levels of a region group by client address, with their scopes.
+    scopes: Option<ScopeTable>,
 }
 
 impl Candidates {
@@ -85,8 +91,10 @@ pub struct CompiledGroup {
 }
 
 impl CompiledGroup {
-    /// Compiles a checked group. Origins keep their index in `group.origins`.
-    pub fn new(group: &OriginGroup) -> Self {
+    /// Compiles a checked group. Origins keep their index in `group.origins`. A region
+    /// group's country, continent and ASN levels come from `geoip` (without it they
+    /// never match), read into its scope table here, at load.
+    pub fn new(group: &OriginGroup, geoip: Option<&GeoIp>) -> Self {
         let mut compiled = Self {
             policy: group.policy,
             min_up: group.fallback.min_up,
@@ -148,8 +156,22 @@ impl CompiledGroup {
                 .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
             candidates.countries.sort_by_key(|(c, _)| *c);
             candidates.asns.sort_by_key(|(a, _)| *a);
+            if group.policy == Policy::Region && !candidates.all.is_empty() {
+                candidates.scopes = Some(ScopeTable::new(candidates, geoip));
+            }
         }
         compiled
+    }
+
+    /// Runs in the group's scope tables and their heap bytes.
+    pub fn scope_table_size(&self) -> (usize, usize) {
+        [&self.v4, &self.v6, &self.names]
+            .iter()
+            .filter_map(|c| c.scopes.as_ref())
+            .fold((0, 0), |(n, bytes), t| {
+                let (m, more) = t.size();
+                (n + m, bytes + more)
+            })
     }
 
     /// True when the group has origins that can answer `family`.
@@ -228,28 +250,17 @@ impl Level {
 }
 
 /// Where a client is routed in a group: its region levels, looked up as they are needed
-/// (the GeoIP lookup only when the subnet level does not answer), and the ECS scope
+/// (the country only when the subnet and ASN levels do not answer), and the ECS scope
 /// those lookups depend on.
 pub struct Route<'a> {
     group: &'a CompiledGroup,
     candidates: &'a Candidates,
     client: Client,
-    geoip: Option<&'a GeoIp>,
     levels: Levels<'a>,
 }
 
 /// Routes `client` in `group` for `family`.
-///
-/// # Arguments
-///
-/// * `geoip` - the database for country and continent levels; without one those levels
-///   never match.
-pub fn route<'a>(
-    group: &'a CompiledGroup,
-    family: Family,
-    client: &Client,
-    geoip: Option<&'a GeoIp>,
-) -> Route<'a> {
+pub fn route<'a>(group: &'a CompiledGroup, family: Family, client: &Client) -> Route<'a> {
     let candidates = group.candidates(family);
     let levels = match group.policy {
         // A weight or nearest group has one level, the same for every client.
@@ -260,7 +271,6 @@ pub fn route<'a>(
         group,
         candidates,
         client: *client,
-        geoip,
         levels,
     }
 }
@@ -268,9 +278,7 @@ pub fn route<'a>(
 impl<'a> Route<'a> {
     /// The origins of `level` for this client; empty when the level does not apply.
     pub fn members(&mut self, level: Level) -> &'a [u16] {
-        let index = level as usize;
-        self.levels
-            .get(index, self.candidates, &self.client, self.geoip)
+        self.levels.get(level as usize, self.candidates)
     }
 
     /// The level and origins this client is answered from while every origin is up:
@@ -543,12 +551,11 @@ pub fn select<R: Rng + ?Sized>(
     group: &CompiledGroup,
     family: Family,
     client: &Client,
-    geoip: Option<&GeoIp>,
     live: impl Live,
     answers: u32,
     rng: &mut R,
 ) -> Selection {
-    pick(&mut route(group, family, client, geoip), live, answers, rng)
+    pick(&mut route(group, family, client), live, answers, rng)
 }
 
 /// One weighted draw among the members that pass `eligible`; uniform when their
@@ -579,22 +586,17 @@ fn draw<R: Rng + ?Sized>(
     None
 }
 
-/// The country and continent levels of a client.
-type GeoLevels<'a> = (Option<&'a [u16]>, Option<&'a [u16]>);
-
 /// Region levels: subnet, ASN, country, continent, default, all.
 const LEVELS: usize = 6;
 
-/// The levels of one query, with the GeoIP lookup done only when a level needs it, and
-/// the prefix length the levels consulted so far depend on: the smallest network around
-/// the client inside which every address would see the same levels.
+/// The levels of one query, each address level looked up in the scope table only when
+/// a level needs it, and the prefix length the levels consulted so far depend on.
 struct Levels<'a> {
     weighted: bool,
-    subnet: Option<&'a [u16]>,
-    /// The ASN level, once looked up.
-    asn: Option<Option<&'a [u16]>>,
-    /// Country and continent levels, once looked up.
-    geo: Option<GeoLevels<'a>>,
+    /// The scope table and the client's address in it (a region group's).
+    table: Option<(&'a ScopeTable, AddrInt)>,
+    /// Address levels once looked up.
+    found: [Option<&'a [u16]>; ADDRESS_LEVELS],
     scope: u8,
 }
 
@@ -602,127 +604,42 @@ impl<'a> Levels<'a> {
     fn weighted(candidates: &'a Candidates) -> Self {
         Self {
             weighted: true,
-            subnet: Some(&candidates.all),
-            asn: Some(None),
-            geo: Some((None, None)),
+            table: None,
+            found: [Some(&candidates.all), Some(&[]), Some(&[]), Some(&[])],
             scope: 0,
         }
     }
 
     fn region(candidates: &'a Candidates, client: &Client) -> Self {
-        let mut levels = Self {
+        Self {
             weighted: false,
-            subnet: None,
-            asn: None,
-            geo: None,
+            table: candidates
+                .scopes
+                .as_ref()
+                .map(|t| (t, AddrInt::from(client.addr))),
+            found: [None; ADDRESS_LEVELS],
             scope: 0,
-        };
-        for (net, members) in &candidates.subnets {
-            if net.contains(&client.addr) {
-                if levels.subnet.is_none() {
-                    levels.subnet = Some(members);
-                    levels.scope = levels.scope.max(net.prefix_len());
-                }
-            } else if let Some(common) = common_prefix_len(client.addr, net.network()) {
-                // A client block wider than `common` bits would overlap this rule's
-                // network, where the answer differs.
-                levels.scope = levels.scope.max((common + 1).min(net.prefix_len()));
-            }
         }
-        levels
     }
 
-    fn get(
-        &mut self,
-        level: usize,
-        candidates: &'a Candidates,
-        client: &Client,
-        geoip: Option<&GeoIp>,
-    ) -> &'a [u16] {
-        let found = match level {
-            0 => self.subnet,
-            1 => self.asn(candidates, client, geoip),
-            2 | 3 => {
-                let (country, continent) = self.geo(candidates, client, geoip);
-                if level == 2 { country } else { continent }
+    fn get(&mut self, level: usize, candidates: &'a Candidates) -> &'a [u16] {
+        if level < ADDRESS_LEVELS {
+            if let Some(found) = self.found[level] {
+                return found;
             }
-            4 if !self.weighted => Some(&candidates.default[..]),
-            5 if !self.weighted => Some(&candidates.all[..]),
-            _ => None,
-        };
-        found.unwrap_or(&[])
-    }
-
-    fn asn(
-        &mut self,
-        candidates: &'a Candidates,
-        client: &Client,
-        geoip: Option<&GeoIp>,
-    ) -> Option<&'a [u16]> {
-        if let Some(asn) = self.asn {
-            return asn;
+            let Some((table, addr)) = self.table else {
+                return &[];
+            };
+            let (members, scope) = table.lookup(level, addr);
+            self.scope = self.scope.max(scope);
+            self.found[level] = Some(members);
+            return members;
         }
-        let mut found = None;
-        if candidates.uses_asn()
-            && let Some(geoip) = geoip
-            && geoip.has_asn()
-        {
-            let (asn, prefix_len) = geoip.locate_asn(client.addr);
-            self.scope = self.scope.max(prefix_len);
-            if let Some(asn) = asn
-                && let Ok(i) = candidates.asns.binary_search_by_key(&asn, |(a, _)| *a)
-            {
-                found = Some(&candidates.asns[i].1[..]);
-            }
+        match level {
+            4 if !self.weighted => &candidates.default,
+            5 if !self.weighted => &candidates.all,
+            _ => &[],
         }
-        self.asn = Some(found);
-        found
-    }
-
-    fn geo(
-        &mut self,
-        candidates: &'a Candidates,
-        client: &Client,
-        geoip: Option<&GeoIp>,
-    ) -> GeoLevels<'a> {
-        if let Some(geo) = self.geo {
-            return geo;
-        }
-        let mut geo = (None, None);
-        if candidates.uses_geoip()
-            && let Some(geoip) = geoip
-            && geoip.has_country()
-        {
-            let location = geoip.locate(client.addr);
-            self.scope = self.scope.max(location.prefix_len);
-            if let Some(country) = location.country
-                && let Ok(i) = candidates
-                    .countries
-                    .binary_search_by_key(&country, |(c, _)| *c)
-            {
-                geo.0 = Some(&candidates.countries[i].1[..]);
-            }
-            if let Some(continent) = location.continent {
-                geo.1 = candidates
-                    .continents
-                    .iter()
-                    .find(|(c, _)| *c == continent)
-                    .map(|(_, members)| &members[..]);
-            }
-        }
-        self.geo = Some(geo);
-        geo
-    }
-}
-
-/// Leading bits two addresses of the same family share; `None` across families.
-fn common_prefix_len(a: IpAddr, b: IpAddr) -> Option<u8> {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => Some((u32::from(a) ^ u32::from(b)).leading_zeros() as u8),
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            Some((u128::from(a) ^ u128::from(b)).leading_zeros() as u8)
-        }
-        _ => None,
     }
 }
 
@@ -745,14 +662,20 @@ mod tests {
         }
     }
 
+    /// A group compiled with MaxMind's test country database.
     fn group(policy: Policy, origins: Vec<Origin>) -> CompiledGroup {
-        CompiledGroup::new(&OriginGroup {
+        compile(policy, origins, Some(&geoip()))
+    }
+
+    fn compile(policy: Policy, origins: Vec<Origin>, geoip: Option<&GeoIp>) -> CompiledGroup {
+        let group = OriginGroup {
             name: "g".into(),
             policy,
             origins,
             health_check: None,
             fallback: Default::default(),
-        })
+        };
+        CompiledGroup::new(&group, geoip)
     }
 
     fn client(addr: &str) -> Client {
@@ -767,15 +690,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(7);
         let mut counts = vec![0; 4];
         for _ in 0..n {
-            let s = select(
-                g,
-                Family::V4,
-                &client("192.0.2.1"),
-                None,
-                is_up,
-                1,
-                &mut rng,
-            );
+            let s = select(g, Family::V4, &client("192.0.2.1"), is_up, 1, &mut rng);
             counts[usize::from(s.origins()[0])] += 1;
         }
         counts
@@ -823,25 +738,9 @@ mod tests {
         // Everything down: fail open to the positive weights, and say so.
         assert_eq!(counts(&g, |_| false, 200)[..2], [0, 200]);
         let mut rng = SmallRng::seed_from_u64(1);
-        let s = select(
-            &g,
-            Family::V4,
-            &client("192.0.2.9"),
-            None,
-            |_| false,
-            1,
-            &mut rng,
-        );
+        let s = select(&g, Family::V4, &client("192.0.2.9"), |_| false, 1, &mut rng);
         assert!(s.failed_open);
-        let s = select(
-            &g,
-            Family::V4,
-            &client("192.0.2.9"),
-            None,
-            |_| true,
-            1,
-            &mut rng,
-        );
+        let s = select(&g, Family::V4, &client("192.0.2.9"), |_| true, 1, &mut rng);
         assert!(!s.failed_open);
     }
 
@@ -861,15 +760,7 @@ mod tests {
                 reads.get() <= up_reads
             };
             let mut rng = SmallRng::seed_from_u64(5);
-            let s = select(
-                &g,
-                Family::V4,
-                &client("192.0.2.9"),
-                None,
-                is_up,
-                1,
-                &mut rng,
-            );
+            let s = select(&g, Family::V4, &client("192.0.2.9"), is_up, 1, &mut rng);
             assert_eq!(s.origins().len(), 1, "after {up_reads} up reads");
         }
     }
@@ -886,27 +777,11 @@ mod tests {
         );
         let mut rng = SmallRng::seed_from_u64(3);
         for _ in 0..50 {
-            let s = select(
-                &g,
-                Family::V4,
-                &client("192.0.2.9"),
-                None,
-                |_| true,
-                5,
-                &mut rng,
-            );
+            let s = select(&g, Family::V4, &client("192.0.2.9"), |_| true, 5, &mut rng);
             let mut picked = s.origins().to_vec();
             picked.sort();
             assert_eq!(picked, [0, 2]);
-            let s = select(
-                &g,
-                Family::V6,
-                &client("192.0.2.9"),
-                None,
-                |_| true,
-                5,
-                &mut rng,
-            );
+            let s = select(&g, Family::V6, &client("192.0.2.9"), |_| true, 5, &mut rng);
             assert_eq!(s.origins(), [1]);
             assert_eq!(s.scope, 0);
         }
@@ -934,40 +809,41 @@ mod tests {
         .unwrap()
     }
 
-    fn origin_and_scope(g: &CompiledGroup, c: Client, db: &GeoIp) -> (u16, u8) {
+    fn origin_and_scope(g: &CompiledGroup, c: Client) -> (u16, u8) {
         let mut rng = SmallRng::seed_from_u64(9);
-        let s = select(g, Family::V4, &c, Some(db), |_| true, 1, &mut rng);
+        let s = select(g, Family::V4, &c, |_| true, 1, &mut rng);
         (s.origins()[0], s.scope)
     }
 
-    // Expected scopes are prefix lengths of networks of MaxMind's test database (its
-    // source list `GeoIP2-Country-Test.json`, and its tree for the empty reserved networks,
-    // read with a reader independent of this crate): 81.2.69.160/27 GB, 175.16.199.0/24
-    // CN, 216.160.83.56/29 US, 89.160.20.112/28 SE, 2a02:cfc0::/29 FR; no data in
-    // 10.0.0.0/8, 81.2.64.0/22, 2001:db8::/32. Where the network would overlap a subnet
-    // rule that answers differently, the scope is the largest block around the client
-    // that does not (README, "Points of the design decided here").
+    // Expected scopes come from MaxMind's test database (its source list
+    // `GeoIP2-Country-Test.json`): 81.2.69.142-207 GB (81.2.69.160/27 among its
+    // networks), 2.125.160.216/29 GB, 175.16.199.0/24 and 111.235.160.0/22 CN,
+    // 216.160.83.56/29 US, 89.160.20.112/28 SE, 217.65.48.0/29 GI, 2a02:cfc0::/29 FR;
+    // nothing in 10.0.0.0/8, 81.2.64.0/22, 2001:db8::/32. The scope is the widest block
+    // around the client holding no address answered from other origins: tests/scope.rs
+    // checks that against the JSON sources for thousands of addresses.
 
     #[test]
     fn region_levels_in_order_with_the_scope_of_the_deciding_network() {
         let g = region_group();
-        let db = geoip();
         for (addr, origin, scope) in [
             // GB/EU, but the subnet rule 81.2.69.0/24 comes first.
             ("81.2.69.160", 2, 24),
             ("175.16.199.1", 0, 24),
             // SE: the continent level.
             ("89.160.20.112", 1, 28),
-            // US: the default, decided by the US network.
-            ("216.160.83.56", 3, 29),
-            // Not in the database: the default, scope of the reserved 10.0.0.0/8.
-            ("10.1.2.3", 3, 8),
+            // US: the default, like all of 216.0.0.0/8; the /7 holds 217.65.48.0/29
+            // (GI, Europe).
+            ("216.160.83.56", 3, 8),
+            // Not in the database: the default, like all of 8.0.0.0/5; the /4 holds
+            // 2.125.160.216/29 (GB, Europe).
+            ("10.1.2.3", 3, 5),
             // Next to the rule, in the empty 81.2.64.0/22 (which holds 81.2.69.0/24):
             // the largest block around it that avoids the rule is 81.2.68.0/24.
             ("81.2.68.1", 3, 24),
         ] {
             assert_eq!(
-                origin_and_scope(&g, client(addr), &db),
+                origin_and_scope(&g, client(addr)),
                 (origin, scope),
                 "{addr}"
             );
@@ -977,18 +853,17 @@ mod tests {
     #[test]
     fn scope_is_capped_at_the_source_prefix_and_not_raised_to_it() {
         let g = region_group();
-        let db = geoip();
         let ecs = |addr: &str, source_prefix| Client {
             addr: addr.parse().unwrap(),
             source_prefix,
         };
         // 81.2.64.0 is in the empty 81.2.64.0/22, and 81.2.64.0/21 holds the rule
         // 81.2.69.0/24: the answer holds for /22, so a /20 source gets 20 and a /23 22.
-        assert_eq!(origin_and_scope(&g, ecs("81.2.64.0", 20), &db), (3, 20));
-        assert_eq!(origin_and_scope(&g, ecs("81.2.64.0", 23), &db), (3, 22));
-        assert_eq!(origin_and_scope(&g, ecs("81.2.69.0", 24), &db), (2, 24));
-        assert_eq!(origin_and_scope(&g, ecs("81.2.69.0", 25), &db), (2, 24));
-        assert_eq!(origin_and_scope(&g, ecs("0.0.0.0", 0), &db).1, 0);
+        assert_eq!(origin_and_scope(&g, ecs("81.2.64.0", 20)), (3, 20));
+        assert_eq!(origin_and_scope(&g, ecs("81.2.64.0", 23)), (3, 22));
+        assert_eq!(origin_and_scope(&g, ecs("81.2.69.0", 24)), (2, 24));
+        assert_eq!(origin_and_scope(&g, ecs("81.2.69.0", 25)), (2, 24));
+        assert_eq!(origin_and_scope(&g, ecs("0.0.0.0", 0)).1, 0);
     }
 
     #[test]
@@ -1003,7 +878,6 @@ mod tests {
         let mut us = origin("198.51.100.1", 1);
         us.countries = vec![Country::parse("US").unwrap()];
         let g = group(Policy::Region, vec![rule, us, origin("198.51.100.9", 1)]);
-        let db = geoip();
         for (addr, origin, scope) in [
             ("216.160.83.61", 0, 30),
             // US, but only 216.160.83.56/30 is US without the rule.
@@ -1020,7 +894,7 @@ mod tests {
             ("2001:db8:ffff::1", 2, 33),
         ] {
             assert_eq!(
-                origin_and_scope(&g, client(addr), &db),
+                origin_and_scope(&g, client(addr)),
                 (origin, scope),
                 "{addr}"
             );
@@ -1034,10 +908,7 @@ mod tests {
         rule.subnets = vec!["127.0.0.0/8".parse().unwrap()];
         let g = group(Policy::Region, vec![rule, origin("198.51.100.9", 1)]);
         // 216.160.83.56 is in the US network /29, but only 128.0.0.0/1 decided.
-        assert_eq!(
-            origin_and_scope(&g, client("216.160.83.56"), &geoip()),
-            (1, 1)
-        );
+        assert_eq!(origin_and_scope(&g, client("216.160.83.56")), (1, 1));
     }
 
     #[test]
@@ -1045,21 +916,24 @@ mod tests {
         let mut cn = origin("198.51.100.1", 1);
         cn.countries = vec![Country::parse("CN").unwrap()];
         let g = group(Policy::Region, vec![cn, origin("198.51.100.9", 1)]);
-        let db = geoip();
-        assert_eq!(origin_and_scope(&g, client("175.16.199.1"), &db), (0, 24));
-        assert_eq!(origin_and_scope(&g, client("81.2.69.160"), &db), (1, 27));
+        assert_eq!(origin_and_scope(&g, client("175.16.199.1")), (0, 24));
+        // Not CN, like all of 64.0.0.0/3; the /2 holds 111.235.160.0/22 (CN).
+        assert_eq!(origin_and_scope(&g, client("81.2.69.160")), (1, 3));
         let mut eu = origin("198.51.100.2", 1);
         eu.continents = vec![Continent::Europe];
         let g = group(Policy::Region, vec![eu, origin("198.51.100.9", 1)]);
-        assert_eq!(origin_and_scope(&g, client("81.2.69.160"), &db), (0, 27));
-        assert_eq!(origin_and_scope(&g, client("175.16.199.1"), &db), (1, 24));
+        assert_eq!(origin_and_scope(&g, client("81.2.69.160")), (0, 27));
+        // Not Europe, like all of 128.0.0.0/2; the /1 holds 217.65.48.0/29 (GI).
+        assert_eq!(origin_and_scope(&g, client("175.16.199.1")), (1, 2));
         // Without a database, neither level matches and nothing narrows the scope.
+        let mut eu = origin("198.51.100.2", 1);
+        eu.continents = vec![Continent::Europe];
+        let g = compile(Policy::Region, vec![eu, origin("198.51.100.9", 1)], None);
         let mut rng = SmallRng::seed_from_u64(9);
         let s = select(
             &g,
             Family::V4,
             &client("81.2.69.160"),
-            None,
             |_| true,
             1,
             &mut rng,
@@ -1075,10 +949,9 @@ mod tests {
         eu.continents = vec![Continent::Europe];
         // Continent first in the file: the order of the levels decides, not the file's.
         let g = group(Policy::Region, vec![eu, gb, origin("198.51.100.9", 1)]);
-        let db = geoip();
-        assert_eq!(origin_and_scope(&g, client("81.2.69.160"), &db), (1, 27));
+        assert_eq!(origin_and_scope(&g, client("81.2.69.160")), (1, 27));
         assert_eq!(
-            origin_and_scope(&g, client("2a02:cfc0::1"), &db).0,
+            origin_and_scope(&g, client("2a02:cfc0::1")).0,
             0,
             "FR is EU"
         );
@@ -1092,7 +965,7 @@ mod tests {
         let c = client("192.0.2.1");
         let mut rng = SmallRng::seed_from_u64(5);
         let mut run = |is_up: fn(u16) -> bool| {
-            let s = select(&g, Family::V4, &c, None, is_up, 1, &mut rng);
+            let s = select(&g, Family::V4, &c, is_up, 1, &mut rng);
             (s.origins().to_vec(), s.failed_open)
         };
         // The subnet level has only a drained origin: the default answers.
@@ -1120,7 +993,6 @@ mod tests {
                     &g,
                     Family::V4,
                     &client("192.0.2.9"),
-                    None,
                     |_| true,
                     answers,
                     &mut rng,
@@ -1147,23 +1019,25 @@ mod tests {
         let mut cn = origin("198.51.100.1", 1);
         cn.countries = vec![Country::parse("CN").unwrap()];
         let g = group(Policy::Region, vec![cn]);
-        let db = geoip();
-        assert_eq!(origin_and_scope(&g, client("216.160.83.56"), &db).0, 0);
+        assert_eq!(origin_and_scope(&g, client("216.160.83.56")).0, 0);
     }
 
     #[test]
     fn the_first_group_with_min_up_usable_origins_serves() {
         let with_min_up = |origins: Vec<Origin>, min_up| {
-            CompiledGroup::new(&OriginGroup {
-                name: "g".into(),
-                policy: Policy::Weight,
-                origins,
-                health_check: None,
-                fallback: crate::site::Fallback {
-                    min_up,
-                    ..Default::default()
+            CompiledGroup::new(
+                &OriginGroup {
+                    name: "g".into(),
+                    policy: Policy::Weight,
+                    origins,
+                    health_check: None,
+                    fallback: crate::site::Fallback {
+                        min_up,
+                        ..Default::default()
+                    },
                 },
-            })
+                None,
+            )
         };
         // Two of three v4 origins needed; the backup has one v4 and one v6 origin; the
         // last has v6 only.
@@ -1198,7 +1072,7 @@ mod tests {
 
     /// The origin a sticky pick gives `client` in `g`.
     fn sticky(g: &CompiledGroup, c: &Client) -> (u16, u8) {
-        let s = pick_sticky(&mut route(g, Family::V4, c, None), |_| true, 1);
+        let s = pick_sticky(&mut route(g, Family::V4, c), |_| true, 1);
         (s.origins()[0], s.scope)
     }
 
@@ -1284,11 +1158,7 @@ mod tests {
             vec![origin("2001:db8::1", 1), origin("2001:db8::2", 1)],
         );
         let at = |addr: &str| {
-            let s = pick_sticky(
-                &mut route(&v6, Family::V6, &client(addr), None),
-                |_| true,
-                1,
-            );
+            let s = pick_sticky(&mut route(&v6, Family::V6, &client(addr)), |_| true, 1);
             (s.origins()[0], s.scope)
         };
         assert_eq!(at("2001:db8:0:ff00::1").1, 56);
@@ -1296,7 +1166,7 @@ mod tests {
         // Its origin down, a client moves; back up, it returns.
         let c = prefixes().next().unwrap();
         let (home, _) = sticky(&g, &c);
-        let s = pick_sticky(&mut route(&g, Family::V4, &c, None), |i| i != home, 1);
+        let s = pick_sticky(&mut route(&g, Family::V4, &c), |i| i != home, 1);
         assert_ne!(s.origins()[0], home);
         assert_eq!(sticky(&g, &c).0, home);
     }
@@ -1341,7 +1211,6 @@ mod tests {
                     &g,
                     Family::V4,
                     &client("192.0.2.9"),
-                    None,
                     fake,
                     answers,
                     &mut rng,
@@ -1374,26 +1243,5 @@ mod tests {
             weights: vec![None; 4],
         };
         assert!(chi_square(&run(&none, 1), &[1, 3, 1, 1]) < 30.66);
-    }
-
-    #[test]
-    fn common_prefix() {
-        let a: IpAddr = "10.0.0.0".parse().unwrap();
-        assert_eq!(common_prefix_len(a, "10.0.0.0".parse().unwrap()), Some(32));
-        assert_eq!(common_prefix_len(a, "10.128.0.0".parse().unwrap()), Some(8));
-        assert_eq!(common_prefix_len(a, "10.0.0.1".parse().unwrap()), Some(31));
-        assert_eq!(common_prefix_len(a, "::1".parse().unwrap()), None);
-        let b: IpAddr = "2001:db8::".parse().unwrap();
-        assert_eq!(common_prefix_len(b, b), Some(128));
-        assert_eq!(
-            common_prefix_len(b, "2001:db8:1::".parse().unwrap()),
-            Some(47)
-        );
-        assert_eq!(
-            common_prefix_len(b, "2001:db8::1".parse().unwrap()),
-            Some(127)
-        );
-        assert_eq!(common_prefix_len(b, "a001:db8::".parse().unwrap()), Some(0));
-        assert_eq!(common_prefix_len(b, a), None);
     }
 }
