@@ -6,6 +6,7 @@
 //! ASN database (GeoLite2-ASN) beside it maps addresses to autonomous systems.
 //! A lookup decodes borrowed strings only, so it does not allocate.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -246,47 +247,57 @@ impl Db {
     ) -> FamilyRuns<V> {
         use maxminddb::WithinOptions;
         // The ranges of the IPv4 (`v6` false) or IPv6 client space, in the tree's order.
-        let walk = |v6: bool, options: WithinOptions| {
-            let mut ranges: Vec<(u128, u128, V)> = Vec::new();
+        // The networks of the IPv4 (`v6` false) or IPv6 client space as ranges, in address
+        // order (the tree is walked left to right). Networks share few records: each is
+        // read once, by its offset.
+        let ranges = |v6: bool, options: WithinOptions| {
             let all = match v6 {
                 false => "0.0.0.0/0",
                 true => "::/0",
             };
             let networks = all.parse().map(|all| self.reader.within(all, options));
-            for result in networks.into_iter().flatten().flatten().flatten() {
-                let Ok(network) = result.network() else {
-                    continue;
-                };
-                let (first, bits, prefix) = match (network.network(), v6) {
-                    (IpAddr::V4(a), false) => (u128::from(u32::from(a)), 32, network.prefix()),
-                    // The IPv4 subtree seen from the IPv6 tree: at ::/96.
-                    (IpAddr::V4(a), true) => (u128::from(u32::from(a)), 128, network.prefix() + 96),
-                    (IpAddr::V6(a), true) => (u128::from(a), 128, network.prefix()),
-                    // An IPv6 database without an IPv4 subtree: IPv4 is all in one network
-                    // that holds ::/96.
-                    (IpAddr::V6(a), false) => match a.is_unspecified() && network.prefix() <= 96 {
-                        true => (0, 32, 0),
-                        false => continue,
-                    },
-                };
-                let size = bits - u32::from(prefix);
-                let last = first | u128::MAX.checked_shr(128 - size).unwrap_or(0);
-                ranges.push((first, last, read(&result)));
-            }
-            ranges.sort_by_key(|r| r.0);
-            ranges
+            let mut read_at: HashMap<usize, V> = HashMap::new();
+            let read = &read;
+            networks
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flatten()
+                .filter_map(move |result| {
+                    let network = result.network().ok()?;
+                    let (first, bits, prefix) = match (network.network(), v6) {
+                        (IpAddr::V4(a), false) => (u128::from(u32::from(a)), 32, network.prefix()),
+                        // The IPv4 subtree seen from the IPv6 tree: at ::/96.
+                        (IpAddr::V4(a), true) => {
+                            (u128::from(u32::from(a)), 128, network.prefix() + 96)
+                        }
+                        (IpAddr::V6(a), true) => (u128::from(a), 128, network.prefix()),
+                        // An IPv6 database without an IPv4 subtree: IPv4 is all in one
+                        // network that holds ::/96.
+                        (IpAddr::V6(a), false) => {
+                            (a.is_unspecified() && network.prefix() <= 96).then_some((0, 32, 0))?
+                        }
+                    };
+                    let size = bits - u32::from(prefix);
+                    let last = first | u128::MAX.checked_shr(128 - size).unwrap_or(0);
+                    let value = match result.offset() {
+                        Some(offset) => *read_at.entry(offset).or_insert_with(|| read(&result)),
+                        None => read(&result),
+                    };
+                    Some((first, last, value))
+                })
         };
-        let v4 = walk(false, WithinOptions::default());
+        let v4 = ranges(false, WithinOptions::default());
         let v6 = match self.reader.metadata().ip_version {
-            6 => walk(true, WithinOptions::default().include_aliased_networks()),
-            _ => Vec::new(),
-        };
-        FamilyRuns {
-            v4: Runs::from_ranges(
-                v4.into_iter().map(|(a, b, v)| (a as u32, b as u32, v)),
+            6 => Runs::from_ranges(
+                ranges(true, WithinOptions::default().include_aliased_networks()),
                 V::default(),
             ),
-            v6: Runs::from_ranges(v6, V::default()),
+            _ => Runs::constant(V::default()),
+        };
+        FamilyRuns {
+            v4: Runs::from_ranges(v4.map(|(a, b, v)| (a as u32, b as u32, v)), V::default()),
+            v6,
         }
     }
 

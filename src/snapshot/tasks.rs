@@ -351,8 +351,17 @@ fn link(
             metrics.origin_answers_for(site_name, &hostname, &group.name, &origin)
         })
         .collect();
+    let compiled = CompiledGroup::new(group, geoip);
+    let (runs, bytes) = compiled.scope_table_size();
+    if runs > 0 {
+        tracing::debug!(
+            "task {}: group {}: scope table of {runs} runs, {bytes} bytes",
+            task.id,
+            group.name
+        );
+    }
     Link {
-        group: CompiledGroup::new(group, geoip),
+        group: compiled,
         group_name: group.name.clone(),
         signatures: None,
         records,
