@@ -9,6 +9,7 @@
 //! same code for both (`snapshot::signed`). DNSSEC records the file itself holds are
 //! dropped first: lbdns's own replace them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -121,11 +122,12 @@ pub fn key_timing(zone: &ZoneData, policy: &DnssecPolicy) -> Timing {
     Timing::new(max_ttl, zsk_lifetime)
 }
 
-/// One RRset being signed: its owner and records (type..RDATA each).
-struct Rrset {
-    owner: Box<[u8]>,
+/// One RRset being signed: its owner and records (type..RDATA each), borrowed from the
+/// zone where they come from it (a big zone is not copied to be signed).
+struct Rrset<'a> {
+    owner: Cow<'a, [u8]>,
     rtype: u16,
-    records: Vec<u8>,
+    records: Cow<'a, [u8]>,
 }
 
 /// Signs `zone` as `policy` says with the keys of `keys` that `apex_keys` names, at `now`
@@ -168,9 +170,9 @@ pub fn sign_zone(
             }
             types.push(t);
             rrsets.push(Rrset {
-                owner: owner.into(),
+                owner: Cow::Borrowed(owner),
                 rtype: t,
-                records: node.rrset(t).unwrap_or_default().to_vec(),
+                records: Cow::Borrowed(node.rrset(t).unwrap_or_default()),
             });
         }
     }
@@ -198,9 +200,9 @@ pub fn sign_zone(
             continue;
         }
         rrsets.push(Rrset {
-            owner: apex.clone(),
+            owner: Cow::Owned(apex.to_vec()),
             rtype: t,
-            records,
+            records: Cow::Owned(records),
         });
     }
 
@@ -212,30 +214,25 @@ pub fn sign_zone(
         };
         (zone.apex_labels..name.labels()).any(|n| cuts.contains(name.suffix(n)))
     };
-    let mut owners: Vec<&[u8]> = rrsets
-        .iter()
-        .map(|r| &r.owner[..])
-        .filter(|o| !below_cut(o))
-        .collect();
-    owners.sort_by(|a, b| canonical_cmp(a, b));
-    owners.dedup();
-    let mut nsecs = Vec::new();
+    let mut types_at: HashMap<&[u8], Vec<u16>> = HashMap::new();
+    for rrset in rrsets.iter().filter(|r| !below_cut(&r.owner)) {
+        types_at.entry(&rrset.owner).or_default().push(rrset.rtype);
+    }
+    let mut owners: Vec<&[u8]> = types_at.keys().copied().collect();
+    owners.sort_unstable_by(|a, b| canonical_cmp(a, b));
+    let mut nsecs = Vec::with_capacity(owners.len());
     for (i, owner) in owners.iter().enumerate() {
         let next = owners[(i + 1) % owners.len()];
-        let mut types: Vec<u16> = rrsets
-            .iter()
-            .filter(|r| &r.owner[..] == *owner)
-            .map(|r| r.rtype)
-            .collect();
+        let mut types = types_at[owner].clone();
         types.extend([rtype::RRSIG, rtype::NSEC]);
         let mut rdata = next.to_vec();
         rdata.extend_from_slice(&type_bitmap(&types));
         let mut records = Vec::new();
         push_record(&mut records, rtype::NSEC, nsec_ttl, &rdata);
         nsecs.push(Rrset {
-            owner: (*owner).into(),
+            owner: Cow::Owned(owner.to_vec()),
             rtype: rtype::NSEC,
-            records,
+            records: Cow::Owned(records),
         });
     }
     rrsets.extend(nsecs);
@@ -245,7 +242,7 @@ pub fn sign_zone(
     let validity = policy.signature_validity.as_secs();
     let inception = now.saturating_sub(INCEPTION_SKEW);
     let mut builder = ZoneBuilder::new(&zone.origin, zone.path.clone());
-    let mut signatures = Vec::new();
+    let mut jobs: Vec<(&Rrset, &ZoneKey, u64)> = Vec::with_capacity(rrsets.len());
     let mut earliest_expiry = u64::MAX;
     for rrset in &rrsets {
         let at_cut = cuts.contains(&rrset.owner[..]);
@@ -267,21 +264,44 @@ pub fn sign_zone(
             vec![zsk]
         };
         for key in signers {
-            let rdata = rrsig(rrset, &apex, key, inception, expiration);
-            let ttl = u32::from_be_bytes(rrset.records[4..8].try_into().expect("4 bytes"));
-            signatures.push((rrset.owner.clone(), ttl, rdata));
+            jobs.push((rrset, key, expiration));
         }
     }
+    // A signature costs far more than the rest of the zone's build: the work is spread
+    // over the machine's cores.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = jobs.len().div_ceil(threads).max(1);
+    let signatures: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let parts: Vec<_> = jobs
+            .chunks(per_thread)
+            .map(|part| {
+                let apex = &apex;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(rrset, key, expiration)| {
+                            rrsig(rrset, apex, key, inception, *expiration)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().expect("a signing thread does not panic"))
+            .collect()
+    });
     for rrset in &rrsets {
         for record in Records(&rrset.records) {
             add(&mut builder, &rrset.owner, record);
         }
     }
     let count = signatures.len();
-    for (owner, ttl, rdata) in signatures {
-        let mut record = Vec::new();
+    let mut record = Vec::new();
+    for ((rrset, _, _), rdata) in jobs.iter().zip(signatures) {
+        let ttl = u32::from_be_bytes(rrset.records[4..8].try_into().expect("4 bytes"));
+        record.clear();
         push_record(&mut record, rtype::RRSIG, ttl, &rdata);
-        add(&mut builder, &owner, &record);
+        add(&mut builder, &rrset.owner, &record);
     }
     let mut signed = builder.finish();
     signed.warnings = zone.warnings.clone();
@@ -491,9 +511,9 @@ impl SigningSession<'_> {
     /// wire bytes) made of `records` (type..RDATA each).
     pub fn sign(&mut self, owner: &[u8], rtype: u16, records: &[u8]) -> Box<[u8]> {
         let rrset = Rrset {
-            owner: owner.into(),
+            owner: Cow::Borrowed(owner),
             rtype,
-            records: records.to_vec(),
+            records: Cow::Borrowed(records),
         };
         let canonical = canonical_rrset(&rrset);
         let fresh = |made: &Made| made.expiration > self.now + self.signer.validity / 3;
