@@ -268,6 +268,7 @@ pub fn router_with_read_token(
         .route("/v1/status", get(status))
         .route("/v1/sites/{site}/answer", get(answer))
         .route("/v1/sites/{site}/explain", get(explain))
+        .route("/v1/sites/{site}/preview", post(preview))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -667,6 +668,33 @@ async fn explain(
     )
     .map(Json)
     .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))
+}
+
+/// A proposed change, each part in the shape of its PUT body (SPEC §12 "Preview").
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewBody {
+    #[serde(default)]
+    origin_groups: std::collections::BTreeMap<String, GroupSpec>,
+    #[serde(default)]
+    tasks: Vec<TaskSpec>,
+}
+
+/// Shares of address space and of answers per origin, before and after the proposed
+/// change, with warnings; nothing is changed.
+async fn preview(
+    State(api): State<Api>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: PreviewBody = parse(&headers, body)?;
+    let groups = body.origin_groups.into_iter().collect();
+    // Tens of thousands of routed draws per hostname: off the async workers.
+    let preview = tokio::task::spawn_blocking(move || api.store.preview(&site, groups, body.tasks))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(Json(preview?))
 }
 
 /// `lbdns status`: everything an operator checks first (SPEC §14).

@@ -476,6 +476,69 @@ impl Store {
             .ok_or_else(|| no_task(loaded, id))
     }
 
+    /// What replacing `groups` and `tasks` of `site` would do (SPEC §12 "Preview"):
+    /// [`crate::explain::diff`] of the configuration as served and as it would be.
+    /// Nothing changes. A task replaces the one with its id, else the one with its
+    /// hostname, else is added.
+    pub fn preview(
+        &self,
+        site: &str,
+        groups: Vec<(String, GroupSpec)>,
+        tasks: Vec<TaskSpec>,
+    ) -> Result<serde_json::Value, ChangeError> {
+        let before = self.config();
+        let index = site_index(&before.sites, site)?;
+        let loaded = &before.sites[index];
+        let edit_error = |error| ChangeError::Edit {
+            site: site.to_owned(),
+            error,
+        };
+        let mut spec = loaded.spec.clone();
+        let mut edits: Vec<Edit> = groups
+            .into_iter()
+            .map(|(name, spec)| Edit::PutGroup {
+                name,
+                spec: Box::new(spec),
+            })
+            .collect();
+        for task in tasks {
+            let hostname = task
+                .hostname
+                .value
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            let id = task.id.as_ref().map(|id| id.value.clone()).or_else(|| {
+                loaded
+                    .site
+                    .tasks
+                    .iter()
+                    .find(|t| site_name(&t.hostname).to_ascii_lowercase() == hostname)
+                    .map(|t| t.id.clone())
+            });
+            edits.push(match id {
+                Some(id) => Edit::PutTask {
+                    id,
+                    spec: task,
+                    create_only: false,
+                },
+                None => Edit::CreateTask { spec: task },
+            });
+        }
+        for edit in &edits {
+            if let Some(next) = edit::apply(&spec, edit).map_err(edit_error)?.spec {
+                spec = next;
+            }
+        }
+        let checked = site::validate(&loaded.site.origin, &spec).map_err(ChangeError::Invalid)?;
+        let mut after = before.clone();
+        after.sites[index] = Arc::new(LoadedSite {
+            path: loaded.path.clone(),
+            spec,
+            site: checked,
+        });
+        Ok(crate::explain::diff(&before, &after))
+    }
+
     pub fn groups(&self, site: &str) -> Result<Vec<GroupView>, ChangeError> {
         let committed = self.shared.committed.load();
         let loaded = find_site(&committed.config.sites, site)?;
