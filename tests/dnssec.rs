@@ -15,9 +15,7 @@
 mod common;
 mod signing;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -171,98 +169,15 @@ fn random_names(seed: u64, count: usize) -> Vec<(String, RecordType)> {
         .collect()
 }
 
-/// unbound as a validating resolver in front of lbdns.
-struct Unbound {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// unbound as a validating resolver in front of lbdns, from the zone's anchor.
 fn validating_unbound(served: &Served) -> Unbound {
-    let unbound_bin = require_tool(&["unbound", "/usr/sbin/unbound"], "unbound");
-    require_tool(&["dig"], "bind9-dnsutils");
-    let dir = tempfile::tempdir().unwrap();
-    let anchor: PathBuf = dir.path().join("example.com.anchor");
-    std::fs::write(&anchor, served.signed.unbound_anchor()).unwrap();
-    let port = free_port().port();
-    let lbdns = served.server.addr.port();
-    let conf = format!(
-        r#"server:
-    interface: 127.0.0.1
-    port: {port}
-    do-daemonize: no
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    username: ""
-    chroot: ""
-    directory: "{dir}"
-    pidfile: ""
-    do-ip6: no
-    num-threads: 1
-    so-reuseport: no
-    outgoing-range: 64
-    do-not-query-localhost: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "validator iterator"
-    trust-anchor-file: "{anchor}"
-    qname-minimisation: no
-stub-zone:
-    name: "example.com"
-    stub-addr: 127.0.0.1@{lbdns}
-stub-zone:
-    name: "child.example.com"
-    stub-addr: 127.0.0.1@{lbdns}
-"#,
-        dir = dir.path().display(),
-        anchor = anchor.display(),
-    );
-    let conf_path = dir.path().join("unbound.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(&unbound_bin)
-        .arg("-d")
-        .arg("-c")
-        .arg(&conf_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start unbound");
-    let unbound = Unbound {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if dig_via(&unbound, &["www.example.com", "A", "+short"]).contains("192.0.2.80") {
-            return unbound;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("unbound did not start answering through lbdns within 10 s");
-}
-
-fn dig_via(unbound: &Unbound, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &unbound.port.to_string(),
-            "+time=3",
-            "+tries=1",
-        ])
-        .args(args)
-        .output()
-        .expect("dig is installed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    Unbound::start(
+        served.server.addr,
+        &["example.com", "child.example.com"],
+        false,
+        Some(&served.signed.unbound_anchor()),
+        ("www.example.com", "192.0.2.80"),
+    )
 }
 
 /// The header flags of dig's output (`;; flags: qr rd ra ad;`) and its status.
@@ -289,7 +204,7 @@ fn unbound_validates_every_kind_of_answer_nsec_and_nsec3() {
         let unbound = validating_unbound(&served);
         let mut wrong = Vec::new();
         for &(name, rtype, expect) in CASES {
-            let out = dig_via(&unbound, &[name, &rtype.to_string(), "+dnssec"]);
+            let out = unbound.dig(&[name, &rtype.to_string(), "+dnssec"]);
             let (flags, status) = flags_and_status(&out);
             let ad = flags.iter().any(|f| f == "ad");
             let ok = match expect {
@@ -304,7 +219,7 @@ fn unbound_validates_every_kind_of_answer_nsec_and_nsec3() {
             }
         }
         for (name, rtype) in random_names(10 + denial as u64, 12) {
-            let out = dig_via(&unbound, &[&name, &rtype.to_string(), "+dnssec"]);
+            let out = unbound.dig(&[&name, &rtype.to_string(), "+dnssec"]);
             let (flags, status) = flags_and_status(&out);
             if !flags.iter().any(|f| f == "ad")
                 || !matches!(status.as_str(), "NOERROR" | "NXDOMAIN")

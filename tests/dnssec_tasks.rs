@@ -14,8 +14,7 @@ mod signing;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 
@@ -176,96 +175,14 @@ fn addresses(out: &str) -> Vec<String> {
 }
 
 /// unbound validating from the zone's DS, with ECS passed on to lbdns.
-struct Unbound {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn validating_unbound(server: &Server, ds: &str) -> Unbound {
-    let unbound_bin = require_tool(&["unbound", "/usr/sbin/unbound"], "unbound");
-    require_tool(&["dig"], "bind9-dnsutils");
-    let dir = tempfile::tempdir().unwrap();
-    let anchor = dir.path().join("example.com.anchor");
-    std::fs::write(&anchor, ds).unwrap();
-    let port = free_port().port();
-    let conf = format!(
-        r#"server:
-    interface: 127.0.0.1
-    port: {port}
-    do-daemonize: no
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    username: ""
-    chroot: ""
-    directory: "{dir}"
-    pidfile: ""
-    do-ip6: no
-    num-threads: 1
-    so-reuseport: no
-    outgoing-range: 64
-    do-not-query-localhost: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "subnetcache validator iterator"
-    send-client-subnet: 127.0.0.1
-    max-client-subnet-ipv4: 32
-    trust-anchor-file: "{anchor}"
-    qname-minimisation: no
-stub-zone:
-    name: "example.com"
-    stub-addr: 127.0.0.1@{lbdns}
-"#,
-        dir = dir.path().display(),
-        anchor = anchor.display(),
-        lbdns = server.addr.port(),
-    );
-    let conf_path = dir.path().join("unbound.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(&unbound_bin)
-        .arg("-d")
-        .arg("-c")
-        .arg(&conf_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start unbound");
-    let unbound = Unbound {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if dig_via(&unbound, &["www.example.com", "A", "+short"]).contains("192.0.2.80") {
-            return unbound;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("unbound did not start answering through lbdns within 10 s");
-}
-
-fn dig_via(unbound: &Unbound, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &unbound.port.to_string(),
-            "+time=3",
-            "+tries=1",
-        ])
-        .args(args)
-        .output()
-        .expect("dig is installed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    Unbound::start(
+        server.addr,
+        &["example.com"],
+        true,
+        Some(ds),
+        ("www.example.com", "192.0.2.80"),
+    )
 }
 
 /// Whether unbound's answer has the AD bit (validated) and `status`.
@@ -329,7 +246,7 @@ fn every_task_answer_validates(algorithm: &str) {
         ("216.160.83.0/24", "198.51.100.9"),
     ] {
         let ecs = format!("+subnet={subnet}");
-        let out = dig_via(&unbound, &["geo.example.com", "A", "+dnssec", &ecs]);
+        let out = unbound.dig(&["geo.example.com", "A", "+dnssec", &ecs]);
         if !validated(&out, "NOERROR") || !out.contains(expected) {
             wrong.push(format!(
                 "unbound, geo from {subnet}: expected {expected}:\n{out}"
@@ -337,7 +254,7 @@ fn every_task_answer_validates(algorithm: &str) {
         }
     }
     for &(name, rtype, expect) in CASES {
-        let out = dig_via(&unbound, &[name, rtype, "+dnssec"]);
+        let out = unbound.dig(&[name, rtype, "+dnssec"]);
         let ok = match expect {
             Expect::Secure => validated(&out, "NOERROR"),
             _ => validated(&out, "NOERROR") || validated(&out, "NXDOMAIN"),

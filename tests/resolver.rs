@@ -8,9 +8,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::*;
 
 const ZONE: &str = "$ORIGIN example.com.\n$TTL 3600\n\
@@ -36,92 +33,15 @@ tasks:
   - { id: static, hostname: static.example.com, origin_group: web, ttl: 20 }
 ";
 
-struct Unbound {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// unbound in front of lbdns, passing the client's subnet on (ECS).
 fn unbound_in_front_of(server: &Server) -> Unbound {
-    let unbound_bin = require_tool(&["unbound", "/usr/sbin/unbound"], "unbound");
-    require_tool(&["dig"], "dnsutils");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port().port();
-    let conf = format!(
-        r#"server:
-    interface: 127.0.0.1
-    port: {port}
-    do-daemonize: no
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    username: ""
-    chroot: ""
-    directory: "{dir}"
-    pidfile: ""
-    do-ip6: no
-    num-threads: 1
-    so-reuseport: no
-    outgoing-range: 64
-    do-not-query-localhost: no
-    access-control: 127.0.0.0/8 allow
-    module-config: "subnetcache iterator"
-    send-client-subnet: 127.0.0.1
-    max-client-subnet-ipv4: 32
-    qname-minimisation: no
-stub-zone:
-    name: "example.com"
-    stub-addr: 127.0.0.1@{lbdns}
-"#,
-        dir = dir.path().display(),
-        lbdns = server.addr.port(),
-    );
-    let conf_path = dir.path().join("unbound.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(&unbound_bin)
-        .arg("-d")
-        .arg("-c")
-        .arg(&conf_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start unbound");
-    let unbound = Unbound {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if dig_via(&unbound, &["static.example.com", "+short"]).contains("192.0.2.10") {
-            return unbound;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("unbound did not start answering through lbdns within {PATIENCE:?}");
-}
-
-fn dig_via(unbound: &Unbound, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &unbound.port.to_string(),
-            "+time=3",
-            "+tries=1",
-        ])
-        .args(args)
-        .output()
-        .expect("dig is installed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    Unbound::start(
+        server.addr,
+        &["example.com"],
+        true,
+        None,
+        ("static.example.com", "192.0.2.10"),
+    )
 }
 
 #[test]
@@ -129,7 +49,7 @@ fn resolver_serves_task_answers_with_their_ttls() {
     let site = Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", SITE)]);
     let server = site.serve();
     let unbound = unbound_in_front_of(&server);
-    let out = dig_via(&unbound, &["static.example.com", "A", "+noall", "+answer"]);
+    let out = unbound.dig(&["static.example.com", "A", "+noall", "+answer"]);
     let fields: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(fields.get(4), Some(&"192.0.2.10"), "{out}");
     let ttl: u32 = fields[1].parse().unwrap();
@@ -138,7 +58,7 @@ fn resolver_serves_task_answers_with_their_ttls() {
         "the resolver caches for the task's TTL at most, not the zone's 600: {out}"
     );
     // A negative answer comes back as NXDOMAIN through the resolver too.
-    let out = dig_via(&unbound, &["nope.example.com", "A"]);
+    let out = unbound.dig(&["nope.example.com", "A"]);
     assert!(out.contains("status: NXDOMAIN"), "{out}");
 }
 
@@ -154,15 +74,12 @@ fn resolver_passes_ecs_and_keeps_region_answers_apart() {
             ("81.2.69.160/27", "198.51.100.2"),
             ("216.160.83.0/24", "198.51.100.9"),
         ] {
-            let out = dig_via(
-                &unbound,
-                &[
-                    "geo.example.com",
-                    "A",
-                    "+short",
-                    &format!("+subnet={subnet}"),
-                ],
-            );
+            let out = unbound.dig(&[
+                "geo.example.com",
+                "A",
+                "+short",
+                &format!("+subnet={subnet}"),
+            ]);
             assert_eq!(
                 out.trim(),
                 expected,

@@ -747,3 +747,112 @@ impl Expect {
         concluded && !out.contains("broken trust chain") && !out.contains("bogus")
     }
 }
+
+/// unbound in the foreground on a free loopback port, resolving zones from lbdns as stub
+/// zones: a real resolver in front of the server (tests/resolver.rs, dnssec.rs,
+/// dnssec_tasks.rs). Stopped when dropped.
+pub struct Unbound {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Unbound {
+    /// Starts unbound asking lbdns at `lbdns` for each of `zones`; with `ecs`, passing the
+    /// client's subnet on (a /32 for IPv4); with `anchor` (a DS or DNSKEY in zone-file
+    /// form), validating from it. Returns once `dig ready_name A +short` through it gives
+    /// `ready_answer`.
+    pub fn start(
+        lbdns: SocketAddr,
+        zones: &[&str],
+        ecs: bool,
+        anchor: Option<&str>,
+        (ready_name, ready_answer): (&str, &str),
+    ) -> Self {
+        let unbound = require_tool(&["unbound", "/usr/sbin/unbound"], "unbound");
+        require_tool(&["dig"], "dnsutils");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port().port();
+        let mut modules = vec!["iterator"];
+        let mut options = String::new();
+        if let Some(anchor) = anchor {
+            let file = dir.path().join("anchor");
+            std::fs::write(&file, anchor).unwrap();
+            modules.insert(0, "validator");
+            options += &format!("    trust-anchor-file: \"{}\"\n", file.display());
+        }
+        if ecs {
+            modules.insert(0, "subnetcache");
+            options += "    send-client-subnet: 127.0.0.1\n    max-client-subnet-ipv4: 32\n";
+        }
+        let stubs: String = zones
+            .iter()
+            .map(|zone| {
+                format!(
+                    "stub-zone:\n    name: \"{zone}\"\n    stub-addr: {}@{}\n",
+                    lbdns.ip(),
+                    lbdns.port()
+                )
+            })
+            .collect();
+        let conf = format!(
+            "server:\n    interface: 127.0.0.1\n    port: {port}\n    do-daemonize: no\n\
+             \x20   use-syslog: no\n    logfile: \"\"\n    verbosity: 1\n    username: \"\"\n\
+             \x20   chroot: \"\"\n    directory: \"{dir}\"\n    pidfile: \"\"\n    do-ip6: no\n\
+             \x20   num-threads: 1\n    so-reuseport: no\n    outgoing-range: 64\n\
+             \x20   do-not-query-localhost: no\n    access-control: 127.0.0.0/8 allow\n\
+             \x20   module-config: \"{modules}\"\n{options}    qname-minimisation: no\n{stubs}",
+            dir = dir.path().display(),
+            modules = modules.join(" "),
+        );
+        let conf_path = dir.path().join("unbound.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(unbound)
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start unbound");
+        let unbound = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        wait_until(
+            &format!("unbound answering {ready_name} A with {ready_answer} through lbdns"),
+            String::new,
+            || {
+                unbound
+                    .dig(&[ready_name, "A", "+short"])
+                    .contains(ready_answer)
+            },
+        );
+        unbound
+    }
+
+    /// `dig` through unbound, one try of 3 s: what it printed.
+    pub fn dig(&self, args: &[&str]) -> String {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "+time=3",
+                "+tries=1",
+            ])
+            .args(args)
+            .output()
+            .expect("dig is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
