@@ -1076,7 +1076,7 @@ fn a_change_on_one_node_is_applied_by_the_others_without_a_reload() {
 
 /// A fleet on a cluster that speaks only TLS, asks for a client certificate and has
 /// authentication on (SPEC §13: etcds://, --etcd-ca/--etcd-cert/--etcd-key, --etcd-user
-/// and --etcd-password-file): import, two nodes, a change on one answered by the other;
+/// and --etcd-password-file): import, three nodes, a change on each answered by the other two;
 /// a wrong password, a missing client certificate and a missing CA are refused, each
 /// saying so.
 #[test]
@@ -1179,12 +1179,23 @@ fn a_fleet_on_etcd_over_tls_with_a_user() {
             &access("password", true),
         )
     };
-    let (a, b) = (start("a"), start("b"));
-    let (status, body) = a.put_task("secure");
-    assert_eq!(status, 201, "{body}");
-    b.wait_for("secure.example.com.", |x| !x.is_empty(), PATIENCE);
-    let health = b.get("/healthz");
-    assert_eq!(health["etcd"]["connected"], true, "{health}");
+    let nodes = [start("a"), start("b"), start("c")];
+    eventually("three nodes in the fleet", PATIENCE, || {
+        nodes[0].fleet() == ["a", "b", "c"]
+    });
+    // A change through each node, answered by the other two.
+    for (i, node) in nodes.iter().enumerate() {
+        let id = format!("secure{i}");
+        let (status, body) = node.put_task(&id);
+        assert_eq!(status, 201, "{body}");
+        for other in &nodes {
+            other.wait_for(&format!("{id}.example.com."), |x| !x.is_empty(), PATIENCE);
+        }
+    }
+    for node in &nodes {
+        let health = node.get("/healthz");
+        assert_eq!(health["etcd"]["connected"], true, "{health}");
+    }
 }
 
 /// knotd serving `big.test` on `listen` to anyone on loopback: the primary of a zone too
