@@ -279,6 +279,7 @@ pub fn load(
                         zone.apex.clone(),
                         validity,
                         nsec_ttl,
+                        false,
                     ));
                 }
                 let zone = Arc::new(zone);

@@ -417,12 +417,12 @@ impl Metrics {
         );
         registry.register(
             "dnssec_signatures_made",
-            "RRSIG records lbdns made (a zone signed or signed again)",
+            "RRSIG records lbdns made (a zone signed or signed again, a task answer, a compact denial made for a name asked)",
             crate::dnssec::sign::SIGNATURES_MADE.clone(),
         );
         registry.register(
             "dnssec_signature_cache_hits",
-            "RRSIG records reused instead of made again: a reload that changed neither a signed zone's data, policy nor keys keeps its signatures, and a task answer whose RRset did not change keeps its signature",
+            "RRSIG records reused instead of made again: a reload that changed neither a signed zone's data, policy nor keys keeps its signatures, a task answer whose RRset did not change keeps its signature, and a compact denial asked again comes from its zone's table of signed records",
             crate::dnssec::sign::SIGNATURES_REUSED.clone(),
         );
         let rrsig_earliest_expiry = Family::<ZoneLabel, Gauge>::default();

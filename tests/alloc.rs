@@ -467,13 +467,23 @@ fn signed_answers_allocate_nothing() {
 
 /// Task answers in a zone lbdns signs: each set of origins a pick can return has its
 /// RRSIG made when the tasks compiled, found by arithmetic on the pick; the NSECs the task
-/// names add are read beside the zone's. Nothing is signed or allocated per query.
+/// names add are read beside the zone's. Nothing is signed or allocated per query. With
+/// compact denial (RFC 9824) a denial, or a wildcard's answer, is signed for the name
+/// asked the first time it is asked; asked again, it comes from the table of signed
+/// records with no allocation.
 #[test]
 fn signed_task_answers_allocate_nothing() {
+    for denial in ["nsec", "compact"] {
+        signed_task_answers_allocate_nothing_with(denial);
+    }
+}
+
+fn signed_task_answers_allocate_nothing_with(denial: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("zones")).unwrap();
-    let zone = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\nalias CNAME lb\n";
-    let site = "dnssec: {}\norigin_groups:\n  web:\n    origins:\n    - address: 192.0.2.1\n    - address: 192.0.2.2\n    - address: 192.0.2.3\n    - address: 2001:db8::1\n  names:\n    origins:\n    - address: ns1.example.com.\ntasks:\n- hostname: lb.example.com\n  origin_group: web\n  answers: 2\n- hostname: x.deep.example.com\n  origin_group: web\n- hostname: cdn.example.com\n  origin_group: names\n";
+    let zone = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 900 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\nalias CNAME lb\n*.w A 192.0.2.9\n";
+    let site = "dnssec: {denial: DENIAL}\norigin_groups:\n  web:\n    origins:\n    - address: 192.0.2.1\n    - address: 192.0.2.2\n    - address: 192.0.2.3\n    - address: 2001:db8::1\n  names:\n    origins:\n    - address: ns1.example.com.\ntasks:\n- hostname: lb.example.com\n  origin_group: web\n  answers: 2\n- hostname: x.deep.example.com\n  origin_group: web\n- hostname: cdn.example.com\n  origin_group: names\n- hostname: '*.any.example.com'\n  origin_group: web\n";
+    let site = site.replace("DENIAL", denial);
     std::fs::write(dir.path().join("zones/example.com.zone"), zone).unwrap();
     std::fs::write(dir.path().join("zones/example.com.lb.yaml"), site).unwrap();
     let sources = Sources {
@@ -499,6 +509,17 @@ fn signed_task_answers_allocate_nothing() {
             0,
         ),
         ("NXDOMAIN", dnssec("nope.lb.example.com.", RecordType::A), 0),
+        ("wildcard", dnssec("x.w.example.com.", RecordType::A), 1),
+        (
+            "NODATA at a wildcard",
+            dnssec("x.w.example.com.", RecordType::MX),
+            0,
+        ),
+        (
+            "wildcard task",
+            dnssec("x.any.example.com.", RecordType::AAAA),
+            1,
+        ),
     ];
     let mut rng = SmallRng::seed_from_u64(7);
     let mut out = vec![0u8; 65535];
@@ -523,10 +544,18 @@ fn signed_task_answers_allocate_nothing() {
         assert_eq!(
             signatures(&reply.answers),
             *answer_signatures,
-            "{what}: {reply:?}"
+            "{denial} {what}: {reply:?}"
         );
         if *answer_signatures == 0 {
             assert!(signatures(&reply.authorities) > 0, "{what}: {reply:?}");
+        }
+        // Compact denial answers a name that does not exist NOERROR (RFC 9824 §3.1).
+        if *what == "NXDOMAIN" {
+            let rcode = match denial {
+                "compact" => hickory_proto::op::ResponseCode::NoError,
+                _ => hickory_proto::op::ResponseCode::NXDomain,
+            };
+            assert_eq!(reply.metadata.response_code, rcode, "{denial}: {reply:?}");
         }
         for transport in [Transport::Udp, Transport::Tcp] {
             let count = allocations_in(|| {
@@ -534,7 +563,7 @@ fn signed_task_answers_allocate_nothing() {
                     respond(&snapshot, packet, source, transport, &mut rng, &mut out);
                 }
             });
-            assert_eq!(count, 0, "{what} over {transport:?} allocated");
+            assert_eq!(count, 0, "{denial} {what} over {transport:?} allocated");
         }
     }
 }

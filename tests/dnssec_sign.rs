@@ -11,6 +11,8 @@ mod common;
 use std::process::Command;
 
 use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
 use lbdns::dnssec::key::{Algorithm, KSK, ZSK, ZoneKey};
 
 fn wire(name: &str) -> Vec<u8> {
@@ -114,14 +116,16 @@ const CASES: &[(&str, &str, Expect)] = &[
 ];
 
 /// A directory with tests/data/dnssec's zone, unsigned, with `dnssec:` (and its child
-/// zone).
-fn serve_signing(algorithm: &str) -> Site {
+/// zone), denying existence as `denial` says.
+fn serve_signing(algorithm: &str, denial: &str) -> Site {
     Site::new(&[
         ("example.com.zone", &source("example.com.zone")),
         ("child.example.com.zone", &source("child.example.com.zone")),
         (
             "example.com.lb.yaml",
-            &format!("dnssec:\n  algorithm: {algorithm}\nsecondaries: [127.0.0.1]\n"),
+            &format!(
+                "dnssec:\n  algorithm: {algorithm}\n  denial: {denial}\nsecondaries: [127.0.0.1]\n"
+            ),
         ),
     ])
 }
@@ -192,28 +196,161 @@ fn delv(server: &Server, anchor: &std::path::Path, name: &str, rtype: &str) -> S
 
 #[test]
 fn delv_validates_every_kind_of_answer_of_a_zone_lbdns_signs() {
-    for algorithm in ["ecdsap256sha256", "ed25519"] {
-        let site = serve_signing(algorithm);
-        let server = site.serve();
-        let anchor = ds_anchor(&site);
-        let mut wrong = Vec::new();
-        for &(name, rtype, expect) in CASES {
-            let out = delv(&server, &anchor, name, rtype);
-            if !expect.concluded_by_delv(&out) {
-                wrong.push(format!(
-                    "{algorithm} {name} {rtype}, expected {expect:?}:\n{out}"
-                ));
+    for denial in ["nsec", "compact"] {
+        for algorithm in ["ecdsap256sha256", "ed25519"] {
+            let site = serve_signing(algorithm, denial);
+            let server = site.serve();
+            let anchor = ds_anchor(&site);
+            let mut wrong = Vec::new();
+            for &(name, rtype, expect) in CASES {
+                let out = delv(&server, &anchor, name, rtype);
+                if !expect.concluded_by_delv(&out) {
+                    wrong.push(format!(
+                        "{denial} {algorithm} {name} {rtype}, expected {expect:?}:\n{out}"
+                    ));
+                }
             }
+            assert!(wrong.is_empty(), "{}", wrong.join("\n"));
         }
-        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
+}
+
+/// The records of `section` (`ANSWER`, `AUTHORITY`) in dig's output, one a line.
+fn section<'a>(out: &'a str, section: &str) -> Vec<&'a str> {
+    let start = format!(";; {section} SECTION:");
+    out.lines()
+        .skip_while(|l| *l != start)
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect()
+}
+
+#[test]
+fn compact_denial_answers_as_rfc_9824_says_and_validates_through_unbound() {
+    let site = serve_signing("ecdsap256sha256", "compact");
+    let server = site.serve();
+    // A name that does not exist: NOERROR, the NSEC at that name whose next name is its
+    // immediate successor and whose bitmap is RRSIG NSEC NXNAME (type 128), and the SOA
+    // (RFC 9824 §3.1); the NSEC's TTL the SOA's MINIMUM, 300, lower than its TTL (RFC
+    // 9077).
+    let out = server.dig(&["+dnssec", "+norec", "a.nope.example.com", "AAAA"]);
+    assert!(out.contains("status: NOERROR"), "{out}");
+    let authority = section(&out, "AUTHORITY");
+    let nsec: Vec<Vec<&str>> = authority
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.get(3) == Some(&"NSEC"))
+        .collect();
+    assert_eq!(nsec.len(), 1, "{out}");
+    assert_eq!(
+        nsec[0][..],
+        [
+            "a.nope.example.com.",
+            "300",
+            "IN",
+            "NSEC",
+            "\\000.a.nope.example.com.",
+            "RRSIG",
+            "NSEC",
+            "TYPE128"
+        ],
+        "{out}"
+    );
+    assert!(
+        authority
+            .iter()
+            .any(|l| l.contains("\tSOA\t") || l.contains(" SOA ")),
+        "{out}"
+    );
+    assert!(
+        authority.iter().any(|l| l.contains("RRSIG\tNSEC 13 4 300")),
+        "{out}"
+    );
+    // Without DO, NXDOMAIN as ever (RFC 9824 §5); with DO and the Compact Answers OK flag
+    // (the second bit of the EDNS flags), NXDOMAIN with the same proof and the flag back
+    // (§5.1).
+    let out = server.dig(&["+norec", "a.nope.example.com", "AAAA"]);
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    assert!(!out.contains("NSEC"), "{out}");
+    // (dig 9.18 does not send +ednsflags=0x4000, so the query is made here.)
+    let mut query = query_edns("a.nope.example.com.", RecordType::AAAA, 1232, None);
+    let edns = query.edns.as_mut().unwrap();
+    edns.set_dnssec_ok(true);
+    edns.flags_mut().z = 0x4000;
+    let reply = server.udp(&query);
+    assert_eq!(
+        reply.metadata.response_code,
+        ResponseCode::NXDomain,
+        "{reply:?}"
+    );
+    let flags = reply.edns.as_ref().expect("EDNS").flags();
+    assert!(flags.dnssec_ok && flags.z == 0x4000, "{reply:?}");
+    assert!(
+        reply
+            .authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::NSEC),
+        "{reply:?}"
+    );
+    // NODATA: the types the name has; an insecure delegation: NS and no DS, the next name
+    // the cut's first label with a zero octet added (§3.4).
+    let out = server.dig(&["+dnssec", "+norec", "www.example.com", "MX"]);
+    assert!(
+        out.contains("NSEC\t\\000.www.example.com. A TXT AAAA SSHFP RRSIG NSEC"),
+        "{out}"
+    );
+    let out = server.dig(&["+dnssec", "+norec", "host.ext.example.com", "A"]);
+    assert!(
+        out.contains("NSEC\text\\000.example.com. NS RRSIG NSEC"),
+        "{out}"
+    );
+    // No chain to walk: the zone holds no NSEC, a transfer shows none.
+    let axfr = server.dig(&["example.com", "AXFR"]);
+    assert!(
+        axfr.contains("RRSIG") && !axfr.contains("\tNSEC\t"),
+        "{axfr}"
+    );
+
+    // unbound, validating from the DS, accepts every kind of answer.
+    let ds = keys_ds(&site, "example.com");
+    let unbound = Unbound::start(
+        server.addr,
+        &["example.com", "child.example.com"],
+        true,
+        Some(&ds),
+        ("www.example.com", "192.0.2.80"),
+    );
+    let mut wrong = Vec::new();
+    for &(name, rtype, expect) in CASES {
+        let out = unbound.dig(&[name, rtype, "+dnssec"]);
+        let ad = out
+            .lines()
+            .find_map(|l| l.strip_prefix(";; flags: "))
+            .is_some_and(|l| {
+                l.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .any(|f| f == "ad")
+            });
+        let ok = match expect {
+            Expect::Insecure => !ad && out.contains("status: NOERROR"),
+            _ => ad && (out.contains("status: NOERROR") || out.contains("status: NXDOMAIN")),
+        };
+        if !ok {
+            wrong.push(format!(
+                "unbound {name} {rtype}, expected {expect:?}:\n{out}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]
 fn dnssec_verify_accepts_a_transfer_of_the_zone_lbdns_signs() {
     let verify = require_tool(&["dnssec-verify"], "bind9-utils");
     for algorithm in ["ecdsap256sha256", "ed25519"] {
-        let site = serve_signing(algorithm);
+        let site = serve_signing(algorithm, "nsec");
         let server = site.serve();
         let axfr = server.dig(&["example.com", "AXFR", "+onesoa"]);
         let zone: String = axfr
@@ -243,7 +380,7 @@ fn dnssec_verify_accepts_a_transfer_of_the_zone_lbdns_signs() {
 
 #[test]
 fn keys_are_made_once_and_the_zone_is_not_signed_again_on_reload() {
-    let site = serve_signing("ecdsap256sha256");
+    let site = serve_signing("ecdsap256sha256", "nsec");
     let server = site.serve();
     let ksk = ksk_file(&site);
     let signature = |server: &Server| server.dig(&["+dnssec", "+short", "example.com", "SOA"]);

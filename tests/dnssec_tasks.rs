@@ -33,12 +33,31 @@ tocdn CNAME cdn
 
 /// The site file: weighted groups (one origin alone, or two of three), a region group
 /// with every level, a CNAME group, and tasks at the apex, at a name with zone data of its
-/// own, below an empty non-terminal, beside a wildcard and at a wildcard.
-fn site_yaml(algorithm: &str) -> String {
+/// own, below an empty non-terminal, beside a wildcard and at a wildcard. With compact
+/// denial, also a group whose only origin is down (its `tcp` check on `dark_port`, where
+/// nothing listens) answering NODATA (`when_all_down: nodata`), which compact denial can
+/// prove.
+fn site_yaml(algorithm: &str, denial: &str, dark_port: u16) -> String {
+    let (dark_group, dark_task) = match denial {
+        "compact" => (
+            format!(
+                "  dark:
+    when_all_down: nodata
+    health_check: {{type: tcp, port: {dark_port}, interval: 0.3, timeout: 0.2, fall: 1, rise: 2}}
+    origins:
+      - address: 127.0.0.1
+"
+            ),
+            "  - { id: dark, hostname: dark.example.com, origin_group: dark, ttl: 30 }\n",
+        ),
+        _ => (String::new(), ""),
+    };
     format!(
         "dnssec:
   algorithm: {algorithm}
+  denial: {denial}
 origin_groups:
+{dark_group}
   web:
     origins:
       - address: 192.0.2.10
@@ -69,7 +88,7 @@ tasks:
   - {{ id: wild, hostname: t.wild.example.com, origin_group: web, ttl: 30 }}
   - {{ id: apex, hostname: example.com, origin_group: web, ttl: 30 }}
   - {{ id: star, hostname: \"*.any.example.com\", origin_group: web, ttl: 30 }}
-"
+{dark_task}"
     )
 }
 
@@ -114,18 +133,6 @@ const CASES: &[(&str, &str, Expect)] = &[
     ("zzz.example.com.", "A", Expect::SecureDenial),
     ("a.example.com.", "A", Expect::SecureDenial),
 ];
-
-/// The DS lines `lbdns keys ds` prints for the zone.
-fn keys_ds(site: &Site) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
-        .args(["keys", "ds", "--dir"])
-        .arg(site.path())
-        .arg("example.com")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    stdout(&out)
-}
 
 /// A delv trust anchor made of the DS `lbdns keys ds` prints.
 fn delv_anchor(site: &Site, ds: &str) -> PathBuf {
@@ -195,15 +202,19 @@ fn validated(out: &str, status: &str) -> bool {
     flags.split_whitespace().any(|f| f == "ad") && out.contains(&format!("status: {status}"))
 }
 
-/// Every check on one server signing with `algorithm`.
-fn every_task_answer_validates(algorithm: &str) {
+/// Every check on one server signing with `algorithm`, denying as `denial` says.
+fn every_task_answer_validates(algorithm: &str, denial: &str) {
+    let dark_port = free_port().port();
     let site = Site::new(&[
         ("example.com.zone", ZONE),
-        ("example.com.lb.yaml", &site_yaml(algorithm)),
+        (
+            "example.com.lb.yaml",
+            &site_yaml(algorithm, denial, dark_port),
+        ),
     ]);
     let asn_db = repo().join("tests/data/GeoLite2-ASN-Test.mmdb");
     let server = site.serve_with(&["--asn-db", asn_db.to_str().unwrap()]);
-    let ds = keys_ds(&site);
+    let ds = keys_ds(&site, "example.com");
     let anchor = delv_anchor(&site, &ds);
     let mut wrong = Vec::new();
 
@@ -211,6 +222,23 @@ fn every_task_answer_validates(algorithm: &str) {
         let out = delv(&server, &anchor, name, rtype);
         if !expect.concluded_by_delv(&out) {
             wrong.push(format!("{name} {rtype}, expected {expect:?}:\n{out}"));
+        }
+    }
+    if denial == "compact" {
+        // The whole chain down, NODATA: its NSEC, made for that answer, lists no A.
+        wait_until(
+            "dark.example.com answering NODATA, its origin down",
+            || server.dig(&["dark.example.com", "A"]),
+            || {
+                let out = server.dig(&["dark.example.com", "A"]);
+                out.contains("status: NOERROR") && out.contains("ANSWER: 0")
+            },
+        );
+        let out = delv(&server, &anchor, "dark.example.com.", "A");
+        if !Expect::SecureDenial.concluded_by_delv(&out) {
+            wrong.push(format!(
+                "dark A, all down, expected a validated NODATA:\n{out}"
+            ));
         }
     }
 
@@ -293,23 +321,42 @@ fn every_task_answer_validates(algorithm: &str) {
             "{method} {path}: {status} {reply}"
         );
         let out = delv(&server, &anchor, "fresh.example.com.", "A");
-        if !Expect::SecureDenial.concluded_by_delv(&out) || !out.contains("NXDOMAIN") {
+        // Compact denial says NXDOMAIN with NXNAME (type 128) in the NSEC.
+        let nxdomain = match denial {
+            "compact" => "TYPE128",
+            _ => "NXDOMAIN",
+        };
+        if !Expect::SecureDenial.concluded_by_delv(&out) || !out.contains(nxdomain) {
             wrong.push(format!(
                 "fresh A after {method} {path}, expected NXDOMAIN validated:\n{out}"
             ));
         }
     }
-    assert!(wrong.is_empty(), "{algorithm}:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{algorithm} {denial}:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
 fn every_task_answer_validates_ecdsa_p256() {
-    every_task_answer_validates("ecdsap256sha256");
+    every_task_answer_validates("ecdsap256sha256", "nsec");
 }
 
 #[test]
 fn every_task_answer_validates_ed25519() {
-    every_task_answer_validates("ed25519");
+    every_task_answer_validates("ed25519", "nsec");
+}
+
+#[test]
+fn every_task_answer_validates_compact_ecdsa_p256() {
+    every_task_answer_validates("ecdsap256sha256", "compact");
+}
+
+#[test]
+fn every_task_answer_validates_compact_ed25519() {
+    every_task_answer_validates("ed25519", "compact");
 }
 
 #[test]

@@ -123,6 +123,9 @@ pub fn respond<R: Rng + ?Sized>(
     let mut ecs_malformed = false;
     let mut ecs_reply = None;
     let mut extended_error = None;
+    // RFC 9824 §5.1: a query with DO and CO gets NXDOMAIN with a compact denial, and CO.
+    let compact_ok = query.edns.is_some_and(|e| e.dnssec_ok && e.compact_ok);
+    let mut compact = false;
     let rcode = if query.opcode() != 0 {
         NOTIMP
     } else if query.edns.is_some_and(|e| e.version > 0) {
@@ -161,7 +164,11 @@ pub fn respond<R: Rng + ?Sized>(
         if let Some(subnet) = ecs {
             ecs_reply = Some(echo(&subnet, resolution.scope.min(client.source_prefix)));
         }
-        let rcode = u16::from(resolution.rcode);
+        compact = resolution.compact && compact_ok;
+        let rcode = match resolution.nxname && compact {
+            true => 3,
+            false => u16::from(resolution.rcode),
+        };
         if rcode == REFUSED {
             // A name in no zone served here (RFC 8914 §4.21).
             extended_error = Some(super::ede::NOT_AUTHORITATIVE);
@@ -176,6 +183,9 @@ pub fn respond<R: Rng + ?Sized>(
     if let Some(edns) = query.edns {
         let extended = (rcode >> 4) as u8;
         response.opt(MAX_UDP_PAYLOAD, extended, edns.dnssec_ok, ecs_reply);
+        if compact {
+            response.opt_compact_ok();
+        }
         if let Some(id) = nsid {
             response.opt_option(wire::option::NSID, id, limit);
         }

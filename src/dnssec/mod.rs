@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 
 use crate::wire::MAX_NAME_LEN;
 
+pub mod compact;
 pub mod key;
 pub mod keydir;
 pub mod keystate;

@@ -1,6 +1,7 @@
 //! Signing a zone lbdns serves (SPEC §11): the zone file's data, with the DNSKEY RRset at
 //! the apex (signed by the KSK), CDS and CDNSKEY for the KSK (RFC 7344, RFC 8078), an
-//! NSEC chain over the names that hold data or a delegation (RFC 4035 §2.3), and an
+//! NSEC chain over the names that hold data or a delegation (RFC 4035 §2.3; none with
+//! compact denial, whose NSECs are made per name asked, [`super::compact`]), and an
 //! RRSIG over every authoritative RRset made with the ZSK (RFC 4035 §2.2: not over the
 //! NS of a cut nor over glue; the DS and NSEC at a cut are signed).
 //!
@@ -139,14 +140,10 @@ pub fn sign_zone(
     policy: &DnssecPolicy,
     now: u64,
 ) -> Result<SignedZone, SignError> {
-    if policy.denial != crate::site::dnssec::Denial::Nsec {
-        return Err(SignError::Denial {
-            denial: match policy.denial {
-                crate::site::dnssec::Denial::Nsec3 => "nsec3",
-                _ => "compact",
-            },
-        });
+    if policy.denial == crate::site::dnssec::Denial::Nsec3 {
+        return Err(SignError::Denial { denial: "nsec3" });
     }
+    let compact = policy.denial == crate::site::dnssec::Denial::Compact;
     let signers = Signers::of(&keys, apex_keys)?;
     let (zsk, ksks) = (signers.zsk, &signers.ksks);
     let apex = zone.apex.clone();
@@ -218,7 +215,11 @@ pub fn sign_zone(
     for rrset in rrsets.iter().filter(|r| !below_cut(&r.owner)) {
         types_at.entry(&rrset.owner).or_default().push(rrset.rtype);
     }
-    let mut owners: Vec<&[u8]> = types_at.keys().copied().collect();
+    // Compact denial makes its NSECs per name asked: the zone has no chain to walk.
+    let mut owners: Vec<&[u8]> = match compact {
+        true => Vec::new(),
+        false => types_at.keys().copied().collect(),
+    };
     owners.sort_unstable_by(|a, b| canonical_cmp(a, b));
     let mut nsecs = Vec::with_capacity(owners.len());
     for (i, owner) in owners.iter().enumerate() {
@@ -316,6 +317,7 @@ pub fn sign_zone(
         apex,
         validity,
         nsec_ttl,
+        compact,
     ));
     Ok(SignedZone {
         zone: signed,
@@ -429,6 +431,8 @@ pub struct RrsetSigner {
     pub nsec_ttl: u32,
     /// The signatures the last compile used, by the canonical form of the RRset.
     made: Mutex<HashMap<Vec<u8>, Made>>,
+    /// With compact denial: the records signed per name asked (RFC 9824).
+    compact: Option<super::compact::Cache>,
 }
 
 /// A signature made: the RRSIG record (type..RDATA) and when it expires.
@@ -464,6 +468,7 @@ impl RrsetSigner {
         apex: Box<[u8]>,
         validity: u64,
         nsec_ttl: u32,
+        compact: bool,
     ) -> std::sync::Arc<Self> {
         let signer = std::sync::Arc::new(Self {
             zsk,
@@ -471,6 +476,7 @@ impl RrsetSigner {
             validity,
             nsec_ttl,
             made: Mutex::default(),
+            compact: compact.then(super::compact::Cache::default),
         });
         let mut signers = SIGNERS.lock().unwrap_or_else(|e| e.into_inner());
         signers.retain(|s| s.strong_count() > 0);
@@ -481,6 +487,105 @@ impl RrsetSigner {
     /// The key tag of the ZSK it signs with.
     pub fn key_tag(&self) -> u16 {
         self.zsk.key_tag()
+    }
+
+    /// True when the zone denies existence with compact denial (RFC 9824).
+    pub fn is_compact(&self) -> bool {
+        self.compact.is_some()
+    }
+
+    /// The table of records compact denial signed per name asked.
+    pub fn compact_cache(&self) -> Option<&super::compact::Cache> {
+        self.compact.as_ref()
+    }
+
+    /// The NSEC record at `owner` (lowercased wire) with `rdata`, then its RRSIG: from
+    /// the table when it holds them and they are not due at `now`, else signed now and
+    /// kept there. `None` unless the zone denies with compact denial.
+    pub fn compact_nsec(
+        &self,
+        owner: &[u8],
+        rdata: &[u8],
+        now: u64,
+    ) -> Option<std::sync::Arc<super::compact::Entry>> {
+        let cache = self.compact.as_ref()?;
+        if let Some(hit) = cache.get(owner, rtype::NSEC, rdata, now) {
+            SIGNATURES_REUSED.inc();
+            return Some(hit);
+        }
+        let mut records = Vec::new();
+        push_record(&mut records, rtype::NSEC, self.nsec_ttl, rdata);
+        let refresh_at = self.sign_into(owner, rtype::NSEC, &mut records, now);
+        let entry = std::sync::Arc::new(super::compact::Entry::new(
+            owner,
+            rtype::NSEC,
+            rdata,
+            refresh_at,
+            records.into(),
+        ));
+        cache.put(entry.clone());
+        Some(entry)
+    }
+
+    /// The RRSIG over the RRset of `rtype` made of `records` (type..RDATA each) at
+    /// `owner`: a wildcard's records answered as the name asked, as compact denial
+    /// answers them (RFC 9824 §3.3). From the table, or signed now and kept there.
+    pub fn compact_rrsig(
+        &self,
+        owner: &[u8],
+        rtype: u16,
+        records: &[u8],
+        now: u64,
+    ) -> Option<std::sync::Arc<super::compact::Entry>> {
+        let cache = self.compact.as_ref()?;
+        if let Some(hit) = cache.get(owner, rtype, records, now) {
+            SIGNATURES_REUSED.inc();
+            return Some(hit);
+        }
+        let mut rrsig = Vec::new();
+        let refresh_at = self.sign_over(owner, rtype, records, &mut rrsig, now);
+        let entry = std::sync::Arc::new(super::compact::Entry::new(
+            owner,
+            rtype,
+            records,
+            refresh_at,
+            rrsig.into(),
+        ));
+        cache.put(entry.clone());
+        Some(entry)
+    }
+
+    /// Appends to `records` (one RRset of `rtype` at `owner`) the RRSIG over them;
+    /// returns when that signature is due to be made again.
+    fn sign_into(&self, owner: &[u8], rtype: u16, records: &mut Vec<u8>, now: u64) -> u64 {
+        let mut rrsig = Vec::new();
+        let refresh_at = self.sign_over(owner, rtype, records, &mut rrsig, now);
+        records.extend_from_slice(&rrsig);
+        refresh_at
+    }
+
+    /// Writes into `out` the RRSIG record over the RRset of `rtype` at `owner` made of
+    /// `records`, signed at `now`; returns when it is due to be made again.
+    fn sign_over(
+        &self,
+        owner: &[u8],
+        rtype: u16,
+        records: &[u8],
+        out: &mut Vec<u8>,
+        now: u64,
+    ) -> u64 {
+        SIGNATURES_MADE.inc();
+        let rrset = Rrset {
+            owner: Cow::Borrowed(owner),
+            rtype,
+            records: Cow::Borrowed(records),
+        };
+        let inception = now.saturating_sub(INCEPTION_SKEW);
+        let expiration = inception + self.validity;
+        let rdata = rrsig(&rrset, &self.apex, &self.zsk, inception, expiration);
+        let ttl = u32::from_be_bytes(records[4..8].try_into().expect("4 bytes"));
+        push_record(out, rtype::RRSIG, ttl, &rdata);
+        expiration - self.validity / 3
     }
 
     /// Starts the signing of one compile at `now` (seconds since the Unix epoch).

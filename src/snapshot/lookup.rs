@@ -7,15 +7,21 @@
 //! negative answer, a referral's NS and glue, DNSSEC denial, additional data) is noted in
 //! [`Ctx`] and written once the walk is done by [`CompiledZone::finish`], so that a CNAME
 //! chain's records all precede the authority section. With DO set in a signed zone
-//! ([`super::signed`]) each RRset comes with its RRSIGs and each denial with its proofs.
+//! ([`super::signed`]) each RRset comes with its RRSIGs and each denial with its proofs;
+//! in a zone denying with compact denial (RFC 9824, [`crate::dnssec::compact`]) a denial
+//! is the NSEC made for the name asked, and a wildcard's answer is signed as that name's.
+
+use std::sync::Arc;
 
 use rand::Rng;
 
 use super::data::Node;
-use super::signed::{Proofs, Signed, write_signatures};
+use super::signed::{Proofs, Signed, compressed, write_signatures};
 use super::tasks::{CompiledTask, Tasks};
 use super::{CompiledZone, Resolution};
 use crate::dnssec;
+use crate::dnssec::compact::{self, Entry, MAX_NSEC_RDATA, NXNAME, Types};
+use crate::dnssec::sign::RrsetSigner;
 use crate::select::{Client, Family, Serving, pick, pick_sticky, route, serving};
 use crate::site::WhenAllDown;
 use crate::wire::{MAX_NAME_LEN, Owner, Records, Response, Section, WireName, rtype, wildcard_of};
@@ -44,7 +50,13 @@ pub struct Ctx<'a, R: ?Sized> {
     pub additional: Option<(&'a Node, u16)>,
     /// Denial records for the authority section (DNSSEC only).
     pub proofs: Proofs<'a>,
+    /// NSECs compact denial made for this answer, with their RRSIGs.
+    pub denials: [Option<Arc<Entry>>; MAX_DENIALS],
 }
+
+/// Most compact denials one answer carries: one per name a CNAME chain ends at, and a
+/// referral's.
+const MAX_DENIALS: usize = 2;
 
 impl<'a, R: ?Sized> Ctx<'a, R> {
     pub fn new(client: &'a Client, rng: &'a mut R, apex_at: usize, dnssec: bool) -> Self {
@@ -57,11 +69,27 @@ impl<'a, R: ?Sized> Ctx<'a, R> {
                 authoritative: true,
                 scope: 0,
                 failed_open: false,
+                compact: false,
+                nxname: false,
             },
             dnssec,
             end: End::Answer,
             additional: None,
             proofs: Proofs::new(),
+            denials: Default::default(),
+        }
+    }
+
+    fn deny(&mut self, entry: Option<Arc<Entry>>) {
+        let Some(entry) = entry else {
+            return;
+        };
+        if let Some(free) = self
+            .denials
+            .iter_mut()
+            .find(|d| d.as_ref().is_none_or(|d| d.owner() == entry.owner()))
+        {
+            *free = Some(entry);
         }
     }
 }
@@ -135,6 +163,33 @@ impl CompiledZone {
             task: task.flatten(),
             wildcard: None,
         })
+    }
+
+    /// What signs the zone's compact denials, when the zone denies so (RFC 9824) and this
+    /// answer carries DNSSEC.
+    fn compact<R: ?Sized>(&self, ctx: &Ctx<'_, R>) -> Option<&RrsetSigner> {
+        match ctx.dnssec {
+            true => self.data.signer.as_deref().filter(|s| s.is_compact()),
+            false => None,
+        }
+    }
+
+    /// The NSEC at `owner` listing `types` (with RRSIG and NSEC), signed, for the
+    /// authority section.
+    fn deny_compact<R: ?Sized>(
+        &self,
+        signer: &RrsetSigner,
+        owner: &[u8],
+        cut: bool,
+        mut types: Types,
+        ctx: &mut Ctx<'_, R>,
+    ) {
+        types.add(rtype::RRSIG);
+        types.add(rtype::NSEC);
+        let mut rdata = [0u8; MAX_NSEC_RDATA];
+        let len = compact::nsec_rdata(owner, cut, types.as_slice(), &mut rdata);
+        let now = crate::dnssec::key::unix_now();
+        ctx.deny(signer.compact_nsec(owner, &rdata[..len], now));
     }
 
     /// The zone's DNSSEC material when this answer carries DNSSEC.
@@ -220,8 +275,17 @@ impl CompiledZone {
                 wildcard,
             } => (data, task, wildcard),
             Found::NxDomain { encloser } => {
-                ctx.resolution.rcode = 3;
                 ctx.end = End::Negative;
+                // Compact denial: the name is said to exist with no data but NXNAME
+                // (RFC 9824 §3.1), so the RCODE is NOERROR.
+                if let Some(signer) = self.compact(ctx) {
+                    ctx.resolution.nxname = true;
+                    let mut types = Types::default();
+                    types.add(NXNAME);
+                    self.deny_compact(signer, name.as_bytes(), false, types, ctx);
+                    return;
+                }
+                ctx.resolution.rcode = 3;
                 if let Some(signed) = self.signed(ctx) {
                     signed.nxdomain(
                         name,
@@ -257,7 +321,12 @@ impl CompiledZone {
                 }
                 ctx.end = End::Referral { node, cut };
                 // No DS at the cut: the proof that there is none (RFC 4035 §3.1.4).
-                if let Some(signed) = self.signed(ctx)
+                if let Some(signer) = self.compact(ctx)
+                    && node.rrset(rtype::DS).is_none()
+                {
+                    let types = types_at(Some(node), None, rtype::DS);
+                    self.deny_compact(signer, name.suffix(labels), true, types, ctx);
+                } else if let Some(signed) = self.signed(ctx)
                     && node.rrset(rtype::DS).is_none()
                 {
                     signed.nodata(
@@ -277,12 +346,19 @@ impl CompiledZone {
             }
         };
         let answers_before = out.count(Section::Answer);
+        // Compact denial signs a wildcard's records as the name asked's (RFC 9824 §3.3).
+        let signer = self.compact(ctx);
+        let synthesized = match (signer, wildcard) {
+            (Some(signer), Some(_)) => Some((signer, name.as_bytes())),
+            _ => None,
+        };
         let cname = match task {
-            Some(task) => answer_task(task, data, owner, qtype, ctx, out),
-            None => data.and_then(|node| answer_data(node, owner, qtype, ctx, out)),
+            Some(task) => answer_task(task, data, owner, qtype, synthesized, ctx, out),
+            None => data.and_then(|node| answer_data(node, owner, qtype, synthesized, ctx, out)),
         };
         let answered = out.count(Section::Answer) != answers_before;
         if let Some(signed) = self.signed(ctx)
+            && signer.is_none()
             && let Some(encloser) = wildcard
             && answered
         {
@@ -314,8 +390,15 @@ impl CompiledZone {
         if !answered && ctx.resolution.rcode != 2 {
             // NODATA: the name exists, the type does not.
             ctx.end = End::Negative;
-            // At a name that exists only through a task too: the tasks' NSEC chain has it.
-            if let Some(signed) = self.signed(ctx) {
+            if let Some(signer) = signer {
+                // The types the name (or the wildcard that matched it) has now, the one
+                // asked for not among them (a task whose chain is down has none).
+                let types = types_at(data, task, qtype);
+                let cut = data.is_some_and(|n| n.referral.is_some());
+                self.deny_compact(signer, name.as_bytes(), cut, types, ctx);
+            } else if let Some(signed) = self.signed(ctx) {
+                // At a name that exists only through a task too: the tasks' NSEC chain
+                // has it.
                 signed.nodata(
                     name,
                     name.labels(),
@@ -424,6 +507,11 @@ impl CompiledZone {
         if signed.is_some() {
             out.section(Section::Authority);
             ctx.proofs.write(&self.data, ctx.apex_at, out);
+            let mut buf = [0u8; MAX_NAME_LEN + 2];
+            for entry in ctx.denials.iter().flatten() {
+                let owner = compressed(entry.owner(), self.data.apex.len(), ctx.apex_at, &mut buf);
+                out.rrset(owner, &entry.records);
+            }
         }
         match ctx.end {
             End::Referral { node, .. } => {
@@ -452,6 +540,7 @@ fn answer_task<'z, R: Rng + ?Sized>(
     data: Option<&'z Node>,
     owner: Owner<'_>,
     qtype: u16,
+    synthesized: Synthesized<'_>,
     ctx: &mut Ctx<'z, R>,
     out: &mut Response<'_>,
 ) -> Option<CnameTarget<'z>> {
@@ -472,7 +561,7 @@ fn answer_task<'z, R: Rng + ?Sized>(
                 {
                     out.rrset(owner, rrset);
                     if ctx.dnssec {
-                        write_signatures(node, qtype, owner, out);
+                        sign_answer(node, qtype, owner, synthesized, out);
                     }
                     ctx.additional = Some((node, qtype));
                 }
@@ -527,8 +616,28 @@ fn answer_task<'z, R: Rng + ?Sized>(
             }
         }
     }
-    // The signature made for this set of origins when the tasks compiled.
+    // A wildcard task's answer in a zone denying compactly: signed as the name asked's.
     if ctx.dnssec
+        && let Some((signer, name)) = synthesized
+    {
+        let mut records = [0u8; MAX_TASK_RRSET];
+        let mut len = 0;
+        for &i in selection.origins() {
+            if let Some(record) = &link.records[usize::from(i)]
+                && let Some(to) = records.get_mut(len..len + record.len())
+            {
+                to.copy_from_slice(record);
+                len += record.len();
+            }
+        }
+        if len > 0 {
+            let rtype = u16::from_be_bytes([records[0], records[1]]);
+            let now = crate::dnssec::key::unix_now();
+            if let Some(entry) = signer.compact_rrsig(name, rtype, &records[..len], now) {
+                out.rrset(owner, &entry.records);
+            }
+        }
+    } else if ctx.dnssec
         && let Some(signatures) = &link.signatures
         && let Some(rrsig) = signatures.of(family, selection.origins())
     {
@@ -547,6 +656,7 @@ fn answer_data<'z, R: ?Sized>(
     node: &'z Node,
     owner: Owner<'_>,
     qtype: u16,
+    synthesized: Synthesized<'_>,
     ctx: &mut Ctx<'z, R>,
     out: &mut Response<'_>,
 ) -> Option<CnameTarget<'z>> {
@@ -564,7 +674,7 @@ fn answer_data<'z, R: ?Sized>(
     {
         let at = out.rrset(owner, cname);
         if ctx.dnssec {
-            write_signatures(node, rtype::CNAME, owner, out);
+            sign_answer(node, rtype::CNAME, owner, synthesized, out);
         }
         let first = Records(cname).next().expect("an RRset has a record");
         return match qtype {
@@ -584,11 +694,66 @@ fn answer_data<'z, R: ?Sized>(
     {
         out.rrset(owner, rrset);
         if ctx.dnssec {
-            write_signatures(node, rtype, owner, out);
+            sign_answer(node, rtype, owner, synthesized, out);
         }
         ctx.additional = Some((node, rtype));
     }
     None
+}
+
+/// In a zone denying compactly, for a wildcard's answer: what signs it, and the name
+/// asked (lowercased wire), whose RRset it is signed as.
+type Synthesized<'a> = Option<(&'a RrsetSigner, &'a [u8])>;
+
+/// Most bytes of a task's answer signed per name: `answers` CNAME records of the longest
+/// names.
+const MAX_TASK_RRSET: usize = crate::site::MAX_ANSWERS as usize * (10 + MAX_NAME_LEN);
+
+/// Writes the RRSIGs of `node`'s RRset of `rtype` answered with `owner`: the zone's, or
+/// for a wildcard's answer in a zone denying compactly one made for the name asked.
+fn sign_answer(
+    node: &Node,
+    rtype: u16,
+    owner: Owner<'_>,
+    synthesized: Synthesized<'_>,
+    out: &mut Response<'_>,
+) {
+    match synthesized {
+        Some((signer, name)) => {
+            let records = node.rrset(rtype).unwrap_or_default();
+            let now = crate::dnssec::key::unix_now();
+            if let Some(entry) = signer.compact_rrsig(name, rtype, records, now) {
+                out.rrset(owner, &entry.records);
+            }
+        }
+        None => write_signatures(node, rtype, owner, out),
+    }
+}
+
+/// The types a name has for a compact denial: the zone's at its node (DNSSEC's own
+/// left out), the task's in place of the A, AAAA and CNAME it hides, without `qtype`,
+/// denied. RRSIG and NSEC are added by the caller.
+fn types_at(data: Option<&Node>, task: Option<&CompiledTask>, qtype: u16) -> Types {
+    let mut types = Types::default();
+    let type_of = |record: &[u8]| u16::from_be_bytes([record[0], record[1]]);
+    for record in data.iter().flat_map(|node| node.records()) {
+        match type_of(record) {
+            rtype::RRSIG | rtype::NSEC => {}
+            t => types.add(t),
+        }
+    }
+    if let Some(task) = task {
+        for t in [rtype::A, rtype::AAAA, rtype::CNAME] {
+            types.remove(t);
+        }
+        for link in &task.chain {
+            for record in link.records.iter().flatten() {
+                types.add(type_of(record));
+            }
+        }
+    }
+    types.remove(qtype);
+    types
 }
 
 /// The additional data of the RRset of `rtype` answered: addresses of the names it refers to,

@@ -113,6 +113,12 @@ pub struct Resolution {
     pub scope: u8,
     /// True when a selection found no usable origin and answered as if all were up.
     pub failed_open: bool,
+    /// The zone denies with compact denial (RFC 9824) and this answer carries DNSSEC:
+    /// a query with the CO flag gets it back.
+    pub compact: bool,
+    /// A compact denial answered a name that does not exist as NOERROR with an NXNAME
+    /// NSEC; a query with the CO flag gets NXDOMAIN (RFC 9824 §5.1).
+    pub nxname: bool,
 }
 
 /// An answer decoded into records: for tests and tools, not the query path.
@@ -205,6 +211,8 @@ impl Snapshot {
                 authoritative: false,
                 scope: 0,
                 failed_open: false,
+                compact: false,
+                nxname: false,
             };
         };
         zone.queries.inc();
@@ -223,6 +231,8 @@ impl Snapshot {
             None,
         );
         zone.finish(&ctx, out);
+        ctx.resolution.compact =
+            ctx.dnssec && zone.data.signer.as_ref().is_some_and(|s| s.is_compact());
         ctx.resolution
     }
 

@@ -139,7 +139,7 @@ impl Default for Proofs<'_> {
 /// `owner` (a name of the zone, whose apex is `apex_len` bytes long) written as its labels
 /// below the apex then a pointer to the apex at `apex_at`, into `buf`; the name itself
 /// when no pointer reaches there.
-fn compressed<'b>(
+pub(super) fn compressed<'b>(
     owner: &'b [u8],
     apex_len: usize,
     apex_at: usize,

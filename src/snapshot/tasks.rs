@@ -151,8 +151,9 @@ impl Tasks {
                 });
             }
         }
+        // Compact denial makes each name's NSEC when asked: no chain to add to.
         if let Some(mut signing) = signing
-            && let Some(signer) = &zone.signer
+            && let Some(signer) = zone.signer.as_ref().filter(|s| !s.is_compact())
             && let Some(owners) = zone.signed().and_then(|s| s.nsec_owners())
             && errors.is_empty()
         {
@@ -220,8 +221,11 @@ impl Tasks {
             .map(|g| link(site, &site_name, task, group, g, geoip, health))
             .collect();
         if let Some(signing) = signing {
-            // NODATA at a name whose NSEC lists the task's types would be bogus.
-            if group.fallback.when_all_down == WhenAllDown::Nodata {
+            // NODATA at a name whose NSEC lists the task's types would be bogus; a
+            // compact denial's NSEC is made for the answer, without the type denied.
+            if group.fallback.when_all_down == WhenAllDown::Nodata
+                && !zone.signer.as_ref().is_some_and(|s| s.is_compact())
+            {
                 return Err(format!(
                     "task {}: group {} answers NODATA when its whole chain is down \
                      (when_all_down: nodata), which zone {} cannot prove, being signed: the \

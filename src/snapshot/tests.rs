@@ -731,3 +731,100 @@ fn a_malformed_rrsig_over_the_soa_is_refused_at_its_line() {
     let nx = ask_do(&s, "nope.example.com.", RecordType::A, true);
     assert_eq!(nx.rcode, ResponseCode::NXDomain);
 }
+
+/// Compact denial (RFC 9824) signs an NSEC per name asked and keeps it in a table of a
+/// fixed number of slots: 100,000 random names churn the table but never grow it, and
+/// the denials given after the flood still verify with the zone's ZSK (checked here with
+/// ring's verifier over the signed data as RFC 4034 §3.1.8.1 builds it, not with lbdns's
+/// signing code).
+#[test]
+fn compact_denials_of_random_names_stay_in_a_fixed_table_and_verify() {
+    use rand::RngExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(
+        dir.path().join("zones/example.com.zone"),
+        format!("$ORIGIN example.com.\n{ZONE}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("zones/example.com.lb.yaml"),
+        "dnssec: {denial: compact}\n",
+    )
+    .unwrap();
+    let sources = crate::load::Sources {
+        dir: dir.path().to_owned(),
+        geoip: None,
+        asn_db: None,
+    };
+    let (_config, s) = crate::load::load(&sources, &Health::default(), None).expect("loads");
+    let apex: &[u8] = b"\x07example\x03com\x00";
+    let zone = s.zones.get(apex).expect("the zone");
+    let signer = zone.data.signer.as_ref().expect("signed by lbdns");
+    let cache = signer.compact_cache().expect("compact denial");
+    let mut rng = SmallRng::seed_from_u64(9);
+    for i in 0..100_000u32 {
+        let name = format!("{:016x}.example.com.", rng.random::<u64>());
+        let a = ask_do(&s, &name, RecordType::A, true);
+        if i % 10_000 == 0 {
+            assert_eq!(a.rcode, ResponseCode::NoError, "{name}");
+            assert_eq!(kinds(&a.authority).len(), 4, "{name}: {a:?}");
+        }
+    }
+    assert_eq!(cache.slots(), crate::dnssec::compact::SLOTS);
+    let filled = cache.filled();
+    assert!(
+        filled > cache.slots() / 2 && filled <= cache.slots(),
+        "{filled} of {} slots",
+        cache.slots()
+    );
+
+    // The ZSK's public key: the DNSKEY with flags 256, algorithm 13 (RFC 6605 §4: x | y).
+    let keys = ask_do(&s, "example.com.", RecordType::DNSKEY, true);
+    let zsk: Vec<u8> = keys
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == RecordType::DNSKEY)
+        .map(|r| r.data.to_bytes().unwrap())
+        .find(|rdata| rdata[..4] == [1, 0, 3, 13])
+        .expect("a ZSK")[4..]
+        .to_vec();
+    let nx = ask_do(&s, "after.example.com.", RecordType::A, true);
+    assert_eq!(nx.rcode, ResponseCode::NoError);
+    let nsec = nx
+        .authority
+        .iter()
+        .find(|r| r.record_type() == RecordType::NSEC)
+        .expect("an NSEC");
+    let rrsig = nx
+        .authority
+        .iter()
+        .filter(|r| r.record_type() == RecordType::RRSIG)
+        .map(|r| r.data.to_bytes().unwrap())
+        .find(|rdata| rdata[..2] == 47u16.to_be_bytes())
+        .expect("the NSEC's RRSIG");
+    // Next name \000.after.example.com., bitmap RRSIG NSEC NXNAME (RFC 9824 §3.1).
+    let owner: &[u8] = b"\x05after\x07example\x03com\x00";
+    let mut expected = vec![1, 0];
+    expected.extend_from_slice(owner);
+    expected.extend([0, 17, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80]);
+    let nsec_rdata = nsec.data.to_bytes().unwrap();
+    assert_eq!(nsec_rdata, expected);
+    // RFC 9077: the NSEC's TTL is the lower of the SOA's TTL and MINIMUM (300).
+    assert_eq!(nsec.ttl, 300);
+    // RRSIG RDATA: 18 bytes of fields, the signer's name, then the signature.
+    let signer_name = b"\x07example\x03com\x00";
+    let fields = 18 + signer_name.len();
+    let mut signed = rrsig[..fields].to_vec();
+    signed.extend_from_slice(owner);
+    signed.extend_from_slice(&47u16.to_be_bytes());
+    signed.extend_from_slice(&1u16.to_be_bytes());
+    signed.extend_from_slice(&rrsig[4..8]);
+    signed.extend_from_slice(&(nsec_rdata.len() as u16).to_be_bytes());
+    signed.extend_from_slice(&nsec_rdata);
+    let mut public = vec![4];
+    public.extend_from_slice(&zsk);
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
+        .verify(&signed, &rrsig[fields..])
+        .expect("the NSEC's RRSIG verifies with the ZSK");
+}

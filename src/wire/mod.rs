@@ -129,6 +129,9 @@ pub struct Edns {
     pub payload: u16,
     pub version: u8,
     pub dnssec_ok: bool,
+    /// The Compact Answers OK flag (RFC 9824 §5.1): NXDOMAIN may come with a compact
+    /// denial.
+    pub compact_ok: bool,
     pub ecs: Ecs,
     /// True when the query carries an NSID option (RFC 5001 §2.1).
     pub nsid: bool,
@@ -216,6 +219,7 @@ impl<'a> Query<'a> {
                     payload: class.max(512),
                     version,
                     dnssec_ok: flags & 0x80 != 0,
+                    compact_ok: flags & 0x40 != 0,
                     ecs: ecs::from_options(rdata),
                     nsid: has_option(rdata, option::NSID),
                 });
@@ -682,6 +686,13 @@ impl<'b> Response<'b> {
         if self.put(&opt[..len]) {
             self.counts[Section::Additional as usize] += 1;
             self.opt_at = Some(at);
+        }
+    }
+
+    /// Sets the Compact Answers OK flag (RFC 9824 §5.1) in the OPT record written.
+    pub fn opt_compact_ok(&mut self) {
+        if let Some(at) = self.opt_at {
+            self.buf[at + 7] |= 0x40;
         }
     }
 

@@ -748,6 +748,18 @@ impl Expect {
     }
 }
 
+/// The DS lines `lbdns keys ds` prints for `zone` served from `site`.
+pub fn keys_ds(site: &Site, zone: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["keys", "ds", "--dir"])
+        .arg(site.path())
+        .arg(zone)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    stdout(&out)
+}
+
 /// unbound in the foreground on a free loopback port, resolving zones from lbdns as stub
 /// zones: a real resolver in front of the server (tests/resolver.rs, dnssec.rs,
 /// dnssec_tasks.rs). Stopped when dropped.
