@@ -113,6 +113,8 @@ const CASES: &[(&str, &str, Expect)] = &[
     ("child.example.com.", "DS", Expect::SecureDenial),
     // The unsigned child below that insecure delegation.
     ("www.child.example.com.", "A", Expect::Insecure),
+    // A name's NSEC, asked for.
+    ("www.example.com.", "NSEC", Expect::Secure),
 ];
 
 /// A directory with tests/data/dnssec's zone, unsigned, with `dnssec:` (and its child

@@ -174,24 +174,6 @@ impl CompiledZone {
         }
     }
 
-    /// The NSEC at `owner` listing `types` (with RRSIG and NSEC), signed, for the
-    /// authority section.
-    fn deny_compact<R: ?Sized>(
-        &self,
-        signer: &RrsetSigner,
-        owner: &[u8],
-        cut: bool,
-        mut types: Types,
-        ctx: &mut Ctx<'_, R>,
-    ) {
-        types.add(rtype::RRSIG);
-        types.add(rtype::NSEC);
-        let mut rdata = [0u8; MAX_NSEC_RDATA];
-        let len = compact::nsec_rdata(owner, cut, types.as_slice(), &mut rdata);
-        let now = crate::dnssec::key::unix_now();
-        ctx.deny(signer.compact_nsec(owner, &rdata[..len], now));
-    }
-
     /// The zone's DNSSEC material when this answer carries DNSSEC.
     fn signed<R: ?Sized>(&self, ctx: &Ctx<'_, R>) -> Option<&Signed> {
         match ctx.dnssec {
@@ -282,7 +264,7 @@ impl CompiledZone {
                     ctx.resolution.nxname = true;
                     let mut types = Types::default();
                     types.add(NXNAME);
-                    self.deny_compact(signer, name.as_bytes(), false, types, ctx);
+                    ctx.deny(compact_nsec(signer, name.as_bytes(), false, types));
                     return;
                 }
                 ctx.resolution.rcode = 3;
@@ -325,7 +307,7 @@ impl CompiledZone {
                     && node.rrset(rtype::DS).is_none()
                 {
                     let types = types_at(Some(node), None, rtype::DS);
-                    self.deny_compact(signer, name.suffix(labels), true, types, ctx);
+                    ctx.deny(compact_nsec(signer, name.suffix(labels), true, types));
                 } else if let Some(signed) = self.signed(ctx)
                     && node.rrset(rtype::DS).is_none()
                 {
@@ -348,6 +330,18 @@ impl CompiledZone {
         let answers_before = out.count(Section::Answer);
         // Compact denial signs a wildcard's records as the name asked's (RFC 9824 §3.3).
         let signer = self.compact(ctx);
+        // The NSEC of a name that exists is the one its denials carry: asked for, it is
+        // the answer (a NODATA whose NSEC lists NSEC could not validate).
+        if let Some(signer) = signer
+            && qtype == rtype::NSEC
+        {
+            let cut = data.is_some_and(|n| n.referral.is_some());
+            let types = types_at(data, task, 0);
+            if let Some(entry) = compact_nsec(signer, name.as_bytes(), cut, types) {
+                out.rrset(owner, &entry.records);
+            }
+            return;
+        }
         let synthesized = match (signer, wildcard) {
             (Some(signer), Some(_)) => Some((signer, name.as_bytes())),
             _ => None,
@@ -395,7 +389,7 @@ impl CompiledZone {
                 // asked for not among them (a task whose chain is down has none).
                 let types = types_at(data, task, qtype);
                 let cut = data.is_some_and(|n| n.referral.is_some());
-                self.deny_compact(signer, name.as_bytes(), cut, types, ctx);
+                ctx.deny(compact_nsec(signer, name.as_bytes(), cut, types));
             } else if let Some(signed) = self.signed(ctx) {
                 // At a name that exists only through a task too: the tasks' NSEC chain
                 // has it.
@@ -699,6 +693,21 @@ fn answer_data<'z, R: ?Sized>(
         ctx.additional = Some((node, rtype));
     }
     None
+}
+
+/// The NSEC at `owner` listing `types` with RRSIG and NSEC, and its RRSIG: from the
+/// zone's table of compact denials, or signed now (RFC 9824).
+fn compact_nsec(
+    signer: &RrsetSigner,
+    owner: &[u8],
+    cut: bool,
+    mut types: Types,
+) -> Option<Arc<Entry>> {
+    types.add(rtype::RRSIG);
+    types.add(rtype::NSEC);
+    let mut rdata = [0u8; MAX_NSEC_RDATA];
+    let len = compact::nsec_rdata(owner, cut, types.as_slice(), &mut rdata);
+    signer.compact_nsec(owner, &rdata[..len], crate::dnssec::key::unix_now())
 }
 
 /// In a zone denying compactly, for a wildcard's answer: what signs it, and the name
