@@ -466,14 +466,15 @@ fn signed_answers_allocate_nothing() {
 }
 
 /// Task answers in a zone lbdns signs: each set of origins a pick can return has its
-/// RRSIG made when the tasks compiled, found by arithmetic on the pick; the NSECs the task
-/// names add are read beside the zone's. Nothing is signed or allocated per query. With
+/// RRSIG made when the tasks compiled, found by arithmetic on the pick; the NSECs or
+/// NSEC3s the task names add are read beside the zone's. Nothing is signed or allocated
+/// per query. With
 /// compact denial (RFC 9824) a denial, or a wildcard's answer, is signed for the name
 /// asked the first time it is asked; asked again, it comes from the table of signed
 /// records with no allocation.
 #[test]
 fn signed_task_answers_allocate_nothing() {
-    for denial in ["nsec", "compact"] {
+    for denial in ["nsec", "nsec3", "compact"] {
         signed_task_answers_allocate_nothing_with(denial);
     }
 }
@@ -548,6 +549,18 @@ fn signed_task_answers_allocate_nothing_with(denial: &str) {
         );
         if *answer_signatures == 0 {
             assert!(signatures(&reply.authorities) > 0, "{what}: {reply:?}");
+            // The denial is made of the records of the mode asked for.
+            let denial_type = match denial {
+                "nsec3" => RecordType::NSEC3,
+                _ => RecordType::NSEC,
+            };
+            assert!(
+                reply
+                    .authorities
+                    .iter()
+                    .any(|r| r.record_type() == denial_type),
+                "{denial} {what}: {reply:?}"
+            );
         }
         // Compact denial answers a name that does not exist NOERROR (RFC 9824 §3.1).
         if *what == "NXDOMAIN" {

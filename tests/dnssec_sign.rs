@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::process::Command;
 
 use common::*;
@@ -196,15 +197,26 @@ fn delv(server: &Server, anchor: &std::path::Path, name: &str, rtype: &str) -> S
     )
 }
 
+/// What validating the answer to `rtype` at a name concludes in a zone denying with
+/// `denial`, the case expecting `expect`: NSEC3 names hold no NSEC, so asking for one is
+/// NODATA.
+fn expected(denial: &str, rtype: &str, expect: Expect) -> Expect {
+    match (denial, rtype) {
+        ("nsec3", "NSEC") => Expect::SecureDenial,
+        _ => expect,
+    }
+}
+
 #[test]
 fn delv_validates_every_kind_of_answer_of_a_zone_lbdns_signs() {
-    for denial in ["nsec", "compact"] {
+    for denial in ["nsec", "nsec3", "compact"] {
         for algorithm in ["ecdsap256sha256", "ed25519"] {
             let site = serve_signing(algorithm, denial);
             let server = site.serve();
             let anchor = ds_anchor(&site);
             let mut wrong = Vec::new();
             for &(name, rtype, expect) in CASES {
+                let expect = expected(denial, rtype, expect);
                 let out = delv(&server, &anchor, name, rtype);
                 if !expect.concluded_by_delv(&out) {
                     wrong.push(format!(
@@ -313,8 +325,14 @@ fn compact_denial_answers_as_rfc_9824_says_and_validates_through_unbound() {
         "{axfr}"
     );
 
-    // unbound, validating from the DS, accepts every kind of answer.
-    let ds = keys_ds(&site, "example.com");
+    let wrong = unbound_wrong(&site, &server, "compact");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The cases unbound, validating from the DS `lbdns keys ds` prints and passing the
+/// client's subnet on, does not conclude as expected in a zone denying with `denial`.
+fn unbound_wrong(site: &Site, server: &Server, denial: &str) -> Vec<String> {
+    let ds = keys_ds(site, "example.com");
     let unbound = Unbound::start(
         server.addr,
         &["example.com", "child.example.com"],
@@ -324,7 +342,8 @@ fn compact_denial_answers_as_rfc_9824_says_and_validates_through_unbound() {
     );
     let mut wrong = Vec::new();
     for &(name, rtype, expect) in CASES {
-        let out = unbound.dig(&[name, rtype, "+dnssec"]);
+        let expect = expected(denial, rtype, expect);
+        let out = unbound.dig(&[name, rtype, "+dnssec", "+subnet=198.51.100.0/24"]);
         let ad = out
             .lines()
             .find_map(|l| l.strip_prefix(";; flags: "))
@@ -336,23 +355,77 @@ fn compact_denial_answers_as_rfc_9824_says_and_validates_through_unbound() {
                     .any(|f| f == "ad")
             });
         let ok = match expect {
-            Expect::Insecure => !ad && out.contains("status: NOERROR"),
-            _ => ad && (out.contains("status: NOERROR") || out.contains("status: NXDOMAIN")),
+            // Proven insecure: the child's answer, without AD.
+            Expect::Insecure => {
+                !ad && out.contains("status: NOERROR") && out.contains("192.0.2.67")
+            }
+            Expect::Secure => ad && out.contains("status: NOERROR"),
+            Expect::SecureDenial => {
+                ad && (out.contains("status: NOERROR") || out.contains("status: NXDOMAIN"))
+            }
         };
         if !ok {
             wrong.push(format!(
-                "unbound {name} {rtype}, expected {expect:?}:\n{out}"
+                "unbound {denial} {name} {rtype}, expected {expect:?}:\n{out}"
             ));
         }
     }
+    wrong
+}
+
+/// The denial record types (NSEC, NSEC3) among the records of dig's output.
+fn denial_types(out: &str) -> BTreeSet<&str> {
+    out.lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter(|t| matches!(*t, "NSEC" | "NSEC3"))
+        .collect()
+}
+
+#[test]
+fn nsec3_denial_validates_through_unbound_with_its_own_records_only() {
+    for algorithm in ["ecdsap256sha256", "ed25519"] {
+        let site = serve_signing(algorithm, "nsec3");
+        let server = site.serve();
+        // The proofs are NSEC3 records: NXDOMAIN (closest encloser, next closer,
+        // wildcard), NODATA at an empty non-terminal, no DS at an insecure delegation, in
+        // its referral too.
+        for (name, rtype) in [
+            ("a.b.nope.example.com", "A"),
+            ("ent.example.com", "A"),
+            ("ext.example.com", "DS"),
+            ("host.ext.example.com", "A"),
+        ] {
+            let out = server.dig(&["+dnssec", "+norec", name, rtype]);
+            assert_eq!(
+                denial_types(&out),
+                BTreeSet::from(["NSEC3"]),
+                "{algorithm} {name} {rtype}:\n{out}"
+            );
+        }
+        let wrong = unbound_wrong(&site, &server, "nsec3");
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}
+
+#[test]
+fn nsec_denial_validates_through_unbound() {
+    let site = serve_signing("ecdsap256sha256", "nsec");
+    let server = site.serve();
+    let wrong = unbound_wrong(&site, &server, "nsec");
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]
 fn dnssec_verify_accepts_a_transfer_of_the_zone_lbdns_signs() {
     let verify = require_tool(&["dnssec-verify"], "bind9-utils");
-    for algorithm in ["ecdsap256sha256", "ed25519"] {
-        let site = serve_signing(algorithm, "nsec");
+    for (algorithm, denial) in [
+        ("ecdsap256sha256", "nsec"),
+        ("ed25519", "nsec"),
+        ("ecdsap256sha256", "nsec3"),
+        ("ed25519", "nsec3"),
+    ] {
+        let site = serve_signing(algorithm, denial);
         let server = site.serve();
         let axfr = server.dig(&["example.com", "AXFR", "+onesoa"]);
         let zone: String = axfr
@@ -361,6 +434,23 @@ fn dnssec_verify_accepts_a_transfer_of_the_zone_lbdns_signs() {
             .map(|l| format!("{l}\n"))
             .collect();
         assert!(zone.contains("RRSIG"), "{axfr}");
+        // The chain dnssec-verify checks is the one asked for, and the only one.
+        assert_eq!(
+            denial_types(&zone),
+            BTreeSet::from([denial.to_uppercase().as_str()]),
+            "{algorithm} {denial}"
+        );
+        // RFC 9276's parameters: SHA-1, flags 0, no extra iteration, no salt.
+        if denial == "nsec3" {
+            let nsec3param = ["example.com.", "IN", "NSEC3PARAM", "1", "0", "0", "-"];
+            assert!(
+                zone.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() == 8 && f[..1] == nsec3param[..1] && f[2..] == nsec3param[1..]
+                }),
+                "{zone}"
+            );
+        }
         let file = site.path().join("axfr.zone");
         std::fs::write(&file, &zone).unwrap();
         let out = Command::new(&verify)
@@ -375,7 +465,7 @@ fn dnssec_verify_accepts_a_transfer_of_the_zone_lbdns_signs() {
         );
         assert!(
             out.status.success() && text.contains("Zone fully signed"),
-            "{algorithm}: {text}\n{zone}"
+            "{algorithm} {denial}: {text}\n{zone}"
         );
     }
 }

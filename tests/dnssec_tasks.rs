@@ -294,8 +294,25 @@ fn every_task_answer_validates(algorithm: &str, denial: &str) {
         }
     }
 
-    // A task just created answers signed, its name in the NSEC chain; just deleted, its
-    // name is denied again.
+    // NSEC3: the NODATA at a task name and the NXDOMAIN below one are proven by NSEC3
+    // records alone.
+    if denial == "nsec3" {
+        for (name, rtype) in [("lb.example.com", "MX"), ("nope.lb.example.com", "A")] {
+            let out = server.dig(&["+dnssec", "+norec", name, rtype]);
+            let proofs: BTreeSet<&str> = out
+                .lines()
+                .filter(|l| !l.starts_with(';'))
+                .filter_map(|l| l.split_whitespace().nth(3))
+                .filter(|t| t.starts_with("NSEC"))
+                .collect();
+            if proofs != BTreeSet::from(["NSEC3"]) {
+                wrong.push(format!("{name} {rtype} proven by {proofs:?}:\n{out}"));
+            }
+        }
+    }
+
+    // A task just created answers signed, its name in the denial chain; just deleted,
+    // its name is denied again.
     let body =
         r#"{"id": "fresh", "hostname": "fresh.example.com", "origin_group": "web", "ttl": 30}"#;
     let (status, reply) = server
@@ -347,6 +364,16 @@ fn every_task_answer_validates_ecdsa_p256() {
 #[test]
 fn every_task_answer_validates_ed25519() {
     every_task_answer_validates("ed25519", "nsec");
+}
+
+#[test]
+fn every_task_answer_validates_nsec3_ecdsa_p256() {
+    every_task_answer_validates("ecdsap256sha256", "nsec3");
+}
+
+#[test]
+fn every_task_answer_validates_nsec3_ed25519() {
+    every_task_answer_validates("ed25519", "nsec3");
 }
 
 #[test]

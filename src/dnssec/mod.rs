@@ -1,6 +1,7 @@
 //! DNSSEC arithmetic the query path needs, none of it allocating: the canonical order of
 //! names (RFC 4034 §6.1), which the NSEC chain follows, the NSEC3 hash of a name in the
-//! base32hex form of NSEC3 owner labels (RFC 5155 §5), and the fields of an RRSIG.
+//! base32hex form of NSEC3 owner labels (RFC 5155 §5), and the fields of an RRSIG; and the
+//! NSEC3 RDATA signing makes.
 //!
 //! Serving a zone signed elsewhere (SPEC §11) uses these on the file's own records; the
 //! chains themselves are indexed with the zone in `snapshot`.
@@ -68,7 +69,8 @@ fn label(name: &[u8], start: u8) -> &[u8] {
     &name[start + 1..start + 1 + len]
 }
 
-/// NSEC3 parameters of a zone (RFC 5155 §3.1): SHA-1 is the only hash algorithm.
+/// NSEC3 parameters of a zone (RFC 5155 §3.1): SHA-1 is the only hash algorithm. The
+/// default, no extra iteration and no salt, is what RFC 9276 §3.1 asks of a signer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Nsec3Params {
     pub iterations: u16,
@@ -91,9 +93,18 @@ impl Nsec3Params {
 /// The length of a hashed owner label: SHA-1's 20 bytes in base32hex.
 pub const HASH_LABEL_LEN: usize = 32;
 
+/// The length of an NSEC3 hash: SHA-1's.
+pub const HASH_LEN: usize = 20;
+
 /// The NSEC3 hash of the lowercased wire name `name` (RFC 5155 §5), as the lowercase
 /// base32hex text of an NSEC3 owner's first label.
 pub fn nsec3_label(name: &[u8], params: &Nsec3Params) -> [u8; HASH_LABEL_LEN] {
+    base32hex(&nsec3_hash(name, params))
+}
+
+/// The NSEC3 hash of the lowercased wire name `name` (RFC 5155 §5), as the Next Hashed
+/// Owner Name field holds it.
+pub fn nsec3_hash(name: &[u8], params: &Nsec3Params) -> [u8; HASH_LEN] {
     use ring::digest::{Context, SHA1_FOR_LEGACY_USE_ONLY};
     debug_assert!(name.len() <= MAX_NAME_LEN);
     let mut context = Context::new(&SHA1_FOR_LEGACY_USE_ONLY);
@@ -106,12 +117,57 @@ pub fn nsec3_label(name: &[u8], params: &Nsec3Params) -> [u8; HASH_LABEL_LEN] {
         context.update(&params.salt);
         digest = context.finish();
     }
-    base32hex(digest.as_ref().try_into().expect("SHA-1 is 20 bytes"))
+    digest.as_ref().try_into().expect("SHA-1 is 20 bytes")
+}
+
+/// The hash an NSEC3 owner label (lowercase base32hex) stands for; `None` for a label
+/// that is not one.
+pub fn nsec3_label_hash(label: &[u8]) -> Option<[u8; HASH_LEN]> {
+    let label: &[u8; HASH_LABEL_LEN] = label.try_into().ok()?;
+    let mut out = [0u8; HASH_LEN];
+    for (group, chunk) in label.chunks(8).enumerate() {
+        let mut bits = 0u64;
+        for &c in chunk {
+            let digit = match c.to_ascii_lowercase() {
+                c @ b'0'..=b'9' => c - b'0',
+                c @ b'a'..=b'v' => c - b'a' + 10,
+                _ => return None,
+            };
+            bits = (bits << 5) | u64::from(digit);
+        }
+        out[group * 5..group * 5 + 5].copy_from_slice(&bits.to_be_bytes()[3..]);
+    }
+    Some(out)
+}
+
+/// NSEC3 RDATA (RFC 5155 §3.2): SHA-1, `flags`, the zone's parameters, the next hashed
+/// owner and the type bit maps of `types`.
+pub fn nsec3_rdata(
+    flags: u8,
+    params: &Nsec3Params,
+    next: &[u8; HASH_LEN],
+    types: &[u16],
+) -> Vec<u8> {
+    let mut rdata = nsec3param_rdata(params);
+    rdata[1] = flags;
+    rdata.push(HASH_LEN as u8);
+    rdata.extend_from_slice(next);
+    rdata.extend_from_slice(&sign::type_bitmap(types));
+    rdata
+}
+
+/// NSEC3PARAM RDATA (RFC 5155 §4.2): SHA-1, flags 0, the zone's parameters.
+pub fn nsec3param_rdata(params: &Nsec3Params) -> Vec<u8> {
+    let mut rdata = vec![1, 0];
+    rdata.extend_from_slice(&params.iterations.to_be_bytes());
+    rdata.push(u8::try_from(params.salt.len()).expect("a salt is at most 255 bytes"));
+    rdata.extend_from_slice(&params.salt);
+    rdata
 }
 
 /// 20 bytes in lowercase base32hex without padding (RFC 4648 §7): 32 characters, which
 /// sort as the bytes do.
-fn base32hex(bytes: &[u8; 20]) -> [u8; HASH_LABEL_LEN] {
+pub fn base32hex(bytes: &[u8; HASH_LEN]) -> [u8; HASH_LABEL_LEN] {
     const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
     let mut out = [0u8; HASH_LABEL_LEN];
     for (group, chunk) in bytes.chunks(5).enumerate() {
@@ -180,6 +236,11 @@ mod tests {
             assert_eq!(
                 std::str::from_utf8(&nsec3_label(&wire(name), &params)).unwrap(),
                 hash,
+                "{name}"
+            );
+            assert_eq!(
+                nsec3_label_hash(hash.as_bytes()),
+                Some(nsec3_hash(&wire(name), &params)),
                 "{name}"
             );
         }

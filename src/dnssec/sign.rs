@@ -1,9 +1,11 @@
 //! Signing a zone lbdns serves (SPEC §11): the zone file's data, with the DNSKEY RRset at
 //! the apex (signed by the KSK), CDS and CDNSKEY for the KSK (RFC 7344, RFC 8078), an
 //! NSEC chain over the names that hold data or a delegation (RFC 4035 §2.3; none with
-//! compact denial, whose NSECs are made per name asked, [`super::compact`]), and an
-//! RRSIG over every authoritative RRset made with the ZSK (RFC 4035 §2.2: not over the
-//! NS of a cut nor over glue; the DS and NSEC at a cut are signed).
+//! compact denial, whose NSECs are made per name asked, [`super::compact`]) or, with
+//! `denial: nsec3`, an NSEC3PARAM and an NSEC3 chain over those names and their empty
+//! non-terminals (RFC 5155 §7.1, RFC 9276's parameters), and an RRSIG over every
+//! authoritative RRset made with the ZSK (RFC 4035 §2.2: not over the NS of a cut nor
+//! over glue; the DS and NSEC at a cut are signed).
 //!
 //! The result is a zone compiled like any other, its signatures stored beside the RRsets
 //! they cover as a file signed elsewhere stores them, so serving and transfers use the
@@ -17,8 +19,8 @@ use std::sync::Mutex;
 use super::key::ZoneKey;
 use super::keydir::ZoneKeys;
 use super::lifecycle::{Apex, Timing};
-use super::{canonical_cmp, rtype as dnssec_rtype};
-use crate::site::dnssec::DnssecPolicy;
+use super::{Nsec3Params, canonical_cmp, nsec3_hash, nsec3_rdata, rtype as dnssec_rtype};
+use crate::site::dnssec::{Denial, DnssecPolicy};
 use crate::snapshot::{ZoneBuilder, ZoneData};
 use crate::wire::{Records, WireName, rtype};
 
@@ -88,8 +90,6 @@ impl<'a> Signers<'a> {
 pub enum SignError {
     #[error("no {what} of the zone is signing now (lbdns keys list shows its keys)")]
     NoKey { what: &'static str },
-    #[error("denial {denial} is not supported yet; use denial: nsec")]
-    Denial { denial: &'static str },
 }
 
 /// A signed zone and when it should be signed again.
@@ -140,10 +140,7 @@ pub fn sign_zone(
     policy: &DnssecPolicy,
     now: u64,
 ) -> Result<SignedZone, SignError> {
-    if policy.denial == crate::site::dnssec::Denial::Nsec3 {
-        return Err(SignError::Denial { denial: "nsec3" });
-    }
-    let compact = policy.denial == crate::site::dnssec::Denial::Compact;
+    let compact = policy.denial == Denial::Compact;
     let signers = Signers::of(&keys, apex_keys)?;
     let (zsk, ksks) = (signers.zsk, &signers.ksks);
     let apex = zone.apex.clone();
@@ -188,10 +185,17 @@ pub fn sign_zone(
         push_record(&mut cds, CDS, soa_ttl, &key.ds_rdata(&apex));
         push_record(&mut cdnskey, CDNSKEY, soa_ttl, &key.dnskey_rdata());
     }
+    // NSEC3 with RFC 9276's parameters: SHA-1, no extra iteration, no salt, no opt-out.
+    let mut nsec3param = Vec::new();
+    if policy.denial == Denial::Nsec3 {
+        let rdata = super::nsec3param_rdata(&Nsec3Params::default());
+        push_record(&mut nsec3param, dnssec_rtype::NSEC3PARAM, nsec_ttl, &rdata);
+    }
     for (t, records) in [
         (dnssec_rtype::DNSKEY, dnskeys),
         (CDS, cds),
         (CDNSKEY, cdnskey),
+        (dnssec_rtype::NSEC3PARAM, nsec3param),
     ] {
         if records.is_empty() {
             continue;
@@ -203,8 +207,7 @@ pub fn sign_zone(
         });
     }
 
-    // The NSEC chain: every name with data or a cut, not glue below a cut, in canonical
-    // order; empty non-terminals are not in it (RFC 4035 §2.3).
+    // The denial chain is over every name with data or a cut, not glue below a cut.
     let below_cut = |owner: &[u8]| {
         let Some(name) = WireName::from_lowercase(owner) else {
             return false;
@@ -215,28 +218,13 @@ pub fn sign_zone(
     for rrset in rrsets.iter().filter(|r| !below_cut(&r.owner)) {
         types_at.entry(&rrset.owner).or_default().push(rrset.rtype);
     }
-    // Compact denial makes its NSECs per name asked: the zone has no chain to walk.
-    let mut owners: Vec<&[u8]> = match compact {
-        true => Vec::new(),
-        false => types_at.keys().copied().collect(),
+    let denial = match policy.denial {
+        Denial::Nsec => nsec_chain(&types_at, nsec_ttl),
+        Denial::Nsec3 => nsec3_chain(&types_at, &cuts, &apex, zone.apex_labels, nsec_ttl),
+        // Compact denial makes its NSECs per name asked: the zone has no chain to walk.
+        Denial::Compact => Vec::new(),
     };
-    owners.sort_unstable_by(|a, b| canonical_cmp(a, b));
-    let mut nsecs = Vec::with_capacity(owners.len());
-    for (i, owner) in owners.iter().enumerate() {
-        let next = owners[(i + 1) % owners.len()];
-        let mut types = types_at[owner].clone();
-        types.extend([rtype::RRSIG, rtype::NSEC]);
-        let mut rdata = next.to_vec();
-        rdata.extend_from_slice(&type_bitmap(&types));
-        let mut records = Vec::new();
-        push_record(&mut records, rtype::NSEC, nsec_ttl, &rdata);
-        nsecs.push(Rrset {
-            owner: Cow::Owned(owner.to_vec()),
-            rtype: rtype::NSEC,
-            records: Cow::Owned(records),
-        });
-    }
-    rrsets.extend(nsecs);
+    rrsets.extend(denial);
 
     // Signatures: inception a little in the past; expiry spread over the last tenth of
     // the validity, so that a zone's signatures do not all fall due at once.
@@ -325,6 +313,85 @@ pub fn sign_zone(
         refresh_at: earliest_expiry.saturating_sub(validity / 3),
         signatures: count,
     })
+}
+
+/// The NSEC chain over the names of `types_at` (each with the types it holds), in
+/// canonical order; empty non-terminals are not in it (RFC 4035 §2.3).
+fn nsec_chain(types_at: &HashMap<&[u8], Vec<u16>>, nsec_ttl: u32) -> Vec<Rrset<'static>> {
+    let mut owners: Vec<&[u8]> = types_at.keys().copied().collect();
+    owners.sort_unstable_by(|a, b| canonical_cmp(a, b));
+    let mut nsecs = Vec::with_capacity(owners.len());
+    for (i, owner) in owners.iter().enumerate() {
+        let next = owners[(i + 1) % owners.len()];
+        let mut types = types_at[owner].clone();
+        types.extend([rtype::RRSIG, rtype::NSEC]);
+        let mut rdata = next.to_vec();
+        rdata.extend_from_slice(&type_bitmap(&types));
+        let mut records = Vec::new();
+        push_record(&mut records, rtype::NSEC, nsec_ttl, &rdata);
+        nsecs.push(Rrset {
+            owner: Cow::Owned(owner.to_vec()),
+            rtype: rtype::NSEC,
+            records: Cow::Owned(records),
+        });
+    }
+    nsecs
+}
+
+/// The NSEC3 chain (RFC 5155 §7.1, RFC 9276 parameters, no opt-out) over the names of
+/// `types_at` and their empty non-terminals, in hash order. At a cut only the NS and DS
+/// are this zone's; an RRSIG is listed where a signed RRset is.
+fn nsec3_chain(
+    types_at: &HashMap<&[u8], Vec<u16>>,
+    cuts: &BTreeSet<&[u8]>,
+    apex: &[u8],
+    apex_labels: usize,
+    nsec_ttl: u32,
+) -> Vec<Rrset<'static>> {
+    let params = Nsec3Params::default();
+    let mut names: HashMap<&[u8], Vec<u16>> = HashMap::with_capacity(types_at.len());
+    for (&owner, types) in types_at {
+        let mut types = types.clone();
+        if cuts.contains(owner) {
+            types.retain(|t| matches!(*t, rtype::NS | rtype::DS));
+        }
+        if !types.is_empty() && (!cuts.contains(owner) || types.contains(&rtype::DS)) {
+            types.push(rtype::RRSIG);
+        }
+        names.insert(owner, types);
+        let name = WireName::from_lowercase(owner).expect("a zone's owner");
+        for n in apex_labels + 1..name.labels() {
+            names.entry(&owner[name.suffix_start(n)..]).or_default();
+        }
+    }
+    let mut hashed: Vec<([u8; super::HASH_LEN], &Vec<u16>)> = names
+        .iter()
+        .map(|(name, types)| (nsec3_hash(name, &params), types))
+        .collect();
+    hashed.sort_unstable_by_key(|h| h.0);
+    let mut chain = Vec::with_capacity(hashed.len());
+    for (i, (hash, types)) in hashed.iter().enumerate() {
+        let next = &hashed[(i + 1) % hashed.len()].0;
+        let mut records = Vec::new();
+        let rdata = nsec3_rdata(0, &params, next, types);
+        push_record(&mut records, dnssec_rtype::NSEC3, nsec_ttl, &rdata);
+        chain.push(Rrset {
+            owner: Cow::Owned(nsec3_owner(hash, apex)),
+            rtype: dnssec_rtype::NSEC3,
+            records: Cow::Owned(records),
+        });
+    }
+    chain
+}
+
+/// The owner of the NSEC3 of the name whose hash is `hash`, in the zone at `apex`.
+pub fn nsec3_owner(hash: &[u8; super::HASH_LEN], apex: &[u8]) -> Vec<u8> {
+    let label = super::base32hex(hash);
+    let mut owner = Vec::with_capacity(1 + label.len() + apex.len());
+    owner.push(label.len() as u8);
+    owner.extend_from_slice(&label);
+    owner.extend_from_slice(apex);
+    owner
 }
 
 /// Adds `record` (type..RDATA) at `owner`; the data was a checked zone's.

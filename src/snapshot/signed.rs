@@ -7,8 +7,9 @@
 //! servers' replies compare exactly in tests/differential.rs. Choosing one is a binary
 //! search (and, for NSEC3, a SHA-1 per name hashed); nothing is signed or allocated per
 //! query. A zone lbdns signs is stored the same way, its signatures made when the zone
-//! is signed; the NSECs a site's tasks add to its chain or change in it come from the
-//! tasks' overlay and are read over the zone's own ([`nsec_at_or_before`]).
+//! is signed; the NSECs or NSEC3s a site's tasks add to its chain or change in it come
+//! from the tasks' overlay and are read over the zone's own ([`nsec_at_or_before`],
+//! [`Signed::nsec3_at_or_before`]).
 
 use std::cmp::Ordering;
 
@@ -37,15 +38,17 @@ enum Denial {
     Nsec3(Nsec3Params),
 }
 
-/// One NSEC3 RRset, or an NSEC RRset a site's tasks make: its owner (lowercased wire
-/// bytes) and its records, the NSEC or NSEC3 record(s) then the RRSIGs covering them.
+/// One NSEC3 RRset, or an NSEC or NSEC3 RRset a site's tasks make: its owner
+/// (lowercased wire bytes) and its records, the NSEC or NSEC3 record(s) then the RRSIGs
+/// covering them.
 pub struct DenialEntry {
     pub owner: Box<[u8]>,
     pub records: Box<[u8]>,
 }
 
 impl DenialEntry {
-    fn label(&self) -> &[u8] {
+    /// The first label of the owner: for an NSEC3, the hash it stands for.
+    pub fn label(&self) -> &[u8] {
         &self.owner[1..1 + usize::from(self.owner[0])]
     }
 }
@@ -182,6 +185,17 @@ pub fn index(zone: &ZoneData, nsec3: Vec<(Box<[u8]>, Vec<u8>)>) -> Option<Box<Si
         signature[4..8].copy_from_slice(&original.min(minimum).to_be_bytes());
         negative_soa_signatures.extend_from_slice(&signature);
     }
+    // An owner's records may come in more than one run (a signer writing the RRSIGs
+    // after the whole chain): one entry each.
+    let mut nsec3 = nsec3;
+    nsec3.sort_by(|a, b| a.0.cmp(&b.0));
+    nsec3.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same {
+            first.1.append(&mut later.1);
+        }
+        same
+    });
     let mut nsec3: Vec<DenialEntry> = nsec3
         .into_iter()
         .map(|(owner, mut records)| {
@@ -240,6 +254,19 @@ impl Signed {
         }
     }
 
+    /// The zone's NSEC3 parameters; `None` for a zone denying with NSEC.
+    pub fn nsec3_params(&self) -> Option<&Nsec3Params> {
+        match &self.denial {
+            Denial::Nsec(_) => None,
+            Denial::Nsec3(params) => Some(params),
+        }
+    }
+
+    /// The zone's NSEC3 RRsets, in hash order.
+    pub fn nsec3_entries(&self) -> &[DenialEntry] {
+        &self.nsec3
+    }
+
     /// Every NSEC3 record and RRSIG over one, with its owner: for zone transfers.
     pub fn nsec3_records(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.nsec3
@@ -266,16 +293,16 @@ impl Signed {
             }
             Denial::Nsec3(params) => {
                 let Some((cpe, entry)) =
-                    self.provable_encloser(params, name, encloser, apex_labels)
+                    self.provable_encloser(params, name, encloser, apex_labels, tasks)
                 else {
                     return;
                 };
                 proofs.push(Some(Proof::Entry(entry)));
                 if cpe < name.labels() {
-                    proofs.push(self.nsec3_covering(params, name.suffix(cpe + 1)));
+                    proofs.push(self.nsec3_covering(params, tasks, name.suffix(cpe + 1)));
                 }
                 let wildcard = wildcard_of(name.suffix(cpe), &mut buf);
-                proofs.push(self.nsec3_covering(params, wildcard));
+                proofs.push(self.nsec3_covering(params, tasks, wildcard));
             }
         }
     }
@@ -308,20 +335,20 @@ impl Signed {
                 }
             }
             Denial::Nsec3(params) => {
-                let found = self.nsec3_matching(params, matched);
+                let found = self.nsec3_matching(params, tasks, matched);
                 proofs.push(found);
                 // A wildcard's match, or a name without NSEC3 (an opt-out delegation):
                 // the closest encloser proof.
                 if wildcard.is_some() || found.is_none() {
                     let closest = wildcard.unwrap_or(labels);
                     let Some((cpe, entry)) =
-                        self.provable_encloser(params, name, closest, apex_labels)
+                        self.provable_encloser(params, name, closest, apex_labels, tasks)
                     else {
                         return;
                     };
                     proofs.push(Some(Proof::Entry(entry)));
                     if cpe < labels {
-                        proofs.push(self.nsec3_covering(params, name.suffix(cpe + 1)));
+                        proofs.push(self.nsec3_covering(params, tasks, name.suffix(cpe + 1)));
                     }
                 }
             }
@@ -342,10 +369,11 @@ impl Signed {
         match &self.denial {
             Denial::Nsec(owners) => proofs.push(nsec_at_or_before(owners, tasks, name.as_bytes())),
             Denial::Nsec3(params) => {
-                if let Some((cpe, _)) = self.provable_encloser(params, name, encloser, apex_labels)
+                if let Some((cpe, _)) =
+                    self.provable_encloser(params, name, encloser, apex_labels, tasks)
                     && cpe < name.labels()
                 {
-                    proofs.push(self.nsec3_covering(params, name.suffix(cpe + 1)));
+                    proofs.push(self.nsec3_covering(params, tasks, name.suffix(cpe + 1)));
                 }
             }
         }
@@ -353,41 +381,73 @@ impl Signed {
 
     /// The closest ancestor of `name` (at most `from` labels long) with an NSEC3: its
     /// label count and that NSEC3 (RFC 5155 §7.2.1).
-    fn provable_encloser(
-        &self,
+    fn provable_encloser<'z>(
+        &'z self,
         params: &Nsec3Params,
         name: &WireName,
         from: usize,
         apex_labels: usize,
-    ) -> Option<(usize, &DenialEntry)> {
-        (apex_labels..=from)
-            .rev()
-            .find_map(|n| match self.nsec3_matching(params, name.suffix(n)) {
+        tasks: &'z [DenialEntry],
+    ) -> Option<(usize, &'z DenialEntry)> {
+        (apex_labels..=from).rev().find_map(|n| {
+            match self.nsec3_matching(params, tasks, name.suffix(n)) {
                 Some(Proof::Entry(entry)) => Some((n, entry)),
                 _ => None,
-            })
+            }
+        })
     }
 
-    fn nsec3_search(&self, params: &Nsec3Params, name: &[u8]) -> Result<usize, usize> {
+    /// The NSEC3 at or before `name`'s hash in hash order, of the chain made of the
+    /// zone's and the ones a site's tasks add or replace (`tasks`, by the same order; a
+    /// task's replaces the zone's of the same owner), and whether it is `name`'s own.
+    /// Before the first owner, the last NSEC3 of the chain covers the hash.
+    fn nsec3_at_or_before<'z>(
+        &'z self,
+        params: &Nsec3Params,
+        tasks: &'z [DenialEntry],
+        name: &[u8],
+    ) -> Option<(&'z DenialEntry, bool)> {
         let label = nsec3_label(name, params);
-        self.nsec3.binary_search_by(|e| e.label().cmp(&label[..]))
+        let at_or_before = |list: &'z [DenialEntry]| {
+            let at = list.partition_point(|e| e.label() <= &label[..]);
+            at.checked_sub(1).map(|i| &list[i])
+        };
+        let found = match (at_or_before(&self.nsec3), at_or_before(tasks)) {
+            (None, None) => (self.nsec3.last(), tasks.last()),
+            found => found,
+        };
+        let entry = match found {
+            (Some(z), Some(t)) if z.label() > t.label() => z,
+            (_, Some(t)) => t,
+            (Some(z), None) => z,
+            (None, None) => return None,
+        };
+        Some((entry, entry.label() == &label[..]))
     }
 
     /// The NSEC3 whose owner is `name`'s hash.
-    fn nsec3_matching(&self, params: &Nsec3Params, name: &[u8]) -> Option<Proof<'_>> {
-        let at = self.nsec3_search(params, name).ok()?;
-        Some(Proof::Entry(&self.nsec3[at]))
+    fn nsec3_matching<'z>(
+        &'z self,
+        params: &Nsec3Params,
+        tasks: &'z [DenialEntry],
+        name: &[u8],
+    ) -> Option<Proof<'z>> {
+        match self.nsec3_at_or_before(params, tasks, name)? {
+            (entry, true) => Some(Proof::Entry(entry)),
+            (_, false) => None,
+        }
     }
 
     /// The NSEC3 covering `name`'s hash: the one before it in hash order, the last
     /// covering the hashes before the first.
-    fn nsec3_covering(&self, params: &Nsec3Params, name: &[u8]) -> Option<Proof<'_>> {
-        let at = match self.nsec3_search(params, name) {
-            Ok(at) => at,
-            Err(0) => self.nsec3.len().checked_sub(1)?,
-            Err(at) => at - 1,
-        };
-        Some(Proof::Entry(&self.nsec3[at]))
+    fn nsec3_covering<'z>(
+        &'z self,
+        params: &Nsec3Params,
+        tasks: &'z [DenialEntry],
+        name: &[u8],
+    ) -> Option<Proof<'z>> {
+        self.nsec3_at_or_before(params, tasks, name)
+            .map(|(entry, _)| Proof::Entry(entry))
     }
 }
 

@@ -9,19 +9,23 @@
 //! allocation. The RRsets are few for the groups tasks have (a group of 8 origins
 //! answering 2 has 36), and a site's tasks have at most [`MAX_SIGNED_RRSETS`].
 //!
-//! The names tasks make exist join the zone's NSEC chain: the NSECs at task names and
-//! before the names the zone does not have are made and signed here, and the lookup reads
-//! them over the zone's own ([`super::signed`]).
+//! The names tasks make exist join the zone's NSEC or NSEC3 chain: the NSECs (NSEC3s)
+//! at task names (and, for NSEC3, their empty non-terminals) and before the names (hashes)
+//! the zone does not have are made and signed here, and the lookup reads them over the
+//! zone's own ([`super::signed`]).
 
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::data::ZoneData;
 use super::signed::DenialEntry;
-use crate::dnssec::canonical_cmp;
-use crate::dnssec::sign::{SigningSession, push_record, type_bitmap};
+use crate::dnssec::sign::{SigningSession, nsec3_owner, push_record, type_bitmap};
+use crate::dnssec::{
+    self, HASH_LABEL_LEN, Nsec3Params, canonical_cmp, nsec3_label, nsec3_label_hash, nsec3_rdata,
+};
 use crate::select::Family;
 use crate::site::MAX_ANSWERS;
-use crate::wire::{Records, rtype};
+use crate::wire::{Records, WireName, rtype};
 
 /// Most RRsets a site's tasks may need signed: each is signed at every compile that
 /// changes it, and kept in memory for as long as the tasks are effective.
@@ -259,6 +263,136 @@ pub fn nsec_chain(
     entries.into()
 }
 
+/// The NSEC3 records the names of a site's tasks make in the NSEC3 chain of `signed`
+/// (with `params`), each with its RRSIG, in hash order: at each task's name (as for
+/// NSEC: the zone's types there, but the A, AAAA and CNAME the task hides, and the
+/// task's `types`), at each empty non-terminal above one the zone does not have (no
+/// types: RFC 5155 §7.1 gives them an NSEC3), and at the hash before each hash the zone
+/// does not have (its next hashed owner changes). The zone's chain has no opt-out
+/// (lbdns signed it), so every record has flags 0.
+pub fn nsec3_chain(
+    zone: &ZoneData,
+    chain: &[DenialEntry],
+    params: &Nsec3Params,
+    names: &[(Box<[u8]>, Vec<u16>)],
+    nsec_ttl: u32,
+    session: &mut SigningSession<'_>,
+) -> Box<[DenialEntry]> {
+    // Each name's hash label, with the types a task answers there (`None`: an empty
+    // non-terminal of a task name).
+    let mut hashed: BTreeMap<[u8; HASH_LABEL_LEN], Option<&[u16]>> = BTreeMap::new();
+    for (name, types) in names {
+        hashed.insert(nsec3_label(name, params), Some(types));
+        let name = WireName::from_lowercase(name).expect("a task's hostname");
+        for n in zone.apex_labels + 1..name.labels() {
+            hashed
+                .entry(nsec3_label(name.suffix(n), params))
+                .or_insert(None);
+        }
+    }
+    let in_zone = |label: &[u8]| chain.binary_search_by(|e| e.label().cmp(label)).ok();
+    let added: Vec<&[u8]> = hashed
+        .keys()
+        .map(|l| &l[..])
+        .filter(|l| in_zone(l).is_none())
+        .collect();
+    let zone_labels = |i: usize| chain[i].label();
+    // The hash before each added one: of the zone's and the added, the greater; before
+    // them all, the last.
+    let mut changed: BTreeSet<Vec<u8>> = hashed
+        .iter()
+        .filter(|(label, task)| task.is_some() || in_zone(&label[..]).is_none())
+        .map(|(label, _)| label.to_vec())
+        .collect();
+    for label in &added {
+        let of_zone = hash_before(chain.len(), zone_labels, label);
+        let of_tasks = hash_before(added.len(), |i| added[i], label);
+        let previous = match (of_zone, of_tasks) {
+            (None, None) => (chain.last().map(DenialEntry::label), added.last().copied()),
+            found => found,
+        };
+        changed.extend(
+            match previous {
+                (Some(z), Some(t)) => Some(z.max(t)),
+                (z, t) => z.or(t),
+            }
+            .map(<[u8]>::to_vec),
+        );
+    }
+    let mut entries = Vec::with_capacity(changed.len());
+    for label in changed {
+        let of_zone = hash_after(chain.len(), zone_labels, &label);
+        let of_tasks = hash_after(added.len(), |i| added[i], &label);
+        let next = match (of_zone, of_tasks) {
+            (None, None) => (
+                chain.first().map(DenialEntry::label),
+                added.first().copied(),
+            ),
+            found => found,
+        };
+        let next = match next {
+            (Some(z), Some(t)) => z.min(t),
+            (z, t) => z.or(t).expect("the chain has the task's name"),
+        };
+        let next = nsec3_label_hash(next).expect("an NSEC3 owner is a hash");
+        let mut types = in_zone(&label).map_or_else(Vec::new, |i| nsec3_types(&chain[i]));
+        if let Some(Some(answered)) = hashed.get(&label[..]) {
+            types.retain(|t| !matches!(*t, rtype::A | rtype::AAAA | rtype::CNAME));
+            types.extend(answered.iter().copied());
+            types.push(rtype::RRSIG);
+        }
+        let hash = nsec3_label_hash(&label).expect("a hash label");
+        let owner = nsec3_owner(&hash, &zone.apex);
+        let mut records = Vec::new();
+        let rdata = nsec3_rdata(0, params, &next, &types);
+        push_record(&mut records, dnssec::rtype::NSEC3, nsec_ttl, &rdata);
+        let rrsig = session.sign(&owner, dnssec::rtype::NSEC3, &records);
+        records.extend_from_slice(&rrsig);
+        entries.push(DenialEntry {
+            owner: owner.into(),
+            records: records.into(),
+        });
+    }
+    entries.into()
+}
+
+/// The types the NSEC3 record of `entry` lists.
+fn nsec3_types(entry: &DenialEntry) -> Vec<u16> {
+    let Some(record) = Records(&entry.records).next() else {
+        return Vec::new();
+    };
+    let rdata = &record[10..];
+    // Algorithm, flags, iterations, salt, hash, then the type bit maps (RFC 5155 §3.2).
+    let salt = usize::from(rdata.get(4).copied().unwrap_or_default());
+    let hash = usize::from(rdata.get(5 + salt).copied().unwrap_or_default());
+    bitmap_types(rdata, 6 + salt + hash)
+}
+
+/// The last of `len` keys in ascending order (`key(i)` the i-th) before `label`.
+fn hash_before<'l>(len: usize, key: impl Fn(usize) -> &'l [u8], label: &[u8]) -> Option<&'l [u8]> {
+    let at = partition_point(len, |i| key(i) < label);
+    at.checked_sub(1).map(key)
+}
+
+/// The first of `len` keys in ascending order (`key(i)` the i-th) after `label`.
+fn hash_after<'l>(len: usize, key: impl Fn(usize) -> &'l [u8], label: &[u8]) -> Option<&'l [u8]> {
+    let at = partition_point(len, |i| key(i) <= label);
+    (at < len).then(|| key(at))
+}
+
+/// The first index of `0..len` where `pred` is false, `pred` true then false.
+fn partition_point(len: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (0, len);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        match pred(mid) {
+            true => low = mid + 1,
+            false => high = mid,
+        }
+    }
+    low
+}
+
 /// Of two names that may be missing, the one that compares `want` to the other.
 fn pick(a: Option<&[u8]>, b: Option<&[u8]>, want: Ordering) -> Option<Vec<u8>> {
     match (a, b) {
@@ -297,6 +431,11 @@ fn zone_types(zone: &ZoneData, owner: &[u8]) -> Vec<u16> {
             break;
         }
     }
+    bitmap_types(rdata, at)
+}
+
+/// The types the bit maps from `at` in `rdata` list (RFC 4034 §4.1.2).
+fn bitmap_types(rdata: &[u8], mut at: usize) -> Vec<u16> {
     let mut types = Vec::new();
     while let (Some(&window), Some(&len)) = (rdata.get(at), rdata.get(at + 1)) {
         let bits = rdata

@@ -6,8 +6,8 @@
 //! a snapshot built without the task serves them again, so restore is the next compile.
 //!
 //! In a signed zone whose ZSK lbdns holds (it signs the zone, or the key was imported),
-//! compiling the tasks also signs every answer they can give and the NSEC records their
-//! names need ([`super::task_signatures`]): the signatures belong to the overlay, and a
+//! compiling the tasks also signs every answer they can give and the NSEC or NSEC3
+//! records their names need ([`super::task_signatures`]): the signatures belong to the overlay, and a
 //! change signs again only the RRsets it changed.
 
 use std::sync::Arc;
@@ -21,7 +21,9 @@ use crate::metrics::ServedCounter;
 use super::CompileError;
 use super::data::{NameMap, ZoneData, encode_data, lowercase_wire};
 use super::signed::DenialEntry;
-use super::task_signatures::{MAX_SIGNED_RRSETS, SubsetSignatures, nsec_chain, rrsets_needed};
+use super::task_signatures::{
+    MAX_SIGNED_RRSETS, SubsetSignatures, nsec_chain, nsec3_chain, rrsets_needed,
+};
 use crate::dnssec::sign::SigningSession;
 use crate::geoip::GeoIp;
 use crate::health::{Health, Key, OriginHealth};
@@ -36,8 +38,8 @@ pub struct Tasks {
     /// `tasks`, and each ancestor below the apex with none.
     names: NameMap<Option<u32>>,
     tasks: Vec<CompiledTask>,
-    /// In a signed zone whose ZSK lbdns holds: the NSECs the tasks' names add to the
-    /// zone's chain or change in it, in canonical order.
+    /// In a signed zone whose ZSK lbdns holds: the NSECs (NSEC3s) the tasks' names add
+    /// to the zone's chain or change in it, in canonical (hash) order.
     nsec: Box<[DenialEntry]>,
 }
 
@@ -154,19 +156,25 @@ impl Tasks {
         // Compact denial makes each name's NSEC when asked: no chain to add to.
         if let Some(mut signing) = signing
             && let Some(signer) = zone.signer.as_ref().filter(|s| !s.is_compact())
-            && let Some(owners) = zone.signed().and_then(|s| s.nsec_owners())
+            && let Some(signed) = zone.signed()
             && errors.is_empty()
         {
-            tasks.nsec = nsec_chain(
-                zone,
-                owners,
-                &signing.names,
-                signer.nsec_ttl,
-                &mut signing.session,
-            );
+            let (names, ttl, session) = (&signing.names, signer.nsec_ttl, &mut signing.session);
+            let kind = match (signed.nsec_owners(), signed.nsec3_params()) {
+                (Some(owners), _) => {
+                    tasks.nsec = nsec_chain(zone, owners, names, ttl, session);
+                    "NSECs"
+                }
+                (None, Some(params)) => {
+                    let chain = signed.nsec3_entries();
+                    tasks.nsec = nsec3_chain(zone, chain, params, names, ttl, session);
+                    "NSEC3s"
+                }
+                (None, None) => "",
+            };
             if signing.session.made > 0 {
                 tracing::info!(
-                    "zone {}: tasks signed, {} answer RRsets and {} NSECs, {} signatures made",
+                    "zone {}: tasks signed, {} answer RRsets and {} {kind}, {} signatures made",
                     zone.origin,
                     signing.rrsets,
                     tasks.nsec.len(),
@@ -193,8 +201,8 @@ impl Tasks {
             .map(|task| task.map(|i| &self.tasks[i as usize]))
     }
 
-    /// The NSECs the tasks add to the zone's chain or change in it (empty unless the
-    /// zone is signed with a ZSK lbdns holds and has tasks).
+    /// The NSECs or NSEC3s the tasks add to the zone's chain or change in it (empty
+    /// unless the zone is signed with a ZSK lbdns holds and has tasks).
     pub fn nsec(&self) -> &[DenialEntry] {
         &self.nsec
     }
@@ -221,7 +229,7 @@ impl Tasks {
             .map(|g| link(site, &site_name, task, group, g, geoip, health))
             .collect();
         if let Some(signing) = signing {
-            // NODATA at a name whose NSEC lists the task's types would be bogus; a
+            // NODATA at a name whose NSEC (NSEC3) lists the task's types would be bogus; a
             // compact denial's NSEC is made for the answer, without the type denied.
             if group.fallback.when_all_down == WhenAllDown::Nodata
                 && !zone.signer.as_ref().is_some_and(|s| s.is_compact())
@@ -229,7 +237,7 @@ impl Tasks {
                 return Err(format!(
                     "task {}: group {} answers NODATA when its whole chain is down \
                      (when_all_down: nodata), which zone {} cannot prove, being signed: the \
-                     NSEC at {} lists the types the task answers; use when_all_down: \
+                     denial record of {} lists the types the task answers; use when_all_down: \
                      servfail or fail_open",
                     task.id, group.name, site_name, task.hostname
                 ));
