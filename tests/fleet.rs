@@ -207,6 +207,16 @@ impl Node {
         Self::start_as(store, cache, log, None)
     }
 
+    /// A node named by each of `ids`, its cache and its log (`<id>.log`) under `dir`.
+    fn fleet_of(store: &str, dir: &Path, ids: &[&str]) -> Vec<Self> {
+        ids.iter()
+            .map(|id| {
+                let log = dir.join(format!("{id}.log"));
+                Self::start_as(store, &dir.join(id), log, Some(id))
+            })
+            .collect()
+    }
+
     /// Starts a node on free ports; a port taken by another process before the node
     /// bound it (the node exits saying so) is retried on other ports, a few times.
     fn start_as(store: &str, cache: &Path, log: PathBuf, id: Option<&str>) -> Self {
@@ -804,17 +814,7 @@ fn three_nodes_on_a_three_member_cluster_lose_no_query_in_an_outage() {
     let endpoints: Vec<String> = members.iter().map(|(_, c, _)| c.to_string()).collect();
     let store = format!("etcd://{}/lbdns", endpoints.join(","));
     import_example(&store);
-    let nodes: Vec<Node> = ["a", "b", "c"]
-        .iter()
-        .map(|id| {
-            Node::start_as(
-                &store,
-                &dir.path().join(id),
-                dir.path().join(format!("{id}.log")),
-                Some(id),
-            )
-        })
-        .collect();
+    let nodes = Node::fleet_of(&store, dir.path(), &["a", "b", "c"]);
     eventually("three nodes in the fleet", PATIENCE, || {
         nodes[0].fleet() == ["a", "b", "c"]
     });
@@ -1020,17 +1020,7 @@ fn a_change_on_one_node_is_applied_by_the_others_without_a_reload() {
     let _etcd = Etcd::start(&dir.path().join("etcd"), client, peer);
     let store = format!("etcd://{client}/lbdns");
     import_example(&store);
-    let nodes: Vec<Node> = ["a", "b", "c"]
-        .iter()
-        .map(|id| {
-            Node::start_as(
-                &store,
-                &dir.path().join(id),
-                dir.path().join(format!("{id}.log")),
-                Some(id),
-            )
-        })
-        .collect();
+    let nodes = Node::fleet_of(&store, dir.path(), &["a", "b", "c"]);
     eventually("three nodes in the fleet", PATIENCE, || {
         nodes[0].fleet() == ["a", "b", "c"]
     });
@@ -1316,17 +1306,7 @@ fn a_zone_too_large_for_etcd_is_taken_by_every_node_from_its_primary() {
     let (ok, out, err) = lbdns(&["import", "--store", &store], &site);
     assert!(ok, "{out}{err}");
 
-    let nodes: Vec<Node> = ["a", "b"]
-        .iter()
-        .map(|id| {
-            Node::start_as(
-                &store,
-                &dir.path().join(id),
-                dir.path().join(format!("{id}.log")),
-                Some(id),
-            )
-        })
-        .collect();
+    let nodes = Node::fleet_of(&store, dir.path(), &["a", "b"]);
     let last = format!("h{}.big.test.", RECORDS - 1);
     for node in &nodes {
         node.wait_for(
