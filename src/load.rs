@@ -273,7 +273,8 @@ pub fn load(
                         .and_then(|apex| apex.rrset(crate::wire::rtype::NSEC))
                         .unwrap_or(&zone.negative_soa);
                     let nsec_ttl = u32::from_be_bytes(nsec_ttl[4..8].try_into().expect("4 bytes"));
-                    let validity = DnssecPolicy::default().signature_validity.as_secs();
+                    let validity = signature_span(&zone)
+                        .unwrap_or_else(|| DnssecPolicy::default().signature_validity.as_secs());
                     zone.signer = Some(crate::dnssec::sign::RrsetSigner::new(
                         zsk,
                         zone.apex.clone(),
@@ -535,6 +536,21 @@ pub fn next_signing_due() -> Option<u64> {
         // The signatures of task answers (in a zone signed elsewhere, the only ones).
         .chain(crate::dnssec::sign::next_task_refresh().map(|at| at.saturating_sub(real)))
         .min()
+}
+
+/// How long the signer of a zone signed elsewhere makes its signatures valid (expiration
+/// less inception of the apex SOA's RRSIG): task answers signed with the imported ZSK get
+/// the same span, so they are replayable no longer than the zone's own data.
+fn signature_span(zone: &ZoneData) -> Option<u64> {
+    let rrsig = zone
+        .node(&zone.apex)?
+        .signatures(crate::wire::rtype::SOA)
+        .next()?;
+    let field = |at: usize| Some(u32::from_be_bytes(rrsig.get(at..at + 4)?.try_into().ok()?));
+    // RDATA (from byte 10): covered, algorithm, labels, original TTL, then the expiration
+    // and inception, compared in serial number arithmetic (RFC 4034 §3.1.5).
+    let span = field(18)?.wrapping_sub(field(22)?);
+    (span > 0 && span < 1 << 31).then_some(u64::from(span))
 }
 
 /// The ZSK imported (`lbdns keys import`) for `zone`, signed elsewhere with an NSEC chain:

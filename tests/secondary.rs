@@ -9,6 +9,7 @@
 //! not skip, without them.
 
 mod common;
+mod signing;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, Server, Site, free_port};
+use common::{Expect, PATIENCE, Server, Site, describe, free_port};
 
 /// The primary's zone; `refresh` is long unless a test wants the timers to act.
 fn zone(serial: u32, www: &str, timers: &str) -> String {
@@ -324,6 +325,112 @@ fn lbdns_transfers_from_knot_follows_notify_and_keeps_the_copy() {
     let server = site.serve();
     assert_eq!(short(&server, "www.example.com", "A"), "192.0.2.81");
     assert_eq!(short(&server, "lb.example.com", "A"), "198.51.100.7");
+}
+
+/// A primary that signs its zone (here dnssec-signzone's output served by knotd, as a
+/// signer in front of a primary publishes it): with the ZSK imported, lbdns signs its
+/// task's answers with it, and the zone data, the task and the denials validate from the
+/// primary's KSK, before and after a change the primary re-signs and sends by IXFR.
+#[test]
+fn a_task_in_a_zone_its_primary_signs_validates_with_the_imported_zsk() {
+    let keys = tempfile::tempdir().unwrap();
+    let signed = signing::sign(
+        keys.path(),
+        "example.com",
+        &zone(1, "192.0.2.80", SLOW_TIMERS),
+        signing::Denial::Nsec,
+    );
+    let (knot_addr, notify_to) = (free_port(), free_port());
+    let knot = Knot::start(knot_addr, notify_to, &signed.text);
+    let site = Site::new(&[("example.com.lb.yaml", &site_file(knot_addr))]);
+    let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["keys", "import", "--dir"])
+        .arg(site.path())
+        .arg("example.com")
+        .arg(&signed.zsk_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let server = site.serve_with(&["--listen", &notify_to.to_string()]);
+    wait_for(&server, "www.example.com", "A", "192.0.2.80", PATIENCE);
+    assert!(
+        server
+            .log()
+            .contains("its tasks are signed with the imported ZSK"),
+        "{}",
+        server.log()
+    );
+
+    let anchor = site.path().join("delv.anchor");
+    std::fs::write(&anchor, signed.delv_anchor()).unwrap();
+    let validates = |checks: &[(&str, &str, Expect, &str)]| {
+        let mut wrong = Vec::new();
+        for &(name, rtype, expect, want) in checks {
+            let out = common::delv(server.addr, &anchor, "example.com", name, rtype);
+            if !expect.concluded_by_delv(&out) || !out.contains(want) {
+                wrong.push(format!(
+                    "{name} {rtype}, expected {expect:?} {want}:\n{out}"
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    };
+    let checks = |www: &'static str| {
+        [
+            ("lb.example.com.", "A", Expect::Secure, "198.51.100.7"),
+            ("www.example.com.", "A", Expect::Secure, www),
+            ("lb.example.com.", "TXT", Expect::SecureDenial, ""),
+            ("nope.example.com.", "A", Expect::SecureDenial, ""),
+        ]
+    };
+    validates(&checks("192.0.2.80"));
+    // The task's signatures last as long as the primary's (dnssec-signzone: 30 days), not
+    // lbdns's own default (14 days), less the spread that staggers re-signing (a tenth).
+    let (zone_span, task_span) = (
+        rrsig_span(&server, "example.com", "SOA"),
+        rrsig_span(&server, "lb.example.com", "A"),
+    );
+    assert!(
+        task_span <= zone_span && task_span >= zone_span - zone_span / 10,
+        "task RRSIG valid {task_span} s, the zone's {zone_span} s"
+    );
+
+    // The primary changes www and re-signs; its NOTIFY brings the difference, and the task
+    // answers signed from the new copy.
+    knot.change(&signing::resign(
+        keys.path(),
+        "example.com",
+        &zone(2, "192.0.2.81", SLOW_TIMERS),
+        &signed,
+    ));
+    wait_for(&server, "www.example.com", "A", "192.0.2.81", PATIENCE);
+    assert_eq!(transfers(&server), (1, 1), "{}", server.log());
+    validates(&checks("192.0.2.81"));
+}
+
+/// Expiration less inception of the RRSIG over `name`/`rtype`, in seconds.
+fn rrsig_span(server: &Server, name: &str, rtype: &str) -> u64 {
+    let out = server.dig(&["+dnssec", "+noall", "+answer", name, rtype]);
+    let fields: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(3) == Some(&"RRSIG") && f.get(4) == Some(&rtype))
+        .unwrap_or_else(|| panic!("no RRSIG over {name} {rtype}:\n{out}"));
+    seconds(fields[8]) - seconds(fields[9])
+}
+
+/// An RRSIG time as dig prints it (YYYYMMDDHHmmSS, UTC) in seconds since 1970
+/// (days from the civil date, as in Howard Hinnant's algorithm).
+fn seconds(time: &str) -> u64 {
+    let n = |range: std::ops::Range<usize>| time[range].parse::<u64>().unwrap();
+    let (y, m, d) = (n(0..4), n(4..6), n(6..8));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + n(8..10) * 3600 + n(10..12) * 60 + n(12..14)
 }
 
 /// The zone's transfers `/healthz` counts: whole (AXFR) and differences (IXFR).

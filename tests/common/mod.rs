@@ -760,6 +760,26 @@ pub fn keys_ds(site: &Site, zone: &str) -> String {
     stdout(&out)
 }
 
+/// BIND's `delv` asking the server at `addr` for `name`/`rtype`, validating from the trust
+/// anchor file `anchor` (a `trust-anchors` statement) for `root`: what it printed, stdout
+/// and stderr together, for [`Expect::concluded_by_delv`].
+pub fn delv(addr: SocketAddr, anchor: &Path, root: &str, name: &str, rtype: &str) -> String {
+    let delv = require_tool(&["delv"], "bind9-dnsutils");
+    let out = Command::new(delv)
+        .arg(format!("@{}", addr.ip()))
+        .args(["-p", &addr.port().to_string(), "-a"])
+        .arg(anchor)
+        .arg(format!("+root={root}"))
+        .args([name, rtype])
+        .output()
+        .expect("run delv");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// unbound in the foreground on a free loopback port, resolving zones from lbdns as stub
 /// zones: a real resolver in front of the server (tests/resolver.rs, dnssec.rs,
 /// dnssec_tasks.rs). Stopped when dropped.

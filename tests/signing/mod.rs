@@ -25,6 +25,12 @@ pub struct Signed {
     pub text: String,
     /// The KSK's DNSKEY record as dnssec-keygen wrote it: `example.com. IN DNSKEY 257 3 13 BASE64`.
     pub ksk: String,
+    /// The ZSK's public key file (`K<origin>+<alg>+<tag>.key`), its private file beside it:
+    /// what `lbdns keys import` takes.
+    pub zsk_file: std::path::PathBuf,
+    /// The KSK's and ZSK's file names without extension, as [`resign`] needs them.
+    keys: (String, String),
+    denial: Denial,
 }
 
 impl Signed {
@@ -78,7 +84,6 @@ pub fn sign_with(
     algorithm: &str,
 ) -> Signed {
     let keygen = require_tool(&["dnssec-keygen"], "bind9-utils");
-    let signzone = require_tool(&["dnssec-signzone"], "bind9-utils");
     let key = |ksk: bool| {
         let mut command = Command::new(&keygen);
         command.current_dir(dir).args(["-q", "-a", algorithm]);
@@ -94,6 +99,32 @@ pub fn sign_with(
         .find(|l| !l.starts_with(';'))
         .expect("a DNSKEY line")
         .to_owned();
+    let text = sign_zone(dir, origin, unsigned, denial, (&ksk, &zsk));
+    Signed {
+        text,
+        ksk: ksk_record,
+        zsk_file: dir.join(format!("{zsk}.key")),
+        keys: (ksk, zsk),
+        denial,
+    }
+}
+
+/// `unsigned` (a new version of the zone [`sign`] signed) signed with the same keys, as a
+/// primary re-signs a zone it changes.
+pub fn resign(dir: &Path, origin: &str, unsigned: &str, signed: &Signed) -> String {
+    let (ksk, zsk) = &signed.keys;
+    sign_zone(dir, origin, unsigned, signed.denial, (ksk, zsk))
+}
+
+/// `dnssec-signzone` of `unsigned` with the keys in `dir` named `ksk` and `zsk`.
+fn sign_zone(
+    dir: &Path,
+    origin: &str,
+    unsigned: &str,
+    denial: Denial,
+    (ksk, zsk): (&str, &str),
+) -> String {
+    let signzone = require_tool(&["dnssec-signzone"], "bind9-utils");
     let mut text = unsigned.to_owned();
     text.push_str(&format!("\n$INCLUDE {ksk}.key\n$INCLUDE {zsk}.key\n"));
     std::fs::write(dir.join("unsigned.zone"), text).unwrap();
@@ -112,10 +143,7 @@ pub fn sign_with(
         }
     }
     run(command.args(["unsigned.zone", &format!("{zsk}.key")]));
-    Signed {
-        text: read("signed.zone"),
-        ksk: ksk_record,
-    }
+    std::fs::read_to_string(dir.join("signed.zone")).unwrap()
 }
 
 /// The test zone's source (tests/data/dnssec/) for `file`.
