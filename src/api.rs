@@ -663,6 +663,7 @@ async fn explain(
     crate::explain::explain(
         &api.store.config(),
         api.store.health(),
+        Some(&**api.store.serving().load()),
         Some(&site),
         &question,
     )

@@ -20,9 +20,11 @@ use crate::geoip::GeoIp;
 use crate::health::{Health, Key, OriginHealth};
 use crate::load::Config;
 use crate::select::{
-    self, Client, CompiledGroup, Family, Level, Live, Serving, pick, pick_sticky, route,
+    self, Client, CompiledGroup, Family, Level, Live, ScopeTables, Serving, pick, pick_sticky,
+    route,
 };
 use crate::site::{OriginGroup, Policy, Site, Target, Task, WhenAllDown, site_name};
+use crate::snapshot::Snapshot;
 
 /// Picks drawn to estimate each candidate's probability: the estimate of a probability
 /// p is off by more than 0.01 with chance below 1e-6 (4.9 standard deviations at p = 0.5).
@@ -131,10 +133,12 @@ impl Live for &Cells {
 }
 
 /// Explains `question` against `config` with the health in `health`; `site` limits the
-/// search to one site (the API's path). The error says what was not found.
+/// search to one site (the API's path). A `running` server's snapshot lends the scope
+/// tables of the groups it compiled. The error says what was not found.
 pub fn explain(
     config: &Config,
     health: &Health,
+    running: Option<&Snapshot>,
     site: Option<&str>,
     question: &Question,
 ) -> Result<Value, String> {
@@ -160,7 +164,14 @@ pub fn explain(
         .ok_or_else(|| format!("task {} names no group of its site", task.id))?;
     let chain = site.chain(head);
     let geoip = config.geoip.as_deref();
-    let compiled: Vec<CompiledGroup> = chain.iter().map(|g| CompiledGroup::new(g, geoip)).collect();
+    let mut tables = ScopeTables::new(geoip);
+    if let Some(snapshot) = running {
+        snapshot.share_tables(&site.origin, &mut tables);
+    }
+    let compiled: Vec<CompiledGroup> = chain
+        .iter()
+        .map(|g| CompiledGroup::with_tables(g, &mut tables))
+        .collect();
     let cells: Vec<Cells> = chain.iter().map(|g| Cells::of(site, g, health)).collect();
     let family = match head.is_cname() {
         true => Family::Name,
@@ -405,8 +416,19 @@ pub const DIFF_SAMPLES: u32 = 60_000;
 /// Shares per origin of each hostname's answers, before and after (SPEC §12 "Preview"):
 /// of the IPv4 and of the IPv6 address space (client addresses drawn uniformly, routed
 /// through the GeoIP and ASN databases and subnet rules, every origin up), and of the
-/// answer records, with warnings about the configuration after.
-pub fn diff(before: &Config, after: &Config) -> Value {
+/// answer records, with warnings about the configuration after. A `running` server's
+/// snapshot lends the scope tables of the groups it compiled: only the groups the
+/// change touches make theirs.
+pub fn diff(before: &Config, after: &Config, running: Option<&Snapshot>) -> Value {
+    let mut tables = [before, after].map(|c| {
+        let mut tables = ScopeTables::new(c.geoip.as_deref());
+        if let Some(snapshot) = running {
+            for loaded in &c.sites {
+                snapshot.share_tables(&loaded.site.origin, &mut tables);
+            }
+        }
+        tables
+    });
     let mut hostnames: Vec<(String, Name)> = Vec::new();
     for config in [before, after] {
         for loaded in &config.sites {
@@ -422,7 +444,11 @@ pub fn diff(before: &Config, after: &Config) -> Value {
     let mut out = Vec::new();
     for (site, hostname) in &hostnames {
         for family in [Family::V4, Family::V6, Family::Name] {
-            let shares = [before, after].map(|c| shares(c, site, hostname, family));
+            let [b, a] = &mut tables;
+            let shares = [
+                shares(before, site, hostname, family, b),
+                shares(after, site, hostname, family, a),
+            ];
             if shares.iter().all(|s| s.is_empty()) {
                 continue;
             }
@@ -458,6 +484,7 @@ fn shares(
     site: &str,
     hostname: &Name,
     family: Family,
+    tables: &mut ScopeTables<'_>,
 ) -> std::collections::BTreeMap<String, [f64; 3]> {
     use rand::SeedableRng;
     let mut out = std::collections::BTreeMap::new();
@@ -479,8 +506,7 @@ fn shares(
     let Some(group) = loaded.site.group(&task.origin_group) else {
         return out;
     };
-    let geoip = config.geoip.as_deref();
-    let compiled = CompiledGroup::new(group, geoip);
+    let compiled = CompiledGroup::with_tables(group, tables);
     let family = match (group.is_cname(), family) {
         (true, Family::Name) | (false, Family::V4 | Family::V6) => family,
         _ => return out,

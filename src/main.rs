@@ -657,7 +657,7 @@ fn explain(
         .map_err(|e| format!("lbdns: {e}"))?;
     let health = lbdns::health::Health::default();
     let (config, _) = load::load(&sources(dir), &health, None).map_err(|e| e.to_string())?;
-    let explained = lbdns::explain::explain(&config, &health, None, &question)
+    let explained = lbdns::explain::explain(&config, &health, None, None, &question)
         .map_err(|e| format!("lbdns: {e}"))?;
     out(&format!("{:#}\n", explained))
 }
@@ -674,7 +674,7 @@ fn diff(dir: DirArgs, against: PathBuf, json: bool) -> Result<(), Failure> {
             .map(|(config, _)| config)
             .map_err(|e| e.to_string())
     };
-    let diff = lbdns::explain::diff(&load(&before)?, &load(&after)?);
+    let diff = lbdns::explain::diff(&load(&before)?, &load(&after)?, None);
     match json {
         true => out(&format!("{diff:#}\n")),
         false => out(&lbdns::explain::diff_table(&diff)),

@@ -1,7 +1,9 @@
 //! Choosing origins for one query (SPEC §4), as a pure function.
 //!
 //! A group is compiled once at load ([`CompiledGroup::new`]) into candidate sets per
-//! record family, each indexed by region level. A query is then answered in two steps:
+//! record family, each indexed by region level; a region group's scope table is shared
+//! with every group compiled from the same region keys and databases ([`ScopeTables`]).
+//! A query is then answered in two steps:
 //! - [`route`]: which region levels apply to this client, in order (subnet, ASN,
 //!   country, continent, default, all), and the ECS scope the levels consulted depend on. It is
 //!   deterministic: no health, no randomness, so explain and diff tools can call it alone.
@@ -18,7 +20,9 @@
 //! 3. every origin with a positive weight, up or not (fail open, reported);
 //! 4. every origin (a group whose weights are all 0).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use rand::{Rng, RngExt};
@@ -61,8 +65,9 @@ struct Candidates {
     /// Sorted by country for binary search.
     countries: Vec<(Country, Vec<u16>)>,
     continents: Vec<(Continent, Vec<u16>)>,
-    /// The address levels of a region group by client address, with their scopes.
-    scopes: Option<ScopeTable>,
+    /// The address levels of a region group by client address, with their scopes;
+    /// shared by every group compiled from the same region keys ([`ScopeTables`]).
+    scopes: Option<Arc<ScopeTable>>,
 }
 
 impl Candidates {
@@ -72,6 +77,79 @@ impl Candidates {
 
     fn uses_asn(&self) -> bool {
         !self.asns.is_empty()
+    }
+
+    /// All the scope table is made from, besides the databases.
+    fn table_key(&self) -> TableKey {
+        (
+            self.subnets.clone(),
+            self.asns.clone(),
+            self.countries.clone(),
+            self.continents.clone(),
+        )
+    }
+}
+
+/// A scope table's inputs: each region key's origins, by level.
+type TableKey = (
+    Vec<(IpNet, Vec<u16>)>,
+    Vec<(u32, Vec<u16>)>,
+    Vec<(Country, Vec<u16>)>,
+    Vec<(Continent, Vec<u16>)>,
+);
+
+/// Scope tables made with one set of databases, by what they were made from. Making
+/// one reads every network of the databases (about 0.1 s for the shipped GeoIP one), so
+/// the tasks of a compile that share a group share its table, a site change keeps the
+/// tables of the groups it leaves alone, and explain and preview on a running server
+/// take the tables its snapshot holds.
+pub struct ScopeTables<'g> {
+    geoip: Option<&'g GeoIp>,
+    made: HashMap<TableKey, Arc<ScopeTable>>,
+}
+
+impl<'g> ScopeTables<'g> {
+    /// None made yet, for groups compiled with `geoip`.
+    pub fn new(geoip: Option<&'g GeoIp>) -> Self {
+        Self {
+            geoip,
+            made: HashMap::new(),
+        }
+    }
+
+    /// The databases the tables are made with.
+    pub fn geoip(&self) -> Option<&'g GeoIp> {
+        self.geoip
+    }
+
+    /// Keeps `group`'s tables for the groups compiled next, when `group` was compiled
+    /// with the same databases (else they would route by the old ones).
+    pub fn adopt(&mut self, group: &CompiledGroup, made_with: Option<&GeoIp>) {
+        let same = match (self.geoip, made_with) {
+            (Some(a), Some(b)) => a.same_files(b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            return;
+        }
+        for candidates in [&group.v4, &group.v6, &group.names] {
+            if let Some(table) = &candidates.scopes {
+                self.made
+                    .entry(candidates.table_key())
+                    .or_insert_with(|| table.clone());
+            }
+        }
+    }
+
+    /// The table of `candidates`: one already made from the same region keys, else a
+    /// new one.
+    fn table(&mut self, candidates: &Candidates) -> Arc<ScopeTable> {
+        let geoip = self.geoip;
+        self.made
+            .entry(candidates.table_key())
+            .or_insert_with(|| Arc::new(ScopeTable::new(candidates, geoip)))
+            .clone()
     }
 }
 
@@ -95,6 +173,12 @@ impl CompiledGroup {
     /// group's country, continent and ASN levels come from `geoip` (without it they
     /// never match), read into its scope table here, at load.
     pub fn new(group: &OriginGroup, geoip: Option<&GeoIp>) -> Self {
+        Self::with_tables(group, &mut ScopeTables::new(geoip))
+    }
+
+    /// As [`Self::new`], with the databases of `tables`, taking a region group's scope
+    /// tables from there when one was made from the same region keys.
+    pub fn with_tables(group: &OriginGroup, tables: &mut ScopeTables<'_>) -> Self {
         let mut compiled = Self {
             policy: group.policy,
             min_up: group.fallback.min_up,
@@ -157,7 +241,7 @@ impl CompiledGroup {
             candidates.countries.sort_by_key(|(c, _)| *c);
             candidates.asns.sort_by_key(|(a, _)| *a);
             if group.policy == Policy::Region && !candidates.all.is_empty() {
-                candidates.scopes = Some(ScopeTable::new(candidates, geoip));
+                candidates.scopes = Some(tables.table(candidates));
             }
         }
         compiled
@@ -615,7 +699,7 @@ impl<'a> Levels<'a> {
             weighted: false,
             table: candidates
                 .scopes
-                .as_ref()
+                .as_deref()
                 .map(|t| (t, AddrInt::from(client.addr))),
             found: [None; ADDRESS_LEVELS],
             scope: 0,
@@ -800,6 +884,47 @@ mod tests {
         ];
         let dflt = origin("198.51.100.9", 1);
         group(Policy::Region, vec![cn, eu, net, dflt])
+    }
+
+    #[test]
+    fn groups_with_the_same_region_keys_share_a_scope_table_made_with_the_same_databases() {
+        let db = geoip();
+        let group = |eu_weight: u32, eu_continent: Continent| {
+            let mut cn = origin("198.51.100.1", 1);
+            cn.countries = vec![Country::parse("CN").unwrap()];
+            let mut eu = origin("198.51.100.2", eu_weight);
+            eu.continents = vec![eu_continent];
+            OriginGroup {
+                name: "g".into(),
+                policy: Policy::Region,
+                origins: vec![cn, eu, origin("198.51.100.9", 1)],
+                health_check: None,
+                fallback: Default::default(),
+            }
+        };
+        let table = |g: &CompiledGroup| g.v4.scopes.clone().unwrap();
+        let mut tables = ScopeTables::new(Some(&db));
+        let first = CompiledGroup::with_tables(&group(1, Continent::Europe), &mut tables);
+        // A weight is no input of the table; a region key is.
+        let reweighted = CompiledGroup::with_tables(&group(5, Continent::Europe), &mut tables);
+        assert!(Arc::ptr_eq(&table(&first), &table(&reweighted)));
+        let moved = CompiledGroup::with_tables(&group(1, Continent::Asia), &mut tables);
+        assert!(!Arc::ptr_eq(&table(&first), &table(&moved)));
+        // Lent from a group made with the same databases: taken.
+        let mut lent = ScopeTables::new(Some(&db));
+        lent.adopt(&first, Some(&db));
+        let again = CompiledGroup::with_tables(&group(1, Continent::Europe), &mut lent);
+        assert!(Arc::ptr_eq(&table(&first), &table(&again)));
+        // The same file opened again is another database (it may have changed): refused.
+        let reopened = geoip();
+        let mut other = ScopeTables::new(Some(&reopened));
+        other.adopt(&first, Some(&db));
+        let fresh = CompiledGroup::with_tables(&group(1, Continent::Europe), &mut other);
+        assert!(!Arc::ptr_eq(&table(&first), &table(&fresh)));
+        let mut none = ScopeTables::new(None);
+        none.adopt(&first, Some(&db));
+        let without = CompiledGroup::with_tables(&group(1, Continent::Europe), &mut none);
+        assert!(!Arc::ptr_eq(&table(&first), &table(&without)));
     }
 
     fn geoip() -> GeoIp {

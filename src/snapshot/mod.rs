@@ -30,7 +30,7 @@ use rand::Rng;
 use crate::geoip::GeoIp;
 use crate::health::Health;
 use crate::metrics::ServedCounter;
-use crate::select::Client;
+use crate::select::{Client, ScopeTables};
 use crate::site::{Site, site_name};
 use crate::wire::{self, Owner, Response, WireName};
 use data::NameMap;
@@ -144,10 +144,11 @@ impl Snapshot {
         let mut errors = Vec::new();
         let mut compiled = NameMap::default();
         let sites: HashMap<&Name, &Site> = sites.iter().map(|s| (&s.origin, *s)).collect();
+        let mut tables = ScopeTables::new(geoip.as_deref());
         for data in zones {
             let data = data.clone();
             let site = sites.get(&data.origin).copied();
-            match Tasks::compile(&data, site, geoip.as_deref(), health) {
+            match Tasks::compile(&data, site, &mut tables, health) {
                 Ok(tasks) => {
                     let secondaries = secondaries_of(site);
                     let zone = CompiledZone {
@@ -161,6 +162,7 @@ impl Snapshot {
                 Err(mut e) => errors.append(&mut e),
             }
         }
+        drop(tables);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -178,7 +180,10 @@ impl Snapshot {
         site: &Site,
         health: &Health,
     ) -> Result<Self, Vec<CompileError>> {
-        let tasks = Tasks::compile(zone, Some(site), self.geoip.as_deref(), health)?;
+        // The groups the change leaves alone keep their scope tables.
+        let mut tables = ScopeTables::new(self.geoip.as_deref());
+        self.share_tables(&site.origin, &mut tables);
+        let tasks = Tasks::compile(zone, Some(site), &mut tables, health)?;
         let mut zones = self.zones.clone();
         let compiled = CompiledZone {
             queries: zone_queries(zone, health),
@@ -234,6 +239,15 @@ impl Snapshot {
         ctx.resolution.compact =
             ctx.dnssec && zone.data.signer.as_ref().is_some_and(|s| s.is_compact());
         ctx.resolution
+    }
+
+    /// Lends the scope tables of `site`'s tasks to groups compiled next with `tables`
+    /// (when they use the same databases as this snapshot): explain and preview take
+    /// them instead of making them again.
+    pub fn share_tables(&self, site: &Name, tables: &mut ScopeTables<'_>) {
+        if let Some(zone) = self.zones.get(&data::lowercase_wire(site)) {
+            zone.tasks.share_tables(tables, self.geoip.as_deref());
+        }
     }
 
     /// The zone whose apex is `apex`, as a transfer to `source` may have it.

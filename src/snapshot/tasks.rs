@@ -27,7 +27,7 @@ use super::task_signatures::{
 use crate::dnssec::sign::SigningSession;
 use crate::geoip::GeoIp;
 use crate::health::{Health, Key, OriginHealth};
-use crate::select::CompiledGroup;
+use crate::select::{CompiledGroup, ScopeTables};
 use crate::site::{OriginGroup, Site, Target, Task, WhenAllDown, site_name};
 use crate::wire::WireName;
 
@@ -124,12 +124,13 @@ impl CompiledTask {
 }
 
 impl Tasks {
-    /// Compiles `site`'s tasks over `zone`. A disabled task is checked too: enabling it
-    /// later must not be the first time anyone hears it cannot be served.
+    /// Compiles `site`'s tasks over `zone`, region groups with the databases of
+    /// `tables` and its tables where they fit. A disabled task is checked too: enabling
+    /// it later must not be the first time anyone hears it cannot be served.
     pub fn compile(
         zone: &ZoneData,
         site: Option<&Site>,
-        geoip: Option<&GeoIp>,
+        tables: &mut ScopeTables<'_>,
         health: &Health,
     ) -> Result<Self, Vec<CompileError>> {
         let mut tasks = Self::default();
@@ -142,7 +143,7 @@ impl Tasks {
         for task in site.iter().flat_map(|s| s.tasks.iter()) {
             let site = site.expect("tasks come from a site");
             let result = servable(zone, task).and_then(|()| match task.enabled {
-                true => tasks.attach(zone, site, task, geoip, health, signing.as_mut()),
+                true => tasks.attach(zone, site, task, tables, health, signing.as_mut()),
                 false => Ok(()),
             });
             if let Err(message) = result {
@@ -201,6 +202,14 @@ impl Tasks {
             .map(|task| task.map(|i| &self.tasks[i as usize]))
     }
 
+    /// Adds the scope tables of every group of the tasks to `tables` (made with
+    /// `geoip`).
+    pub fn share_tables(&self, tables: &mut ScopeTables<'_>, geoip: Option<&GeoIp>) {
+        for link in self.tasks.iter().flat_map(|t| t.chain.iter()) {
+            tables.adopt(&link.group, geoip);
+        }
+    }
+
     /// The NSECs or NSEC3s the tasks add to the zone's chain or change in it (empty
     /// unless the zone is signed with a ZSK lbdns holds and has tasks).
     pub fn nsec(&self) -> &[DenialEntry] {
@@ -212,7 +221,7 @@ impl Tasks {
         zone: &ZoneData,
         site: &Site,
         task: &Task,
-        geoip: Option<&GeoIp>,
+        tables: &mut ScopeTables<'_>,
         health: &Health,
         signing: Option<&mut Signing<'_>>,
     ) -> Result<(), String> {
@@ -226,7 +235,7 @@ impl Tasks {
         let mut chain: Box<[Link]> = site
             .chain(group)
             .into_iter()
-            .map(|g| link(site, &site_name, task, group, g, geoip, health))
+            .map(|g| link(site, &site_name, task, group, g, tables, health))
             .collect();
         if let Some(signing) = signing {
             // NODATA at a name whose NSEC (NSEC3) lists the task's types would be bogus; a
@@ -330,7 +339,7 @@ fn link(
     task: &Task,
     head: &OriginGroup,
     group: &OriginGroup,
-    geoip: Option<&GeoIp>,
+    tables: &mut ScopeTables<'_>,
     health: &Health,
 ) -> Link {
     let records = group
@@ -363,7 +372,7 @@ fn link(
             metrics.origin_answers_for(site_name, &hostname, &group.name, &origin)
         })
         .collect();
-    let compiled = CompiledGroup::new(group, geoip);
+    let compiled = CompiledGroup::with_tables(group, tables);
     let (runs, bytes) = compiled.scope_table_size();
     if runs > 0 {
         tracing::debug!(

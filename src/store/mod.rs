@@ -536,7 +536,11 @@ impl Store {
             spec,
             site: checked,
         });
-        Ok(crate::explain::diff(&before, &after))
+        Ok(crate::explain::diff(
+            &before,
+            &after,
+            Some(&**self.shared.serving.load()),
+        ))
     }
 
     pub fn groups(&self, site: &str) -> Result<Vec<GroupView>, ChangeError> {
