@@ -10,7 +10,7 @@
 //! there with one atomic load and a comparison, no lock and no allocation; a miss signs
 //! and replaces whatever the slot held. Random names cannot grow the table, only churn it.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -24,8 +24,10 @@ pub const NXNAME: u16 = 128;
 /// zone's table stays under a few megabytes whatever is asked.
 pub const SLOTS: usize = 16_384;
 
-/// Longest NSEC RDATA made here: the next name and a bitmap of up to 64 windows.
-pub const MAX_NSEC_RDATA: usize = MAX_NAME_LEN + 1 + 64 * 34;
+/// Longest NSEC RDATA made here: the next name and a bitmap of up to 8 windows of 256
+/// types (a name's types span one or two in practice: 0, and 1 for CAA). Kept small:
+/// the buffer is on the stack of every compact denial.
+pub const MAX_NSEC_RDATA: usize = MAX_NAME_LEN + 1 + 8 * 34;
 
 /// One signed record and what it was made from.
 pub struct Entry {
@@ -72,8 +74,8 @@ impl Entry {
 /// The signed records of one zone, by slot.
 pub struct Cache {
     slots: Box<[ArcSwapOption<Entry>]>,
-    /// Keyed per table: which names share a slot cannot be chosen from outside.
-    hasher: RandomState,
+    /// Seeded per table: which names share a slot is not known from outside.
+    hasher: foldhash::fast::RandomState,
 }
 
 impl Default for Cache {
@@ -88,7 +90,7 @@ impl Cache {
         debug_assert!(slots.is_power_of_two());
         Self {
             slots: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
-            hasher: RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
