@@ -5,7 +5,7 @@
 //! lbdns signs, every action that opens the keys first takes the steps due now with the
 //! server's own step function ([`open_and_advance`]), so both see the same lifecycle.
 //!
-//! - `list`: each key, its role, state and next event;
+//! - `list`: each key, its role, state and next event, then how the zone is signed;
 //! - `ds`: the DS record (digest type 2) of the KSK the parent should hold, as
 //!   `dnssec-dsfromkey` prints it;
 //! - `roll-zsk`: starts a ZSK pre-publication rollover now;
@@ -167,6 +167,13 @@ pub fn list(dir: &Path, origin: &Name, zone: &Zone) -> Result<String, String> {
             crate::dnssec::keystate::STATE_FILE
         );
     }
+    let _ = match &zone.policy {
+        Some(policy) => writeln!(text, "signed by lbdns: {policy}"),
+        None => writeln!(
+            text,
+            "not signed by lbdns (no dnssec: in the site file): its keys change only by command"
+        ),
+    };
     Ok(text)
 }
 

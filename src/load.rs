@@ -114,6 +114,46 @@ impl Config {
     }
 
     /// Tasks in all sites, and how many of them are enabled.
+    /// How each signed zone is signed, a line each, as `lbdns check` prints it.
+    pub fn signing(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for zone in self.zones.iter() {
+            let name = site::site_name(&zone.origin);
+            let policy = self
+                .sites
+                .iter()
+                .find(|s| s.site.origin == zone.origin)
+                .and_then(|s| s.site.dnssec.as_ref());
+            if let Some(policy) = policy {
+                lines.push(format!("{name}: signed by lbdns: {policy}"));
+                continue;
+            }
+            let Some(signed) = zone.signed() else {
+                continue;
+            };
+            let denial = match signed.nsec3_params() {
+                Some(params) => format!(
+                    "nsec3 ({} extra iterations, salt {})",
+                    params.iterations,
+                    match params.salt.is_empty() {
+                        true => "none".to_owned(),
+                        false => data_encoding::HEXUPPER.encode(&params.salt),
+                    }
+                ),
+                None => "nsec".to_owned(),
+            };
+            let tasks = match (&zone.signer, signed.nsec3_params()) {
+                (Some(_), _) => "its tasks signed with the imported ZSK",
+                (None, None) => "no task until its ZSK is imported (lbdns keys import)",
+                (None, Some(_)) => "no task (lbdns signs tasks only into an NSEC chain here)",
+            };
+            lines.push(format!(
+                "{name}: signed elsewhere, denial {denial}; {tasks}"
+            ));
+        }
+        lines
+    }
+
     pub fn task_counts(&self) -> (usize, usize) {
         let tasks = self.sites.iter().flat_map(|s| &s.site.tasks);
         let enabled = tasks.clone().filter(|t| t.enabled).count();

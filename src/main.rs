@@ -688,8 +688,9 @@ fn check(dir: DirArgs) -> Result<(), Failure> {
     for warning in config.zones.iter().flat_map(|z| &z.warnings) {
         eprintln!("warning: {warning}");
     }
+    let signing: String = config.signing().iter().map(|l| format!("{l}\n")).collect();
     out(&format!(
-        "ok: {}, {} ({enabled} enabled)\n",
+        "ok: {}, {} ({enabled} enabled)\n{signing}",
         count(config.zones.len(), "zone"),
         count(tasks, "task")
     ))

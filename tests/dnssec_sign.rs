@@ -495,3 +495,31 @@ fn keys_are_made_once_and_the_zone_is_not_signed_again_on_reload() {
     let tag = |text: &str| text.split_whitespace().nth(6).map(str::to_owned);
     assert_eq!(tag(&after), tag(&before));
 }
+
+#[test]
+fn check_and_keys_list_say_how_the_zone_is_signed() {
+    for denial in ["nsec", "nsec3", "compact"] {
+        let site = serve_signing("ed25519", denial);
+        // `check` loads the zone, which makes its keys, as serving does.
+        let out = site.check();
+        assert!(out.status.success(), "{}", describe(&out));
+        let said = format!("signed by lbdns: ED25519, denial {denial} (");
+        assert!(
+            stdout(&out).contains(&format!("example.com: {said}")),
+            "{}",
+            describe(&out)
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+            .args(["keys", "list", "--dir"])
+            .arg(site.path())
+            .arg("example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        let list = stdout(&out);
+        assert!(
+            list.lines().last().is_some_and(|l| l.starts_with(&said)),
+            "{list}"
+        );
+    }
+}

@@ -464,6 +464,13 @@ tasks:
     assert!(out.status.success(), "{}", describe(&out));
     let out = site.check();
     assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains(
+            "example.com: signed elsewhere, denial nsec; its tasks signed with the imported ZSK"
+        ),
+        "{}",
+        describe(&out)
+    );
 
     let server = site.serve();
     let anchor = site.path().join("delv.anchor");

@@ -55,6 +55,19 @@ pub enum Denial {
     Compact,
 }
 
+/// As `lbdns check` and `lbdns keys list` describe it.
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Nsec => "nsec (an NSEC chain over the zone's names)",
+            Self::Nsec3 => {
+                "nsec3 (an NSEC3 chain, RFC 9276: SHA-1, no extra iteration, no salt, no opt-out)"
+            }
+            Self::Compact => "compact (RFC 9824: an NSEC made for each name asked)",
+        })
+    }
+}
+
 /// The checked block: how lbdns signs the zone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnssecPolicy {
@@ -74,6 +87,32 @@ impl Default for DnssecPolicy {
             signature_validity: DEFAULT_VALIDITY,
             zsk_lifetime: Some(DEFAULT_ZSK_LIFETIME),
         }
+    }
+}
+
+/// As `lbdns check` and `lbdns keys list` describe it.
+impl std::fmt::Display for DnssecPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}, denial {}, signatures valid {}, ",
+            self.algorithm.mnemonic(),
+            self.denial,
+            span(self.signature_validity)
+        )?;
+        match self.zsk_lifetime {
+            Some(lifetime) => write!(f, "a new ZSK every {}", span(lifetime)),
+            None => f.write_str("the ZSK never rolled"),
+        }
+    }
+}
+
+/// A duration as the site file writes it: `14d`, `36h`, or seconds.
+fn span(duration: Duration) -> String {
+    match duration.as_secs() {
+        s if s % DAY == 0 => format!("{}d", s / DAY),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s => format!("{s}s"),
     }
 }
 
