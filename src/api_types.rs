@@ -128,6 +128,13 @@ pub struct Group {
     pub dns_only: DnsOnly,
     /// Ids of the tasks that use the group.
     pub used_by: Vec<String>,
+    /// The next group of its fallback chain (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// With a fallback: the group of the chain answering now; `None` while the whole
+    /// chain is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<String>,
 }
 
 /// An origin of a group: as written, with its health when the group is checked.

@@ -402,7 +402,7 @@ pub fn group_table(groups: &[Group]) -> String {
         let region = g.policy == "region";
         let mut origins = g.origins.iter().map(|o| origin_cells(o, region));
         let first = origins.next().unwrap_or_else(|| vec!["-".to_owned(); 4]);
-        let mut row = vec![g.name.clone(), g.policy.clone()];
+        let mut row = vec![g.name.clone(), policy_cell(g)];
         row.extend(first);
         row.push(match g.used_by.is_empty() {
             true => "-".to_owned(),
@@ -422,6 +422,22 @@ pub fn group_table(groups: &[Group]) -> String {
         ],
         &rows,
     )
+}
+
+/// The group's policy and, with a fallback, its next group and the group of the chain
+/// answering now (`weight, fallback backup: serving backup`; `all down` while none is).
+fn policy_cell(group: &Group) -> String {
+    match &group.fallback {
+        None => group.policy.clone(),
+        Some(next) => format!(
+            "{}, fallback {next}: {}",
+            group.policy,
+            group
+                .serving
+                .as_ref()
+                .map_or("all down".to_owned(), |g| format!("serving {g}"))
+        ),
+    }
 }
 
 /// An origin's address, weight and region keys (`countries=CN,HK continents=EU`); a

@@ -20,7 +20,7 @@ use lbdns::load::{self, Sources};
 use lbdns::metrics::Metrics;
 use lbdns::rrl::{RateLimiter, RrlArgs};
 use lbdns::server::{self, Listeners};
-use lbdns::site::spec::GroupSpec;
+use lbdns::site::spec::{GroupSpec, Lined, Stickiness};
 use lbdns::store::Store;
 use lbdns::{api, http, watch};
 use serde_json::Value;
@@ -386,6 +386,10 @@ enum TaskCommand {
         /// Create it disabled.
         #[arg(long)]
         disabled: bool,
+        /// client_subnet: each client prefix (/24, /56) keeps its origin, picked by
+        /// rendezvous hashing instead of a random draw by weight.
+        #[arg(long, value_parser = ["client_subnet"])]
+        stickiness: Option<String>,
     },
     /// Change some fields of a task; the others stay as they are.
     Update {
@@ -939,6 +943,7 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
             ttl,
             answers,
             disabled,
+            stickiness,
         } => {
             // Created by PUT under a known id, so a retry cannot create it twice.
             let id = id.or_else(|| {
@@ -946,7 +951,10 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
                     .ok()
                     .map(|name| lbdns::site::default_task_id(&name.to_lowercase()))
             });
-            let body = client::task_body(id.clone(), &hostname, &group, ttl, answers, disabled);
+            let mut body = client::task_body(id.clone(), &hostname, &group, ttl, answers, disabled);
+            if stickiness.is_some() {
+                body.stickiness = Some(Lined::new(Stickiness::ClientSubnet));
+            }
             match &id {
                 Some(id) => client.create(&format!("{base}/{id}"), &body).map_err(|e| {
                     e.hint(Refusal::DifferentTaskExists, || {

@@ -2,7 +2,8 @@
 //! served directory. Output goes to stdout and ends quietly when the reader stops reading;
 //! errors go to stderr and say what to do (a token, a server to start); tokens are checked
 //! when `serve` starts; logs written to a file carry no colour codes; internationalized
-//! names get ASCII ids; `group list` shows what the file says about each origin.
+//! names get ASCII ids; `group list` shows what the file says about each origin and
+//! which group of a fallback chain answers.
 
 mod common;
 use common::*;
@@ -517,6 +518,74 @@ fn group_list_shows_weights_and_region_keys() {
         ],
         "{table}"
     );
+}
+
+/// SPEC §12 from the command line: `task create --stickiness client_subnet` makes a task
+/// whose answer holds for the client's /24 (the scope RFC 7871 caches it for), and
+/// `group list` shows a group's fallback and which group of its chain answers now.
+#[test]
+fn sticky_tasks_are_created_and_group_list_shows_the_fallback_serving() {
+    require_tool(&["dig"], "dnsutils");
+    // Nothing listens on this port: the primary's tcp check fails, the backup answers.
+    let port = free_port().port();
+    let yaml = format!(
+        "origin_groups:\n  primary:\n    fallback: backup\n    health_check: {{type: tcp, port: {port}, interval: 0.2}}\n    origins:\n    - address: 127.0.0.1\n  backup:\n    origins:\n    - address: 192.0.2.7\n  pool:\n    origins:\n    - address: 192.0.2.1\n    - address: 192.0.2.2\n"
+    );
+    let zone = read(&example_dir().join("zones/example.com.zone"));
+    let site = Site::new(&[("example.com.zone", &zone), ("example.com.lb.yaml", &yaml)]);
+    let server = site.serve();
+    let create = [
+        "task",
+        "create",
+        "--hostname",
+        "sticky.example.com",
+        "--group",
+        "pool",
+        "--stickiness",
+        "client_subnet",
+    ];
+    assert_ok(&cli(server.api, &create));
+    let task = stdout(&cli(server.api, &["task", "get", "sticky.example.com", "--json"]));
+    let task: serde_json::Value = serde_json::from_str(&task).unwrap();
+    assert_eq!(task["stickiness"], "client_subnet", "{task}");
+    let reply = server.dig(&["+subnet=198.51.100.7/32", "sticky.example.com", "A"]);
+    assert!(
+        reply.contains("; CLIENT-SUBNET: 198.51.100.7/32/24"),
+        "{reply}"
+    );
+    let bad = cli(
+        server.api,
+        &[
+            "task",
+            "create",
+            "--hostname",
+            "x.example.com",
+            "--group",
+            "pool",
+            "--stickiness",
+            "yes",
+        ],
+    );
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("client_subnet"),
+        "{}",
+        describe(&bad)
+    );
+
+    let list = || stdout(&cli(server.api, &["group", "list"]));
+    let line = |table: &str, name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name}:\n{table}"))
+            .to_owned()
+    };
+    wait_until("the backup serves", list, || {
+        line(&list(), "primary").contains("weight, fallback backup: serving backup")
+    });
+    let table = list();
+    assert!(!line(&table, "backup").contains("fallback"), "{table}");
+    assert!(!line(&table, "pool").contains("fallback"), "{table}");
 }
 
 /// `task create` is safe to retry: run twice, the task exists once and the second run
