@@ -545,7 +545,10 @@ fn sticky_tasks_are_created_and_group_list_shows_the_fallback_serving() {
         "client_subnet",
     ];
     assert_ok(&cli(server.api, &create));
-    let task = stdout(&cli(server.api, &["task", "get", "sticky.example.com", "--json"]));
+    let task = stdout(&cli(
+        server.api,
+        &["task", "get", "sticky.example.com", "--json"],
+    ));
     let task: serde_json::Value = serde_json::from_str(&task).unwrap();
     assert_eq!(task["stickiness"], "client_subnet", "{task}");
     let reply = server.dig(&["+subnet=198.51.100.7/32", "sticky.example.com", "A"]);
