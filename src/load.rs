@@ -142,10 +142,10 @@ impl Config {
                 ),
                 None => "nsec".to_owned(),
             };
-            let tasks = match (&zone.signer, signed.nsec3_params()) {
+            let tasks = match (&zone.signer, signed.opt_out()) {
                 (Some(_), _) => "its tasks signed with the imported ZSK",
-                (None, None) => "no task until its ZSK is imported (lbdns keys import)",
-                (None, Some(_)) => "no task (lbdns signs tasks only into an NSEC chain here)",
+                (None, false) => "no task until its ZSK is imported (lbdns keys import)",
+                (None, true) => "no task (lbdns adds no task name to an opt-out NSEC3 chain)",
             };
             lines.push(format!(
                 "{name}: signed elsewhere, denial {denial}; {tasks}"
@@ -593,11 +593,14 @@ fn signature_span(zone: &ZoneData) -> Option<u64> {
     (span > 0 && span < 1 << 31).then_some(u64::from(span))
 }
 
-/// The ZSK imported (`lbdns keys import`) for `zone`, signed elsewhere with an NSEC chain:
-/// a key of `keys/<origin>/`, private part included, whose DNSKEY the zone publishes.
-/// Its tasks' answers are signed with it; without one, its tasks are refused.
+/// The ZSK imported (`lbdns keys import`) for `zone`, signed elsewhere with an NSEC chain
+/// or an NSEC3 chain without opt-out: a key of `keys/<origin>/`, private part included,
+/// whose DNSKEY the zone publishes. Its tasks' answers are signed with it; without one,
+/// its tasks are refused.
 fn imported_zsk(sources: &Sources, zone: &ZoneData) -> Option<crate::dnssec::key::ZoneKey> {
-    zone.signed()?.nsec_owners()?;
+    if zone.signed()?.opt_out() {
+        return None;
+    }
     let dnskeys = zone.node(&zone.apex)?.rrset(crate::dnssec::rtype::DNSKEY)?;
     let dir = sources.dir.join("keys").join(site::site_name(&zone.origin));
     std::fs::read_dir(dir)

@@ -303,7 +303,8 @@ fn a_task_in_a_zone_signed_elsewhere_is_refused_by_check_and_the_api() {
         "{site_file}tasks:\n  - {{ hostname: lb.example.com, origin_group: web, ttl: 30 }}\n"
     );
     let why = "zone example.com is signed elsewhere: a task there would answer unsigned; \
-               import its ZSK with `lbdns keys import` (the zone must deny with NSEC)";
+               import its ZSK with `lbdns keys import` (the zone must deny with NSEC, or NSEC3 \
+               without opt-out)";
 
     // check: the same directory with a task in the site file.
     let checked = Site::new(&[

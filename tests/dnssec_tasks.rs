@@ -423,8 +423,22 @@ fn a_task_past_the_signing_limit_is_refused_with_what_to_change() {
 
 #[test]
 fn a_zone_signed_elsewhere_signs_its_tasks_once_its_zsk_is_imported() {
+    for (denial, said) in [
+        (signing::Denial::Nsec, "nsec"),
+        (
+            signing::Denial::Nsec3,
+            "nsec3 (0 extra iterations, salt none)",
+        ),
+    ] {
+        signed_elsewhere_tasks_validate(denial, said);
+    }
+}
+
+/// `check` says the zone (denying as `said`) is signed elsewhere, its tasks signed with the
+/// imported ZSK; opt-out NSEC3 chains, where task names would be missing, are refused.
+fn signed_elsewhere_tasks_validate(denial: signing::Denial, said: &str) {
     let keys = tempfile::tempdir().unwrap();
-    let signed = signing::sign(keys.path(), "example.com", ZONE, signing::Denial::Nsec);
+    let signed = signing::sign(keys.path(), "example.com", ZONE, denial);
     let site_file = "origin_groups:
   web:
     origins:
@@ -465,9 +479,9 @@ tasks:
     let out = site.check();
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
-        stdout(&out).contains(
-            "example.com: signed elsewhere, denial nsec; its tasks signed with the imported ZSK"
-        ),
+        stdout(&out).contains(&format!(
+            "example.com: signed elsewhere, denial {said}; its tasks signed with the imported ZSK"
+        )),
         "{}",
         describe(&out)
     );
@@ -488,10 +502,49 @@ tasks:
     ] {
         let out = delv(&server, &anchor, name, rtype);
         if !expect.concluded_by_delv(&out) {
-            wrong.push(format!("{name} {rtype}, expected {expect:?}:\n{out}"));
+            wrong.push(format!(
+                "{said} {name} {rtype}, expected {expect:?}:\n{out}"
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn tasks_in_a_zone_signed_elsewhere_with_nsec3_opt_out_are_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let signed = signing::sign(
+        keys.path(),
+        "example.com",
+        ZONE,
+        signing::Denial::Nsec3OptOut,
+    );
+    let site_file = "origin_groups:\n  web:\n    origins:\n      - address: 192.0.2.10\ntasks:\n  - { id: lb, hostname: lb.example.com, origin_group: web }\n";
+    let site = Site::new(&[
+        ("example.com.zone", &signed.text),
+        ("example.com.lb.yaml", site_file),
+    ]);
+    for file in std::fs::read_dir(keys.path()).unwrap() {
+        let path = file.unwrap().path();
+        if path.extension().is_some_and(|e| e == "key") {
+            let out = Command::new(env!("CARGO_BIN_EXE_lbdns"))
+                .args(["keys", "import", "--dir"])
+                .arg(site.path())
+                .arg("example.com")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", describe(&out));
+        }
+    }
+    // Its ZSK imported, the chain still lacks the names opt-out leaves out.
+    let out = site.check();
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("NSEC3 without opt-out"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]

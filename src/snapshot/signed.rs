@@ -262,6 +262,17 @@ impl Signed {
         }
     }
 
+    /// True when an NSEC3 of the zone has the Opt-Out flag (RFC 5155 §3.1.2.1): names
+    /// may be missing from its chain, which task names are not added to.
+    pub fn opt_out(&self) -> bool {
+        self.nsec3.iter().any(|entry| {
+            Records(&entry.records).any(|r| {
+                u16::from_be_bytes([r[0], r[1]]) == dnssec::rtype::NSEC3
+                    && r.get(11).is_some_and(|flags| flags & 1 != 0)
+            })
+        })
+    }
+
     /// The zone's NSEC3 RRsets, in hash order.
     pub fn nsec3_entries(&self) -> &[DenialEntry] {
         &self.nsec3

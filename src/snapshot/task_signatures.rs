@@ -268,8 +268,8 @@ pub fn nsec_chain(
 /// NSEC: the zone's types there, but the A, AAAA and CNAME the task hides, and the
 /// task's `types`), at each empty non-terminal above one the zone does not have (no
 /// types: RFC 5155 §7.1 gives them an NSEC3), and at the hash before each hash the zone
-/// does not have (its next hashed owner changes). The zone's chain has no opt-out
-/// (lbdns signed it), so every record has flags 0.
+/// does not have (its next hashed owner changes). The zone's chain has no opt-out (a
+/// zone signed elsewhere with opt-out gets no task), so every record has flags 0.
 pub fn nsec3_chain(
     zone: &ZoneData,
     chain: &[DenialEntry],

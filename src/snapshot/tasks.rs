@@ -407,7 +407,8 @@ fn servable(zone: &ZoneData, task: &Task) -> Result<(), String> {
     if zone.signed().is_some() && zone.signer.is_none() {
         return Err(format!(
             "task {}: zone {} is signed elsewhere: a task there would answer unsigned; \
-             import its ZSK with `lbdns keys import` (the zone must deny with NSEC)",
+             import its ZSK with `lbdns keys import` (the zone must deny with NSEC, or NSEC3 \
+             without opt-out)",
             task.id,
             site_name(&zone.origin)
         ));
