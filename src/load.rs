@@ -276,32 +276,26 @@ pub fn load(
         let policy = loaded_sites
             .get(origin)
             .and_then(|(_, site): &(SiteSpec, Site)| site.dnssec.as_ref());
-        // A zone signed elsewhere compiled before its ZSK was imported is read again, to
-        // take the key.
-        if let Some(zone) = compiled_before(path, origin).filter(|zone| {
-            policy.is_some() || zone.signer.is_some() || imported_zsk(sources, zone).is_none()
-        }) {
-            match policy {
-                Some(policy) => match signed(sources, zone, policy) {
-                    Ok(zone) => zones.push(zone),
-                    Err(e) => errors.push(e),
-                },
-                None => zones.push(zone),
+        if let Some(policy) = policy {
+            match signed(sources, origin, path, policy) {
+                Ok(zone) => zones.push(zone),
+                Err(e) => errors.push(e),
             }
             continue;
         }
-        // Each zone is compiled as it is read; no parsed copy of its records is kept.
+        // A zone signed elsewhere compiled before its ZSK was imported is read again, to
+        // take the key.
+        if let Some(zone) = compiled_before(path, origin)
+            .filter(|zone| zone.signer.is_some() || imported_zsk(sources, zone).is_none())
+        {
+            zones.push(zone);
+            continue;
+        }
         let stamp = file_stamp(path);
-        match zone::load(path, origin) {
+        match compile(path, origin) {
             Ok(zone) => {
-                // Logged once, when compiled: a reused zone is not read again.
-                for warning in &zone.warnings {
-                    tracing::warn!("{warning}");
-                }
                 let mut zone = zone;
-                if policy.is_none()
-                    && let Some(zsk) = imported_zsk(sources, &zone)
-                {
+                if let Some(zsk) = imported_zsk(sources, &zone) {
                     tracing::info!(
                         "zone {}: signed elsewhere; its tasks are signed with the imported ZSK {}",
                         zone.origin,
@@ -325,15 +319,9 @@ pub fn load(
                 }
                 let zone = Arc::new(zone);
                 remember(path, stamp, &zone);
-                match policy {
-                    Some(policy) => match signed(sources, zone, policy) {
-                        Ok(zone) => zones.push(zone),
-                        Err(e) => errors.push(e),
-                    },
-                    None => zones.push(zone),
-                }
+                zones.push(zone);
             }
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(e),
         }
     }
     // By origin: with thousands of sites, searching the lists would be quadratic.
@@ -485,11 +473,26 @@ fn compiled_before(path: &Path, origin: &Name) -> Option<Arc<ZoneData>> {
     Some(zone)
 }
 
-/// A zone lbdns signed, kept with what it was signed from: a reload that changes
-/// neither the zone file, the policy nor the keys the apex uses reuses the signatures
-/// until they are due for refresh.
+/// The zone file at `path` compiled; its warnings logged, once per compile (a reused
+/// zone is not read again). Each zone is compiled as it is read; no parsed copy of its
+/// records is kept.
+fn compile(path: &Path, origin: &Name) -> Result<ZoneData, String> {
+    let zone = zone::load(path, origin).map_err(|e| e.to_string())?;
+    for warning in &zone.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(zone)
+}
+
+/// A zone lbdns signed, kept with a digest of what it was signed from: a reload that
+/// changes neither the zone's data, the policy nor the keys the apex uses reuses the
+/// signatures until they are due for refresh. The unsigned zone itself is not kept (it
+/// is signed in place), so a large zone is in memory once.
 struct SignedCache {
-    unsigned: Arc<ZoneData>,
+    unsigned: sign::ZoneDigest,
+    /// The zone file's stamp when it was read: while it stays the same, a reload reads
+    /// the file only if the zone must be signed again.
+    file: Option<(PathBuf, FileStamp)>,
     policy: DnssecPolicy,
     timing: Timing,
     apex: Apex,
@@ -614,24 +617,46 @@ fn imported_zsk(sources: &Sources, zone: &ZoneData) -> Option<crate::dnssec::key
         })
 }
 
-/// `zone` signed as `policy` says with its keys in `keys/<origin>/`, after the keys'
-/// steps due now ([`keydir::open_and_advance`]: keys made at the first load, rollovers).
+/// The zone file at `path` signed as `policy` says with its keys in `keys/<origin>/`,
+/// after the keys' steps due now ([`keydir::open_and_advance`]: keys made at the first
+/// load, rollovers).
 fn signed(
     sources: &Sources,
-    zone: Arc<ZoneData>,
+    origin: &Name,
+    path: &Path,
     policy: &DnssecPolicy,
 ) -> Result<Arc<ZoneData>, String> {
-    let path = crate::keys::key_dir(&sources.dir, &zone.origin);
+    let key_path = crate::keys::key_dir(&sources.dir, origin);
     let now = lifecycle::now();
+    let in_zone = |e: &dyn std::fmt::Display| format!("zone {origin}: {e}");
     let mut cache = SIGNED.lock().unwrap_or_else(|e| e.into_inner());
+    // Taken before the file is read: a write meanwhile changes it, and the next reload
+    // reads the file again. A file with `$INCLUDE` is always read again.
+    let file = file_stamp(path)
+        .filter(|_| !has_include(path))
+        .map(|stamp| (path.to_owned(), stamp));
+    let unchanged = cache
+        .get(origin)
+        .filter(|c| c.policy == *policy && file.is_some() && c.file == file);
+    let mut zone = match unchanged {
+        Some(_) => None,
+        None => Some(compile(path, origin)?),
+    };
+    let digest = match (&zone, unchanged) {
+        (Some(zone), _) => sign::ZoneDigest::of(zone),
+        (None, cached) => cached.expect("an unchanged file is cached").unsigned,
+    };
     let cached = cache
-        .get(&zone.origin)
-        .filter(|c| Arc::ptr_eq(&c.unsigned, &zone) && c.policy == *policy);
-    let timing = cached.map_or_else(|| sign::key_timing(&zone, policy), |c| c.timing);
-    let in_zone = |e: &dyn std::fmt::Display| format!("zone {}: {e}", zone.origin);
+        .get(origin)
+        .filter(|c| c.unsigned == digest && c.policy == *policy);
+    let timing = match (cached, &zone) {
+        (Some(cached), _) => cached.timing,
+        (None, Some(zone)) => sign::key_timing(zone, policy),
+        (None, None) => unreachable!("a zone not cached was compiled"),
+    };
     let (dir, keys) = keydir::open_and_advance(
-        &path,
-        &zone.origin.to_ascii(),
+        &key_path,
+        &origin.to_ascii(),
         policy.algorithm,
         &timing,
         now,
@@ -641,21 +666,26 @@ fn signed(
     let apex = keys.lifecycle.apex(now);
     let next_key_event = keys.lifecycle.next_change(now, &timing);
     let real_now = unix_now();
-    if let Some(cached) = cache.get_mut(&zone.origin)
-        && Arc::ptr_eq(&cached.unsigned, &zone)
+    if let Some(cached) = cache.get_mut(origin)
+        && cached.unsigned == digest
         && cached.policy == *policy
         && cached.apex == apex
         && real_now < cached.refresh_at
     {
         cached.next_key_event = next_key_event;
+        cached.file = file;
         sign::SIGNATURES_REUSED.inc_by(cached.signatures as u64);
         return Ok(cached.signed.clone());
     }
-    let made = sign::sign_zone(&zone, keys, &apex, policy, real_now).map_err(|e| in_zone(&e))?;
+    let zone = match zone.take() {
+        Some(zone) => zone,
+        None => compile(path, origin)?,
+    };
+    let made = sign::sign_zone(zone, keys, &apex, policy, real_now).map_err(|e| in_zone(&e))?;
     sign::SIGNATURES_MADE.inc_by(made.signatures as u64);
     tracing::info!(
         "zone {}: signed, {} signatures (DNSKEY {:?}, signed by KSK {:?}; ZSK {}; CDS {}), earliest expiry {}",
-        zone.origin,
+        origin,
         made.signatures,
         apex.dnskey,
         apex.dnskey_signers,
@@ -666,9 +696,10 @@ fn signed(
     );
     let signed = Arc::new(made.zone);
     cache.insert(
-        zone.origin.clone(),
+        origin.clone(),
         SignedCache {
-            unsigned: zone,
+            unsigned: digest,
+            file,
             policy: policy.clone(),
             timing,
             apex,

@@ -242,13 +242,20 @@ impl ZoneKey {
     /// without its signature, then the RRset in canonical form). ECDSA's is r||s, 64
     /// bytes (RFC 6605 §4); Ed25519's 64 bytes (RFC 8080 §4).
     pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.sign_into(data, &mut out);
+        out
+    }
+
+    /// [`ZoneKey::sign`], the signature appended to `out`.
+    pub fn sign_into(&self, data: &[u8], out: &mut Vec<u8>) {
         match &self.pair {
-            Pair::Ecdsa(pair) => pair
-                .sign(&SystemRandom::new(), data)
-                .expect("ECDSA signing with the system random source")
-                .as_ref()
-                .to_vec(),
-            Pair::Ed25519(pair) => pair.sign(data).as_ref().to_vec(),
+            Pair::Ecdsa(pair) => out.extend_from_slice(
+                pair.sign(&SystemRandom::new(), data)
+                    .expect("ECDSA signing with the system random source")
+                    .as_ref(),
+            ),
+            Pair::Ed25519(pair) => out.extend_from_slice(pair.sign(data).as_ref()),
         }
     }
 

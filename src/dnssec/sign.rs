@@ -21,7 +21,7 @@ use super::keydir::ZoneKeys;
 use super::lifecycle::{Apex, Timing};
 use super::{Nsec3Params, canonical_cmp, nsec3_hash, nsec3_rdata, rtype as dnssec_rtype};
 use crate::site::dnssec::{Denial, DnssecPolicy};
-use crate::snapshot::{ZoneBuilder, ZoneData};
+use crate::snapshot::{RecordsMut, ZoneBuilder, ZoneData};
 use crate::wire::{Records, WireName, rtype};
 
 /// CDS and CDNSKEY (RFC 7344).
@@ -102,6 +102,42 @@ pub struct SignedZone {
     pub signatures: usize,
 }
 
+/// What a zone held before it was signed, as a digest: the signing cache compares it
+/// to tell whether a zone read again is the one it signed, without keeping that zone.
+/// Two 64-bit hashes of every name and its records, summed over the names so that the
+/// order the zone keeps them in does not matter; its origin and warnings as well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZoneDigest {
+    names: usize,
+    sum: [u64; 2],
+}
+
+impl ZoneDigest {
+    pub fn of(zone: &ZoneData) -> Self {
+        use std::hash::BuildHasher;
+        let seeds = [
+            foldhash::quality::FixedState::with_seed(0x6c62_646e_7331),
+            foldhash::quality::FixedState::with_seed(0x6c62_646e_7332),
+        ];
+        let mut digest = Self {
+            names: 0,
+            sum: [0; 2],
+        };
+        let whole = (zone.origin.to_ascii(), &zone.warnings);
+        for (sum, seed) in digest.sum.iter_mut().zip(&seeds) {
+            *sum = seed.hash_one(&whole);
+        }
+        for (owner, node) in zone.nodes() {
+            digest.names += 1;
+            let records = node.records().0;
+            for (sum, seed) in digest.sum.iter_mut().zip(&seeds) {
+                *sum = sum.wrapping_add(seed.hash_one((owner, records)));
+            }
+        }
+        digest
+    }
+}
+
 /// The lifecycle's intervals for `zone` signed as `policy` says: its largest TTL, the
 /// SOA MINIMUM (negative answers' TTL) included, and the policy's ZSK lifetime.
 pub fn key_timing(zone: &ZoneData, policy: &DnssecPolicy) -> Timing {
@@ -133,7 +169,269 @@ struct Rrset<'a> {
 
 /// Signs `zone` as `policy` says with the keys of `keys` that `apex_keys` names, at `now`
 /// (seconds since the Unix epoch); the ZSK goes on signing the zone's task answers.
+/// With NSEC or compact denial the zone is signed in place ([`sign_in_place`]); NSEC3's
+/// records are owned by hashed names the zone keeps apart, so it is built anew.
 pub fn sign_zone(
+    zone: ZoneData,
+    keys: ZoneKeys,
+    apex_keys: &Apex,
+    policy: &DnssecPolicy,
+    now: u64,
+) -> Result<SignedZone, SignError> {
+    match policy.denial {
+        Denial::Nsec3 => sign_rebuilt(&zone, keys, apex_keys, policy, now),
+        _ => sign_in_place(zone, keys, apex_keys, policy, now),
+    }
+}
+
+/// [`sign_zone`] with NSEC or compact denial. The zone is signed in place: each name's records are rewritten once, with its NSEC
+/// and its RRSIGs after its data, so a large zone is never held twice (unsigned and
+/// signed) nor are its signatures held apart from it. The names are shared out in small
+/// runs of the NSEC chain's order to a thread per core, since signatures cost far more
+/// than the rest.
+fn sign_in_place(
+    mut zone: ZoneData,
+    mut keys: ZoneKeys,
+    apex_keys: &Apex,
+    policy: &DnssecPolicy,
+    now: u64,
+) -> Result<SignedZone, SignError> {
+    // Compact denial makes its NSECs per name asked: the zone has no chain to walk.
+    let compact = policy.denial == Denial::Compact;
+    let signers = Signers::of(&keys, apex_keys)?;
+    let apex = zone.apex.clone();
+    let apex_labels = zone.apex_labels;
+    let soa = zone.soa();
+    let soa_ttl = u32::from_be_bytes(soa[4..8].try_into().expect("4 bytes"));
+    let nsec_ttl = u32::from_be_bytes(zone.negative_soa[4..8].try_into().expect("4 bytes"));
+
+    // The apex's key RRsets.
+    let mut key_records = Vec::new();
+    for key in &signers.dnskey {
+        push_record(
+            &mut key_records,
+            dnssec_rtype::DNSKEY,
+            soa_ttl,
+            &key.dnskey_rdata(),
+        );
+    }
+    if let Some(key) = signers.cds {
+        push_record(&mut key_records, CDS, soa_ttl, &key.ds_rdata(&apex));
+        push_record(&mut key_records, CDNSKEY, soa_ttl, &key.dnskey_rdata());
+    }
+
+    // The NSEC chain: every name with data or a cut, not glue below a cut, in canonical
+    // order; empty non-terminals are not in it (RFC 4035 §2.3). Glue is neither in the
+    // chain nor signed; DNSSEC records the file gave any name are dropped.
+    let cuts: std::collections::HashSet<Box<[u8]>> = zone
+        .nodes()
+        .filter(|(_, node)| node.referral.is_some())
+        .map(|(name, _)| name.into())
+        .collect();
+    let below_cut = |owner: &[u8]| {
+        let Some(name) = WireName::from_lowercase(owner) else {
+            return false;
+        };
+        (apex_labels..name.labels()).any(|n| cuts.contains(name.suffix(n)))
+    };
+    let made_here =
+        |record: &[u8]| is_made_when_signing(u16::from_be_bytes([record[0], record[1]]));
+    let mut chain = Vec::new();
+    let mut emptied = Vec::new();
+    for mut name in zone.records_mut() {
+        let has_data = *name.owner == *apex || Records(name.records()).any(|r| !made_here(r));
+        if (below_cut(name.owner) || !has_data) && Records(name.records()).any(made_here) {
+            let kept: Vec<u8> = Records(name.records())
+                .filter(|r| !made_here(r))
+                .flatten()
+                .copied()
+                .collect();
+            name.replace(&kept);
+            if kept.is_empty() {
+                emptied.push(Box::<[u8]>::from(name.owner));
+            }
+        }
+        if has_data && !below_cut(name.owner) {
+            chain.push(name);
+        }
+    }
+    chain.sort_unstable_by(|a, b| canonical_cmp(a.owner, b.owner));
+
+    // Signatures: inception a little in the past; expiry spread over the last tenth of
+    // the validity, so that a zone's signatures do not all fall due at once.
+    let validity = policy.signature_validity.as_secs();
+    let signing = ZoneSigning {
+        apex: &apex,
+        zsk: signers.zsk,
+        ksks: &signers.ksks,
+        key_records: &key_records,
+        nsec_ttl,
+        validity,
+        inception: now.saturating_sub(INCEPTION_SKEW),
+        compact,
+    };
+    // Runs small enough that a thread the machine slows down does not hold up the rest.
+    const RUN: usize = 256;
+    // The name after each run's last; the chain closes at the apex, the first.
+    let after_runs: Vec<&[u8]> = (1..=chain.len().div_ceil(RUN))
+        .map(|i| chain.get(i * RUN).unwrap_or(&chain[0]).owner)
+        .collect();
+    let runs = Mutex::new(chain.chunks_mut(RUN).zip(after_runs));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (signatures, earliest_expiry) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut worker = Worker {
+                        earliest_expiry: u64::MAX,
+                        ..Worker::default()
+                    };
+                    loop {
+                        let next = runs.lock().unwrap_or_else(|e| e.into_inner()).next();
+                        let Some((run, after)) = next else {
+                            break;
+                        };
+                        for i in 0..run.len() {
+                            let next = run.get(i + 1).map_or(after, |name| name.owner);
+                            signing.sign_name(&mut run[i], next, &mut worker);
+                        }
+                    }
+                    (worker.signatures, worker.earliest_expiry)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a signing thread does not panic"))
+            .fold((0, u64::MAX), |(n, e), (wn, we)| (n + wn, e.min(we)))
+    });
+    drop(chain);
+    zone.remove_empty(&emptied);
+    zone.rederive();
+
+    let zsk_tag = signers.zsk.key_tag();
+    let zsk_at = keys
+        .keys
+        .iter()
+        .position(|k| k.key_tag() == zsk_tag)
+        .expect("the ZSK is one of the keys");
+    zone.signer = Some(RrsetSigner::new(
+        keys.keys.swap_remove(zsk_at),
+        apex,
+        validity,
+        nsec_ttl,
+        compact,
+    ));
+    Ok(SignedZone {
+        zone,
+        earliest_expiry,
+        refresh_at: earliest_expiry.saturating_sub(validity / 3),
+        signatures,
+    })
+}
+
+/// What signing every name of a zone shares.
+struct ZoneSigning<'a> {
+    apex: &'a [u8],
+    zsk: &'a ZoneKey,
+    ksks: &'a [&'a ZoneKey],
+    /// The apex's DNSKEY, CDS and CDNSKEY records.
+    key_records: &'a [u8],
+    nsec_ttl: u32,
+    validity: u64,
+    inception: u64,
+    /// No NSEC chain (compact denial).
+    compact: bool,
+}
+
+/// One signing thread's buffers, reused from name to name, and its tally.
+#[derive(Default)]
+struct Worker {
+    records: Vec<u8>,
+    signatures_out: Vec<u8>,
+    signed_data: Vec<u8>,
+    types: Vec<u16>,
+    signatures: usize,
+    earliest_expiry: u64,
+}
+
+impl ZoneSigning<'_> {
+    /// Rewrites the records of `name` (in the chain): its data, at the apex the key
+    /// RRsets, its NSEC pointing to `next`, then an RRSIG over each RRset it is
+    /// authoritative for (RFC 4035 §2.2: at a cut only the DS and NSEC).
+    fn sign_name(&self, name: &mut RecordsMut, next: &[u8], worker: &mut Worker) {
+        let records = &mut worker.records;
+        records.clear();
+        worker.types.clear();
+        let at_apex = *name.owner == *self.apex;
+        let data = Records(name.records())
+            .filter(|r| !is_made_when_signing(u16::from_be_bytes([r[0], r[1]])))
+            .chain(Records(if at_apex { self.key_records } else { &[] }));
+        for record in data {
+            let t = u16::from_be_bytes([record[0], record[1]]);
+            records.extend_from_slice(record);
+            if !worker.types.contains(&t) {
+                worker.types.push(t);
+            }
+        }
+        if !self.compact {
+            worker.types.extend([rtype::RRSIG, rtype::NSEC]);
+            let mut rdata = next.to_vec();
+            rdata.extend_from_slice(&type_bitmap(&worker.types));
+            push_record(records, rtype::NSEC, self.nsec_ttl, &rdata);
+        }
+
+        let out = &mut worker.signatures_out;
+        out.clear();
+        let mut at = 0;
+        while at < records.len() {
+            let t = u16::from_be_bytes([records[at], records[at + 1]]);
+            let end = Records(&records[at..])
+                .take_while(|r| r[..2] == t.to_be_bytes())
+                .map(<[u8]>::len)
+                .sum::<usize>()
+                + at;
+            let rrset = &records[at..end];
+            at = end;
+            if name.is_cut && !matches!(t, rtype::DS | rtype::NSEC) {
+                continue;
+            }
+            let jitter = spread(name.owner, t, self.validity / 10);
+            let expiration = self.inception + self.validity - jitter;
+            worker.earliest_expiry = worker.earliest_expiry.min(expiration);
+            // RFC 7344 §4.1: the parent checks the CDS and CDNSKEY against its DS, so the
+            // KSKs sign them as they sign the DNSKEY RRset.
+            let keys = if is_key_rrset(t) {
+                self.ksks
+            } else {
+                std::slice::from_ref(&self.zsk)
+            };
+            let data = &mut worker.signed_data;
+            data.clear();
+            canonical_rrset_into(name.owner, t, rrset, data);
+            for key in keys {
+                push_rrsig(
+                    (name.owner, t, rrset),
+                    data,
+                    (self.apex, *key),
+                    (self.inception, expiration),
+                    out,
+                );
+                worker.signatures += 1;
+            }
+        }
+        records.extend_from_slice(out);
+        name.replace(records);
+    }
+}
+
+/// The apex's RRsets the KSKs sign.
+fn is_key_rrset(t: u16) -> bool {
+    matches!(t, dnssec_rtype::DNSKEY | CDS | CDNSKEY)
+}
+
+/// [`sign_zone`] with NSEC3: the zone built anew, the NSEC3 chain beside its names.
+fn sign_rebuilt(
     zone: &ZoneData,
     mut keys: ZoneKeys,
     apex_keys: &Apex,
@@ -465,22 +763,74 @@ fn rrsig_over(
 /// `rrset` in canonical form and order (RFC 4034 §6.2, §6.3): what its signature covers
 /// after the RRSIG's own fields.
 fn canonical_rrset(rrset: &Rrset) -> Vec<u8> {
-    let ttl = u32::from_be_bytes(rrset.records[4..8].try_into().expect("4 bytes"));
-    let mut canonical: Vec<Vec<u8>> = Records(&rrset.records)
-        .map(|r| canonical_rdata(rrset.rtype, &r[10..]))
+    let mut out = Vec::new();
+    canonical_rrset_into(&rrset.owner, rrset.rtype, &rrset.records, &mut out);
+    out
+}
+
+/// Appends the RRSIG record (type..RDATA) over the RRset of `rtype` at `owner` made of
+/// `records` (type..RDATA each), whose canonical form is `canonical`, by `key` of the
+/// zone `signer` (RFC 4034 §3.1.8.1). `canonical` is used as the buffer of the signed
+/// data, and left as it was.
+fn push_rrsig(
+    (owner, rtype, records): (&[u8], u16, &[u8]),
+    canonical: &mut Vec<u8>,
+    (signer, key): (&[u8], &ZoneKey),
+    (inception, expiration): (u64, u64),
+    out: &mut Vec<u8>,
+) {
+    let ttl = u32::from_be_bytes(records[4..8].try_into().expect("4 bytes"));
+    let record_at = out.len();
+    out.extend_from_slice(&rtype::RRSIG.to_be_bytes());
+    out.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    let rdata_at = out.len();
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.push(key.algorithm().number());
+    out.push(rrsig_labels(owner));
+    out.extend_from_slice(&ttl.to_be_bytes());
+    // Serial-number arithmetic (RFC 4034 §3.1.5): the low 32 bits.
+    out.extend_from_slice(&(expiration as u32).to_be_bytes());
+    out.extend_from_slice(&(inception as u32).to_be_bytes());
+    out.extend_from_slice(&key.key_tag().to_be_bytes());
+    out.extend_from_slice(signer);
+    // What is signed: the RRSIG RDATA so far, then the RRset (RFC 4034 §3.1.8.1).
+    let canonical_len = canonical.len();
+    canonical.extend_from_slice(&out[rdata_at..]);
+    canonical.rotate_right(out.len() - rdata_at);
+    key.sign_into(canonical, out);
+    canonical.drain(..canonical.len() - canonical_len);
+    let rdlen = u16::try_from(out.len() - rdata_at).expect("an RRSIG fits in 65535 bytes");
+    out[record_at + 8..record_at + 10].copy_from_slice(&rdlen.to_be_bytes());
+}
+
+/// The RRset of `rtype` at `owner` made of `records` in canonical form and order (RFC
+/// 4034 §6.2, §6.3), appended to `out`: what its signature covers after the RRSIG's own
+/// fields.
+fn canonical_rrset_into(owner: &[u8], rtype: u16, records: &[u8], out: &mut Vec<u8>) {
+    let ttl = u32::from_be_bytes(records[4..8].try_into().expect("4 bytes"));
+    let put = |rd: &[u8], out: &mut Vec<u8>| {
+        out.extend_from_slice(owner);
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        out.extend_from_slice(rd);
+    };
+    let mut all = Records(records);
+    if let (Some(only), None) = (all.next(), all.next()) {
+        put(&canonical_rdata(rtype, &only[10..]), out);
+        return;
+    }
+    let mut canonical: Vec<Vec<u8>> = Records(records)
+        .map(|r| canonical_rdata(rtype, &r[10..]))
         .collect();
     canonical.sort();
     canonical.dedup();
-    let mut data = Vec::new();
     for rd in canonical {
-        data.extend_from_slice(&rrset.owner);
-        data.extend_from_slice(&rrset.rtype.to_be_bytes());
-        data.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
-        data.extend_from_slice(&ttl.to_be_bytes());
-        data.extend_from_slice(&(rd.len() as u16).to_be_bytes());
-        data.extend_from_slice(&rd);
+        put(&rd, out);
     }
-    data
 }
 
 /// Signs, after the zone, the RRsets its tasks answer and the NSEC records their names

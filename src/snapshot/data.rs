@@ -387,6 +387,82 @@ impl ZoneBuilder {
     }
 }
 
+/// A name's records rewritten in place: signing adds NSEC and RRSIG records to every
+/// name of a compiled zone instead of building a second zone beside it, which would
+/// hold a large zone twice at the peak.
+pub struct RecordsMut<'a> {
+    pub owner: &'a [u8],
+    /// True at a delegation point below the apex.
+    pub is_cut: bool,
+    records: &'a mut Vec<u8>,
+}
+
+impl RecordsMut<'_> {
+    /// The records ([`Records`] form, RRsets contiguous).
+    pub fn records(&self) -> &[u8] {
+        self.records
+    }
+
+    /// Replaces the records with `records` (RRsets contiguous, each type once), stored
+    /// in an allocation of exactly their size.
+    pub fn replace(&mut self, records: &[u8]) {
+        *self.records = records.to_vec();
+    }
+}
+
+impl ZoneData {
+    /// Every name that holds records, to rewrite them; [`ZoneData::rederive`] must follow.
+    pub fn records_mut(&mut self) -> impl Iterator<Item = RecordsMut<'_>> {
+        self.nodes
+            .iter_mut()
+            .filter(|(_, node)| !node.records.is_empty())
+            .map(|(owner, node)| RecordsMut {
+                owner,
+                is_cut: node.referral.is_some(),
+                records: &mut node.records,
+            })
+    }
+
+    /// Removes the names of `owners` that no longer hold records, unless names below them
+    /// make them empty non-terminals. Rare (a name whose only records signing dropped),
+    /// so each is checked against the whole zone.
+    pub fn remove_empty(&mut self, owners: &[Box<[u8]>]) {
+        for owner in owners {
+            let Some(labels) = WireName::from_lowercase(owner).map(|n| n.labels()) else {
+                continue;
+            };
+            let has_below = self.nodes.keys().any(|name| {
+                WireName::from_lowercase(name)
+                    .is_some_and(|n| n.labels() > labels && n.suffix(labels) == &owner[..])
+            });
+            if !has_below && self.nodes.get(owner).is_some_and(Node::is_empty) {
+                self.nodes.remove(owner);
+            }
+        }
+    }
+
+    /// Computes again what [`ZoneBuilder::finish`] derives from the records (referrals,
+    /// additional data, the DNSSEC index), after [`ZoneData::records_mut`] changed them.
+    /// NSEC3 records the zone file carried are dropped.
+    pub fn rederive(&mut self) {
+        let cuts: Vec<Box<[u8]>> = self
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.referral.is_some())
+            .map(|(owner, _)| owner.clone())
+            .collect();
+        for cut in &cuts {
+            let referral = referral(&self.nodes, cut, &self.apex, self.apex_labels);
+            self.nodes.get_mut(cut).expect("a cut is a node").referral = Some(Box::new(referral));
+        }
+        for node in self.nodes.values_mut() {
+            node.additional = None;
+        }
+        self.add_additional_data();
+        self.signed = signed::index(self, Vec::new());
+    }
+}
+
 impl ZoneData {
     pub fn node(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.get(name)

@@ -34,7 +34,7 @@ use crate::select::{Client, ScopeTables};
 use crate::site::{Site, site_name};
 use crate::wire::{self, Owner, Response, WireName};
 use data::NameMap;
-pub use data::{Rrsets, ZoneBuilder, ZoneData};
+pub use data::{RecordsMut, Rrsets, ZoneBuilder, ZoneData};
 use lookup::{Ctx, QUESTION_AT};
 use tasks::Tasks;
 
