@@ -105,9 +105,9 @@ fn a_reader_closing_stdout_ends_the_listing_quietly() {
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
         reader.read_line(&mut first).unwrap();
-        assert!(!first.is_empty(), "{args:?}: no output");
         drop(reader);
         let out = child.wait_with_output().unwrap();
+        assert!(!first.is_empty(), "{args:?}: no output; {}", describe(&out));
         let err = stderr(&out);
         assert!(
             !err.contains("panicked") && !err.contains("Broken pipe"),

@@ -1368,11 +1368,15 @@ pub fn site_name(origin: &Name) -> String {
 }
 
 /// The id of a task as written: its own, or the one derived from its hostname.
-pub fn spec_task_id(spec: &TaskSpec) -> String {
-    match (&spec.id, parse_domain(&spec.hostname)) {
-        (Some(id), _) => id.value.clone(),
-        (None, Ok(hostname)) => default_task_id(&hostname),
-        (None, Err(_)) => spec.hostname.value.clone(),
+pub fn spec_task_id(spec: &TaskSpec) -> std::borrow::Cow<'_, str> {
+    // The hostname is parsed only for a task without an id: finding a task by id in a
+    // site of thousands would otherwise parse every hostname each time.
+    match &spec.id {
+        Some(id) => id.value.as_str().into(),
+        None => match parse_domain(&spec.hostname) {
+            Ok(hostname) => default_task_id(&hostname).into(),
+            Err(_) => spec.hostname.value.as_str().into(),
+        },
     }
 }
 

@@ -263,7 +263,7 @@ pub fn apply(site: &SiteSpec, edit: &Edit) -> Result<Edited, EditError> {
                 .tasks
                 .iter()
                 .filter(|t| t.origin_group.as_str() == name)
-                .map(|t| spec_task_id(&t.value))
+                .map(|t| spec_task_id(&t.value).into_owned())
                 .collect();
             if !users.is_empty() {
                 return Err(EditError::GroupInUse {
@@ -373,7 +373,10 @@ tasks:
     }
 
     fn ids(spec: &SiteSpec) -> Vec<String> {
-        spec.tasks.iter().map(|t| spec_task_id(&t.value)).collect()
+        spec.tasks
+            .iter()
+            .map(|t| spec_task_id(&t.value).into_owned())
+            .collect()
     }
 
     fn changed(edited: Edited) -> SiteSpec {

@@ -54,7 +54,7 @@ use crate::health::{Health, HealthView, Key};
 use crate::load::{self, Config, LoadError, LoadedSite, Sources};
 use crate::metrics::Metrics;
 use crate::site::spec::{GroupSpec, HealthCheckSpec, OriginSpec, Policy, TaskSpec};
-use crate::site::{self, Problem, site_name};
+use crate::site::{self, Problem, site_name, spec_task_id};
 use crate::snapshot::Snapshot;
 
 pub use edit::{Edit, EditError, Subject};
@@ -460,11 +460,13 @@ impl Store {
     pub fn tasks(&self, site: &str) -> Result<Vec<TaskView>, ChangeError> {
         let committed = self.shared.committed.load();
         let loaded = find_site(&committed.config.sites, site)?;
+        // From the specs in order, each id found once: a site of thousands of tasks is
+        // listed in linear time, not by searching for each task.
         Ok(loaded
-            .site
+            .spec
             .tasks
             .iter()
-            .filter_map(|t| self.task_view(&committed, loaded, &t.id))
+            .map(|t| self.view_of(&committed, loaded, &spec_task_id(&t.value), &t.value))
             .collect())
     }
 
@@ -645,10 +647,20 @@ impl Store {
     }
 
     fn task_view(&self, committed: &Committed, loaded: &LoadedSite, id: &str) -> Option<TaskView> {
-        let mut view = task_view(loaded, id, &self.shared.health)?;
+        Some(self.view_of(committed, loaded, id, task_spec(loaded, id)?))
+    }
+
+    fn view_of(
+        &self,
+        committed: &Committed,
+        loaded: &LoadedSite,
+        id: &str,
+        spec: &TaskSpec,
+    ) -> TaskView {
+        let mut view = view_of(loaded, id, spec, &self.shared.health);
         view.status = self.status(committed, loaded, id);
         view.nodes = self.fleet_progress(loaded);
-        Some(view)
+        view
     }
 
     // ----------- Changing -----------------------------------------------------------
@@ -832,8 +844,12 @@ fn status(loaded: &LoadedSite, id: &str, health: &Health, changed: u64, served: 
 
 /// The task `id` of `loaded`, with its status as once `loaded` is served.
 fn task_view(loaded: &LoadedSite, id: &str, health: &Health) -> Option<TaskView> {
-    let spec = task_spec(loaded, id)?;
-    Some(TaskView {
+    Some(view_of(loaded, id, task_spec(loaded, id)?, health))
+}
+
+/// The task `id` of `loaded` written as `spec`, with its status as once `loaded` is served.
+fn view_of(loaded: &LoadedSite, id: &str, spec: &TaskSpec, health: &Health) -> TaskView {
+    TaskView {
         id: id.to_owned(),
         status: status(loaded, id, health, 0, 0),
         spec: TaskSpec {
@@ -841,7 +857,7 @@ fn task_view(loaded: &LoadedSite, id: &str, health: &Health) -> Option<TaskView>
             ..spec.clone()
         },
         nodes: None,
-    })
+    }
 }
 
 fn group_view(loaded: &LoadedSite, name: &str, health: &Health) -> Option<GroupView> {

@@ -535,7 +535,7 @@ impl<'a> TaskSpecs<'a> {
                 .spec
                 .tasks
                 .iter()
-                .map(|t| (site::spec_task_id(&t.value), &t.value))
+                .map(|t| (site::spec_task_id(&t.value).into_owned(), &t.value))
                 .collect(),
         )
     }

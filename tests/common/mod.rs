@@ -198,9 +198,13 @@ impl Server {
         unreachable!("the last attempt returns or panics")
     }
 
-    /// Waits until the server answers; the exit status if it exits first.
+    /// Waits until the server answers; the exit status if it exits first. A start
+    /// compiles every site before it answers, the longest step of most tests: a debug
+    /// build on a loaded 2-core machine took over 30 s for 16,650 tasks (tests/store.rs),
+    /// so a start gets four times [`PATIENCE`]; a server that hangs still fails the test.
     fn wait_ready(&mut self) -> Result<(), std::process::ExitStatus> {
-        let deadline = Instant::now() + PATIENCE;
+        let patience = 4 * PATIENCE;
+        let deadline = Instant::now() + patience;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(status);
@@ -211,7 +215,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("lbdns did not answer within {PATIENCE:?}:\n{}", self.log());
+        panic!("lbdns did not answer within {patience:?}:\n{}", self.log());
     }
 
     /// Everything the server logged so far.
