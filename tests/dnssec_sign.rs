@@ -377,15 +377,6 @@ fn unbound_wrong(site: &Site, server: &Server, denial: &str) -> Vec<String> {
     wrong
 }
 
-/// The denial record types (NSEC, NSEC3) among the records of dig's output.
-fn denial_types(out: &str) -> BTreeSet<&str> {
-    out.lines()
-        .filter(|l| !l.starts_with(';'))
-        .filter_map(|l| l.split_whitespace().nth(3))
-        .filter(|t| matches!(*t, "NSEC" | "NSEC3"))
-        .collect()
-}
-
 #[test]
 fn nsec3_denial_validates_through_unbound_with_its_own_records_only() {
     for algorithm in ["ecdsap256sha256", "ed25519"] {

@@ -725,6 +725,15 @@ pub fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"))
 }
 
+/// The denial record types (NSEC, NSEC3) among the records of dig's output.
+pub fn denial_types(out: &str) -> std::collections::BTreeSet<&str> {
+    out.lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter(|t| matches!(*t, "NSEC" | "NSEC3"))
+        .collect()
+}
+
 /// What a DNSSEC validator must conclude about an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
