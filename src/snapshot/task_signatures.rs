@@ -297,13 +297,14 @@ pub fn nsec3_chain(
         .filter(|l| in_zone(l).is_none())
         .collect();
     let zone_labels = |i: usize| chain[i].label();
-    // The hash before each added one: of the zone's and the added, the greater; before
-    // them all, the last.
+    // Made: the NSEC3 of each task name and of each hash the zone does not have...
     let mut changed: BTreeSet<Vec<u8>> = hashed
         .iter()
         .filter(|(label, task)| task.is_some() || in_zone(&label[..]).is_none())
         .map(|(label, _)| label.to_vec())
         .collect();
+    // ...and of the hash before each added one: of the zone's and the added, the greater;
+    // before them all, the last.
     for label in &added {
         let of_zone = hash_before(chain.len(), zone_labels, label);
         let of_tasks = hash_before(added.len(), |i| added[i], label);
