@@ -559,11 +559,13 @@ fn shares(
 }
 
 /// What is probably a mistake in a configuration: a region level whose origins are all
-/// drained, a country no network of the GeoIP database maps to, a region group with no
+/// drained, a country or AS no network of the databases maps to, a region group with no
 /// default origin (clients nowhere listed get every origin).
 pub fn warnings(config: &Config) -> Vec<String> {
     let mut warnings = Vec::new();
-    let countries = config.geoip.as_deref().map(|db| db.countries());
+    // Read only when some group has such a key: each is a walk of a database's runs.
+    let (mut countries, mut asns) = (None, None);
+    let geoip = config.geoip.as_deref();
     for loaded in &config.sites {
         let site = site_name(&loaded.site.origin);
         for group in &loaded.site.groups {
@@ -603,11 +605,26 @@ pub fn warnings(config: &Config) -> Vec<String> {
                         "{site}: group {name}: the level of {key} has only weight-0 origins (its clients go to the next level)"
                     ));
                 }
-                if let (Some(code), Some(known)) = (key.strip_prefix("countries "), &countries)
-                    && !known.iter().any(|c| c.as_str() == code)
+                if let (Some(code), Some(db)) = (key.strip_prefix("countries "), geoip)
+                    && db.has_country()
+                    && !countries
+                        .get_or_insert_with(|| db.countries())
+                        .iter()
+                        .any(|c| c.as_str() == code)
                 {
                     warnings.push(format!(
                         "{site}: group {name}: no network of the GeoIP database is in country {code}"
+                    ));
+                }
+                if let (Some(asn), Some(db)) = (key.strip_prefix("asns "), geoip)
+                    && db.has_asn()
+                    && !asns
+                        .get_or_insert_with(|| db.asns())
+                        .iter()
+                        .any(|a| a.to_string() == asn)
+                {
+                    warnings.push(format!(
+                        "{site}: group {name}: no network of the ASN database is in AS {asn}"
                     ));
                 }
             }

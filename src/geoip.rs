@@ -389,25 +389,37 @@ impl GeoIp {
         &self.main().path
     }
 
-    /// Every country some network of the country database is in, sorted (a walk of the
-    /// whole database: for tools, not the query path).
+    /// Every country some network of the country database is in, sorted (from its runs,
+    /// read once per database file: for tools, not the query path).
     pub fn countries(&self) -> Vec<Country> {
-        let mut found = std::collections::BTreeSet::new();
-        if let Some(db) = &self.country
-            && let Ok(networks) = db.reader.networks(Default::default())
-        {
-            for network in networks.flatten() {
-                if let Ok(Some(record)) = network.decode::<Record<'_>>()
-                    && let Some(country) = record
-                        .country
-                        .and_then(|c| c.iso_code)
-                        .or(record.country_code)
-                        .and_then(Country::parse)
-                {
-                    found.insert(country);
-                }
-            }
+        if self.country.is_none() {
+            return Vec::new();
         }
+        let runs = self.country_runs();
+        let found: std::collections::BTreeSet<Country> = runs
+            .v4
+            .iter()
+            .map(|(_, (country, _))| country)
+            .chain(runs.v6.iter().map(|(_, (country, _))| country))
+            .flatten()
+            .collect();
+        found.into_iter().collect()
+    }
+
+    /// Every autonomous system some network of the ASN database is in, sorted (as
+    /// [`GeoIp::countries`]).
+    pub fn asns(&self) -> Vec<u32> {
+        if self.asn.is_none() {
+            return Vec::new();
+        }
+        let runs = self.asn_runs();
+        let found: std::collections::BTreeSet<u32> = runs
+            .v4
+            .iter()
+            .map(|(_, asn)| asn)
+            .chain(runs.v6.iter().map(|(_, asn)| asn))
+            .flatten()
+            .collect();
         found.into_iter().collect()
     }
 

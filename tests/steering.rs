@@ -444,6 +444,57 @@ fn asn_db() -> std::path::PathBuf {
     repo().join("tests/data/GeoLite2-ASN-Test.mmdb")
 }
 
+/// The ASes some network of MaxMind's test ASN database is in, read from its JSON source.
+fn asns_in_test_database() -> BTreeSet<u64> {
+    let source: Value =
+        serde_json::from_str(&read(&repo().join("tests/data/GeoLite2-ASN-Test.json"))).unwrap();
+    source
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|entry| entry.as_object().unwrap().values())
+        .filter_map(|record| record["autonomous_system_number"].as_u64())
+        .collect()
+}
+
+/// SPEC §12 "Preview": a region key no network maps to is warned about, an AS as well as
+/// a country; a key the database has is not.
+#[test]
+fn diff_warns_of_an_as_no_network_of_the_asn_database_is_in() {
+    let known = asns_in_test_database();
+    let (listed, unlisted) = (15169, 64512);
+    assert!(known.contains(&listed) && !known.contains(&unlisted));
+    let site = |asns: &str| {
+        let yaml = format!(
+            "origin_groups:\n  geo:\n    policy: region\n    origins:\n    - address: 192.0.2.1\n      asns: {asns}\n    - address: 192.0.2.9\ntasks:\n- hostname: www.example.com\n  origin_group: geo\n"
+        );
+        Site::new(&[("example.com.zone", ZONE), ("example.com.lb.yaml", &yaml)])
+    };
+    let (before, after) = (
+        site(&format!("[{listed}]")),
+        site(&format!("[{listed}, {unlisted}]")),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbdns"))
+        .args(["diff", "--json", "--dir"])
+        .arg(before.path())
+        .arg("--against")
+        .arg(after.path())
+        .arg("--asn-db")
+        .arg(asn_db())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let diff: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let warnings: Vec<&str> = diff["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    let about = |asn: u64| warnings.iter().any(|w| w.contains(&format!("AS {asn}")));
+    assert!(about(unlisted) && !about(listed), "{warnings:?}");
+}
+
 #[test]
 fn asns_route_between_subnets_and_countries_with_the_asn_network_as_scope() {
     require_tool(&["dig"], "dnsutils");
