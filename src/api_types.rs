@@ -55,6 +55,17 @@ pub struct TaskPatch {
     pub answers: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// `client_subnet`, or `none` for random draws by weight (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<StickinessPatch>,
+}
+
+/// A task's stickiness as a patch sets it: `none` removes the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StickinessPatch {
+    ClientSubnet,
+    None,
 }
 
 impl TaskPatch {

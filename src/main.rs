@@ -13,7 +13,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use lbdns::api_types::{Group, GroupList, Refusal, Secondaries, Task, TaskList, TaskPatch};
+use lbdns::api_types::{
+    Group, GroupList, Refusal, Secondaries, StickinessPatch, Task, TaskList, TaskPatch,
+};
 use lbdns::client::{self, Client, ClientError};
 use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
@@ -407,6 +409,10 @@ enum TaskCommand {
         /// A new number of records per answer.
         #[arg(long)]
         answers: Option<u32>,
+        /// client_subnet (each client prefix keeps its origin) or none (random draws by
+        /// weight).
+        #[arg(long, value_parser = ["client_subnet", "none"])]
+        stickiness: Option<String>,
     },
     /// Enable a task: it overrides the zone's records again.
     Enable {
@@ -971,6 +977,7 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
             group,
             ttl,
             answers,
+            stickiness,
         } => {
             let patch = TaskPatch {
                 hostname,
@@ -978,10 +985,14 @@ fn task(args: ApiArgs, command: TaskCommand) -> Result<(), Failure> {
                 ttl,
                 answers,
                 enabled: None,
+                stickiness: stickiness.map(|s| match s.as_str() {
+                    "client_subnet" => StickinessPatch::ClientSubnet,
+                    _ => StickinessPatch::None,
+                }),
             };
             if patch.is_empty() {
                 return Err(Failure::Error(
-                    "lbdns: task update: nothing to change: give --hostname, --group, --ttl or --answers"
+                    "lbdns: task update: nothing to change: give --hostname, --group, --ttl, --answers or --stickiness"
                         .to_owned(),
                 ));
             }

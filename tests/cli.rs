@@ -521,7 +521,8 @@ fn group_list_shows_weights_and_region_keys() {
 }
 
 /// SPEC §12 from the command line: `task create --stickiness client_subnet` makes a task
-/// whose answer holds for the client's /24 (the scope RFC 7871 caches it for), and
+/// whose answer holds for the client's /24 (the scope RFC 7871 caches it for), `task
+/// update --stickiness none` makes it draw again (an answer for any client, scope 0), and
 /// `group list` shows a group's fallback and which group of its chain answers now.
 #[test]
 fn sticky_tasks_are_created_and_group_list_shows_the_fallback_serving() {
@@ -554,6 +555,26 @@ fn sticky_tasks_are_created_and_group_list_shows_the_fallback_serving() {
     let reply = server.dig(&["+subnet=198.51.100.7/32", "sticky.example.com", "A"]);
     assert!(
         reply.contains("; CLIENT-SUBNET: 198.51.100.7/32/24"),
+        "{reply}"
+    );
+    // Back to random draws: the answer no longer depends on the client (scope 0).
+    let update = [
+        "task",
+        "update",
+        "sticky.example.com",
+        "--stickiness",
+        "none",
+    ];
+    assert_ok(&cli(server.api, &update));
+    let task = stdout(&cli(
+        server.api,
+        &["task", "get", "sticky.example.com", "--json"],
+    ));
+    let task: serde_json::Value = serde_json::from_str(&task).unwrap();
+    assert!(task.get("stickiness").is_none_or(|s| s.is_null()), "{task}");
+    let reply = server.dig(&["+subnet=198.51.100.7/32", "sticky.example.com", "A"]);
+    assert!(
+        reply.contains("; CLIENT-SUBNET: 198.51.100.7/32/0"),
         "{reply}"
     );
     let bad = cli(

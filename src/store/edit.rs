@@ -7,8 +7,8 @@
 //! [`EditError`], whose wording says what is wrong in the site's own terms; which status
 //! it becomes, and which command or request would fix it, is the caller's business.
 
-use crate::api_types::{Refusal, TaskPatch};
-use crate::site::spec::{GroupSpec, Lined, SecondarySpec, SiteSpec, TaskSpec};
+use crate::api_types::{Refusal, StickinessPatch, TaskPatch};
+use crate::site::spec::{GroupSpec, Lined, SecondarySpec, SiteSpec, Stickiness, TaskSpec};
 use crate::site::{self, spec_task_id};
 use hickory_proto::rr::Name;
 
@@ -217,6 +217,12 @@ pub fn apply(site: &SiteSpec, edit: &Edit) -> Result<Edited, EditError> {
             }
             if let Some(enabled) = patch.enabled {
                 task.enabled = Lined::new(enabled);
+            }
+            if let Some(stickiness) = patch.stickiness {
+                task.stickiness = match stickiness {
+                    StickinessPatch::ClientSubnet => Some(Lined::new(Stickiness::ClientSubnet)),
+                    StickinessPatch::None => None,
+                };
             }
             if task == with_id(old, id) {
                 return Ok(unchanged(subject));
