@@ -1172,6 +1172,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_digest_tells_the_same_data_read_again_from_changed_data() {
+        let origin = hickory_proto::rr::Name::from_ascii("example.com.").unwrap();
+        let compile =
+            |text: &str| crate::zone::parse(text, std::path::Path::new("t.zone"), &origin).unwrap();
+        let zone = "$TTL 3600\n@ SOA ns1 h 1 7200 900 1209600 300\n@ NS ns1\n\
+                    ns1 A 192.0.2.1\nwww A 192.0.2.2\n";
+        let digest = ZoneDigest::of(&compile(zone));
+        // The same records in another order, with a comment: the signatures still fit.
+        let reordered = "$TTL 3600\n; moved\nwww A 192.0.2.2\n@ SOA ns1 h 1 7200 900 1209600 300\n\
+                         ns1 A 192.0.2.1\n@ NS ns1\n";
+        assert_eq!(ZoneDigest::of(&compile(reordered)), digest);
+        for changed in [
+            zone.replace("192.0.2.2", "192.0.2.3"),
+            zone.replace("www", "web"),
+            zone.replace("h 1 ", "h 2 "),
+            format!("{zone}mail A 192.0.2.4\n"),
+        ] {
+            assert_ne!(ZoneDigest::of(&compile(&changed)), digest, "{changed}");
+        }
+    }
+
+    #[test]
     fn type_bitmap_of_rfc_4034_example() {
         // RFC 4034 §4.3: A MX RRSIG NSEC TYPE1234.
         let bitmap = type_bitmap(&[1, 15, 46, 47, 1234]);
