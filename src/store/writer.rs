@@ -122,11 +122,15 @@ impl<B: Backend> Writer<B> {
             snapshot: self.shared.serving.load_full(),
             checked: HashSet::new(),
             dirty: BTreeSet::new(),
+            before: BTreeMap::new(),
         };
+        // Each edit is made and validated in turn, and each edited site compiled once
+        // for the whole batch: compiling a site of thousands of tasks per edit made a
+        // burst of edits to it take minutes.
         let mut pending: Vec<Pending> = requests
             .into_iter()
             .map(|Request { site, edit, reply }| {
-                let outcome = self.apply(&base, &mut batch, &site, &edit);
+                let outcome = self.apply(&base, &mut batch, &site, &edit, Compile::Later);
                 Pending {
                     site,
                     edit,
@@ -135,6 +139,10 @@ impl<B: Backend> Writer<B> {
                 }
             })
             .collect();
+        let edited: Vec<usize> = batch.dirty.iter().copied().collect();
+        for index in edited {
+            self.compile_edited(&base, &mut batch, index, &mut pending);
+        }
 
         let mut failed: BTreeMap<usize, StorageError> = BTreeMap::new();
         let mut written = 0;
@@ -214,14 +222,48 @@ impl<B: Backend> Writer<B> {
         }
     }
 
+    /// Compiles the site at `index` as the batch's edits left it into the batch's
+    /// snapshot. When it does not compile, the site's edits are made again one by one from
+    /// the site as it was before them, each compiled, so that the edit that makes it
+    /// unservable is refused and the others stand.
+    fn compile_edited(
+        &mut self,
+        base: &Committed,
+        batch: &mut Batch,
+        index: usize,
+        pending: &mut [Pending],
+    ) {
+        let zone = &base.config.zones[index_of_zone(base, index)];
+        if let Ok(snapshot) =
+            batch
+                .snapshot
+                .with_site(zone, &batch.sites[index].site, &self.shared.health)
+        {
+            batch.snapshot = Arc::new(snapshot);
+            return;
+        }
+        if let Some(before) = batch.before.remove(&index) {
+            batch.sites[index] = before;
+        }
+        batch.dirty.remove(&index);
+        for request in pending.iter_mut() {
+            if matches!(request.outcome, Ok((Some(i), _)) if i == index) {
+                request.outcome =
+                    self.apply(base, batch, &request.site, &request.edit, Compile::Now);
+            }
+        }
+    }
+
     /// Applies one edit to the batch. Returns the site it changed (`None` when it was
-    /// already as asked) and the site as the edit left it.
+    /// already as asked) and the site as the edit left it. With [`Compile::Later`] the
+    /// edited site is validated but compiled by [`Writer::compile_edited`].
     fn apply(
         &mut self,
         base: &Committed,
         batch: &mut Batch,
         site: &str,
         edit: &Edit,
+        compile: Compile,
     ) -> Result<(Option<usize>, Done), ChangeError> {
         if let Some(error) = &base.reload_error {
             return Err(ChangeError::Conflict(format!(
@@ -258,25 +300,28 @@ impl<B: Backend> Writer<B> {
         };
         let validated = site::validate(&current.site.origin, &spec)
             .map_err(|problems| ChangeError::Invalid(problems).relative_to(&edited.focus))?;
-        let snapshot = batch
-            .snapshot
-            .with_site(zone, &validated, &self.shared.health)
-            .map_err(|errors| {
-                ChangeError::Unservable(
-                    errors
-                        .iter()
-                        .map(|e| e.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })?;
+        if compile == Compile::Now {
+            let snapshot = batch
+                .snapshot
+                .with_site(zone, &validated, &self.shared.health)
+                .map_err(|errors| {
+                    ChangeError::Unservable(
+                        errors
+                            .iter()
+                            .map(|e| e.message.clone())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                })?;
+            batch.snapshot = Arc::new(snapshot);
+        }
         let next = Arc::new(LoadedSite {
             path: current.path.clone(),
             spec,
             site: validated,
         });
-        batch.sites[index] = next.clone();
-        batch.snapshot = Arc::new(snapshot);
+        let before = std::mem::replace(&mut batch.sites[index], next.clone());
+        batch.before.entry(index).or_insert(before);
         batch.dirty.insert(index);
         let done = Done {
             site: next,
@@ -325,7 +370,8 @@ impl<B: Backend> Writer<B> {
             // and whoever sent them was going to hear so.
             let of_site = site_index(&batch.sites, &request.site).is_ok_and(|i| i == index);
             if of_site && request.outcome.is_ok() {
-                request.outcome = self.apply(base, batch, &request.site, &request.edit);
+                request.outcome =
+                    self.apply(base, batch, &request.site, &request.edit, Compile::Now);
             }
         }
         Ok(())
@@ -479,6 +525,15 @@ struct Batch {
     checked: HashSet<usize>,
     /// Sites changed by the batch, to write.
     dirty: BTreeSet<usize>,
+    /// Each changed site as it was before the batch's first edit of it.
+    before: BTreeMap<usize, Arc<LoadedSite>>,
+}
+
+/// Whether [`Writer::apply`] compiles the site it edits into the batch's snapshot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Compile {
+    Now,
+    Later,
 }
 
 /// The zone of the site at `index` (sites and zones are not in the same order).
