@@ -142,40 +142,14 @@ fn bind_time(site: &Site, tag: u16, field: &str) -> u64 {
 fn ds_anchor(site: &Site, tag: u16) -> PathBuf {
     let tool = require_tool(&["dnssec-dsfromkey"], "bind9-utils");
     let ds = run(Command::new(tool).arg("-2").arg(key_file(site, tag)));
-    let f: Vec<&str> = ds.split_whitespace().collect();
-    let anchor = site.path().join(format!("anchor-{tag}"));
-    std::fs::write(
-        &anchor,
-        format!(
-            "trust-anchors {{\n  {} static-ds {} {} {} \"{}\";\n}};\n",
-            f[0],
-            f[3],
-            f[4],
-            f[5],
-            f[6..].concat()
-        ),
-    )
-    .unwrap();
-    anchor
+    ds_anchor_file(site.path().join(format!("anchor-{tag}")), &ds)
 }
 
 /// What delv concludes of each case that is not what it must be, with `anchor`.
 fn not_validated(server: &Server, anchor: &Path) -> Vec<String> {
-    let delv = require_tool(&["delv"], "bind9-dnsutils");
     let mut wrong = Vec::new();
     for &(name, rtype, expect) in CASES {
-        let out = Command::new(&delv)
-            .arg(format!("@{}", server.addr.ip()))
-            .args(["-p", &server.addr.port().to_string(), "-a"])
-            .arg(anchor)
-            .args(["+root=example.com", name, rtype])
-            .output()
-            .expect("run delv");
-        let out = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = delv(server.addr, anchor, "example.com", name, rtype);
         if !expect.concluded_by_delv(&out) {
             wrong.push(format!("{name} {rtype}, expected {expect:?}:\n{out}"));
         }

@@ -164,37 +164,11 @@ fn ds_anchor(site: &Site) -> std::path::PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     let ds = String::from_utf8(out.stdout).unwrap();
-    let f: Vec<&str> = ds.split_whitespace().collect();
-    let anchor = site.path().join("delv.anchor");
-    std::fs::write(
-        &anchor,
-        format!(
-            "trust-anchors {{\n  {} static-ds {} {} {} \"{}\";\n}};\n",
-            f[0],
-            f[3],
-            f[4],
-            f[5],
-            f[6..].concat()
-        ),
-    )
-    .unwrap();
-    anchor
+    ds_anchor_file(site.path().join("delv.anchor"), &ds)
 }
 
 fn delv(server: &Server, anchor: &std::path::Path, name: &str, rtype: &str) -> String {
-    let delv = require_tool(&["delv"], "bind9-dnsutils");
-    let out = Command::new(delv)
-        .arg(format!("@{}", server.addr.ip()))
-        .args(["-p", &server.addr.port().to_string(), "-a"])
-        .arg(anchor)
-        .args(["+root=example.com", name, rtype])
-        .output()
-        .expect("run delv");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::delv(server.addr, anchor, "example.com", name, rtype)
 }
 
 /// What validating the answer to `rtype` at a name concludes in a zone denying with

@@ -136,38 +136,11 @@ const CASES: &[(&str, &str, Expect)] = &[
 
 /// A delv trust anchor made of the DS `lbdns keys ds` prints.
 fn delv_anchor(site: &Site, ds: &str) -> PathBuf {
-    let f: Vec<&str> = ds.split_whitespace().collect();
-    assert_eq!(f.get(2), Some(&"DS"), "{ds}");
-    let anchor = site.path().join("delv.anchor");
-    std::fs::write(
-        &anchor,
-        format!(
-            "trust-anchors {{\n  {} static-ds {} {} {} \"{}\";\n}};\n",
-            f[0],
-            f[3],
-            f[4],
-            f[5],
-            f[6..].concat()
-        ),
-    )
-    .unwrap();
-    anchor
+    ds_anchor_file(site.path().join("delv.anchor"), ds)
 }
 
 fn delv(server: &Server, anchor: &Path, name: &str, rtype: &str) -> String {
-    let delv = require_tool(&["delv"], "bind9-dnsutils");
-    let out = Command::new(delv)
-        .arg(format!("@{}", server.addr.ip()))
-        .args(["-p", &server.addr.port().to_string(), "-a"])
-        .arg(anchor)
-        .args(["+root=example.com", name, rtype])
-        .output()
-        .expect("run delv");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::delv(server.addr, anchor, "example.com", name, rtype)
 }
 
 /// The addresses of the answer delv printed as validated.

@@ -773,6 +773,30 @@ pub fn keys_ds(site: &Site, zone: &str) -> String {
     stdout(&out)
 }
 
+/// Writes at `path` a delv trust anchor file (BIND's `trust-anchors` statement) made of
+/// `ds`, one DS record in presentation form (as `lbdns keys ds` or `dnssec-dsfromkey`
+/// prints it), and returns `path`.
+pub fn ds_anchor_file(path: PathBuf, ds: &str) -> PathBuf {
+    let f: Vec<&str> = ds.split_whitespace().collect();
+    let at = f
+        .iter()
+        .position(|w| *w == "DS")
+        .unwrap_or_else(|| panic!("no DS in {ds:?}"));
+    std::fs::write(
+        &path,
+        format!(
+            "trust-anchors {{\n  {} static-ds {} {} {} \"{}\";\n}};\n",
+            f[0],
+            f[at + 1],
+            f[at + 2],
+            f[at + 3],
+            f[at + 4..].concat()
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// BIND's `delv` asking the server at `addr` for `name`/`rtype`, validating from the trust
 /// anchor file `anchor` (a `trust-anchors` statement) for `root`: what it printed, stdout
 /// and stderr together, for [`Expect::concluded_by_delv`].
