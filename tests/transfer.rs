@@ -12,7 +12,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, Reloaded, Site, free_port};
+use common::{Expect, PATIENCE, Reloaded, Site, ds_anchor_file, free_port, keys_ds};
 
 const ZONE: &str = "$ORIGIN example.com.\n\
     $TTL 3600\n\
@@ -99,6 +99,17 @@ impl Knot {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// knotd's whole answer to `name` A with DO set.
+    fn dig_dnssec(&self, name: &str) -> String {
+        let output = Command::new("dig")
+            .arg(format!("@{}", self.listen.ip()))
+            .args(["-p", &self.listen.port().to_string()])
+            .args(["+norec", "+dnssec", "+time=2", "+tries=1", name, "A"])
+            .output()
+            .expect("dig is installed");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Waits until knotd answers `name`/`rtype` with `want`; returns how long it took.
     fn wait_for(&self, name: &str, rtype: &str, want: &str, within: Duration) -> Duration {
         let start = Instant::now();
@@ -179,6 +190,75 @@ fn knot_transfers_the_zone_file_and_follows_notify() {
         server.metric("lbdns_notify_total{result=\"acknowledged\"}"),
         1.0
     );
+}
+
+/// A zone lbdns signs (`dnssec:`), transferred to knotd: the transfer carries the signed
+/// zone data (never a task's answer) and knotd serves it validating from the DS `lbdns
+/// keys ds` prints, for NSEC and NSEC3 denial, before and after a change lbdns signs and
+/// sends on NOTIFY. (A `compact` zone has no denial records to transfer.)
+#[test]
+fn knot_serves_a_zone_lbdns_signs_validating() {
+    for denial in ["nsec", "nsec3"] {
+        let knot_addr = free_port();
+        let hold = UdpSocket::bind(knot_addr).unwrap();
+        let site_text = format!("dnssec: {{denial: {denial}}}\n{}", site_file(knot_addr));
+        let site = Site::new(&[
+            ("example.com.zone", &zone(1, "")),
+            ("example.com.lb.yaml", &site_text),
+        ]);
+        let server = site.serve();
+        drop(hold);
+        let knot = Knot::start(server.addr, knot_addr);
+        knot.wait_for("ns1.example.com.", "A", "192.0.2.53", PATIENCE);
+        let anchor = ds_anchor_file(
+            site.path().join("delv.anchor"),
+            &keys_ds(&site, "example.com"),
+        );
+        let validates = |cases: &[(&str, &str, Expect, &str)]| {
+            let mut wrong = Vec::new();
+            for &(name, rtype, expect, want) in cases {
+                let out = common::delv(knot_addr, &anchor, "example.com", name, rtype);
+                if !expect.concluded_by_delv(&out) || !out.contains(want) {
+                    wrong.push(format!(
+                        "{denial}: {name} {rtype}, expected {expect:?} {want}:\n{out}"
+                    ));
+                }
+            }
+            assert!(wrong.is_empty(), "{}\n{}", wrong.join("\n"), knot.log());
+        };
+        // www is the zone file's record at knotd (lbdns answers it from its task).
+        validates(&[
+            ("www.example.com.", "A", Expect::Secure, "192.0.2.80"),
+            (
+                "mail.example.com.",
+                "MX",
+                Expect::Secure,
+                "10 ns1.example.com.",
+            ),
+            ("example.com.", "DNSKEY", Expect::Secure, "257 3 13"),
+            ("nope.example.com.", "A", Expect::SecureDenial, ""),
+            ("www.example.com.", "TXT", Expect::SecureDenial, ""),
+        ]);
+        let dnssec = knot.dig_dnssec("nope.example.com.");
+        let proof = if denial == "nsec3" { "NSEC3" } else { "NSEC" };
+        let has_proof = dnssec
+            .lines()
+            .any(|l| l.split_whitespace().nth(3) == Some(proof));
+        assert!(has_proof, "{dnssec}");
+
+        let reloaded = server.reload_after(|| {
+            let path = site.path().join("zones/example.com.zone");
+            let partial = path.with_extension("zone.new");
+            std::fs::write(&partial, zone(2, "new A 192.0.2.99\n")).unwrap();
+            std::fs::rename(&partial, &path).unwrap();
+        });
+        assert_eq!(reloaded, Reloaded::Accepted);
+        knot.wait_for("new.example.com.", "A", "192.0.2.99", PATIENCE);
+        validates(&[
+            ("new.example.com.", "A", Expect::Secure, "192.0.2.99"),
+            ("nope.example.com.", "A", Expect::SecureDenial, ""),
+        ]);
+    }
 }
 
 #[test]
