@@ -96,20 +96,14 @@ const CASES: &[(&str, RecordType, Expect)] = &[
 ];
 
 fn delv(served: &Served, name: &str, rtype: RecordType) -> String {
-    let delv = require_tool(&["delv"], "bind9-dnsutils");
     let anchor = served.keys.path().join("delv.anchor");
     std::fs::write(&anchor, served.signed.delv_anchor()).unwrap();
-    let out = Command::new(delv)
-        .arg(format!("@{}", served.server.addr.ip()))
-        .args(["-p", &served.server.addr.port().to_string(), "-a"])
-        .arg(&anchor)
-        .args(["+root=example.com", name, &rtype.to_string()])
-        .output()
-        .expect("run delv");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::delv(
+        served.server.addr,
+        &anchor,
+        "example.com",
+        name,
+        &rtype.to_string(),
     )
 }
 

@@ -135,6 +135,16 @@ impl Drop for Knot {
     }
 }
 
+/// Replaces the site's zone file with `text`, written whole and renamed into place: the
+/// file watcher must not load a half-written file whose serial is already new (a
+/// secondary would then never ask again).
+fn replace_zone(site: &Site, text: &str) {
+    let path = site.path().join("zones/example.com.zone");
+    let partial = path.with_extension("zone.new");
+    std::fs::write(&partial, text).unwrap();
+    std::fs::rename(&partial, &path).unwrap();
+}
+
 fn site_file(secondary: SocketAddr) -> String {
     format!(
         "origin_groups:\n  web:\n    origins:\n      - address: 198.51.100.7\n\
@@ -168,14 +178,7 @@ fn knot_transfers_the_zone_file_and_follows_notify() {
 
     // A new serial and record, a reload: NOTIFY, and knotd has it long before its
     // refresh timer (7200 s) would have asked.
-    // Written whole and renamed into place: the file watcher must not load a half-written
-    // file whose serial is already 2 (a secondary would then never ask again).
-    let reloaded = server.reload_after(|| {
-        let path = site.path().join("zones/example.com.zone");
-        let partial = path.with_extension("zone.new");
-        std::fs::write(&partial, zone(2, "new A 192.0.2.99\n")).unwrap();
-        std::fs::rename(&partial, &path).unwrap();
-    });
+    let reloaded = server.reload_after(|| replace_zone(&site, &zone(2, "new A 192.0.2.99\n")));
     assert_eq!(reloaded, Reloaded::Accepted);
     let took = knot.wait_for("new.example.com.", "A", "192.0.2.99", PATIENCE);
     eprintln!("knotd had the change {took:?} after the reload");
@@ -246,12 +249,7 @@ fn knot_serves_a_zone_lbdns_signs_validating() {
             .any(|l| l.split_whitespace().nth(3) == Some(proof));
         assert!(has_proof, "{dnssec}");
 
-        let reloaded = server.reload_after(|| {
-            let path = site.path().join("zones/example.com.zone");
-            let partial = path.with_extension("zone.new");
-            std::fs::write(&partial, zone(2, "new A 192.0.2.99\n")).unwrap();
-            std::fs::rename(&partial, &path).unwrap();
-        });
+        let reloaded = server.reload_after(|| replace_zone(&site, &zone(2, "new A 192.0.2.99\n")));
         assert_eq!(reloaded, Reloaded::Accepted);
         knot.wait_for("new.example.com.", "A", "192.0.2.99", PATIENCE);
         validates(&[

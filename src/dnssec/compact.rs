@@ -210,16 +210,7 @@ impl Types {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn wire(text: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for label in text.split('.').filter(|l| !l.is_empty()) {
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-        }
-        out.push(0);
-        out
-    }
+    use crate::dnssec::wire;
 
     #[test]
     fn next_names_and_bitmap_are_rfc_9824s() {

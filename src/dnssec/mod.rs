@@ -179,19 +179,21 @@ pub fn base32hex(bytes: &[u8; HASH_LEN]) -> [u8; HASH_LABEL_LEN] {
     out
 }
 
+/// `text` (a name in presentation form, no escapes) as wire bytes, for unit tests.
+#[cfg(test)]
+pub(crate) fn wire(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in text.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn wire(text: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for label in text.split('.').filter(|l| !l.is_empty()) {
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-        }
-        out.push(0);
-        out
-    }
 
     #[test]
     fn names_sort_in_rfc_4034_canonical_order() {

@@ -310,17 +310,8 @@ fn sign_in_place(
     zone.rederive();
 
     let zsk_tag = signers.zsk.key_tag();
-    let zsk_at = keys
-        .keys
-        .iter()
-        .position(|k| k.key_tag() == zsk_tag)
-        .expect("the ZSK is one of the keys");
-    zone.signer = Some(RrsetSigner::new(
-        keys.keys.swap_remove(zsk_at),
-        apex,
-        validity,
-        nsec_ttl,
-        compact,
+    zone.signer = Some(task_signer(
+        &mut keys, zsk_tag, apex, validity, nsec_ttl, compact,
     ));
     Ok(SignedZone {
         zone,
@@ -428,6 +419,29 @@ impl ZoneSigning<'_> {
 /// The apex's RRsets the KSKs sign.
 fn is_key_rrset(t: u16) -> bool {
     matches!(t, dnssec_rtype::DNSKEY | CDS | CDNSKEY)
+}
+
+/// The signer of the zone's task answers: its ZSK `zsk_tag`, taken out of `keys`.
+fn task_signer(
+    keys: &mut ZoneKeys,
+    zsk_tag: u16,
+    apex: Box<[u8]>,
+    validity: u64,
+    nsec_ttl: u32,
+    compact: bool,
+) -> std::sync::Arc<RrsetSigner> {
+    let zsk_at = keys
+        .keys
+        .iter()
+        .position(|k| k.key_tag() == zsk_tag)
+        .expect("the ZSK is one of the keys");
+    RrsetSigner::new(
+        keys.keys.swap_remove(zsk_at),
+        apex,
+        validity,
+        nsec_ttl,
+        compact,
+    )
 }
 
 /// [`sign_zone`] with NSEC3: the zone built anew, the NSEC3 chain beside its names.
@@ -593,17 +607,8 @@ fn sign_rebuilt(
     let mut signed = builder.finish();
     signed.warnings = zone.warnings.clone();
     let zsk_tag = zsk.key_tag();
-    let zsk_at = keys
-        .keys
-        .iter()
-        .position(|k| k.key_tag() == zsk_tag)
-        .expect("the ZSK is one of the keys");
-    signed.signer = Some(RrsetSigner::new(
-        keys.keys.swap_remove(zsk_at),
-        apex,
-        validity,
-        nsec_ttl,
-        compact,
+    signed.signer = Some(task_signer(
+        &mut keys, zsk_tag, apex, validity, nsec_ttl, compact,
     ));
     Ok(SignedZone {
         zone: signed,
