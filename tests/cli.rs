@@ -36,6 +36,13 @@ fn cli(api: SocketAddr, args: &[&str]) -> Output {
     cli_env(api, args, &[])
 }
 
+/// `lbdns task get ID --json`, parsed.
+fn task_json(api: SocketAddr, id: &str) -> serde_json::Value {
+    let out = cli(api, &["task", "get", id, "--json"]);
+    assert_ok(&out);
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
 fn cli_env(api: SocketAddr, args: &[&str], env: Env) -> Output {
     let mut command = lbdns(args);
     command.arg("--api").arg(api.to_string());
@@ -546,11 +553,7 @@ fn sticky_tasks_are_created_and_group_list_shows_the_fallback_serving() {
         "client_subnet",
     ];
     assert_ok(&cli(server.api, &create));
-    let task = stdout(&cli(
-        server.api,
-        &["task", "get", "sticky.example.com", "--json"],
-    ));
-    let task: serde_json::Value = serde_json::from_str(&task).unwrap();
+    let task = task_json(server.api, "sticky.example.com");
     assert_eq!(task["stickiness"], "client_subnet", "{task}");
     let reply = server.dig(&["+subnet=198.51.100.7/32", "sticky.example.com", "A"]);
     assert!(
@@ -566,11 +569,7 @@ fn sticky_tasks_are_created_and_group_list_shows_the_fallback_serving() {
         "none",
     ];
     assert_ok(&cli(server.api, &update));
-    let task = stdout(&cli(
-        server.api,
-        &["task", "get", "sticky.example.com", "--json"],
-    ));
-    let task: serde_json::Value = serde_json::from_str(&task).unwrap();
+    let task = task_json(server.api, "sticky.example.com");
     assert!(task.get("stickiness").is_none_or(|s| s.is_null()), "{task}");
     let reply = server.dig(&["+subnet=198.51.100.7/32", "sticky.example.com", "A"]);
     assert!(
@@ -671,11 +670,7 @@ fn task_create_is_safe_to_retry() {
 fn task_update_changes_only_the_fields_given() {
     let site = Site::example();
     let server = site.serve();
-    let get = |id: &str| -> serde_json::Value {
-        let out = cli(server.api, &["task", "get", id, "--json"]);
-        assert_ok(&out);
-        serde_json::from_str(&stdout(&out)).unwrap()
-    };
+    let get = |id: &str| task_json(server.api, id);
     let before = get("www");
     let out = cli(
         server.api,
