@@ -68,6 +68,16 @@ fn allocations_in(f: impl FnOnce()) -> usize {
     ALLOCATIONS.with(Cell::get) - before
 }
 
+/// The snapshot `lbdns serve` would answer from, for the directory `dir` (no GeoIP).
+fn snapshot_of(dir: &std::path::Path, health: &Health) -> lbdns::snapshot::Snapshot {
+    let sources = Sources {
+        dir: dir.to_owned(),
+        geoip: None,
+        asn_db: None,
+    };
+    load::load(&sources, health, None).expect("loads").1
+}
+
 fn query(name: &str, rtype: RecordType, edns: Option<(u16, Option<&str>)>) -> Vec<u8> {
     query_with(name, rtype, edns, false)
 }
@@ -288,13 +298,8 @@ fn fallback_chains_allocate_nothing() {
     );
     std::fs::write(dir.path().join("zones/example.com.zone"), zone).unwrap();
     std::fs::write(dir.path().join("zones/example.com.lb.yaml"), &site).unwrap();
-    let sources = Sources {
-        dir: dir.path().to_owned(),
-        geoip: None,
-        asn_db: None,
-    };
     let health = Health::default();
-    let (_config, snapshot) = load::load(&sources, &health, None).expect("loads");
+    let snapshot = snapshot_of(dir.path(), &health);
     // Every checked origin (those of p, s and n) down, as after failed checks.
     let origin: Name = "example.com.".parse().unwrap();
     let (_, checked) = lbdns::site::from_text(dir.path(), &site, &origin).unwrap();
@@ -354,12 +359,7 @@ fn signed_answers_allocate_nothing() {
             denial,
         );
         let site = common::Site::new(&[("example.com.zone", &signed.text)]);
-        let sources = Sources {
-            dir: site.path().to_owned(),
-            geoip: None,
-            asn_db: None,
-        };
-        let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
+        let snapshot = snapshot_of(site.path(), &Health::default());
         let dnssec = |name, rtype, payload| query_with(name, rtype, Some((payload, None)), true);
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("data", dnssec("www.example.com.", RecordType::A, 1232)),
@@ -487,12 +487,7 @@ fn signed_task_answers_allocate_nothing_with(denial: &str) {
     let site = site.replace("DENIAL", denial);
     std::fs::write(dir.path().join("zones/example.com.zone"), zone).unwrap();
     std::fs::write(dir.path().join("zones/example.com.lb.yaml"), site).unwrap();
-    let sources = Sources {
-        dir: dir.path().to_owned(),
-        geoip: None,
-        asn_db: None,
-    };
-    let (_config, snapshot) = load::load(&sources, &Health::default(), None).expect("loads");
+    let snapshot = snapshot_of(dir.path(), &Health::default());
     let dnssec = |name, rtype| query_with(name, rtype, Some((1232, None)), true);
     let cases = [
         ("two of three", dnssec("lb.example.com.", RecordType::A), 1),
