@@ -654,6 +654,7 @@ impl<'b> Response<'b> {
     /// Writes an OPT record (RFC 6891 §6.1.2) with `payload`, the upper bits of the
     /// RCODE, the DO bit and, when given, an ECS option (RFC 7871 §6) echoing the
     /// client's `family`/`source`/`address` with `scope`.
+    #[inline]
     pub fn opt(
         &mut self,
         payload: u16,
