@@ -206,19 +206,7 @@ fn sign_in_place(
     let nsec_ttl = u32::from_be_bytes(zone.negative_soa[4..8].try_into().expect("4 bytes"));
 
     // The apex's key RRsets.
-    let mut key_records = Vec::new();
-    for key in &signers.dnskey {
-        push_record(
-            &mut key_records,
-            dnssec_rtype::DNSKEY,
-            soa_ttl,
-            &key.dnskey_rdata(),
-        );
-    }
-    if let Some(key) = signers.cds {
-        push_record(&mut key_records, CDS, soa_ttl, &key.ds_rdata(&apex));
-        push_record(&mut key_records, CDNSKEY, soa_ttl, &key.dnskey_rdata());
-    }
+    let key_records = apex_key_records(&signers, &apex, soa_ttl).concat();
 
     // The NSEC chain: every name with data or a cut, not glue below a cut, in canonical
     // order; empty non-terminals are not in it (RFC 4035 §2.3). Glue is neither in the
@@ -421,6 +409,25 @@ fn is_key_rrset(t: u16) -> bool {
     matches!(t, dnssec_rtype::DNSKEY | CDS | CDNSKEY)
 }
 
+/// The apex's DNSKEY, CDS and CDNSKEY records (the last two empty when no KSK's CDS is
+/// published), each with the SOA's TTL.
+fn apex_key_records(signers: &Signers, apex: &[u8], soa_ttl: u32) -> [Vec<u8>; 3] {
+    let (mut dnskeys, mut cds, mut cdnskey) = (Vec::new(), Vec::new(), Vec::new());
+    for key in &signers.dnskey {
+        push_record(
+            &mut dnskeys,
+            dnssec_rtype::DNSKEY,
+            soa_ttl,
+            &key.dnskey_rdata(),
+        );
+    }
+    if let Some(key) = signers.cds {
+        push_record(&mut cds, CDS, soa_ttl, &key.ds_rdata(apex));
+        push_record(&mut cdnskey, CDNSKEY, soa_ttl, &key.dnskey_rdata());
+    }
+    [dnskeys, cds, cdnskey]
+}
+
 /// The signer of the zone's task answers: its ZSK `zsk_tag`, taken out of `keys`.
 fn task_signer(
     keys: &mut ZoneKeys,
@@ -482,21 +489,7 @@ fn sign_rebuilt(
             });
         }
     }
-    // The apex's key RRsets.
-    let mut dnskeys = Vec::new();
-    for key in &signers.dnskey {
-        push_record(
-            &mut dnskeys,
-            dnssec_rtype::DNSKEY,
-            soa_ttl,
-            &key.dnskey_rdata(),
-        );
-    }
-    let (mut cds, mut cdnskey) = (Vec::new(), Vec::new());
-    if let Some(key) = signers.cds {
-        push_record(&mut cds, CDS, soa_ttl, &key.ds_rdata(&apex));
-        push_record(&mut cdnskey, CDNSKEY, soa_ttl, &key.dnskey_rdata());
-    }
+    let [dnskeys, cds, cdnskey] = apex_key_records(&signers, &apex, soa_ttl);
     // NSEC3 with RFC 9276's parameters: SHA-1, no extra iteration, no salt, no opt-out.
     let mut nsec3param = Vec::new();
     if policy.denial == Denial::Nsec3 {
