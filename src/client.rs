@@ -12,7 +12,7 @@ use crate::api_types::{
     ErrorReply, Group, NodeList, Origin, OriginHealth, Refusal, SiteList, Task,
 };
 use crate::site::spec::{
-    CheckKind, GroupSpec, HealthCheckSpec, Lined, OriginSpec, Policy, TaskSpec,
+    CheckKind, GroupSpec, HealthCheckSpec, Lined, OriginSpec, Policy, TaskSpec, WhenAllDown,
 };
 
 /// How to reach the API.
@@ -258,40 +258,48 @@ pub fn task_body(
     task
 }
 
-/// A group from `--policy`, `ADDRESS[=WEIGHT]` arguments and a `--check`. Only the shape is
-/// checked here; the server checks the values and names the key of a bad one.
-pub fn group_body(
-    policy: &str,
-    origins: &[String],
-    check: Option<&str>,
-    check_options: &[String],
-) -> Result<GroupSpec, ClientError> {
-    let policy = keyword::<Policy>(policy)
-        .map_err(|e| ClientError::new(format!("--policy {policy}: {e}")))?;
-    let origins = origins
+/// What `lbdns group put` is told of a group on its command line (without `--file`).
+#[derive(Debug, Default, clap::Args)]
+pub struct GroupArgs {
+    /// weight, region or nearest.
+    #[arg(long, default_value = "weight")]
+    pub policy: String,
+    /// An origin: ADDRESS or ADDRESS=WEIGHT, then its region keys as `group list` shows
+    /// them, e.g. '192.0.2.1=2 countries=DE,FR asns=15169' (repeatable).
+    #[arg(long = "origin", value_name = "ADDRESS[=WEIGHT] [KEY=VALUE,...]")]
+    pub origins: Vec<String>,
+    /// The group that answers while fewer than --min-up origins of this one are usable.
+    #[arg(long, value_name = "GROUP")]
+    pub fallback: Option<String>,
+    /// Usable origins below which the fallback answers [the file's default: 1].
+    #[arg(long, value_name = "N")]
+    pub min_up: Option<i64>,
+    /// What a task answers when its whole fallback chain is down: fail_open, servfail or
+    /// nodata [the file's default: fail_open].
+    #[arg(long, value_name = "WHAT")]
+    pub when_all_down: Option<String>,
+    /// Check the origins: TYPE:PORT[/PATH], e.g. tcp:8080 or http:80/healthz.
+    #[arg(long, value_name = "TYPE:PORT[/PATH]")]
+    pub check: Option<String>,
+    /// Another health_check key, e.g. interval=2, fall=3, host=www.example.com,
+    /// expect_status=200,204 (repeatable).
+    #[arg(long = "check-option", value_name = "KEY=VALUE", requires = "check")]
+    pub check_options: Vec<String>,
+}
+
+/// A group from `lbdns group put`'s flags. Only the shape is checked here; the server
+/// checks the values and names the key of a bad one.
+pub fn group_body(args: &GroupArgs) -> Result<GroupSpec, ClientError> {
+    let policy = keyword::<Policy>(&args.policy)
+        .map_err(|e| ClientError::new(format!("--policy {}: {e}", args.policy)))?;
+    let origins = args
+        .origins
         .iter()
-        .map(|o| {
-            let (address, weight) = match o.rsplit_once('=') {
-                Some((address, weight)) => {
-                    let weight = weight.parse::<u32>().map_err(|_| {
-                        ClientError::new(format!(
-                            "{o}: the weight after '=' must be a whole number 0..100"
-                        ))
-                    })?;
-                    (address, Some(weight))
-                }
-                None => (o.as_str(), None),
-            };
-            let mut origin = OriginSpec::new(address);
-            if let Some(weight) = weight {
-                origin.weight = Lined::new(weight);
-            }
-            Ok(Lined::new(origin))
-        })
+        .map(|o| origin_body(o).map(Lined::new))
         .collect::<Result<Vec<_>, ClientError>>()?;
-    let health_check = match check {
-        Some(check) => Some(Lined::new(check_body(check, check_options)?)),
-        None if !check_options.is_empty() => {
+    let health_check = match &args.check {
+        Some(check) => Some(Lined::new(check_body(check, &args.check_options)?)),
+        None if !args.check_options.is_empty() => {
             return Err(ClientError::new(
                 "--check-option needs --check TYPE:PORT[/PATH]".to_owned(),
             ));
@@ -300,10 +308,72 @@ pub fn group_body(
     };
     let mut group = GroupSpec::new(policy, origins);
     group.health_check = health_check;
+    group.fallback = args.fallback.clone().map(Lined::new);
+    group.min_up = args.min_up.map(Lined::new);
+    group.when_all_down = match &args.when_all_down {
+        Some(what) => {
+            Some(Lined::new(keyword::<WhenAllDown>(what).map_err(|e| {
+                ClientError::new(format!("--when-all-down {what}: {e}"))
+            })?))
+        }
+        None => None,
+    };
     Ok(group)
 }
 
-/// A lower-case keyword of the site file (`weight`, `http`...) as its type.
+/// `192.0.2.1=3 countries=CN,HK asns=15169`: an address, its weight after `=`, then region
+/// keys separated by spaces, each with a comma-separated list, as `group list` prints them.
+fn origin_body(text: &str) -> Result<OriginSpec, ClientError> {
+    let mut words = text.split_whitespace();
+    let first = words.next().unwrap_or_default();
+    let (address, weight) = match first.split_once('=') {
+        Some((address, weight)) => (address, Some(weight)),
+        None => (first, None),
+    };
+    let mut origin = OriginSpec::new(address);
+    if let Some(weight) = weight {
+        let weight = weight.parse::<u32>().map_err(|_| {
+            ClientError::new(format!(
+                "--origin {first}: the weight after '=' must be a whole number 0..100"
+            ))
+        })?;
+        origin.weight = Lined::new(weight);
+    }
+    for word in words {
+        let (key, values) = word.split_once('=').ok_or_else(|| {
+            ClientError::new(format!(
+                "--origin '{text}': write region keys as KEY=VALUE,VALUE after the address, e.g. '192.0.2.1 countries=DE,FR asns=15169'"
+            ))
+        })?;
+        let list = || Lined::new(values.split(',').map(str::to_owned).collect());
+        match key {
+            "countries" => origin.countries = list(),
+            "continents" => origin.continents = list(),
+            "subnets" => origin.subnets = list(),
+            "asns" => {
+                let asns = values
+                    .split(',')
+                    .map(|asn| {
+                        let asn = asn.strip_prefix("AS").unwrap_or(asn);
+                        asn.parse::<i64>().map_err(|_| {
+                            ClientError::new(format!(
+                                "--origin '{text}': asns are whole numbers, e.g. asns=15169,7018"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                origin.asns = Lined::new(asns);
+            }
+            _ => {
+                return Err(ClientError::new(format!(
+                    "--origin '{text}': {key} is no region key; the keys are countries, continents, subnets and asns"
+                )));
+            }
+        }
+    }
+    Ok(origin)
+}
+
 fn keyword<T: DeserializeOwned>(text: &str) -> Result<T, serde::de::value::Error> {
     T::deserialize(serde::de::value::StrDeserializer::new(text))
 }
@@ -700,33 +770,28 @@ mod tests {
     #[test]
     fn group_bodies() {
         let json = |group: GroupSpec| serde_json::to_value(group).unwrap();
-        let body = json(
-            group_body(
-                "weight",
-                &["192.0.2.1=3".into(), "192.0.2.2".into()],
-                None,
-                &[],
-            )
-            .unwrap(),
-        );
+        let args = |policy: &str, origins: &[&str]| GroupArgs {
+            policy: policy.to_owned(),
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+            ..GroupArgs::default()
+        };
+        let body = json(group_body(&args("weight", &["192.0.2.1=3", "192.0.2.2"])).unwrap());
         assert_eq!(
             body,
             json!({"policy": "weight", "origins": [
                 {"address": "192.0.2.1", "weight": 3}, {"address": "192.0.2.2", "weight": 1}]})
         );
-        assert!(group_body("weight", &["192.0.2.1=x".into()], None, &[]).is_err());
         let checked = json(
-            group_body(
-                "nearest",
-                &["192.0.2.1".into()],
-                Some("http:8080/healthz"),
-                &[
+            group_body(&GroupArgs {
+                check: Some("http:8080/healthz".into()),
+                check_options: vec![
                     "interval=0.5".into(),
                     "fall=2".into(),
                     "expect_status=200,204".into(),
                     "host=www.example.com".into(),
                 ],
-            )
+                ..args("nearest", &["192.0.2.1"])
+            })
             .unwrap(),
         );
         assert_eq!(checked["policy"], "nearest");
@@ -735,37 +800,79 @@ mod tests {
             json!({"type": "http", "port": 8080, "path": "/healthz", "interval": 0.5, "fall": 2,
                    "expect_status": [200, 204], "host": "www.example.com"})
         );
-        assert!(group_body("weight", &[], Some("http"), &[]).is_err());
-        for (policy, check, option, wording) in [
+        // Region keys as `group list` prints them, and the chain's keys.
+        let region = json(
+            group_body(&GroupArgs {
+                fallback: Some("backup".into()),
+                min_up: Some(2),
+                when_all_down: Some("servfail".into()),
+                ..args(
+                    "region",
+                    &[
+                        "198.51.100.21=2 asns=15169,AS7018 countries=DE,FR",
+                        "2001:db8::1 continents=EU subnets=10.0.0.0/8,2001:db8::/32",
+                        "198.51.100.29",
+                    ],
+                )
+            })
+            .unwrap(),
+        );
+        assert_eq!(
+            region,
+            json!({"policy": "region", "origins": [
+                {"address": "198.51.100.21", "weight": 2, "asns": [15169, 7018],
+                 "countries": ["DE", "FR"]},
+                {"address": "2001:db8::1", "weight": 1, "continents": ["EU"],
+                 "subnets": ["10.0.0.0/8", "2001:db8::/32"]},
+                {"address": "198.51.100.29", "weight": 1}],
+                "fallback": "backup", "min_up": 2, "when_all_down": "servfail"})
+        );
+        let check = |check: Option<&str>, options: &[&str]| GroupArgs {
+            check: check.map(str::to_owned),
+            check_options: options.iter().map(|o| o.to_string()).collect(),
+            ..args("weight", &[])
+        };
+        for (args, wording) in [
             (
-                "fastest",
-                None,
-                None,
+                args("fastest", &[]),
                 "--policy fastest: unknown variant `fastest`",
             ),
             (
-                "weight",
-                Some("ftp:21"),
-                None,
+                args("weight", &["192.0.2.1=x"]),
+                "--origin 192.0.2.1=x: the weight after '=' must be a whole number 0..100",
+            ),
+            (
+                args("region", &["192.0.2.1 country=DE"]),
+                "country is no region key; the keys are countries, continents, subnets and asns",
+            ),
+            (
+                args("region", &["192.0.2.1 DE"]),
+                "write region keys as KEY=VALUE,VALUE after the address",
+            ),
+            (
+                args("region", &["192.0.2.1 asns=google"]),
+                "asns are whole numbers",
+            ),
+            (
+                GroupArgs {
+                    when_all_down: Some("panic".into()),
+                    ..args("weight", &[])
+                },
+                "--when-all-down panic: unknown variant `panic`",
+            ),
+            (check(Some("http"), &[]), "write TYPE:PORT[/PATH]"),
+            (
+                check(Some("ftp:21"), &[]),
                 "--check ftp:21: unknown variant `ftp`",
             ),
+            (check(Some("tcp:80"), &["fall=x"]), "fall is a whole number"),
             (
-                "weight",
-                Some("tcp:80"),
-                Some("fall=x"),
-                "fall is a whole number",
-            ),
-            (
-                "weight",
-                Some("tcp:80"),
-                Some("color=red"),
+                check(Some("tcp:80"), &["color=red"]),
                 "color=red: no such key",
             ),
+            (check(None, &["fall=2"]), "--check-option needs --check"),
         ] {
-            let options: Vec<String> = option.into_iter().map(str::to_owned).collect();
-            let error = group_body(policy, &[], check, &options)
-                .unwrap_err()
-                .to_string();
+            let error = group_body(&args).unwrap_err().to_string();
             assert!(error.contains(wording), "{error}");
         }
     }

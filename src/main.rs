@@ -16,7 +16,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use lbdns::api_types::{
     Group, GroupList, Refusal, Secondaries, StickinessPatch, Task, TaskList, TaskPatch,
 };
-use lbdns::client::{self, Client, ClientError};
+use lbdns::client::{self, Client, ClientError, GroupArgs};
 use lbdns::limits::LimitArgs;
 use lbdns::load::{self, Sources};
 use lbdns::metrics::Metrics;
@@ -444,22 +444,11 @@ enum GroupCommand {
     Put {
         /// The group's name, as tasks' `origin_group` names it.
         name: String,
-        /// weight, region or nearest.
-        #[arg(long, default_value = "weight")]
-        policy: String,
-        /// An origin as ADDRESS or ADDRESS=WEIGHT (repeatable).
-        #[arg(long = "origin", value_name = "ADDRESS[=WEIGHT]")]
-        origins: Vec<String>,
-        /// A JSON file with the whole group (for region keys), instead of --origin.
-        #[arg(long, value_name = "FILE", conflicts_with = "origins")]
+        #[command(flatten)]
+        group: GroupArgs,
+        /// A JSON file with the whole group, instead of the flags above.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["origins", "fallback", "min_up", "when_all_down", "check"])]
         file: Option<PathBuf>,
-        /// Check the origins: TYPE:PORT[/PATH], e.g. tcp:8080 or http:80/healthz.
-        #[arg(long, value_name = "TYPE:PORT[/PATH]", conflicts_with = "file")]
-        check: Option<String>,
-        /// Another health_check key, e.g. interval=2, fall=3, host=www.example.com,
-        /// expect_status=200,204 (repeatable).
-        #[arg(long = "check-option", value_name = "KEY=VALUE", requires = "check")]
-        check_options: Vec<String>,
     },
     /// Delete a group no task uses.
     Delete {
@@ -1094,14 +1083,7 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
                 client::group_table(std::slice::from_ref(group))
             })
         }
-        GroupCommand::Put {
-            name,
-            policy,
-            origins,
-            file,
-            check,
-            check_options,
-        } => {
+        GroupCommand::Put { name, group, file } => {
             let body = match file {
                 Some(path) => std::fs::read_to_string(&path)
                     .map_err(|e| format!("{}: {e}", path.display()))
@@ -1110,8 +1092,7 @@ fn group(args: ApiArgs, command: GroupCommand) -> Result<(), Failure> {
                             format!("{}: not an origin group as JSON: {e}", path.display())
                         })
                     }),
-                None => client::group_body(&policy, &origins, check.as_deref(), &check_options)
-                    .map_err(|e| e.to_string()),
+                None => client::group_body(&group).map_err(|e| e.to_string()),
             }
             .map_err(|e| format!("lbdns: {e}"))?;
             let v = client

@@ -712,6 +712,86 @@ fn task_update_changes_only_the_fields_given() {
     assert_eq!(read(&site.path().join("zones/example.com.lb.yaml")), file);
 }
 
+/// `group put` takes region keys as `group list` prints them and the fallback chain's
+/// keys from flags; what it wrote reads back the same, and a mistyped key changes nothing.
+#[test]
+fn group_put_takes_region_keys_and_the_chain_from_flags() {
+    let site = Site::example();
+    let server = site.serve();
+    let put = cli(
+        server.api,
+        &[
+            "group",
+            "put",
+            "eu",
+            "--policy",
+            "region",
+            "--origin",
+            "192.0.2.21=2 countries=DE,FR subnets=10.1.0.0/16",
+            "--origin",
+            "192.0.2.29",
+            "--fallback",
+            "web",
+            "--min-up",
+            "1",
+            "--when-all-down",
+            "servfail",
+        ],
+    );
+    assert_ok(&put);
+    let table = stdout(&cli(server.api, &["group", "get", "eu"]));
+    let keys = "countries=DE,FR subnets=10.1.0.0/16";
+    assert!(origin_line(&table, "192.0.2.21").contains(keys), "{table}");
+    let json = stdout(&cli(server.api, &["group", "get", "eu", "--json"]));
+    let group: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(group["fallback"], "web", "{group}");
+    assert_eq!(group["min_up"], 1, "{group}");
+    assert_eq!(group["when_all_down"], "servfail", "{group}");
+    assert_eq!(group["origins"][0]["weight"], 2, "{group}");
+    assert_eq!(
+        group["origins"][0]["countries"],
+        serde_json::json!(["DE", "FR"]),
+        "{group}"
+    );
+    assert_eq!(
+        group["origins"][0]["subnets"],
+        serde_json::json!(["10.1.0.0/16"]),
+        "{group}"
+    );
+
+    let file = read(&site.path().join("zones/example.com.lb.yaml"));
+    let typo = cli(
+        server.api,
+        &[
+            "group",
+            "put",
+            "eu",
+            "--policy",
+            "region",
+            "--origin",
+            "192.0.2.21 country=DE",
+        ],
+    );
+    assert_failed_with(
+        &typo,
+        &["country is no region key", "countries, continents"],
+    );
+    let unknown = cli(
+        server.api,
+        &[
+            "group",
+            "put",
+            "eu",
+            "--origin",
+            "192.0.2.21",
+            "--fallback",
+            "nope",
+        ],
+    );
+    assert_failed_with(&unknown, &["nope", "422"]);
+    assert_eq!(read(&site.path().join("zones/example.com.lb.yaml")), file);
+}
+
 /// `group get` shows one group; a refused deletion names the command that fixes it, not
 /// the API request.
 #[test]
