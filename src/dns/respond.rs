@@ -68,10 +68,12 @@ pub fn respond<R: Rng + ?Sized>(
         // Never answer a response: no reflection loops.
         return Outcome::default();
     }
-    let query = match Query::read(packet) {
+    // Borrowed where it was read: a query holds its name's 255 bytes, not worth a copy.
+    let read = Query::read(packet);
+    let query = match &read {
         Ok(query) => query,
         Err(why) => {
-            let malformed = match why {
+            let malformed = match *why {
                 wire::Unreadable::Truncated => Malformed::Undecodable,
                 wire::Unreadable::Opt => Malformed::Edns,
             };
