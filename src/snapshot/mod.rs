@@ -43,6 +43,9 @@ pub struct Snapshot {
     /// Zones by their origin's lowercased wire bytes. Shared between snapshots: a change
     /// to one site rebuilds only its entry.
     zones: NameMap<Arc<CompiledZone>>,
+    /// The most labels an apex here has: a longer suffix of a name is no zone, so the
+    /// search for a name's zone starts there.
+    deepest_apex: usize,
     geoip: Option<Arc<GeoIp>>,
 }
 
@@ -166,8 +169,10 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let deepest_apex = compiled.values().map(|z| z.data.apex_labels).max();
         Ok(Self {
             zones: compiled,
+            deepest_apex: deepest_apex.unwrap_or(0),
             geoip,
         })
     }
@@ -194,6 +199,7 @@ impl Snapshot {
         zones.insert(zone.apex.clone(), Arc::new(compiled));
         Ok(Self {
             zones,
+            deepest_apex: self.deepest_apex.max(zone.apex_labels),
             geoip: self.geoip.clone(),
         })
     }
@@ -292,7 +298,7 @@ impl Snapshot {
     /// parent's, when the parent is served here too.
     fn zone_of(&self, qname: &WireName, qtype: u16) -> Option<&CompiledZone> {
         let mut child_apex = None;
-        for n in (0..=qname.labels()).rev() {
+        for n in (0..=qname.labels().min(self.deepest_apex)).rev() {
             let Some(zone) = self.zones.get(qname.suffix(n)) else {
                 continue;
             };

@@ -360,16 +360,20 @@ fn any_at_zone_data_is_one_rrset() {
     );
 }
 
+/// The zone of `sub.example.com.`, delegated from [`ZONE`].
+fn child_zone() -> ZoneData {
+    crate::zone::parse(
+        "$TTL 60\n@ SOA ns hostmaster 1 7200 900 1209600 30\n@ NS ns\nns A 192.0.2.54\n@ A 192.0.2.55\n",
+        Path::new("c.zone"),
+        &Name::from_ascii("sub.example.com.").unwrap(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn ds_at_a_served_child_apex_is_answered_by_the_parent() {
     let parent = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
-    let child_origin = Name::from_ascii("sub.example.com.").unwrap();
-    let child = crate::zone::parse(
-            "$TTL 60\n@ SOA ns hostmaster 1 7200 900 1209600 30\n@ NS ns\nns A 192.0.2.54\n@ A 192.0.2.55\n",
-            Path::new("c.zone"),
-            &child_origin,
-        )
-        .unwrap();
+    let child = child_zone();
     let s = Snapshot::compile(
         &[parent.into(), child.into()],
         &[],
@@ -389,6 +393,24 @@ fn ds_at_a_served_child_apex_is_answered_by_the_parent() {
     );
     let below = ask(&s, "x.sub.example.com.", RecordType::DS);
     assert_eq!(soa_owner(&below).as_deref(), Some("sub.example.com."));
+}
+
+#[test]
+fn a_child_zone_added_with_its_site_answers_its_names() {
+    let parent = crate::zone::parse(ZONE, Path::new("t.zone"), &origin()).unwrap();
+    let s = Snapshot::compile(&[parent.into()], &[], None, &Health::default()).unwrap();
+    // The parent refers the child's names to the cut.
+    assert!(!ask(&s, "www.sub.example.com.", RecordType::A).authoritative);
+    // A zone deeper than any served before is searched for, its names answered by it.
+    let child_origin = Name::from_ascii("sub.example.com.").unwrap();
+    let spec = site::parse(&TASK.replace("www.example.com", "www.sub.example.com")).unwrap();
+    let site = site::validate(&child_origin, &spec).unwrap();
+    let s = s
+        .with_site(&Arc::new(child_zone()), &site, &Health::default())
+        .unwrap();
+    let www = ask(&s, "www.sub.example.com.", RecordType::A);
+    assert!(www.authoritative);
+    assert_eq!(data(&www), ["www.sub.example.com. 30 192.0.2.10"]);
 }
 
 #[test]
