@@ -8,12 +8,12 @@
 //! over glue; the DS and NSEC at a cut are signed).
 //!
 //! The result is a zone compiled like any other, its signatures stored beside the RRsets
-//! they cover as a file signed elsewhere stores them, so serving and transfers use the
-//! same code for both (`snapshot::signed`). DNSSEC records the file itself holds are
-//! dropped first: lbdns's own replace them.
+//! they cover and its NSEC3 RRsets apart from its names, as a file signed elsewhere
+//! stores them, so serving and transfers use the same code for both (`snapshot::signed`).
+//! DNSSEC records the file itself holds are dropped first: lbdns's own replace them.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::key::ZoneKey;
@@ -21,7 +21,7 @@ use super::keydir::ZoneKeys;
 use super::lifecycle::{Apex, Timing};
 use super::{Nsec3Params, canonical_cmp, nsec3_hash, nsec3_rdata, rtype as dnssec_rtype};
 use crate::site::dnssec::{Denial, DnssecPolicy};
-use crate::snapshot::{RecordsMut, ZoneBuilder, ZoneData};
+use crate::snapshot::{DenialEntry, RecordsMut, ZoneData};
 use crate::wire::{Records, WireName, rtype};
 
 /// CDS and CDNSKEY (RFC 7344).
@@ -169,35 +169,21 @@ struct Rrset<'a> {
 
 /// Signs `zone` as `policy` says with the keys of `keys` that `apex_keys` names, at `now`
 /// (seconds since the Unix epoch); the ZSK goes on signing the zone's task answers.
-/// With NSEC or compact denial the zone is signed in place ([`sign_in_place`]); NSEC3's
-/// records are owned by hashed names the zone keeps apart, so it is built anew.
-pub fn sign_zone(
-    zone: ZoneData,
-    keys: ZoneKeys,
-    apex_keys: &Apex,
-    policy: &DnssecPolicy,
-    now: u64,
-) -> Result<SignedZone, SignError> {
-    match policy.denial {
-        Denial::Nsec3 => sign_rebuilt(&zone, keys, apex_keys, policy, now),
-        _ => sign_in_place(zone, keys, apex_keys, policy, now),
-    }
-}
-
-/// [`sign_zone`] with NSEC or compact denial. The zone is signed in place: each name's records are rewritten once, with its NSEC
+///
+/// The zone is signed in place: each name's records are rewritten once, with its NSEC
 /// and its RRSIGs after its data, so a large zone is never held twice (unsigned and
-/// signed) nor are its signatures held apart from it. The names are shared out in small
-/// runs of the NSEC chain's order to a thread per core, since signatures cost far more
-/// than the rest.
-fn sign_in_place(
+/// signed) nor are its signatures held apart from it. With NSEC3 each name's NSEC3 and
+/// its RRSIG are made beside it, in the zone's NSEC3 index, as a zone file's are kept
+/// (their hashed owners are not names of the zone). The names are shared out in small
+/// runs of the denial chain's order to a thread per core, since signatures cost far
+/// more than the rest.
+pub fn sign_zone(
     mut zone: ZoneData,
     mut keys: ZoneKeys,
     apex_keys: &Apex,
     policy: &DnssecPolicy,
     now: u64,
 ) -> Result<SignedZone, SignError> {
-    // Compact denial makes its NSECs per name asked: the zone has no chain to walk.
-    let compact = policy.denial == Denial::Compact;
     let signers = Signers::of(&keys, apex_keys)?;
     let apex = zone.apex.clone();
     let apex_labels = zone.apex_labels;
@@ -205,12 +191,19 @@ fn sign_in_place(
     let soa_ttl = u32::from_be_bytes(soa[4..8].try_into().expect("4 bytes"));
     let nsec_ttl = u32::from_be_bytes(zone.negative_soa[4..8].try_into().expect("4 bytes"));
 
-    // The apex's key RRsets.
-    let key_records = apex_key_records(&signers, &apex, soa_ttl).concat();
+    // The apex's key RRsets and, with NSEC3, its NSEC3PARAM: RFC 9276's parameters
+    // (SHA-1, no extra iteration, no salt; no opt-out).
+    let mut key_records = apex_key_records(&signers, &apex, soa_ttl).concat();
+    let nsec3 = (policy.denial == Denial::Nsec3).then(Nsec3Params::default);
+    if let Some(params) = &nsec3 {
+        let rdata = super::nsec3param_rdata(params);
+        push_record(&mut key_records, dnssec_rtype::NSEC3PARAM, nsec_ttl, &rdata);
+    }
 
-    // The NSEC chain: every name with data or a cut, not glue below a cut, in canonical
-    // order; empty non-terminals are not in it (RFC 4035 §2.3). Glue is neither in the
-    // chain nor signed; DNSSEC records the file gave any name are dropped.
+    // The denial chain: every name with data or a cut, not glue below a cut; with NSEC3
+    // also the empty non-terminals above those names (RFC 4035 §2.3, RFC 5155 §7.1).
+    // Glue is neither in the chain nor signed; DNSSEC records the file gave any name are
+    // dropped.
     let cuts: std::collections::HashSet<Box<[u8]>> = zone
         .nodes()
         .filter(|(_, node)| node.referral.is_some())
@@ -224,10 +217,32 @@ fn sign_in_place(
     };
     let made_here =
         |record: &[u8]| is_made_when_signing(u16::from_be_bytes([record[0], record[1]]));
+    let has_data =
+        |owner: &[u8], mut records: Records| *owner == *apex || records.any(|r| !made_here(r));
+    let mut empty_above = std::collections::HashSet::new();
+    if nsec3.is_some() {
+        for (owner, node) in zone.nodes() {
+            let Some(name) = WireName::from_lowercase(owner) else {
+                continue;
+            };
+            if !has_data(owner, node.records()) || below_cut(owner) {
+                continue;
+            }
+            for n in apex_labels + 1..name.labels() {
+                let above = name.suffix(n);
+                if zone
+                    .node(above)
+                    .is_some_and(|node| !has_data(above, node.records()))
+                {
+                    empty_above.insert(Box::<[u8]>::from(above));
+                }
+            }
+        }
+    }
     let mut chain = Vec::new();
     let mut emptied = Vec::new();
     for mut name in zone.records_mut() {
-        let has_data = *name.owner == *apex || Records(name.records()).any(|r| !made_here(r));
+        let has_data = has_data(name.owner, Records(name.records()));
         if (below_cut(name.owner) || !has_data) && Records(name.records()).any(made_here) {
             let kept: Vec<u8> = Records(name.records())
                 .filter(|r| !made_here(r))
@@ -239,11 +254,15 @@ fn sign_in_place(
                 emptied.push(Box::<[u8]>::from(name.owner));
             }
         }
-        if has_data && !below_cut(name.owner) {
+        if (has_data && !below_cut(name.owner)) || empty_above.contains(name.owner) {
             chain.push(name);
         }
     }
-    chain.sort_unstable_by(|a, b| canonical_cmp(a.owner, b.owner));
+    drop(empty_above);
+    match &nsec3 {
+        Some(params) => chain.sort_by_cached_key(|name| nsec3_hash(name.owner, params)),
+        None => chain.sort_unstable_by(|a, b| canonical_cmp(a.owner, b.owner)),
+    }
 
     // Signatures: inception a little in the past; expiry spread over the last tenth of
     // the validity, so that a zone's signatures do not all fall due at once.
@@ -256,35 +275,52 @@ fn sign_in_place(
         nsec_ttl,
         validity,
         inception: now.saturating_sub(INCEPTION_SKEW),
-        compact,
+        denial: match &nsec3 {
+            Some(params) => Chain::Nsec3(params),
+            None if policy.denial == Denial::Compact => Chain::Compact,
+            None => Chain::Nsec,
+        },
+    };
+    // Each name's NSEC3 RRset, in the chain's order: filled in as the names are signed.
+    let mut nsec3_rrsets: Vec<DenialEntry> = match nsec3 {
+        Some(_) => std::iter::repeat_with(DenialEntry::default)
+            .take(chain.len())
+            .collect(),
+        None => Vec::new(),
     };
     // Runs small enough that a thread the machine slows down does not hold up the rest.
     const RUN: usize = 256;
-    // The name after each run's last; the chain closes at the apex, the first.
+    // The name after each run's last; the chain closes at its first.
     let after_runs: Vec<&[u8]> = (1..=chain.len().div_ceil(RUN))
         .map(|i| chain.get(i * RUN).unwrap_or(&chain[0]).owner)
         .collect();
-    let runs = Mutex::new(chain.chunks_mut(RUN).zip(after_runs));
+    let mut nsec3_runs = nsec3_rrsets.chunks_mut(RUN);
+    let runs = Mutex::new(
+        chain
+            .chunks_mut(RUN)
+            .zip(after_runs)
+            .map(move |(run, after)| (run, after, nsec3_runs.next())),
+    );
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (signatures, earliest_expiry) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut worker = Worker {
-                        earliest_expiry: u64::MAX,
-                        ..Worker::default()
-                    };
+                    let mut worker = Worker::default();
+                    worker.signatures.earliest_expiry = u64::MAX;
                     loop {
                         let next = runs.lock().unwrap_or_else(|e| e.into_inner()).next();
-                        let Some((run, after)) = next else {
+                        let Some((run, after, mut nsec3_run)) = next else {
                             break;
                         };
                         for i in 0..run.len() {
                             let next = run.get(i + 1).map_or(after, |name| name.owner);
-                            signing.sign_name(&mut run[i], next, &mut worker);
+                            let nsec3 = nsec3_run.as_deref_mut().map(|rrsets| &mut rrsets[i]);
+                            signing.sign_name(&mut run[i], next, nsec3, &mut worker);
                         }
                     }
-                    (worker.signatures, worker.earliest_expiry)
+                    let made = worker.signatures;
+                    (made.count, made.earliest_expiry)
                 })
             })
             .collect();
@@ -293,13 +329,19 @@ fn sign_in_place(
             .map(|w| w.join().expect("a signing thread does not panic"))
             .fold((0, u64::MAX), |(n, e), (wn, we)| (n + wn, e.min(we)))
     });
+    drop(runs);
     drop(chain);
     zone.remove_empty(&emptied);
-    zone.rederive();
+    zone.rederive(nsec3_rrsets);
 
     let zsk_tag = signers.zsk.key_tag();
     zone.signer = Some(task_signer(
-        &mut keys, zsk_tag, apex, validity, nsec_ttl, compact,
+        &mut keys,
+        zsk_tag,
+        apex,
+        validity,
+        nsec_ttl,
+        policy.denial == Denial::Compact,
     ));
     Ok(SignedZone {
         zone,
@@ -309,36 +351,60 @@ fn sign_in_place(
     })
 }
 
+/// The records of the denial chain a zone signed in place holds.
+enum Chain<'a> {
+    /// An NSEC at each name.
+    Nsec,
+    /// An NSEC3 for each name, with these parameters.
+    Nsec3(&'a Nsec3Params),
+    /// None: compact denial makes its NSECs per name asked.
+    Compact,
+}
+
 /// What signing every name of a zone shares.
 struct ZoneSigning<'a> {
     apex: &'a [u8],
     zsk: &'a ZoneKey,
     ksks: &'a [&'a ZoneKey],
-    /// The apex's DNSKEY, CDS and CDNSKEY records.
+    /// The apex's DNSKEY, CDS and CDNSKEY records, and with NSEC3 its NSEC3PARAM.
     key_records: &'a [u8],
     nsec_ttl: u32,
     validity: u64,
     inception: u64,
-    /// No NSEC chain (compact denial).
-    compact: bool,
+    denial: Chain<'a>,
 }
 
 /// One signing thread's buffers, reused from name to name, and its tally.
 #[derive(Default)]
 struct Worker {
     records: Vec<u8>,
-    signatures_out: Vec<u8>,
-    signed_data: Vec<u8>,
     types: Vec<u16>,
-    signatures: usize,
+    signatures: Signatures,
+}
+
+/// RRSIG records being made: their buffers and tally.
+#[derive(Default)]
+struct Signatures {
+    /// The RRSIGs of the RRsets last signed.
+    out: Vec<u8>,
+    /// The data a signature covers.
+    signed_data: Vec<u8>,
+    count: usize,
     earliest_expiry: u64,
 }
 
 impl ZoneSigning<'_> {
     /// Rewrites the records of `name` (in the chain): its data, at the apex the key
-    /// RRsets, its NSEC pointing to `next`, then an RRSIG over each RRset it is
-    /// authoritative for (RFC 4035 §2.2: at a cut only the DS and NSEC).
-    fn sign_name(&self, name: &mut RecordsMut, next: &[u8], worker: &mut Worker) {
+    /// RRsets, with NSEC its NSEC pointing to `next`, then an RRSIG over each RRset it is
+    /// authoritative for (RFC 4035 §2.2: at a cut only the DS and NSEC). With NSEC3 its
+    /// NSEC3, pointing to `next`'s hash, and that NSEC3's RRSIG go in `nsec3`.
+    fn sign_name(
+        &self,
+        name: &mut RecordsMut,
+        next: &[u8],
+        nsec3: Option<&mut DenialEntry>,
+        worker: &mut Worker,
+    ) {
         let records = &mut worker.records;
         records.clear();
         worker.types.clear();
@@ -353,14 +419,46 @@ impl ZoneSigning<'_> {
                 worker.types.push(t);
             }
         }
-        if !self.compact {
+        if let Chain::Nsec = self.denial {
             worker.types.extend([rtype::RRSIG, rtype::NSEC]);
             let mut rdata = next.to_vec();
             rdata.extend_from_slice(&type_bitmap(&worker.types));
             push_record(records, rtype::NSEC, self.nsec_ttl, &rdata);
         }
+        if !records.is_empty() {
+            self.sign_rrsets(name.owner, name.is_cut, records, &mut worker.signatures);
+            records.extend_from_slice(&worker.signatures.out);
+            name.replace(records);
+        }
 
-        let out = &mut worker.signatures_out;
+        let (Chain::Nsec3(params), Some(nsec3)) = (&self.denial, nsec3) else {
+            return;
+        };
+        // At a cut only the NS and DS are this zone's; an RRSIG is listed where a signed
+        // RRset is.
+        let types = &mut worker.types;
+        if name.is_cut {
+            types.retain(|t| matches!(*t, rtype::NS | rtype::DS));
+        }
+        if !types.is_empty() && (!name.is_cut || types.contains(&rtype::DS)) {
+            types.push(rtype::RRSIG);
+        }
+        let owner = nsec3_owner(&nsec3_hash(name.owner, params), self.apex);
+        let rdata = nsec3_rdata(0, params, &nsec3_hash(next, params), types);
+        records.clear();
+        push_record(records, dnssec_rtype::NSEC3, self.nsec_ttl, &rdata);
+        self.sign_rrsets(&owner, false, records, &mut worker.signatures);
+        records.extend_from_slice(&worker.signatures.out);
+        *nsec3 = DenialEntry {
+            owner: owner.into(),
+            records: records[..].into(),
+        };
+    }
+
+    /// Writes into `signatures.out` an RRSIG over each RRset of `records` (RRsets
+    /// contiguous) at `owner` it is authoritative for: at a cut only the DS and NSEC.
+    fn sign_rrsets(&self, owner: &[u8], is_cut: bool, records: &[u8], signatures: &mut Signatures) {
+        let out = &mut signatures.out;
         out.clear();
         let mut at = 0;
         while at < records.len() {
@@ -372,12 +470,12 @@ impl ZoneSigning<'_> {
                 + at;
             let rrset = &records[at..end];
             at = end;
-            if name.is_cut && !matches!(t, rtype::DS | rtype::NSEC) {
+            if is_cut && !matches!(t, rtype::DS | rtype::NSEC) {
                 continue;
             }
-            let jitter = spread(name.owner, t, self.validity / 10);
+            let jitter = spread(owner, t, self.validity / 10);
             let expiration = self.inception + self.validity - jitter;
-            worker.earliest_expiry = worker.earliest_expiry.min(expiration);
+            signatures.earliest_expiry = signatures.earliest_expiry.min(expiration);
             // RFC 7344 §4.1: the parent checks the CDS and CDNSKEY against its DS, so the
             // KSKs sign them as they sign the DNSKEY RRset.
             let keys = if is_key_rrset(t) {
@@ -385,22 +483,20 @@ impl ZoneSigning<'_> {
             } else {
                 std::slice::from_ref(&self.zsk)
             };
-            let data = &mut worker.signed_data;
+            let data = &mut signatures.signed_data;
             data.clear();
-            canonical_rrset_into(name.owner, t, rrset, data);
+            canonical_rrset_into(owner, t, rrset, data);
             for key in keys {
                 push_rrsig(
-                    (name.owner, t, rrset),
+                    (owner, t, rrset),
                     data,
                     (self.apex, *key),
                     (self.inception, expiration),
                     out,
                 );
-                worker.signatures += 1;
+                signatures.count += 1;
             }
         }
-        records.extend_from_slice(out);
-        name.replace(records);
     }
 }
 
@@ -451,235 +547,6 @@ fn task_signer(
     )
 }
 
-/// [`sign_zone`] with NSEC3: the zone built anew, the NSEC3 chain beside its names.
-fn sign_rebuilt(
-    zone: &ZoneData,
-    mut keys: ZoneKeys,
-    apex_keys: &Apex,
-    policy: &DnssecPolicy,
-    now: u64,
-) -> Result<SignedZone, SignError> {
-    let compact = policy.denial == Denial::Compact;
-    let signers = Signers::of(&keys, apex_keys)?;
-    let (zsk, ksks) = (signers.zsk, &signers.ksks);
-    let apex = zone.apex.clone();
-    let soa = zone.soa();
-    let soa_ttl = u32::from_be_bytes(soa[4..8].try_into().expect("4 bytes"));
-    let nsec_ttl = u32::from_be_bytes(zone.negative_soa[4..8].try_into().expect("4 bytes"));
-
-    // The zone's RRsets, DNSSEC records it carried dropped.
-    let cuts: BTreeSet<&[u8]> = zone
-        .nodes()
-        .filter(|(_, node)| node.referral.is_some())
-        .map(|(name, _)| name)
-        .collect();
-    let mut rrsets: Vec<Rrset> = Vec::new();
-    for (owner, node) in zone.nodes() {
-        let mut types: Vec<u16> = Vec::new();
-        for record in node.records() {
-            let t = u16::from_be_bytes([record[0], record[1]]);
-            if is_made_when_signing(t) || types.contains(&t) {
-                continue;
-            }
-            types.push(t);
-            rrsets.push(Rrset {
-                owner: Cow::Borrowed(owner),
-                rtype: t,
-                records: Cow::Borrowed(node.rrset(t).unwrap_or_default()),
-            });
-        }
-    }
-    let [dnskeys, cds, cdnskey] = apex_key_records(&signers, &apex, soa_ttl);
-    // NSEC3 with RFC 9276's parameters: SHA-1, no extra iteration, no salt, no opt-out.
-    let mut nsec3param = Vec::new();
-    if policy.denial == Denial::Nsec3 {
-        let rdata = super::nsec3param_rdata(&Nsec3Params::default());
-        push_record(&mut nsec3param, dnssec_rtype::NSEC3PARAM, nsec_ttl, &rdata);
-    }
-    for (t, records) in [
-        (dnssec_rtype::DNSKEY, dnskeys),
-        (CDS, cds),
-        (CDNSKEY, cdnskey),
-        (dnssec_rtype::NSEC3PARAM, nsec3param),
-    ] {
-        if records.is_empty() {
-            continue;
-        }
-        rrsets.push(Rrset {
-            owner: Cow::Owned(apex.to_vec()),
-            rtype: t,
-            records: Cow::Owned(records),
-        });
-    }
-
-    // The denial chain is over every name with data or a cut, not glue below a cut.
-    let below_cut = |owner: &[u8]| {
-        let Some(name) = WireName::from_lowercase(owner) else {
-            return false;
-        };
-        (zone.apex_labels..name.labels()).any(|n| cuts.contains(name.suffix(n)))
-    };
-    let mut types_at: HashMap<&[u8], Vec<u16>> = HashMap::new();
-    for rrset in rrsets.iter().filter(|r| !below_cut(&r.owner)) {
-        types_at.entry(&rrset.owner).or_default().push(rrset.rtype);
-    }
-    let denial = match policy.denial {
-        Denial::Nsec => nsec_chain(&types_at, nsec_ttl),
-        Denial::Nsec3 => nsec3_chain(&types_at, &cuts, &apex, zone.apex_labels, nsec_ttl),
-        // Compact denial makes its NSECs per name asked: the zone has no chain to walk.
-        Denial::Compact => Vec::new(),
-    };
-    rrsets.extend(denial);
-
-    // Signatures: inception a little in the past; expiry spread over the last tenth of
-    // the validity, so that a zone's signatures do not all fall due at once.
-    let validity = policy.signature_validity.as_secs();
-    let inception = now.saturating_sub(INCEPTION_SKEW);
-    let mut builder = ZoneBuilder::new(&zone.origin, zone.path.clone());
-    let mut jobs: Vec<(&Rrset, &ZoneKey, u64)> = Vec::with_capacity(rrsets.len());
-    let mut earliest_expiry = u64::MAX;
-    for rrset in &rrsets {
-        let at_cut = cuts.contains(&rrset.owner[..]);
-        // At a cut only the DS and NSEC are this zone's; below one, only glue.
-        let authoritative =
-            !below_cut(&rrset.owner) && (!at_cut || matches!(rrset.rtype, rtype::DS | rtype::NSEC));
-        if !authoritative {
-            continue;
-        }
-        let jitter = spread(&rrset.owner, rrset.rtype, validity / 10);
-        let expiration = inception + validity - jitter;
-        earliest_expiry = earliest_expiry.min(expiration);
-        // RFC 7344 §4.1: the parent checks the CDS and CDNSKEY against its DS, so the
-        // KSKs sign them as they sign the DNSKEY RRset.
-        let signers: Vec<&ZoneKey> = if matches!(rrset.rtype, dnssec_rtype::DNSKEY | CDS | CDNSKEY)
-        {
-            ksks.clone()
-        } else {
-            vec![zsk]
-        };
-        for key in signers {
-            jobs.push((rrset, key, expiration));
-        }
-    }
-    // A signature costs far more than the rest of the zone's build: the work is spread
-    // over the machine's cores.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per_thread = jobs.len().div_ceil(threads).max(1);
-    let signatures: Vec<Vec<u8>> = std::thread::scope(|scope| {
-        let parts: Vec<_> = jobs
-            .chunks(per_thread)
-            .map(|part| {
-                let apex = &apex;
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(rrset, key, expiration)| {
-                            rrsig(rrset, apex, key, inception, *expiration)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().expect("a signing thread does not panic"))
-            .collect()
-    });
-    for rrset in &rrsets {
-        for record in Records(&rrset.records) {
-            add(&mut builder, &rrset.owner, record);
-        }
-    }
-    let count = signatures.len();
-    let mut record = Vec::new();
-    for ((rrset, _, _), rdata) in jobs.iter().zip(signatures) {
-        let ttl = u32::from_be_bytes(rrset.records[4..8].try_into().expect("4 bytes"));
-        record.clear();
-        push_record(&mut record, rtype::RRSIG, ttl, &rdata);
-        add(&mut builder, &rrset.owner, &record);
-    }
-    let mut signed = builder.finish();
-    signed.warnings = zone.warnings.clone();
-    let zsk_tag = zsk.key_tag();
-    signed.signer = Some(task_signer(
-        &mut keys, zsk_tag, apex, validity, nsec_ttl, compact,
-    ));
-    Ok(SignedZone {
-        zone: signed,
-        earliest_expiry,
-        refresh_at: earliest_expiry.saturating_sub(validity / 3),
-        signatures: count,
-    })
-}
-
-/// The NSEC chain over the names of `types_at` (each with the types it holds), in
-/// canonical order; empty non-terminals are not in it (RFC 4035 §2.3).
-fn nsec_chain(types_at: &HashMap<&[u8], Vec<u16>>, nsec_ttl: u32) -> Vec<Rrset<'static>> {
-    let mut owners: Vec<&[u8]> = types_at.keys().copied().collect();
-    owners.sort_unstable_by(|a, b| canonical_cmp(a, b));
-    let mut nsecs = Vec::with_capacity(owners.len());
-    for (i, owner) in owners.iter().enumerate() {
-        let next = owners[(i + 1) % owners.len()];
-        let mut types = types_at[owner].clone();
-        types.extend([rtype::RRSIG, rtype::NSEC]);
-        let mut rdata = next.to_vec();
-        rdata.extend_from_slice(&type_bitmap(&types));
-        let mut records = Vec::new();
-        push_record(&mut records, rtype::NSEC, nsec_ttl, &rdata);
-        nsecs.push(Rrset {
-            owner: Cow::Owned(owner.to_vec()),
-            rtype: rtype::NSEC,
-            records: Cow::Owned(records),
-        });
-    }
-    nsecs
-}
-
-/// The NSEC3 chain (RFC 5155 §7.1, RFC 9276 parameters, no opt-out) over the names of
-/// `types_at` and their empty non-terminals, in hash order. At a cut only the NS and DS
-/// are this zone's; an RRSIG is listed where a signed RRset is.
-fn nsec3_chain(
-    types_at: &HashMap<&[u8], Vec<u16>>,
-    cuts: &BTreeSet<&[u8]>,
-    apex: &[u8],
-    apex_labels: usize,
-    nsec_ttl: u32,
-) -> Vec<Rrset<'static>> {
-    let params = Nsec3Params::default();
-    let mut names: HashMap<&[u8], Vec<u16>> = HashMap::with_capacity(types_at.len());
-    for (&owner, types) in types_at {
-        let mut types = types.clone();
-        if cuts.contains(owner) {
-            types.retain(|t| matches!(*t, rtype::NS | rtype::DS));
-        }
-        if !types.is_empty() && (!cuts.contains(owner) || types.contains(&rtype::DS)) {
-            types.push(rtype::RRSIG);
-        }
-        names.insert(owner, types);
-        let name = WireName::from_lowercase(owner).expect("a zone's owner");
-        for n in apex_labels + 1..name.labels() {
-            names.entry(&owner[name.suffix_start(n)..]).or_default();
-        }
-    }
-    let mut hashed: Vec<([u8; super::HASH_LEN], &Vec<u16>)> = names
-        .iter()
-        .map(|(name, types)| (nsec3_hash(name, &params), types))
-        .collect();
-    hashed.sort_unstable_by_key(|h| h.0);
-    let mut chain = Vec::with_capacity(hashed.len());
-    for (i, (hash, types)) in hashed.iter().enumerate() {
-        let next = &hashed[(i + 1) % hashed.len()].0;
-        let mut records = Vec::new();
-        let rdata = nsec3_rdata(0, &params, next, types);
-        push_record(&mut records, dnssec_rtype::NSEC3, nsec_ttl, &rdata);
-        chain.push(Rrset {
-            owner: Cow::Owned(nsec3_owner(hash, apex)),
-            rtype: dnssec_rtype::NSEC3,
-            records: Cow::Owned(records),
-        });
-    }
-    chain
-}
-
 /// The owner of the NSEC3 of the name whose hash is `hash`, in the zone at `apex`.
 pub fn nsec3_owner(hash: &[u8; super::HASH_LEN], apex: &[u8]) -> Vec<u8> {
     let label = super::base32hex(hash);
@@ -688,14 +555,6 @@ pub fn nsec3_owner(hash: &[u8; super::HASH_LEN], apex: &[u8]) -> Vec<u8> {
     owner.extend_from_slice(&label);
     owner.extend_from_slice(apex);
     owner
-}
-
-/// Adds `record` (type..RDATA) at `owner`; the data was a checked zone's.
-fn add(builder: &mut ZoneBuilder, owner: &[u8], record: &[u8]) {
-    let t = u16::from_be_bytes([record[0], record[1]]);
-    let class = u16::from_be_bytes([record[2], record[3]]);
-    let ttl = u32::from_be_bytes(record[4..8].try_into().expect("4 bytes"));
-    let _ = builder.add(owner, (t, class, ttl), &record[10..], |_| Ok::<(), ()>(()));
 }
 
 /// Appends a record of class IN (type..RDATA).

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use super::signed::{self, Signed};
+use super::signed::{self, DenialEntry, Signed};
 use crate::dnssec;
 use crate::wire::{Records, WireName, rtype};
 
@@ -382,7 +382,7 @@ impl ZoneBuilder {
         };
         zone.add_additional_data();
         zone.nodes.shrink_to_fit();
-        zone.signed = signed::index(&zone, self.nsec3);
+        zone.signed = signed::index(&zone, signed::nsec3_entries(self.nsec3));
         zone
     }
 }
@@ -411,40 +411,44 @@ impl RecordsMut<'_> {
 }
 
 impl ZoneData {
-    /// Every name that holds records, to rewrite them; [`ZoneData::rederive`] must follow.
+    /// Every name of the zone (empty non-terminals too), to rewrite its records;
+    /// [`ZoneData::rederive`] must follow.
     pub fn records_mut(&mut self) -> impl Iterator<Item = RecordsMut<'_>> {
-        self.nodes
-            .iter_mut()
-            .filter(|(_, node)| !node.records.is_empty())
-            .map(|(owner, node)| RecordsMut {
-                owner,
-                is_cut: node.referral.is_some(),
-                records: &mut node.records,
-            })
+        self.nodes.iter_mut().map(|(owner, node)| RecordsMut {
+            owner,
+            is_cut: node.referral.is_some(),
+            records: &mut node.records,
+        })
     }
 
     /// Removes the names of `owners` that no longer hold records, unless names below them
-    /// make them empty non-terminals. Rare (a name whose only records signing dropped),
-    /// so each is checked against the whole zone.
+    /// make them empty non-terminals, and the empty non-terminals above them that only
+    /// they made. Rare (a name whose only records signing dropped), so each is checked
+    /// against the whole zone.
     pub fn remove_empty(&mut self, owners: &[Box<[u8]>]) {
         for owner in owners {
-            let Some(labels) = WireName::from_lowercase(owner).map(|n| n.labels()) else {
+            let Some(name) = WireName::from_lowercase(owner) else {
                 continue;
             };
-            let has_below = self.nodes.keys().any(|name| {
-                WireName::from_lowercase(name)
-                    .is_some_and(|n| n.labels() > labels && n.suffix(labels) == &owner[..])
-            });
-            if !has_below && self.nodes.get(owner).is_some_and(Node::is_empty) {
-                self.nodes.remove(owner);
+            for labels in (self.apex_labels + 1..=name.labels()).rev() {
+                let at = name.suffix(labels);
+                let has_below = self.nodes.keys().any(|below| {
+                    WireName::from_lowercase(below)
+                        .is_some_and(|n| n.labels() > labels && n.suffix(labels) == at)
+                });
+                if has_below || !self.nodes.get(at).is_some_and(Node::is_empty) {
+                    break;
+                }
+                self.nodes.remove(at);
             }
         }
     }
 
     /// Computes again what [`ZoneBuilder::finish`] derives from the records (referrals,
     /// additional data, the DNSSEC index), after [`ZoneData::records_mut`] changed them.
-    /// NSEC3 records the zone file carried are dropped.
-    pub fn rederive(&mut self) {
+    /// `nsec3` replaces the zone's NSEC3 RRsets (in hash order, as [`signed::index`] takes
+    /// them): the zone file's are dropped.
+    pub fn rederive(&mut self, nsec3: Vec<DenialEntry>) {
         let cuts: Vec<Box<[u8]>> = self
             .nodes
             .iter()
@@ -459,7 +463,7 @@ impl ZoneData {
             node.additional = None;
         }
         self.add_additional_data();
-        self.signed = signed::index(self, Vec::new());
+        self.signed = signed::index(self, nsec3);
     }
 }
 

@@ -36,6 +36,7 @@ use crate::wire::{self, Owner, Response, WireName};
 use data::NameMap;
 pub use data::{RecordsMut, Rrsets, ZoneBuilder, ZoneData};
 use lookup::{Ctx, QUESTION_AT};
+pub use signed::DenialEntry;
 use tasks::Tasks;
 
 /// Everything a query needs, immutable.

@@ -41,6 +41,7 @@ enum Denial {
 /// One NSEC3 RRset, or an NSEC or NSEC3 RRset a site's tasks make: its owner
 /// (lowercased wire bytes) and its records, the NSEC or NSEC3 record(s) then the RRSIGs
 /// covering them.
+#[derive(Default)]
 pub struct DenialEntry {
     pub owner: Box<[u8]>,
     pub records: Box<[u8]>,
@@ -160,14 +161,16 @@ pub(super) fn compressed<'b>(
     }
 }
 
-/// Indexes `zone`'s DNSSEC records; `nsec3` are the NSEC3 RRsets the builder kept apart.
-/// `None` for a zone with neither RRSIG over its SOA nor NSEC3 records.
-pub fn index(zone: &ZoneData, nsec3: Vec<(Box<[u8]>, Vec<u8>)>) -> Option<Box<Signed>> {
+/// Indexes `zone`'s DNSSEC records; `nsec3` are its NSEC3 RRsets in hash order (kept
+/// apart from its names, which their hashed owners are not: RFC 5155 §7.2.8). `None` for
+/// a zone with neither RRSIG over its SOA nor NSEC3 records.
+pub fn index(zone: &ZoneData, nsec3: Vec<DenialEntry>) -> Option<Box<Signed>> {
     let apex = zone.node(&zone.apex).expect("the apex is a node");
     let serves = apex.signatures(rtype::SOA).next().is_some();
     if !serves && nsec3.is_empty() {
         return None;
     }
+    debug_assert!(nsec3.is_sorted_by(|a, b| a.label() <= b.label()));
     let minimum = u32::from_be_bytes(
         zone.negative_soa[zone.negative_soa.len() - 4..]
             .try_into()
@@ -185,28 +188,6 @@ pub fn index(zone: &ZoneData, nsec3: Vec<(Box<[u8]>, Vec<u8>)>) -> Option<Box<Si
         signature[4..8].copy_from_slice(&original.min(minimum).to_be_bytes());
         negative_soa_signatures.extend_from_slice(&signature);
     }
-    // An owner's records may come in more than one run (a signer writing the RRSIGs
-    // after the whole chain): one entry each.
-    let mut nsec3 = nsec3;
-    nsec3.sort_by(|a, b| a.0.cmp(&b.0));
-    nsec3.dedup_by(|later, first| {
-        let same = later.0 == first.0;
-        if same {
-            first.1.append(&mut later.1);
-        }
-        same
-    });
-    let mut nsec3: Vec<DenialEntry> = nsec3
-        .into_iter()
-        .map(|(owner, mut records)| {
-            sort_nsec3_first(&mut records);
-            DenialEntry {
-                owner,
-                records: records.into(),
-            }
-        })
-        .collect();
-    nsec3.sort_by(|a, b| a.label().cmp(b.label()));
     let params = apex
         .rrset(dnssec::rtype::NSEC3PARAM)
         .and_then(|rrset| Records(rrset).next())
@@ -229,6 +210,34 @@ pub fn index(zone: &ZoneData, nsec3: Vec<(Box<[u8]>, Vec<u8>)>) -> Option<Box<Si
         denial,
         nsec3: nsec3.into(),
     }))
+}
+
+/// The NSEC3 RRsets of a zone file, as the builder kept them apart (each record with its
+/// owner, in file order), in hash order, each RRset's NSEC3 records before its RRSIGs.
+pub fn nsec3_entries(records: Vec<(Box<[u8]>, Vec<u8>)>) -> Vec<DenialEntry> {
+    // An owner's records may come in more than one run (a signer writing the RRSIGs
+    // after the whole chain): one entry each.
+    let mut records = records;
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    records.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same {
+            first.1.append(&mut later.1);
+        }
+        same
+    });
+    let mut entries: Vec<DenialEntry> = records
+        .into_iter()
+        .map(|(owner, mut records)| {
+            sort_nsec3_first(&mut records);
+            DenialEntry {
+                owner,
+                records: records.into(),
+            }
+        })
+        .collect();
+    entries.sort_by(|a, b| a.label().cmp(b.label()));
+    entries
 }
 
 /// Puts an NSEC3 RRset's NSEC3 records before its RRSIGs.
