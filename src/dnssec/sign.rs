@@ -1051,6 +1051,61 @@ mod tests {
     }
 
     #[test]
+    fn the_nsec3_chain_holds_every_name_with_data_and_each_empty_non_terminal_above_one() {
+        let origin = hickory_proto::rr::Name::from_ascii("example.com.").unwrap();
+        // `y.z` is empty above `x.y.z`; glue below `sub` is in no chain; `old.e1` holds
+        // only an NSEC the file carried, so it goes, and `e1`, which only it made, too.
+        let text = "$TTL 3600\n@ SOA ns1 h 1 7200 900 1209600 300\n@ NS ns1\n\
+                    ns1 A 192.0.2.1\nx.y.z TXT \"deep\"\nsub NS ns.sub\nns.sub A 192.0.2.5\n\
+                    old.e1 NSEC ns1 A\n";
+        let zone = crate::zone::parse(text, std::path::Path::new("t.zone"), &origin).unwrap();
+        let policy = DnssecPolicy {
+            algorithm: super::super::key::Algorithm::Ed25519,
+            denial: Denial::Nsec3,
+            ..DnssecPolicy::default()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let now = 1_800_000_000;
+        let (_dir, keys) = super::super::keydir::open_and_advance(
+            &tmp.path().join("keys"),
+            "example.com",
+            policy.algorithm,
+            &key_timing(&zone, &policy),
+            now,
+        )
+        .unwrap();
+        let apex = keys.lifecycle.apex(now);
+        let signed = sign_zone(zone, keys, &apex, &policy, now).unwrap().zone;
+
+        let params = Nsec3Params::default();
+        let mut expected: Vec<Box<[u8]>> = ["", "ns1", "x.y.z", "y.z", "z", "sub"]
+            .iter()
+            .map(|name| {
+                let name = super::super::wire(&format!("{name}.example.com"));
+                nsec3_owner(&nsec3_hash(&name, &params), &signed.apex).into()
+            })
+            .collect();
+        expected.sort();
+        let chain = signed.signed().unwrap().nsec3_entries();
+        let owners: Vec<Box<[u8]>> = chain.iter().map(|e| e.owner.clone()).collect();
+        assert_eq!(owners, expected);
+        // Each an NSEC3 then its RRSIG, the last pointing back to the first.
+        for entry in chain {
+            let types: Vec<u16> = Records(&entry.records)
+                .map(|r| u16::from_be_bytes([r[0], r[1]]))
+                .collect();
+            assert_eq!(types, [dnssec_rtype::NSEC3, rtype::RRSIG]);
+        }
+        let next = |entry: &DenialEntry| Records(&entry.records).next().unwrap()[16..36].to_vec();
+        let first = super::super::nsec3_label_hash(chain[0].label()).unwrap();
+        assert_eq!(next(chain.last().unwrap()), first);
+        for name in ["old.e1", "e1"] {
+            let name = super::super::wire(&format!("{name}.example.com"));
+            assert!(signed.node(&name).is_none(), "{name:?}");
+        }
+    }
+
+    #[test]
     fn type_bitmap_of_rfc_4034_example() {
         // RFC 4034 §4.3: A MX RRSIG NSEC TYPE1234.
         let bitmap = type_bitmap(&[1, 15, 46, 47, 1234]);

@@ -212,12 +212,11 @@ pub fn index(zone: &ZoneData, nsec3: Vec<DenialEntry>) -> Option<Box<Signed>> {
     }))
 }
 
-/// The NSEC3 RRsets of a zone file, as the builder kept them apart (each record with its
-/// owner, in file order), in hash order, each RRset's NSEC3 records before its RRSIGs.
-pub fn nsec3_entries(records: Vec<(Box<[u8]>, Vec<u8>)>) -> Vec<DenialEntry> {
+/// The NSEC3 RRsets of a zone file, from the runs of records by owner the builder kept
+/// apart in file order: in hash order, each RRset's NSEC3 records before its RRSIGs.
+pub fn nsec3_entries(mut records: Vec<(Box<[u8]>, Vec<u8>)>) -> Vec<DenialEntry> {
     // An owner's records may come in more than one run (a signer writing the RRSIGs
     // after the whole chain): one entry each.
-    let mut records = records;
     records.sort_by(|a, b| a.0.cmp(&b.0));
     records.dedup_by(|later, first| {
         let same = later.0 == first.0;
