@@ -295,7 +295,10 @@ struct DirArgs {
     asn_db: Option<PathBuf>,
 }
 
+/// How a client command reaches the server: shown under a heading of its own, after the
+/// command's own options, in every subcommand's help.
 #[derive(Args)]
+#[command(next_help_heading = "Connection")]
 struct ApiArgs {
     /// The API to talk to: HOST:PORT, or a URL (http://HOST:PORT).
     #[arg(

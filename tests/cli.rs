@@ -915,8 +915,10 @@ fn version_names_the_commit_and_the_features() {
     assert!(shown.contains(&format!("features: {features})")), "{shown}");
 }
 
-/// Help text: every argument says what it is, no default is shown twice, and an unset
-/// environment variable is not shown as set to nothing (`[env: LBDNS_API=]`).
+/// Help text: every argument says what it is, no default is shown twice, an unset
+/// environment variable is not shown as set to nothing (`[env: LBDNS_API=]`), and a client
+/// command lists its own options first, then how it reaches the server under a heading of
+/// its own (they were interleaved: --api, --hostname, --api-token, --group, --site...).
 #[test]
 fn help_describes_every_argument_once() {
     let commands: &[&[&str]] = &[
@@ -925,10 +927,12 @@ fn help_describes_every_argument_once() {
         &["task", "list"],
         &["task", "get"],
         &["task", "create"],
+        &["task", "update"],
         &["task", "enable"],
         &["task", "disable"],
         &["task", "delete"],
         &["group", "list"],
+        &["group", "get"],
         &["group", "put"],
         &["group", "delete"],
         &["secondaries", "list"],
@@ -950,6 +954,21 @@ fn help_describes_every_argument_once() {
             !help.contains("=]"),
             "{command:?}: an unset variable shown as empty:\n{help}"
         );
+        if help.contains("--site <SITE>") {
+            let (own, connection) = help
+                .split_once("\nConnection:\n")
+                .unwrap_or_else(|| panic!("{command:?}: no Connection heading:\n{help}"));
+            assert!(
+                !own.contains("--api") && !own.contains("--site"),
+                "{command:?}: connection options among the command's own:\n{help}"
+            );
+            for option in ["--api <API>", "--api-token", "--site", "--json"] {
+                assert!(
+                    connection.contains(option),
+                    "{command:?}: {option} not under Connection:\n{help}"
+                );
+            }
+        }
         let mut in_arguments = false;
         for line in help.lines() {
             if line.starts_with("Arguments:") {
