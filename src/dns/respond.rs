@@ -68,7 +68,7 @@ pub fn respond<R: Rng + ?Sized>(
         // Never answer a response: no reflection loops.
         return Outcome::default();
     }
-    // Borrowed where it was read: a query holds its name's 255 bytes, not worth a copy.
+    // Borrowed where it was read: moving it out would copy its `WireName` every query.
     let read = Query::read(packet);
     let query = match &read {
         Ok(query) => query,
