@@ -98,27 +98,40 @@ impl Question {
 }
 
 /// The health cells of one group's origins, as a pick reads them.
-struct Cells(Vec<Option<Arc<OriginHealth>>>);
+struct Cells {
+    cells: Vec<Option<Arc<OriginHealth>>>,
+    /// The group's check reads a `weight_header`: a pick takes the weights reported, as
+    /// the query path does (the snapshot's `Link`).
+    reports_weights: bool,
+}
 
 impl Cells {
     fn of(site: &Site, group: &OriginGroup, health: &Health) -> Self {
-        Self(
-            group
+        Self {
+            cells: group
                 .origins
                 .iter()
                 .map(|o| Key::of_origin(site, group, o).map(|key| health.cell(key)))
                 .collect(),
-        )
+            reports_weights: group
+                .health_check
+                .as_ref()
+                .is_some_and(|check| check.weight_header.is_some()),
+        }
     }
 
     fn cell(&self, origin: u16) -> Option<&OriginHealth> {
-        self.0[usize::from(origin)].as_deref()
+        self.cells[usize::from(origin)].as_deref()
     }
 }
 
 impl Live for &Cells {
     fn is_up(&self, origin: u16) -> bool {
         self.cell(origin).is_none_or(|c| c.is_up())
+    }
+
+    fn reports_weights(&self) -> bool {
+        self.reports_weights
     }
 
     fn weight(&self, origin: u16, configured: u32) -> u32 {

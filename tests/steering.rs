@@ -790,6 +790,27 @@ fn an_origin_reporting_its_weight_in_a_header_gets_that_share_until_it_reports_o
     wait_reported(a, Value::from(10));
     wait_reported(b, Value::from(30));
     share_of_a(0.25);
+    // The server's explain draws as the query path does, with the weights reported
+    // (it gave 0.5 each, the configured 1:1): its 60,000 draws are within 0.01 of the
+    // share but by chance < 1e-6.
+    let (status, body) = server
+        .http(
+            "GET",
+            "/v1/sites/example.com/explain?hostname=www.example.com",
+            None,
+        )
+        .expect("the API answers");
+    assert_eq!(status, 200, "{body}");
+    let explained: Value = serde_json::from_str(&body).unwrap();
+    let probability_of_a = explained["candidates"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["address"] == a))
+        .and_then(|c| c["probability"].as_f64())
+        .unwrap_or_else(|| panic!("no candidate {a}: {explained}"));
+    assert!(
+        (probability_of_a - 0.25).abs() <= 0.01,
+        "explain gives {a} {probability_of_a}, its reported share is 0.25: {explained}"
+    );
     // b sheds all its load: a takes everything.
     origin_b.set_weight(Some("0"));
     wait_reported(b, Value::from(0));
