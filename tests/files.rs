@@ -264,7 +264,7 @@ fn the_readme_walkthrough_leaves_the_shipped_example_byte_for_byte() {
     assert_eq!(std::fs::read(&path).unwrap(), shipped);
     let server = site.serve();
 
-    // README.md, "Managing tasks": create, disable, delete.
+    // README.md, "Managing tasks": create, update, disable, delete.
     let created = expect(
         server.api,
         "POST",
@@ -280,6 +280,8 @@ fn the_readme_walkthrough_leaves_the_shipped_example_byte_for_byte() {
     assert!(a_answer(&server, "api.example.com.").is_ok());
 
     let task = format!("{TASKS}/api.example.com");
+    let updated = expect(server.api, "PATCH", &task, Some(&json!({"ttl": 45})), 200);
+    assert!(updated.contains("\"ttl\":45"), "{updated}");
     let disabled = expect(server.api, "POST", &format!("{task}/disable"), None, 200);
     assert!(disabled.contains("\"ineffective\""), "{disabled}");
     assert_eq!(
