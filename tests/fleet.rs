@@ -737,13 +737,25 @@ fn a_task_is_effective_once_every_live_node_serves_it() {
         listing.contains("a (this one)") && listing.contains("\nb "),
         "{listing}"
     );
-    // Each node's line names the revision of each file it serves.
+    // Each node's line names the revision of each file it serves, and when its GeoIP
+    // database was built (an RFC 3339 time, under its own column).
     let files: Vec<&str> = listing
         .lines()
         .skip(1)
         .filter(|line| line.contains("example.com.lb.yaml@") && line.contains("example.com.zone@"))
         .collect();
     assert_eq!(files.len(), 2, "{listing}");
+    assert!(
+        listing.starts_with("NODE") && listing.contains("GEOIP BUILT"),
+        "{listing}"
+    );
+    for line in &files {
+        assert!(
+            line.split_whitespace()
+                .any(|word| humantime::parse_rfc3339(word).is_ok()),
+            "no GeoIP build time: {line}\n{listing}"
+        );
+    }
 
     // A change while node B cannot apply it (stopped): deploying, B not applied, and the
     // change's own reply says so (not what node A alone serves).
