@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A toy HTTP origin for the README's examples of health-check steering (SPEC §12).
+"""A toy HTTP origin for the README's examples of health-check steering (nearest, weight_header).
 
     contrib/toy-origin.py ADDRESS PORT [--delay MS] [--weight W]
 
