@@ -52,6 +52,9 @@ pub struct Mirror {
 /// mod revision.
 pub type SiteChanged = Box<dyn Fn(&str, &[u8], i64) + Send + Sync>;
 
+/// A site file in the mirror: its name, contents and mod revision.
+pub type MirroredSite = (String, Vec<u8>, i64);
+
 /// A node's entry under `PREFIX/nodes/`, kept under a lease.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Presence {
@@ -416,8 +419,8 @@ impl Mirror {
             None => revisions.remove(name),
         };
         drop(revisions);
-        // Called with `files` still held: a reload waits for it (see [`Mirror::settle`]),
-        // so the change reaches the writer before any reload the file's event starts.
+        // Called with `files` still held, so that what a reload finds not applied yet
+        // (see [`Mirror::when_applied`]) is on disk at its revision.
         if let (true, Ok(()), Some(bytes)) = (written, &result, value)
             && name.ends_with(".lb.yaml")
             && let Some(call) = &*self.on_site_change.lock().expect("never poisoned")
@@ -427,14 +430,32 @@ impl Mirror {
         drop(files);
     }
 
-    /// Waits until no mirrored file is being changed. A site file another node changed
-    /// is then in the writer's queue (as [`Mirror::on_site_change`] hands it on), ahead
-    /// of a reload queued after this: the file watcher sees the file replaced before the
-    /// mirror has synced its directory (which under I/O load can take longer than the
-    /// watcher's quiet time), and without this its reload came first and loaded every
-    /// file for a change the writer applies alone.
-    pub fn settle(&self) {
-        drop(self.files.lock().expect("never poisoned"));
+    /// Runs `read` with no mirrored file changing meanwhile, once every site file in the
+    /// mirror is served at the revision mirrored; until then returns the site files not
+    /// applied yet (name, contents, revision): other nodes' changes whose hand-over to
+    /// the writer ([`Mirror::on_site_change`]) is still queued, or was dropped by a full
+    /// queue. The store's reload applies those first, as it applies its own API's
+    /// changes, so that it never loads every file for them; the file watcher sees them
+    /// replaced before the writer has them, and under load long before.
+    pub fn when_applied<T>(&self, read: impl FnOnce() -> T) -> Result<T, Vec<MirroredSite>> {
+        let _files = self.files.lock().expect("never poisoned");
+        let revisions = self.revisions.lock().expect("never poisoned");
+        let loaded = self.loaded.lock().expect("never poisoned");
+        let unapplied: Vec<MirroredSite> = revisions
+            .iter()
+            .filter(|&(name, &revision)| {
+                name.ends_with(".lb.yaml") && loaded.get(name).is_none_or(|&l| l < revision)
+            })
+            .filter_map(|(name, &revision)| {
+                let text = std::fs::read(self.zones_dir.join(name)).ok()?;
+                Some((name.clone(), text, revision))
+            })
+            .collect();
+        drop((revisions, loaded));
+        match unapplied.is_empty() {
+            true => Ok(read()),
+            false => Err(unapplied),
+        }
     }
 
     /// The newest version of the file `name` in etcd, mirrored before it is returned

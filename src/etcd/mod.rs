@@ -17,7 +17,7 @@ use std::path::Path;
 #[cfg(feature = "etcd")]
 mod client;
 #[cfg(feature = "etcd")]
-pub use client::{Mirror, Presence, Probes, SiteChanged, export, import};
+pub use client::{Mirror, MirroredSite, Presence, Probes, SiteChanged, export, import};
 
 /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`, or `etcds://` for a cluster that speaks TLS,
 /// with what reaching it takes ([`Access`], from the `--etcd-*` options).
@@ -182,6 +182,7 @@ mod disabled {
     }
 
     pub type SiteChanged = Box<dyn Fn(&str, &[u8], i64) + Send + Sync>;
+    pub type MirroredSite = (String, Vec<u8>, i64);
 
     pub struct Probes {
         pub geoip_build_epoch: Box<dyn Fn() -> Option<u64> + Send + Sync>,
@@ -247,7 +248,7 @@ mod disabled {
             match *self {}
         }
 
-        pub fn settle(&self) {
+        pub fn when_applied<T>(&self, _read: impl FnOnce() -> T) -> Result<T, Vec<MirroredSite>> {
             match *self {}
         }
 
@@ -265,7 +266,7 @@ mod disabled {
     }
 }
 #[cfg(not(feature = "etcd"))]
-pub use disabled::{Mirror, Presence, Probes, SiteChanged, export, import};
+pub use disabled::{Mirror, MirroredSite, Presence, Probes, SiteChanged, export, import};
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::writer::Stored;
 use crate::load::{LoadedSite, Sources};
 use crate::persist;
 use crate::site::{Limits, SiteSpec};
@@ -22,7 +23,9 @@ pub(super) trait Backend: Send {
 
     /// What is stored now, when it differs from what this backend last saw (it then
     /// remembers it: an edit that does not load is not tried again until it changes).
-    fn poll(&mut self) -> Option<Self::Revision>;
+    /// With `stored_first`, site files another node stored that are not applied here
+    /// yet come back as [`Polled::Stored`] first.
+    fn poll(&mut self, stored_first: bool) -> Polled<Self::Revision>;
 
     /// Remembers `revision` as loaded and served: writes are guarded against it.
     fn served(&mut self, revision: Self::Revision);
@@ -48,6 +51,17 @@ pub(super) trait Backend: Send {
     /// Records that `site`, stored elsewhere as `text` at `revision` (another fleet
     /// node's change, already in the files), is now served: not an edit to reload.
     fn adopted(&mut self, site: &LoadedSite, text: &str, revision: i64);
+}
+
+/// What [`Backend::poll`] found.
+pub(super) enum Polled<R> {
+    /// Nothing changed since the last look.
+    Unchanged,
+    /// Something changed: a reload reads it all, and serves this revision.
+    Changed(R),
+    /// Site files another fleet node changed, stored here but not applied yet: the
+    /// writer applies each as that node's change, then polls again.
+    Stored(Vec<Stored>),
 }
 
 /// Why the storage refused or failed a change.
@@ -150,6 +164,16 @@ impl Files {
         }
     }
 
+    /// The files as they are now, when they differ from what was last seen.
+    pub(super) fn changed(&mut self) -> Option<Fingerprint> {
+        let now = Fingerprint::read(&self.sources);
+        if now == self.seen {
+            return None;
+        }
+        self.seen = now.clone();
+        Some(now)
+    }
+
     /// Refuses a change while the site's zone file is not the one served.
     pub(super) fn zone_unchanged(&self, zone: &Path) -> Result<(), StorageError> {
         match self.served.files.get(zone).map(|c| c.matches(zone)) {
@@ -192,13 +216,8 @@ impl Files {
 impl Backend for Files {
     type Revision = Fingerprint;
 
-    fn poll(&mut self) -> Option<Fingerprint> {
-        let now = Fingerprint::read(&self.sources);
-        if now == self.seen {
-            return None;
-        }
-        self.seen = now.clone();
-        Some(now)
+    fn poll(&mut self, _stored_first: bool) -> Polled<Fingerprint> {
+        self.changed().map_or(Polled::Unchanged, Polled::Changed)
     }
 
     fn served(&mut self, revision: Fingerprint) {

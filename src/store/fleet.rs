@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::files::{Backend, Files, Fingerprint, StorageError};
+use super::files::{Backend, Files, Fingerprint, Polled, StorageError};
+use super::writer::Stored;
 use crate::etcd::{EtcdError, Mirror};
 use crate::load::{LoadedSite, Sources};
 
@@ -41,10 +42,31 @@ fn file_name(site: &LoadedSite) -> String {
 impl Backend for Fleet {
     type Revision = Fingerprint;
 
-    fn poll(&mut self) -> Option<Fingerprint> {
-        // Taken before the files are read: what they hold is at least this new.
-        self.polled = self.mirror.mirrored();
-        self.files.poll()
+    fn poll(&mut self, stored_first: bool) -> Polled<Fingerprint> {
+        let mut changed = || {
+            // Taken before the files are read: what they hold is at least this new.
+            self.polled = self.mirror.mirrored();
+            self.files.changed()
+        };
+        let changed = match stored_first {
+            false => changed(),
+            true => match self.mirror.when_applied(changed) {
+                Ok(changed) => changed,
+                Err(sites) => {
+                    let stored = sites.into_iter();
+                    return Polled::Stored(
+                        stored
+                            .map(|(name, text, revision)| Stored {
+                                name,
+                                text,
+                                revision,
+                            })
+                            .collect(),
+                    );
+                }
+            },
+        };
+        changed.map_or(Polled::Unchanged, Polled::Changed)
     }
 
     fn served(&mut self, revision: Fingerprint) {

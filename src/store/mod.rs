@@ -367,11 +367,6 @@ impl Store {
     /// changed since the last read or write; an error keeps the last good configuration
     /// serving. Blocks: call it from a blocking thread.
     pub fn reload(&self) -> Result<bool, LoadError> {
-        // On a fleet node, another node's change being mirrored is queued first: the
-        // writer applies it alone, and the reload then finds that file unchanged.
-        if let Some(mirror) = &self.fleet {
-            mirror.settle();
-        }
         let (reply, done) = oneshot::channel();
         if self.queue.send(Job::Reload(reply)).is_err() {
             return Ok(false);

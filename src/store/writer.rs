@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use super::edit::{self, Edit, Subject};
-use super::files::{Backend, StorageError};
+use super::files::{Backend, Polled, StorageError};
 use super::{ChangeError, Committed, Shared, TaskGenerations, site_index};
 use crate::geoip::GeoIp;
 use crate::health::{Health, Key};
@@ -100,7 +100,8 @@ impl<B: Backend> Writer<B> {
                     }
                     Job::Stored(stored) => {
                         self.commit(std::mem::take(&mut changes));
-                        self.adopt(stored);
+                        // What it cannot serve, the reload its file event starts reports.
+                        let _ = self.adopt(stored);
                     }
                 }
             }
@@ -382,42 +383,43 @@ impl<B: Backend> Writer<B> {
     /// Serves a site file another node stored, as a change of this node's API is served:
     /// that site alone checked, compiled and published. What this cannot take (a site
     /// new to this node, a changed `primary:`, a file that does not load) is left to the
-    /// reload the file watcher starts for the same file, which reports it.
-    fn adopt(&mut self, stored: Stored) {
+    /// reload the file watcher starts for the same file, which reports it. True when it
+    /// was served.
+    fn adopt(&mut self, stored: Stored) -> bool {
         let started = std::time::Instant::now();
         let base = self.shared.committed.load_full();
         if base.reload_error.is_some() {
-            return;
+            return false;
         }
         let named = |s: &&Arc<LoadedSite>| {
             s.path.file_name().and_then(|n| n.to_str()) == Some(stored.name.as_str())
         };
         let Some(index) = base.config.sites.iter().position(|s| named(&s)) else {
-            return;
+            return false;
         };
         if !self.backend.is_latest(&stored.name, stored.revision) {
-            return;
+            return false;
         }
         let current = &base.config.sites[index];
         let text = match std::str::from_utf8(&stored.text) {
             Ok(text) => text,
-            Err(_) => return,
+            Err(_) => return false,
         };
         let (spec, validated) = match site::from_text(&current.path, text, &current.site.origin) {
             Ok(checked) => checked,
             Err(error) => {
                 debug!(%error, file = stored.name, "a site file from the fleet is left to the reload");
-                return;
+                return false;
             }
         };
         if spec.primary != current.spec.primary {
-            return;
+            return false;
         }
         let zone = &base.config.zones[index_of_zone(&base, index)];
         let serving = self.shared.serving.load_full();
         let snapshot = match serving.with_site(zone, &validated, &self.shared.health) {
             Ok(snapshot) => snapshot,
-            Err(_) => return,
+            Err(_) => return false,
         };
         let next = Arc::new(LoadedSite {
             path: current.path.clone(),
@@ -432,6 +434,7 @@ impl<B: Backend> Writer<B> {
         config.sites[index] = next;
         self.publish(generation, config, task_generations, Arc::new(snapshot));
         debug!(file = stored.name, revision = stored.revision, elapsed = ?started.elapsed(), "applied a site change from the fleet");
+        true
     }
 
     // ----------- Reload -------------------------------------------------------------
@@ -439,8 +442,23 @@ impl<B: Backend> Writer<B> {
     /// Reloads when the files changed, or with `force` (to refresh DNSSEC signatures)
     /// when they did not.
     fn reload(&mut self, force: bool) -> Result<bool, LoadError> {
+        // Another node's site change the mirror holds but the writer has not applied
+        // yet (its job is queued behind this reload, or was dropped by a full queue) is
+        // applied as it would have been, not by loading every file; one that cannot be
+        // (a new site, a changed primary, an error) is left to the reload.
+        let mut stored_first = true;
+        let revision = loop {
+            match self.backend.poll(stored_first) {
+                Polled::Unchanged => break None,
+                Polled::Changed(revision) => break Some(revision),
+                Polled::Stored(stored) => {
+                    for stored in stored {
+                        stored_first &= self.adopt(stored);
+                    }
+                }
+            }
+        };
         let sources = &self.shared.sources;
-        let revision = self.backend.poll();
         if revision.is_none() && !force {
             return Ok(false);
         }
