@@ -22,6 +22,10 @@ fn package() -> &'static (PathBuf, PathBuf, tempfile::TempDir) {
             .arg(repo().join("scripts/deb"))
             .args(["--binary", env!("CARGO_BIN_EXE_lbdns"), "--out"])
             .arg(dir.path())
+            // The committed example (tests/files.rs keeps the copy so), not the working
+            // copy's zones/, which the README's walkthrough changes.
+            .arg("--example")
+            .arg(example_dir().join("zones"))
             .output()
             .unwrap();
         assert!(out.status.success(), "scripts/deb: {}", stderr(&out));
@@ -81,6 +85,15 @@ fn the_package_holds_the_binary_unit_pages_completions_and_served_directory() {
         "usr/share/doc/lbdns/copyright",
     ] {
         assert!(tree.join(path).is_file(), "the package has no /{path}");
+    }
+    for file in ["example.com.zone", "example.com.lb.yaml"] {
+        let shipped = tree.join("usr/share/lbdns/example/zones").join(file);
+        let committed = example_dir().join("zones").join(file);
+        assert_eq!(
+            read(&shipped),
+            read(&committed),
+            "{file}: not the committed example"
+        );
     }
     // /etc/default/lbdns is a conffile (kept across upgrades); the zones are the
     // operator's data, which dpkg must not own (a purge would delete them).
